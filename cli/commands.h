@@ -1,0 +1,28 @@
+// The subcommands of the `freshet` binary. Each returns the process exit
+// code: 0 success, 1 runtime failure, 2 bad usage or configuration.
+#pragma once
+
+#include <string>
+
+namespace freshet {
+
+struct DemoLoadOptions {
+  std::string writer_url = "http://127.0.0.1:8080";
+  int stores = 4;
+  int skus = 300;
+  int commands = 5000;
+  int clients = 4;
+  unsigned seed = 42;
+};
+
+int RunWriterCommand(const std::string& config_path);
+int RunViewsCommand(const std::string& config_path);
+int RunCheckConfigCommand(const std::string& config_path);
+int RunDemoLoadCommand(const DemoLoadOptions& options);
+
+// Blocks SIGINT and SIGTERM in the calling thread (call before starting
+// threads so they inherit the mask), and waits for one of them.
+void BlockShutdownSignals();
+int WaitForShutdownSignal();
+
+}  // namespace freshet

@@ -1,0 +1,44 @@
+// freshet: one binary, one subcommand per role.
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"freshet: keeps read views fresh from a Kafka event log"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("freshet ") + FRESHET_VERSION);
+
+  std::string config_path;
+  auto* writer = app.add_subcommand("writer", "Serve commands: decide, publish in Kafka transactions, answer (partition, offset)");
+  writer->add_option("-c,--config", config_path, "JSON config file (comments allowed); FRESHET_* variables override it")
+      ->check(CLI::ExistingFile);
+
+  auto* views = app.add_subcommand("views", "Consume the topic into the views (Postgres), exactly once");
+  views->add_option("-c,--config", config_path, "JSON config file (comments allowed); FRESHET_* variables override it")
+      ->check(CLI::ExistingFile);
+
+  auto* check = app.add_subcommand("check-config", "Validate a config file and print the effective configuration");
+  check->add_option("-c,--config", config_path, "JSON config file")->check(CLI::ExistingFile);
+
+  freshet::DemoLoadOptions load;
+  auto* demo = app.add_subcommand("demo-load", "Send a stream of realistic inventory commands to a writer");
+  demo->add_option("--writer", load.writer_url, "Writer base URL")->capture_default_str();
+  demo->add_option("--stores", load.stores, "Number of stores")->check(CLI::Range(1, 1000))->capture_default_str();
+  demo->add_option("--skus", load.skus, "SKUs per store")->check(CLI::Range(1, 100000))->capture_default_str();
+  demo->add_option("--commands", load.commands, "Commands after the initial stock")
+      ->check(CLI::Range(0, 100000000))->capture_default_str();
+  demo->add_option("--clients", load.clients, "Concurrent HTTP connections")->check(CLI::Range(1, 256))->capture_default_str();
+  demo->add_option("--seed", load.seed, "Random seed")->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  if (*writer) return freshet::RunWriterCommand(config_path);
+  if (*views) return freshet::RunViewsCommand(config_path);
+  if (*check) return freshet::RunCheckConfigCommand(config_path);
+  if (*demo) return freshet::RunDemoLoadCommand(load);
+  return 2;
+}

@@ -1,0 +1,76 @@
+// freshet's configuration: one JSON file (comments allowed) plus environment
+// overrides, validated against a fixed schema.
+//
+// Every field has a dotted path ("kafka.brokers"). An environment variable
+// named FRESHET_ + the path in upper case with dots as underscores
+// (FRESHET_KAFKA_BROKERS) overrides the file. Unknown keys, wrong types and
+// missing required fields are errors whose message names the field.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/status.h"
+
+namespace freshet {
+
+struct KafkaConfig {
+  std::string brokers;                 // required: "host:port[,host:port]"
+  std::string topic = "inventory";     // the event topic
+  int partitions = 4;                  // used when the writer creates the topic
+  int replication_factor = 1;
+  std::string dead_letter_topic = "freshet-dlq";
+  // Extra librdkafka properties passed to every client, e.g. {"debug": "eos"}.
+  std::map<std::string, std::string> client_properties;
+};
+
+struct PostgresConfig {
+  std::string url;                     // libpq URL; required by `views`
+};
+
+struct WriterConfig {
+  std::string listen = "127.0.0.1:8080";
+  int linger_ms = 2;                   // group commit: how long a batch may wait to fill
+  int max_batch = 1024;                // group commit: commands per Kafka transaction
+  int max_body_bytes = 1 << 20;        // larger HTTP bodies get 413
+  std::string transactional_id_prefix = "freshet-writer";
+  int io_threads = 1;
+};
+
+struct ViewsConfig {
+  std::string listen = "127.0.0.1:8081";
+  std::string group_id = "freshet-views";
+  int flush_interval_ms = 100;         // freshness: longest a change waits to be written
+  int max_batch_rows = 50000;          // freshness: flush when this many events are pending
+};
+
+struct Config {
+  KafkaConfig kafka;
+  PostgresConfig postgres;
+  WriterConfig writer;
+  ViewsConfig views;
+  std::string log_level = "info";
+};
+
+// Reads `path` (empty: no file, only defaults and environment) and validates.
+Result<Config> LoadConfig(const std::string& path);
+
+// Same, from text already in memory; `env` stands in for the process
+// environment so that tests can pass their own.
+Result<Config> ParseConfig(const std::string& text, const std::string& source_name,
+                           const std::map<std::string, std::string>& env);
+
+// The process environment entries starting with FRESHET_.
+std::map<std::string, std::string> FreshetEnvironment();
+
+// Checks that the fields a subcommand needs are present ("kafka.brokers: required").
+Status RequireField(const std::string& value, const std::string& path);
+
+// The environment variable that overrides `path`: "kafka.brokers" -> "FRESHET_KAFKA_BROKERS".
+std::string EnvNameFor(const std::string& path);
+
+}  // namespace freshet

@@ -1,0 +1,73 @@
+#include "core/http.h"
+
+namespace freshet {
+
+int HttpStatusFor(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kOk: return 200;
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kRefused: return 409;
+    case StatusCode::kConflict: return 409;
+    case StatusCode::kFenced: return 503;
+    case StatusCode::kUnavailable: return 503;
+    case StatusCode::kTimeout: return 504;
+    case StatusCode::kInternal: return 500;
+  }
+  return 500;
+}
+
+Result<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text, const std::string& field) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos)
+    return Status::InvalidArgument(field + ": expected host:port, got \"" + text + "\"");
+  std::string host = text.substr(0, colon);
+  std::string port_text = text.substr(colon + 1);
+  char* end = nullptr;
+  long port = std::strtol(port_text.c_str(), &end, 10);
+  if (port_text.empty() || *end != '\0' || port < 0 || port > 65535)
+    return Status::InvalidArgument(field + ": bad port in \"" + text + "\"");
+  if (host.empty()) host = "127.0.0.1";
+  if (host == "localhost") host = "127.0.0.1";
+  return std::make_pair(host, static_cast<uint16_t>(port));
+}
+
+std::string UrlDecode(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '+') {
+      out += ' ';
+    } else if (c == '%' && i + 2 < text.size() && std::isxdigit(static_cast<unsigned char>(text[i + 1])) &&
+               std::isxdigit(static_cast<unsigned char>(text[i + 2]))) {
+      out += static_cast<char>(std::stoi(text.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+void SplitTarget(const std::string& target, std::string* path, std::map<std::string, std::string>* query) {
+  auto q = target.find('?');
+  *path = UrlDecode(target.substr(0, q));
+  query->clear();
+  if (q == std::string::npos) return;
+  std::string rest = target.substr(q + 1);
+  size_t start = 0;
+  while (start <= rest.size()) {
+    size_t amp = rest.find('&', start);
+    std::string pair = rest.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
+    if (!pair.empty()) {
+      auto eq = pair.find('=');
+      if (eq == std::string::npos) (*query)[UrlDecode(pair)] = "";
+      else (*query)[UrlDecode(pair.substr(0, eq))] = UrlDecode(pair.substr(eq + 1));
+    }
+    if (amp == std::string::npos) break;
+    start = amp + 1;
+  }
+}
+
+}  // namespace freshet

@@ -1,0 +1,64 @@
+// Plain HTTP request/response values shared by the server, the client and
+// every handler. No Boost here: only the two Beast translation units
+// (http_server.cpp, http_client.cpp) see Beast.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/status.h"
+
+namespace freshet {
+
+struct HttpRequest {
+  std::string method;                          // "GET", "POST", ...
+  std::string target;                          // raw: "/views/x/rows?key=a"
+  std::string path;                            // decoded path: "/views/x/rows"
+  std::map<std::string, std::string> query;    // decoded query parameters
+  std::map<std::string, std::string> headers;  // names in lower case
+  std::string body;
+
+  std::string Header(const std::string& lower_name) const {
+    auto it = headers.find(lower_name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// Sends the response; may be called from any thread, exactly once.
+using HttpReply = std::function<void(HttpResponse)>;
+using HttpHandler = std::function<void(HttpRequest&& request, HttpReply reply)>;
+
+inline HttpResponse JsonResponse(int status, const nlohmann::json& body) {
+  return HttpResponse{status, "application/json", body.dump() + "\n", {}};
+}
+
+// {"error": reason} with the given 4xx/5xx status.
+inline HttpResponse ErrorResponse(int status, const std::string& reason) {
+  return JsonResponse(status, nlohmann::json{{"error", reason}});
+}
+
+// The HTTP status that best reports a non-OK Status to a client.
+int HttpStatusFor(const Status& status);
+
+// "host:port" -> (host, port); "" host means 127.0.0.1.
+Result<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text, const std::string& field);
+
+std::string UrlDecode(const std::string& text);
+
+// Splits "/a/b?x=1&y=2" into decoded path and query map.
+void SplitTarget(const std::string& target, std::string* path, std::map<std::string, std::string>* query);
+
+}  // namespace freshet

@@ -1,0 +1,180 @@
+// RAII wrappers over librdkafka's C API: a transactional producer, a
+// read_committed consumer with a rebalance hook, and the few admin calls
+// freshet needs. Nothing outside core/ includes librdkafka.
+//
+// Threading: each object is used by one thread at a time (librdkafka's own
+// handles are thread-safe, but these wrappers keep per-call state).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+
+struct rd_kafka_s;
+struct rd_kafka_message_s;
+struct rd_kafka_error_s;
+
+namespace freshet {
+
+struct KafkaClientOptions {
+  std::string brokers;
+  std::map<std::string, std::string> properties;  // passed to librdkafka as-is
+};
+
+struct KafkaHandleDeleter { void operator()(rd_kafka_s* rk) const; };
+using KafkaHandle = std::unique_ptr<rd_kafka_s, KafkaHandleDeleter>;
+
+struct KafkaHeader {
+  std::string name;
+  std::string value;
+};
+
+// Where a produced message landed; offset stays -1 until Kafka acknowledges it.
+struct DeliveryReport {
+  int32_t partition = -1;
+  int64_t offset = -1;
+  int error = 0;  // rd_kafka_resp_err_t
+};
+
+struct OutgoingMessage {
+  std::string topic;
+  int32_t partition = -1;  // -1: let librdkafka's partitioner choose (murmur2_random)
+  std::string key;
+  std::string value;
+  std::vector<KafkaHeader> headers;
+};
+
+// A producer with a transactional.id. Call order: InitTransactions once, then
+// for each batch Begin, Produce..., Commit (or Abort). A kFenced status from
+// any call is final: another producer took the transactional.id over; destroy
+// this one and stop serving what it wrote for.
+class TransactionalProducer {
+ public:
+  static Result<std::unique_ptr<TransactionalProducer>> Create(
+      const KafkaClientOptions& options, const std::string& transactional_id);
+  ~TransactionalProducer();
+  TransactionalProducer(const TransactionalProducer&) = delete;
+  TransactionalProducer& operator=(const TransactionalProducer&) = delete;
+
+  // Fences any earlier producer with the same transactional.id and aborts its
+  // open transaction.
+  Status InitTransactions(std::chrono::milliseconds timeout);
+  Status Begin();
+  // Queues `message` in the open transaction. `report`, if given, must stay
+  // alive until Commit/Abort returns; Commit fills it in.
+  Status Produce(const OutgoingMessage& message, DeliveryReport* report);
+  // Flushes and commits. OK means every message of the transaction is durably
+  // in the log and visible to read_committed consumers.
+  Status Commit(std::chrono::milliseconds timeout);
+  Status Abort(std::chrono::milliseconds timeout);
+
+  const std::string& transactional_id() const { return transactional_id_; }
+
+ private:
+  TransactionalProducer(KafkaHandle handle, std::string transactional_id)
+      : handle_(std::move(handle)), transactional_id_(std::move(transactional_id)) {}
+  Status TxnCall(const char* what, rd_kafka_error_s* error);
+
+  KafkaHandle handle_;
+  std::string transactional_id_;
+};
+
+// One consumed record; owns the librdkafka message.
+class KafkaMessage {
+ public:
+  KafkaMessage() = default;
+  explicit KafkaMessage(rd_kafka_message_s* m);
+  ~KafkaMessage();
+  KafkaMessage(KafkaMessage&& other) noexcept : m_(other.m_) { other.m_ = nullptr; }
+  KafkaMessage& operator=(KafkaMessage&& other) noexcept;
+
+  std::string_view topic() const;
+  int32_t partition() const;
+  int64_t offset() const;
+  std::string_view key() const;
+  std::string_view value() const;
+  int64_t timestamp_ms() const;  // -1 if none
+  std::optional<std::string_view> header(const char* name) const;
+
+ private:
+  rd_kafka_message_s* m_ = nullptr;
+};
+
+struct TopicPartitionOffset {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;  // kOffsetBeginning / kOffsetEnd / kOffsetStored or an absolute offset
+};
+
+inline constexpr int64_t kOffsetBeginning = -2;
+inline constexpr int64_t kOffsetEnd = -1;
+
+// Called from inside Consumer::Poll when the group hands partitions to this
+// consumer. The hook fills each entry's start offset (from the store that
+// keeps the offsets: Postgres, RocksDB); entries left alone start at the
+// beginning of the partition.
+using AssignHook = std::function<Status(std::vector<TopicPartitionOffset>& assigned)>;
+// Called before partitions are taken away; the last chance to flush.
+using RevokeHook = std::function<void(const std::vector<TopicPartitionOffset>& revoked)>;
+
+// A read_committed consumer that never commits offsets to Kafka: the store
+// that receives the data keeps them.
+class Consumer {
+ public:
+  // `group_id` may be empty for a consumer that only uses Assign.
+  static Result<std::unique_ptr<Consumer>> Create(const KafkaClientOptions& options,
+                                                  const std::string& group_id);
+  ~Consumer();
+  Consumer(const Consumer&) = delete;
+  Consumer& operator=(const Consumer&) = delete;
+
+  Status Subscribe(const std::vector<std::string>& topics, AssignHook on_assign, RevokeHook on_revoke);
+  Status Assign(const std::vector<TopicPartitionOffset>& partitions);
+
+  enum class PollOutcome { kMessage, kTimeout, kPartitionEnd };
+  // Waits up to `timeout` for one message. kPartitionEnd is reported once per
+  // partition each time the consumer reaches its end (the last stable offset
+  // for read_committed): `message` is then empty and `*eof_partition` is set.
+  Result<PollOutcome> Poll(std::chrono::milliseconds timeout, KafkaMessage* message,
+                           int32_t* eof_partition = nullptr);
+  // Repositions an assigned partition (after a failed store write).
+  Status Seek(const std::string& topic, int32_t partition, int64_t offset);
+  // The next offset the consumer will fetch for an assigned partition.
+  Result<int64_t> Position(const std::string& topic, int32_t partition);
+  Result<std::pair<int64_t, int64_t>> QueryWatermarks(const std::string& topic, int32_t partition,
+                                                      std::chrono::milliseconds timeout);
+  // True once an AssignHook failed: the group believes this consumer owns
+  // partitions it is not reading. The caller should close it and start anew.
+  bool assignment_failed() const { return assignment_failed_; }
+  // The partitions currently assigned (for metrics and status).
+  std::vector<TopicPartitionOffset> Assignment();
+  // Leaves the group cleanly (runs the revoke hook).
+  Status Close();
+
+ private:
+  friend struct ConsumerRebalance;
+  explicit Consumer(KafkaHandle handle) : handle_(std::move(handle)) {}
+  KafkaHandle handle_;
+  AssignHook on_assign_;
+  RevokeHook on_revoke_;
+  Status rebalance_error_;
+  bool assignment_failed_ = false;
+  bool closed_ = false;
+};
+
+// Admin: creates `topic` unless it exists. OK if it already exists.
+Status EnsureTopic(const KafkaClientOptions& options, const std::string& topic, int partitions,
+                   int replication_factor, std::chrono::milliseconds timeout);
+// Number of partitions of `topic` (kNotFound if it does not exist).
+Result<int> PartitionCount(const KafkaClientOptions& options, const std::string& topic,
+                           std::chrono::milliseconds timeout);
+
+}  // namespace freshet

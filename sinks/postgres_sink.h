@@ -1,0 +1,82 @@
+// PostgresSink: writes a view's rows and its Kafka offsets in ONE Postgres
+// transaction, so the view's effect is exactly-once across crashes.
+//
+// Rows go through COPY into a temporary staging table and one
+// INSERT ... ON CONFLICT; a column may add to the stored value instead of
+// replacing it (counters and sums). The offsets row of each partition is
+// advanced only if it still holds the offset this sink last saw: a second
+// process that took the partition over makes our write fail with kConflict
+// instead of doubling rows.
+//
+// Threading: one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <pqxx/connection>
+
+#include "core/status.h"
+
+
+namespace freshet {
+
+struct ColumnSpec {
+  std::string name;
+  std::string sql_type;          // "text", "bigint", "double precision", ...
+  bool add_on_conflict = false;  // new = stored + written (else replaced)
+};
+
+struct TableSpec {
+  std::string view_name;         // the stable SQL view readers query
+  int version = 1;               // rows live in table <view_name>__v<version>
+  std::vector<ColumnSpec> key_columns;
+  std::vector<ColumnSpec> value_columns;
+  std::string table_name() const { return view_name + "__v" + std::to_string(version); }
+};
+
+// One row to upsert; values are in text form, std::nullopt is SQL NULL.
+struct RowWrite {
+  std::vector<std::string> key;
+  std::vector<std::optional<std::string>> values;
+};
+
+struct OffsetAdvance {
+  int32_t partition = 0;
+  int64_t expected_next = -1;  // what the store holds now; -1: nothing stored yet
+  int64_t next_offset = 0;     // the first offset NOT yet reflected in the rows
+};
+
+class PostgresSink {
+ public:
+  // Connects, applies freshet's migrations, creates the view's table and
+  // its stable SQL view if missing.
+  static Result<std::unique_ptr<PostgresSink>> Open(const std::string& url, const std::string& topic,
+                                                    const TableSpec& table);
+  ~PostgresSink();
+
+  // next_offset per partition, as stored with the rows.
+  Result<std::map<int32_t, int64_t>> LoadOffsets();
+  // Rows and offsets in one transaction; kConflict if an offset moved under us.
+  Status Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets);
+
+ private:
+  PostgresSink() = default;
+  Status Prepare();
+
+  std::string url_;
+  std::string topic_;
+  TableSpec table_;
+  std::unique_ptr<pqxx::connection> conn_;
+  std::string upsert_sql_;
+  int staging_backend_pid_ = -1;  // the session whose temp staging table exists
+};
+
+// Applies sql/migrations in order, once each, under an advisory lock.
+Status ApplyMigrations(pqxx::connection& conn);
+
+}  // namespace freshet

@@ -1,0 +1,140 @@
+// The decider API: how a domain turns commands into events and events into
+// state. A domain is plain C++ with no Kafka in sight:
+//
+//   struct MyDomain {
+//     using Entity = ...;                                   // copyable, default = "absent"
+//     static Result<Command> ParseCommand(const nlohmann::json& body);
+//     static Result<std::vector<Event>> Decide(const StateView<Entity>& state, const Command& c);
+//     static std::string EntityKeyOf(const Event& e);       // which entity an event changes
+//     static Entity Evolve(const Entity& before, const Event& e);
+//     static nlohmann::json EntityToJson(const Entity& e);
+//     static std::string EntityKeyFromPath(const std::string& partition_key, const std::string& entity);
+//   };
+//
+// Decide returns Status::Refused("reason") to refuse, or InvalidArgument for
+// a command that is malformed for this domain. OverlayState<MyDomain> gives
+// the writer a DomainState with pending changes kept apart from committed
+// ones, so a refused command or an aborted transaction changes nothing.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/envelope.h"
+#include "core/status.h"
+
+namespace freshet {
+
+struct Command {
+  std::string type;
+  std::string partition_key;  // decides the Kafka partition (a store id, an account id)
+  std::string id;             // idempotency key; empty when the client gave none
+  nlohmann::json data;        // the command's fields, as sent
+};
+
+// Committed state with the current batch's pending changes on top.
+template <typename Entity>
+class StateView {
+ public:
+  StateView(const std::unordered_map<std::string, Entity>& committed,
+            const std::unordered_map<std::string, Entity>& pending)
+      : committed_(committed), pending_(pending) {}
+  // nullptr when the entity has never been seen.
+  const Entity* Find(const std::string& key) const {
+    if (auto it = pending_.find(key); it != pending_.end()) return &it->second;
+    if (auto it = committed_.find(key); it != committed_.end()) return &it->second;
+    return nullptr;
+  }
+
+ private:
+  const std::unordered_map<std::string, Entity>& committed_;
+  const std::unordered_map<std::string, Entity>& pending_;
+};
+
+// One partition's state as the writer's partition loop sees it. Owned and
+// used by that loop's thread only.
+class DomainState {
+ public:
+  virtual ~DomainState() = default;
+  // Decides `command` against committed + pending state; on success the
+  // returned events are already applied to the pending overlay.
+  virtual Result<std::vector<Event>> Decide(const Command& command) = 0;
+  virtual void CommitPending() = 0;
+  virtual void DropPending() = 0;
+  // Applies an event read back from the log (recovery, standby tailing).
+  virtual Status ApplyCommitted(const Event& event) = 0;
+  // The committed entity as JSON, or null when absent.
+  virtual nlohmann::json EntityJson(const std::string& partition_key, const std::string& entity) const = 0;
+  virtual size_t entity_count() const = 0;
+};
+
+// A domain as the writer sees it, without its types.
+class Domain {
+ public:
+  virtual ~Domain() = default;
+  virtual std::string name() const = 0;
+  virtual Result<Command> ParseCommand(const nlohmann::json& body) const = 0;
+  virtual std::unique_ptr<DomainState> NewState() const = 0;
+};
+
+template <typename D>
+class OverlayState final : public DomainState {
+ public:
+  using Entity = typename D::Entity;
+
+  Result<std::vector<Event>> Decide(const Command& command) override {
+    auto events = D::Decide(StateView<Entity>(committed_, pending_), command);
+    if (!events.ok()) return events;
+    for (const Event& e : events.value()) {
+      std::string key = D::EntityKeyOf(e);
+      const Entity* before = StateView<Entity>(committed_, pending_).Find(key);
+      pending_[key] = D::Evolve(before ? *before : Entity{}, e);
+    }
+    return events;
+  }
+
+  void CommitPending() override {
+    for (auto& [key, entity] : pending_) committed_[key] = std::move(entity);
+    pending_.clear();
+  }
+
+  void DropPending() override { pending_.clear(); }
+
+  Status ApplyCommitted(const Event& event) override {
+    std::string key = D::EntityKeyOf(event);
+    if (key.empty()) return Status::InvalidArgument("event " + event.type + " names no entity");
+    auto it = committed_.find(key);
+    committed_[key] = D::Evolve(it == committed_.end() ? Entity{} : it->second, event);
+    return Status::Ok();
+  }
+
+  nlohmann::json EntityJson(const std::string& partition_key, const std::string& entity) const override {
+    auto it = committed_.find(D::EntityKeyFromPath(partition_key, entity));
+    if (it == committed_.end()) return nullptr;
+    return D::EntityToJson(it->second);
+  }
+
+  size_t entity_count() const override { return committed_.size(); }
+
+ private:
+  std::unordered_map<std::string, Entity> committed_;
+  std::unordered_map<std::string, Entity> pending_;
+};
+
+template <typename D>
+class DomainAdapter final : public Domain {
+ public:
+  explicit DomainAdapter(std::string name) : name_(std::move(name)) {}
+  std::string name() const override { return name_; }
+  Result<Command> ParseCommand(const nlohmann::json& body) const override { return D::ParseCommand(body); }
+  std::unique_ptr<DomainState> NewState() const override { return std::make_unique<OverlayState<D>>(); }
+
+ private:
+  std::string name_;
+};
+
+}  // namespace freshet
