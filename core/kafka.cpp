@@ -233,7 +233,9 @@ Result<std::unique_ptr<Consumer>> Consumer::Create(const KafkaClientOptions& opt
       {"auto.offset.reset", "earliest"},
       {"enable.partition.eof", "true"},
   };
-  if (!group_id.empty()) defaults["group.id"] = group_id;
+  // librdkafka 2.0.2 refuses assign() without a group.id ("Unknown group"),
+  // even though an assign-only consumer never joins or commits to it.
+  defaults["group.id"] = group_id.empty() ? "freshet-assign-only" : group_id;
   auto conf = MakeConf(options, defaults);
   if (!conf.ok()) return conf.status();
   // The Consumer object is the rebalance callback's opaque; it is created

@@ -1,0 +1,94 @@
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "core/http_client.h"
+#include "core/http_server.h"
+
+namespace freshet {
+namespace {
+
+std::unique_ptr<HttpServer> StartEcho(size_t max_body = 1024) {
+  HttpServer::Options o;
+  o.max_body_bytes = max_body;
+  auto server = HttpServer::Start(o, [](HttpRequest&& req, HttpReply reply) {
+    if (req.path == "/later") {
+      // Answer from another thread, as the writer does after a commit.
+      std::thread([reply] { reply(JsonResponse(202, {{"late", true}})); }).detach();
+      return;
+    }
+    reply(JsonResponse(200, {{"method", req.method}, {"path", req.path}, {"query", req.query}, {"body", req.body}}));
+  });
+  EXPECT_TRUE(server.ok()) << server.status().ToString();
+  return std::move(server.value());
+}
+
+TEST(HttpServer, ServesKeepAliveRequestsWithDecodedQuery) {
+  auto server = StartEcho();
+  HttpClient client("127.0.0.1", server->port());
+  for (int i = 0; i < 3; ++i) {
+    auto res = client.Get("/a%20b?x=1&y=hello%2Fworld");
+    ASSERT_TRUE(res.ok()) << res.status().ToString();
+    auto j = nlohmann::json::parse(res->body);
+    EXPECT_EQ(j["path"], "/a b");
+    EXPECT_EQ(j["query"]["y"], "hello/world");
+  }
+  auto post = client.Post("/p", R"({"k":1})");
+  ASSERT_TRUE(post.ok());
+  EXPECT_EQ(nlohmann::json::parse(post->body)["body"], R"({"k":1})");
+}
+
+TEST(HttpServer, RepliesFromAnotherThread) {
+  auto server = StartEcho();
+  HttpClient client("127.0.0.1", server->port());
+  auto res = client.Get("/later");
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ(res->status, 202);
+}
+
+TEST(HttpServer, OversizedBodyGets413WithJsonReason) {
+  auto server = StartEcho(100);
+  HttpClient client("127.0.0.1", server->port());
+  auto res = client.Post("/p", std::string(1000, 'x'));
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_EQ(res->status, 413);
+  EXPECT_TRUE(nlohmann::json::parse(res->body).contains("error"));
+  // The server keeps serving others.
+  HttpClient other("127.0.0.1", server->port());
+  auto ok = other.Get("/still-here");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->status, 200);
+}
+
+TEST(HttpServer, MalformedRequestGets400) {
+  auto server = StartEcho();
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(server->port());
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  std::string garbage = "THIS IS NOT HTTP\r\n\r\n";
+  ASSERT_EQ(write(fd, garbage.data(), garbage.size()), static_cast<ssize_t>(garbage.size()));
+  char buf[512] = {};
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  ASSERT_GT(n, 0);
+  EXPECT_NE(std::string(buf).find("400"), std::string::npos) << buf;
+}
+
+TEST(HttpServer, PortInUseIsAClearError) {
+  auto first = StartEcho();
+  HttpServer::Options o;
+  o.listen = "127.0.0.1:" + std::to_string(first->port());
+  auto second = HttpServer::Start(o, [](HttpRequest&&, HttpReply reply) { reply(JsonResponse(200, {})); });
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find(o.listen), std::string::npos) << second.status().message();
+}
+
+}  // namespace
+}  // namespace freshet

@@ -1,0 +1,81 @@
+// What integration tests share: where the suite's Kafka and Postgres are,
+// unique names so tests never see each other's data, child processes of the
+// real `freshet` binary, and waiting on conditions instead of sleeping.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "core/kafka.h"
+
+namespace freshet::testing {
+
+// FRESHET_KAFKA_BROKERS or the services script's default.
+std::string KafkaBrokers();
+KafkaClientOptions KafkaOptions();
+// Admin URL of the suite's Postgres (FRESHET_TEST_PG_URL or the default).
+std::string PostgresUrl();
+
+// "prefix-<pid>-<counter>-<time>": unique across runs and tests.
+std::string UniqueName(const std::string& prefix);
+
+// Creates a fresh database for one test and returns its URL.
+std::string CreateTestDatabase(const std::string& prefix);
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int FreePort();
+
+// Polls `condition` until it holds or `timeout` passes; true if it held.
+bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+               std::chrono::milliseconds poll_every = std::chrono::milliseconds(20));
+
+// A child process running the real freshet binary. Killed (SIGKILL) on
+// destruction if still running. stdout+stderr go to a log file.
+class FreshetProcess {
+ public:
+  FreshetProcess(std::vector<std::string> args, std::map<std::string, std::string> env,
+                 const std::string& log_name);
+  ~FreshetProcess();
+  FreshetProcess(const FreshetProcess&) = delete;
+  FreshetProcess& operator=(const FreshetProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  void Signal(int sig);
+  // Waits for exit; returns the exit code (128+signal if killed), -1 on timeout.
+  int Wait(std::chrono::milliseconds timeout);
+  bool running();
+  std::string Log() const;  // everything the process printed so far
+
+ private:
+  pid_t pid_ = -1;
+  int exit_code_ = -1;
+  std::string log_path_;
+};
+
+// Runs the freshet binary to completion; returns exit code and output.
+struct RunResult {
+  int exit_code = -1;
+  std::string output;
+};
+RunResult RunFreshet(std::vector<std::string> args, std::map<std::string, std::string> env,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+// Reads a partition to its end (read_committed); returns the values in order.
+struct ReadRecord {
+  int32_t partition;
+  int64_t offset;
+  std::string key;
+  std::string value;
+};
+std::vector<ReadRecord> ReadAll(const std::string& topic, int partitions,
+                                std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+}  // namespace freshet::testing

@@ -1,0 +1,138 @@
+#include "writer/inventory.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+namespace freshet {
+namespace {
+
+nlohmann::json Cmd(const std::string& type, int64_t qty, bool from_reservation = false) {
+  nlohmann::json c = {{"type", type}, {"store", "s1"}, {"sku", "A"}};
+  if (type == "adjust") c["counted"] = qty;
+  else c["qty"] = qty;
+  if (from_reservation) c["from_reservation"] = true;
+  return c;
+}
+
+class InventoryDecider : public ::testing::Test {
+ protected:
+  // Decides and, when accepted, commits; returns the status.
+  Status Run(const nlohmann::json& body) {
+    auto command = InventoryDomain::ParseCommand(body);
+    if (!command.ok()) return command.status();
+    auto events = state_.Decide(*command);
+    if (!events.ok()) return events.status();
+    state_.CommitPending();
+    return Status::Ok();
+  }
+  nlohmann::json Item() { return state_.EntityJson("s1", "A"); }
+  OverlayState<InventoryDomain> state_;
+};
+
+TEST_F(InventoryDecider, ReceivesStock) {
+  ASSERT_TRUE(Run(Cmd("receive", 10)).ok());
+  EXPECT_EQ(Item()["on_hand"], 10);
+}
+
+TEST_F(InventoryDecider, RefusesSaleBeyondOnHand) {
+  ASSERT_TRUE(Run(Cmd("receive", 3)).ok());
+  Status st = Run(Cmd("sell", 4));
+  EXPECT_EQ(st.code(), StatusCode::kRefused);
+  EXPECT_NE(st.message().find("insufficient stock"), std::string::npos);
+  EXPECT_EQ(Item()["on_hand"], 3);
+}
+
+TEST_F(InventoryDecider, RefusesSaleOfReservedStock) {
+  ASSERT_TRUE(Run(Cmd("receive", 5)).ok());
+  ASSERT_TRUE(Run(Cmd("reserve", 4)).ok());
+  EXPECT_EQ(Run(Cmd("sell", 2)).code(), StatusCode::kRefused);
+  ASSERT_TRUE(Run(Cmd("sell", 1)).ok());
+  ASSERT_TRUE(Run(Cmd("sell", 4, true)).ok());
+  EXPECT_EQ(Item()["on_hand"], 0);
+  EXPECT_EQ(Item()["reserved"], 0);
+}
+
+TEST_F(InventoryDecider, RefusesReleaseBeyondReserved) {
+  ASSERT_TRUE(Run(Cmd("receive", 5)).ok());
+  ASSERT_TRUE(Run(Cmd("reserve", 2)).ok());
+  EXPECT_EQ(Run(Cmd("release", 3)).code(), StatusCode::kRefused);
+  ASSERT_TRUE(Run(Cmd("release", 2)).ok());
+}
+
+TEST_F(InventoryDecider, RefusesCountBelowReserved) {
+  ASSERT_TRUE(Run(Cmd("receive", 5)).ok());
+  ASSERT_TRUE(Run(Cmd("reserve", 3)).ok());
+  EXPECT_EQ(Run(Cmd("adjust", 2)).code(), StatusCode::kRefused);
+  ASSERT_TRUE(Run(Cmd("adjust", 3)).ok());
+  EXPECT_EQ(Item()["on_hand"], 3);
+}
+
+TEST_F(InventoryDecider, MalformedCommandsNameTheField) {
+  EXPECT_NE(Run({{"type", "sell"}, {"store", "s1"}, {"sku", "A"}}).message().find("qty: required"), std::string::npos);
+  EXPECT_NE(Run({{"type", "sell"}, {"store", "s1"}, {"sku", "A"}, {"qty", "2"}}).message().find("qty: expected an integer"),
+            std::string::npos);
+  EXPECT_NE(Run({{"type", "sell"}, {"store", "s1"}, {"sku", "A"}, {"qty", -1}}).message().find("qty"), std::string::npos);
+  EXPECT_NE(Run({{"type", "steal"}, {"store", "s1"}, {"sku", "A"}}).message().find("unknown command type"),
+            std::string::npos);
+  EXPECT_NE(Run({{"type", "sell"}, {"sku", "A"}, {"qty", 1}}).message().find("store: required"), std::string::npos);
+}
+
+TEST_F(InventoryDecider, DroppedOverlayLeavesStateUntouched) {
+  ASSERT_TRUE(Run(Cmd("receive", 5)).ok());
+  auto command = InventoryDomain::ParseCommand(Cmd("sell", 5));
+  ASSERT_TRUE(state_.Decide(*command).ok());
+  // A second sale in the same batch sees the first one's pending effect.
+  auto again = state_.Decide(*command);
+  EXPECT_EQ(again.status().code(), StatusCode::kRefused);
+  state_.DropPending();  // the Kafka transaction aborted
+  EXPECT_EQ(Item()["on_hand"], 5);
+}
+
+// Random command sequences never reach a state that breaks an invariant,
+// and a refused command changes nothing.
+TEST_F(InventoryDecider, RandomSequencesKeepInvariants) {
+  std::mt19937 rng(1234);
+  const char* types[] = {"receive", "reserve", "release", "sell", "adjust"};
+  for (int i = 0; i < 20000; ++i) {
+    std::string type = types[rng() % 5];
+    nlohmann::json c = Cmd(type, static_cast<int64_t>(rng() % 12) + (type == "adjust" ? 0 : 1), rng() % 3 == 0);
+    if (rng() % 2) c["sku"] = "B";
+    nlohmann::json before_a = state_.EntityJson("s1", "A"), before_b = state_.EntityJson("s1", "B");
+    Status st = Run(c);
+    if (!st.ok()) {
+      ASSERT_EQ(st.code(), StatusCode::kRefused) << st.message();
+      EXPECT_EQ(state_.EntityJson("s1", "A"), before_a);
+      EXPECT_EQ(state_.EntityJson("s1", "B"), before_b);
+    }
+    for (const char* sku : {"A", "B"}) {
+      nlohmann::json item = state_.EntityJson("s1", sku);
+      if (item.is_null()) continue;
+      ASSERT_GE(item["on_hand"].get<int64_t>(), 0);
+      ASSERT_GE(item["reserved"].get<int64_t>(), 0);
+      ASSERT_LE(item["reserved"].get<int64_t>(), item["on_hand"].get<int64_t>());
+    }
+  }
+}
+
+// Replaying the events a decider emitted rebuilds the same state (recovery).
+TEST_F(InventoryDecider, ReplayingEventsRebuildsState) {
+  OverlayState<InventoryDomain> replica;
+  std::mt19937 rng(99);
+  const char* types[] = {"receive", "reserve", "release", "sell", "adjust"};
+  for (int i = 0; i < 2000; ++i) {
+    auto command = InventoryDomain::ParseCommand(Cmd(types[rng() % 5], static_cast<int64_t>(rng() % 9) + 1));
+    ASSERT_TRUE(command.ok());
+    auto events = state_.Decide(*command);
+    if (!events.ok()) continue;
+    state_.CommitPending();
+    for (const Event& e : *events) {
+      auto decoded = DecodeEventValue(EncodeEventValue(e));
+      ASSERT_TRUE(replica.ApplyCommitted(*decoded).ok());
+    }
+  }
+  EXPECT_EQ(replica.EntityJson("s1", "A"), state_.EntityJson("s1", "A"));
+}
+
+}  // namespace
+}  // namespace freshet
