@@ -54,7 +54,7 @@ int RunCheckConfigCommand(const std::string& config_path) {
       {"writer", {{"listen", c.writer.listen}, {"linger_ms", c.writer.linger_ms}, {"max_batch", c.writer.max_batch}}},
       {"views",
        {{"listen", c.views.listen}, {"group_id", c.views.group_id}, {"flush_interval_ms", c.views.flush_interval_ms},
-        {"max_batch_rows", c.views.max_batch_rows}}},
+        {"max_batch_rows", c.views.max_batch_rows}, {"session_timeout_ms", c.views.session_timeout_ms}}},
       {"log_level", c.log_level}};
   std::cout << out.dump(2) << "\n";
   return 0;
@@ -144,6 +144,7 @@ int RunViewsCommand(const std::string& config_path) {
   options.group_id = config->views.group_id;
   options.flush_interval = std::chrono::milliseconds(config->views.flush_interval_ms);
   options.max_batch_events = static_cast<size_t>(config->views.max_batch_rows);
+  options.session_timeout_ms = config->views.session_timeout_ms;
 
   auto backoff = std::chrono::milliseconds(500);
   while (!stop.load()) {

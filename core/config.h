@@ -46,6 +46,9 @@ struct ViewsConfig {
   std::string group_id = "freshet-views";
   int flush_interval_ms = 100;         // freshness: longest a change waits to be written
   int max_batch_rows = 50000;          // freshness: flush when this many events are pending
+  // How soon the group notices a crashed view process and hands its
+  // partitions to the others (the broker's minimum is 6000 by default).
+  int session_timeout_ms = 10000;
 };
 
 struct Config {

@@ -13,6 +13,9 @@ namespace {
 // Any 64-bit number; it only has to be the same in every freshet process.
 constexpr int64_t kMigrationLockId = 0x66726573686574;  // "freshet"
 
+std::string QualifiedTable(const TableSpec& t) { return QuoteIdent(t.schema) + "." + QuoteIdent(t.table_name()); }
+std::string QualifiedView(const TableSpec& t) { return QuoteIdent(t.schema) + "." + QuoteIdent(t.view_name); }
+
 std::string StagingName(const TableSpec& t) { return "freshet_staging_" + t.table_name(); }
 
 std::string ColumnList(const TableSpec& t) {
@@ -81,7 +84,7 @@ PostgresSink::~PostgresSink() = default;
 
 Status PostgresSink::Prepare() {
   const TableSpec& t = table_;
-  std::string table = QuoteIdent(t.table_name());
+  std::string table = QualifiedTable(t);
   std::string defs, keys;
   for (const auto& c : t.key_columns) {
     defs += (defs.empty() ? "" : ", ") + QuoteIdent(c.name) + " " + c.sql_type + " NOT NULL";
@@ -92,16 +95,16 @@ Status PostgresSink::Prepare() {
   for (const auto& c : t.value_columns) {
     std::string col = QuoteIdent(c.name);
     updates += (updates.empty() ? "" : ", ") + col + " = " +
-               (c.add_on_conflict ? "COALESCE(" + table + "." + col + ", 0) + EXCLUDED." + col : "EXCLUDED." + col);
+               (c.add_on_conflict ? "COALESCE(target." + col + ", 0) + EXCLUDED." + col : "EXCLUDED." + col);
   }
-  upsert_sql_ = "INSERT INTO " + table + " (" + ColumnList(t) + ") SELECT " + ColumnList(t) + " FROM " +
+  upsert_sql_ = "INSERT INTO " + table + " AS target (" + ColumnList(t) + ") SELECT " + ColumnList(t) + " FROM " +
                 QuoteIdent(StagingName(t)) + " ON CONFLICT (" + keys + ") DO " +
                 (updates.empty() ? "NOTHING" : "UPDATE SET " + updates);
   try {
     pqxx::work tx(*conn_);
     tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLockId) + ")");
     tx.exec("CREATE TABLE IF NOT EXISTS " + table + " (" + defs + ", PRIMARY KEY (" + keys + "))");
-    tx.exec("CREATE OR REPLACE VIEW " + QuoteIdent(t.view_name) + " AS SELECT * FROM " + table);
+    tx.exec("CREATE OR REPLACE VIEW " + QualifiedView(t) + " AS SELECT * FROM " + table);
     tx.exec_params(
         "INSERT INTO freshet.views (name, version) VALUES ($1, $2) "
         "ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, updated_at = now()",
@@ -134,7 +137,7 @@ Status PostgresSink::Write(const std::vector<RowWrite>& rows, const std::vector<
     // The staging table is temporary: a new session (after a reconnect) needs its own.
     if (staging_backend_pid_ != conn_->backendpid()) {
       tx.exec("CREATE TEMP TABLE IF NOT EXISTS " + QuoteIdent(StagingName(table_)) + " (LIKE " +
-              QuoteIdent(table_.table_name()) + " INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
+              QualifiedTable(table_) + " INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
       staging_backend_pid_ = conn_->backendpid();
     }
     if (!rows.empty()) {

@@ -32,6 +32,9 @@ struct ColumnSpec {
 };
 
 struct TableSpec {
+  // Always explicit: with the default search_path a role named like the
+  // `freshet` schema would otherwise create tables inside it.
+  std::string schema = "public";
   std::string view_name;         // the stable SQL view readers query
   int version = 1;               // rows live in table <view_name>__v<version>
   std::vector<ColumnSpec> key_columns;

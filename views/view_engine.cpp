@@ -107,7 +107,9 @@ Status ViewEngine::Rewind() {
 
 Status ViewEngine::Run(const std::atomic<bool>& stop) {
   const std::string& view = projection_->table().view_name;
-  auto consumer = Consumer::Create(options_.kafka, options_.group_id);
+  KafkaClientOptions kafka = options_.kafka;
+  kafka.properties["session.timeout.ms"] = std::to_string(options_.session_timeout_ms);
+  auto consumer = Consumer::Create(kafka, options_.group_id);
   if (!consumer.ok()) return consumer.status();
   consumer_ = std::move(consumer.value());
   FRESHET_RETURN_IF_ERROR(consumer_->Subscribe(

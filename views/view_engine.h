@@ -27,6 +27,7 @@ struct ViewEngineOptions {
   std::string group_id;
   std::chrono::milliseconds flush_interval{100};
   size_t max_batch_events = 50000;
+  int session_timeout_ms = 10000;
 };
 
 class ViewEngine {

@@ -1,0 +1,170 @@
+// The walking skeleton end to end, with the real freshet binary: a command
+// accepted over HTTP by `freshet writer` shows up as a row that
+// `freshet views` wrote into Postgres; a refused command publishes nothing.
+#include <signal.h>
+
+#include <gtest/gtest.h>
+
+#include "core/envelope.h"
+#include "core/http_client.h"
+#include "tests/support/test_env.h"
+
+namespace freshet {
+namespace {
+
+using namespace std::chrono_literals;
+using namespace freshet::testing;
+
+constexpr int kPartitions = 2;
+
+class Skeleton : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    topic_ = UniqueName("skeleton");
+    db_url_ = CreateTestDatabase("skeleton");
+    writer_port_ = FreePort();
+    env_ = {{"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
+            {"FRESHET_KAFKA_TOPIC", topic_},
+            {"FRESHET_KAFKA_PARTITIONS", std::to_string(kPartitions)},
+            {"FRESHET_WRITER_LISTEN", "127.0.0.1:" + std::to_string(writer_port_)},
+            {"FRESHET_POSTGRES_URL", db_url_},
+            {"FRESHET_VIEWS_GROUP_ID", UniqueName("views")},
+            {"FRESHET_VIEWS_LISTEN", "127.0.0.1:" + std::to_string(FreePort())},
+            {"FRESHET_VIEWS_FLUSH_INTERVAL_MS", "20"}};
+    writer_ = std::make_unique<FreshetProcess>(std::vector<std::string>{"writer"}, env_, "writer");
+    client_ = std::make_unique<HttpClient>("127.0.0.1", writer_port_);
+    bool ready = WaitUntil([&] {
+      auto r = client_->Get("/readyz");
+      return r.ok() && r->status == 200;
+    }, 60s, 50ms);
+    ASSERT_TRUE(ready) << writer_->Log();
+  }
+
+  nlohmann::json Post(const nlohmann::json& body, int expected_status) {
+    auto r = client_->Post("/commands", body.dump());
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (!r.ok()) return nullptr;
+    EXPECT_EQ(r->status, expected_status) << r->body;
+    EXPECT_EQ(r->content_type, "application/json");
+    return nlohmann::json::parse(r->body);
+  }
+
+  std::optional<int64_t> OnHand(const std::string& store, const std::string& sku) {
+    pqxx::connection conn(db_url_);
+    pqxx::nontransaction tx(conn);
+    auto exists = tx.exec("SELECT to_regclass('public.stock_levels') IS NOT NULL");
+    if (!exists[0][0].as<bool>()) return std::nullopt;
+    auto r = tx.exec_params("SELECT on_hand FROM stock_levels WHERE store = $1 AND sku = $2", store, sku);
+    if (r.empty()) return std::nullopt;
+    return r[0][0].as<int64_t>();
+  }
+
+  std::vector<ReadRecord> Events() { return ReadAll(topic_, kPartitions); }
+
+  std::string topic_, db_url_;
+  int writer_port_ = 0;
+  std::map<std::string, std::string> env_;
+  std::unique_ptr<FreshetProcess> writer_;
+  std::unique_ptr<HttpClient> client_;
+};
+
+TEST_F(Skeleton, AcceptedCommandBecomesAPostgresRow) {
+  nlohmann::json ack = Post({{"type", "receive"}, {"store", "store-1"}, {"sku", "A-1"}, {"qty", 10}}, 200);
+  EXPECT_EQ(ack["partition"], PartitionForKey("store-1", kPartitions));
+  ASSERT_GE(ack["offset"].get<int64_t>(), 0);
+
+  // The event is in the topic at the acknowledged (partition, offset).
+  auto events = Events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].partition, ack["partition"]);
+  EXPECT_EQ(events[0].offset, ack["offset"]);
+  EXPECT_EQ(events[0].key, "store-1");
+  auto event = DecodeEventValue(events[0].value);
+  ASSERT_TRUE(event.ok());
+  EXPECT_EQ(event->type, "StockReceived");
+
+  FreshetProcess views({"views"}, env_, "views");
+  ASSERT_TRUE(WaitUntil([&] { return OnHand("store-1", "A-1") == 10; }, 60s, 50ms)) << views.Log();
+
+  Post({{"type", "sell"}, {"store", "store-1"}, {"sku", "A-1"}, {"qty", 4}}, 200);
+  ASSERT_TRUE(WaitUntil([&] { return OnHand("store-1", "A-1") == 6; }, 30s, 20ms)) << views.Log();
+
+  // The writer serves its own state from memory.
+  auto state = client_->Get("/state/store-1/A-1");
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(state->status, 200);
+  EXPECT_EQ(nlohmann::json::parse(state->body)["entity"]["on_hand"], 6);
+
+  views.Signal(SIGTERM);
+  EXPECT_EQ(views.Wait(30s), 0) << views.Log();
+}
+
+TEST_F(Skeleton, CommandBelowZeroIsRefusedAndPublishesNothing) {
+  Post({{"type", "receive"}, {"store", "store-2"}, {"sku", "B"}, {"qty", 3}}, 200);
+  nlohmann::json refusal = Post({{"type", "sell"}, {"store", "store-2"}, {"sku", "B"}, {"qty", 4}}, 409);
+  EXPECT_EQ(refusal["refused"], true);
+  EXPECT_NE(refusal["error"].get<std::string>().find("insufficient stock"), std::string::npos) << refusal;
+
+  auto events = Events();
+  ASSERT_EQ(events.size(), 1u) << "a refused command must not publish an event";
+  EXPECT_EQ(DecodeEventValue(events[0].value)->type, "StockReceived");
+
+  auto state = client_->Get("/state/store-2/B");
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(nlohmann::json::parse(state->body)["entity"]["on_hand"], 3);
+}
+
+TEST_F(Skeleton, BadInputGets4xxAndLosesNothing) {
+  Post({{"type", "receive"}, {"store", "s"}, {"sku", "k"}, {"qty", 5}}, 200);
+
+  auto malformed = client_->Post("/commands", "{not json");
+  ASSERT_TRUE(malformed.ok());
+  EXPECT_EQ(malformed->status, 400);
+  EXPECT_TRUE(nlohmann::json::parse(malformed->body).contains("error"));
+
+  nlohmann::json unknown = Post({{"type", "teleport"}, {"store", "s"}, {"sku", "k"}}, 400);
+  EXPECT_NE(unknown["error"].get<std::string>().find("teleport"), std::string::npos);
+
+  nlohmann::json missing = Post({{"type", "sell"}, {"store", "s"}, {"sku", "k"}}, 400);
+  EXPECT_NE(missing["error"].get<std::string>().find("qty"), std::string::npos);
+
+  // One bad command in a batch: the whole batch is refused, nothing published.
+  nlohmann::json batch = nlohmann::json::array(
+      {{{"type", "receive"}, {"store", "s"}, {"sku", "k"}, {"qty", 1}}, {{"type", "sell"}, {"store", "s"}, {"sku", "k"}}});
+  nlohmann::json bad_batch = Post(batch, 400);
+  EXPECT_NE(bad_batch["error"].get<std::string>().find("commands[1].qty"), std::string::npos) << bad_batch;
+
+  auto wrong_method = client_->Get("/commands");
+  ASSERT_TRUE(wrong_method.ok());
+  EXPECT_EQ(wrong_method->status, 405);
+
+  auto oversized = client_->Post("/commands", std::string(2 << 20, ' '));
+  ASSERT_TRUE(oversized.ok());
+  EXPECT_EQ(oversized->status, 413);
+
+  EXPECT_EQ(Events().size(), 1u);
+  HttpClient fresh("127.0.0.1", writer_port_);
+  auto state = fresh.Get("/state/s/k");
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(nlohmann::json::parse(state->body)["entity"]["on_hand"], 5);
+}
+
+TEST_F(Skeleton, RestartedWriterRecoversItsStateFromTheLog) {
+  Post({{"type", "receive"}, {"store", "s9"}, {"sku", "z"}, {"qty", 7}}, 200);
+  Post({{"type", "reserve"}, {"store", "s9"}, {"sku", "z"}, {"qty", 2}}, 200);
+  writer_->Signal(SIGTERM);
+  ASSERT_EQ(writer_->Wait(30s), 0) << writer_->Log();
+
+  writer_ = std::make_unique<FreshetProcess>(std::vector<std::string>{"writer"}, env_, "writer");
+  client_ = std::make_unique<HttpClient>("127.0.0.1", writer_port_);
+  ASSERT_TRUE(WaitUntil([&] {
+    auto r = client_->Get("/readyz");
+    return r.ok() && r->status == 200;
+  }, 60s, 50ms)) << writer_->Log();
+  // Only 5 are available: selling 6 must be refused by the recovered state.
+  Post({{"type", "sell"}, {"store", "s9"}, {"sku", "z"}, {"qty", 6}}, 409);
+  Post({{"type", "sell"}, {"store", "s9"}, {"sku", "z"}, {"qty", 5}}, 200);
+}
+
+}  // namespace
+}  // namespace freshet
