@@ -13,6 +13,7 @@ struct DemoLoadOptions {
   int commands = 5000;
   int clients = 4;
   unsigned seed = 42;
+  std::string wait_views_url;  // when set: wait until this view process has applied every event
 };
 
 int RunWriterCommand(const std::string& config_path);

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -85,6 +86,54 @@ void Send(HttpClient& client, const nlohmann::json& command, Tally& tally) {
 
 }  // namespace
 
+bool SplitUrl(const std::string& text, std::string* host, uint16_t* port) {
+  std::string url = text;
+  if (url.rfind("http://", 0) == 0) url = url.substr(7);
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  auto colon = url.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = url.substr(0, colon);
+  *port = static_cast<uint16_t>(std::atoi(url.substr(colon + 1).c_str()));
+  return *port != 0;
+}
+
+// Waits until the view process has stored, for every partition, the offset
+// after the writer's last event: every accepted command is then visible.
+int WaitForViews(HttpClient& writer, const std::string& views_url) {
+  std::string host;
+  uint16_t port = 0;
+  if (!SplitUrl(views_url, &host, &port)) {
+    std::cerr << "freshet demo-load: --wait-views: expected http://host:port, got " << views_url << "\n";
+    return 2;
+  }
+  auto ready = writer.Get("/readyz");
+  if (!ready.ok() || ready->status != 200) {
+    std::cerr << "freshet demo-load: writer not ready: " << (ready.ok() ? ready->body : ready.status().message()) << "\n";
+    return 1;
+  }
+  std::map<std::string, int64_t> wanted;
+  for (const auto& p : nlohmann::json::parse(ready->body)["partitions"])
+    if (p["offset"].get<int64_t>() >= 0) wanted[std::to_string(p["partition"].get<int>())] = p["offset"].get<int64_t>() + 1;
+  HttpClient views(host, port);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto status = views.Get("/views/stock_levels/status");
+    if (status.ok() && status->status == 200) {
+      auto stored = nlohmann::json::parse(status->body)["next_offsets"];
+      bool caught_up = true;
+      for (const auto& [partition, next] : wanted)
+        if (!stored.contains(partition) || stored[partition].get<int64_t>() < next) caught_up = false;
+      if (caught_up) {
+        std::cout << "demo-load: the view has applied every accepted command\n";
+        return 0;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::cerr << "freshet demo-load: the view did not catch up within 120 s\n";
+  return 1;
+}
+
 int RunDemoLoadCommand(const DemoLoadOptions& o) {
   std::string url = o.writer_url;
   if (url.rfind("http://", 0) == 0) url = url.substr(7);
@@ -144,7 +193,12 @@ int RunDemoLoadCommand(const DemoLoadOptions& o) {
             << " failed in " << seconds << " s\n";
   if (!tally.sample_refusal.empty()) std::cout << "demo-load: a refusal looks like: " << tally.sample_refusal;
   if (!tally.sample_failure.empty()) std::cout << "demo-load: a failure: " << tally.sample_failure << "\n";
-  return tally.failed > 0 ? 1 : 0;
+  if (tally.failed > 0) return 1;
+  if (!o.wait_views_url.empty()) {
+    HttpClient writer(host, static_cast<uint16_t>(port));
+    return WaitForViews(writer, o.wait_views_url);
+  }
+  return 0;
 }
 
 }  // namespace freshet

@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 100000000))->capture_default_str();
   demo->add_option("--clients", load.clients, "Concurrent HTTP connections")->check(CLI::Range(1, 256))->capture_default_str();
   demo->add_option("--seed", load.seed, "Random seed")->capture_default_str();
+  demo->add_option("--wait-views", load.wait_views_url,
+                   "View process base URL: afterwards, wait until it has applied every accepted command");
 
   try {
     app.parse(argc, argv);
