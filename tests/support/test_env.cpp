@@ -9,11 +9,14 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+
+extern char** environ;
 
 namespace freshet::testing {
 namespace {
@@ -84,6 +87,12 @@ FreshetProcess::FreshetProcess(std::vector<std::string> args, std::map<std::stri
     int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(fd, 1);
     dup2(fd, 2);
+    // Hermetic: only the FRESHET_* settings the test gives, none inherited
+    // from the shell that runs the suite.
+    std::vector<std::string> inherited;
+    for (char** e = environ; e && *e; ++e)
+      if (std::strncmp(*e, "FRESHET_", 8) == 0) inherited.emplace_back(*e, std::strchr(*e, '=') - *e);
+    for (const auto& name : inherited) unsetenv(name.c_str());
     for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
     std::vector<char*> argv;
     std::string binary = FRESHET_BINARY;

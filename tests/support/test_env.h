@@ -38,7 +38,8 @@ bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds
                std::chrono::milliseconds poll_every = std::chrono::milliseconds(20));
 
 // A child process running the real freshet binary. Killed (SIGKILL) on
-// destruction if still running. stdout+stderr go to a log file.
+// destruction if still running. stdout+stderr go to a log file. Its FRESHET_*
+// environment is exactly `env`: nothing is inherited from the suite's shell.
 class FreshetProcess {
  public:
   FreshetProcess(std::vector<std::string> args, std::map<std::string, std::string> env,
