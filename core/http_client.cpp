@@ -74,7 +74,15 @@ Result<HttpResponse> HttpClient::Request(const std::string& method, const std::s
     http::write(*impl_->stream, req, ec);
     http::response_parser<http::string_body> parser;
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-    if (!ec) http::read(*impl_->stream, impl_->buffer, parser, ec);
+    if (!ec) {
+      http::read(*impl_->stream, impl_->buffer, parser, ec);
+    } else if (ec == net::error::broken_pipe || ec == net::error::connection_reset) {
+      // The server may have answered early (413) and stopped reading: its
+      // answer can still be waiting for us.
+      beast::error_code read_ec;
+      http::read(*impl_->stream, impl_->buffer, parser, read_ec);
+      if (!read_ec) ec = {};
+    }
     if (ec) {
       impl_->stream.reset();
       // A kept-alive connection the server closed: retry once on a new one.

@@ -6,6 +6,7 @@
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <atomic>
 #include <thread>
 #include <vector>
@@ -47,10 +48,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     if (ec == http::error::body_limit) {
       keep_alive_ = false;
+      linger_ = true;
       return Write(ErrorResponse(413, "request body larger than " + std::to_string(max_body_) + " bytes"));
     }
     if (ec) {
       keep_alive_ = false;
+      linger_ = true;
       return Write(ErrorResponse(400, std::string("malformed HTTP request: ") + ec.message()));
     }
     auto& req = parser_->get();
@@ -95,9 +98,29 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     stream_.expires_after(kIdleTimeout);
     http::async_write(stream_, *res,
                       [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
-                        if (ec || !self->keep_alive_) return self->Close();
+                        if (ec) return self->Close();
+                        if (!self->keep_alive_) return self->linger_ ? self->Linger() : self->Close();
                         self->Read();
                       });
+  }
+
+  // After answering a request we did not read whole (413, 400), stop sending
+  // but keep reading and discarding for a while: closing with unread data
+  // would reset the connection and the client would lose our answer.
+  void Linger() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(std::chrono::seconds(5));
+    DrainSome(64 << 20);
+  }
+
+  void DrainSome(size_t budget) {
+    auto buffer = std::make_shared<std::array<char, 64 * 1024>>();
+    stream_.async_read_some(net::buffer(*buffer),
+                            [self = shared_from_this(), buffer, budget](beast::error_code ec, std::size_t n) {
+                              if (ec || n >= budget) return;  // EOF, timeout or enough: the socket closes
+                              self->DrainSome(budget - n);
+                            });
   }
 
   void Close() {
@@ -111,6 +134,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   size_t max_body_;
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = true;
+  bool linger_ = false;
 };
 
 }  // namespace
