@@ -70,7 +70,7 @@ int RunWriterCommand(const std::string& config_path) {
   InitLogging(config->log_level, "writer");
   BlockShutdownSignals();
 
-  auto writer = Writer::Start(config.value(), MakeInventoryDomain());
+  auto writer = Writer::Start(config.value(), MakeDomain(config->writer.domain));
   if (!writer.ok()) {
     spdlog::error("writer: {}", writer.status().ToString());
     return 1;

@@ -134,6 +134,15 @@ Status BindWriter(ConfigObject& o, WriterConfig* c) {
   FRESHET_RETURN_IF_ERROR(o.Int("max_body_bytes", &c->max_body_bytes, 64, 1 << 30));
   FRESHET_RETURN_IF_ERROR(o.String("transactional_id_prefix", &c->transactional_id_prefix));
   FRESHET_RETURN_IF_ERROR(o.Int("io_threads", &c->io_threads, 1, 64));
+  FRESHET_RETURN_IF_ERROR(o.String("domain", &c->domain));
+  if (c->domain != "inventory" && c->domain != "accounts")
+    return Status::InvalidArgument("writer.domain: expected \"inventory\" or \"accounts\", got \"" + c->domain + "\"");
+  FRESHET_RETURN_IF_ERROR(o.String("group_id", &c->group_id));
+  FRESHET_RETURN_IF_ERROR(o.String("owners_topic", &c->owners_topic));
+  FRESHET_RETURN_IF_ERROR(o.String("instance_id", &c->instance_id));
+  FRESHET_RETURN_IF_ERROR(o.String("advertise_url", &c->advertise_url));
+  FRESHET_RETURN_IF_ERROR(o.Int("session_timeout_ms", &c->session_timeout_ms, 1000, 3600 * 1000));
+  FRESHET_RETURN_IF_ERROR(o.Int("idempotency_keys", &c->idempotency_keys, 0, 100000000));
   return o.CheckNoUnknownKeys();
 }
 

@@ -39,6 +39,15 @@ struct WriterConfig {
   int max_body_bytes = 1 << 20;        // larger HTTP bodies get 413
   std::string transactional_id_prefix = "freshet-writer";
   int io_threads = 1;
+  std::string domain = "inventory";          // inventory | accounts
+  // Writer instances share the partitions through this consumer group
+  // (default: "freshet-writers-<topic>").
+  std::string group_id;
+  std::string owners_topic = "freshet-writer-owners";  // who owns which partition (compacted)
+  std::string instance_id;                   // default: hostname-pid
+  std::string advertise_url;                 // how other instances reach this one; default http://<listen>
+  int session_timeout_ms = 10000;            // how soon a dead owner's partitions move
+  int idempotency_keys = 100000;             // per partition: how many recent keys are remembered
 };
 
 struct ViewsConfig {

@@ -206,6 +206,11 @@ std::optional<std::string_view> KafkaMessage::header(const char* name) const {
 // ---- Consumer ------------------------------------------------------------------
 
 struct ConsumerRebalance {
+  static bool Cooperative(rd_kafka_t* rk) {
+    const char* protocol = rd_kafka_rebalance_protocol(rk);
+    return protocol && std::string(protocol) == "COOPERATIVE";
+  }
+
   static void Callback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
                        rd_kafka_topic_partition_list_t* partitions, void* opaque) {
     auto* consumer = static_cast<Consumer*>(opaque);
@@ -217,14 +222,22 @@ struct ConsumerRebalance {
         // Without the stored offsets we must not read: surface the error from Poll.
         consumer->rebalance_error_ = st.WithContext("assigning partitions");
         consumer->assignment_failed_ = true;
-        rd_kafka_assign(rk, nullptr);
+        if (!Cooperative(rk)) rd_kafka_assign(rk, nullptr);
         return;
       }
       auto list = ToList(assigned);
-      rd_kafka_assign(rk, list.get());
+      if (Cooperative(rk)) {
+        if (rd_kafka_error_t* e = rd_kafka_incremental_assign(rk, list.get())) rd_kafka_error_destroy(e);
+      } else {
+        rd_kafka_assign(rk, list.get());
+      }
     } else {
       if (consumer->on_revoke_) consumer->on_revoke_(ToVector(partitions));
-      rd_kafka_assign(rk, nullptr);
+      if (Cooperative(rk)) {
+        if (rd_kafka_error_t* e = rd_kafka_incremental_unassign(rk, partitions)) rd_kafka_error_destroy(e);
+      } else {
+        rd_kafka_assign(rk, nullptr);
+      }
     }
   }
 };
@@ -304,6 +317,22 @@ Result<Consumer::PollOutcome> Consumer::Poll(std::chrono::milliseconds timeout, 
   return PollOutcome::kMessage;
 }
 
+Status Consumer::Pause(const std::vector<TopicPartitionOffset>& partitions) {
+  auto list = ToList(partitions);
+  rd_kafka_resp_err_t err = rd_kafka_pause_partitions(handle_.get(), list.get());
+  if (err) return Status::Internal(std::string("pause: ") + rd_kafka_err2str(err));
+  return Status::Ok();
+}
+
+Status Consumer::Resume(const std::vector<TopicPartitionOffset>& partitions) {
+  auto list = ToList(partitions);
+  rd_kafka_resp_err_t err = rd_kafka_resume_partitions(handle_.get(), list.get());
+  if (err) return Status::Internal(std::string("resume: ") + rd_kafka_err2str(err));
+  return Status::Ok();
+}
+
+bool Consumer::AssignmentLost() { return rd_kafka_assignment_lost(handle_.get()) == 1; }
+
 Status Consumer::Seek(const std::string& topic, int32_t partition, int64_t offset) {
   PartitionListPtr list(rd_kafka_topic_partition_list_new(1), &rd_kafka_topic_partition_list_destroy);
   rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition)->offset = offset;
@@ -377,7 +406,8 @@ Result<int> PartitionCount(const KafkaClientOptions& options, const std::string&
 }
 
 Status EnsureTopic(const KafkaClientOptions& options, const std::string& topic, int partitions,
-                   int replication_factor, std::chrono::milliseconds timeout) {
+                   int replication_factor, std::chrono::milliseconds timeout,
+                   const std::map<std::string, std::string>& topic_config) {
   auto existing = PartitionCount(options, topic, timeout);
   if (existing.ok()) return Status::Ok();
   if (existing.status().code() != StatusCode::kNotFound) return existing.status();
@@ -390,6 +420,7 @@ Status EnsureTopic(const KafkaClientOptions& options, const std::string& topic, 
   rd_kafka_NewTopic_t* new_topic =
       rd_kafka_NewTopic_new(topic.c_str(), partitions, replication_factor, err, sizeof(err));
   if (!new_topic) return Status::InvalidArgument("topic " + topic + ": " + err);
+  for (const auto& [name, value] : topic_config) rd_kafka_NewTopic_set_config(new_topic, name.c_str(), value.c_str());
   rd_kafka_queue_t* queue = rd_kafka_queue_new(handle->get());
   rd_kafka_CreateTopics(handle->get(), &new_topic, 1, nullptr, queue);
   rd_kafka_event_t* event = rd_kafka_queue_poll(queue, static_cast<int>(timeout.count()));

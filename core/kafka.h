@@ -122,7 +122,9 @@ inline constexpr int64_t kOffsetEnd = -1;
 // keeps the offsets: Postgres, RocksDB); entries left alone start at the
 // beginning of the partition.
 using AssignHook = std::function<Status(std::vector<TopicPartitionOffset>& assigned)>;
-// Called before partitions are taken away; the last chance to flush.
+// Called before partitions are taken away; the last chance to flush. With
+// the cooperative protocol (partition.assignment.strategy=cooperative-sticky)
+// both hooks see only the partitions that change hands.
 using RevokeHook = std::function<void(const std::vector<TopicPartitionOffset>& revoked)>;
 
 // A read_committed consumer that never commits offsets to Kafka: the store
@@ -145,6 +147,13 @@ class Consumer {
   // for read_committed): `message` is then empty and `*eof_partition` is set.
   Result<PollOutcome> Poll(std::chrono::milliseconds timeout, KafkaMessage* message,
                            int32_t* eof_partition = nullptr);
+  // Stops / restarts fetching of assigned partitions (no messages are
+  // returned for a paused partition; the group still counts it as ours).
+  Status Pause(const std::vector<TopicPartitionOffset>& partitions);
+  Status Resume(const std::vector<TopicPartitionOffset>& partitions);
+  // Inside a RevokeHook: true when the partitions were lost (our session
+  // expired) rather than handed over cleanly; someone else may own them now.
+  bool AssignmentLost();
   // Repositions an assigned partition (after a failed store write).
   Status Seek(const std::string& topic, int32_t partition, int64_t offset);
   // The next offset the consumer will fetch for an assigned partition.
@@ -172,7 +181,8 @@ class Consumer {
 
 // Admin: creates `topic` unless it exists. OK if it already exists.
 Status EnsureTopic(const KafkaClientOptions& options, const std::string& topic, int partitions,
-                   int replication_factor, std::chrono::milliseconds timeout);
+                   int replication_factor, std::chrono::milliseconds timeout,
+                   const std::map<std::string, std::string>& topic_config = {});
 // Number of partitions of `topic` (kNotFound if it does not exist).
 Result<int> PartitionCount(const KafkaClientOptions& options, const std::string& topic,
                            std::chrono::milliseconds timeout);

@@ -1,26 +1,57 @@
 #include "writer/writer.h"
 
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 
-#include <atomic>
 #include <mutex>
+
+#include "writer/accounts.h"
+#include "writer/inventory.h"
 
 namespace freshet {
 namespace {
 
 constexpr size_t kMaxCommandsPerRequest = 10000;
 
-nlohmann::json AckJson(const CommandAck& ack) { return {{"partition", ack.partition}, {"offset", ack.offset}}; }
+nlohmann::json AckJson(const CommandAck& ack) {
+  nlohmann::json j = {{"partition", ack.partition}, {"offset", ack.offset}};
+  if (ack.duplicate) j["duplicate"] = true;
+  return j;
+}
+
+nlohmann::json ErrorJson(const Status& st) {
+  nlohmann::json err = {{"error", st.message()}};
+  if (st.code() == StatusCode::kRefused) err["refused"] = true;
+  return err;
+}
 
 // Collects the answers of a batch of commands and replies once all are in.
 struct BatchReply {
   std::mutex mu;
   nlohmann::json results;
-  size_t remaining;
+  size_t remaining = 0;
   HttpReply reply;
+
+  void Set(size_t i, nlohmann::json item) {
+    std::lock_guard lock(mu);
+    results[i] = std::move(item);
+    if (--remaining == 0) reply(JsonResponse(200, {{"results", results}}));
+  }
 };
 
+std::string DefaultInstanceId() {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  return std::string(host) + "-" + std::to_string(getpid());
+}
+
 }  // namespace
+
+std::unique_ptr<Domain> MakeDomain(const std::string& name) {
+  if (name == "accounts") return MakeAccountsDomain();
+  return MakeInventoryDomain();
+}
 
 Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_ptr<Domain> domain) {
   FRESHET_RETURN_IF_ERROR(RequireField(config.kafka.brokers, "kafka.brokers"));
@@ -28,57 +59,157 @@ Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_
   Status st = EnsureTopic(kafka, config.kafka.topic, config.kafka.partitions, config.kafka.replication_factor,
                           std::chrono::seconds(15));
   if (!st.ok()) return st.WithContext("kafka.brokers " + config.kafka.brokers);
+  st = EnsureTopic(kafka, config.writer.owners_topic, 1, config.kafka.replication_factor, std::chrono::seconds(15),
+                   {{"cleanup.policy", "compact"}});
+  if (!st.ok()) return st.WithContext("writer.owners_topic " + config.writer.owners_topic);
   auto count = PartitionCount(kafka, config.kafka.topic, std::chrono::seconds(15));
   if (!count.ok()) return count.status();
 
-  std::unique_ptr<Writer> writer(new Writer());
-  writer->config_ = config;
-  writer->domain_ = std::move(domain);
+  std::unique_ptr<Writer> w(new Writer());
+  w->config_ = config;
+  w->domain_ = std::move(domain);
+  w->instance_id_ = config.writer.instance_id.empty() ? DefaultInstanceId() : config.writer.instance_id;
+  w->advertise_url_ = config.writer.advertise_url.empty() ? "http://" + config.writer.listen : config.writer.advertise_url;
+
   WriterMetrics m;
-  auto& reg = writer->metrics_;
+  auto& reg = w->metrics_;
   m.accepted = &reg.AddCounter("freshet_writer_commands_total", "Commands answered", "result=\"accepted\"");
   m.refused = &reg.AddCounter("freshet_writer_commands_total", "Commands answered", "result=\"refused\"");
   m.failed = &reg.AddCounter("freshet_writer_commands_total", "Commands answered", "result=\"failed\"");
+  m.duplicates = &reg.AddCounter("freshet_writer_commands_total", "Commands answered", "result=\"duplicate\"");
+  m.fenced = &reg.AddCounter("freshet_writer_fenced_total", "Times an owned partition was fenced by a newer owner");
   m.batch_size = &reg.AddHistogram("freshet_writer_batch_events", "Events per Kafka transaction",
                                    {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000});
-  m.commit_seconds = &reg.AddHistogram("freshet_writer_commit_seconds",
-                                       "Kafka transaction time, begin to commit", LatencyBuckets());
+  m.commit_seconds = &reg.AddHistogram("freshet_writer_commit_seconds", "Kafka transaction time, begin to commit",
+                                       LatencyBuckets());
+  m.takeover_seconds = &reg.AddHistogram("freshet_writer_takeover_seconds",
+                                         "From being assigned a partition to serving it (fence + catch-up + claim)",
+                                         LatencyBuckets());
+  w->owned_gauge_ = &reg.AddGauge("freshet_writer_owned_partitions", "Partitions this instance serves");
+
+  nlohmann::json claim = {{"url", w->advertise_url_}, {"instance", w->instance_id_}};
   for (int p = 0; p < *count; ++p) {
-    PartitionOwnerOptions o;
+    PartitionSlotOptions o;
     o.kafka = kafka;
     o.topic = config.kafka.topic;
     o.partition = p;
     o.transactional_id = config.writer.transactional_id_prefix + "-" + config.kafka.topic + "-" + std::to_string(p);
     o.linger = std::chrono::milliseconds(config.writer.linger_ms);
     o.max_batch = static_cast<size_t>(config.writer.max_batch);
-    writer->owners_.push_back(std::make_unique<PartitionOwner>(o, *writer->domain_, m));
+    o.idempotency_keys = static_cast<size_t>(config.writer.idempotency_keys);
+    o.owners_topic = config.writer.owners_topic;
+    o.claim = claim.dump();
+    w->slots_.push_back(std::make_unique<PartitionSlot>(o, *w->domain_, m));
   }
-  for (auto& owner : writer->owners_) owner->Start();
-  spdlog::info("writer: topic {} with {} partitions, domain {}", config.kafka.topic, *count,
-               writer->domain_->name());
-  return writer;
+  for (auto& slot : w->slots_) slot->Start();
+
+  w->directory_ = std::make_unique<OwnerDirectory>(kafka, config.writer.owners_topic, config.kafka.topic);
+  FRESHET_RETURN_IF_ERROR(w->directory_->Start());
+
+  KafkaClientOptions group = kafka;
+  group.properties["partition.assignment.strategy"] = "cooperative-sticky";
+  group.properties["session.timeout.ms"] = std::to_string(config.writer.session_timeout_ms);
+  group.properties["heartbeat.interval.ms"] = std::to_string(std::max(100, config.writer.session_timeout_ms / 5));
+  group.properties["enable.partition.eof"] = "false";
+  std::string group_id = config.writer.group_id.empty() ? "freshet-writers-" + config.kafka.topic : config.writer.group_id;
+  auto membership = Consumer::Create(group, group_id);
+  if (!membership.ok()) return membership.status();
+  w->membership_ = std::move(membership.value());
+  Writer* self = w.get();
+  FRESHET_RETURN_IF_ERROR(w->membership_->Subscribe(
+      {config.kafka.topic},
+      [self](std::vector<TopicPartitionOffset>& assigned) {
+        for (const auto& tp : assigned) {
+          spdlog::info("writer {}: assigned partition {}", self->instance_id_, tp.partition);
+          self->slots_[tp.partition]->RequestOwnership();
+        }
+        self->joined_ = true;
+        return Status::Ok();
+      },
+      [self](const std::vector<TopicPartitionOffset>& revoked) {
+        bool lost = self->membership_->AssignmentLost();
+        for (const auto& tp : revoked) {
+          spdlog::info("writer {}: partition {} {}", self->instance_id_, tp.partition, lost ? "lost" : "revoked");
+          self->slots_[tp.partition]->ReleaseOwnership();
+        }
+      }));
+  w->membership_thread_ = std::thread([self] { self->RunMembership(); });
+  spdlog::info("writer {}: topic {} with {} partitions, domain {}, group {}", w->instance_id_, config.kafka.topic,
+               *count, w->domain_->name(), group_id);
+  return w;
 }
 
 Writer::~Writer() { Stop(); }
 
+void Writer::RunMembership() {
+  // The group consumer exists for its assignments; its messages are never
+  // read (the partitions are paused as soon as they are assigned).
+  size_t paused = 0;
+  while (!stopping_) {
+    KafkaMessage message;
+    auto outcome = membership_->Poll(std::chrono::milliseconds(100), &message);
+    if (!outcome.ok()) spdlog::debug("writer membership: {}", outcome.status().message());
+    auto assignment = membership_->Assignment();
+    if (assignment.size() != paused || (outcome.ok() && *outcome == Consumer::PollOutcome::kMessage)) {
+      (void)membership_->Pause(assignment);
+      paused = assignment.size();
+    }
+    int owned = 0;
+    for (const auto& slot : slots_) owned += slot->role() == PartitionSlot::Role::kOwner;
+    owned_gauge_->Set(owned);
+  }
+}
+
 void Writer::Stop() {
-  for (auto& owner : owners_) owner->Stop();
+  if (stopping_.exchange(true)) return;
+  if (membership_thread_.joinable()) membership_thread_.join();
+  // Leave the group first so another instance can take the partitions over.
+  if (membership_) (void)membership_->Close();
+  for (auto& slot : slots_) slot->Stop();
+  if (directory_) directory_->Stop();
 }
 
 bool Writer::ready() const {
-  for (const auto& owner : owners_)
-    if (owner->phase() != PartitionOwner::Phase::kServing) return false;
-  return !owners_.empty();
+  if (!joined_) return false;
+  for (const auto& slot : slots_)
+    if (slot->wants_ownership() && slot->role() != PartitionSlot::Role::kOwner) return false;
+  return true;
+}
+
+bool Writer::owns_all() const {
+  for (const auto& slot : slots_)
+    if (slot->role() != PartitionSlot::Role::kOwner) return false;
+  return !slots_.empty();
+}
+
+int32_t Writer::PartitionOf(const std::string& partition_key) const {
+  return PartitionForKey(partition_key, static_cast<int32_t>(slots_.size()));
 }
 
 void Writer::Submit(Command command, CommandDone done) {
-  int32_t p = PartitionForKey(command.partition_key, static_cast<int32_t>(owners_.size()));
-  owners_[p]->Submit(std::move(command), std::move(done));
+  int32_t p = PartitionOf(command.partition_key);
+  slots_[p]->Submit(std::move(command), std::move(done));
 }
 
 void Writer::Query(const std::string& partition_key, const std::string& entity, QueryDone done) {
-  int32_t p = PartitionForKey(partition_key, static_cast<int32_t>(owners_.size()));
-  owners_[p]->Query(partition_key, entity, std::move(done));
+  slots_[PartitionOf(partition_key)]->Query(partition_key, entity, std::move(done));
+}
+
+HttpResponse Writer::NotOwnedResponse(int32_t partition, const std::string& target) const {
+  auto claim = directory_->Find(partition);
+  if (claim && claim->instance != instance_id_ && !claim->url.empty()) {
+    HttpResponse r = JsonResponse(307, {{"error", "partition " + std::to_string(partition) + " is owned by " +
+                                                      claim->instance},
+                                        {"partition", partition},
+                                        {"owner", claim->url}});
+    r.headers.emplace_back("Location", claim->url + target);
+    return r;
+  }
+  HttpResponse r = JsonResponse(503, {{"error", "partition " + std::to_string(partition) +
+                                                    " has no owner right now (a takeover is in progress); retry"},
+                                      {"partition", partition}});
+  r.headers.emplace_back("Retry-After", "1");
+  return r;
 }
 
 void Writer::HandleHttp(HttpRequest&& request, HttpReply reply) {
@@ -91,15 +222,17 @@ void Writer::HandleHttp(HttpRequest&& request, HttpReply reply) {
     if (request.method != "GET") return reply(ErrorResponse(405, "use GET /state/{partition-key}/{entity}"));
     return HandleState(request, std::move(reply));
   }
-  if (path == "/healthz") return reply(JsonResponse(200, {{"status", "ok"}}));
+  if (path == "/healthz") return reply(JsonResponse(200, {{"status", "ok"}, {"instance", instance_id_}}));
   if (path == "/readyz") {
     nlohmann::json partitions = nlohmann::json::array();
-    for (const auto& o : owners_)
-      partitions.push_back({{"partition", o->partition()},
-                            {"phase", PartitionOwner::PhaseName(o->phase())},
-                            {"offset", o->last_offset()}});
+    for (const auto& s : slots_)
+      partitions.push_back({{"partition", s->partition()},
+                            {"role", PartitionSlot::RoleName(s->role())},
+                            {"offset", s->applied_offset()},
+                            {"entities", s->entity_count()}});
     bool is_ready = ready();
-    return reply(JsonResponse(is_ready ? 200 : 503, {{"ready", is_ready}, {"partitions", partitions}}));
+    return reply(JsonResponse(is_ready ? 200 : 503,
+                              {{"ready", is_ready}, {"instance", instance_id_}, {"partitions", partitions}}));
   }
   if (path == "/metrics") {
     return reply(HttpResponse{200, "text/plain; version=0.0.4", metrics_.RenderPrometheus(), {}});
@@ -120,23 +253,28 @@ void Writer::HandleCommands(HttpRequest&& request, HttpReply reply) {
   std::vector<Command> commands;
   commands.reserve(body.size());
   std::string header_key = request.Header("idempotency-key");
+  if (!single && !header_key.empty())
+    return reply(ErrorResponse(400, "Idempotency-Key header: only for a single command; give each command of a "
+                                    "batch its own \"id\""));
   for (size_t i = 0; i < body.size(); ++i) {
     auto command = domain_->ParseCommand(body[i]);
     if (!command.ok()) {
       std::string where = single ? "" : "commands[" + std::to_string(i) + "].";
       return reply(ErrorResponse(400, where + command.status().message()));
     }
-    if (single && !header_key.empty()) command->id = header_key;
+    if (single && !header_key.empty()) {
+      if (header_key.size() > 200) return reply(ErrorResponse(400, "Idempotency-Key header: at most 200 characters"));
+      command->id = header_key;
+    }
     commands.push_back(std::move(command.value()));
   }
 
   if (single) {
-    Submit(std::move(commands[0]), [reply](Result<CommandAck> result) {
+    int32_t p = PartitionOf(commands[0].partition_key);
+    if (slots_[p]->role() != PartitionSlot::Role::kOwner) return reply(NotOwnedResponse(p, request.target));
+    slots_[p]->Submit(std::move(commands[0]), [reply](Result<CommandAck> result) {
       if (result.ok()) return reply(JsonResponse(200, AckJson(*result)));
-      const Status& st = result.status();
-      nlohmann::json err = {{"error", st.message()}};
-      if (st.code() == StatusCode::kRefused) err["refused"] = true;
-      reply(JsonResponse(HttpStatusFor(st), err));
+      reply(JsonResponse(HttpStatusFor(result.status()), ErrorJson(result.status())));
     });
     return;
   }
@@ -146,18 +284,24 @@ void Writer::HandleCommands(HttpRequest&& request, HttpReply reply) {
   batch->remaining = commands.size();
   batch->reply = std::move(reply);
   for (size_t i = 0; i < commands.size(); ++i) {
-    Submit(std::move(commands[i]), [batch, i](Result<CommandAck> result) {
+    int32_t p = PartitionOf(commands[i].partition_key);
+    if (slots_[p]->role() != PartitionSlot::Role::kOwner) {
+      HttpResponse r = NotOwnedResponse(p, request.target);
+      nlohmann::json item = nlohmann::json::parse(r.body);
+      item["status"] = r.status;
+      batch->Set(i, std::move(item));
+      continue;
+    }
+    slots_[p]->Submit(std::move(commands[i]), [batch, i](Result<CommandAck> result) {
       nlohmann::json item;
       if (result.ok()) {
         item = AckJson(*result);
         item["status"] = 200;
       } else {
-        item = {{"status", HttpStatusFor(result.status())}, {"error", result.status().message()}};
-        if (result.status().code() == StatusCode::kRefused) item["refused"] = true;
+        item = ErrorJson(result.status());
+        item["status"] = HttpStatusFor(result.status());
       }
-      std::lock_guard lock(batch->mu);
-      batch->results[i] = std::move(item);
-      if (--batch->remaining == 0) batch->reply(JsonResponse(200, {{"results", batch->results}}));
+      batch->Set(i, std::move(item));
     });
   }
 }
@@ -176,7 +320,9 @@ void Writer::HandleState(const HttpRequest& request, HttpReply reply) {
     if (it->second.empty() || *end != '\0' || min_offset < 0)
       return reply(ErrorResponse(400, "min_offset: expected a non-negative integer"));
   }
-  Query(key, entity, [reply, min_offset](Result<EntityReading> reading) {
+  int32_t p = PartitionOf(key);
+  if (slots_[p]->role() != PartitionSlot::Role::kOwner) return reply(NotOwnedResponse(p, request.target));
+  slots_[p]->Query(key, entity, [reply, min_offset](Result<EntityReading> reading) {
     if (!reading.ok()) return reply(ErrorResponse(HttpStatusFor(reading.status()), reading.status().message()));
     // The owner's state is the newest there is: an offset it has not reached
     // was never produced by this partition.

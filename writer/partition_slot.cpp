@@ -1,0 +1,403 @@
+#include "writer/partition_slot.h"
+
+#include <spdlog/spdlog.h>
+
+#include <unordered_map>
+
+namespace freshet {
+namespace {
+
+constexpr auto kTxnTimeout = std::chrono::seconds(30);
+
+}  // namespace
+
+PartitionSlot::PartitionSlot(PartitionSlotOptions options, const Domain& domain, WriterMetrics metrics)
+    : options_(std::move(options)),
+      domain_(domain),
+      metrics_(metrics),
+      state_(domain.NewState()),
+      idempotency_(options_.idempotency_keys) {}
+
+PartitionSlot::~PartitionSlot() { Stop(); }
+
+const char* PartitionSlot::RoleName(Role role) {
+  switch (role) {
+    case Role::kStandby: return "standby";
+    case Role::kTakingOver: return "taking-over";
+    case Role::kOwner: return "owner";
+    case Role::kStopped: return "stopped";
+  }
+  return "unknown";
+}
+
+void PartitionSlot::Start() { thread_ = std::thread([this] { Run(); }); }
+
+void PartitionSlot::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    cv_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+bool PartitionSlot::stopping() {
+  std::lock_guard lock(mu_);
+  return stopping_;
+}
+
+void PartitionSlot::RequestOwnership() {
+  std::lock_guard lock(mu_);
+  if (!want_owner_.exchange(true)) takeover_requested_ = std::chrono::steady_clock::now();
+  cv_.notify_all();
+}
+
+void PartitionSlot::ReleaseOwnership() {
+  std::lock_guard lock(mu_);
+  want_owner_ = false;
+  cv_.notify_all();
+}
+
+void PartitionSlot::Submit(Command command, CommandDone done) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_ && role_ == Role::kOwner) {
+      Work w;
+      w.command = std::move(command);
+      w.done = std::move(done);
+      queue_.push_back(std::move(w));
+      cv_.notify_all();
+      return;
+    }
+  }
+  done(Status::Unavailable("partition " + std::to_string(options_.partition) + " is not owned by this instance (" +
+                           RoleName(role()) + ")"));
+}
+
+void PartitionSlot::Query(std::string partition_key, std::string entity, QueryDone done) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_ && role_ == Role::kOwner) {
+      Work w;
+      w.is_query = true;
+      w.query_key = std::move(partition_key);
+      w.query_entity = std::move(entity);
+      w.query_done = std::move(done);
+      queue_.push_back(std::move(w));
+      cv_.notify_all();
+      return;
+    }
+  }
+  done(Status::Unavailable("partition " + std::to_string(options_.partition) + " is not owned by this instance"));
+}
+
+void PartitionSlot::Run() {
+  Status st = OpenTail();
+  if (!st.ok()) {
+    spdlog::error("partition {}: cannot tail: {}", options_.partition, st.ToString());
+    role_ = Role::kStopped;
+    return;
+  }
+  while (!stopping()) {
+    Role r = role_.load();
+    if (r == Role::kStandby) {
+      if (!want_owner_) {
+        TailOnce(std::chrono::milliseconds(50));
+        continue;
+      }
+      st = TakeOver();
+      if (!st.ok()) {
+        spdlog::error("partition {}: takeover failed: {}", options_.partition, st.ToString());
+        if (st.code() == StatusCode::kFenced) want_owner_ = false;  // someone newer owns it
+        BecomeStandby(st.message());
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping_; });
+      }
+    } else if (r == Role::kOwner) {
+      if (!want_owner_) {
+        BecomeStandby("ownership released");
+        continue;
+      }
+      ServeOnce();
+    }
+  }
+  FailQueued(Status::Unavailable("writer is shutting down"));
+  producer_.reset();
+  if (tail_) (void)tail_->Close();
+  role_ = Role::kStopped;
+}
+
+Status PartitionSlot::OpenTail() {
+  auto consumer = Consumer::Create(options_.kafka, "");
+  if (!consumer.ok()) return consumer.status();
+  tail_ = std::move(consumer.value());
+  return tail_->Assign({{options_.topic, options_.partition, kOffsetBeginning}});
+}
+
+void PartitionSlot::Apply(const KafkaMessage& message) {
+  auto event = DecodeEventValue(message.value());
+  if (!event.ok()) {
+    // The writer only publishes valid envelopes; anything else was written
+    // by someone else and is not part of the state.
+    spdlog::warn("partition {}: offset {}: skipping undecodable event: {}", options_.partition, message.offset(),
+                 event.status().message());
+  } else {
+    Status st = state_->ApplyCommitted(*event);
+    if (!st.ok()) spdlog::warn("partition {}: offset {}: {}", options_.partition, message.offset(), st.message());
+    if (!event->id.empty()) idempotency_.Put(event->id, message.offset());
+  }
+  next_offset_ = message.offset() + 1;
+  applied_offset_ = message.offset();
+  entity_count_ = state_->entity_count();
+}
+
+void PartitionSlot::TailOnce(std::chrono::milliseconds wait) {
+  KafkaMessage message;
+  auto outcome = tail_->Poll(wait, &message);
+  if (!outcome.ok()) {
+    spdlog::debug("partition {}: tail: {}", options_.partition, outcome.status().message());
+    return;
+  }
+  if (*outcome == Consumer::PollOutcome::kMessage) Apply(message);
+}
+
+Status PartitionSlot::TakeOver() {
+  std::chrono::steady_clock::time_point requested;
+  {
+    std::lock_guard lock(mu_);
+    requested = takeover_requested_;
+  }
+  role_ = Role::kTakingOver;
+  auto producer = TransactionalProducer::Create(options_.kafka, options_.transactional_id);
+  if (!producer.ok()) return producer.status();
+  producer_ = std::move(producer.value());
+  // Fences the previous owner: its open transaction is aborted and its next
+  // commit fails. init_transactions may time out while the coordinator
+  // loads; keep trying while we still want the partition.
+  for (;;) {
+    Status st = producer_->InitTransactions(kTxnTimeout);
+    if (st.ok()) break;
+    if (st.code() != StatusCode::kUnavailable) return st;
+    if (stopping() || !want_owner_) return Status::Unavailable("takeover abandoned");
+    spdlog::warn("partition {}: {}; retrying", options_.partition, st.message());
+  }
+  FRESHET_RETURN_IF_ERROR(CatchUp());
+  FRESHET_RETURN_IF_ERROR(Claim());
+  FRESHET_RETURN_IF_ERROR(tail_->Pause({{options_.topic, options_.partition, 0}}));
+  {
+    std::lock_guard lock(mu_);
+    role_ = Role::kOwner;
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - requested).count();
+  if (metrics_.takeover_seconds) metrics_.takeover_seconds->Observe(seconds);
+  spdlog::info("partition {}: owner from offset {} ({} entities), takeover took {:.3f} s", options_.partition,
+               applied_offset_.load(), state_->entity_count(), seconds);
+  return Status::Ok();
+}
+
+Status PartitionSlot::CatchUp() {
+  // After fencing nobody else can commit to the partition: whatever is up to
+  // its end now is everything. Seeking makes the consumer report the end anew.
+  FRESHET_RETURN_IF_ERROR(
+      tail_->Seek(options_.topic, options_.partition, next_offset_ > 0 ? next_offset_ : kOffsetBeginning));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  for (;;) {
+    if (stopping()) return Status::Unavailable("stopped while catching up");
+    if (std::chrono::steady_clock::now() > deadline) return Status::Timeout("catching up took over 120 s");
+    KafkaMessage message;
+    auto outcome = tail_->Poll(std::chrono::milliseconds(100), &message);
+    if (!outcome.ok()) continue;
+    if (*outcome == Consumer::PollOutcome::kPartitionEnd) return Status::Ok();
+    if (*outcome == Consumer::PollOutcome::kMessage) Apply(message);
+  }
+}
+
+Status PartitionSlot::Claim() {
+  if (options_.owners_topic.empty()) return Status::Ok();
+  // Written with the fencing producer: a claim commits only while we own
+  // the transactional.id, so the owners topic never names a zombie last.
+  FRESHET_RETURN_IF_ERROR(producer_->Begin());
+  OutgoingMessage claim{options_.owners_topic, 0, options_.topic + "/" + std::to_string(options_.partition),
+                        options_.claim, {}};
+  Status st = producer_->Produce(claim, nullptr);
+  if (st.ok()) st = producer_->Commit(kTxnTimeout);
+  if (!st.ok() && st.code() != StatusCode::kFenced) (void)producer_->Abort(kTxnTimeout);
+  return st.WithContext("claiming the partition");
+}
+
+void PartitionSlot::BecomeStandby(const std::string& why) {
+  FailQueued(Status::Unavailable("partition " + std::to_string(options_.partition) + " moved: " + why));
+  producer_.reset();
+  state_->DropPending();
+  Role was = role_.exchange(Role::kStandby);
+  (void)tail_->Resume({{options_.topic, options_.partition, 0}});
+  Status st = tail_->Seek(options_.topic, options_.partition, next_offset_ > 0 ? next_offset_ : kOffsetBeginning);
+  if (!st.ok()) spdlog::warn("partition {}: standby seek: {}", options_.partition, st.message());
+  if (was == Role::kOwner) spdlog::info("partition {}: standby ({})", options_.partition, why);
+}
+
+void PartitionSlot::FailQueued(const Status& status) {
+  std::deque<Work> rest;
+  {
+    std::lock_guard lock(mu_);
+    rest.swap(queue_);
+  }
+  FailAll(rest, status, metrics_);
+}
+
+void PartitionSlot::ServeOnce() {
+  std::deque<Work> batch;
+  {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::milliseconds(100),
+                 [&] { return stopping_ || !queue_.empty() || !want_owner_; });
+    if (queue_.empty() || stopping_ || !want_owner_) return;
+    // Group commit: let a batch fill for up to `linger` once work arrived.
+    if (queue_.size() < options_.max_batch && options_.linger.count() > 0) {
+      auto deadline = std::chrono::steady_clock::now() + options_.linger;
+      cv_.wait_until(lock, deadline, [&] { return stopping_ || queue_.size() >= options_.max_batch; });
+    }
+    while (!queue_.empty() && batch.size() < options_.max_batch) {
+      batch.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+  }
+  ProcessBatch(batch);
+}
+
+void PartitionSlot::ProcessBatch(std::deque<Work>& batch) {
+  struct Outcome {
+    Status status;              // non-OK: refused or invalid
+    size_t first_event = 0;     // index into `reports`
+    size_t event_count = 0;
+    int64_t known_offset = -1;  // a retry of a command committed earlier
+    int64_t same_as = -1;       // a retry of a command earlier in this batch
+  };
+  std::vector<Outcome> outcomes(batch.size());
+  std::vector<OutgoingMessage> messages;
+  std::unordered_map<std::string, size_t> batch_keys;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Work& w = batch[i];
+    if (w.is_query) continue;
+    const std::string& key = w.command.id;
+    if (!key.empty()) {
+      if (auto offset = idempotency_.Find(key)) {
+        outcomes[i].known_offset = *offset;
+        continue;
+      }
+      if (auto it = batch_keys.find(key); it != batch_keys.end()) {
+        outcomes[i].same_as = static_cast<int64_t>(it->second);
+        continue;
+      }
+    }
+    auto events = state_->Decide(w.command);
+    if (!events.ok()) {
+      outcomes[i].status = events.status();
+      continue;
+    }
+    if (!key.empty()) batch_keys[key] = i;
+    outcomes[i].first_event = messages.size();
+    outcomes[i].event_count = events->size();
+    for (const Event& e : events.value()) {
+      OutgoingMessage m;
+      m.topic = options_.topic;
+      m.partition = options_.partition;
+      m.key = w.command.partition_key;
+      m.value = EncodeEventValue(e);
+      m.headers = {{kTypeHeader, e.type}, {kSchemaHeader, kSchemaVersion}};
+      messages.push_back(std::move(m));
+    }
+  }
+
+  std::vector<DeliveryReport> reports(messages.size());
+  if (!messages.empty()) {
+    auto started = std::chrono::steady_clock::now();
+    Status st = producer_->Begin();
+    for (size_t i = 0; st.ok() && i < messages.size(); ++i) st = producer_->Produce(messages[i], &reports[i]);
+    if (st.ok()) st = producer_->Commit(kTxnTimeout);
+    for (size_t i = 0; st.ok() && i < reports.size(); ++i)
+      if (reports[i].offset < 0) st = Status::Internal("commit succeeded but a delivery report is missing");
+    if (!st.ok()) {
+      // Nothing of this batch is acknowledged: the overlay goes, the clients
+      // hear "not committed, retry".
+      state_->DropPending();
+      if (st.code() != StatusCode::kFenced) {
+        Status abort = producer_->Abort(kTxnTimeout);
+        if (abort.code() == StatusCode::kFenced) st = abort;
+      }
+      FailAll(batch, Status::Unavailable("partition " + std::to_string(options_.partition) +
+                                         ": not committed, retry: " + st.message()),
+              metrics_);
+      if (st.code() == StatusCode::kFenced) {
+        spdlog::error("partition {}: fenced by a newer owner: {}", options_.partition, st.message());
+        if (metrics_.fenced) metrics_.fenced->Add();
+        want_owner_ = false;
+        BecomeStandby("fenced by a newer owner");
+      } else {
+        spdlog::warn("partition {}: transaction failed, batch dropped: {}", options_.partition, st.message());
+      }
+      return;
+    }
+    state_->CommitPending();
+    for (const auto& r : reports) {
+      next_offset_ = std::max(next_offset_, r.offset + 1);
+      applied_offset_ = std::max(applied_offset_.load(), r.offset);
+    }
+    entity_count_ = state_->entity_count();
+    if (metrics_.commit_seconds)
+      metrics_.commit_seconds->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    if (metrics_.batch_size) metrics_.batch_size->Observe(static_cast<double>(messages.size()));
+  }
+
+  auto offset_of = [&](size_t i) {
+    const Outcome& o = outcomes[i];
+    return o.event_count ? reports[o.first_event + o.event_count - 1].offset : applied_offset_.load();
+  };
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Work& w = batch[i];
+    if (w.is_query) {
+      w.query_done(EntityReading{options_.partition, applied_offset_.load(),
+                                 state_->EntityJson(w.query_key, w.query_entity)});
+      continue;
+    }
+    Outcome& o = outcomes[i];
+    if (o.known_offset >= 0) {
+      if (metrics_.duplicates) metrics_.duplicates->Add();
+      w.done(CommandAck{options_.partition, o.known_offset, true});
+      continue;
+    }
+    if (o.same_as >= 0) {
+      const Outcome& first = outcomes[static_cast<size_t>(o.same_as)];
+      if (!first.status.ok()) {
+        w.done(first.status);
+      } else {
+        if (metrics_.duplicates) metrics_.duplicates->Add();
+        w.done(CommandAck{options_.partition, offset_of(static_cast<size_t>(o.same_as)), true});
+      }
+      continue;
+    }
+    if (!o.status.ok()) {
+      if (metrics_.refused) metrics_.refused->Add();
+      w.done(o.status);
+      continue;
+    }
+    int64_t offset = offset_of(i);
+    idempotency_.Put(w.command.id, offset);
+    if (metrics_.accepted) metrics_.accepted->Add();
+    w.done(CommandAck{options_.partition, offset, false});
+  }
+}
+
+void PartitionSlot::FailAll(std::deque<Work>& batch, const Status& status, const WriterMetrics& metrics) {
+  for (Work& w : batch) {
+    if (w.is_query) {
+      w.query_done(status);
+    } else {
+      if (metrics.failed) metrics.failed->Add();
+      w.done(status);
+    }
+  }
+  batch.clear();
+}
+
+}  // namespace freshet

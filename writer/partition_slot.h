@@ -1,0 +1,155 @@
+// PartitionSlot: one partition of the event topic as one writer instance
+// sees it. A single thread owns the partition's state in both roles:
+//
+//  - standby: tails the partition (read_committed) and applies every event,
+//    so the state stays warm;
+//  - owner: the single, serializable writer of the partition. Taking over
+//    fences any earlier owner (init_transactions with the partition's stable
+//    transactional.id), reads the few events the standby had not seen yet,
+//    claims the partition in the owners topic, then serves. Commands are
+//    decided in order against committed + pending state and published in ONE
+//    Kafka transaction per batch (group commit); each is answered only after
+//    the commit. A refused command or an aborted transaction changes nothing.
+//    A fenced owner acknowledges nothing more and falls back to standby.
+//
+// Idempotency keys travel in the events' `id`, so a retried command is
+// recognised after a restart or a takeover too.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "core/kafka.h"
+#include "core/metrics.h"
+#include "writer/decider.h"
+#include "writer/idempotency_index.h"
+
+namespace freshet {
+
+// What an accepted command produced: the position of its last event (or of
+// the state it was decided against, when it produced none).
+struct CommandAck {
+  int32_t partition = -1;
+  int64_t offset = -1;
+  bool duplicate = false;  // an earlier command with the same idempotency key
+};
+
+// Called once per command, from the slot's thread (or inline when the slot
+// does not own the partition). A refusal comes as StatusCode::kRefused;
+// kUnavailable means "not committed, safe to retry" (with the same key).
+using CommandDone = std::function<void(Result<CommandAck>)>;
+
+struct EntityReading {
+  int32_t partition = -1;
+  int64_t offset = -1;  // the last offset applied to the state read
+  nlohmann::json entity;  // null when the entity does not exist
+};
+using QueryDone = std::function<void(Result<EntityReading>)>;
+
+struct WriterMetrics {
+  Counter* accepted = nullptr;
+  Counter* refused = nullptr;
+  Counter* failed = nullptr;
+  Counter* duplicates = nullptr;
+  Counter* fenced = nullptr;
+  Histogram* batch_size = nullptr;
+  Histogram* commit_seconds = nullptr;
+  Histogram* takeover_seconds = nullptr;
+};
+
+struct PartitionSlotOptions {
+  KafkaClientOptions kafka;
+  std::string topic;
+  int32_t partition = 0;
+  std::string transactional_id;
+  std::chrono::milliseconds linger{2};
+  size_t max_batch = 1024;
+  size_t idempotency_keys = 100000;
+  // Where to claim ownership (key "<topic>/<partition>", value: claim JSON).
+  std::string owners_topic;
+  std::string claim;  // e.g. {"url": "http://10.0.0.5:8080", "instance": "..."}
+};
+
+class PartitionSlot {
+ public:
+  enum class Role { kStandby, kTakingOver, kOwner, kStopped };
+
+  PartitionSlot(PartitionSlotOptions options, const Domain& domain, WriterMetrics metrics);
+  ~PartitionSlot();  // Stops and joins.
+  PartitionSlot(const PartitionSlot&) = delete;
+  PartitionSlot& operator=(const PartitionSlot&) = delete;
+
+  void Start();  // begins as a standby, tailing from the first offset
+  void Stop();   // answers queued commands with kUnavailable, joins
+
+  // Asynchronous role changes, requested by the group membership.
+  void RequestOwnership();
+  void ReleaseOwnership();
+
+  // Thread-safe. Commands are only taken while the slot owns the partition.
+  void Submit(Command command, CommandDone done);
+  void Query(std::string partition_key, std::string entity, QueryDone done);
+
+  Role role() const { return role_.load(); }
+  bool wants_ownership() const { return want_owner_.load(); }
+  int32_t partition() const { return options_.partition; }
+  int64_t applied_offset() const { return applied_offset_.load(); }  // last offset in the state
+  size_t entity_count() const { return entity_count_.load(); }
+  static const char* RoleName(Role role);
+
+ private:
+  struct Work {
+    Command command;
+    CommandDone done;
+    bool is_query = false;
+    std::string query_key, query_entity;
+    QueryDone query_done;
+  };
+
+  void Run();
+  Status OpenTail();
+  void TailOnce(std::chrono::milliseconds wait);
+  void Apply(const KafkaMessage& message);
+  Status TakeOver();
+  Status CatchUp();
+  Status Claim();
+  void ServeOnce();
+  void ProcessBatch(std::deque<Work>& batch);
+  void BecomeStandby(const std::string& why);
+  void FailQueued(const Status& status);
+  static void FailAll(std::deque<Work>& batch, const Status& status, const WriterMetrics& metrics);
+  bool stopping();
+
+  PartitionSlotOptions options_;
+  const Domain& domain_;
+  WriterMetrics metrics_;
+
+  // Owned by the slot's thread.
+  std::unique_ptr<DomainState> state_;
+  IdempotencyIndex idempotency_;
+  std::unique_ptr<Consumer> tail_;
+  std::unique_ptr<TransactionalProducer> producer_;
+  int64_t next_offset_ = 0;  // the next offset the state has not seen
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Work> queue_;
+  bool stopping_ = false;
+
+  std::atomic<bool> want_owner_{false};
+  std::atomic<Role> role_{Role::kStandby};
+  std::atomic<int64_t> applied_offset_{-1};
+  std::atomic<size_t> entity_count_{0};
+  std::chrono::steady_clock::time_point takeover_requested_;
+  std::thread thread_;
+};
+
+}  // namespace freshet
