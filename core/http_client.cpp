@@ -16,9 +16,15 @@ using tcp = net::ip::tcp;
 struct HttpClient::Impl {
   std::string host;
   uint16_t port;
+  std::chrono::milliseconds timeout{60000};
   net::io_context ioc;
   std::optional<beast::tcp_stream> stream;
   beast::flat_buffer buffer;
+
+  void RunToCompletion() {
+    ioc.restart();
+    ioc.run();
+  }
 
   beast::error_code Connect() {
     stream.emplace(ioc);
@@ -38,9 +44,11 @@ struct HttpClient::Impl {
   }
 };
 
-HttpClient::HttpClient(std::string host, uint16_t port) : impl_(std::make_unique<Impl>()) {
+HttpClient::HttpClient(std::string host, uint16_t port, std::chrono::milliseconds timeout)
+    : impl_(std::make_unique<Impl>()) {
   impl_->host = std::move(host);
   impl_->port = port;
+  impl_->timeout = timeout;
 }
 
 HttpClient::~HttpClient() {
@@ -71,17 +79,26 @@ Result<HttpResponse> HttpClient::Request(const std::string& method, const std::s
       if (ec) return Status::Unavailable(where + ": connect: " + ec.message());
       fresh = true;
     }
-    http::write(*impl_->stream, req, ec);
+    // Beast's timeouts only apply to asynchronous operations: run them to
+    // completion on this client's own io_context.
     http::response_parser<http::string_body> parser;
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-    if (!ec) {
-      http::read(*impl_->stream, impl_->buffer, parser, ec);
-    } else if (ec == net::error::broken_pipe || ec == net::error::connection_reset) {
-      // The server may have answered early (413) and stopped reading: its
-      // answer can still be waiting for us.
+    impl_->stream->expires_after(impl_->timeout);
+    http::async_write(*impl_->stream, req, [&](beast::error_code e, std::size_t) { ec = e; });
+    impl_->RunToCompletion();
+    // After a failed write the server may still have answered early (413).
+    beast::error_code write_ec = ec;
+    if (!ec || ec == net::error::broken_pipe || ec == net::error::connection_reset) {
+      impl_->stream->expires_after(impl_->timeout);
       beast::error_code read_ec;
-      http::read(*impl_->stream, impl_->buffer, parser, read_ec);
-      if (!read_ec) ec = {};
+      http::async_read(*impl_->stream, impl_->buffer, parser, [&](beast::error_code e, std::size_t) { read_ec = e; });
+      impl_->RunToCompletion();
+      ec = read_ec;
+      if (!read_ec && write_ec) ec = {};
+    }
+    if (ec == beast::error::timeout) {
+      impl_->stream.reset();
+      return Status::Timeout(where + ": no answer within " + std::to_string(impl_->timeout.count()) + " ms");
     }
     if (ec) {
       impl_->stream.reset();

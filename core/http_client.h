@@ -3,6 +3,7 @@
 // Not thread-safe: give each thread its own client.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -15,7 +16,8 @@ namespace freshet {
 
 class HttpClient {
  public:
-  HttpClient(std::string host, uint16_t port);
+  // Each request must be answered within `timeout` (else kTimeout).
+  HttpClient(std::string host, uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(60));
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;

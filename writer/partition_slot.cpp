@@ -167,7 +167,10 @@ Status PartitionSlot::TakeOver() {
     std::lock_guard lock(mu_);
     requested = takeover_requested_;
   }
-  role_ = Role::kTakingOver;
+  {
+    std::lock_guard lock(mu_);
+    role_ = Role::kTakingOver;
+  }
   auto producer = TransactionalProducer::Create(options_.kafka, options_.transactional_id);
   if (!producer.ok()) return producer.status();
   producer_ = std::move(producer.value());
@@ -226,10 +229,18 @@ Status PartitionSlot::Claim() {
 }
 
 void PartitionSlot::BecomeStandby(const std::string& why) {
-  FailQueued(Status::Unavailable("partition " + std::to_string(options_.partition) + " moved: " + why));
+  // Role and queue change under one lock: Submit checks the role under it,
+  // so nothing can be queued after the queue is failed.
+  Role was;
+  std::deque<Work> rest;
+  {
+    std::lock_guard lock(mu_);
+    was = role_.exchange(Role::kStandby);
+    rest.swap(queue_);
+  }
+  FailAll(rest, Status::Unavailable("partition " + std::to_string(options_.partition) + " moved: " + why), metrics_);
   producer_.reset();
   state_->DropPending();
-  Role was = role_.exchange(Role::kStandby);
   (void)tail_->Resume({{options_.topic, options_.partition, 0}});
   Status st = tail_->Seek(options_.topic, options_.partition, next_offset_ > 0 ? next_offset_ : kOffsetBeginning);
   if (!st.ok()) spdlog::warn("partition {}: standby seek: {}", options_.partition, st.message());
