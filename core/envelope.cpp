@@ -5,8 +5,18 @@
 namespace freshet {
 
 std::string EncodeEventValue(const Event& event) {
-  nlohmann::json j = {{"type", event.type}, {"id", event.id}, {"ts", event.ts_ms}, {"data", event.data}};
-  return j.dump();
+  // Written by hand rather than through a temporary json object: that
+  // would deep-copy `data` for every event on the writer's hot path.
+  std::string out = "{\"type\":";
+  out += nlohmann::json(event.type).dump();
+  out += ",\"id\":";
+  out += nlohmann::json(event.id).dump();
+  out += ",\"ts\":";
+  out += std::to_string(event.ts_ms);
+  out += ",\"data\":";
+  out += event.data.dump();
+  out += '}';
+  return out;
 }
 
 Result<Event> DecodeEventValue(std::string_view value) {

@@ -8,6 +8,8 @@
 
 #include <array>
 #include <atomic>
+#include <deque>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -22,6 +24,9 @@ namespace {
 
 constexpr auto kIdleTimeout = std::chrono::seconds(120);
 
+// One connection. Requests may be pipelined: up to kMaxPipelined are read
+// and handed to the handler before their answers are written, and answers
+// go out in request order whatever order the handler produces them in.
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(tcp::socket&& socket, const HttpHandler& handler, size_t max_body)
@@ -32,7 +37,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
  private:
+  static constexpr size_t kMaxPipelined = 128;
+
   void Read() {
+    reading_ = true;
     parser_.emplace();
     parser_->body_limit(max_body_);
     parser_->header_limit(64 * 1024);
@@ -42,22 +50,23 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void OnRead(beast::error_code ec, std::size_t) {
+    reading_ = false;
     if (ec == http::error::end_of_stream || ec == net::error::operation_aborted ||
         ec == beast::error::timeout || ec == net::error::connection_reset || ec == net::error::eof) {
-      return Close();
-    }
-    if (ec == http::error::body_limit) {
-      keep_alive_ = false;
-      linger_ = true;
-      return Write(ErrorResponse(413, "request body larger than " + std::to_string(max_body_) + " bytes"));
+      done_reading_ = true;
+      return MaybeClose();
     }
     if (ec) {
-      keep_alive_ = false;
+      // Answer, then close: the rest of the stream cannot be trusted.
+      done_reading_ = true;
       linger_ = true;
-      return Write(ErrorResponse(400, std::string("malformed HTTP request: ") + ec.message()));
+      size_t seq = Enqueue(/*keep_alive=*/false);
+      if (ec == http::error::body_limit)
+        return SetResponse(seq, ErrorResponse(413, "request body larger than " + std::to_string(max_body_) + " bytes"));
+      return SetResponse(seq, ErrorResponse(400, std::string("malformed HTTP request: ") + ec.message()));
     }
     auto& req = parser_->get();
-    keep_alive_ = req.keep_alive();
+    bool keep_alive = req.keep_alive();
     HttpRequest request;
     request.method = std::string(req.method_string());
     request.target = std::string(req.target());
@@ -68,14 +77,17 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       request.headers[name] = std::string(field.value());
     }
     request.body = std::move(req.body());
+    size_t seq = Enqueue(keep_alive);
+    if (!keep_alive) done_reading_ = true;
 
     // The reply may come from any thread: hop back onto this session's strand.
     auto self = shared_from_this();
     auto replied = std::make_shared<std::atomic<bool>>(false);
-    HttpReply reply = [self, replied](HttpResponse response) {
+    HttpReply reply = [self, replied, seq](HttpResponse response) {
       if (replied->exchange(true)) return;
-      net::post(self->stream_.get_executor(),
-                [self, response = std::move(response)]() mutable { self->Write(std::move(response)); });
+      net::post(self->stream_.get_executor(), [self, seq, response = std::move(response)]() mutable {
+        self->SetResponse(seq, std::move(response));
+      });
     };
     try {
       handler_(std::move(request), reply);
@@ -83,25 +95,56 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       spdlog::error("http handler threw: {}", e.what());
       reply(ErrorResponse(500, std::string("internal error: ") + e.what()));
     }
+    if (!done_reading_ && pending_.size() < kMaxPipelined) Read();
   }
 
-  void Write(HttpResponse response) {
+  // Reserves the next place in the answer order.
+  size_t Enqueue(bool keep_alive) {
+    pending_.push_back(Pending{std::nullopt, keep_alive});
+    return first_seq_ + pending_.size() - 1;
+  }
+
+  void SetResponse(size_t seq, HttpResponse response) {
+    pending_[seq - first_seq_].response = std::move(response);
+    WriteNext();
+  }
+
+  void WriteNext() {
+    if (writing_ || pending_.empty() || !pending_.front().response) return;
+    writing_ = true;
+    Pending& next = pending_.front();
+    HttpResponse& response = *next.response;
     auto res = std::make_shared<http::response<http::string_body>>();
     res->version(11);
     res->result(static_cast<http::status>(response.status));
     res->set(http::field::server, "freshet");
     res->set(http::field::content_type, response.content_type);
     for (const auto& [name, value] : response.headers) res->set(name, value);
-    res->keep_alive(keep_alive_);
+    res->keep_alive(next.keep_alive);
     res->body() = std::move(response.body);
     res->prepare_payload();
     stream_.expires_after(kIdleTimeout);
-    http::async_write(stream_, *res,
-                      [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
-                        if (ec) return self->Close();
-                        if (!self->keep_alive_) return self->linger_ ? self->Linger() : self->Close();
-                        self->Read();
-                      });
+    http::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+      self->OnWrite(ec, res->keep_alive());
+    });
+  }
+
+  void OnWrite(beast::error_code ec, bool keep_alive) {
+    writing_ = false;
+    pending_.pop_front();
+    ++first_seq_;
+    if (ec) return Close();
+    if (!keep_alive) {
+      done_reading_ = true;
+      return linger_ ? Linger() : Close();
+    }
+    if (!done_reading_ && !reading_ && pending_.size() < kMaxPipelined) Read();
+    WriteNext();
+    MaybeClose();
+  }
+
+  void MaybeClose() {
+    if (done_reading_ && pending_.empty() && !writing_) Close();
   }
 
   // After answering a request we did not read whole (413, 400), stop sending
@@ -128,12 +171,21 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
+  struct Pending {
+    std::optional<HttpResponse> response;  // empty until the handler answers
+    bool keep_alive = true;
+  };
+
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   const HttpHandler& handler_;
   size_t max_body_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  bool keep_alive_ = true;
+  std::deque<Pending> pending_;  // answers owed, in request order
+  size_t first_seq_ = 0;         // sequence number of pending_.front()
+  bool reading_ = false;
+  bool writing_ = false;
+  bool done_reading_ = false;
   bool linger_ = false;
 };
 

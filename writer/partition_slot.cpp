@@ -66,7 +66,9 @@ void PartitionSlot::Submit(Command command, CommandDone done) {
       w.command = std::move(command);
       w.done = std::move(done);
       queue_.push_back(std::move(w));
-      cv_.notify_all();
+      // The slot waits for the first command, then (lingering) for a full
+      // batch: only those two moments need a wake-up.
+      if (queue_.size() == 1 || queue_.size() == options_.max_batch) cv_.notify_all();
       return;
     }
   }

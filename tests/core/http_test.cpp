@@ -16,6 +16,13 @@ std::unique_ptr<HttpServer> StartEcho(size_t max_body = 1024) {
   HttpServer::Options o;
   o.max_body_bytes = max_body;
   auto server = HttpServer::Start(o, [](HttpRequest&& req, HttpReply reply) {
+    if (req.path == "/slow") {
+      std::thread([reply] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        reply(JsonResponse(200, {{"path", "/slow"}}));
+      }).detach();
+      return;
+    }
     if (req.path == "/later") {
       // Answer from another thread, as the writer does after a commit.
       std::thread([reply] { reply(JsonResponse(202, {{"late", true}})); }).detach();
@@ -81,6 +88,37 @@ TEST(HttpServer, MalformedRequestGets400) {
   close(fd);
   ASSERT_GT(n, 0);
   EXPECT_NE(std::string(buf).find("400"), std::string::npos) << buf;
+}
+
+int ConnectTo(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  return fd;
+}
+
+TEST(HttpServer, PipelinedAnswersKeepRequestOrder) {
+  auto server = StartEcho();
+  int fd = ConnectTo(server->port());
+  std::string requests;
+  for (const char* path : {"/slow", "/a", "/b"}) requests += std::string("GET ") + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(write(fd, requests.data(), requests.size()), static_cast<ssize_t>(requests.size()));
+  std::string received;
+  char buf[4096];
+  while (received.find("\"/b\"") == std::string::npos) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    ASSERT_GT(n, 0) << received;
+    received.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  // /slow is answered last by the handler but must come back first.
+  size_t slow = received.find("\"/slow\""), a = received.find("\"/a\""), b = received.find("\"/b\"");
+  ASSERT_NE(slow, std::string::npos);
+  EXPECT_LT(slow, a);
+  EXPECT_LT(a, b);
 }
 
 TEST(HttpServer, PortInUseIsAClearError) {

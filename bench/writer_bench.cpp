@@ -1,0 +1,245 @@
+// Writer throughput and latency on the local broker: commands through the
+// in-process API and over HTTP (keep-alive, N concurrent clients), with
+// transactions and acks=all, one transactional producer per partition.
+//
+//   build/bench/writer_bench --seconds 10 --partitions 8
+//
+// Prints one line per mode and appends JSON lines to --json.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <iostream>
+#include <random>
+#include <thread>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "bench/bench_util.h"
+#include "core/http_client.h"
+#include "core/http_server.h"
+#include "writer/inventory.h"
+#include "writer/writer.h"
+
+using namespace freshet;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  std::string brokers = std::getenv("FRESHET_KAFKA_BROKERS") ? std::getenv("FRESHET_KAFKA_BROKERS") : "127.0.0.1:19092";
+  int partitions = 8;
+  double seconds = 10;
+  int inflight = 16384;
+  int submitters = 2;
+  int http_clients = 64;
+  int pipeline = 1;  // requests each HTTP client sends before reading the answers
+  int stores = 1000;
+  int linger_ms = 2;
+  int max_batch = 2048;
+  std::string mode = "both";
+  std::vector<std::string> kafka_props;
+  std::string json_path;
+};
+
+Command MakeCommand(std::mt19937& rng, int stores) {
+  Command c;
+  c.type = "receive";
+  c.partition_key = "store-" + std::to_string(rng() % stores);
+  c.data = {{"sku", "sku-" + std::to_string(rng() % 100)}, {"qty", 1}};
+  return c;
+}
+
+// Keeps `inflight` commands outstanding from each of `submitters` threads.
+nlohmann::json RunInProcess(Writer& writer, const Options& o, bool print = true) {
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> done{0}, failed{0};
+  std::vector<std::vector<int64_t>> latencies(o.submitters);
+  std::vector<std::thread> threads;
+  auto started = Clock::now();
+  for (int t = 0; t < o.submitters; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(t + 1);
+      std::mutex mu;
+      std::condition_variable cv;
+      int outstanding = 0;
+      int budget = o.inflight / o.submitters;
+      std::vector<int64_t> mine;
+      while (!stop) {
+        {
+          std::unique_lock lock(mu);
+          cv.wait(lock, [&] { return outstanding < budget || stop; });
+          if (stop) break;
+          ++outstanding;
+        }
+        auto sent = Clock::now();
+        writer.Submit(MakeCommand(rng, o.stores), [&, sent](Result<CommandAck> r) {
+          auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - sent).count();
+          std::lock_guard lock(mu);
+          if (r.ok()) {
+            mine.push_back(us);
+            ++done;
+          } else {
+            ++failed;
+          }
+          --outstanding;
+          cv.notify_one();
+        });
+      }
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return outstanding == 0; });
+      latencies[t] = std::move(mine);
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
+  uint64_t done_at_end = done.load();
+  double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
+  stop = true;
+  for (auto& t : threads) t.join();
+  std::vector<int64_t> all;
+  for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  auto lat = bench::Summarize(all);
+  double rate = done_at_end / elapsed;
+  if (print) std::printf("writer in-process : %9.0f commands/s  p50 %6.2f ms  p99 %7.2f ms  (%d in flight, %d partitions, %llu failed)\n",
+              rate, lat.p50_ms, lat.p99_ms, o.inflight, o.partitions, static_cast<unsigned long long>(failed.load()));
+  return {{"stage", "writer_in_process"}, {"commands_per_s", rate}, {"latency", bench::ToJson(lat)},
+          {"inflight", o.inflight}, {"partitions", o.partitions}, {"failed", failed.load()}};
+}
+
+nlohmann::json RunHttp(Writer& writer, const Options& o) {
+  HttpServer::Options http;
+  http.listen = "127.0.0.1:0";
+  http.threads = 2;
+  auto server = HttpServer::Start(http, [&](HttpRequest&& req, HttpReply reply) { writer.HandleHttp(std::move(req), reply); });
+  if (!server.ok()) {
+    std::cerr << server.status().ToString() << "\n";
+    return nullptr;
+  }
+  uint16_t port = (*server)->port();
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> done{0}, failed{0};
+  std::vector<std::vector<int64_t>> latencies(o.http_clients);
+  std::vector<std::thread> threads;
+  auto started = Clock::now();
+  for (int t = 0; t < o.http_clients; ++t) {
+    threads.emplace_back([&, t] {
+      // A raw keep-alive connection: `pipeline` requests written back to
+      // back, then their answers read in order.
+      namespace beast = boost::beast;
+      namespace http = beast::http;
+      boost::asio::io_context ioc;
+      beast::tcp_stream stream(ioc);
+      beast::error_code ec;
+      stream.connect(boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port), ec);
+      if (ec) {
+        ++failed;
+        return;
+      }
+      beast::flat_buffer buffer;
+      std::mt19937 rng(100 + t);
+      while (!stop) {
+        std::string wire;
+        for (int i = 0; i < o.pipeline; ++i) {
+          std::string body = nlohmann::json{{"type", "receive"}, {"store", "store-" + std::to_string(rng() % o.stores)},
+                                            {"sku", "sku-" + std::to_string(rng() % 100)}, {"qty", 1}}.dump();
+          wire += "POST /commands HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: " +
+                  std::to_string(body.size()) + "\r\n\r\n" + body;
+        }
+        auto sent = Clock::now();
+        boost::asio::write(stream.socket(), boost::asio::buffer(wire), ec);
+        if (ec) break;
+        for (int i = 0; i < o.pipeline; ++i) {
+          http::response<http::string_body> res;
+          http::read(stream, buffer, res, ec);
+          if (ec) break;
+          if (res.result_int() == 200) {
+            latencies[t].push_back(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - sent).count());
+            ++done;
+          } else {
+            ++failed;
+          }
+        }
+        if (ec) break;
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
+  uint64_t done_at_end = done.load();
+  double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
+  stop = true;
+  for (auto& t : threads) t.join();
+  std::vector<int64_t> all;
+  for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  auto lat = bench::Summarize(all);
+  double rate = done_at_end / elapsed;
+  std::printf("writer over HTTP  : %9.0f commands/s  p50 %6.2f ms  p99 %7.2f ms  (%d keep-alive clients x %d pipelined, %llu failed)\n",
+              rate, lat.p50_ms, lat.p99_ms, o.http_clients, o.pipeline, static_cast<unsigned long long>(failed.load()));
+  (*server)->Stop();
+  return {{"stage", "writer_http"}, {"commands_per_s", rate}, {"latency", bench::ToJson(lat)},
+          {"clients", o.http_clients}, {"pipeline", o.pipeline}, {"partitions", o.partitions}, {"failed", failed.load()}};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"freshet writer benchmark (needs the local Kafka: scripts/services start)"};
+  app.add_option("--brokers", o.brokers)->capture_default_str();
+  app.add_option("--partitions", o.partitions)->capture_default_str();
+  app.add_option("--seconds", o.seconds, "Measured time per mode")->capture_default_str();
+  app.add_option("--inflight", o.inflight, "In-process: commands outstanding")->capture_default_str();
+  app.add_option("--submitters", o.submitters, "In-process: submitting threads")->capture_default_str();
+  app.add_option("--http-clients", o.http_clients, "HTTP: concurrent keep-alive clients")->capture_default_str();
+  app.add_option("--pipeline", o.pipeline, "HTTP: requests in flight per client (HTTP/1.1 pipelining)")
+      ->check(CLI::Range(1, 128))->capture_default_str();
+  app.add_option("--stores", o.stores, "Distinct partition keys")->capture_default_str();
+  app.add_option("--linger-ms", o.linger_ms)->capture_default_str();
+  app.add_option("--max-batch", o.max_batch)->capture_default_str();
+  app.add_option("--mode", o.mode, "inprocess, http or both")->check(CLI::IsMember({"inprocess", "http", "both"}));
+  app.add_option("--kafka-prop", o.kafka_props, "Extra librdkafka property k=v (repeatable)");
+  app.add_option("--json", o.json_path, "Append results as JSON lines to this file");
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::warn);
+
+  Config config;
+  config.kafka.brokers = o.brokers;
+  config.kafka.topic = "bench-writer-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+  config.kafka.partitions = o.partitions;
+  config.writer.linger_ms = o.linger_ms;
+  config.writer.max_batch = o.max_batch;
+  config.writer.owners_topic = "bench-writer-owners";
+  config.writer.session_timeout_ms = 10000;
+  for (const auto& kv : o.kafka_props) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos) {
+      std::cerr << "--kafka-prop: expected k=v, got " << kv << "\n";
+      return 2;
+    }
+    config.kafka.client_properties[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  auto writer = Writer::Start(config, MakeInventoryDomain());
+  if (!writer.ok()) {
+    std::cerr << writer.status().ToString() << "\n";
+    return 1;
+  }
+  auto ready_by = Clock::now() + std::chrono::seconds(60);
+  while (!(*writer)->owns_all() && Clock::now() < ready_by) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (!(*writer)->owns_all()) {
+    std::cerr << "writer did not take every partition within 60 s\n";
+    return 1;
+  }
+  // Warm-up: the first transactions of each producer are slower.
+  {
+    Options warm = o;
+    warm.seconds = 1;
+    RunInProcess(**writer, warm, /*print=*/false);
+  }
+  if (o.mode != "http") bench::AppendResult(o.json_path, RunInProcess(**writer, o));
+  if (o.mode != "inprocess") bench::AppendResult(o.json_path, RunHttp(**writer, o));
+  (*writer)->Stop();
+  return 0;
+}
