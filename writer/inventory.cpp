@@ -27,18 +27,26 @@ Status RequireQuantity(const nlohmann::json& body, const char* field, int64_t mi
   return Status::Ok();
 }
 
+const std::string& SkuOf(const Command& c) { return c.data.at("sku").get_ref<const std::string&>(); }
+
 Event MakeEvent(const char* type, const Command& c, int64_t qty, int64_t delta, const StockItem& after) {
   Event e;
   e.type = type;
   e.id = c.id;
   e.ts_ms = NowMillis();
-  e.data = {{"store", c.partition_key}, {"sku", c.data["sku"]}, {"qty", qty},
-            {"delta", delta},          {"on_hand", after.on_hand}, {"reserved", after.reserved}};
+  // Filled field by field: a braced initializer list would copy every value.
+  auto& d = e.data;
+  d["store"] = c.partition_key;
+  d["sku"] = SkuOf(c);
+  d["qty"] = qty;
+  d["delta"] = delta;
+  d["on_hand"] = after.on_hand;
+  d["reserved"] = after.reserved;
   return e;
 }
 
 std::string Describe(const Command& c, const StockItem& item) {
-  return "store " + c.partition_key + " sku " + c.data["sku"].get<std::string>() + " has on_hand " +
+  return "store " + c.partition_key + " sku " + SkuOf(c) + " has on_hand " +
          std::to_string(item.on_hand) + ", reserved " + std::to_string(item.reserved);
 }
 
@@ -82,33 +90,33 @@ Result<Command> InventoryDomain::ParseCommand(const nlohmann::json& body) {
 }
 
 Result<std::vector<Event>> InventoryDomain::Decide(const StateView<StockItem>& state, const Command& c) {
-  const StockItem* found = state.Find(EntityKeyFromPath(c.partition_key, c.data["sku"].get<std::string>()));
+  const StockItem* found = state.Find(EntityKeyFromPath(c.partition_key, SkuOf(c)));
   StockItem item = found ? *found : StockItem{};
   int64_t available = item.on_hand - item.reserved;
   if (c.type == "receive") {
-    int64_t qty = c.data["qty"].get<int64_t>();
+    int64_t qty = c.data.at("qty").get<int64_t>();
     if (item.on_hand + qty > kMaxQuantity)
       return Status::Refused("receive would take on_hand above " + std::to_string(kMaxQuantity));
     item.on_hand += qty;
     return std::vector<Event>{MakeEvent("StockReceived", c, qty, qty, item)};
   }
   if (c.type == "reserve") {
-    int64_t qty = c.data["qty"].get<int64_t>();
+    int64_t qty = c.data.at("qty").get<int64_t>();
     if (qty > available)
       return Status::Refused("insufficient stock to reserve " + std::to_string(qty) + ": " + Describe(c, item));
     item.reserved += qty;
     return std::vector<Event>{MakeEvent("StockReserved", c, qty, 0, item)};
   }
   if (c.type == "release") {
-    int64_t qty = c.data["qty"].get<int64_t>();
+    int64_t qty = c.data.at("qty").get<int64_t>();
     if (qty > item.reserved)
       return Status::Refused("cannot release " + std::to_string(qty) + ": " + Describe(c, item));
     item.reserved -= qty;
     return std::vector<Event>{MakeEvent("ReservationReleased", c, qty, 0, item)};
   }
   if (c.type == "sell") {
-    int64_t qty = c.data["qty"].get<int64_t>();
-    bool from_reservation = c.data["from_reservation"].get<bool>();
+    int64_t qty = c.data.at("qty").get<int64_t>();
+    bool from_reservation = c.data.at("from_reservation").get<bool>();
     if (from_reservation) {
       if (qty > item.reserved)
         return Status::Refused("cannot sell " + std::to_string(qty) + " from reservations: " + Describe(c, item));
@@ -122,7 +130,7 @@ Result<std::vector<Event>> InventoryDomain::Decide(const StateView<StockItem>& s
     return std::vector<Event>{std::move(e)};
   }
   if (c.type == "adjust") {
-    int64_t counted = c.data["counted"].get<int64_t>();
+    int64_t counted = c.data.at("counted").get<int64_t>();
     if (counted < item.reserved)
       return Status::Refused("count of " + std::to_string(counted) +
                              " is below the reserved quantity; release reservations first: " + Describe(c, item));
