@@ -10,8 +10,7 @@
 #include "core/http_server.h"
 #include "core/log.h"
 #include "core/postgres.h"
-#include "views/stock_levels.h"
-#include "views/view_engine.h"
+#include "views/view_runner.h"
 #include "writer/inventory.h"
 #include "writer/writer.h"
 
@@ -105,65 +104,30 @@ int RunViewsCommand(const std::string& config_path) {
       return 2;
     }
   }
+  auto runner = ViewRunner::Create(config.value());
+  if (!runner.ok()) {
+    std::cerr << "freshet: config error: " << runner.status().message() << "\n";
+    return 2;
+  }
   InitLogging(config->log_level, "views");
   BlockShutdownSignals();
 
-  std::atomic<bool> stop{false};
-  std::thread signals([&stop] {
-    int sig = WaitForShutdownSignal();
-    spdlog::info("views: signal {} received, flushing and shutting down", sig);
-    stop = true;
-  });
-  signals.detach();
-
-  MetricsRegistry metrics;
-  std::atomic<ViewEngine*> engine_for_status{nullptr};
   HttpServer::Options http;
   http.listen = config->views.listen;
-  auto server = HttpServer::Start(http, [&](HttpRequest&& req, HttpReply reply) {
-    if (req.path == "/healthz") return reply(JsonResponse(200, {{"status", "ok"}}));
-    if (req.path == "/metrics") return reply(HttpResponse{200, "text/plain; version=0.0.4", metrics.RenderPrometheus(), {}});
-    if (req.path == "/views/stock_levels/status") {
-      ViewEngine* engine = engine_for_status.load();
-      nlohmann::json offsets = nlohmann::json::object();
-      if (engine)
-        for (const auto& [p, next] : engine->StoredOffsets()) offsets[std::to_string(p)] = next;
-      return reply(JsonResponse(200, {{"view", "stock_levels"}, {"next_offsets", offsets}}));
-    }
-    reply(ErrorResponse(404, "no such endpoint: " + req.path));
-  });
+  ViewRunner* r = runner->get();
+  auto server = HttpServer::Start(http, [r](HttpRequest&& req, HttpReply reply) { r->HandleHttp(std::move(req), reply); });
   if (!server.ok()) {
     spdlog::error("views: {} (views.listen)", server.status().message());
     return 1;
   }
-  spdlog::info("views: listening on http://{}", config->views.listen);
-
-  ViewEngineOptions options;
-  options.kafka = {config->kafka.brokers, config->kafka.client_properties};
-  options.topic = config->kafka.topic;
-  options.group_id = config->views.group_id;
-  options.flush_interval = std::chrono::milliseconds(config->views.flush_interval_ms);
-  options.max_batch_events = static_cast<size_t>(config->views.max_batch_rows);
-  options.session_timeout_ms = config->views.session_timeout_ms;
-
-  auto backoff = std::chrono::milliseconds(500);
-  while (!stop.load()) {
-    auto sink = PostgresSink::Open(config->postgres.url, config->kafka.topic, StockLevelsProjection().table());
-    if (!sink.ok()) {
-      spdlog::warn("views: {}; retrying in {} ms", sink.status().message(), backoff.count());
-      std::this_thread::sleep_for(backoff);
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(10000));
-      continue;
-    }
-    ViewEngine engine(options, std::make_unique<StockLevelsProjection>(), std::move(sink.value()), metrics);
-    engine_for_status = &engine;
-    Status st = engine.Run(stop);
-    engine_for_status = nullptr;
-    if (!st.ok()) {
-      spdlog::warn("views: {}; restarting the engine", st.message());
-      std::this_thread::sleep_for(backoff);
-    }
+  if (Status st = (*runner)->Start(); !st.ok()) {
+    spdlog::error("views: {}", st.ToString());
+    return 1;
   }
+  spdlog::info("views: listening on http://{}", config->views.listen);
+  int sig = WaitForShutdownSignal();
+  spdlog::info("views: signal {} received, flushing and shutting down", sig);
+  (*runner)->Stop();
   (*server)->Stop();
   spdlog::info("views: stopped");
   return 0;

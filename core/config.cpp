@@ -51,6 +51,13 @@ class ConfigObject {
     return Status::Ok();
   }
 
+  // A value validated elsewhere (view definitions); only its presence is noted.
+  Status Raw(const char* key, nlohmann::json* out) {
+    const json* v = Find(key);
+    if (v) *out = *v;
+    return Status::Ok();
+  }
+
   Status StringMap(const char* key, std::map<std::string, std::string>* out) {
     std::string path = Join(key);
     const json* v = Find(key);
@@ -152,6 +159,7 @@ Status BindViews(ConfigObject& o, ViewsConfig* c) {
   FRESHET_RETURN_IF_ERROR(o.Int("flush_interval_ms", &c->flush_interval_ms, 1, 3600 * 1000));
   FRESHET_RETURN_IF_ERROR(o.Int("max_batch_rows", &c->max_batch_rows, 1, 10000000));
   FRESHET_RETURN_IF_ERROR(o.Int("session_timeout_ms", &c->session_timeout_ms, 1000, 3600 * 1000));
+  FRESHET_RETURN_IF_ERROR(o.Raw("definitions", &c->definitions));
   return o.CheckNoUnknownKeys();
 }
 

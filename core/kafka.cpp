@@ -169,6 +169,49 @@ Status TransactionalProducer::Abort(std::chrono::milliseconds timeout) {
   return st;
 }
 
+// ---- Producer ---------------------------------------------------------------------
+
+Result<std::unique_ptr<Producer>> Producer::Create(const KafkaClientOptions& options) {
+  auto conf = MakeConf(options, {{"enable.idempotence", "true"}, {"acks", "all"}, {"linger.ms", "5"}});
+  if (!conf.ok()) return conf.status();
+  auto handle = NewHandle(RD_KAFKA_PRODUCER, std::move(conf.value()));
+  if (!handle.ok()) return handle.status();
+  return std::unique_ptr<Producer>(new Producer(std::move(handle.value())));
+}
+
+Producer::~Producer() {
+  if (handle_) rd_kafka_flush(handle_.get(), 10000);
+}
+
+Status Producer::Produce(const OutgoingMessage& message) {
+  rd_kafka_headers_t* headers = rd_kafka_headers_new(message.headers.size());
+  for (const auto& h : message.headers)
+    rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
+                        static_cast<ssize_t>(h.value.size()));
+  rd_kafka_resp_err_t err;
+  for (;;) {
+    err = rd_kafka_producev(handle_.get(), RD_KAFKA_V_TOPIC(message.topic.c_str()),
+                            RD_KAFKA_V_PARTITION(message.partition < 0 ? RD_KAFKA_PARTITION_UA : message.partition),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(message.key.data(), message.key.size()),
+                            RD_KAFKA_V_VALUE(const_cast<char*>(message.value.data()), message.value.size()),
+                            RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
+    rd_kafka_poll(handle_.get(), 10);
+  }
+  if (err) {
+    rd_kafka_headers_destroy(headers);
+    return Status::Unavailable("produce to " + message.topic + ": " + rd_kafka_err2str(err));
+  }
+  rd_kafka_poll(handle_.get(), 0);
+  return Status::Ok();
+}
+
+Status Producer::Flush(std::chrono::milliseconds timeout) {
+  rd_kafka_resp_err_t err = rd_kafka_flush(handle_.get(), static_cast<int>(timeout.count()));
+  if (err) return Status::Unavailable(std::string("flush: ") + rd_kafka_err2str(err));
+  return Status::Ok();
+}
+
 // ---- KafkaMessage ------------------------------------------------------------
 
 KafkaMessage::KafkaMessage(rd_kafka_message_s* m) : m_(m) {}
@@ -364,6 +407,13 @@ Result<std::pair<int64_t, int64_t>> Consumer::QueryWatermarks(const std::string&
     return Status::Unavailable("watermarks of " + topic + "[" + std::to_string(partition) +
                                "]: " + rd_kafka_err2str(err));
   return std::make_pair(low, high);
+}
+
+int64_t Consumer::CachedHighWatermark(const std::string& topic, int32_t partition) {
+  int64_t low = -1, high = -1;
+  if (rd_kafka_get_watermark_offsets(handle_.get(), topic.c_str(), partition, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return -1;
+  return high;
 }
 
 std::vector<TopicPartitionOffset> Consumer::Assignment() {

@@ -87,6 +87,21 @@ class TransactionalProducer {
   std::string transactional_id_;
 };
 
+// A plain idempotent producer (no transactions), for side outputs such as
+// the dead-letter topic. Thread-safe.
+class Producer {
+ public:
+  static Result<std::unique_ptr<Producer>> Create(const KafkaClientOptions& options);
+  ~Producer();
+  Status Produce(const OutgoingMessage& message);
+  // Waits until everything produced so far is acknowledged.
+  Status Flush(std::chrono::milliseconds timeout);
+
+ private:
+  explicit Producer(KafkaHandle handle) : handle_(std::move(handle)) {}
+  KafkaHandle handle_;
+};
+
 // One consumed record; owns the librdkafka message.
 class KafkaMessage {
  public:
@@ -160,6 +175,9 @@ class Consumer {
   Result<int64_t> Position(const std::string& topic, int32_t partition);
   Result<std::pair<int64_t, int64_t>> QueryWatermarks(const std::string& topic, int32_t partition,
                                                       std::chrono::milliseconds timeout);
+  // The last known high watermark of an assigned partition, without asking
+  // the broker (-1 when not known yet).
+  int64_t CachedHighWatermark(const std::string& topic, int32_t partition);
   // True once an AssignHook failed: the group believes this consumer owns
   // partitions it is not reading. The caller should close it and start anew.
   bool assignment_failed() const { return assignment_failed_; }

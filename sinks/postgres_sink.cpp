@@ -1,5 +1,6 @@
 #include "sinks/postgres_sink.h"
 
+#include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 #include <pqxx/tablewriter>
 #include <spdlog/spdlog.h>
@@ -17,6 +18,18 @@ std::string QualifiedTable(const TableSpec& t) { return QuoteIdent(t.schema) + "
 std::string QualifiedView(const TableSpec& t) { return QuoteIdent(t.schema) + "." + QuoteIdent(t.view_name); }
 
 std::string StagingName(const TableSpec& t) { return "freshet_staging_" + t.table_name(); }
+std::string DeletesName(const TableSpec& t) { return "freshet_deletes_" + t.table_name(); }
+
+std::string MergeExpression(const ColumnSpec& c) {
+  std::string col = QuoteIdent(c.name);
+  switch (c.merge) {
+    case Merge::kReplace: return "EXCLUDED." + col;
+    case Merge::kAdd: return "COALESCE(target." + col + ", 0) + COALESCE(EXCLUDED." + col + ", 0)";
+    case Merge::kMin: return "LEAST(target." + col + ", EXCLUDED." + col + ")";      // LEAST ignores NULLs
+    case Merge::kMax: return "GREATEST(target." + col + ", EXCLUDED." + col + ")";
+  }
+  return "EXCLUDED." + col;
+}
 
 std::string ColumnList(const TableSpec& t) {
   std::string out;
@@ -91,12 +104,12 @@ Status PostgresSink::Prepare() {
     keys += (keys.empty() ? "" : ", ") + QuoteIdent(c.name);
   }
   for (const auto& c : t.value_columns) defs += ", " + QuoteIdent(c.name) + " " + c.sql_type;
-  std::string updates;
-  for (const auto& c : t.value_columns) {
-    std::string col = QuoteIdent(c.name);
-    updates += (updates.empty() ? "" : ", ") + col + " = " +
-               (c.add_on_conflict ? "COALESCE(target." + col + ", 0) + EXCLUDED." + col : "EXCLUDED." + col);
-  }
+  std::string updates, key_match;
+  for (const auto& c : t.value_columns)
+    updates += (updates.empty() ? "" : ", ") + QuoteIdent(c.name) + " = " + MergeExpression(c);
+  for (const auto& c : t.key_columns)
+    key_match += (key_match.empty() ? "" : " AND ") + std::string("target.") + QuoteIdent(c.name) + " = d." + QuoteIdent(c.name);
+  delete_sql_ = "DELETE FROM " + table + " AS target USING " + QuoteIdent(DeletesName(t)) + " AS d WHERE " + key_match;
   upsert_sql_ = "INSERT INTO " + table + " AS target (" + ColumnList(t) + ") SELECT " + ColumnList(t) + " FROM " +
                 QuoteIdent(StagingName(t)) + " ON CONFLICT (" + keys + ") DO " +
                 (updates.empty() ? "NOTHING" : "UPDATE SET " + updates);
@@ -104,11 +117,17 @@ Status PostgresSink::Prepare() {
     pqxx::work tx(*conn_);
     tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLockId) + ")");
     tx.exec("CREATE TABLE IF NOT EXISTS " + table + " (" + defs + ", PRIMARY KEY (" + keys + "))");
-    tx.exec("CREATE OR REPLACE VIEW " + QualifiedView(t) + " AS SELECT * FROM " + table);
+    std::string select = t.view_select.empty() ? "*" : t.view_select;
+    // A view over another version's table with other columns cannot be
+    // replaced in place; it is dropped and created in the same transaction.
+    tx.exec("DROP VIEW IF EXISTS " + QualifiedView(t));
+    tx.exec("CREATE VIEW " + QualifiedView(t) + " AS SELECT " + select + " FROM " + table);
+    tx.exec("GRANT SELECT ON " + QualifiedView(t) + " TO freshet_reader");
     tx.exec_params(
-        "INSERT INTO freshet.views (name, version) VALUES ($1, $2) "
-        "ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, updated_at = now()",
-        t.view_name, t.version);
+        "INSERT INTO freshet.views (name, version, table_name) VALUES ($1, $2, $3) "
+        "ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, table_name = EXCLUDED.table_name, "
+        "updated_at = now()",
+        t.view_name, t.version, t.table_name());
     tx.commit();
   } catch (const std::exception& e) {
     return Status::Unavailable("view " + t.view_name + ": creating table: " + e.what());
@@ -122,7 +141,7 @@ Result<std::map<int32_t, int64_t>> PostgresSink::LoadOffsets() {
     std::map<int32_t, int64_t> out;
     for (const auto& row : tx.exec_params(
              "SELECT partition, next_offset FROM freshet.offsets WHERE view_name = $1 AND topic = $2",
-             table_.view_name, topic_))
+             table_.table_name(), topic_))
       out[row[0].as<int32_t>()] = row[1].as<int64_t>();
     return out;
   } catch (const std::exception& e) {
@@ -132,15 +151,43 @@ Result<std::map<int32_t, int64_t>> PostgresSink::LoadOffsets() {
 
 Status PostgresSink::Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets) {
   const std::string& view = table_.view_name;
+  const std::string owner = table_.table_name();  // offsets belong to this version's table
   try {
     pqxx::work tx(*conn_);
     // The staging table is temporary: a new session (after a reconnect) needs its own.
     if (staging_backend_pid_ != conn_->backendpid()) {
       tx.exec("CREATE TEMP TABLE IF NOT EXISTS " + QuoteIdent(StagingName(table_)) + " (LIKE " +
               QualifiedTable(table_) + " INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
+      std::string key_defs;
+      for (const auto& k : table_.key_columns)
+        key_defs += (key_defs.empty() ? "" : ", ") + QuoteIdent(k.name) + " " + k.sql_type;
+      tx.exec("CREATE TEMP TABLE IF NOT EXISTS " + QuoteIdent(DeletesName(table_)) + " (" + key_defs +
+              ") ON COMMIT DELETE ROWS");
       staging_backend_pid_ = conn_->backendpid();
     }
-    if (!rows.empty()) {
+    size_t deletes = 0;
+    for (const RowWrite& row : rows) deletes += row.deleted;
+    if (deletes > 0) {
+      std::vector<std::string> key_names;
+      for (const auto& k : table_.key_columns) key_names.push_back(k.name);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+      pqxx::tablewriter copy(tx, DeletesName(table_), key_names.begin(), key_names.end());
+#pragma GCC diagnostic pop
+      std::string line;
+      for (const RowWrite& row : rows) {
+        if (!row.deleted) continue;
+        line.clear();
+        for (const auto& k : row.key) {
+          if (!line.empty()) line += '\t';
+          AppendCopyField(k, &line);
+        }
+        copy.write_raw_line(line);
+      }
+      copy.complete();
+      tx.exec(delete_sql_);
+    }
+    if (rows.size() > deletes) {
       std::vector<std::string> columns;
       for (const auto& c : table_.key_columns) columns.push_back(c.name);
       for (const auto& c : table_.value_columns) columns.push_back(c.name);
@@ -153,6 +200,7 @@ Status PostgresSink::Write(const std::vector<RowWrite>& rows, const std::vector<
       pqxx::tablewriter copy(tx, StagingName(table_), columns.begin(), columns.end());
       std::string line;
       for (const RowWrite& row : rows) {
+        if (row.deleted) continue;
         line.clear();
         for (const auto& k : row.key) {
           if (!line.empty()) line += '\t';
@@ -175,17 +223,22 @@ Status PostgresSink::Write(const std::vector<RowWrite>& rows, const std::vector<
         r = tx.exec_params(
             "INSERT INTO freshet.offsets (view_name, topic, partition, next_offset) VALUES ($1, $2, $3, $4) "
             "ON CONFLICT DO NOTHING",
-            view, topic_, o.partition, o.next_offset);
+            owner, topic_, o.partition, o.next_offset);
       } else {
         r = tx.exec_params(
             "UPDATE freshet.offsets SET next_offset = $4, updated_at = now() "
             "WHERE view_name = $1 AND topic = $2 AND partition = $3 AND next_offset = $5",
-            view, topic_, o.partition, o.next_offset, o.expected_next);
+            owner, topic_, o.partition, o.next_offset, o.expected_next);
       }
       if (r.affected_rows() != 1)
         throw OffsetMoved("partition " + std::to_string(o.partition) + ": stored offset is no longer " +
                           std::to_string(o.expected_next) + " (another process advanced it)");
     }
+    // Delivered at commit: SQL clients can react to fresh data without polling.
+    nlohmann::json offsets_json = nlohmann::json::object();
+    for (const OffsetAdvance& o : offsets) offsets_json[std::to_string(o.partition)] = o.next_offset;
+    tx.exec_params("SELECT pg_notify('freshet_flush', $1)",
+                   nlohmann::json{{"view", view}, {"table", owner}, {"next_offsets", offsets_json}}.dump());
     tx.commit();
     return Status::Ok();
   } catch (const OffsetMoved& e) {

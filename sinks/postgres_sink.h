@@ -25,10 +25,13 @@
 
 namespace freshet {
 
+// How a written value combines with the stored one.
+enum class Merge { kReplace, kAdd, kMin, kMax };
+
 struct ColumnSpec {
   std::string name;
-  std::string sql_type;          // "text", "bigint", "double precision", ...
-  bool add_on_conflict = false;  // new = stored + written (else replaced)
+  std::string sql_type;            // "text", "bigint", "double precision", ...
+  Merge merge = Merge::kReplace;   // kAdd: counters and sums written as deltas
 };
 
 struct TableSpec {
@@ -36,16 +39,20 @@ struct TableSpec {
   // `freshet` schema would otherwise create tables inside it.
   std::string schema = "public";
   std::string view_name;         // the stable SQL view readers query
-  int version = 1;               // rows live in table <view_name>__v<version>
+  std::string version = "1";     // rows live in table <view_name>__v<version>
   std::vector<ColumnSpec> key_columns;
   std::vector<ColumnSpec> value_columns;
-  std::string table_name() const { return view_name + "__v" + std::to_string(version); }
+  // What the stable SQL view selects from the table; "*" when empty.
+  std::string view_select;
+  std::string table_name() const { return view_name + "__v" + version; }
 };
 
-// One row to upsert; values are in text form, std::nullopt is SQL NULL.
+// One row to upsert (or delete); values are in text form, std::nullopt is
+// SQL NULL. A flush holds at most one RowWrite per key.
 struct RowWrite {
   std::vector<std::string> key;
-  std::vector<std::optional<std::string>> values;
+  std::vector<std::optional<std::string>> values;  // empty when deleted
+  bool deleted = false;
 };
 
 struct OffsetAdvance {
@@ -62,7 +69,7 @@ class PostgresSink {
                                                     const TableSpec& table);
   ~PostgresSink();
 
-  // next_offset per partition, as stored with the rows.
+  // next_offset per partition, as stored with the rows (of this version's table).
   Result<std::map<int32_t, int64_t>> LoadOffsets();
   // Rows and offsets in one transaction; kConflict if an offset moved under us.
   Status Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets);
@@ -76,6 +83,7 @@ class PostgresSink {
   TableSpec table_;
   std::unique_ptr<pqxx::connection> conn_;
   std::string upsert_sql_;
+  std::string delete_sql_;
   int staging_backend_pid_ = -1;  // the session whose temp staging table exists
 };
 

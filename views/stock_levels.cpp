@@ -4,9 +4,9 @@ namespace freshet {
 
 StockLevelsProjection::StockLevelsProjection() {
   table_.view_name = "stock_levels";
-  table_.version = 1;
+  table_.version = "1";
   table_.key_columns = {{"store", "text"}, {"sku", "text"}};
-  table_.value_columns = {{"on_hand", "bigint", /*add_on_conflict=*/true}};
+  table_.value_columns = {{"on_hand", "bigint", Merge::kAdd}};
 }
 
 Status StockLevelsProjection::Apply(const Event& event) {

@@ -6,30 +6,48 @@
 
 namespace freshet {
 
+ViewMetrics::ViewMetrics(MetricsRegistry& registry, const std::string& view)
+    : events(registry.AddCounter("freshet_view_events_total", "Events applied", "view=\"" + view + "\"")),
+      dead_letters(registry.AddCounter("freshet_view_dead_letters_total", "Events sent to the dead-letter topic",
+                                       "view=\"" + view + "\"")),
+      flushes(registry.AddCounter("freshet_view_flushes_total", "Committed flushes", "view=\"" + view + "\"")),
+      flush_failures(registry.AddCounter("freshet_view_flush_failures_total", "Failed flushes (rewound)",
+                                         "view=\"" + view + "\"")),
+      flush_seconds(registry.AddHistogram("freshet_view_flush_seconds", "Time to write one flush", LatencyBuckets(),
+                                          "view=\"" + view + "\"")),
+      visible_seconds(registry.AddHistogram("freshet_view_event_to_visible_seconds",
+                                            "From the event's timestamp to its flush committing", LatencyBuckets(),
+                                            "view=\"" + view + "\"")) {}
+
 ViewEngine::ViewEngine(ViewEngineOptions options, std::unique_ptr<Projection> projection,
-                       std::unique_ptr<PostgresSink> sink, MetricsRegistry& metrics)
-    : options_(std::move(options)),
-      projection_(std::move(projection)),
-      sink_(std::move(sink)),
-      events_(metrics.AddCounter("freshet_view_events_total", "Events applied",
-                                 "view=\"" + projection_->table().view_name + "\"")),
-      bad_events_(metrics.AddCounter("freshet_view_bad_events_total", "Events skipped as unprocessable",
-                                     "view=\"" + projection_->table().view_name + "\"")),
-      flushes_(metrics.AddCounter("freshet_view_flushes_total", "Committed flushes",
-                                  "view=\"" + projection_->table().view_name + "\"")),
-      flush_failures_(metrics.AddCounter("freshet_view_flush_failures_total", "Failed flushes (rewound)",
-                                         "view=\"" + projection_->table().view_name + "\"")),
-      flush_seconds_(metrics.AddHistogram("freshet_view_flush_seconds", "Time to write one flush",
-                                          LatencyBuckets(), "view=\"" + projection_->table().view_name + "\"")),
-      visible_seconds_(metrics.AddHistogram("freshet_view_event_to_visible_seconds",
-                                            "From the event's timestamp to its flush committing",
-                                            LatencyBuckets(), "view=\"" + projection_->table().view_name + "\"")) {}
+                       std::unique_ptr<PostgresSink> sink, ViewMetrics& metrics)
+    : options_(std::move(options)), projection_(std::move(projection)), sink_(std::move(sink)), metrics_(metrics) {}
 
 ViewEngine::~ViewEngine() = default;
 
-std::map<int32_t, int64_t> ViewEngine::StoredOffsets() const {
+ViewStatus ViewEngine::Snapshot() const {
   std::lock_guard lock(status_mu_);
-  return status_offsets_;
+  return status_;
+}
+
+void ViewEngine::PublishStatus() {
+  ViewStatus s;
+  s.state = "running";
+  s.next_offsets = stored_next_;
+  s.last_flush_ms = last_flush_ms_;
+  int64_t total_lag = 0;
+  for (const auto& [partition, next] : stored_next_) {
+    int64_t high = consumer_ ? consumer_->CachedHighWatermark(options_.topic, partition) : -1;
+    if (high < 0) continue;
+    int64_t lag = std::max<int64_t>(0, high - std::max<int64_t>(next, 0));
+    s.lag[partition] = lag;
+    total_lag += lag;
+  }
+  // Transaction markers count in the lag; a view is stale only when it has
+  // not flushed for longer than it may lag while something is waiting.
+  s.stale = total_lag > 1 && NowMillis() - last_flush_ms_ > options_.max_lag.count();
+  std::lock_guard lock(status_mu_);
+  status_ = std::move(s);
 }
 
 Status ViewEngine::OnAssign(std::vector<TopicPartitionOffset>& assigned) {
@@ -40,6 +58,7 @@ Status ViewEngine::OnAssign(std::vector<TopicPartitionOffset>& assigned) {
     tp.offset = it == stored->end() ? kOffsetBeginning : it->second;
     stored_next_[tp.partition] = it == stored->end() ? -1 : it->second;
     pending_next_[tp.partition] = stored_next_[tp.partition];
+    last_flush_ms_ = NowMillis();
     spdlog::info("view {}: assigned partition {} from offset {}", projection_->table().view_name, tp.partition,
                  it == stored->end() ? std::string("beginning") : std::to_string(it->second));
   }
@@ -67,26 +86,34 @@ Status ViewEngine::Flush() {
     if (next != stored) advances.push_back({partition, stored, next});
   }
   auto started = std::chrono::steady_clock::now();
+  // Dead letters must be durable before the offsets that skip them are.
+  if (options_.dead_letters) {
+    Status dl = options_.dead_letters->Flush(std::chrono::seconds(30));
+    if (!dl.ok()) {
+      (void)projection_->TakePending();
+      pending_events_ = 0;
+      pending_event_times_.clear();
+      return dl.WithContext("dead-letter topic " + options_.dead_letter_topic);
+    }
+  }
   std::vector<RowWrite> rows = projection_->TakePending();
   Status st = sink_->Write(rows, advances);
   if (!st.ok()) {
-    flush_failures_.Add();
+    metrics_.flush_failures.Add();
     pending_events_ = 0;
     pending_event_times_.clear();
     return st;
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  flush_seconds_.Observe(seconds);
+  metrics_.flush_seconds.Observe(seconds);
   int64_t now = NowMillis();
-  for (int64_t ts : pending_event_times_) visible_seconds_.Observe(static_cast<double>(now - ts) / 1000.0);
+  for (int64_t ts : pending_event_times_) metrics_.visible_seconds.Observe(static_cast<double>(now - ts) / 1000.0);
   pending_event_times_.clear();
-  flushes_.Add();
+  metrics_.flushes.Add();
   stored_next_ = pending_next_;
   pending_events_ = 0;
-  {
-    std::lock_guard lock(status_mu_);
-    status_offsets_ = stored_next_;
-  }
+  last_flush_ms_ = now;
+  PublishStatus();
   return Status::Ok();
 }
 
@@ -102,6 +129,23 @@ Status ViewEngine::Rewind() {
     pending_next_[partition] = next;
     FRESHET_RETURN_IF_ERROR(consumer_->Seek(options_.topic, partition, next < 0 ? kOffsetBeginning : next));
   }
+  return Status::Ok();
+}
+
+Status ViewEngine::DeadLetter(const KafkaMessage& message, const std::string& error) {
+  if (!options_.dead_letters) return Status::Internal("no dead-letter producer");
+  OutgoingMessage m;
+  m.topic = options_.dead_letter_topic;
+  m.key = std::string(message.key());
+  m.value = std::string(message.value());
+  m.headers = {{"freshet.view", projection_->table().view_name},
+               {"freshet.error", error},
+               {"freshet.source.topic", std::string(message.topic())},
+               {"freshet.source.partition", std::to_string(message.partition())},
+               {"freshet.source.offset", std::to_string(message.offset())}};
+  if (auto type = message.header(kTypeHeader)) m.headers.push_back({kTypeHeader, std::string(*type)});
+  FRESHET_RETURN_IF_ERROR(options_.dead_letters->Produce(m));
+  metrics_.dead_letters.Add();
   return Status::Ok();
 }
 
@@ -136,16 +180,35 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
       spdlog::warn("view {}: {}", view, outcome.status().message());
       continue;
     }
+    if (*outcome == Consumer::PollOutcome::kTimeout && pending_events_ == 0) PublishStatus();
     if (*outcome == Consumer::PollOutcome::kMessage) {
       int32_t partition = message.partition();
       if (!pending_next_.count(partition)) continue;  // a message from before a revoke
       auto event = DecodeEventValue(message.value());
       Status st = event.ok() ? projection_->Apply(*event) : event.status();
       if (!st.ok()) {
-        bad_events_.Add();
-        spdlog::warn("view {}: partition {} offset {}: skipped: {}", view, partition, message.offset(), st.message());
+        if (options_.stop_on_error) {
+          // Stop before the bad event: what came before it is still written.
+          pending_next_[partition] = message.offset();
+          Status flushed = Flush();
+          std::string reason = "stopped at partition " + std::to_string(partition) + " offset " +
+                               std::to_string(message.offset()) + ": " + st.message();
+          spdlog::error("view {}: {}", view, reason);
+          (void)consumer_->Close();
+          if (!flushed.ok()) spdlog::warn("view {}: final flush failed: {}", view, flushed.message());
+          return Status::InvalidArgument("view " + view + " " + reason);
+        }
+        Status dl = DeadLetter(message, st.message());
+        if (!dl.ok()) {
+          spdlog::warn("view {}: {}; rewinding", view, dl.message());
+          (void)projection_->TakePending();
+          pending_events_ = 0;
+          (void)Rewind();
+          continue;
+        }
+        spdlog::warn("view {}: partition {} offset {}: dead-lettered: {}", view, partition, message.offset(), st.message());
       } else {
-        events_.Add();
+        metrics_.events.Add();
         int64_t ts = event->ts_ms > 0 ? event->ts_ms : message.timestamp_ms();
         if (pending_event_times_.size() < 4096) pending_event_times_.push_back(ts);
       }

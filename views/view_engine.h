@@ -1,17 +1,22 @@
-// ViewEngine: consumes the event topic (read_committed, in a consumer group)
-// into one projection and its Postgres sink, exactly once.
+// ViewEngine: consumes the event topic (read_committed, in a consumer group
+// of its own) into one projection and its Postgres sink, exactly once.
 //
 // The engine never commits offsets to Kafka. Each flush writes the pending
 // rows and the next offset of every partition they cover in ONE Postgres
 // transaction; on (re)assignment each partition resumes from the offset
 // stored with the rows. A failed flush drops the pending changes and seeks
 // back to the stored offsets, so nothing is lost or applied twice.
+//
+// An event the projection cannot apply goes to the dead-letter topic with
+// the view, the error and its source partition/offset in headers, and the
+// view moves on; or, with stop_on_error, the view stops before it.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "core/kafka.h"
@@ -28,31 +33,60 @@ struct ViewEngineOptions {
   std::chrono::milliseconds flush_interval{100};
   size_t max_batch_events = 50000;
   int session_timeout_ms = 10000;
+  std::chrono::milliseconds max_lag{5000};
+  bool stop_on_error = false;
+  std::string dead_letter_topic;
+  Producer* dead_letters = nullptr;  // shared, thread-safe; required unless stop_on_error
+};
+
+// A view's metrics, registered once per process and shared by the engines
+// that serve the view over time.
+struct ViewMetrics {
+  ViewMetrics(MetricsRegistry& registry, const std::string& view);
+  Counter& events;
+  Counter& dead_letters;
+  Counter& flushes;
+  Counter& flush_failures;
+  Histogram& flush_seconds;
+  Histogram& visible_seconds;
+};
+
+struct ViewStatus {
+  std::string state = "starting";            // starting, running, stopped (with error)
+  std::string error;
+  std::map<int32_t, int64_t> next_offsets;   // stored with the rows
+  std::map<int32_t, int64_t> lag;            // events (and markers) not yet visible
+  int64_t last_flush_ms = 0;
+  bool stale = false;
 };
 
 class ViewEngine {
  public:
   ViewEngine(ViewEngineOptions options, std::unique_ptr<Projection> projection,
-             std::unique_ptr<PostgresSink> sink, MetricsRegistry& metrics);
+             std::unique_ptr<PostgresSink> sink, ViewMetrics& metrics);
   ~ViewEngine();
 
   // Consumes until `stop` becomes true, then flushes and leaves the group.
-  // Returns a non-OK Status only for errors it cannot ride out.
+  // Returns non-OK for errors it cannot ride out (the caller may restart
+  // it) and when the view stops on a bad event (kInvalidArgument).
   Status Run(const std::atomic<bool>& stop);
 
-  // Thread-safe snapshot for /status: partition -> next offset in the store.
-  std::map<int32_t, int64_t> StoredOffsets() const;
+  // Thread-safe snapshot for /views/{name}/status.
+  ViewStatus Snapshot() const;
 
  private:
   Status OnAssign(std::vector<TopicPartitionOffset>& assigned);
   void OnRevoke(const std::vector<TopicPartitionOffset>& revoked);
   Status Flush();
   Status Rewind();
+  Status DeadLetter(const KafkaMessage& message, const std::string& error);
+  void PublishStatus();
 
   ViewEngineOptions options_;
   std::unique_ptr<Projection> projection_;
   std::unique_ptr<PostgresSink> sink_;
   std::unique_ptr<Consumer> consumer_;
+  ViewMetrics& metrics_;
 
   // Per assigned partition: the next offset stored with the rows (-1: none
   // yet) and the next offset the pending changes reach.
@@ -61,16 +95,10 @@ class ViewEngine {
   size_t pending_events_ = 0;
   std::chrono::steady_clock::time_point oldest_pending_;
   std::vector<int64_t> pending_event_times_;  // ts of events in the batch, for latency
+  int64_t last_flush_ms_ = 0;
 
   mutable std::mutex status_mu_;
-  std::map<int32_t, int64_t> status_offsets_;
-
-  Counter& events_;
-  Counter& bad_events_;
-  Counter& flushes_;
-  Counter& flush_failures_;
-  Histogram& flush_seconds_;
-  Histogram& visible_seconds_;
+  ViewStatus status_;
 };
 
 }  // namespace freshet

@@ -1,0 +1,57 @@
+// ViewRunner: every view of a view process, each on its own thread with its
+// own consumer group ("<views.group_id>.<view>") and engine, restarted after
+// errors it cannot ride out (a store or broker down), stopped for good when
+// the view stops on a bad event. Serves the views' HTTP endpoints.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/config.h"
+#include "core/http.h"
+#include "core/metrics.h"
+#include "views/view_engine.h"
+#include "views/view_spec.h"
+
+namespace freshet {
+
+class ViewRunner {
+ public:
+  // Validates the definitions (errors name the view and field) and prepares
+  // one runner per view; nothing is started.
+  static Result<std::unique_ptr<ViewRunner>> Create(const Config& config);
+  ~ViewRunner();
+
+  Status Start();
+  void Stop();  // flushes every view and leaves the groups
+
+  // GET /views, /views/{name}/status, /healthz, /metrics.
+  void HandleHttp(HttpRequest&& request, HttpReply reply);
+  MetricsRegistry& metrics() { return metrics_; }
+
+ private:
+  struct ViewThread {
+    std::string name;
+    std::unique_ptr<ViewSpec> spec;  // null: the built-in stock_levels C++ projection
+    std::unique_ptr<ViewMetrics> metrics;
+    std::mutex mu;
+    ViewEngine* engine = nullptr;    // while running
+    ViewStatus last;                 // when not running
+    std::thread thread;
+  };
+  ViewRunner() = default;
+  void RunView(ViewThread& view);
+  nlohmann::json StatusJson(ViewThread& view);
+
+  Config config_;
+  MetricsRegistry metrics_;
+  std::unique_ptr<Producer> dead_letters_;
+  std::vector<std::unique_ptr<ViewThread>> views_;
+  std::atomic<bool> stop_{false};
+};
+
+}  // namespace freshet

@@ -1,0 +1,244 @@
+#include "views/view_spec.h"
+
+#include <cstdio>
+#include <map>
+
+namespace freshet {
+namespace {
+
+const std::map<std::string, std::string> kTypes = {
+    {"text", "text"},       {"bigint", "bigint"},           {"double", "double precision"},
+    {"boolean", "boolean"}, {"timestamptz", "timestamptz"}, {"jsonb", "jsonb"}};
+
+Status Fail(const std::string& where, const std::string& what) { return Status::InvalidArgument(where + ": " + what); }
+
+Status CheckKeys(const nlohmann::json& object, const std::string& where, const std::set<std::string>& known) {
+  for (auto it = object.begin(); it != object.end(); ++it)
+    if (!known.count(it.key())) {
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      return Fail(where + "." + it.key(), "unknown key (known: " + list + ")");
+    }
+  return Status::Ok();
+}
+
+Status CheckSource(const std::string& from, const std::string& where) {
+  if (from == "$ts" || from == "$type" || from == "$id") return Status::Ok();
+  if (from.empty() || from[0] != '/') return Fail(where, "expected a JSON pointer like \"/store\", or $ts, $type, $id");
+  try {
+    (void)nlohmann::json::json_pointer(from);
+  } catch (const std::exception& e) {
+    return Fail(where, std::string("bad JSON pointer: ") + e.what());
+  }
+  return Status::Ok();
+}
+
+// A key/group-by/column entry: "/pointer" or {"from": ..., "type": ..., "bucket": ...}.
+Result<SpecColumn> ParseColumn(const std::string& name, const nlohmann::json& j, const std::string& where, bool allow_bucket) {
+  if (!IsValidIdentifier(name))
+    return Fail(where, "column name must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 48 characters)");
+  SpecColumn c;
+  c.name = name;
+  if (j.is_string()) {
+    c.from = j.get<std::string>();
+  } else if (j.is_object()) {
+    FRESHET_RETURN_IF_ERROR(CheckKeys(j, where, allow_bucket ? std::set<std::string>{"from", "type", "bucket"}
+                                                             : std::set<std::string>{"from", "type"}));
+    if (!j.contains("from") || !j["from"].is_string()) return Fail(where + ".from", "required string");
+    c.from = j["from"].get<std::string>();
+    if (j.contains("type")) {
+      if (!j["type"].is_string() || !kTypes.count(j["type"].get<std::string>()))
+        return Fail(where + ".type", "expected one of text, bigint, double, boolean, timestamptz, jsonb");
+      c.sql_type = kTypes.at(j["type"].get<std::string>());
+    }
+    if (j.contains("bucket")) {
+      std::string b = j["bucket"].is_string() ? j["bucket"].get<std::string>() : "";
+      if (b == "minute") c.bucket = TimeBucket::kMinute;
+      else if (b == "hour") c.bucket = TimeBucket::kHour;
+      else if (b == "day") c.bucket = TimeBucket::kDay;
+      else return Fail(where + ".bucket", "expected minute, hour or day");
+      if (c.from != "$ts") return Fail(where + ".bucket", "a time bucket needs \"from\": \"$ts\"");
+      c.sql_type = "timestamptz";
+    }
+  } else {
+    return Fail(where, "expected a JSON pointer string or an object with \"from\"");
+  }
+  FRESHET_RETURN_IF_ERROR(CheckSource(c.from, where + (j.is_object() ? ".from" : "")));
+  if (c.from == "$ts" && c.bucket == TimeBucket::kNone && !(j.is_object() && j.contains("type"))) c.sql_type = "timestamptz";
+  return c;
+}
+
+Status ParseColumns(const nlohmann::json& spec, const char* key, const std::string& where, bool allow_bucket,
+                    std::vector<SpecColumn>* out) {
+  auto it = spec.find(key);
+  if (it == spec.end() || !it->is_object() || it->empty())
+    return Fail(where + "." + key, "required: an object of column name -> source");
+  for (auto c = it->begin(); c != it->end(); ++c) {
+    auto column = ParseColumn(c.key(), c.value(), where + "." + key + "." + c.key(), allow_bucket);
+    if (!column.ok()) return column.status();
+    out->push_back(std::move(column.value()));
+  }
+  return Status::Ok();
+}
+
+Status ParseAggregates(const nlohmann::json& spec, const std::string& where, std::vector<SpecColumn>* out) {
+  auto it = spec.find("aggregates");
+  if (it == spec.end() || !it->is_object() || it->empty())
+    return Fail(where + ".aggregates", "required: an object of column name -> {\"fn\": ..., \"from\": ...}");
+  for (auto a = it->begin(); a != it->end(); ++a) {
+    std::string at = where + ".aggregates." + a.key();
+    if (!IsValidIdentifier(a.key())) return Fail(at, "column name must be a lower-case identifier");
+    if (!a->is_object()) return Fail(at, "expected {\"fn\": ..., \"from\": ...}");
+    FRESHET_RETURN_IF_ERROR(CheckKeys(*a, at, {"fn", "from"}));
+    std::string fn = a->value("fn", "");
+    SpecColumn c;
+    c.name = a.key();
+    if (fn == "count") c.fn = AggregateFn::kCount, c.sql_type = "bigint";
+    else if (fn == "sum") c.fn = AggregateFn::kSum, c.sql_type = "double precision";
+    else if (fn == "min") c.fn = AggregateFn::kMin, c.sql_type = "double precision";
+    else if (fn == "max") c.fn = AggregateFn::kMax, c.sql_type = "double precision";
+    else if (fn == "avg") c.fn = AggregateFn::kAvg, c.sql_type = "double precision";
+    else return Fail(at + ".fn", "expected count, sum, min, max or avg");
+    if (c.fn != AggregateFn::kCount) {
+      if (!a->contains("from") || !(*a)["from"].is_string()) return Fail(at + ".from", "required for " + fn);
+      c.from = (*a)["from"].get<std::string>();
+      FRESHET_RETURN_IF_ERROR(CheckSource(c.from, at + ".from"));
+    }
+    out->push_back(std::move(c));
+  }
+  return Status::Ok();
+}
+
+Status ParseTypeList(const nlohmann::json& spec, const char* key, const std::string& where, std::set<std::string>* out) {
+  auto it = spec.find(key);
+  if (it == spec.end()) return Status::Ok();
+  if (!it->is_array()) return Fail(where + "." + key, "expected an array of event type names");
+  for (const auto& t : *it) {
+    if (!t.is_string() || t.get<std::string>().empty()) return Fail(where + "." + key, "expected event type names");
+    out->insert(t.get<std::string>());
+  }
+  return Status::Ok();
+}
+
+Status ParseInt(const nlohmann::json& object, const char* key, const std::string& where, int min, int max, int* out) {
+  auto it = object.find(key);
+  if (it == object.end()) return Status::Ok();
+  if (!it->is_number_integer() || it->get<long>() < min || it->get<long>() > max)
+    return Fail(where + "." + key, "expected an integer from " + std::to_string(min) + " to " + std::to_string(max));
+  *out = it->get<int>();
+  return Status::Ok();
+}
+
+std::string Fnv1aHex(const std::string& text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return std::string(buf, 10);
+}
+
+Result<ViewSpec> ParseOne(const nlohmann::json& j, const std::string& where) {
+  if (!j.is_object()) return Fail(where, "expected an object");
+  ViewSpec v;
+  v.source = j;
+  if (!j.contains("name") || !j["name"].is_string()) return Fail(where + ".name", "required string");
+  v.name = j["name"].get<std::string>();
+  std::string at = where + "(" + v.name + ")";
+  if (!IsValidIdentifier(v.name)) return Fail(at + ".name", "must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 48 characters)");
+  std::string kind = j.value("kind", "");
+  std::set<std::string> common = {"name", "kind", "event_types", "where", "stores", "delivery", "on_error", "freshness"};
+  if (kind == "latest") {
+    v.kind = ViewKind::kLatest;
+    common.insert({"key", "columns", "delete_on"});
+    FRESHET_RETURN_IF_ERROR(CheckKeys(j, at, common));
+    FRESHET_RETURN_IF_ERROR(ParseColumns(j, "key", at, false, &v.key_columns));
+    FRESHET_RETURN_IF_ERROR(ParseColumns(j, "columns", at, false, &v.value_columns));
+    FRESHET_RETURN_IF_ERROR(ParseTypeList(j, "delete_on", at, &v.delete_on));
+  } else if (kind == "aggregate") {
+    v.kind = ViewKind::kAggregate;
+    common.insert({"group_by", "aggregates"});
+    FRESHET_RETURN_IF_ERROR(CheckKeys(j, at, common));
+    FRESHET_RETURN_IF_ERROR(ParseColumns(j, "group_by", at, true, &v.key_columns));
+    FRESHET_RETURN_IF_ERROR(ParseAggregates(j, at, &v.value_columns));
+  } else {
+    return Fail(at + ".kind", "expected \"latest\" or \"aggregate\"");
+  }
+  std::set<std::string> names;
+  for (const auto* list : {&v.key_columns, &v.value_columns})
+    for (const auto& c : *list)
+      if (!names.insert(c.name).second) return Fail(at, "column " + c.name + " is defined twice");
+  FRESHET_RETURN_IF_ERROR(ParseTypeList(j, "event_types", at, &v.event_types));
+  if (auto w = j.find("where"); w != j.end()) {
+    if (!w->is_object()) return Fail(at + ".where", "expected {\"field\", \"op\", \"value\"}");
+    FRESHET_RETURN_IF_ERROR(CheckKeys(*w, at + ".where", {"field", "op", "value"}));
+    Predicate p;
+    p.field = w->value("field", "");
+    p.op = w->value("op", "");
+    FRESHET_RETURN_IF_ERROR(CheckSource(p.field, at + ".where.field"));
+    static const std::set<std::string> kOps = {"=", "!=", "<", "<=", ">", ">="};
+    if (!kOps.count(p.op)) return Fail(at + ".where.op", "expected one of = != < <= > >=");
+    if (!w->contains("value")) return Fail(at + ".where.value", "required");
+    p.value = (*w)["value"];
+    v.where = p;
+  }
+  if (auto s = j.find("stores"); s != j.end()) {
+    v.stores.clear();
+    if (!s->is_array() || s->empty()) return Fail(at + ".stores", "expected an array with \"postgres\" and/or \"rocksdb\"");
+    for (const auto& store : *s) {
+      if (!store.is_string() || (store != "postgres" && store != "rocksdb"))
+        return Fail(at + ".stores", "expected \"postgres\" and/or \"rocksdb\"");
+      v.stores.push_back(store.get<std::string>());
+    }
+  }
+  std::string delivery = j.value("delivery", "exactly_once");
+  if (delivery != "exactly_once" && delivery != "at_least_once")
+    return Fail(at + ".delivery", "expected exactly_once or at_least_once");
+  v.exactly_once = delivery == "exactly_once";
+  std::string on_error = j.value("on_error", "dead_letter");
+  if (on_error != "dead_letter" && on_error != "stop") return Fail(at + ".on_error", "expected dead_letter or stop");
+  v.stop_on_error = on_error == "stop";
+  if (auto f = j.find("freshness"); f != j.end()) {
+    if (!f->is_object()) return Fail(at + ".freshness", "expected an object");
+    FRESHET_RETURN_IF_ERROR(CheckKeys(*f, at + ".freshness", {"flush_interval_ms", "max_batch_rows", "max_lag_ms", "priority"}));
+    FRESHET_RETURN_IF_ERROR(ParseInt(*f, "flush_interval_ms", at + ".freshness", 1, 3600000, &v.flush_interval_ms));
+    FRESHET_RETURN_IF_ERROR(ParseInt(*f, "max_batch_rows", at + ".freshness", 1, 10000000, &v.max_batch_rows));
+    FRESHET_RETURN_IF_ERROR(ParseInt(*f, "max_lag_ms", at + ".freshness", 1, 86400000, &v.max_lag_ms));
+    std::string priority = f->value("priority", "realtime");
+    if (priority != "realtime" && priority != "batch") return Fail(at + ".freshness.priority", "expected realtime or batch");
+    v.realtime = priority == "realtime";
+  }
+  // What decides the rows' contents; freshness and delivery do not.
+  nlohmann::json identity = j;
+  for (const char* k : {"freshness", "delivery", "on_error", "stores"}) identity.erase(k);
+  v.version = Fnv1aHex(identity.dump());
+  return v;
+}
+
+}  // namespace
+
+bool IsValidIdentifier(const std::string& name) {
+  if (name.empty() || name.size() > 48) return false;
+  if (!(std::islower(static_cast<unsigned char>(name[0])) || name[0] == '_')) return false;
+  for (char c : name)
+    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '_'))
+      return false;
+  return true;
+}
+
+Result<std::vector<ViewSpec>> ParseViewSpecs(const nlohmann::json& definitions, const std::string& path) {
+  if (!definitions.is_array()) return Fail(path, "expected an array of view definitions");
+  std::vector<ViewSpec> out;
+  std::set<std::string> names;
+  for (size_t i = 0; i < definitions.size(); ++i) {
+    auto spec = ParseOne(definitions[i], path + "[" + std::to_string(i) + "]");
+    if (!spec.ok()) return spec.status();
+    if (!names.insert(spec->name).second) return Fail(path + "[" + std::to_string(i) + "].name", "view " + spec->name + " is defined twice");
+    out.push_back(std::move(spec.value()));
+  }
+  return out;
+}
+
+}  // namespace freshet

@@ -1,0 +1,81 @@
+// Declarative views: what users write most, in the config file under
+// "views": {"definitions": [...]}.
+//
+//  latest-row view: one row per key, upserted from each matching event,
+//  deleted on `delete_on` types or when the row stops matching `where`:
+//    {"name": "low_stock", "kind": "latest",
+//     "key": {"store": "/store", "sku": "/sku"},
+//     "columns": {"on_hand": {"from": "/on_hand", "type": "bigint"}},
+//     "where": {"field": "/on_hand", "op": "<", "value": 5}}
+//
+//  grouped aggregate: count, sum, min, max, avg per group, grouped by
+//  fields and/or a time bucket (minute, hour, day) of the event time:
+//    {"name": "sales_per_store_hour", "kind": "aggregate",
+//     "event_types": ["StockSold"],
+//     "group_by": {"store": "/store", "hour": {"from": "$ts", "bucket": "hour"}},
+//     "aggregates": {"units": {"fn": "sum", "from": "/qty"}, "sales": {"fn": "count"}}}
+//
+// `from` is a JSON pointer into the event's data, or $ts / $type / $id.
+// Column order is alphabetical (JSON objects have no order). Names are
+// validated as SQL identifiers; every error names the view and the field.
+// A spec's version is a hash of its canonical JSON: a changed definition
+// gets a new table and is rebuilt, never mixed with old rows.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/status.h"
+
+namespace freshet {
+
+enum class ViewKind { kLatest, kAggregate };
+enum class AggregateFn { kNone, kCount, kSum, kMin, kMax, kAvg };
+enum class TimeBucket { kNone, kMinute, kHour, kDay };
+
+struct SpecColumn {
+  std::string name;
+  std::string sql_type = "text";  // text, bigint, double precision, boolean, timestamptz, jsonb
+  std::string from;               // JSON pointer into data, or $ts, $type, $id; empty for count
+  AggregateFn fn = AggregateFn::kNone;
+  TimeBucket bucket = TimeBucket::kNone;
+};
+
+struct Predicate {
+  std::string field;   // JSON pointer or $type
+  std::string op;      // = != < <= > >=
+  nlohmann::json value;
+};
+
+struct ViewSpec {
+  std::string name;
+  ViewKind kind = ViewKind::kLatest;
+  std::vector<SpecColumn> key_columns;    // latest: key; aggregate: group_by
+  std::vector<SpecColumn> value_columns;  // latest: columns; aggregate: aggregates
+  std::set<std::string> event_types;      // empty: every type
+  std::set<std::string> delete_on;        // latest only
+  std::optional<Predicate> where;
+  std::vector<std::string> stores = {"postgres"};  // postgres and/or rocksdb
+  bool exactly_once = true;               // delivery: exactly_once | at_least_once
+  bool stop_on_error = false;             // on_error: dead_letter (default) | stop
+  int flush_interval_ms = 100;
+  int max_batch_rows = 50000;
+  int max_lag_ms = 5000;                  // above this the view reports itself stale
+  bool realtime = true;                   // priority: realtime | batch
+  std::string version;                    // hash of the canonical spec
+  nlohmann::json source;                  // the spec as written
+};
+
+// Parses and validates `definitions` (a JSON array); `path` prefixes error
+// messages, e.g. "views.definitions".
+Result<std::vector<ViewSpec>> ParseViewSpecs(const nlohmann::json& definitions, const std::string& path);
+
+// Lower-case SQL identifier, 1-48 characters: [a-z_][a-z0-9_]*.
+bool IsValidIdentifier(const std::string& name);
+
+}  // namespace freshet
