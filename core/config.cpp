@@ -159,7 +159,8 @@ Status BindViews(ConfigObject& o, ViewsConfig* c) {
   FRESHET_RETURN_IF_ERROR(o.Int("flush_interval_ms", &c->flush_interval_ms, 1, 3600 * 1000));
   FRESHET_RETURN_IF_ERROR(o.Int("max_batch_rows", &c->max_batch_rows, 1, 10000000));
   FRESHET_RETURN_IF_ERROR(o.Int("session_timeout_ms", &c->session_timeout_ms, 1000, 3600 * 1000));
-  FRESHET_RETURN_IF_ERROR(o.Raw("definitions", &c->definitions));
+  nlohmann::json ignored;  // read in order by ParseConfig; here only marked as known
+  FRESHET_RETURN_IF_ERROR(o.Raw("definitions", &ignored));
   return o.CheckNoUnknownKeys();
 }
 
@@ -213,6 +214,13 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
   if (st.ok()) st = root.String("log_level", &config.log_level);
   if (st.ok()) st = root.CheckNoUnknownKeys();
   if (!st.ok()) return st.WithContext(source_name);
+
+  // View definitions keep the order of their columns: read them again,
+  // from an order-preserving parse.
+  if (doc.contains("views") && doc["views"].contains("definitions")) {
+    auto ordered = nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false, /*ignore_comments=*/true);
+    config.views.definitions = ordered["views"]["definitions"];
+  }
 
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "off"};
   if (!kLevels.count(config.log_level))

@@ -60,7 +60,7 @@ struct ViewsConfig {
   int session_timeout_ms = 10000;
   // Declarative view definitions (see views/view_spec.h), validated by the
   // views component. Empty: the built-in stock_levels view only.
-  nlohmann::json definitions = nlohmann::json::array();
+  nlohmann::ordered_json definitions = nlohmann::ordered_json::array();
 };
 
 struct Config {

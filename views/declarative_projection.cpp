@@ -148,16 +148,20 @@ Status DeclarativeProjection::Apply(const Event& event) {
   if (spec_.kind == ViewKind::kLatest) {
     RowWrite row;
     row.key = std::move(key.value());
-    // A row that stops matching `where` leaves the view.
-    if (deletes || (spec_.where && !Matches(*spec_.where, event))) {
-      row.deleted = true;
-    } else {
+    if (!deletes) {
+      // Columns first: an event with a mistyped field is a bad event, not
+      // one that "does not match" and silently removes the row.
       for (const auto& c : spec_.value_columns) {
         nlohmann::json storage;
         auto text = ColumnText(Source(event, c.from, &storage), c.sql_type, c.name);
         if (!text.ok()) return text.status();
         row.values.push_back(std::move(text.value()));
       }
+    }
+    // A row that stops matching `where` leaves the view.
+    if (deletes || (spec_.where && !Matches(*spec_.where, event))) {
+      row.deleted = true;
+      row.values.clear();
     }
     kind_latest_[joined] = std::move(row);
     return Status::Ok();
@@ -214,7 +218,10 @@ std::vector<RowWrite> DeclarativeProjection::TakePending() {
       const Partial& p = g.partials[i];
       switch (spec_.value_columns[i].fn) {
         case AggregateFn::kCount: row.values.emplace_back(std::to_string(p.count)); break;
-        case AggregateFn::kSum: row.values.emplace_back(DoubleText(p.sum)); break;
+        case AggregateFn::kSum:
+          row.values.emplace_back(spec_.value_columns[i].sql_type == "bigint" ? std::to_string(std::llround(p.sum))
+                                                                              : DoubleText(p.sum));
+          break;
         case AggregateFn::kMin: row.values.push_back(p.min ? std::optional(DoubleText(*p.min)) : std::nullopt); break;
         case AggregateFn::kMax: row.values.push_back(p.max ? std::optional(DoubleText(*p.max)) : std::nullopt); break;
         case AggregateFn::kAvg:

@@ -6,13 +6,16 @@
 namespace freshet {
 namespace {
 
+// Definitions keep the order their columns are written in.
+using SpecJson = nlohmann::ordered_json;
+
 const std::map<std::string, std::string> kTypes = {
     {"text", "text"},       {"bigint", "bigint"},           {"double", "double precision"},
     {"boolean", "boolean"}, {"timestamptz", "timestamptz"}, {"jsonb", "jsonb"}};
 
 Status Fail(const std::string& where, const std::string& what) { return Status::InvalidArgument(where + ": " + what); }
 
-Status CheckKeys(const nlohmann::json& object, const std::string& where, const std::set<std::string>& known) {
+Status CheckKeys(const SpecJson& object, const std::string& where, const std::set<std::string>& known) {
   for (auto it = object.begin(); it != object.end(); ++it)
     if (!known.count(it.key())) {
       std::string list;
@@ -34,7 +37,7 @@ Status CheckSource(const std::string& from, const std::string& where) {
 }
 
 // A key/group-by/column entry: "/pointer" or {"from": ..., "type": ..., "bucket": ...}.
-Result<SpecColumn> ParseColumn(const std::string& name, const nlohmann::json& j, const std::string& where, bool allow_bucket) {
+Result<SpecColumn> ParseColumn(const std::string& name, const SpecJson& j, const std::string& where, bool allow_bucket) {
   if (!IsValidIdentifier(name))
     return Fail(where, "column name must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 48 characters)");
   SpecColumn c;
@@ -68,7 +71,7 @@ Result<SpecColumn> ParseColumn(const std::string& name, const nlohmann::json& j,
   return c;
 }
 
-Status ParseColumns(const nlohmann::json& spec, const char* key, const std::string& where, bool allow_bucket,
+Status ParseColumns(const SpecJson& spec, const char* key, const std::string& where, bool allow_bucket,
                     std::vector<SpecColumn>* out) {
   auto it = spec.find(key);
   if (it == spec.end() || !it->is_object() || it->empty())
@@ -81,7 +84,7 @@ Status ParseColumns(const nlohmann::json& spec, const char* key, const std::stri
   return Status::Ok();
 }
 
-Status ParseAggregates(const nlohmann::json& spec, const std::string& where, std::vector<SpecColumn>* out) {
+Status ParseAggregates(const SpecJson& spec, const std::string& where, std::vector<SpecColumn>* out) {
   auto it = spec.find("aggregates");
   if (it == spec.end() || !it->is_object() || it->empty())
     return Fail(where + ".aggregates", "required: an object of column name -> {\"fn\": ..., \"from\": ...}");
@@ -89,7 +92,7 @@ Status ParseAggregates(const nlohmann::json& spec, const std::string& where, std
     std::string at = where + ".aggregates." + a.key();
     if (!IsValidIdentifier(a.key())) return Fail(at, "column name must be a lower-case identifier");
     if (!a->is_object()) return Fail(at, "expected {\"fn\": ..., \"from\": ...}");
-    FRESHET_RETURN_IF_ERROR(CheckKeys(*a, at, {"fn", "from"}));
+    FRESHET_RETURN_IF_ERROR(CheckKeys(*a, at, {"fn", "from", "type"}));
     std::string fn = a->value("fn", "");
     SpecColumn c;
     c.name = a.key();
@@ -99,6 +102,12 @@ Status ParseAggregates(const nlohmann::json& spec, const std::string& where, std
     else if (fn == "max") c.fn = AggregateFn::kMax, c.sql_type = "double precision";
     else if (fn == "avg") c.fn = AggregateFn::kAvg, c.sql_type = "double precision";
     else return Fail(at + ".fn", "expected count, sum, min, max or avg");
+    if (a->contains("type")) {
+      std::string type = (*a)["type"].is_string() ? (*a)["type"].get<std::string>() : "";
+      if (c.fn == AggregateFn::kCount || c.fn == AggregateFn::kAvg || (type != "bigint" && type != "double"))
+        return Fail(at + ".type", "only sum, min and max take a type: bigint or double");
+      c.sql_type = kTypes.at(type);
+    }
     if (c.fn != AggregateFn::kCount) {
       if (!a->contains("from") || !(*a)["from"].is_string()) return Fail(at + ".from", "required for " + fn);
       c.from = (*a)["from"].get<std::string>();
@@ -109,7 +118,7 @@ Status ParseAggregates(const nlohmann::json& spec, const std::string& where, std
   return Status::Ok();
 }
 
-Status ParseTypeList(const nlohmann::json& spec, const char* key, const std::string& where, std::set<std::string>* out) {
+Status ParseTypeList(const SpecJson& spec, const char* key, const std::string& where, std::set<std::string>* out) {
   auto it = spec.find(key);
   if (it == spec.end()) return Status::Ok();
   if (!it->is_array()) return Fail(where + "." + key, "expected an array of event type names");
@@ -120,7 +129,7 @@ Status ParseTypeList(const nlohmann::json& spec, const char* key, const std::str
   return Status::Ok();
 }
 
-Status ParseInt(const nlohmann::json& object, const char* key, const std::string& where, int min, int max, int* out) {
+Status ParseInt(const SpecJson& object, const char* key, const std::string& where, int min, int max, int* out) {
   auto it = object.find(key);
   if (it == object.end()) return Status::Ok();
   if (!it->is_number_integer() || it->get<long>() < min || it->get<long>() > max)
@@ -140,7 +149,7 @@ std::string Fnv1aHex(const std::string& text) {
   return std::string(buf, 10);
 }
 
-Result<ViewSpec> ParseOne(const nlohmann::json& j, const std::string& where) {
+Result<ViewSpec> ParseOne(const SpecJson& j, const std::string& where) {
   if (!j.is_object()) return Fail(where, "expected an object");
   ViewSpec v;
   v.source = j;
@@ -181,7 +190,7 @@ Result<ViewSpec> ParseOne(const nlohmann::json& j, const std::string& where) {
     static const std::set<std::string> kOps = {"=", "!=", "<", "<=", ">", ">="};
     if (!kOps.count(p.op)) return Fail(at + ".where.op", "expected one of = != < <= > >=");
     if (!w->contains("value")) return Fail(at + ".where.value", "required");
-    p.value = (*w)["value"];
+    p.value = nlohmann::json::parse((*w)["value"].dump());
     v.where = p;
   }
   if (auto s = j.find("stores"); s != j.end()) {
@@ -211,7 +220,7 @@ Result<ViewSpec> ParseOne(const nlohmann::json& j, const std::string& where) {
     v.realtime = priority == "realtime";
   }
   // What decides the rows' contents; freshness and delivery do not.
-  nlohmann::json identity = j;
+  SpecJson identity = j;
   for (const char* k : {"freshness", "delivery", "on_error", "stores"}) identity.erase(k);
   v.version = Fnv1aHex(identity.dump());
   return v;
@@ -228,7 +237,7 @@ bool IsValidIdentifier(const std::string& name) {
   return true;
 }
 
-Result<std::vector<ViewSpec>> ParseViewSpecs(const nlohmann::json& definitions, const std::string& path) {
+Result<std::vector<ViewSpec>> ParseViewSpecs(const SpecJson& definitions, const std::string& path) {
   if (!definitions.is_array()) return Fail(path, "expected an array of view definitions");
   std::vector<ViewSpec> out;
   std::set<std::string> names;

@@ -13,10 +13,11 @@
 //    {"name": "sales_per_store_hour", "kind": "aggregate",
 //     "event_types": ["StockSold"],
 //     "group_by": {"store": "/store", "hour": {"from": "$ts", "bucket": "hour"}},
-//     "aggregates": {"units": {"fn": "sum", "from": "/qty"}, "sales": {"fn": "count"}}}
+//     "aggregates": {"units": {"fn": "sum", "from": "/qty", "type": "bigint"}, "sales": {"fn": "count"}}}
+//  (sum, min and max are double precision unless given "type": "bigint")
 //
 // `from` is a JSON pointer into the event's data, or $ts / $type / $id.
-// Column order is alphabetical (JSON objects have no order). Names are
+// Columns keep the order they are written in. Names are
 // validated as SQL identifiers; every error names the view and the field.
 // A spec's version is a hash of its canonical JSON: a changed definition
 // gets a new table and is rebuilt, never mixed with old rows.
@@ -68,12 +69,12 @@ struct ViewSpec {
   int max_lag_ms = 5000;                  // above this the view reports itself stale
   bool realtime = true;                   // priority: realtime | batch
   std::string version;                    // hash of the canonical spec
-  nlohmann::json source;                  // the spec as written
+  nlohmann::ordered_json source;          // the spec as written
 };
 
 // Parses and validates `definitions` (a JSON array); `path` prefixes error
 // messages, e.g. "views.definitions".
-Result<std::vector<ViewSpec>> ParseViewSpecs(const nlohmann::json& definitions, const std::string& path);
+Result<std::vector<ViewSpec>> ParseViewSpecs(const nlohmann::ordered_json& definitions, const std::string& path);
 
 // Lower-case SQL identifier, 1-48 characters: [a-z_][a-z0-9_]*.
 bool IsValidIdentifier(const std::string& name);

@@ -1,0 +1,234 @@
+// Declarative views end to end with the real `freshet views` process:
+// rows equal a reference computed from the committed events, poison events
+// land in the dead-letter topic with their reason while the good events
+// around them are materialized, and the SQL side works as documented
+// (await_offset, the read-only role, NOTIFY on flush).
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+#include <random>
+
+#include "core/envelope.h"
+#include "core/http_client.h"
+#include "tests/support/test_env.h"
+
+namespace freshet {
+namespace {
+
+using namespace std::chrono_literals;
+using namespace freshet::testing;
+
+constexpr int kPartitions = 3;
+
+const char* kDefinitions = R"([
+  {"name": "stock_on_hand", "kind": "latest",
+   "key": {"store": "/store", "sku": "/sku"},
+   "columns": {"on_hand": {"from": "/on_hand", "type": "bigint"}}},
+  {"name": "low_stock", "kind": "latest",
+   "key": {"store": "/store", "sku": "/sku"},
+   "columns": {"on_hand": {"from": "/on_hand", "type": "bigint"}},
+   "where": {"field": "/on_hand", "op": "<", "value": 5}},
+  {"name": "sales_per_store", "kind": "aggregate", "event_types": ["StockSold"],
+   "group_by": {"store": "/store"},
+   "aggregates": {"units": {"fn": "sum", "from": "/qty"}, "sales": {"fn": "count"},
+                  "biggest": {"fn": "max", "from": "/qty"}, "avg_qty": {"fn": "avg", "from": "/qty"}},
+   "freshness": {"flush_interval_ms": 20, "priority": "batch"}}
+])";
+
+struct Reference {
+  std::map<std::pair<std::string, std::string>, int64_t> on_hand;
+  std::map<std::string, std::pair<double, int64_t>> sales;  // store -> (units, count)
+  std::map<std::string, double> biggest;
+  std::map<int32_t, int64_t> last_offset;
+  int poison = 0;
+};
+
+class DeclarativeViews : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    topic_ = UniqueName("decl");
+    dlq_ = topic_ + "-dlq";
+    db_url_ = CreateTestDatabase("decl");
+    ASSERT_TRUE(EnsureTopic(KafkaOptions(), topic_, kPartitions, 1, 30s).ok());
+    ASSERT_TRUE(EnsureTopic(KafkaOptions(), dlq_, 1, 1, 30s).ok());
+    config_path_ = std::string(FRESHET_TEST_LOG_DIR) + "/" + topic_ + ".json";
+    std::ofstream(config_path_) << R"({"views": {"definitions": )" << kDefinitions << "}}";
+    port_ = FreePort();
+    env_ = {{"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
+            {"FRESHET_KAFKA_TOPIC", topic_},
+            {"FRESHET_KAFKA_DEAD_LETTER_TOPIC", dlq_},
+            {"FRESHET_POSTGRES_URL", db_url_},
+            {"FRESHET_VIEWS_GROUP_ID", UniqueName("decl-views")},
+            {"FRESHET_VIEWS_LISTEN", "127.0.0.1:" + std::to_string(port_)},
+            {"FRESHET_VIEWS_FLUSH_INTERVAL_MS", "20"}};
+  }
+
+  // Stock events with the state after them, plus poison in between.
+  Reference Produce(int events) {
+    auto producer = TransactionalProducer::Create(KafkaOptions(), UniqueName("decl-producer"));
+    EXPECT_TRUE((*producer)->InitTransactions(30s).ok());
+    Reference ref;
+    std::mt19937 rng(5);
+    std::vector<DeliveryReport> reports(events + 3);
+    EXPECT_TRUE((*producer)->Begin().ok());
+    for (int i = 0; i < events; ++i) {
+      std::string store = "s" + std::to_string(rng() % 5), sku = "k" + std::to_string(rng() % 20);
+      bool sale = rng() % 2;
+      int64_t qty = 1 + rng() % 4;
+      int64_t& on_hand = ref.on_hand[{store, sku}];
+      on_hand = sale ? std::max<int64_t>(0, on_hand - qty) : on_hand + qty;
+      Event e{sale ? "StockSold" : "StockReceived", "", NowMillis(),
+              {{"store", store}, {"sku", sku}, {"qty", qty}, {"on_hand", on_hand}}};
+      if (sale) {
+        ref.sales[store].first += static_cast<double>(qty);
+        ref.sales[store].second += 1;
+        ref.biggest[store] = std::max(ref.biggest[store], static_cast<double>(qty));
+      }
+      OutgoingMessage m{topic_, PartitionForKey(store, kPartitions), store, EncodeEventValue(e), {{kTypeHeader, e.type}}};
+      EXPECT_TRUE((*producer)->Produce(m, &reports[i]).ok());
+      if (i == events / 3) {
+        // Poison: not JSON; an event without the key fields; a wrong field type.
+        EXPECT_TRUE((*producer)->Produce({topic_, 0, "s0", "{not json", {}}, &reports[events]).ok());
+        Event bogus{"Bogus", "", NowMillis(), {{"note", "no key here"}}};
+        EXPECT_TRUE((*producer)->Produce({topic_, 1, "s1", EncodeEventValue(bogus), {}}, &reports[events + 1]).ok());
+        Event wrong{"StockSold", "", NowMillis(), {{"store", "s2"}, {"sku", "k1"}, {"qty", "three"}, {"on_hand", "x"}}};
+        EXPECT_TRUE((*producer)->Produce({topic_, PartitionForKey("s2", kPartitions), "s2", EncodeEventValue(wrong), {}},
+                                         &reports[events + 2]).ok());
+      }
+    }
+    EXPECT_TRUE((*producer)->Commit(30s).ok());
+    for (const auto& r : reports) ref.last_offset[r.partition] = std::max(ref.last_offset[r.partition], r.offset);
+    return ref;
+  }
+
+  bool CaughtUp(const std::string& view, const Reference& ref) {
+    HttpClient client("127.0.0.1", static_cast<uint16_t>(port_), 5s);
+    auto r = client.Get("/views/" + view + "/status");
+    if (!r.ok() || r->status != 200) return false;
+    auto offsets = nlohmann::json::parse(r->body)["next_offsets"];
+    for (const auto& [p, last] : ref.last_offset)
+      if (!offsets.contains(std::to_string(p)) || offsets[std::to_string(p)].get<int64_t>() <= last) return false;
+    return true;
+  }
+
+  std::string topic_, dlq_, db_url_, config_path_;
+  int port_ = 0;
+  std::map<std::string, std::string> env_;
+};
+
+TEST_F(DeclarativeViews, MaterializeExactlyAndDeadLetterPoison) {
+  Reference ref = Produce(3000);
+  FreshetProcess views({"views", "--config", config_path_}, env_, "decl-views");
+  for (const char* v : {"stock_on_hand", "low_stock", "sales_per_store"})
+    ASSERT_TRUE(WaitUntil([&] { return CaughtUp(v, ref); }, 90s, 50ms)) << v << "\n" << views.Log();
+
+  pqxx::connection conn(db_url_);
+  pqxx::nontransaction tx(conn);
+  std::map<std::pair<std::string, std::string>, int64_t> on_hand;
+  for (const auto& row : tx.exec("SELECT store, sku, on_hand FROM stock_on_hand"))
+    on_hand[{row[0].as<std::string>(), row[1].as<std::string>()}] = row[2].as<int64_t>();
+  EXPECT_EQ(on_hand, ref.on_hand);
+
+  size_t low = 0;
+  for (const auto& [key, value] : ref.on_hand) low += value < 5;
+  for (const auto& row : tx.exec("SELECT store, sku, on_hand FROM low_stock")) {
+    EXPECT_LT(row[2].as<int64_t>(), 5);
+    EXPECT_EQ(row[2].as<int64_t>(), (ref.on_hand[{row[0].as<std::string>(), row[1].as<std::string>()}]));
+  }
+  EXPECT_EQ(tx.exec("SELECT count(*) FROM low_stock")[0][0].as<size_t>(), low);
+
+  for (const auto& row : tx.exec("SELECT store, units, sales, biggest, avg_qty FROM sales_per_store")) {
+    std::string store = row[0].as<std::string>();
+    EXPECT_DOUBLE_EQ(row[1].as<double>(), ref.sales[store].first) << store;
+    EXPECT_EQ(row[2].as<int64_t>(), ref.sales[store].second) << store;
+    EXPECT_DOUBLE_EQ(row[3].as<double>(), ref.biggest[store]) << store;
+    EXPECT_NEAR(row[4].as<double>(), ref.sales[store].first / ref.sales[store].second, 1e-9) << store;
+  }
+  EXPECT_EQ(tx.exec("SELECT count(*) FROM sales_per_store")[0][0].as<size_t>(), ref.sales.size());
+
+  // Poison: each view dead-letters what it cannot apply, with the reason.
+  auto consumer = Consumer::Create(KafkaOptions(), "");
+  ASSERT_TRUE((*consumer)->Assign({{dlq_, 0, kOffsetBeginning}}).ok());
+  std::map<std::string, int> per_view;
+  std::set<std::string> offsets;
+  ASSERT_TRUE(WaitUntil([&] {
+    KafkaMessage m;
+    auto outcome = (*consumer)->Poll(100ms, &m);
+    if (outcome.ok() && *outcome == Consumer::PollOutcome::kMessage) {
+      per_view[std::string(*m.header("freshet.view"))]++;
+      EXPECT_FALSE(m.header("freshet.error")->empty());
+      offsets.insert(std::string(*m.header("freshet.source.partition")) + ":" + std::string(*m.header("freshet.source.offset")));
+    }
+    return per_view["stock_on_hand"] == 3 && per_view["low_stock"] == 3 && per_view["sales_per_store"] == 2;
+  }, 30s, 1ms)) << "dead letters per view: stock_on_hand " << per_view["stock_on_hand"] << ", low_stock "
+                << per_view["low_stock"] << ", sales_per_store " << per_view["sales_per_store"];
+  EXPECT_EQ(offsets.size(), 3u);
+
+  // Read-your-writes from SQL, for an offset reached and one never produced.
+  int32_t p = ref.last_offset.begin()->first;
+  int64_t last = ref.last_offset.begin()->second;
+  EXPECT_TRUE(tx.exec_params("SELECT freshet.await_offset('stock_on_hand', $1, $2, '5s')", p, last)[0][0].as<bool>());
+  EXPECT_FALSE(tx.exec_params("SELECT freshet.await_offset('stock_on_hand', $1, $2, '50ms')", p, last + 1000)[0][0].as<bool>());
+}
+
+TEST_F(DeclarativeViews, ReaderRoleSeesViewsOnlyAndFlushesNotify) {
+  Reference ref = Produce(200);
+  FreshetProcess views({"views", "--config", config_path_}, env_, "decl-views");
+  ASSERT_TRUE(WaitUntil([&] { return CaughtUp("stock_on_hand", ref); }, 90s, 50ms)) << views.Log();
+
+  std::string reader = UniqueName("reader");
+  for (auto& c : reader) if (c == '-') c = '_';
+  {
+    pqxx::connection admin(db_url_);
+    pqxx::nontransaction tx(admin);
+    tx.exec("CREATE ROLE " + reader + " LOGIN IN ROLE freshet_reader");
+  }
+  std::string reader_url = db_url_;
+  reader_url.replace(reader_url.find("freshet@"), std::string("freshet@").size(), reader + "@");
+  pqxx::connection as_reader(reader_url);
+  {
+    pqxx::nontransaction tx(as_reader);
+    EXPECT_GT(tx.exec("SELECT count(*) FROM stock_on_hand")[0][0].as<int>(), 0);
+  }
+  for (const std::string& forbidden : {std::string("SELECT * FROM freshet.offsets"),
+                                       "SELECT * FROM stock_on_hand__v" + std::string("x"),
+                                       std::string("DELETE FROM stock_on_hand")}) {
+    pqxx::nontransaction tx(as_reader);
+    EXPECT_ANY_THROW(tx.exec(forbidden)) << forbidden;
+  }
+
+  // Each flush notifies freshet_flush with the view and its offsets.
+  struct Listener : pqxx::notification_receiver {
+    using pqxx::notification_receiver::notification_receiver;
+    std::vector<std::string> payloads;
+    void operator()(const std::string& payload, int) override { payloads.push_back(payload); }
+  };
+  pqxx::connection listen_conn(db_url_);
+  Listener listener(listen_conn, "freshet_flush");
+  listen_conn.get_notifs();
+  auto producer = TransactionalProducer::Create(KafkaOptions(), UniqueName("decl-late"));
+  ASSERT_TRUE((*producer)->InitTransactions(30s).ok());
+  ASSERT_TRUE((*producer)->Begin().ok());
+  Event e{"StockReceived", "", NowMillis(), {{"store", "s9"}, {"sku", "new"}, {"qty", 1}, {"on_hand", 1}}};
+  ASSERT_TRUE((*producer)->Produce({topic_, PartitionForKey("s9", kPartitions), "s9", EncodeEventValue(e), {}}, nullptr).ok());
+  ASSERT_TRUE((*producer)->Commit(30s).ok());
+  bool notified = WaitUntil([&] {
+    listen_conn.await_notification(0, 100000);
+    for (const auto& p : listener.payloads)
+      if (nlohmann::json::parse(p)["view"] == "stock_on_hand") return true;
+    return false;
+  }, 30s, 1ms);
+  EXPECT_TRUE(notified);
+}
+
+TEST_F(DeclarativeViews, BadDefinitionIsRefusedAtStart) {
+  std::ofstream(config_path_) << R"({"views": {"definitions": [{"name": "x", "kind": "latest", "key": {"a": "/a"},
+                                   "columns": {"b": {"from": "/b", "type": "money"}}}]}})";
+  auto r = RunFreshet({"views", "--config", config_path_}, env_);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("views.definitions[0](x).columns.b.type"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace freshet

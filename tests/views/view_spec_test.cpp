@@ -1,0 +1,166 @@
+#include "views/view_spec.h"
+
+#include <gtest/gtest.h>
+
+#include "views/declarative_projection.h"
+
+namespace freshet {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+json StockOnHand() {
+  return json::parse(R"({"name": "stock_on_hand", "kind": "latest",
+    "key": {"store": "/store", "sku": "/sku"},
+    "columns": {"on_hand": {"from": "/on_hand", "type": "bigint"}, "at": {"from": "$ts"}},
+    "delete_on": ["ItemDiscontinued"]})");
+}
+
+json SalesPerHour() {
+  return json::parse(R"({"name": "sales_per_store_hour", "kind": "aggregate", "event_types": ["StockSold"],
+    "group_by": {"store": "/store", "hour": {"from": "$ts", "bucket": "hour"}},
+    "aggregates": {"units": {"fn": "sum", "from": "/qty"}, "sales": {"fn": "count"},
+                   "biggest": {"fn": "max", "from": "/qty"}, "smallest": {"fn": "min", "from": "/qty"},
+                   "avg_qty": {"fn": "avg", "from": "/qty"}}})");
+}
+
+std::string ErrorOf(const json& spec) {
+  auto specs = ParseViewSpecs(json::array({spec}), "views.definitions");
+  return specs.ok() ? "" : specs.status().message();
+}
+
+TEST(ViewSpec, ParsesLatestAndAggregateViews) {
+  auto specs = ParseViewSpecs(json::array({StockOnHand(), SalesPerHour()}), "views.definitions");
+  ASSERT_TRUE(specs.ok()) << specs.status().ToString();
+  ASSERT_EQ(specs->size(), 2u);
+  EXPECT_EQ((*specs)[0].kind, ViewKind::kLatest);
+  EXPECT_EQ((*specs)[0].key_columns.size(), 2u);
+  EXPECT_EQ((*specs)[1].kind, ViewKind::kAggregate);
+  EXPECT_EQ((*specs)[1].key_columns[1].name, "hour");  // as written
+  EXPECT_EQ((*specs)[1].key_columns[1].bucket, TimeBucket::kHour);
+}
+
+TEST(ViewSpec, ErrorsNameTheViewAndTheField) {
+  json bad = StockOnHand();
+  bad["colums"] = bad["columns"];
+  EXPECT_NE(ErrorOf(bad).find("views.definitions[0](stock_on_hand).colums: unknown key"), std::string::npos) << ErrorOf(bad);
+
+  bad = StockOnHand();
+  bad["columns"]["on_hand"]["type"] = "integer";
+  EXPECT_NE(ErrorOf(bad).find("(stock_on_hand).columns.on_hand.type"), std::string::npos) << ErrorOf(bad);
+
+  bad = SalesPerHour();
+  bad["aggregates"]["units"]["fn"] = "median";
+  EXPECT_NE(ErrorOf(bad).find("aggregates.units.fn"), std::string::npos) << ErrorOf(bad);
+
+  bad = SalesPerHour();
+  bad["group_by"]["hour"] = json{{"from", "/when"}, {"bucket", "hour"}};
+  EXPECT_NE(ErrorOf(bad).find("group_by.hour.bucket"), std::string::npos) << ErrorOf(bad);
+
+  bad = StockOnHand();
+  bad["key"]["store"] = "store";
+  EXPECT_NE(ErrorOf(bad).find("key.store"), std::string::npos) << ErrorOf(bad);
+
+  bad = StockOnHand();
+  bad["kind"] = "table";
+  EXPECT_NE(ErrorOf(bad).find(".kind"), std::string::npos);
+}
+
+TEST(ViewSpec, NamesCannotCarrySql) {
+  json bad = StockOnHand();
+  bad["name"] = "x; DROP TABLE users; --";
+  EXPECT_NE(ErrorOf(bad).find(".name: must be a lower-case identifier"), std::string::npos) << ErrorOf(bad);
+  bad = StockOnHand();
+  bad["columns"]["on_hand\" text); DROP TABLE t; --"] = "/x";
+  EXPECT_NE(ErrorOf(bad).find("lower-case identifier"), std::string::npos) << ErrorOf(bad);
+  EXPECT_FALSE(IsValidIdentifier("Stock"));
+  EXPECT_FALSE(IsValidIdentifier("1abc"));
+  EXPECT_TRUE(IsValidIdentifier("_stock_2"));
+}
+
+TEST(ViewSpec, DuplicateViewNamesAreRefused) {
+  auto specs = ParseViewSpecs(json::array({StockOnHand(), StockOnHand()}), "views.definitions");
+  ASSERT_FALSE(specs.ok());
+  EXPECT_NE(specs.status().message().find("views.definitions[1].name"), std::string::npos);
+}
+
+TEST(ViewSpec, VersionFollowsTheDefinitionNotTheFreshness) {
+  auto version = [](const json& j) { return ParseViewSpecs(json::array({j}), "v")->front().version; };
+  json a = StockOnHand();
+  json b = a;
+  b["freshness"] = {{"flush_interval_ms", 5}, {"priority", "batch"}};
+  json c = a;
+  c["columns"]["reserved"] = json{{"from", "/reserved"}, {"type", "bigint"}};
+  EXPECT_EQ(version(a), version(b));
+  EXPECT_NE(version(a), version(c));
+}
+
+Event Ev(const std::string& type, nlohmann::json data, int64_t ts = 1700000000000) {
+  return Event{type, "", ts, std::move(data)};
+}
+
+TEST(DeclarativeProjection, LatestRowCoalescesPerKeyAndDeletes) {
+  auto spec = ParseViewSpecs(json::array({StockOnHand()}), "v")->front();
+  DeclarativeProjection p(spec);
+  ASSERT_TRUE(p.Apply(Ev("StockReceived", {{"store", "s1"}, {"sku", "a"}, {"on_hand", 5}})).ok());
+  ASSERT_TRUE(p.Apply(Ev("StockSold", {{"store", "s1"}, {"sku", "a"}, {"on_hand", 3}})).ok());
+  ASSERT_TRUE(p.Apply(Ev("StockReceived", {{"store", "s1"}, {"sku", "b"}, {"on_hand", 1}})).ok());
+  ASSERT_TRUE(p.Apply(Ev("ItemDiscontinued", {{"store", "s1"}, {"sku", "b"}})).ok());
+  auto rows = p.TakePending();
+  ASSERT_EQ(rows.size(), 2u);  // one write per key
+  // Columns as written: on_hand, at.
+  EXPECT_EQ(rows[0].key, (std::vector<std::string>{"s1", "a"}));
+  EXPECT_EQ(rows[0].values[0], "3");
+  EXPECT_EQ(rows[0].values[1], "2023-11-14 22:13:20.000+00");
+  EXPECT_TRUE(rows[1].deleted);
+  EXPECT_TRUE(p.TakePending().empty());
+}
+
+TEST(DeclarativeProjection, WhereMakesRowsLeaveTheView) {
+  json spec_json = StockOnHand();
+  spec_json["name"] = "low_stock";
+  spec_json["where"] = {{"field", "/on_hand"}, {"op", "<"}, {"value", 5}};
+  DeclarativeProjection p(ParseViewSpecs(json::array({spec_json}), "v")->front());
+  ASSERT_TRUE(p.Apply(Ev("StockSold", {{"store", "s"}, {"sku", "a"}, {"on_hand", 2}})).ok());
+  auto low = p.TakePending();
+  ASSERT_EQ(low.size(), 1u);
+  EXPECT_FALSE(low[0].deleted);
+  ASSERT_TRUE(p.Apply(Ev("StockReceived", {{"store", "s"}, {"sku", "a"}, {"on_hand", 20}})).ok());
+  auto restocked = p.TakePending();
+  ASSERT_EQ(restocked.size(), 1u);
+  EXPECT_TRUE(restocked[0].deleted);
+}
+
+TEST(DeclarativeProjection, AggregatesCoalesceIntoPartials) {
+  DeclarativeProjection p(ParseViewSpecs(json::array({SalesPerHour()}), "v")->front());
+  int64_t hour = 1700000000000 - 1700000000000 % 3600000;
+  ASSERT_TRUE(p.Apply(Ev("StockSold", {{"store", "s1"}, {"qty", 2}}, hour + 10)).ok());  // key: store, hour
+  ASSERT_TRUE(p.Apply(Ev("StockSold", {{"store", "s1"}, {"qty", 6}}, hour + 20)).ok());
+  ASSERT_TRUE(p.Apply(Ev("StockSold", {{"store", "s1"}, {"qty", 1}}, hour + 3600000)).ok());
+  ASSERT_TRUE(p.Apply(Ev("StockReceived", {{"store", "s1"}, {"qty", 100}}, hour)).ok());  // not an event type of the view
+  // A wrong field type is refused and changes nothing.
+  EXPECT_FALSE(p.Apply(Ev("StockSold", {{"store", "s1"}, {"qty", "two"}}, hour)).ok());
+  auto rows = p.TakePending();
+  ASSERT_EQ(rows.size(), 2u);  // two hours
+  // Table columns as written: units, sales, biggest, smallest, avg_qty__sum, avg_qty__count.
+  const auto& first = rows[0];
+  EXPECT_EQ(first.key[0], "s1");
+  EXPECT_EQ(first.values[0], "8");
+  EXPECT_EQ(first.values[1], "2");
+  EXPECT_EQ(first.values[2], "6");
+  EXPECT_EQ(first.values[3], "2");
+  EXPECT_EQ(first.values[4], "8");
+  EXPECT_EQ(first.values[5], "2");
+  EXPECT_EQ(p.table().value_columns[4].name, "avg_qty__sum");
+  EXPECT_NE(p.table().view_select.find("AS \"avg_qty\""), std::string::npos);
+}
+
+TEST(DeclarativeProjection, MissingKeyFieldIsABadEvent) {
+  DeclarativeProjection p(ParseViewSpecs(json::array({StockOnHand()}), "v")->front());
+  Status st = p.Apply(Ev("Bogus", json::object()));
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("key column"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace freshet
