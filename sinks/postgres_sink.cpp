@@ -117,22 +117,63 @@ Status PostgresSink::Prepare() {
     pqxx::work tx(*conn_);
     tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLockId) + ")");
     tx.exec("CREATE TABLE IF NOT EXISTS " + table + " (" + defs + ", PRIMARY KEY (" + keys + "))");
-    std::string select = t.view_select.empty() ? "*" : t.view_select;
-    // A view over another version's table with other columns cannot be
-    // replaced in place; it is dropped and created in the same transaction.
-    tx.exec("DROP VIEW IF EXISTS " + QualifiedView(t));
-    tx.exec("CREATE VIEW " + QualifiedView(t) + " AS SELECT " + select + " FROM " + table);
-    tx.exec("GRANT SELECT ON " + QualifiedView(t) + " TO freshet_reader");
-    tx.exec_params(
-        "INSERT INTO freshet.views (name, version, table_name) VALUES ($1, $2, $3) "
-        "ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, table_name = EXCLUDED.table_name, "
-        "updated_at = now()",
-        t.view_name, t.version, t.table_name());
+    auto live = tx.exec_params("SELECT table_name, to_regclass(quote_ident($2) || '.' || quote_ident(table_name)) IS NOT NULL "
+                               "FROM freshet.views WHERE name = $1 FOR UPDATE",
+                               t.view_name, t.schema);
+    bool other_live = !live.empty() && !live[0][0].is_null() && live[0][0].as<std::string>() != t.table_name() &&
+                      live[0][1].as<bool>();
+    if (other_live) {
+      building_ = true;
+      tx.exec_params("UPDATE freshet.views SET building_table = $2, updated_at = now() WHERE name = $1", t.view_name,
+                     t.table_name());
+      spdlog::info("view {}: building {} beside the live {}", t.view_name, t.table_name(), live[0][0].as<std::string>());
+    } else {
+      FRESHET_RETURN_IF_ERROR(PublishView(tx));
+    }
     tx.commit();
   } catch (const std::exception& e) {
     return Status::Unavailable("view " + t.view_name + ": creating table: " + e.what());
   }
   return Status::Ok();
+}
+
+Status PostgresSink::PublishView(pqxx::transaction_base& tx) {
+  const TableSpec& t = table_;
+  std::string select = t.view_select.empty() ? "*" : t.view_select;
+  // A view over another version's table with other columns cannot be
+  // replaced in place; it is dropped and created in the same transaction.
+  tx.exec("DROP VIEW IF EXISTS " + QualifiedView(t));
+  tx.exec("CREATE VIEW " + QualifiedView(t) + " AS SELECT " + select + " FROM " + QualifiedTable(t));
+  tx.exec("GRANT SELECT ON " + QualifiedView(t) + " TO freshet_reader");
+  tx.exec_params(
+      "INSERT INTO freshet.views (name, version, table_name, building_table, state) VALUES ($1, $2, $3, NULL, 'live') "
+      "ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, table_name = EXCLUDED.table_name, "
+      "building_table = NULL, state = 'live', updated_at = now()",
+      t.view_name, t.version, t.table_name());
+  return Status::Ok();
+}
+
+Status PostgresSink::SwapIn() {
+  const TableSpec& t = table_;
+  try {
+    pqxx::work tx(*conn_);
+    tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLockId) + ")");
+    auto live = tx.exec_params("SELECT table_name FROM freshet.views WHERE name = $1 FOR UPDATE", t.view_name);
+    std::string old = live.empty() || live[0][0].is_null() ? "" : live[0][0].as<std::string>();
+    if (old != t.table_name()) {
+      FRESHET_RETURN_IF_ERROR(PublishView(tx));
+      if (!old.empty()) {
+        tx.exec("DROP TABLE IF EXISTS " + QuoteIdent(t.schema) + "." + QuoteIdent(old));
+        tx.exec_params("DELETE FROM freshet.offsets WHERE view_name = $1", old);
+      }
+    }
+    tx.commit();
+    building_ = false;
+    spdlog::info("view {}: {} is live{}", t.view_name, t.table_name(), old.empty() ? "" : ", " + old + " dropped");
+    return Status::Ok();
+  } catch (const std::exception& e) {
+    return Status::Unavailable("view " + t.view_name + ": swapping in " + t.table_name() + ": " + e.what());
+  }
 }
 
 Result<std::map<int32_t, int64_t>> PostgresSink::LoadOffsets() {

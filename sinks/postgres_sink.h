@@ -19,6 +19,7 @@
 #include <vector>
 
 #include <pqxx/connection>
+#include <pqxx/transaction_base>
 
 #include "core/status.h"
 
@@ -63,14 +64,21 @@ struct OffsetAdvance {
 
 class PostgresSink {
  public:
-  // Connects, applies freshet's migrations, creates the view's table and
-  // its stable SQL view if missing.
+  // Connects, applies freshet's migrations and creates the view's table.
+  // If the stable SQL view already serves another version's table (the
+  // definition changed), the new table is built beside it (building() is
+  // true) and readers keep the old rows until SwapIn().
   static Result<std::unique_ptr<PostgresSink>> Open(const std::string& url, const std::string& topic,
                                                     const TableSpec& table);
   ~PostgresSink();
 
   // next_offset per partition, as stored with the rows (of this version's table).
   Result<std::map<int32_t, int64_t>> LoadOffsets();
+  bool building() const { return building_; }
+  // Makes this version the live one in one transaction: the SQL view now
+  // selects from its table, the registry names it, and the previous
+  // version's table and offsets are dropped. Readers see old or new rows.
+  Status SwapIn();
   // Rows and offsets in one transaction; kConflict if an offset moved under us.
   Status Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets);
 
@@ -85,6 +93,8 @@ class PostgresSink {
   std::string upsert_sql_;
   std::string delete_sql_;
   int staging_backend_pid_ = -1;  // the session whose temp staging table exists
+  bool building_ = false;
+  Status PublishView(pqxx::transaction_base& tx);
 };
 
 // Applies sql/migrations in order, once each, under an advisory lock.

@@ -46,6 +46,7 @@ void ViewEngine::PublishStatus() {
   // Transaction markers count in the lag; a view is stale only when it has
   // not flushed for longer than it may lag while something is waiting.
   s.stale = total_lag > 1 && NowMillis() - last_flush_ms_ > options_.max_lag.count();
+  s.building = sink_->building();
   std::lock_guard lock(status_mu_);
   status_ = std::move(s);
 }
@@ -58,6 +59,7 @@ Status ViewEngine::OnAssign(std::vector<TopicPartitionOffset>& assigned) {
     tp.offset = it == stored->end() ? kOffsetBeginning : it->second;
     stored_next_[tp.partition] = it == stored->end() ? -1 : it->second;
     pending_next_[tp.partition] = stored_next_[tp.partition];
+    at_end_[tp.partition] = false;
     last_flush_ms_ = NowMillis();
     spdlog::info("view {}: assigned partition {} from offset {}", projection_->table().view_name, tp.partition,
                  it == stored->end() ? std::string("beginning") : std::to_string(it->second));
@@ -75,6 +77,7 @@ void ViewEngine::OnRevoke(const std::vector<TopicPartitionOffset>& revoked) {
   for (const auto& tp : revoked) {
     stored_next_.erase(tp.partition);
     pending_next_.erase(tp.partition);
+    at_end_.erase(tp.partition);
   }
 }
 
@@ -149,6 +152,26 @@ Status ViewEngine::DeadLetter(const KafkaMessage& message, const std::string& er
   return Status::Ok();
 }
 
+Status ViewEngine::MaybeSwapIn() {
+  if (!sink_->building() || pending_events_ > 0) return Status::Ok();
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_swap_check_ < std::chrono::seconds(1)) return Status::Ok();
+  last_swap_check_ = now;
+  auto stored = sink_->LoadOffsets();
+  if (!stored.ok()) return stored.status();
+  for (int32_t p = 0; p < partition_count_; ++p) {
+    if (at_end_.count(p) && at_end_[p]) continue;  // ours, read to its end and flushed
+    // Another process's partition: caught up if its stored offset reaches
+    // the end (a committed transaction's marker takes the last offset).
+    auto marks = consumer_->QueryWatermarks(options_.topic, p, std::chrono::seconds(2));
+    if (!marks.ok()) return Status::Ok();
+    int64_t high = marks->second;
+    auto it = stored->find(p);
+    if (high > 0 && (it == stored->end() || it->second < high - 1)) return Status::Ok();
+  }
+  return sink_->SwapIn();
+}
+
 Status ViewEngine::Run(const std::atomic<bool>& stop) {
   const std::string& view = projection_->table().view_name;
   KafkaClientOptions kafka = options_.kafka;
@@ -156,6 +179,9 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
   auto consumer = Consumer::Create(kafka, options_.group_id);
   if (!consumer.ok()) return consumer.status();
   consumer_ = std::move(consumer.value());
+  auto count = PartitionCount(options_.kafka, options_.topic, std::chrono::seconds(15));
+  if (!count.ok()) return count.status();
+  partition_count_ = *count;
   FRESHET_RETURN_IF_ERROR(consumer_->Subscribe(
       {options_.topic}, [this](std::vector<TopicPartitionOffset>& a) { return OnAssign(a); },
       [this](const std::vector<TopicPartitionOffset>& r) { OnRevoke(r); }));
@@ -169,7 +195,8 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
       wait = std::max(std::chrono::milliseconds(0), std::min(wait, left));
     }
     KafkaMessage message;
-    auto outcome = consumer_->Poll(wait, &message);
+    int32_t eof_partition = -1;
+    auto outcome = consumer_->Poll(wait, &message, &eof_partition);
     if (!outcome.ok()) {
       if (consumer_->assignment_failed()) {
         // The store was unreachable during assignment: we hold no partitions.
@@ -180,9 +207,16 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
       spdlog::warn("view {}: {}", view, outcome.status().message());
       continue;
     }
-    if (*outcome == Consumer::PollOutcome::kTimeout && pending_events_ == 0) PublishStatus();
+    if (*outcome == Consumer::PollOutcome::kPartitionEnd && pending_next_.count(eof_partition))
+      at_end_[eof_partition] = true;
+    if (*outcome != Consumer::PollOutcome::kMessage && pending_events_ == 0) {
+      PublishStatus();
+      Status swap = MaybeSwapIn();
+      if (!swap.ok()) spdlog::warn("view {}: {}", view, swap.message());
+    }
     if (*outcome == Consumer::PollOutcome::kMessage) {
       int32_t partition = message.partition();
+      at_end_[partition] = false;
       if (!pending_next_.count(partition)) continue;  // a message from before a revoke
       auto event = DecodeEventValue(message.value());
       Status st = event.ok() ? projection_->Apply(*event) : event.status();

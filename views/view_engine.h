@@ -58,6 +58,7 @@ struct ViewStatus {
   std::map<int32_t, int64_t> lag;            // events (and markers) not yet visible
   int64_t last_flush_ms = 0;
   bool stale = false;
+  bool building = false;  // a new version being built beside the live one
 };
 
 class ViewEngine {
@@ -80,6 +81,9 @@ class ViewEngine {
   Status Flush();
   Status Rewind();
   Status DeadLetter(const KafkaMessage& message, const std::string& error);
+  // While building a new version: swaps it in once every partition is
+  // consumed to its end (checked at most once a second).
+  Status MaybeSwapIn();
   void PublishStatus();
 
   ViewEngineOptions options_;
@@ -96,6 +100,9 @@ class ViewEngine {
   std::chrono::steady_clock::time_point oldest_pending_;
   std::vector<int64_t> pending_event_times_;  // ts of events in the batch, for latency
   int64_t last_flush_ms_ = 0;
+  std::map<int32_t, bool> at_end_;  // assigned partitions consumed to their end
+  int partition_count_ = 0;
+  std::chrono::steady_clock::time_point last_swap_check_;
 
   mutable std::mutex status_mu_;
   ViewStatus status_;

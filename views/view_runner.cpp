@@ -120,6 +120,7 @@ nlohmann::json ViewRunner::StatusJson(ViewThread& view) {
   nlohmann::json offsets = nlohmann::json::object(), lag = nlohmann::json::object();
   for (const auto& [p, next] : s.next_offsets) offsets[std::to_string(p)] = next;
   for (const auto& [p, l] : s.lag) lag[std::to_string(p)] = l;
+  if (s.building && s.state == "running") s.state = "building";
   nlohmann::json out = {{"view", view.name},       {"state", s.state},       {"next_offsets", offsets},
                         {"lag", lag},              {"stale", s.stale},       {"last_flush_ms", s.last_flush_ms},
                         {"events", view.metrics->events.value()},

@@ -3,11 +3,14 @@
 // land in the dead-letter topic with their reason while the good events
 // around them are materialized, and the SQL side works as documented
 // (await_offset, the read-only role, NOTIFY on flush).
+#include <signal.h>
+
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <set>
 #include <random>
+#include <thread>
 
 #include "core/envelope.h"
 #include "core/http_client.h"
@@ -220,6 +223,66 @@ TEST_F(DeclarativeViews, ReaderRoleSeesViewsOnlyAndFlushesNotify) {
     return false;
   }, 30s, 1ms);
   EXPECT_TRUE(notified);
+}
+
+// A changed definition is built into a new table beside the live one while
+// readers keep querying the old rows, then swapped in atomically: every
+// query sees one complete version.
+TEST_F(DeclarativeViews, ChangedDefinitionIsBuiltBesideAndSwappedIn) {
+  const char* v1 = R"([{"name": "stock_on_hand", "kind": "latest", "key": {"store": "/store", "sku": "/sku"},
+                        "columns": {"on_hand": {"from": "/on_hand", "type": "bigint"}}}])";
+  const char* v2 = R"([{"name": "stock_on_hand", "kind": "latest", "key": {"store": "/store", "sku": "/sku"},
+                        "columns": {"on_hand": {"from": "/on_hand", "type": "bigint"},
+                                    "last_qty": {"from": "/qty", "type": "bigint"}}}])";
+  Reference ref = Produce(20000);
+  std::ofstream(config_path_) << R"({"views": {"definitions": )" << v1 << "}}";
+  {
+    FreshetProcess views({"views", "--config", config_path_}, env_, "decl-v1");
+    ASSERT_TRUE(WaitUntil([&] { return CaughtUp("stock_on_hand", ref); }, 90s, 50ms)) << views.Log();
+    views.Signal(SIGTERM);
+    ASSERT_EQ(views.Wait(30s), 0);
+  }
+  pqxx::connection conn(db_url_);
+  auto live_table = [&] {
+    pqxx::nontransaction tx(conn);
+    auto r = tx.exec("SELECT table_name, building_table FROM freshet.views WHERE name = 'stock_on_hand'");
+    return std::make_pair(r[0][0].as<std::string>(), r[0][1].is_null() ? std::string() : r[0][1].as<std::string>());
+  };
+  std::string v1_table = live_table().first;
+
+  std::atomic<bool> stop{false};
+  std::vector<std::pair<size_t, size_t>> seen;  // (rows, columns) per query
+  std::thread reader([&] {
+    pqxx::connection c(db_url_);
+    while (!stop) {
+      pqxx::nontransaction tx(c);
+      auto r = tx.exec("SELECT * FROM stock_on_hand");
+      seen.emplace_back(r.size(), r.columns());
+    }
+  });
+  std::ofstream(config_path_) << R"({"views": {"definitions": )" << v2 << "}}";
+  FreshetProcess views({"views", "--config", config_path_}, env_, "decl-v2");
+  bool swapped = WaitUntil([&] {
+    auto [live, building] = live_table();
+    return live != v1_table && building.empty();
+  }, 90s, 20ms);
+  std::this_thread::sleep_for(200ms);  // a few more reads of the new version
+  stop = true;
+  reader.join();
+  ASSERT_TRUE(swapped) << views.Log();
+
+  size_t before = 0, after = 0;
+  for (const auto& [rows, columns] : seen) {
+    ASSERT_EQ(rows, ref.on_hand.size()) << "a query saw a half-built version";
+    (columns == 3 ? before : after)++;
+    ASSERT_TRUE(columns == 3 || columns == 4);
+  }
+  EXPECT_GT(before, 0u) << "the reader never saw the old version during the build";
+  EXPECT_GT(after, 0u);
+  EXPECT_EQ(seen.back().second, 4u);
+  pqxx::nontransaction tx(conn);
+  EXPECT_TRUE(tx.exec("SELECT to_regclass('public." + v1_table + "') IS NULL")[0][0].as<bool>()) << "old table kept";
+  EXPECT_EQ(tx.exec_params("SELECT count(*) FROM freshet.offsets WHERE view_name = $1", v1_table)[0][0].as<int>(), 0);
 }
 
 TEST_F(DeclarativeViews, BadDefinitionIsRefusedAtStart) {
