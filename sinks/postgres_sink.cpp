@@ -155,6 +155,7 @@ Status PostgresSink::PublishView(pqxx::transaction_base& tx) {
 
 Status PostgresSink::SwapIn() {
   const TableSpec& t = table_;
+  FRESHET_RETURN_IF_ERROR(EnsureConnected());
   try {
     pqxx::work tx(*conn_);
     tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLockId) + ")");
@@ -176,7 +177,18 @@ Status PostgresSink::SwapIn() {
   }
 }
 
+Status PostgresSink::EnsureConnected() {
+  if (conn_ && conn_->is_open()) return Status::Ok();
+  auto conn = ConnectPostgres(url_);
+  if (!conn.ok()) return conn.status().WithContext("view " + table_.view_name);
+  conn_ = std::move(conn.value());
+  staging_backend_pid_ = -1;  // the temp staging tables died with the old session
+  spdlog::info("view {}: reconnected to postgres", table_.view_name);
+  return Status::Ok();
+}
+
 Result<std::map<int32_t, int64_t>> PostgresSink::LoadOffsets() {
+  FRESHET_RETURN_IF_ERROR(EnsureConnected());
   try {
     pqxx::nontransaction tx(*conn_);
     std::map<int32_t, int64_t> out;
@@ -193,6 +205,7 @@ Result<std::map<int32_t, int64_t>> PostgresSink::LoadOffsets() {
 Status PostgresSink::Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets) {
   const std::string& view = table_.view_name;
   const std::string owner = table_.table_name();  // offsets belong to this version's table
+  FRESHET_RETURN_IF_ERROR(EnsureConnected());
   try {
     pqxx::work tx(*conn_);
     // The staging table is temporary: a new session (after a reconnect) needs its own.

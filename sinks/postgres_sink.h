@@ -95,6 +95,8 @@ class PostgresSink {
   int staging_backend_pid_ = -1;  // the session whose temp staging table exists
   bool building_ = false;
   Status PublishView(pqxx::transaction_base& tx);
+  // libpqxx 6.4 does not reconnect a broken connection: open a new one.
+  Status EnsureConnected();
 };
 
 // Applies sql/migrations in order, once each, under an advisory lock.

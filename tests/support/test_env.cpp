@@ -1,5 +1,9 @@
 #include "tests/support/test_env.h"
 
+#include <random>
+
+#include "core/envelope.h"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -163,6 +167,73 @@ std::vector<ReadRecord> ReadAll(const std::string& topic, int partitions, std::c
       out.push_back({m.partition(), m.offset(), std::string(m.key()), std::string(m.value())});
   }
   return out;
+}
+
+int64_t DeltaStream::final_progress() const {
+  int64_t total = 0;
+  for (const auto& [p, last] : last_offset) total += last + 1;
+  return total;
+}
+
+DeltaStream ProduceDeltaStream(const std::string& topic, int partitions, int events, int per_transaction,
+                               unsigned seed) {
+  auto producer = TransactionalProducer::Create(KafkaOptions(), UniqueName("delta-producer"));
+  if (!producer.ok()) throw std::runtime_error(producer.status().ToString());
+  if (Status st = (*producer)->InitTransactions(std::chrono::seconds(30)); !st.ok())
+    throw std::runtime_error(st.ToString());
+  DeltaStream out;
+  std::mt19937 rng(seed);
+  for (int txn = 0; txn * per_transaction < events; ++txn) {
+    bool abort = txn % 7 == 3;
+    std::vector<DeliveryReport> reports(per_transaction);
+    std::vector<std::pair<std::string, std::string>> keys;
+    std::vector<int64_t> deltas;
+    if (Status st = (*producer)->Begin(); !st.ok()) throw std::runtime_error(st.ToString());
+    for (int i = 0; i < per_transaction; ++i) {
+      std::string store = "store-" + std::to_string(rng() % 8);
+      std::string sku = "sku-" + std::to_string(rng() % 60);
+      int64_t delta = static_cast<int64_t>(rng() % 16) - 5;
+      Event e{"StockAdjusted", "", NowMillis(), {{"store", store}, {"sku", sku}, {"delta", delta}}};
+      OutgoingMessage m{topic, PartitionForKey(store, partitions), store, EncodeEventValue(e), {}};
+      if (Status st = (*producer)->Produce(m, &reports[i]); !st.ok()) throw std::runtime_error(st.ToString());
+      keys.emplace_back(store, sku);
+      deltas.push_back(delta);
+    }
+    Status end = abort ? (*producer)->Abort(std::chrono::seconds(30)) : (*producer)->Commit(std::chrono::seconds(30));
+    if (!end.ok()) throw std::runtime_error(end.ToString());
+    if (abort) continue;
+    for (int i = 0; i < per_transaction; ++i) {
+      out.reference[keys[i]] += deltas[i];
+      out.last_offset[reports[i].partition] = std::max(out.last_offset[reports[i].partition], reports[i].offset);
+    }
+  }
+  return out;
+}
+
+int64_t StoredProgress(const std::string& db_url) {
+  try {
+    pqxx::connection conn(db_url);
+    pqxx::nontransaction tx(conn);
+    if (!tx.exec("SELECT to_regclass('freshet.offsets') IS NOT NULL")[0][0].as<bool>()) return 0;
+    return tx.exec("SELECT COALESCE(sum(next_offset), 0) FROM freshet.offsets")[0][0].as<int64_t>();
+  } catch (const std::exception&) {
+    return 0;  // Postgres may be restarting
+  }
+}
+
+std::map<std::pair<std::string, std::string>, int64_t> StockLevels(const std::string& db_url) {
+  pqxx::connection conn(db_url);
+  pqxx::nontransaction tx(conn);
+  std::map<std::pair<std::string, std::string>, int64_t> rows;
+  for (const auto& row : tx.exec("SELECT store, sku, on_hand FROM public.stock_levels"))
+    rows[{row[0].as<std::string>(), row[1].as<std::string>()}] = row[2].as<int64_t>();
+  return rows;
+}
+
+bool RunServicesScript(const std::string& args) {
+  std::string command = std::string(FRESHET_SOURCE_DIR) + "/scripts/services " + args + " > " +
+                        std::string(FRESHET_TEST_LOG_DIR) + "/services-" + UniqueName("run") + ".log 2>&1";
+  return std::system(command.c_str()) == 0;
 }
 
 }  // namespace freshet::testing

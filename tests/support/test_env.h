@@ -79,4 +79,24 @@ struct ReadRecord {
 std::vector<ReadRecord> ReadAll(const std::string& topic, int partitions,
                                 std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
+// A stream of inventory-like delta events produced straight into `topic`
+// in transactions (every seventh one aborted, so it must never count), with
+// the reference a correct stock_levels view must reach.
+struct DeltaStream {
+  std::map<std::pair<std::string, std::string>, int64_t> reference;  // (store, sku) -> sum of deltas
+  std::map<int32_t, int64_t> last_offset;                            // last committed data offset
+  int64_t final_progress() const;  // sum over partitions of last offset + 1
+};
+DeltaStream ProduceDeltaStream(const std::string& topic, int partitions, int events, int per_transaction = 500,
+                               unsigned seed = 2024);
+
+// Sum of the next offsets stored in freshet.offsets (0 while there are none).
+int64_t StoredProgress(const std::string& db_url);
+
+// Rows of public.stock_levels as (store, sku) -> on_hand.
+std::map<std::pair<std::string, std::string>, int64_t> StockLevels(const std::string& db_url);
+
+// Runs scripts/services with `args` (e.g. "pg-restart --hard"); true on success.
+bool RunServicesScript(const std::string& args);
+
 }  // namespace freshet::testing
