@@ -112,7 +112,9 @@ int WaitForViews(HttpClient& writer, const std::string& views_url) {
     return 1;
   }
   std::map<std::string, int64_t> wanted;
-  for (const auto& p : nlohmann::json::parse(ready->body)["partitions"])
+  // Named: a range-for over a member of a temporary would dangle.
+  nlohmann::json readiness = nlohmann::json::parse(ready->body);
+  for (const auto& p : readiness["partitions"])
     if (p["offset"].get<int64_t>() >= 0) wanted[std::to_string(p["partition"].get<int>())] = p["offset"].get<int64_t>() + 1;
   HttpClient views(host, port);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
@@ -163,7 +165,8 @@ int RunDemoLoadCommand(const DemoLoadOptions& o) {
                   << (res.ok() ? std::to_string(res->status) + " " + res->body : res.status().message()) << "\n";
         return 1;
       }
-      for (const auto& r : nlohmann::json::parse(res->body)["results"]) {
+      nlohmann::json answer = nlohmann::json::parse(res->body);
+      for (const auto& r : answer["results"]) {
         if (r["status"] == 200) tally.accepted++;
         else tally.failed++;
       }

@@ -159,6 +159,7 @@ Status BindViews(ConfigObject& o, ViewsConfig* c) {
   FRESHET_RETURN_IF_ERROR(o.Int("flush_interval_ms", &c->flush_interval_ms, 1, 3600 * 1000));
   FRESHET_RETURN_IF_ERROR(o.Int("max_batch_rows", &c->max_batch_rows, 1, 10000000));
   FRESHET_RETURN_IF_ERROR(o.Int("session_timeout_ms", &c->session_timeout_ms, 1000, 3600 * 1000));
+  FRESHET_RETURN_IF_ERROR(o.String("rocksdb_path", &c->rocksdb_path));
   nlohmann::json ignored;  // read in order by ParseConfig; here only marked as known
   FRESHET_RETURN_IF_ERROR(o.Raw("definitions", &ignored));
   return o.CheckNoUnknownKeys();

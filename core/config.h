@@ -58,6 +58,8 @@ struct ViewsConfig {
   // How soon the group notices a crashed view process and hands its
   // partitions to the others (the broker's minimum is 6000 by default).
   int session_timeout_ms = 10000;
+  // The RocksDB database of views with "stores": ["rocksdb"] (one per process).
+  std::string rocksdb_path = "freshet-views.rocksdb";
   // Declarative view definitions (see views/view_spec.h), validated by the
   // views component. Empty: the built-in stock_levels view only.
   nlohmann::ordered_json definitions = nlohmann::ordered_json::array();

@@ -6,22 +6,22 @@
 
 namespace freshet {
 
-ViewMetrics::ViewMetrics(MetricsRegistry& registry, const std::string& view)
-    : events(registry.AddCounter("freshet_view_events_total", "Events applied", "view=\"" + view + "\"")),
+ViewMetrics::ViewMetrics(MetricsRegistry& registry, const std::string& labels)
+    : events(registry.AddCounter("freshet_view_events_total", "Events applied", labels)),
       dead_letters(registry.AddCounter("freshet_view_dead_letters_total", "Events sent to the dead-letter topic",
-                                       "view=\"" + view + "\"")),
-      flushes(registry.AddCounter("freshet_view_flushes_total", "Committed flushes", "view=\"" + view + "\"")),
+                                       labels)),
+      flushes(registry.AddCounter("freshet_view_flushes_total", "Committed flushes", labels)),
       flush_failures(registry.AddCounter("freshet_view_flush_failures_total", "Failed flushes (rewound)",
-                                         "view=\"" + view + "\"")),
+                                         labels)),
       flush_seconds(registry.AddHistogram("freshet_view_flush_seconds", "Time to write one flush", LatencyBuckets(),
-                                          "view=\"" + view + "\"")),
+                                          labels)),
       visible_seconds(registry.AddHistogram("freshet_view_event_to_visible_seconds",
                                             "From the event's timestamp to its flush committing", LatencyBuckets(),
-                                            "view=\"" + view + "\"")) {}
+                                            labels)) {}
 
 ViewEngine::ViewEngine(ViewEngineOptions options, std::unique_ptr<Projection> projection,
-                       std::unique_ptr<PostgresSink> sink, ViewMetrics& metrics)
-    : options_(std::move(options)), projection_(std::move(projection)), sink_(std::move(sink)), metrics_(metrics) {}
+                       std::unique_ptr<ViewStore> store, ViewMetrics& metrics)
+    : options_(std::move(options)), projection_(std::move(projection)), store_(std::move(store)), metrics_(metrics) {}
 
 ViewEngine::~ViewEngine() = default;
 
@@ -46,13 +46,13 @@ void ViewEngine::PublishStatus() {
   // Transaction markers count in the lag; a view is stale only when it has
   // not flushed for longer than it may lag while something is waiting.
   s.stale = total_lag > 1 && NowMillis() - last_flush_ms_ > options_.max_lag.count();
-  s.building = sink_->building();
+  s.building = store_->building();
   std::lock_guard lock(status_mu_);
   status_ = std::move(s);
 }
 
 Status ViewEngine::OnAssign(std::vector<TopicPartitionOffset>& assigned) {
-  auto stored = sink_->LoadOffsets();
+  auto stored = store_->LoadOffsets();
   if (!stored.ok()) return stored.status();
   for (auto& tp : assigned) {
     auto it = stored->find(tp.partition);
@@ -100,7 +100,7 @@ Status ViewEngine::Flush() {
     }
   }
   std::vector<RowWrite> rows = projection_->TakePending();
-  Status st = sink_->Write(rows, advances);
+  Status st = store_->Write(rows, advances);
   if (!st.ok()) {
     metrics_.flush_failures.Add();
     pending_events_ = 0;
@@ -124,7 +124,7 @@ Status ViewEngine::Rewind() {
   // After a failed flush our idea of the stored offsets may be stale (another
   // process may have taken over): read them again, then seek every owned
   // partition back to them.
-  auto stored = sink_->LoadOffsets();
+  auto stored = store_->LoadOffsets();
   if (!stored.ok()) return stored.status();
   for (auto& [partition, next] : stored_next_) {
     auto it = stored->find(partition);
@@ -153,11 +153,11 @@ Status ViewEngine::DeadLetter(const KafkaMessage& message, const std::string& er
 }
 
 Status ViewEngine::MaybeSwapIn() {
-  if (!sink_->building() || pending_events_ > 0) return Status::Ok();
+  if (!store_->building() || pending_events_ > 0) return Status::Ok();
   auto now = std::chrono::steady_clock::now();
   if (now - last_swap_check_ < std::chrono::seconds(1)) return Status::Ok();
   last_swap_check_ = now;
-  auto stored = sink_->LoadOffsets();
+  auto stored = store_->LoadOffsets();
   if (!stored.ok()) return stored.status();
   for (int32_t p = 0; p < partition_count_; ++p) {
     if (at_end_.count(p) && at_end_[p]) continue;  // ours, read to its end and flushed
@@ -169,13 +169,16 @@ Status ViewEngine::MaybeSwapIn() {
     auto it = stored->find(p);
     if (high > 0 && (it == stored->end() || it->second < high - 1)) return Status::Ok();
   }
-  return sink_->SwapIn();
+  return store_->SwapIn();
 }
 
 Status ViewEngine::Run(const std::atomic<bool>& stop) {
   const std::string& view = projection_->table().view_name;
   KafkaClientOptions kafka = options_.kafka;
   kafka.properties["session.timeout.ms"] = std::to_string(options_.session_timeout_ms);
+  // librdkafka's default heartbeat (3 s) would let a shorter session expire
+  // between heartbeats: the group would rebalance forever.
+  kafka.properties["heartbeat.interval.ms"] = std::to_string(std::max(100, options_.session_timeout_ms / 4));
   auto consumer = Consumer::Create(kafka, options_.group_id);
   if (!consumer.ok()) return consumer.status();
   consumer_ = std::move(consumer.value());

@@ -1,5 +1,6 @@
 // ViewEngine: consumes the event topic (read_committed, in a consumer group
-// of its own) into one projection and its Postgres sink, exactly once.
+// of its own) into one projection and one store (Postgres or RocksDB),
+// exactly once.
 //
 // The engine never commits offsets to Kafka. Each flush writes the pending
 // rows and the next offset of every partition they cover in ONE Postgres
@@ -21,7 +22,7 @@
 
 #include "core/kafka.h"
 #include "core/metrics.h"
-#include "sinks/postgres_sink.h"
+#include "views/view_store.h"
 #include "views/projection.h"
 
 namespace freshet {
@@ -42,7 +43,8 @@ struct ViewEngineOptions {
 // A view's metrics, registered once per process and shared by the engines
 // that serve the view over time.
 struct ViewMetrics {
-  ViewMetrics(MetricsRegistry& registry, const std::string& view);
+  // `labels` as rendered: view="stock_levels",store="postgres".
+  ViewMetrics(MetricsRegistry& registry, const std::string& labels);
   Counter& events;
   Counter& dead_letters;
   Counter& flushes;
@@ -63,8 +65,8 @@ struct ViewStatus {
 
 class ViewEngine {
  public:
-  ViewEngine(ViewEngineOptions options, std::unique_ptr<Projection> projection,
-             std::unique_ptr<PostgresSink> sink, ViewMetrics& metrics);
+  ViewEngine(ViewEngineOptions options, std::unique_ptr<Projection> projection, std::unique_ptr<ViewStore> store,
+             ViewMetrics& metrics);
   ~ViewEngine();
 
   // Consumes until `stop` becomes true, then flushes and leaves the group.
@@ -88,7 +90,7 @@ class ViewEngine {
 
   ViewEngineOptions options_;
   std::unique_ptr<Projection> projection_;
-  std::unique_ptr<PostgresSink> sink_;
+  std::unique_ptr<ViewStore> store_;
   std::unique_ptr<Consumer> consumer_;
   ViewMetrics& metrics_;
 

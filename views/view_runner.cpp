@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "views/declarative_projection.h"
+#include "views/rocksdb_view_store.h"
 #include "views/stock_levels.h"
 
 namespace freshet {
@@ -16,32 +17,44 @@ Result<std::unique_ptr<ViewRunner>> ViewRunner::Create(const Config& config) {
   if (!specs.ok()) return specs.status();
   std::unique_ptr<ViewRunner> runner(new ViewRunner());
   runner->config_ = config;
-  for (size_t i = 0; i < specs->size(); ++i) {
-    ViewSpec& spec = (*specs)[i];
-    for (const auto& store : spec.stores)
-      if (store != "postgres")
-        return Status::InvalidArgument("views.definitions[" + std::to_string(i) + "](" + spec.name +
-                                       ").stores: \"" + store + "\" is not available yet; use \"postgres\"");
-    auto view = std::make_unique<ViewThread>();
-    view->name = spec.name;
-    view->spec = std::make_unique<ViewSpec>(std::move(spec));
-    runner->views_.push_back(std::move(view));
+  for (const ViewSpec& spec : *specs) {
+    for (const auto& store : spec.stores) {
+      auto view = std::make_unique<ViewThread>();
+      view->name = spec.name;
+      view->store = store;
+      view->spec = std::make_unique<ViewSpec>(spec);
+      runner->views_.push_back(std::move(view));
+    }
   }
   if (runner->views_.empty()) {
     auto view = std::make_unique<ViewThread>();
     view->name = "stock_levels";
     runner->views_.push_back(std::move(view));
   }
-  for (auto& view : runner->views_) view->metrics = std::make_unique<ViewMetrics>(runner->metrics_, view->name);
+  for (auto& view : runner->views_)
+    view->metrics = std::make_unique<ViewMetrics>(runner->metrics_,
+                                                  "view=\"" + view->name + "\",store=\"" + view->store + "\"");
   return runner;
 }
 
-ViewRunner::~ViewRunner() { Stop(); }
+ViewRunner::~ViewRunner() {
+  Stop();
+  // Readers waiting for a min_offset hold on to the views: let them answer.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(6);
+  while (waiting_readers_.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+}
 
 Status ViewRunner::Start() {
   auto producer = Producer::Create({config_.kafka.brokers, config_.kafka.client_properties});
   if (!producer.ok()) return producer.status();
   dead_letters_ = std::move(producer.value());
+  for (auto& view : views_) {
+    if (view->store != "rocksdb" || rocksdb_) continue;
+    auto store = RocksDbStore::Open(config_.views.rocksdb_path, {});
+    if (!store.ok()) return store.status().WithContext("views.rocksdb_path");
+    rocksdb_ = std::move(store.value());
+  }
   for (auto& view : views_) view->thread = std::thread([this, v = view.get()] { RunView(*v); });
   return Status::Ok();
 }
@@ -61,7 +74,7 @@ void ViewRunner::RunView(ViewThread& view) {
   ViewEngineOptions options;
   options.kafka = {config_.kafka.brokers, config_.kafka.client_properties};
   options.topic = config_.kafka.topic;
-  options.group_id = config_.views.group_id + "." + view.name;
+  options.group_id = config_.views.group_id + "." + view.name + (view.store == "rocksdb" ? ".rocksdb" : "");
   options.session_timeout_ms = config_.views.session_timeout_ms;
   options.flush_interval = std::chrono::milliseconds(view.spec ? view.spec->flush_interval_ms : config_.views.flush_interval_ms);
   options.max_batch_events = static_cast<size_t>(view.spec ? view.spec->max_batch_rows : config_.views.max_batch_rows);
@@ -75,19 +88,27 @@ void ViewRunner::RunView(ViewThread& view) {
     std::unique_ptr<Projection> projection;
     if (view.spec) projection = std::make_unique<DeclarativeProjection>(*view.spec);
     else projection = std::make_unique<StockLevelsProjection>();
-    auto sink = PostgresSink::Open(config_.postgres.url, config_.kafka.topic, projection->table());
-    if (!sink.ok()) {
-      spdlog::warn("view {}: {}; retrying in {} ms", view.name, sink.status().message(), backoff.count());
+    Result<std::unique_ptr<ViewStore>> store = Status::Internal("no store");
+    if (view.store == "rocksdb") {
+      auto rocks = RocksDbViewStore::Open(*rocksdb_, config_.kafka.topic, projection->table());
+      store = rocks.ok() ? Result<std::unique_ptr<ViewStore>>(std::move(rocks.value())) : rocks.status();
+    } else {
+      auto sink = PostgresSink::Open(config_.postgres.url, config_.kafka.topic, projection->table());
+      store = sink.ok() ? Result<std::unique_ptr<ViewStore>>(std::make_unique<PostgresViewStore>(std::move(sink.value())))
+                        : sink.status();
+    }
+    if (!store.ok()) {
+      spdlog::warn("view {} ({}): {}; retrying in {} ms", view.name, view.store, store.status().message(), backoff.count());
       {
         std::lock_guard lock(view.mu);
         view.last.state = "waiting";
-        view.last.error = sink.status().message();
+        view.last.error = store.status().message();
       }
       std::this_thread::sleep_for(backoff);
       backoff = std::min(backoff * 2, std::chrono::milliseconds(10000));
       continue;
     }
-    ViewEngine engine(options, std::move(projection), std::move(sink.value()), *view.metrics);
+    ViewEngine engine(options, std::move(projection), std::move(store.value()), *view.metrics);
     {
       std::lock_guard lock(view.mu);
       view.engine = &engine;
@@ -111,17 +132,18 @@ void ViewRunner::RunView(ViewThread& view) {
   view.last.state = "stopped";
 }
 
+ViewStatus ViewRunner::Snapshot(ViewThread& view) {
+  std::lock_guard lock(view.mu);
+  return view.engine ? view.engine->Snapshot() : view.last;
+}
+
 nlohmann::json ViewRunner::StatusJson(ViewThread& view) {
-  ViewStatus s;
-  {
-    std::lock_guard lock(view.mu);
-    s = view.engine ? view.engine->Snapshot() : view.last;
-  }
+  ViewStatus s = Snapshot(view);
   nlohmann::json offsets = nlohmann::json::object(), lag = nlohmann::json::object();
   for (const auto& [p, next] : s.next_offsets) offsets[std::to_string(p)] = next;
   for (const auto& [p, l] : s.lag) lag[std::to_string(p)] = l;
   if (s.building && s.state == "running") s.state = "building";
-  nlohmann::json out = {{"view", view.name},       {"state", s.state},       {"next_offsets", offsets},
+  nlohmann::json out = {{"view", view.name},       {"store", view.store},    {"state", s.state},       {"next_offsets", offsets},
                         {"lag", lag},              {"stale", s.stale},       {"last_flush_ms", s.last_flush_ms},
                         {"events", view.metrics->events.value()},
                         {"dead_letters", view.metrics->dead_letters.value()}};
@@ -132,6 +154,72 @@ nlohmann::json ViewRunner::StatusJson(ViewThread& view) {
     out["definition"] = view.spec->source;
   }
   return out;
+}
+
+void ViewRunner::HandleRows(ViewThread& view, const HttpRequest& req, HttpReply reply) {
+  auto key = req.query.find("key");
+  auto prefix = req.query.find("prefix");
+  if ((key == req.query.end()) == (prefix == req.query.end()))
+    return reply(ErrorResponse(400, "give exactly one of key=a/b or prefix=a/"));
+  size_t limit = 100;
+  if (auto l = req.query.find("limit"); l != req.query.end()) {
+    char* end = nullptr;
+    long n = std::strtol(l->second.c_str(), &end, 10);
+    if (l->second.empty() || *end != '\0' || n < 1 || n > 10000)
+      return reply(ErrorResponse(400, "limit: expected an integer from 1 to 10000"));
+    limit = static_cast<size_t>(n);
+  }
+  int32_t wait_partition = -1;
+  int64_t wait_offset = -1;
+  if (auto m = req.query.find("min_offset"); m != req.query.end()) {
+    auto colon = m->second.find(':');
+    char* end1 = nullptr;
+    char* end2 = nullptr;
+    std::string p = m->second.substr(0, colon), o = colon == std::string::npos ? "" : m->second.substr(colon + 1);
+    wait_partition = static_cast<int32_t>(std::strtol(p.c_str(), &end1, 10));
+    wait_offset = std::strtoll(o.c_str(), &end2, 10);
+    if (p.empty() || o.empty() || *end1 != '\0' || *end2 != '\0' || wait_partition < 0 || wait_offset < 0)
+      return reply(ErrorResponse(400, "min_offset: expected partition:offset, e.g. 3:1042"));
+  }
+  auto answer = [this, &view, key_text = key == req.query.end() ? std::string() : key->second,
+                 prefix_text = prefix == req.query.end() ? std::string() : prefix->second, limit]() {
+    std::string table = view.name + "__v" + (view.spec ? view.spec->version : std::string("1"));
+    nlohmann::json rows = nlohmann::json::array();
+    if (!key_text.empty()) {
+      auto got = rocksdb_->Get(table, RocksDbViewStore::KeyFromUrl(key_text));
+      if (!got.ok()) return ErrorResponse(HttpStatusFor(got.status()), got.status().message());
+      if (*got) rows.push_back(RocksDbViewStore::RowJson(RocksDbViewStore::KeyFromUrl(key_text), **got));
+    } else {
+      auto scanned = rocksdb_->Scan(table, RocksDbViewStore::KeyFromUrl(prefix_text), limit);
+      if (!scanned.ok()) return ErrorResponse(HttpStatusFor(scanned.status()), scanned.status().message());
+      for (const auto& [k, v] : *scanned) rows.push_back(RocksDbViewStore::RowJson(k, v));
+    }
+    nlohmann::json offsets = nlohmann::json::object();
+    for (const auto& [p, next] : Snapshot(view).next_offsets) offsets[std::to_string(p)] = next;
+    return JsonResponse(200, {{"view", view.name}, {"rows", rows}, {"next_offsets", offsets}});
+  };
+  auto reached = [this, &view, wait_partition, wait_offset] {
+    if (wait_partition < 0) return true;
+    auto offsets = Snapshot(view).next_offsets;
+    auto it = offsets.find(wait_partition);
+    return it != offsets.end() && it->second > wait_offset;
+  };
+  if (reached()) return reply(answer());
+  // Read-your-writes: wait (bounded) until the view has applied the offset
+  // the writer returned, off the I/O thread.
+  if (waiting_readers_.fetch_add(1) >= 256) {
+    --waiting_readers_;
+    return reply(ErrorResponse(503, "too many readers waiting for min_offset; retry"));
+  }
+  std::thread([this, reply, reached, answer, wait_partition, wait_offset] {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!reached() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    if (reached()) reply(answer());
+    else reply(ErrorResponse(504, "the view has not reached partition " + std::to_string(wait_partition) +
+                                       " offset " + std::to_string(wait_offset) + " within 5 s"));
+    --waiting_readers_;
+  }).detach();
 }
 
 void ViewRunner::HandleHttp(HttpRequest&& req, HttpReply reply) {
@@ -148,9 +236,24 @@ void ViewRunner::HandleHttp(HttpRequest&& req, HttpReply reply) {
     auto slash = rest.find('/');
     std::string name = rest.substr(0, slash);
     std::string what = slash == std::string::npos ? "" : rest.substr(slash + 1);
-    for (auto& view : views_) {
-      if (view->name != name) continue;
-      if (what == "status" || what.empty()) return reply(JsonResponse(200, StatusJson(*view)));
+    std::vector<ViewThread*> matching;
+    for (auto& view : views_)
+      if (view->name == name) matching.push_back(view.get());
+    if (!matching.empty()) {
+      if (what == "status" || what.empty()) {
+        // The Postgres copy first (it is listed first); every store under "stores".
+        nlohmann::json out = StatusJson(*matching.front());
+        if (matching.size() > 1) {
+          out["stores"] = nlohmann::json::object();
+          for (ViewThread* v : matching) out["stores"][v->store] = StatusJson(*v);
+        }
+        return reply(JsonResponse(200, out));
+      }
+      if (what == "rows") {
+        for (ViewThread* v : matching)
+          if (v->store == "rocksdb") return HandleRows(*v, req, std::move(reply));
+        return reply(ErrorResponse(404, "view " + name + " has no RocksDB copy; add \"rocksdb\" to its \"stores\""));
+      }
       return reply(ErrorResponse(404, "no such endpoint for view " + name + ": " + what));
     }
     return reply(ErrorResponse(404, "no such view: " + name));

@@ -1,5 +1,6 @@
-// ViewRunner: every view of a view process, each on its own thread with its
-// own consumer group ("<views.group_id>.<view>") and engine, restarted after
+// ViewRunner: every view of a view process, each (view, store) pair on its
+// own thread with its own consumer group ("<views.group_id>.<view>", plus
+// ".rocksdb" for the RocksDB copy) and engine, restarted after
 // errors it cannot ride out (a store or broker down), stopped for good when
 // the view stops on a bad event. Serves the views' HTTP endpoints.
 #pragma once
@@ -14,6 +15,7 @@
 #include "core/config.h"
 #include "core/http.h"
 #include "core/metrics.h"
+#include "sinks/rocksdb_store.h"
 #include "views/view_engine.h"
 #include "views/view_spec.h"
 
@@ -29,13 +31,14 @@ class ViewRunner {
   Status Start();
   void Stop();  // flushes every view and leaves the groups
 
-  // GET /views, /views/{name}/status, /healthz, /metrics.
+  // GET /views, /views/{name}/status, /views/{name}/rows, /healthz, /metrics.
   void HandleHttp(HttpRequest&& request, HttpReply reply);
   MetricsRegistry& metrics() { return metrics_; }
 
  private:
   struct ViewThread {
     std::string name;
+    std::string store = "postgres";  // or "rocksdb"
     std::unique_ptr<ViewSpec> spec;  // null: the built-in stock_levels C++ projection
     std::unique_ptr<ViewMetrics> metrics;
     std::mutex mu;
@@ -46,10 +49,14 @@ class ViewRunner {
   ViewRunner() = default;
   void RunView(ViewThread& view);
   nlohmann::json StatusJson(ViewThread& view);
+  ViewStatus Snapshot(ViewThread& view);
+  void HandleRows(ViewThread& view, const HttpRequest& request, HttpReply reply);
 
   Config config_;
   MetricsRegistry metrics_;
   std::unique_ptr<Producer> dead_letters_;
+  std::unique_ptr<RocksDbStore> rocksdb_;  // opened when a view asks for it
+  std::atomic<int> waiting_readers_{0};
   std::vector<std::unique_ptr<ViewThread>> views_;
   std::atomic<bool> stop_{false};
 };

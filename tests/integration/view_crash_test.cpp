@@ -8,10 +8,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
 #include <iostream>
 #include <random>
 
 #include "core/envelope.h"
+#include "core/http_client.h"
 #include "tests/support/test_env.h"
 
 namespace freshet {
@@ -31,12 +33,25 @@ TEST(ViewCrash, SigkillMidStreamLosesAndDoublesNothing) {
   int64_t final_progress = produced.final_progress();
 
   std::string db_url = CreateTestDatabase("crash");
+  // stock_levels as a declarative view kept in both stores, each with its
+  // own offsets: the kills hit both.
+  std::string config = std::string(FRESHET_TEST_LOG_DIR) + "/" + topic + ".json";
+  std::ofstream(config) << R"({"views": {"definitions": [
+      {"name": "stock_levels", "kind": "aggregate", "stores": ["postgres", "rocksdb"],
+       "group_by": {"store": "/store", "sku": "/sku"},
+       "aggregates": {"on_hand": {"fn": "sum", "from": "/delta", "type": "bigint"}},
+       "freshness": {"flush_interval_ms": 5, "max_batch_rows": 150}}]}})";
+  int port = FreePort();
   std::map<std::string, std::string> env = {
-      {"FRESHET_KAFKA_BROKERS", KafkaBrokers()},  {"FRESHET_KAFKA_TOPIC", topic},
-      {"FRESHET_POSTGRES_URL", db_url},           {"FRESHET_VIEWS_GROUP_ID", UniqueName("crash-views")},
-      {"FRESHET_VIEWS_LISTEN", "127.0.0.1:0"},    {"FRESHET_VIEWS_FLUSH_INTERVAL_MS", "5"},
-      {"FRESHET_VIEWS_MAX_BATCH_ROWS", "150"},    {"FRESHET_VIEWS_SESSION_TIMEOUT_MS", "2000"},
+      {"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
+      {"FRESHET_KAFKA_TOPIC", topic},
+      {"FRESHET_POSTGRES_URL", db_url},
+      {"FRESHET_VIEWS_GROUP_ID", UniqueName("crash-views")},
+      {"FRESHET_VIEWS_LISTEN", "127.0.0.1:" + std::to_string(port)},
+      {"FRESHET_VIEWS_ROCKSDB_PATH", std::string(FRESHET_TEST_LOG_DIR) + "/" + topic + ".rocksdb"},
+      {"FRESHET_VIEWS_SESSION_TIMEOUT_MS", "2000"},
       {"FRESHET_LOG_LEVEL", "warn"}};
+  const std::vector<std::string> args = {"views", "--config", config};
 
   // Kill at 20 random moments: each time the stored offsets pass a random
   // point of the stream, so the kill lands between flushes or inside one.
@@ -47,7 +62,7 @@ TEST(ViewCrash, SigkillMidStreamLosesAndDoublesNothing) {
   int kills_done = 0;
   for (int64_t target : targets) {
     if (StoredProgress(db_url) >= target) continue;  // passed already: the next point
-    FreshetProcess views({"views"}, env, "crash-views");
+    FreshetProcess views(args, env, "crash-views");
     bool reached = WaitUntil([&] { return StoredProgress(db_url) >= target || !views.running(); }, 120s, 1ms);
     ASSERT_TRUE(reached) << views.Log();
     ASSERT_TRUE(views.running()) << views.Log();
@@ -60,9 +75,22 @@ TEST(ViewCrash, SigkillMidStreamLosesAndDoublesNothing) {
   RecordProperty("kills", kills_done);
   EXPECT_GE(kills_done, 12) << "the stream finished before the kills could land mid-stream";
 
-  FreshetProcess views({"views"}, env, "crash-views-final");
+  FreshetProcess views(args, env, "crash-views-final");
   ASSERT_TRUE(WaitUntil([&] { return StoredProgress(db_url) >= final_progress; }, 180s, 20ms)) << views.Log();
+  HttpClient client("127.0.0.1", static_cast<uint16_t>(port), 10s);
+  auto rocksdb_progress = [&] {
+    auto r = client.Get("/views/stock_levels/status");
+    if (!r.ok() || r->status != 200) return int64_t{0};
+    int64_t total = 0;
+    // -1: a partition with nothing stored yet (8 stores hash to only some partitions).
+    nlohmann::json status = nlohmann::json::parse(r->body);  // a named value: range-for would dangle on a temporary
+    for (const auto& [p, next] : status["stores"]["rocksdb"]["next_offsets"].items())
+      total += std::max<int64_t>(0, next.get<int64_t>());
+    return total;
+  };
+  ASSERT_TRUE(WaitUntil([&] { return rocksdb_progress() >= final_progress; }, 180s, 20ms)) << views.Log();
 
+  // Postgres, row by row.
   auto actual = StockLevels(db_url);
   ASSERT_EQ(actual.size(), produced.reference.size());
   for (const auto& [key, expected] : produced.reference) {
@@ -74,6 +102,16 @@ TEST(ViewCrash, SigkillMidStreamLosesAndDoublesNothing) {
   pqxx::nontransaction tx(conn);
   for (const auto& row : tx.exec("SELECT partition, next_offset FROM freshet.offsets"))
     EXPECT_EQ(row[1].as<int64_t>(), produced.last_offset[row[0].as<int32_t>()] + 1);
+
+  // RocksDB, row by row.
+  auto scan = client.Get("/views/stock_levels/rows?prefix=&limit=10000");
+  ASSERT_TRUE(scan.ok());
+  auto rows = nlohmann::json::parse(scan->body)["rows"];
+  ASSERT_EQ(rows.size(), produced.reference.size());
+  for (const auto& row : rows) {
+    std::pair<std::string, std::string> key{row["key"][0], row["key"][1]};
+    EXPECT_EQ(row["value"]["on_hand"].get<int64_t>(), produced.reference[key]) << key.first << "/" << key.second << " (rocksdb)";
+  }
 
   views.Signal(SIGTERM);
   EXPECT_EQ(views.Wait(30s), 0);
