@@ -68,6 +68,31 @@ PartitionListPtr ToList(const std::vector<TopicPartitionOffset>& v) {
   return list;
 }
 
+// Queues one message, waiting for room while librdkafka's local queue is
+// full. On success the headers belong to librdkafka.
+rd_kafka_resp_err_t ProduceOne(rd_kafka_t* rk, const OutgoingMessage& message, void* opaque) {
+  rd_kafka_headers_t* headers = nullptr;
+  if (!message.headers.empty()) {
+    headers = rd_kafka_headers_new(message.headers.size());
+    for (const auto& h : message.headers)
+      rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
+                          static_cast<ssize_t>(h.value.size()));
+  }
+  rd_kafka_resp_err_t err;
+  for (;;) {
+    err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(message.topic.c_str()),
+                            RD_KAFKA_V_PARTITION(message.partition < 0 ? RD_KAFKA_PARTITION_UA : message.partition),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_KEY(message.key.data(), message.key.size()),
+                            RD_KAFKA_V_VALUE(const_cast<char*>(message.value.data()), message.value.size()),
+                            RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
+    rd_kafka_poll(rk, 10);  // deliveries make room
+  }
+  if (err && headers) rd_kafka_headers_destroy(headers);  // not taken over on failure
+  return err;
+}
+
 }  // namespace
 
 void KafkaHandleDeleter::operator()(rd_kafka_s* rk) const {
@@ -121,33 +146,11 @@ Status TransactionalProducer::Begin() {
 }
 
 Status TransactionalProducer::Produce(const OutgoingMessage& message, DeliveryReport* report) {
-  rd_kafka_headers_t* headers = nullptr;
-  if (!message.headers.empty()) {
-    headers = rd_kafka_headers_new(message.headers.size());
-    for (const auto& h : message.headers)
-      rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
-                          static_cast<ssize_t>(h.value.size()));
-  }
-  rd_kafka_resp_err_t err;
-  for (;;) {
-    err = rd_kafka_producev(
-        handle_.get(), RD_KAFKA_V_TOPIC(message.topic.c_str()),
-        RD_KAFKA_V_PARTITION(message.partition < 0 ? RD_KAFKA_PARTITION_UA : message.partition),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(message.key.data(), message.key.size()),
-        RD_KAFKA_V_VALUE(const_cast<char*>(message.value.data()), message.value.size()),
-        RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(report), RD_KAFKA_V_END);
-    // A full local queue drains as deliveries complete; wait for room.
-    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
-    rd_kafka_poll(handle_.get(), 10);
-  }
-  if (err) {
-    if (headers) rd_kafka_headers_destroy(headers);  // not taken over on failure
-    std::string msg = "produce to " + message.topic + ": " + rd_kafka_err2str(err);
-    if (IsFencedCode(err) || err == RD_KAFKA_RESP_ERR__FATAL) return Status::Fenced(msg);
-    return Status::Internal(msg);
-  }
-  return Status::Ok();
+  rd_kafka_resp_err_t err = ProduceOne(handle_.get(), message, report);
+  if (!err) return Status::Ok();
+  std::string msg = "produce to " + message.topic + ": " + rd_kafka_err2str(err);
+  if (IsFencedCode(err) || err == RD_KAFKA_RESP_ERR__FATAL) return Status::Fenced(msg);
+  return Status::Internal(msg);
 }
 
 Status TransactionalProducer::Commit(std::chrono::milliseconds timeout) {
@@ -184,25 +187,9 @@ Producer::~Producer() {
 }
 
 Status Producer::Produce(const OutgoingMessage& message) {
-  rd_kafka_headers_t* headers = rd_kafka_headers_new(message.headers.size());
-  for (const auto& h : message.headers)
-    rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()), h.value.data(),
-                        static_cast<ssize_t>(h.value.size()));
-  rd_kafka_resp_err_t err;
-  for (;;) {
-    err = rd_kafka_producev(handle_.get(), RD_KAFKA_V_TOPIC(message.topic.c_str()),
-                            RD_KAFKA_V_PARTITION(message.partition < 0 ? RD_KAFKA_PARTITION_UA : message.partition),
-                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(message.key.data(), message.key.size()),
-                            RD_KAFKA_V_VALUE(const_cast<char*>(message.value.data()), message.value.size()),
-                            RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_END);
-    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
-    rd_kafka_poll(handle_.get(), 10);
-  }
-  if (err) {
-    rd_kafka_headers_destroy(headers);
-    return Status::Unavailable("produce to " + message.topic + ": " + rd_kafka_err2str(err));
-  }
-  rd_kafka_poll(handle_.get(), 0);
+  rd_kafka_resp_err_t err = ProduceOne(handle_.get(), message, nullptr);
+  if (err) return Status::Unavailable("produce to " + message.topic + ": " + rd_kafka_err2str(err));
+  rd_kafka_poll(handle_.get(), 0);  // serve delivery reports
   return Status::Ok();
 }
 
