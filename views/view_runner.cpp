@@ -147,6 +147,12 @@ nlohmann::json ViewRunner::StatusJson(ViewThread& view) {
                         {"lag", lag},              {"stale", s.stale},       {"last_flush_ms", s.last_flush_ms},
                         {"events", view.metrics->events.value()},
                         {"dead_letters", view.metrics->dead_letters.value()}};
+  // From the histogram's buckets: an upper bound, not an exact percentile.
+  const Histogram& visible = view.metrics->visible_seconds;
+  if (visible.count() > 0)
+    out["event_to_visible_ms"] = {{"p50_at_most", visible.Quantile(0.5) * 1000},
+                                  {"p99_at_most", visible.Quantile(0.99) * 1000},
+                                  {"events", visible.count()}};
   if (!s.error.empty()) out["error"] = s.error;
   if (view.spec) {
     out["version"] = view.spec->version;

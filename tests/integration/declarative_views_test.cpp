@@ -168,6 +168,17 @@ TEST_F(DeclarativeViews, MaterializeExactlyAndDeadLetterPoison) {
                 << per_view["low_stock"] << ", sales_per_store " << per_view["sales_per_store"];
   EXPECT_EQ(offsets.size(), 3u);
 
+  // The status reports freshness: lag per partition and event-to-visible latency.
+  {
+    HttpClient client("127.0.0.1", static_cast<uint16_t>(port_), 5s);
+    auto status = nlohmann::json::parse(client.Get("/views/stock_on_hand/status")->body);
+    EXPECT_EQ(status["state"], "running");
+    EXPECT_TRUE(status.contains("lag"));
+    ASSERT_TRUE(status.contains("event_to_visible_ms")) << status;
+    EXPECT_GT(status["event_to_visible_ms"]["events"].get<int64_t>(), 0);
+    EXPECT_GT(status["event_to_visible_ms"]["p99_at_most"].get<double>(), 0);
+  }
+
   // Read-your-writes from SQL, for an offset reached and one never produced.
   int32_t p = ref.last_offset.begin()->first;
   int64_t last = ref.last_offset.begin()->second;
