@@ -54,6 +54,22 @@ Command MakeCommand(std::mt19937& rng, int stores) {
   return c;
 }
 
+// Lets the load run for `seconds`, then stops it: the rate counts what was
+// done inside the window; latencies include the commands that drained after.
+std::pair<double, bench::LatencySummary> MeasureWindow(double seconds, Clock::time_point started,
+                                                       std::atomic<uint64_t>& done, std::atomic<bool>& stop,
+                                                       std::vector<std::thread>& threads,
+                                                       std::vector<std::vector<int64_t>>& latencies) {
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  uint64_t done_at_end = done.load();
+  double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
+  stop = true;
+  for (auto& t : threads) t.join();
+  std::vector<int64_t> all;
+  for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  return {done_at_end / elapsed, bench::Summarize(std::move(all))};
+}
+
 // Keeps `inflight` commands outstanding from each of `submitters` threads.
 nlohmann::json RunInProcess(Writer& writer, const Options& o, bool print = true) {
   std::atomic<bool> stop{false};
@@ -95,15 +111,7 @@ nlohmann::json RunInProcess(Writer& writer, const Options& o, bool print = true)
       latencies[t] = std::move(mine);
     });
   }
-  std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
-  uint64_t done_at_end = done.load();
-  double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
-  stop = true;
-  for (auto& t : threads) t.join();
-  std::vector<int64_t> all;
-  for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
-  auto lat = bench::Summarize(all);
-  double rate = done_at_end / elapsed;
+  auto [rate, lat] = MeasureWindow(o.seconds, started, done, stop, threads, latencies);
   if (print) std::printf("writer in-process : %9.0f commands/s  p50 %6.2f ms  p99 %7.2f ms  (%d in flight, %d partitions, %llu failed)\n",
               rate, lat.p50_ms, lat.p99_ms, o.inflight, o.partitions, static_cast<unsigned long long>(failed.load()));
   return {{"stage", "writer_in_process"}, {"commands_per_s", rate}, {"latency", bench::ToJson(lat)},
@@ -167,15 +175,7 @@ nlohmann::json RunHttp(Writer& writer, const Options& o) {
       }
     });
   }
-  std::this_thread::sleep_for(std::chrono::duration<double>(o.seconds));
-  uint64_t done_at_end = done.load();
-  double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
-  stop = true;
-  for (auto& t : threads) t.join();
-  std::vector<int64_t> all;
-  for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
-  auto lat = bench::Summarize(all);
-  double rate = done_at_end / elapsed;
+  auto [rate, lat] = MeasureWindow(o.seconds, started, done, stop, threads, latencies);
   std::printf("writer over HTTP  : %9.0f commands/s  p50 %6.2f ms  p99 %7.2f ms  (%d keep-alive clients x %d pipelined, %llu failed)\n",
               rate, lat.p50_ms, lat.p99_ms, o.http_clients, o.pipeline, static_cast<unsigned long long>(failed.load()));
   (*server)->Stop();
