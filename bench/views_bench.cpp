@@ -152,7 +152,7 @@ int main(int argc, char** argv) {
     std::cerr << sink.status().ToString() << "\n";
     return 1;
   }
-  double into_pg = RunView(o, topic, std::make_unique<PostgresViewStore>(std::move(sink.value())), spec, ends, metrics);
+  double into_pg = RunView(o, topic, std::make_unique<PostgresViewStore>(std::move(sink.value()), shape.table()), spec, ends, metrics);
   std::printf("aggregate view -> Postgres : %9.0f events/s  (%.0f%% of raw)\n", into_pg, 100 * into_pg / raw);
   {
     auto conn = ConnectPostgres(o.pg_url);

@@ -115,7 +115,9 @@ int RunViewsCommand(const std::string& config_path) {
   HttpServer::Options http;
   http.listen = config->views.listen;
   ViewRunner* r = runner->get();
-  auto server = HttpServer::Start(http, [r](HttpRequest&& req, HttpReply reply) { r->HandleHttp(std::move(req), reply); });
+  auto server = HttpServer::Start(
+      http, [r](HttpRequest&& req, HttpReply reply) { r->HandleHttp(std::move(req), reply); },
+      [r](const HttpRequest& req, std::shared_ptr<WebSocket> socket) { return r->HandleWebSocket(req, std::move(socket)); });
   if (!server.ok()) {
     spdlog::error("views: {} (views.listen)", server.status().message());
     return 1;

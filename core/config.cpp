@@ -162,6 +162,21 @@ Status BindViews(ConfigObject& o, ViewsConfig* c) {
   FRESHET_RETURN_IF_ERROR(o.String("rocksdb_path", &c->rocksdb_path));
   nlohmann::json ignored;  // read in order by ParseConfig; here only marked as known
   FRESHET_RETURN_IF_ERROR(o.Raw("definitions", &ignored));
+  auto feed = o.Object("feed");
+  if (!feed.ok()) return feed.status();
+  FRESHET_RETURN_IF_ERROR(feed->String("token", &c->feed.token));
+  FRESHET_RETURN_IF_ERROR(feed->Int("max_clients", &c->feed.max_clients, 0, 1000000));
+  FRESHET_RETURN_IF_ERROR(feed->Int("max_pending", &c->feed.max_pending, 1, 10000000));
+  FRESHET_RETURN_IF_ERROR(feed->Int("history_changes", &c->feed.history_changes, 0, 100000000));
+  FRESHET_RETURN_IF_ERROR(feed->Int("max_snapshot_rows", &c->feed.max_snapshot_rows, 1, 100000000));
+  FRESHET_RETURN_IF_ERROR(feed->CheckNoUnknownKeys());
+  auto sql = o.Object("sql");
+  if (!sql.ok()) return sql.status();
+  FRESHET_RETURN_IF_ERROR(sql->String("url", &c->sql.url));
+  FRESHET_RETURN_IF_ERROR(sql->Int("statement_timeout_ms", &c->sql.statement_timeout_ms, 1, 3600 * 1000));
+  FRESHET_RETURN_IF_ERROR(sql->Int("max_rows", &c->sql.max_rows, 1, 10000000));
+  FRESHET_RETURN_IF_ERROR(sql->Int("max_clients", &c->sql.max_clients, 0, 10000));
+  FRESHET_RETURN_IF_ERROR(sql->CheckNoUnknownKeys());
   return o.CheckNoUnknownKeys();
 }
 

@@ -50,6 +50,25 @@ struct WriterConfig {
   int idempotency_keys = 100000;             // per partition: how many recent keys are remembered
 };
 
+// WebSocket change feeds (GET /views/{name}/feed) and live SQL (GET /sql/feed).
+struct FeedConfig {
+  std::string token;                   // when set, feeds and live SQL require it (Bearer or ?token=)
+  int max_clients = 2000;              // feed connections per process
+  int max_pending = 10000;             // keys a client may fall behind before it gets a fresh snapshot
+  int history_changes = 100000;        // recent changes kept so that a reconnecting client can resume
+  int max_snapshot_rows = 100000;
+};
+
+struct SqlConfig {
+  // How live queries connect: a URL for a login role that holds
+  // freshet_reader. Empty: postgres.url with role freshet_live, which the
+  // view process creates (it needs the right to create roles for that).
+  std::string url;
+  int statement_timeout_ms = 5000;
+  int max_rows = 10000;
+  int max_clients = 32;                // one Postgres connection each
+};
+
 struct ViewsConfig {
   std::string listen = "127.0.0.1:8081";
   std::string group_id = "freshet-views";
@@ -63,6 +82,8 @@ struct ViewsConfig {
   // Declarative view definitions (see views/view_spec.h), validated by the
   // views component. Empty: the built-in stock_levels view only.
   nlohmann::ordered_json definitions = nlohmann::ordered_json::array();
+  FeedConfig feed;
+  SqlConfig sql;
 };
 
 struct Config {

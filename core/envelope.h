@@ -26,6 +26,9 @@ struct Event {
   std::string id;
   int64_t ts_ms = 0;
   nlohmann::json data = nlohmann::json::object();
+  // Where a view read the event (not part of the encoded value); -1 otherwise.
+  int32_t partition = -1;
+  int64_t offset = -1;
 };
 
 std::string EncodeEventValue(const Event& event);

@@ -4,6 +4,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 #include <spdlog/spdlog.h>
 
 #include <array>
@@ -18,19 +19,146 @@ namespace freshet {
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
+namespace websocket = beast::websocket;
 using tcp = net::ip::tcp;
 
 namespace {
 
 constexpr auto kIdleTimeout = std::chrono::seconds(120);
 
+// One upgraded connection. Everything runs on the connection's strand; Send
+// and Close hop onto it. Messages are written one at a time, in order.
+class WebSocketSession : public WebSocket, public std::enable_shared_from_this<WebSocketSession> {
+ public:
+  explicit WebSocketSession(net::any_io_executor strand, std::string peer)
+      : strand_(std::move(strand)), peer_(std::move(peer)) {}
+
+  void Start(beast::tcp_stream&& stream, http::request<http::string_body>&& request, WebSocketCallbacks callbacks) {
+    callbacks_ = std::move(callbacks);
+    stream.expires_never();  // the websocket stream has its own timeouts
+    // A small kernel send buffer: a client that stops reading soon makes
+    // our writes wait, so backpressure starts here instead of after
+    // megabytes of kernel memory per client.
+    beast::error_code ec;
+    stream.socket().set_option(net::socket_base::send_buffer_size(128 * 1024), ec);
+    ws_.emplace(std::move(stream));
+    // Pings an idle peer and drops one that stays silent: heartbeats
+    // without application messages.
+    websocket::stream_base::timeout timeouts{};
+    timeouts.handshake_timeout = std::chrono::seconds(10);
+    timeouts.idle_timeout = std::chrono::seconds(30);
+    timeouts.keep_alive_pings = true;
+    ws_->set_option(timeouts);
+    ws_->set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(http::field::server, "freshet"); }));
+    ws_->read_message_max(kMaxWebSocketMessage);
+    ws_->text(true);
+    auto req = std::make_shared<http::request<http::string_body>>(std::move(request));
+    ws_->async_accept(*req, [self = shared_from_this(), req](beast::error_code ec) { self->OnAccept(ec); });
+  }
+
+  void Send(std::shared_ptr<const std::string> message) override {
+    if (closed_.load()) return;
+    ++queued_;
+    net::post(strand_, [self = shared_from_this(), message = std::move(message)]() mutable {
+      if (self->finished_) return;
+      self->queue_.push_back(std::move(message));
+      self->WriteNext();
+    });
+  }
+
+  size_t queued() const override { return queued_.load(); }
+
+  void Close(uint16_t code, const std::string& reason) override {
+    net::post(strand_, [self = shared_from_this(), code, reason] {
+      if (self->finished_ || self->close_code_) return;
+      self->close_code_ = code;
+      self->close_reason_ = reason;
+      self->WriteNext();
+    });
+  }
+
+  bool closed() const override { return closed_.load(); }
+  std::string peer() const override { return peer_; }
+
+ private:
+  void OnAccept(beast::error_code ec) {
+    if (ec) return Finish();
+    open_ = true;
+    if (callbacks_.on_open) callbacks_.on_open();
+    Read();
+    WriteNext();
+  }
+
+  void Read() {
+    ws_->async_read(read_buffer_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->Finish();  // closed by the peer, timed out, too big (Beast sends 1009) or broken
+      std::string message = beast::buffers_to_string(self->read_buffer_.data());
+      self->read_buffer_.consume(self->read_buffer_.size());
+      if (self->callbacks_.on_message && !self->close_code_) self->callbacks_.on_message(std::move(message));
+      self->Read();
+    });
+  }
+
+  void WriteNext() {
+    if (!open_ || writing_ || finished_) return;
+    if (queue_.empty()) {
+      if (close_code_ && !closing_) {
+        closing_ = true;
+        ws_->async_close(websocket::close_reason(static_cast<websocket::close_code>(*close_code_), close_reason_),
+                         [self = shared_from_this()](beast::error_code) {
+                           // The read loop ends when the peer answers the close.
+                         });
+      }
+      return;
+    }
+    writing_ = true;
+    ws_->async_write(net::buffer(*queue_.front()), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->writing_ = false;
+      if (self->finished_) return;  // Finish() already dropped the queue, this message included
+      self->queue_.pop_front();
+      --self->queued_;
+      if (ec) return self->Finish();
+      if (self->queue_.empty() && self->callbacks_.on_drained && !self->close_code_) self->callbacks_.on_drained();
+      self->WriteNext();
+    });
+  }
+
+  void Finish() {
+    if (finished_) return;
+    finished_ = true;
+    closed_ = true;
+    queued_ -= queue_.size();
+    queue_.clear();
+    // Dropping the callbacks breaks the cycle socket -> callbacks -> owner -> socket.
+    WebSocketCallbacks callbacks = std::move(callbacks_);
+    callbacks_ = {};
+    if (callbacks.on_close) callbacks.on_close();
+  }
+
+  net::any_io_executor strand_;
+  std::string peer_;
+  std::optional<websocket::stream<beast::tcp_stream>> ws_;
+  WebSocketCallbacks callbacks_;
+  beast::flat_buffer read_buffer_;
+  std::deque<std::shared_ptr<const std::string>> queue_;
+  std::atomic<size_t> queued_{0};
+  std::atomic<bool> closed_{false};
+  std::optional<uint16_t> close_code_;
+  std::string close_reason_;
+  bool open_ = false;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool finished_ = false;
+};
+
 // One connection. Requests may be pipelined: up to kMaxPipelined are read
 // and handed to the handler before their answers are written, and answers
 // go out in request order whatever order the handler produces them in.
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
-  HttpSession(tcp::socket&& socket, const HttpHandler& handler, size_t max_body)
-      : stream_(std::move(socket)), handler_(handler), max_body_(max_body) {}
+  HttpSession(tcp::socket&& socket, const HttpHandler& handler, const WebSocketHandler& ws_handler, size_t max_body)
+      : stream_(std::move(socket)), handler_(handler), ws_handler_(ws_handler), max_body_(max_body) {}
 
   void Run() {
     net::dispatch(stream_.get_executor(), beast::bind_front_handler(&HttpSession::Read, shared_from_this()));
@@ -77,6 +205,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       request.headers[name] = std::string(field.value());
     }
     request.body = std::move(req.body());
+    if (websocket::is_upgrade(req) && ws_handler_ && pending_.empty()) return Upgrade(std::move(request));
     size_t seq = Enqueue(keep_alive);
     if (!keep_alive) done_reading_ = true;
 
@@ -96,6 +225,29 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       reply(ErrorResponse(500, std::string("internal error: ") + e.what()));
     }
     if (!done_reading_ && pending_.size() < kMaxPipelined) Read();
+  }
+
+  // Hands the connection to a WebSocket session, or answers the refusal.
+  void Upgrade(HttpRequest&& request) {
+    beast::error_code ec;
+    auto endpoint = stream_.socket().remote_endpoint(ec);
+    auto socket = std::make_shared<WebSocketSession>(stream_.get_executor(),
+                                                     ec ? std::string("?") : endpoint.address().to_string() + ":" +
+                                                                                 std::to_string(endpoint.port()));
+    WebSocketAccept accept;
+    try {
+      accept = ws_handler_(request, socket);
+    } catch (const std::exception& e) {
+      spdlog::error("websocket handler threw: {}", e.what());
+      accept = WebSocketAccept::Refuse(ErrorResponse(500, std::string("internal error: ") + e.what()));
+    }
+    if (accept.refusal) {
+      done_reading_ = true;
+      size_t seq = Enqueue(/*keep_alive=*/false);
+      return SetResponse(seq, std::move(*accept.refusal));
+    }
+    done_reading_ = true;
+    socket->Start(std::move(stream_), parser_->release(), std::move(accept.callbacks));
   }
 
   // Reserves the next place in the answer order.
@@ -179,6 +331,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   const HttpHandler& handler_;
+  const WebSocketHandler& ws_handler_;
   size_t max_body_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::deque<Pending> pending_;  // answers owed, in request order
@@ -201,7 +354,7 @@ struct HttpServer::Impl {
         spdlog::warn("http accept: {}", ec.message());
       } else {
         socket.set_option(tcp::no_delay(true), ec);
-        std::make_shared<HttpSession>(std::move(socket), handler, max_body)->Run();
+        std::make_shared<HttpSession>(std::move(socket), handler, ws_handler, max_body)->Run();
       }
       Accept();
     });
@@ -210,6 +363,7 @@ struct HttpServer::Impl {
   net::io_context ioc;
   tcp::acceptor acceptor;
   HttpHandler handler;
+  WebSocketHandler ws_handler;
   size_t max_body = 0;
   std::vector<std::thread> threads;
   std::atomic<bool> stopped{false};
@@ -219,11 +373,13 @@ HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 HttpServer::~HttpServer() { Stop(); }
 
-Result<std::unique_ptr<HttpServer>> HttpServer::Start(const Options& options, HttpHandler handler) {
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(const Options& options, HttpHandler handler,
+                                                      WebSocketHandler ws_handler) {
   auto hp = ParseHostPort(options.listen, "listen");
   if (!hp.ok()) return hp.status();
   auto impl = std::make_unique<Impl>(options.threads);
   impl->handler = std::move(handler);
+  impl->ws_handler = std::move(ws_handler);
   impl->max_body = options.max_body_bytes;
   beast::error_code ec;
   auto address = net::ip::make_address(hp->first, ec);

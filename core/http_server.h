@@ -9,6 +9,7 @@
 
 #include "core/http.h"
 #include "core/status.h"
+#include "core/websocket.h"
 
 namespace freshet {
 
@@ -22,7 +23,10 @@ class HttpServer {
 
   // Binds and starts serving on background threads. Fails with a message
   // naming the address when the port is taken.
-  static Result<std::unique_ptr<HttpServer>> Start(const Options& options, HttpHandler handler);
+  // GET requests asking for a WebSocket upgrade go to `ws_handler` when
+  // one is given (to `handler` otherwise).
+  static Result<std::unique_ptr<HttpServer>> Start(const Options& options, HttpHandler handler,
+                                                   WebSocketHandler ws_handler = nullptr);
   ~HttpServer();  // Stops.
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

@@ -1,5 +1,7 @@
 #include "sinks/postgres_sink.h"
 
+#include <map>
+
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 #include <pqxx/tablewriter>
@@ -113,6 +115,13 @@ Status PostgresSink::Prepare() {
   upsert_sql_ = "INSERT INTO " + table + " AS target (" + ColumnList(t) + ") SELECT " + ColumnList(t) + " FROM " +
                 QuoteIdent(StagingName(t)) + " ON CONFLICT (" + keys + ") DO " +
                 (updates.empty() ? "NOTHING" : "UPDATE SET " + updates);
+  returning_sql_.clear();
+  merges_ = false;
+  for (const auto& c : t.key_columns) returning_sql_ += (returning_sql_.empty() ? " RETURNING " : ", ") + QuoteIdent(c.name) + "::text";
+  for (const auto& c : t.value_columns) {
+    returning_sql_ += ", target." + QuoteIdent(c.name) + "::text";
+    merges_ |= c.merge != Merge::kReplace;
+  }
   try {
     pqxx::work tx(*conn_);
     tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLockId) + ")");
@@ -202,7 +211,38 @@ Result<std::map<int32_t, int64_t>> PostgresSink::LoadOffsets() {
   }
 }
 
-Status PostgresSink::Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets) {
+Result<std::vector<RowWrite>> PostgresSink::ReadRows(size_t limit) {
+  FRESHET_RETURN_IF_ERROR(EnsureConnected());
+  std::string columns, keys;
+  for (const auto& c : table_.key_columns) {
+    columns += (columns.empty() ? "" : ", ") + QuoteIdent(c.name) + "::text";
+    keys += (keys.empty() ? "" : ", ") + QuoteIdent(c.name);
+  }
+  for (const auto& c : table_.value_columns) columns += ", " + QuoteIdent(c.name) + "::text";
+  try {
+    pqxx::read_transaction tx(*conn_);
+    auto result = tx.exec("SELECT " + columns + " FROM " + QualifiedTable(table_) + " ORDER BY " + keys + " LIMIT " +
+                          std::to_string(limit));
+    std::vector<RowWrite> rows;
+    rows.reserve(result.size());
+    const size_t nk = table_.key_columns.size();
+    for (const auto& r : result) {
+      RowWrite row;
+      for (size_t i = 0; i < r.size(); ++i) {
+        if (i < nk) row.key.push_back(r[static_cast<int>(i)].c_str());
+        else row.values.push_back(r[static_cast<int>(i)].is_null() ? std::nullopt
+                                                                   : std::optional<std::string>(r[static_cast<int>(i)].c_str()));
+      }
+      rows.push_back(std::move(row));
+    }
+    return rows;
+  } catch (const std::exception& e) {
+    return Status::Unavailable("view " + table_.view_name + ": reading rows: " + e.what());
+  }
+}
+
+Status PostgresSink::Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets,
+                           std::vector<RowWrite>* full_rows) {
   const std::string& view = table_.view_name;
   const std::string owner = table_.table_name();  // offsets belong to this version's table
   FRESHET_RETURN_IF_ERROR(EnsureConnected());
@@ -269,7 +309,33 @@ Status PostgresSink::Write(const std::vector<RowWrite>& rows, const std::vector<
       }
       copy.complete();
 #pragma GCC diagnostic pop
-      tx.exec(upsert_sql_);
+      if (full_rows && merges_) {
+        // The stored row after merging is only known to Postgres: ask for it.
+        std::map<std::vector<std::string>, const RowWrite*> by_key;
+        for (const RowWrite& row : rows)
+          if (!row.deleted) by_key[row.key] = &row;
+        auto returned = tx.exec(upsert_sql_ + returning_sql_);
+        const size_t nk = table_.key_columns.size();
+        for (const auto& r : returned) {
+          RowWrite full;
+          for (size_t i = 0; i < r.size(); ++i) {
+            const auto& field = r[static_cast<int>(i)];
+            if (i < nk) full.key.push_back(field.c_str());
+            else full.values.push_back(field.is_null() ? std::nullopt : std::optional<std::string>(field.c_str()));
+          }
+          if (auto it = by_key.find(full.key); it != by_key.end()) {
+            full.partition = it->second->partition;
+            full.offset = it->second->offset;
+          }
+          full_rows->push_back(std::move(full));
+        }
+      } else {
+        tx.exec(upsert_sql_);
+      }
+    }
+    if (full_rows) {
+      for (const RowWrite& row : rows)
+        if (row.deleted || !merges_) full_rows->push_back(row);
     }
     for (const OffsetAdvance& o : offsets) {
       pqxx::result r;

@@ -54,6 +54,9 @@ struct RowWrite {
   std::vector<std::string> key;
   std::vector<std::optional<std::string>> values;  // empty when deleted
   bool deleted = false;
+  // The last event folded into this write (for change feeds); -1: unknown.
+  int32_t partition = -1;
+  int64_t offset = -1;
 };
 
 struct OffsetAdvance {
@@ -80,7 +83,12 @@ class PostgresSink {
   // version's table and offsets are dropped. Readers see old or new rows.
   Status SwapIn();
   // Rows and offsets in one transaction; kConflict if an offset moved under us.
-  Status Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets);
+  // With `full_rows`, also returns every written row as it is stored after
+  // the write (merged columns combined), for change feeds.
+  Status Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets,
+               std::vector<RowWrite>* full_rows = nullptr);
+  // Up to `limit` rows of this version's table in key order, values as text.
+  Result<std::vector<RowWrite>> ReadRows(size_t limit);
 
  private:
   PostgresSink() = default;
@@ -91,6 +99,8 @@ class PostgresSink {
   TableSpec table_;
   std::unique_ptr<pqxx::connection> conn_;
   std::string upsert_sql_;
+  std::string returning_sql_;  // " RETURNING <every column as text>"
+  bool merges_ = false;        // some column combines with the stored value
   std::string delete_sql_;
   int staging_backend_pid_ = -1;  // the session whose temp staging table exists
   bool building_ = false;

@@ -148,6 +148,8 @@ Status DeclarativeProjection::Apply(const Event& event) {
   if (spec_.kind == ViewKind::kLatest) {
     RowWrite row;
     row.key = std::move(key.value());
+    row.partition = event.partition;
+    row.offset = event.offset;
     if (!deletes) {
       // Columns first: an event with a mistyped field is a bad event, not
       // one that "does not match" and silently removes the row.
@@ -186,6 +188,8 @@ Status DeclarativeProjection::Apply(const Event& event) {
     g.key = std::move(key.value());
     g.partials.resize(spec_.value_columns.size());
   }
+  g.partition = event.partition;
+  g.offset = event.offset;
   for (size_t i = 0; i < spec_.value_columns.size(); ++i) {
     Partial& p = g.partials[i];
     if (spec_.value_columns[i].fn == AggregateFn::kCount) {
@@ -214,6 +218,8 @@ std::vector<RowWrite> DeclarativeProjection::TakePending() {
   for (auto& [joined, g] : aggregates_) {
     RowWrite row;
     row.key = std::move(g.key);
+    row.partition = g.partition;
+    row.offset = g.offset;
     for (size_t i = 0; i < spec_.value_columns.size(); ++i) {
       const Partial& p = g.partials[i];
       switch (spec_.value_columns[i].fn) {

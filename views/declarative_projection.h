@@ -33,6 +33,8 @@ class DeclarativeProjection final : public Projection {
   struct Group {
     std::vector<std::string> key;
     std::vector<Partial> partials;  // one per value column
+    int32_t partition = -1;         // the last event folded in
+    int64_t offset = -1;
   };
 
   ViewSpec spec_;

@@ -5,16 +5,6 @@
 namespace freshet {
 namespace {
 
-// A column's text as a JSON value of the column's type.
-nlohmann::json Typed(const std::optional<std::string>& text, const std::string& sql_type) {
-  if (!text) return nullptr;
-  if (sql_type == "bigint") return std::stoll(*text);
-  if (sql_type == "double precision") return std::stod(*text);
-  if (sql_type == "boolean") return *text == "true";
-  if (sql_type == "jsonb") return nlohmann::json::parse(*text, nullptr, false);
-  return *text;
-}
-
 nlohmann::json Combine(const ColumnSpec& c, const nlohmann::json& stored, const nlohmann::json& written) {
   if (c.merge == Merge::kReplace || stored.is_null()) return written;
   if (written.is_null()) return stored;
@@ -44,7 +34,8 @@ Result<std::map<int32_t, int64_t>> RocksDbViewStore::LoadOffsets() {
   return store_.LoadOffsets(table_.table_name(), topic_);
 }
 
-Status RocksDbViewStore::Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets) {
+Status RocksDbViewStore::Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets,
+                               std::vector<RowChange>* changes) {
   std::vector<KvWrite> writes;
   writes.reserve(rows.size());
   const std::string table = table_.table_name();
@@ -55,7 +46,7 @@ Status RocksDbViewStore::Write(const std::vector<RowWrite>& rows, const std::vec
       nlohmann::json value = nlohmann::json::object();
       bool merges = false;
       for (size_t i = 0; i < table_.value_columns.size() && i < row.values.size(); ++i) {
-        value[table_.value_columns[i].name] = Typed(row.values[i], table_.value_columns[i].sql_type);
+        value[table_.value_columns[i].name] = TypedColumn(row.values[i], table_.value_columns[i].sql_type);
         merges |= table_.value_columns[i].merge != Merge::kReplace;
       }
       if (merges) {
@@ -68,20 +59,38 @@ Status RocksDbViewStore::Write(const std::vector<RowWrite>& rows, const std::vec
         }
       }
       w.value = value.dump();
+      if (changes) changes->push_back(FullRow(row, std::move(value)));
+    } else if (changes) {
+      changes->push_back(RowChange{row.key, nullptr, row.partition, row.offset});
     }
     writes.push_back(std::move(w));
   }
   return store_.Write(table, topic_, writes, offsets).WithContext("view " + table_.view_name + " (rocksdb)");
 }
 
-std::string RocksDbViewStore::EncodeKey(const std::vector<std::string>& parts) {
-  std::string key;
-  for (size_t i = 0; i < parts.size(); ++i) {
-    if (i) key += '\x1f';
-    key += parts[i];
-  }
-  return key;
+RowChange RocksDbViewStore::FullRow(const RowWrite& row, nlohmann::json value) const {
+  RowChange change{row.key, nlohmann::json::object(), row.partition, row.offset};
+  for (size_t i = 0; i < table_.key_columns.size() && i < row.key.size(); ++i)
+    change.row[table_.key_columns[i].name] = TypedColumn(row.key[i], table_.key_columns[i].sql_type);
+  for (auto& [column, v] : value.items()) change.row[column] = std::move(v);
+  return change;
 }
+
+Result<std::vector<RowChange>> RocksDbViewStore::ReadRows(const std::string& encoded_prefix, size_t limit) {
+  auto scanned = store_.Scan(table_.table_name(), encoded_prefix, limit);
+  if (!scanned.ok()) return scanned.status();
+  std::vector<RowChange> out;
+  out.reserve(scanned->size());
+  for (const auto& [key, value] : *scanned) {
+    nlohmann::json parsed = RowJson(key, value);
+    std::vector<std::string> parts = parsed["key"].get<std::vector<std::string>>();
+    RowWrite row;
+    row.key = parts;
+    out.push_back(FullRow(row, parsed["value"].is_object() ? parsed["value"] : nlohmann::json::object()));
+  }
+  return out;
+}
+
 
 std::string RocksDbViewStore::KeyFromUrl(const std::string& text) {
   std::string key = text;

@@ -26,15 +26,18 @@ class RocksDbViewStore final : public ViewStore {
                                                         const TableSpec& table);
   const char* kind() const override { return "rocksdb"; }
   Result<std::map<int32_t, int64_t>> LoadOffsets() override;
-  Status Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets) override;
+  Status Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets,
+               std::vector<RowChange>* changes = nullptr) override;
+  Result<std::vector<RowChange>> ReadRows(const std::string& encoded_prefix, size_t limit) override;
 
-  // The encoded key of key column values; `/`-separated text from a URL.
-  static std::string EncodeKey(const std::vector<std::string>& parts);
+  // The encoded key (see EncodeKey) of `/`-separated text from a URL.
   static std::string KeyFromUrl(const std::string& slash_separated);
   // {"key": [...], "value": {...}} for one stored row.
   static nlohmann::json RowJson(const std::string& key, const std::string& value);
 
  private:
+  // The change of a stored row: key columns plus the stored value object.
+  RowChange FullRow(const RowWrite& row, nlohmann::json value) const;
   RocksDbViewStore(RocksDbStore& store, std::string topic, TableSpec table)
       : store_(store), topic_(std::move(topic)), table_(std::move(table)) {}
   RocksDbStore& store_;

@@ -17,14 +17,18 @@ Status StockLevelsProjection::Apply(const Event& event) {
   if (sku == event.data.end() || !sku->is_string()) return Status::InvalidArgument("data.sku: missing or not a string");
   if (delta == event.data.end() || !delta->is_number_integer())
     return Status::InvalidArgument("data.delta: missing or not an integer");
-  pending_[{store->get<std::string>(), sku->get<std::string>()}] += delta->get<int64_t>();
+  Pending& p = pending_[{store->get<std::string>(), sku->get<std::string>()}];
+  p.delta += delta->get<int64_t>();
+  p.partition = event.partition;
+  p.offset = event.offset;
   return Status::Ok();
 }
 
 std::vector<RowWrite> StockLevelsProjection::TakePending() {
   std::vector<RowWrite> rows;
   rows.reserve(pending_.size());
-  for (const auto& [key, delta] : pending_) rows.push_back({{key.first, key.second}, {std::to_string(delta)}});
+  for (const auto& [key, p] : pending_)
+    rows.push_back({{key.first, key.second}, {std::to_string(p.delta)}, false, p.partition, p.offset});
   pending_.clear();
   return rows;
 }

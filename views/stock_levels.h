@@ -21,7 +21,12 @@ class StockLevelsProjection final : public Projection {
 
  private:
   TableSpec table_;
-  std::map<std::pair<std::string, std::string>, int64_t> pending_;  // (store, sku) -> summed delta
+  struct Pending {
+    int64_t delta = 0;  // summed
+    int32_t partition = -1;
+    int64_t offset = -1;
+  };
+  std::map<std::pair<std::string, std::string>, Pending> pending_;  // (store, sku)
 };
 
 }  // namespace freshet

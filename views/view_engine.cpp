@@ -100,7 +100,9 @@ Status ViewEngine::Flush() {
     }
   }
   std::vector<RowWrite> rows = projection_->TakePending();
-  Status st = store_->Write(rows, advances);
+  std::vector<RowChange> changes;
+  bool feeding = options_.feed && options_.feed->recording();
+  Status st = store_->Write(rows, advances, feeding ? &changes : nullptr);
   if (!st.ok()) {
     metrics_.flush_failures.Add();
     pending_events_ = 0;
@@ -113,6 +115,7 @@ Status ViewEngine::Flush() {
   for (int64_t ts : pending_event_times_) metrics_.visible_seconds.Observe(static_cast<double>(now - ts) / 1000.0);
   pending_event_times_.clear();
   metrics_.flushes.Add();
+  if (feeding) options_.feed->Committed(std::move(changes), stored_next_, pending_next_);
   stored_next_ = pending_next_;
   pending_events_ = 0;
   last_flush_ms_ = now;
@@ -217,11 +220,16 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
       Status swap = MaybeSwapIn();
       if (!swap.ok()) spdlog::warn("view {}: {}", view, swap.message());
     }
+    if (options_.feed) options_.feed->Tick(*store_, stored_next_);
     if (*outcome == Consumer::PollOutcome::kMessage) {
       int32_t partition = message.partition();
       at_end_[partition] = false;
       if (!pending_next_.count(partition)) continue;  // a message from before a revoke
       auto event = DecodeEventValue(message.value());
+      if (event.ok()) {
+        event->partition = partition;
+        event->offset = message.offset();
+      }
       Status st = event.ok() ? projection_->Apply(*event) : event.status();
       if (!st.ok()) {
         if (options_.stop_on_error) {

@@ -22,6 +22,7 @@
 
 #include "core/kafka.h"
 #include "core/metrics.h"
+#include "views/change_feed.h"
 #include "views/view_store.h"
 #include "views/projection.h"
 
@@ -38,6 +39,7 @@ struct ViewEngineOptions {
   bool stop_on_error = false;
   std::string dead_letter_topic;
   Producer* dead_letters = nullptr;  // shared, thread-safe; required unless stop_on_error
+  ChangeFeed* feed = nullptr;        // gets every committed flush; may be null
 };
 
 // A view's metrics, registered once per process and shared by the engines

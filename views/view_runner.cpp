@@ -9,6 +9,7 @@
 #include "views/declarative_projection.h"
 #include "views/rocksdb_view_store.h"
 #include "views/stock_levels.h"
+#include "web/assets.h"
 
 namespace freshet {
 
@@ -31,9 +32,17 @@ Result<std::unique_ptr<ViewRunner>> ViewRunner::Create(const Config& config) {
     view->name = "stock_levels";
     runner->views_.push_back(std::move(view));
   }
-  for (auto& view : runner->views_)
+  runner->feed_metrics_ = std::make_unique<FeedMetrics>(runner->metrics_);
+  ChangeFeedOptions feed_options;
+  feed_options.max_pending = static_cast<size_t>(config.views.feed.max_pending);
+  feed_options.history_changes = static_cast<size_t>(config.views.feed.history_changes);
+  feed_options.max_snapshot_rows = static_cast<size_t>(config.views.feed.max_snapshot_rows);
+  for (auto& view : runner->views_) {
     view->metrics = std::make_unique<ViewMetrics>(runner->metrics_,
                                                   "view=\"" + view->name + "\",store=\"" + view->store + "\"");
+    TableSpec table = view->spec ? DeclarativeProjection(*view->spec).table() : StockLevelsProjection().table();
+    view->feed = std::make_unique<ChangeFeed>(view->name, view->store, table, feed_options, *runner->feed_metrics_);
+  }
   return runner;
 }
 
@@ -60,6 +69,8 @@ Status ViewRunner::Start() {
 }
 
 void ViewRunner::Stop() {
+  // Tell feed clients first: their close frames go out while the views flush.
+  for (auto& view : views_) view->feed->CloseAll(kCloseGoingAway, "the view process is shutting down");
   stop_ = true;
   for (auto& view : views_)
     if (view->thread.joinable()) view->thread.join();
@@ -82,6 +93,7 @@ void ViewRunner::RunView(ViewThread& view) {
   options.stop_on_error = view.spec && view.spec->stop_on_error;
   options.dead_letter_topic = config_.kafka.dead_letter_topic;
   options.dead_letters = dead_letters_.get();
+  options.feed = view.feed.get();
 
   auto backoff = std::chrono::milliseconds(500);
   while (!stop_.load()) {
@@ -94,7 +106,7 @@ void ViewRunner::RunView(ViewThread& view) {
       store = rocks.ok() ? Result<std::unique_ptr<ViewStore>>(std::move(rocks.value())) : rocks.status();
     } else {
       auto sink = PostgresSink::Open(config_.postgres.url, config_.kafka.topic, projection->table());
-      store = sink.ok() ? Result<std::unique_ptr<ViewStore>>(std::make_unique<PostgresViewStore>(std::move(sink.value())))
+      store = sink.ok() ? Result<std::unique_ptr<ViewStore>>(std::make_unique<PostgresViewStore>(std::move(sink.value()), projection->table()))
                         : sink.status();
     }
     if (!store.ok()) {
@@ -228,7 +240,89 @@ void ViewRunner::HandleRows(ViewThread& view, const HttpRequest& req, HttpReply 
   }).detach();
 }
 
+std::optional<HttpResponse> ViewRunner::CheckToken(const HttpRequest& req) const {
+  const std::string& expected = config_.views.feed.token;
+  if (expected.empty()) return std::nullopt;
+  std::string given;
+  if (auto q = req.query.find("token"); q != req.query.end()) given = q->second;
+  std::string auth = req.Header("authorization");
+  if (auth.rfind("Bearer ", 0) == 0) given = auth.substr(7);
+  // Compare in constant time: the token is a secret.
+  unsigned char diff = given.size() != expected.size();
+  for (size_t i = 0; i < given.size() && i < expected.size(); ++i) diff |= given[i] ^ expected[i];
+  if (diff == 0) return std::nullopt;
+  HttpResponse refusal = ErrorResponse(401, given.empty() ? "a token is required: Authorization: Bearer <token> or ?token="
+                                                          : "wrong token");
+  refusal.headers.push_back({"WWW-Authenticate", "Bearer"});
+  return refusal;
+}
+
+WebSocketAccept ViewRunner::HandleWebSocket(const HttpRequest& req, std::shared_ptr<WebSocket> socket) {
+  const std::string prefix = "/views/";
+  if (req.path.rfind(prefix, 0) == 0 && req.path.size() > prefix.size() + 5 &&
+      req.path.compare(req.path.size() - 5, 5, "/feed") == 0) {
+    if (auto refusal = CheckToken(req)) return WebSocketAccept::Refuse(*refusal);
+    return HandleFeed(req.path.substr(prefix.size(), req.path.size() - prefix.size() - 5), req, std::move(socket));
+  }
+  return WebSocketAccept::Refuse(ErrorResponse(404, "no WebSocket endpoint at " + req.path +
+                                                        " (there are /views/{name}/feed and /sql/feed)"));
+}
+
+WebSocketAccept ViewRunner::HandleFeed(const std::string& name, const HttpRequest& req,
+                                       std::shared_ptr<WebSocket> socket) {
+  ViewThread* chosen = nullptr;
+  std::string wanted_store;
+  if (auto s = req.query.find("store"); s != req.query.end()) {
+    wanted_store = s->second;
+    if (wanted_store != "rocksdb" && wanted_store != "postgres")
+      return WebSocketAccept::Refuse(ErrorResponse(400, "store: expected rocksdb or postgres, got \"" + wanted_store + "\""));
+  }
+  bool known = false;
+  for (auto& view : views_) {
+    if (view->name != name) continue;
+    known = true;
+    if (!wanted_store.empty() ? view->store == wanted_store : (!chosen || view->store == "rocksdb")) chosen = view.get();
+  }
+  if (!known) return WebSocketAccept::Refuse(ErrorResponse(404, "no such view: " + name));
+  if (!chosen) return WebSocketAccept::Refuse(ErrorResponse(404, "view " + name + " has no " + wanted_store + " copy"));
+
+  FeedRequest request;
+  auto key = req.query.find("key");
+  auto prefix = req.query.find("prefix");
+  if (key != req.query.end() && prefix != req.query.end())
+    return WebSocketAccept::Refuse(ErrorResponse(400, "give at most one of key=a/b or prefix=a/"));
+  if (key != req.query.end()) {
+    if (key->second.empty()) return WebSocketAccept::Refuse(ErrorResponse(400, "key: must not be empty"));
+    request.filter = {RocksDbViewStore::KeyFromUrl(key->second), true};
+  } else if (prefix != req.query.end()) {
+    request.filter = {RocksDbViewStore::KeyFromUrl(prefix->second), false};
+  }
+  if (auto from = req.query.find("from"); from != req.query.end()) {
+    auto offsets = ParseFeedOffsets(from->second);
+    if (!offsets.ok()) return WebSocketAccept::Refuse(ErrorResponse(400, offsets.status().message()));
+    request.from = *offsets;
+  }
+  if (auto batch = req.query.find("batch"); batch != req.query.end()) {
+    if (batch->second != "0" && batch->second != "1")
+      return WebSocketAccept::Refuse(ErrorResponse(400, "batch: expected 0 or 1"));
+    request.batch = batch->second == "1";
+  }
+  if (feed_metrics_->connected.load() >= config_.views.feed.max_clients) {
+    HttpResponse busy = ErrorResponse(503, "too many feed clients (views.feed.max_clients = " +
+                                               std::to_string(config_.views.feed.max_clients) + ")");
+    busy.headers.push_back({"Retry-After", "5"});
+    return WebSocketAccept::Refuse(busy);
+  }
+  WebSocketAccept accept;
+  accept.callbacks = chosen->feed->Attach(std::move(socket), std::move(request));
+  return accept;
+}
+
 void ViewRunner::HandleHttp(HttpRequest&& req, HttpReply reply) {
+  // The dashboard: web/ files, embedded at build time.
+  std::string file = req.path == "/" ? "index.html" : req.path.substr(1);
+  for (const WebAsset* a = kWebAssets; a->name; ++a)
+    if (file == a->name) return reply(HttpResponse{200, a->content_type, a->body, {{"Cache-Control", "no-cache"}}});
   if (req.path == "/healthz") return reply(JsonResponse(200, {{"status", "ok"}}));
   if (req.path == "/metrics") return reply(HttpResponse{200, "text/plain; version=0.0.4", metrics_.RenderPrometheus(), {}});
   if (req.path == "/views") {

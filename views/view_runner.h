@@ -8,6 +8,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "core/config.h"
 #include "core/http.h"
 #include "core/metrics.h"
+#include "core/websocket.h"
 #include "sinks/rocksdb_store.h"
 #include "views/view_engine.h"
 #include "views/view_spec.h"
@@ -31,8 +33,11 @@ class ViewRunner {
   Status Start();
   void Stop();  // flushes every view and leaves the groups
 
-  // GET /views, /views/{name}/status, /views/{name}/rows, /healthz, /metrics.
+  // GET /views, /views/{name}/status, /views/{name}/rows, /healthz,
+  // /metrics, and the dashboard page at / (files of web/).
   void HandleHttp(HttpRequest&& request, HttpReply reply);
+  // WebSocket upgrades: GET /views/{name}/feed (docs/live-protocol.md).
+  WebSocketAccept HandleWebSocket(const HttpRequest& request, std::shared_ptr<WebSocket> socket);
   MetricsRegistry& metrics() { return metrics_; }
 
  private:
@@ -41,6 +46,7 @@ class ViewRunner {
     std::string store = "postgres";  // or "rocksdb"
     std::unique_ptr<ViewSpec> spec;  // null: the built-in stock_levels C++ projection
     std::unique_ptr<ViewMetrics> metrics;
+    std::unique_ptr<ChangeFeed> feed;
     std::mutex mu;
     ViewEngine* engine = nullptr;    // while running
     ViewStatus last;                 // when not running
@@ -51,9 +57,13 @@ class ViewRunner {
   nlohmann::json StatusJson(ViewThread& view);
   ViewStatus Snapshot(ViewThread& view);
   void HandleRows(ViewThread& view, const HttpRequest& request, HttpReply reply);
+  WebSocketAccept HandleFeed(const std::string& name, const HttpRequest& request, std::shared_ptr<WebSocket> socket);
+  // Empty when the request carries the configured token (or none is set).
+  std::optional<HttpResponse> CheckToken(const HttpRequest& request) const;
 
   Config config_;
   MetricsRegistry metrics_;
+  std::unique_ptr<FeedMetrics> feed_metrics_;
   std::unique_ptr<Producer> dead_letters_;
   std::unique_ptr<RocksDbStore> rocksdb_;  // opened when a view asks for it
   std::atomic<int> waiting_readers_{0};

@@ -5,19 +5,44 @@
 #pragma once
 
 #include <map>
+#include <memory>
+#include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "core/status.h"
 #include "sinks/postgres_sink.h"
 
 namespace freshet {
 
+// A committed row as change feeds send it: the whole row after the change.
+struct RowChange {
+  std::vector<std::string> key;
+  nlohmann::json row;  // {column: value} of every column; null when deleted
+  int32_t partition = -1;
+  int64_t offset = -1;
+};
+
+// A column's text as a JSON value of the column's SQL type.
+nlohmann::json TypedColumn(const std::optional<std::string>& text, const std::string& sql_type);
+// A full-row write (values as stored, not deltas) as a RowChange.
+RowChange ToRowChange(const TableSpec& table, const RowWrite& full_row);
+// Key columns joined by '\x1f': how RocksDB stores keys and feeds filter them.
+std::string EncodeKey(const std::vector<std::string>& parts);
+
 class ViewStore {
  public:
   virtual ~ViewStore() = default;
   virtual const char* kind() const = 0;  // "postgres", "rocksdb"
   virtual Result<std::map<int32_t, int64_t>> LoadOffsets() = 0;
-  virtual Status Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets) = 0;
+  // With `changes`, also returns the committed rows as they are stored
+  // after the write, for change feeds (costs a little: off unless asked).
+  virtual Status Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets,
+                       std::vector<RowChange>* changes = nullptr) = 0;
+  // Up to `limit` rows whose encoded key starts with `encoded_prefix`, in
+  // key order: feed snapshots.
+  virtual Result<std::vector<RowChange>> ReadRows(const std::string& encoded_prefix, size_t limit) = 0;
   // A new version being built beside the live one (see PostgresSink).
   virtual bool building() const { return false; }
   virtual Status SwapIn() { return Status::Ok(); }
@@ -26,17 +51,19 @@ class ViewStore {
 // Adapts a PostgresSink.
 class PostgresViewStore final : public ViewStore {
  public:
-  explicit PostgresViewStore(std::unique_ptr<PostgresSink> sink) : sink_(std::move(sink)) {}
+  explicit PostgresViewStore(std::unique_ptr<PostgresSink> sink, TableSpec table)
+      : sink_(std::move(sink)), table_(std::move(table)) {}
   const char* kind() const override { return "postgres"; }
   Result<std::map<int32_t, int64_t>> LoadOffsets() override { return sink_->LoadOffsets(); }
-  Status Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets) override {
-    return sink_->Write(rows, offsets);
-  }
+  Status Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets,
+               std::vector<RowChange>* changes = nullptr) override;
+  Result<std::vector<RowChange>> ReadRows(const std::string& encoded_prefix, size_t limit) override;
   bool building() const override { return sink_->building(); }
   Status SwapIn() override { return sink_->SwapIn(); }
 
  private:
   std::unique_ptr<PostgresSink> sink_;
+  TableSpec table_;
 };
 
 }  // namespace freshet

@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""Browser test of the live dashboard (web/), in a real headless Chromium.
+
+Opens <views-url>/?view=stock_levels, waits for the live table, sends the
+writer a command that changes one row, and checks that the row's on_hand
+cell shows the new value in place (same <tr>, no reload). Also checks the
+views list and saves a screenshot.
+
+Needs Debian's `chromium` and `chromium-driver`; drives chromedriver through
+its WebDriver HTTP API with the Python standard library only:
+
+  python3 tests/browser/dashboard_test.py --views-url http://127.0.0.1:8081 \\
+      --writer-url http://127.0.0.1:8080 --screenshot /tmp/dashboard.png
+
+Exit status 0 on success, 1 with the reason (plus the page's console and a
+DOM excerpt) on failure. Chromium and chromedriver are stopped in all cases.
+"""
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+PREFERRED_KEY = "store-01/SKU-0001"
+QTY = 7
+
+
+class Failure(Exception):
+    pass
+
+
+def http_json(method, url, body=None, timeout=30):
+    """-> (status, decoded JSON or text) for any HTTP status."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    try:
+        return status, json.loads(raw or b"null")
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def group_alive(process):
+    process.poll()  # reaps chromedriver itself
+    try:
+        os.killpg(process.pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+class Browser:
+    """A chromedriver process and one Chromium session."""
+
+    def __init__(self, chromedriver):
+        self.profile = tempfile.mkdtemp(prefix="freshet-chromium-")
+        self.port = free_port()
+        self.log = open(os.path.join(self.profile, "chromedriver.log"), "w+")
+        # Its own process group, so that stopping it also stops every Chromium process it started.
+        self.driver = subprocess.Popen([chromedriver, f"--port={self.port}"], stdout=self.log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.session = None
+
+    def start(self, chromium):
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                status, answer = http_json("GET", self.base + "/status", timeout=2)
+                if status == 200 and answer["value"].get("ready"):
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            if self.driver.poll() is not None or time.monotonic() > deadline:
+                raise Failure(f"chromedriver did not start: {self.driver_log()}")
+            time.sleep(0.1)
+        args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1280,1100", f"--user-data-dir={self.profile}/profile"]
+        caps = {"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium, "args": args},
+            "goog:loggingPrefs": {"browser": "ALL"}}}}
+        self.session = self.call("POST", "/session", caps)["sessionId"]
+
+    def driver_log(self):
+        self.log.seek(0)
+        return self.log.read()[-2000:]
+
+    def call(self, method, path, body=None):
+        status, answer = http_json(method, self.base + path, body, timeout=60)
+        value = answer.get("value") if isinstance(answer, dict) else answer
+        if status != 200:
+            message = value.get("message", value) if isinstance(value, dict) else value
+            raise Failure(f"WebDriver {method} {path} failed ({status}): {str(message)[:600]}")
+        return value
+
+    def run(self, script, *args):
+        return self.call("POST", f"/session/{self.session}/execute/sync", {"script": script, "args": list(args)})
+
+    def open(self, url):
+        self.call("POST", f"/session/{self.session}/url", {"url": url})
+
+    def screenshot(self, path):
+        png = base64.b64decode(self.call("GET", f"/session/{self.session}/screenshot"))
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(png)
+
+    def console(self):
+        try:
+            entries = self.call("POST", f"/session/{self.session}/se/log", {"type": "browser"})
+            return [f"{e.get('level')}: {e.get('message')}" for e in entries]
+        except Failure as e:
+            return [f"(console unavailable: {e})"]
+
+    def quit(self):
+        if self.session:
+            try:
+                http_json("DELETE", f"{self.base}/session/{self.session}", timeout=10)
+            except OSError:
+                pass
+        # chromedriver and every Chromium process it started, until none is left.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.driver.pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and group_alive(self.driver):
+                time.sleep(0.05)
+        self.log.close()
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def wait_for(browser, what, script, *args, timeout=30):
+    """Polls `script` until it answers something truthy; its last answer goes into the failure."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = browser.run(script, *args)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise Failure(f"timed out after {timeout} s waiting for {what} (last answer: {value!r})")
+        time.sleep(0.1)
+
+
+# The live table's rows, as the page shows them.
+ROWS_SCRIPT = """
+return [...document.querySelectorAll('#live-table tbody tr[data-key]')].map(tr => tr.dataset.key);
+"""
+ROW_SCRIPT = """
+const tr = [...document.querySelectorAll('#live-table tbody tr[data-key]')].find(tr => tr.dataset.key === arguments[0]);
+const td = tr && tr.querySelector('td[data-col="on_hand"]');
+return td ? td.textContent : null;
+"""
+MARK_SCRIPT = """
+const tr = [...document.querySelectorAll('#live-table tbody tr[data-key]')].find(tr => tr.dataset.key === arguments[0]);
+tr.setAttribute('data-test-marker', arguments[1]);
+window.__freshetTestRow = tr;        // the element itself, to check it is the one updated
+window.__freshetNoReload = arguments[1];  // gone if the page reloads
+return true;
+"""
+UPDATED_SCRIPT = """
+const [key, marker, expected] = arguments;
+const tr = window.__freshetTestRow;
+if (window.__freshetNoReload !== marker) return {error: 'the page was reloaded'};
+const now = [...document.querySelectorAll('#live-table tbody tr[data-key]')].find(tr => tr.dataset.key === key);
+const text = now && now.querySelector('td[data-col="on_hand"]').textContent;
+if (text !== expected) return null;
+if (now !== tr || !tr.isConnected || tr.getAttribute('data-test-marker') !== marker)
+  return {error: 'the value changed, but in a new <tr>, not in place'};
+return {ok: true};
+"""
+VIEWS_SCRIPT = """
+const views = [...document.querySelectorAll('#views-table tbody tr[data-view]')].map(tr => tr.dataset.view);
+return views.includes(arguments[0]) ? views : null;
+"""
+DIAGNOSTICS_SCRIPT = """
+const text = id => { const e = document.getElementById(id); return e ? e.textContent : '(no #' + id + ')'; };
+const rows = [...document.querySelectorAll('#live-table tbody tr')].slice(0, 5).map(tr => tr.outerHTML);
+return {url: location.href, poll_state: text('poll-state'), feed_state: text('feed-state'), row_count: text('row-count'),
+        live_title: text('live-title'), views: text('views-table').replace(/\\s+/g, ' ').slice(0, 600), first_rows: rows};
+"""
+
+
+def run_test(args, browser):
+    views_url, writer_url = args.views_url.rstrip("/"), args.writer_url.rstrip("/")
+    page = f"{views_url}/?view=stock_levels" + (f"&token={args.token}" if args.token else "")
+    print(f"opening {page}")
+    browser.open(page)
+    keys = wait_for(browser, "rows in #live-table", ROWS_SCRIPT, timeout=args.timeout)
+    key = PREFERRED_KEY if PREFERRED_KEY in keys else keys[0]
+    text = browser.run(ROW_SCRIPT, key)
+    try:
+        before = int(text)
+    except (TypeError, ValueError):
+        raise Failure(f"row {key}: on_hand cell shows {text!r}, not an integer")
+    print(f"live table shows {len(keys)} rows; {key} has on_hand {before}")
+
+    marker = uuid.uuid4().hex
+    browser.run(MARK_SCRIPT, key, marker)
+    store, sku = key.split("/", 1)
+    command = {"type": "receive", "store": store, "sku": sku, "qty": QTY}
+    sent = time.monotonic()
+    status, answer = http_json("POST", writer_url + "/commands", command)
+    if status != 200 or not isinstance(answer, dict) or "offset" not in answer:
+        raise Failure(f"writer refused {json.dumps(command)}: HTTP {status} {answer}")
+    print(f"writer accepted receive {QTY} at partition {answer['partition']} offset {answer['offset']}")
+
+    expected = str(before + QTY)
+    result = wait_for(browser, f"{key} on_hand to show {expected}", UPDATED_SCRIPT, key, marker, expected,
+                      timeout=args.timeout)
+    if "error" in result:
+        raise Failure(f"{key}: {result['error']}")
+    print(f"{key} on_hand {before} -> {expected} in place, {time.monotonic() - sent:.2f} s after the command")
+
+    views = wait_for(browser, "stock_levels in #views-table", VIEWS_SCRIPT, "stock_levels", timeout=args.timeout)
+    print(f"views list shows: {', '.join(sorted(set(views)))}")
+    browser.screenshot(args.screenshot)
+    print(f"screenshot: {args.screenshot}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--views-url", required=True, help="the view process, e.g. http://127.0.0.1:8081")
+    parser.add_argument("--writer-url", required=True, help="the writer, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--screenshot", required=True, help="where to save a PNG of the page")
+    parser.add_argument("--token", default="", help="views.feed.token, if the server requires one")
+    parser.add_argument("--timeout", type=float, default=30, help="seconds to wait for each step")
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
+    args = parser.parse_args()
+    for tool in (args.chromium, args.chromedriver):
+        if not os.access(tool, os.X_OK):
+            print(f"FAIL: {tool} not found; install it: apt-get install -y chromium chromium-driver")
+            return 1
+
+    # SIGTERM/SIGINT unwind through the finally below, which stops the browser.
+    def interrupted(signum, frame):
+        raise Failure(f"interrupted by signal {signum}")
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+
+    browser = None
+    try:
+        browser = Browser(args.chromedriver)
+        browser.start(args.chromium)
+        run_test(args, browser)
+        print("PASS")
+        return 0
+    except (Failure, OSError) as e:
+        print(f"FAIL: {e}")
+        if browser and browser.session:
+            try:
+                print("page:", json.dumps(browser.run(DIAGNOSTICS_SCRIPT), indent=2))
+                print("console:", *browser.console()[-30:], sep="\n  ")
+                browser.screenshot(args.screenshot)
+                print(f"screenshot of the failure: {args.screenshot}")
+            except (Failure, OSError) as e2:
+                print(f"(no page diagnostics: {e2})")
+        return 1
+    finally:
+        if browser:
+            browser.quit()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

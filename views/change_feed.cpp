@@ -1,0 +1,343 @@
+#include "views/change_feed.h"
+
+#include <spdlog/spdlog.h>
+
+#include "core/envelope.h"
+
+#include <algorithm>
+
+namespace freshet {
+
+namespace {
+
+nlohmann::json OffsetsJson(const std::map<int32_t, int64_t>& offsets) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [p, next] : offsets) out[std::to_string(p)] = std::max<int64_t>(next, 0);
+  return out;
+}
+
+std::shared_ptr<const std::string> Message(const nlohmann::json& j) {
+  return std::make_shared<const std::string>(j.dump());
+}
+
+}  // namespace
+
+FeedMetrics::FeedMetrics(MetricsRegistry& registry)
+    : clients(registry.AddGauge("freshet_feed_clients", "Connected change feed clients")),
+      messages(registry.AddCounter("freshet_feed_messages_total", "Change feed messages queued to clients")),
+      coalesced(registry.AddCounter("freshet_feed_coalesced_total",
+                                    "Changes replaced by a newer change of the same key before a slow client got them")),
+      resets(registry.AddCounter("freshet_feed_resets_total",
+                                 "Clients that fell too far behind and were sent a fresh snapshot")),
+      resumes(registry.AddCounter("freshet_feed_resumes_total", "Reconnects served from history, without a snapshot")),
+      snapshots(registry.AddCounter("freshet_feed_snapshots_total", "Snapshots sent")) {}
+
+Result<std::map<int32_t, int64_t>> ParseFeedOffsets(const std::string& text) {
+  std::map<int32_t, int64_t> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t comma = text.find(',', start);
+    std::string pair = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    size_t colon = pair.find(':');
+    char* end1 = nullptr;
+    char* end2 = nullptr;
+    std::string p = pair.substr(0, colon), o = colon == std::string::npos ? "" : pair.substr(colon + 1);
+    long partition = std::strtol(p.c_str(), &end1, 10);
+    long long offset = std::strtoll(o.c_str(), &end2, 10);
+    if (p.empty() || o.empty() || *end1 != '\0' || *end2 != '\0' || partition < 0 || offset < 0)
+      return Status::InvalidArgument("from: expected partition:offset pairs separated by commas, e.g. 0:120,1:88; got \"" +
+                                     pair + "\"");
+    out[static_cast<int32_t>(partition)] = offset;
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+ChangeFeed::ChangeFeed(std::string view, std::string store, const TableSpec& table, ChangeFeedOptions options,
+                       FeedMetrics& metrics)
+    : view_(std::move(view)), store_(std::move(store)), options_(options), metrics_(metrics) {
+  nlohmann::json keys = nlohmann::json::array(), columns = nlohmann::json::array();
+  for (const auto& c : table.key_columns) {
+    keys.push_back(c.name);
+    columns.push_back(c.name);
+  }
+  for (const auto& c : table.value_columns) columns.push_back(c.name);
+  hello_ = nlohmann::json{{"type", "hello"}, {"view", view_}, {"store", store_}, {"key_columns", keys},
+                          {"columns", columns}}
+               .dump();
+}
+
+ChangeFeed::~ChangeFeed() { CloseAll(kCloseGoingAway, "server shutting down"); }
+
+size_t ChangeFeed::clients() const {
+  std::lock_guard lock(mu_);
+  return clients_.size();
+}
+
+bool ChangeFeed::recording() {
+  std::lock_guard lock(mu_);
+  if (!clients_.empty()) return true;
+  if (std::chrono::steady_clock::now() - last_client_left_ < options_.keep_history_after_last_client &&
+      last_client_left_ != std::chrono::steady_clock::time_point{})
+    return true;
+  if (!history_.empty() || !last_.empty()) {
+    // Nobody came back in time: let the history go.
+    history_.clear();
+    history_size_ = 0;
+    floor_.clear();
+    last_.clear();
+  }
+  return false;
+}
+
+WebSocketCallbacks ChangeFeed::Attach(std::shared_ptr<WebSocket> socket, FeedRequest request) {
+  uint64_t id;
+  {
+    std::lock_guard lock(mu_);
+    id = next_id_++;
+    Client& c = clients_[id];
+    c.socket = std::move(socket);
+    c.request = std::move(request);
+  }
+  metrics_.ClientsChanged(+1);
+  WebSocketCallbacks callbacks;
+  callbacks.on_open = [this, id] { OnOpen(id); };
+  callbacks.on_message = [this, id](std::string) {
+    // The feed takes no messages: the filter is fixed by the URL.
+    std::lock_guard lock(mu_);
+    if (auto it = clients_.find(id); it != clients_.end())
+      it->second.socket->Close(kClosePolicy, "the change feed accepts no messages");
+  };
+  callbacks.on_drained = [this, id] {
+    std::lock_guard lock(mu_);
+    if (auto it = clients_.find(id); it != clients_.end()) Pump(it->second);
+  };
+  callbacks.on_close = [this, id] {
+    metrics_.ClientsChanged(-1);
+    std::lock_guard lock(mu_);
+    clients_.erase(id);
+    last_client_left_ = std::chrono::steady_clock::now();
+  };
+  return callbacks;
+}
+
+bool ChangeFeed::CanResume(const std::map<int32_t, int64_t>& from) const {
+  if (last_.empty()) return false;  // no history yet
+  for (const auto& [p, last] : last_) {
+    auto it = from.find(p);
+    if (it == from.end()) return false;
+    if (it->second < floor_.at(p) || it->second > last) return false;
+  }
+  return true;
+}
+
+void ChangeFeed::OnOpen(uint64_t id) {
+  std::lock_guard lock(mu_);
+  auto it = clients_.find(id);
+  if (it == clients_.end()) return;
+  Client& c = it->second;
+  c.opened = true;
+  c.socket->Send(std::make_shared<const std::string>(hello_));
+  metrics_.messages.Add();
+  if (c.request.from && CanResume(*c.request.from)) {
+    metrics_.resumes.Add();
+    c.socket->Send(Message({{"type", "resume"}, {"offsets", OffsetsJson(*c.request.from)}}));
+    metrics_.messages.Add();
+    c.live = true;
+    const auto& from = *c.request.from;
+    for (const auto& flush : history_)
+      for (const ChangePtr& change : flush) {
+        auto f = from.find(change->partition);
+        if (f != from.end() && change->offset >= f->second && c.request.filter.Matches(change->key)) Enqueue(c, change);
+      }
+    c.progress = ProgressMessage(last_);
+    Pump(c);
+    return;
+  }
+  snapshots_wanted_ = true;  // served by the engine's next Tick
+}
+
+std::shared_ptr<const std::string> ChangeFeed::ProgressMessage(const std::map<int32_t, int64_t>& offsets) const {
+  return Message({{"type", "progress"}, {"offsets", OffsetsJson(offsets)}, {"ts_ms", NowMillis()}});
+}
+
+void ChangeFeed::Enqueue(Client& c, const ChangePtr& change) {
+  auto found = c.pending_by_key.find(change->key);
+  if (found != c.pending_by_key.end()) {
+    // Latest wins; it moves to the back so offsets stay in order per partition.
+    c.pending.erase(found->second);
+    metrics_.coalesced.Add();
+  }
+  c.pending.push_back(change);
+  c.pending_by_key[change->key] = std::prev(c.pending.end());
+}
+
+void ChangeFeed::Pump(Client& c) {
+  if (!c.opened || !c.live) return;
+  while (!c.pending.empty() && c.socket->queued() < options_.max_in_flight) {
+    if (c.request.batch) {
+      std::string message = R"({"type":"changes","changes":[)";
+      for (size_t n = 0; n < 1000 && !c.pending.empty(); ++n) {
+        if (n) message += ',';
+        message += *c.pending.front()->message;
+        c.pending_by_key.erase(c.pending.front()->key);
+        c.pending.pop_front();
+      }
+      message += "]}";
+      c.socket->Send(std::move(message));
+    } else {
+      c.socket->Send(c.pending.front()->message);
+      c.pending_by_key.erase(c.pending.front()->key);
+      c.pending.pop_front();
+    }
+    metrics_.messages.Add();
+  }
+  if (c.pending.empty() && c.progress && c.socket->queued() < options_.max_in_flight) {
+    c.socket->Send(std::move(c.progress));
+    c.progress.reset();
+    metrics_.messages.Add();
+  }
+}
+
+void ChangeFeed::Reset(Client& c, const std::string& reason) {
+  c.pending.clear();
+  c.pending_by_key.clear();
+  c.progress.reset();
+  c.live = false;
+  c.socket->Send(Message({{"type", "reset"}, {"reason", reason}}));
+  metrics_.resets.Add();
+  metrics_.messages.Add();
+  snapshots_wanted_ = true;
+}
+
+void ChangeFeed::Committed(std::vector<RowChange> changes, const std::map<int32_t, int64_t>& before,
+                           const std::map<int32_t, int64_t>& after) {
+  std::sort(changes.begin(), changes.end(), [](const RowChange& a, const RowChange& b) {
+    return std::tie(a.partition, a.offset) < std::tie(b.partition, b.offset);
+  });
+  std::vector<ChangePtr> built;
+  built.reserve(changes.size());
+  for (RowChange& rc : changes) {
+    auto change = std::make_shared<Change>();
+    change->key = EncodeKey(rc.key);
+    change->partition = rc.partition;
+    change->offset = rc.offset;
+    nlohmann::json j = {{"type", "change"}, {"op", rc.row.is_null() ? "delete" : "upsert"}, {"key", rc.key},
+                        {"row", std::move(rc.row)}, {"partition", rc.partition}, {"offset", rc.offset}};
+    change->message = std::make_shared<const std::string>(j.dump());
+    built.push_back(std::move(change));
+  }
+
+  std::lock_guard lock(mu_);
+  // History: a partition continues only if this flush starts where the
+  // last one ended; otherwise (a restart, a rebalance) it starts here.
+  for (const auto& [p, next] : after) {
+    int64_t start = std::max<int64_t>(before.count(p) ? before.at(p) : 0, 0);
+    auto last = last_.find(p);
+    if (last == last_.end() || last->second != start) floor_[p] = start;
+    last_[p] = std::max<int64_t>(next, 0);
+  }
+  if (options_.history_changes > 0) {
+    history_.push_back(built);
+    history_size_ += built.size();
+    while (history_size_ > options_.history_changes && !history_.empty()) {
+      // Everything before the dropped flush's end is no longer resumable.
+      for (const ChangePtr& c : history_.front())
+        if (c->partition >= 0) floor_[c->partition] = std::max(floor_[c->partition], c->offset + 1);
+      history_size_ -= history_.front().size();
+      history_.pop_front();
+    }
+  }
+
+  auto progress = ProgressMessage(last_);
+  for (auto& [id, c] : clients_) {
+    if (!c.opened || !c.live) continue;
+    for (const ChangePtr& change : built)
+      if (c.request.filter.Matches(change->key)) Enqueue(c, change);
+    if (c.pending.size() > options_.max_pending) {
+      Reset(c, "client fell behind: more than " + std::to_string(options_.max_pending) + " changes pending");
+      continue;
+    }
+    c.progress = progress;
+    Pump(c);
+  }
+  last_progress_ = std::chrono::steady_clock::now();
+}
+
+void ChangeFeed::Tick(ViewStore& store, const std::map<int32_t, int64_t>& offsets) {
+  bool wanted;
+  {
+    std::lock_guard lock(mu_);
+    wanted = snapshots_wanted_;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_progress_ >= options_.heartbeat) {
+      last_progress_ = now;
+      auto progress = ProgressMessage(offsets);
+      for (auto& [id, c] : clients_) {
+        if (!c.opened || !c.live) continue;
+        c.progress = progress;
+        Pump(c);
+      }
+    }
+  }
+  if (wanted) ServeSnapshots(store, offsets);
+}
+
+void ChangeFeed::ServeSnapshots(ViewStore& store, const std::map<int32_t, int64_t>& offsets) {
+  // Which filters are waiting; each distinct one is read once.
+  std::map<std::pair<std::string, bool>, std::vector<uint64_t>> waiting;
+  {
+    std::lock_guard lock(mu_);
+    snapshots_wanted_ = false;
+    for (auto& [id, c] : clients_)
+      if (c.opened && !c.live) waiting[{c.request.filter.encoded, c.request.filter.exact}].push_back(id);
+  }
+  for (const auto& [filter, ids] : waiting) {
+    auto rows = store.ReadRows(filter.first, filter.second ? 2 : options_.max_snapshot_rows);
+    if (!rows.ok()) {
+      spdlog::warn("view {}: feed snapshot failed: {}", view_, rows.status().message());
+      std::lock_guard lock(mu_);
+      snapshots_wanted_ = true;  // try again on a later tick
+      continue;
+    }
+    // One set of chunk messages, shared by every client of this filter.
+    std::vector<std::shared_ptr<const std::string>> chunks;
+    nlohmann::json batch = nlohmann::json::array();
+    size_t sent = 0;
+    bool truncated = !filter.second && rows->size() >= options_.max_snapshot_rows;
+    FeedFilter match{filter.first, filter.second};
+    auto emit = [&](bool done) {
+      nlohmann::json m = {{"type", "snapshot"}, {"rows", std::move(batch)}, {"done", done}};
+      if (done) {
+        m["offsets"] = OffsetsJson(offsets);
+        if (truncated) m["truncated"] = true;
+      }
+      chunks.push_back(Message(m));
+      batch = nlohmann::json::array();
+    };
+    for (RowChange& row : *rows) {
+      if (!match.Matches(EncodeKey(row.key))) continue;
+      batch.push_back({{"key", row.key}, {"row", std::move(row.row)}});
+      if (++sent % options_.snapshot_chunk_rows == 0) emit(false);
+    }
+    emit(true);
+    std::lock_guard lock(mu_);
+    for (uint64_t id : ids) {
+      auto it = clients_.find(id);
+      if (it == clients_.end() || it->second.live) continue;
+      Client& c = it->second;
+      for (const auto& chunk : chunks) c.socket->Send(chunk);
+      metrics_.messages.Add(chunks.size());
+      metrics_.snapshots.Add();
+      c.live = true;
+    }
+  }
+}
+
+void ChangeFeed::CloseAll(uint16_t code, const std::string& reason) {
+  std::lock_guard lock(mu_);
+  for (auto& [id, c] : clients_) c.socket->Close(code, reason);
+}
+
+}  // namespace freshet

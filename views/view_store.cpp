@@ -1,0 +1,67 @@
+#include "views/view_store.h"
+
+#include <limits>
+
+namespace freshet {
+
+nlohmann::json TypedColumn(const std::optional<std::string>& text, const std::string& sql_type) {
+  if (!text) return nullptr;
+  try {
+    if (sql_type == "bigint" || sql_type == "integer") return std::stoll(*text);
+    if (sql_type == "double precision") return std::stod(*text);
+  } catch (const std::exception&) {
+    return *text;  // "NaN", "Infinity": keep the text rather than lose the value
+  }
+  if (sql_type == "boolean") return *text == "true" || *text == "t";
+  if (sql_type == "jsonb") return nlohmann::json::parse(*text, nullptr, false);
+  return *text;
+}
+
+RowChange ToRowChange(const TableSpec& table, const RowWrite& full_row) {
+  RowChange change;
+  change.key = full_row.key;
+  change.partition = full_row.partition;
+  change.offset = full_row.offset;
+  if (full_row.deleted) return change;  // row stays null
+  change.row = nlohmann::json::object();
+  for (size_t i = 0; i < table.key_columns.size() && i < full_row.key.size(); ++i)
+    change.row[table.key_columns[i].name] = TypedColumn(full_row.key[i], table.key_columns[i].sql_type);
+  for (size_t i = 0; i < table.value_columns.size() && i < full_row.values.size(); ++i)
+    change.row[table.value_columns[i].name] = TypedColumn(full_row.values[i], table.value_columns[i].sql_type);
+  return change;
+}
+
+std::string EncodeKey(const std::vector<std::string>& parts) {
+  std::string key;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (i) key += '\x1f';
+    key += parts[i];
+  }
+  return key;
+}
+
+Status PostgresViewStore::Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets,
+                                std::vector<RowChange>* changes) {
+  if (!changes) return sink_->Write(rows, offsets);
+  std::vector<RowWrite> full_rows;
+  FRESHET_RETURN_IF_ERROR(sink_->Write(rows, offsets, &full_rows));
+  changes->reserve(changes->size() + full_rows.size());
+  for (const RowWrite& row : full_rows) changes->push_back(ToRowChange(table_, row));
+  return Status::Ok();
+}
+
+Result<std::vector<RowChange>> PostgresViewStore::ReadRows(const std::string& encoded_prefix, size_t limit) {
+  // Feeds filter on leading key columns; Postgres reads the table in key
+  // order and the filter is applied here (snapshots are bounded by `limit`).
+  auto rows = sink_->ReadRows(encoded_prefix.empty() ? limit : std::numeric_limits<int32_t>::max());
+  if (!rows.ok()) return rows.status();
+  std::vector<RowChange> out;
+  for (const RowWrite& row : *rows) {
+    if (out.size() >= limit) break;
+    if (!encoded_prefix.empty() && EncodeKey(row.key).rfind(encoded_prefix, 0) != 0) continue;
+    out.push_back(ToRowChange(table_, row));
+  }
+  return out;
+}
+
+}  // namespace freshet
