@@ -6,6 +6,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <set>
+
 #include "views/declarative_projection.h"
 #include "views/rocksdb_view_store.h"
 #include "views/stock_levels.h"
@@ -33,6 +35,9 @@ Result<std::unique_ptr<ViewRunner>> ViewRunner::Create(const Config& config) {
     runner->views_.push_back(std::move(view));
   }
   runner->feed_metrics_ = std::make_unique<FeedMetrics>(runner->metrics_);
+  std::set<std::string> names;
+  for (const auto& view : runner->views_) names.insert(view->name);
+  runner->live_queries_ = std::make_unique<LiveQueries>(config, names, runner->metrics_);
   ChangeFeedOptions feed_options;
   feed_options.max_pending = static_cast<size_t>(config.views.feed.max_pending);
   feed_options.history_changes = static_cast<size_t>(config.views.feed.history_changes);
@@ -65,12 +70,14 @@ Status ViewRunner::Start() {
     rocksdb_ = std::move(store.value());
   }
   for (auto& view : views_) view->thread = std::thread([this, v = view.get()] { RunView(*v); });
+  live_queries_->Start();
   return Status::Ok();
 }
 
 void ViewRunner::Stop() {
   // Tell feed clients first: their close frames go out while the views flush.
   for (auto& view : views_) view->feed->CloseAll(kCloseGoingAway, "the view process is shutting down");
+  live_queries_->Stop();
   stop_ = true;
   for (auto& view : views_)
     if (view->thread.joinable()) view->thread.join();
@@ -263,6 +270,10 @@ WebSocketAccept ViewRunner::HandleWebSocket(const HttpRequest& req, std::shared_
       req.path.compare(req.path.size() - 5, 5, "/feed") == 0) {
     if (auto refusal = CheckToken(req)) return WebSocketAccept::Refuse(*refusal);
     return HandleFeed(req.path.substr(prefix.size(), req.path.size() - prefix.size() - 5), req, std::move(socket));
+  }
+  if (req.path == "/sql/feed") {
+    if (auto refusal = CheckToken(req)) return WebSocketAccept::Refuse(*refusal);
+    return live_queries_->Attach(std::move(socket));
   }
   return WebSocketAccept::Refuse(ErrorResponse(404, "no WebSocket endpoint at " + req.path +
                                                         " (there are /views/{name}/feed and /sql/feed)"));

@@ -18,6 +18,7 @@
 #include "core/metrics.h"
 #include "core/websocket.h"
 #include "sinks/rocksdb_store.h"
+#include "views/live_query.h"
 #include "views/view_engine.h"
 #include "views/view_spec.h"
 
@@ -36,7 +37,8 @@ class ViewRunner {
   // GET /views, /views/{name}/status, /views/{name}/rows, /healthz,
   // /metrics, and the dashboard page at / (files of web/).
   void HandleHttp(HttpRequest&& request, HttpReply reply);
-  // WebSocket upgrades: GET /views/{name}/feed (docs/live-protocol.md).
+  // WebSocket upgrades: GET /views/{name}/feed and GET /sql/feed
+  // (docs/live-protocol.md).
   WebSocketAccept HandleWebSocket(const HttpRequest& request, std::shared_ptr<WebSocket> socket);
   MetricsRegistry& metrics() { return metrics_; }
 
@@ -64,6 +66,7 @@ class ViewRunner {
   Config config_;
   MetricsRegistry metrics_;
   std::unique_ptr<FeedMetrics> feed_metrics_;
+  std::unique_ptr<LiveQueries> live_queries_;
   std::unique_ptr<Producer> dead_letters_;
   std::unique_ptr<RocksDbStore> rocksdb_;  // opened when a view asks for it
   std::atomic<int> waiting_readers_{0};

@@ -500,6 +500,7 @@ class Server:
         # No await between reading the view and joining its clients: no flush can slip in between.
         if start is not None and all(start.get(p, 0) >= view.history_floor[p] for p in range(PARTITIONS)):
             missed = [m for m in view.history if m["offset"] >= start.get(m["partition"], 0)]
+            print(f"feed {view.name}: resume from {query['from']}, {len(missed)} missed changes", flush=True)
             view.clients.add(client)
             ws.send({"type": "resume", "offsets": {str(p): o for p, o in start.items()}})
             client.send_changes(missed)
@@ -507,6 +508,7 @@ class Server:
             rows = [{"key": k.split("/", len(view.key_columns) - 1), "row": r}
                     for k, r in sorted(view.rows.items()) if client.wants(k)]
             offsets = {str(p): o for p, o in view.next_offsets.items()}
+            print(f"feed {view.name}: snapshot of {len(rows)} rows", flush=True)
             view.clients.add(client)
             chunk = 200
             for i in range(0, max(len(rows), 1), chunk):
