@@ -114,6 +114,7 @@ int RunViewsCommand(const std::string& config_path) {
 
   HttpServer::Options http;
   http.listen = config->views.listen;
+  http.threads = 2;  // feeds fan out to many sockets: use both cores of a small machine
   ViewRunner* r = runner->get();
   auto server = HttpServer::Start(
       http, [r](HttpRequest&& req, HttpReply reply) { r->HandleHttp(std::move(req), reply); },
@@ -131,6 +132,9 @@ int RunViewsCommand(const std::string& config_path) {
   spdlog::info("views: signal {} received, flushing and shutting down", sig);
   (*runner)->Stop();
   (*server)->Stop();
+  // The runner's feeds hold WebSocket sessions: release them while the
+  // server's I/O context still exists.
+  runner.value().reset();
   spdlog::info("views: stopped");
   return 0;
 }

@@ -68,7 +68,7 @@ ChangeFeed::ChangeFeed(std::string view, std::string store, const TableSpec& tab
                .dump();
 }
 
-ChangeFeed::~ChangeFeed() { CloseAll(kCloseGoingAway, "server shutting down"); }
+ChangeFeed::~ChangeFeed() = default;
 
 size_t ChangeFeed::clients() const {
   std::lock_guard lock(mu_);
@@ -218,13 +218,15 @@ void ChangeFeed::Committed(std::vector<RowChange> changes, const std::map<int32_
   });
   std::vector<ChangePtr> built;
   built.reserve(changes.size());
+  const int64_t committed_ms = NowMillis();
   for (RowChange& rc : changes) {
     auto change = std::make_shared<Change>();
     change->key = EncodeKey(rc.key);
     change->partition = rc.partition;
     change->offset = rc.offset;
     nlohmann::json j = {{"type", "change"}, {"op", rc.row.is_null() ? "delete" : "upsert"}, {"key", rc.key},
-                        {"row", std::move(rc.row)}, {"partition", rc.partition}, {"offset", rc.offset}};
+                        {"row", std::move(rc.row)}, {"partition", rc.partition}, {"offset", rc.offset},
+                        {"committed_ms", committed_ms}};
     change->message = std::make_shared<const std::string>(j.dump());
     built.push_back(std::move(change));
   }

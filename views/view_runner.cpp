@@ -75,6 +75,7 @@ Status ViewRunner::Start() {
 }
 
 void ViewRunner::Stop() {
+  if (stopped_.exchange(true)) return;
   // Tell feed clients first: their close frames go out while the views flush.
   for (auto& view : views_) view->feed->CloseAll(kCloseGoingAway, "the view process is shutting down");
   live_queries_->Stop();

@@ -72,6 +72,7 @@ class ViewRunner {
   std::atomic<int> waiting_readers_{0};
   std::vector<std::unique_ptr<ViewThread>> views_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> stopped_{false};
 };
 
 }  // namespace freshet

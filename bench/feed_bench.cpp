@@ -1,0 +1,297 @@
+// Fan-out of the WebSocket change feed: N clients follow one view of a real
+// `freshet views` process while events arrive at a fixed rate. Reports the
+// messages delivered per second, commit-to-client latency (from the
+// change's committed_ms to its arrival) and whether every client kept up
+// (no resets, every change of the measured window received).
+//
+// Needs the local services (scripts/services start). The clients run in
+// this process on one thread, so on a 2-core machine they compete with the
+// view process and the broker: the figures are a floor, not a ceiling.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <atomic>
+#include <filesystem>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+
+#include "bench/bench_util.h"
+#include "core/envelope.h"
+#include "core/http_client.h"
+#include "core/kafka.h"
+
+extern char** environ;
+
+namespace freshet {
+namespace {
+
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+struct Options {
+  std::string brokers = std::getenv("FRESHET_KAFKA_BROKERS") ? std::getenv("FRESHET_KAFKA_BROKERS") : "127.0.0.1:19092";
+  std::string pg_url = std::getenv("FRESHET_PG_URL") ? std::getenv("FRESHET_PG_URL")
+                                                       : "postgresql://freshet@127.0.0.1:15432/freshet";
+  std::string freshet = FRESHET_BINARY;
+  int clients = 1000;
+  int rate = 1000;     // changes per second
+  int seconds = 20;
+  int keys = 1000;
+  int flush_ms = 20;
+  bool batch = false;
+  std::string json_path;
+};
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// One client: reads forever, counts changes and samples latencies.
+class Client : public std::enable_shared_from_this<Client> {
+ public:
+  Client(net::io_context& ioc, bool sample) : ws_(ioc), sample_(sample) {}
+
+  void Start(uint16_t port, const std::string& target) {
+    target_ = target;
+    ws_.next_layer().async_connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port),
+                                   [self = shared_from_this(), port](beast::error_code ec) {
+                                     if (ec) return self->Fail(ec);
+                                     self->ws_.async_handshake("127.0.0.1:" + std::to_string(port), self->target_,
+                                                               [self](beast::error_code ec2) {
+                                                                 if (ec2) return self->Fail(ec2);
+                                                                 self->Read();
+                                                               });
+                                   });
+  }
+
+  std::atomic<bool> snapshot_done{false};
+  std::atomic<int64_t> changes{0};
+  std::atomic<int> resets{0};
+  std::atomic<bool> failed{false};
+  std::vector<int64_t> latencies_us;  // read after the io thread stopped
+  std::atomic<bool> measuring{false};
+
+ private:
+  void Read() {
+    ws_.async_read(buffer_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->Fail(ec);
+      self->OnMessage(beast::buffers_to_string(self->buffer_.data()));
+      self->buffer_.consume(self->buffer_.size());
+      self->Read();
+    });
+  }
+
+  void OnMessage(const std::string& m) {
+    // Light parsing: the clients share one core with the server.
+    if (m.find(R"("committed_ms":)") != std::string::npos) {  // one change, or a batch of them
+      int64_t now = NowMicros();
+      size_t at = 0;
+      while ((at = m.find(R"("committed_ms":)", at)) != std::string::npos) {
+        at += 15;
+        changes.fetch_add(1, std::memory_order_relaxed);
+        if (sample_ && measuring.load(std::memory_order_relaxed))
+          latencies_us.push_back(now - std::strtoll(m.c_str() + at, nullptr, 10) * 1000);
+      }
+    } else if (m.find(R"("type":"snapshot")") != std::string::npos && m.find(R"("done":true)") != std::string::npos) {
+      snapshot_done = true;
+    } else if (m.find(R"("type":"reset")") != std::string::npos) {
+      ++resets;
+    }
+  }
+
+  void Fail(beast::error_code ec) {
+    if (!failed.exchange(true)) std::fprintf(stderr, "client: %s\n", ec.message().c_str());
+  }
+
+  websocket::stream<beast::tcp_stream> ws_;
+  beast::flat_buffer buffer_;
+  std::string target_;
+  bool sample_;
+};
+
+pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  pid_t pid = -1;
+  if (posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ) != 0) pid = -1;
+  posix_spawn_file_actions_destroy(&actions);
+  return pid;
+}
+
+int Run(const Options& o) {
+  std::string topic = "feed-bench-" + std::to_string(getpid()) + "-" + std::to_string(NowMillis());
+  KafkaClientOptions kafka{o.brokers, {}};
+  if (Status st = EnsureTopic(kafka, topic, 4, 1, std::chrono::seconds(30)); !st.ok()) {
+    std::cerr << st.ToString() << "\n";
+    return 1;
+  }
+  int port = 0;
+  {
+    net::io_context ioc;
+    tcp::acceptor a(ioc, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+    port = a.local_endpoint().port();
+  }
+  std::string dir = "/tmp/" + topic;
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/freshet.json") << nlohmann::json{
+      {"kafka", {{"brokers", o.brokers}, {"topic", topic}}},
+      {"postgres", {{"url", o.pg_url}}},
+      {"log_level", "warn"},
+      {"views",
+       {{"listen", "127.0.0.1:" + std::to_string(port)},
+        {"group_id", topic},
+        {"rocksdb_path", dir + "/views.rocksdb"},
+        {"feed", {{"max_clients", o.clients + 10}}},
+        {"definitions",
+         nlohmann::json::array({{{"name", "fanout"},
+                                 {"kind", "latest"},
+                                 {"stores", {"rocksdb"}},
+                                 {"key", {{"id", "/id"}}},
+                                 {"columns", {{"n", {{"from", "/n"}, {"type", "bigint"}}}}},
+                                 {"freshness", {{"flush_interval_ms", o.flush_ms}}}}})}}}};
+  pid_t views = Spawn({o.freshet, "views", "--config", dir + "/freshet.json"}, dir + "/views.log");
+  if (views < 0) {
+    std::cerr << "cannot start " << o.freshet << "\n";
+    return 1;
+  }
+  auto cleanup = [&] {
+    kill(views, SIGTERM);
+    waitpid(views, nullptr, 0);
+    std::filesystem::remove_all(dir);
+  };
+  HttpClient http("127.0.0.1", static_cast<uint16_t>(port), std::chrono::seconds(2));
+  bool ready = false;
+  for (int i = 0; i < 300 && !ready; ++i) {
+    auto r = http.Get("/healthz");
+    ready = r.ok() && r->status == 200;
+    if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (!ready) {
+    std::cerr << "view process not ready; log in " << dir << "/views.log\n";
+    cleanup();
+    return 1;
+  }
+
+  net::io_context ioc;
+  std::vector<std::shared_ptr<Client>> clients;
+  std::string target = std::string("/views/fanout/feed") + (o.batch ? "?batch=1" : "");
+  for (int i = 0; i < o.clients; ++i) {
+    clients.push_back(std::make_shared<Client>(ioc, i < 100));  // latencies sampled from 100 clients
+    clients.back()->Start(static_cast<uint16_t>(port), target);
+  }
+  std::thread io([&] {
+    auto guard = net::make_work_guard(ioc);
+    ioc.run();
+  });
+  auto all = [&](auto pred) {
+    for (auto& c : clients)
+      if (!pred(*c)) return false;
+    return true;
+  };
+  for (int i = 0; i < 600 && !all([](Client& c) { return c.snapshot_done.load() || c.failed.load(); }); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  int connected = 0;
+  for (auto& c : clients) connected += c->snapshot_done && !c->failed;
+  std::printf("%d of %d clients connected and got their snapshot\n", connected, o.clients);
+
+  // Offered load: `rate` changes per second, in 10 ms ticks, for `seconds`.
+  auto producer = Producer::Create(kafka);
+  for (auto& c : clients) c->measuring = true;
+  std::vector<int64_t> before;
+  for (auto& c : clients) before.push_back(c->changes.load());
+  auto start = std::chrono::steady_clock::now();
+  int64_t sent = 0;
+  for (int tick = 0; tick < o.seconds * 100; ++tick) {
+    int64_t due = static_cast<int64_t>(o.rate) * (tick + 1) / 100;
+    for (; sent < due; ++sent) {
+      std::string id = "k" + std::to_string(sent % o.keys);
+      Event e{"Tick", "", NowMillis(), {{"id", id}, {"n", sent}}};
+      (void)(*producer)->Produce({topic, PartitionForKey(id, 4), id, EncodeEventValue(e), {}});
+    }
+    std::this_thread::sleep_until(start + std::chrono::milliseconds(10 * (tick + 1)));
+  }
+  (void)(*producer)->Flush(std::chrono::seconds(30));
+  double produce_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // Let the last flush reach everyone (bounded), then stop measuring.
+  for (int i = 0; i < 100; ++i) {
+    bool caught_up = true;
+    for (size_t c = 0; c < clients.size() && caught_up; ++c)
+      caught_up = clients[c]->failed || clients[c]->changes.load() >= before[c] + sent;
+    if (caught_up) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  double window = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (auto& c : clients) c->measuring = false;
+  ioc.stop();
+  io.join();
+
+  int64_t delivered = 0, least = INT64_MAX, most = 0;
+  int resets = 0, behind = 0;
+  std::vector<int64_t> latencies;
+  for (size_t i = 0; i < clients.size(); ++i) {
+    int64_t got = clients[i]->changes.load() - before[i];
+    delivered += got;
+    least = std::min(least, got);
+    most = std::max(most, got);
+    resets += clients[i]->resets.load();
+    behind += got < sent;  // coalescing would show here as fewer changes than sent
+    latencies.insert(latencies.end(), clients[i]->latencies_us.begin(), clients[i]->latencies_us.end());
+  }
+  auto lat = bench::Summarize(latencies);
+  std::printf("offered %lld changes in %.1f s (%.0f/s) to %d clients%s; flush interval %d ms\n",
+              static_cast<long long>(sent), produce_seconds, sent / produce_seconds, o.clients,
+              o.batch ? " (batch=1)" : "", o.flush_ms);
+  std::printf("delivered %lld change messages in %.1f s: %.0f/s\n", static_cast<long long>(delivered), window,
+              delivered / window);
+  std::printf("commit-to-client latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu samples)\n", lat.p50_ms, lat.p99_ms,
+              lat.max_ms, lat.count);
+  std::printf("per client: %lld..%lld changes of %lld sent; %d clients short, %d resets\n",
+              static_cast<long long>(least), static_cast<long long>(most), static_cast<long long>(sent), behind, resets);
+  bench::AppendResult(o.json_path, {{"bench", "feed_fanout"},
+                                    {"clients", o.clients},
+                                    {"connected", connected},
+                                    {"rate", o.rate},
+                                    {"batch", o.batch},
+                                    {"sent", sent},
+                                    {"delivered_per_s", delivered / window},
+                                    {"latency", bench::ToJson(lat)},
+                                    {"clients_short", behind},
+                                    {"resets", resets}});
+  cleanup();
+  return 0;
+}
+
+}  // namespace
+}  // namespace freshet
+
+int main(int argc, char** argv) {
+  freshet::Options o;
+  CLI::App app{"WebSocket change feed fan-out benchmark (needs scripts/services start)"};
+  app.add_option("--clients", o.clients, "connected clients")->capture_default_str();
+  app.add_option("--rate", o.rate, "changes per second offered")->capture_default_str();
+  app.add_option("--seconds", o.seconds, "length of the measured window")->capture_default_str();
+  app.add_option("--keys", o.keys, "distinct keys the changes cycle over")->capture_default_str();
+  app.add_option("--flush-ms", o.flush_ms, "the view's flush interval")->capture_default_str();
+  app.add_flag("--batch", o.batch, "clients ask for batch=1 (one message per flush)");
+  app.add_option("--freshet", o.freshet, "the freshet binary")->capture_default_str();
+  app.add_option("--json", o.json_path, "append the result as one JSON line to this file");
+  CLI11_PARSE(app, argc, argv);
+  return freshet::Run(o);
+}
