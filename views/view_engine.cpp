@@ -40,6 +40,10 @@ void ViewEngine::PublishStatus() {
     int64_t high = consumer_ ? consumer_->CachedHighWatermark(options_.topic, partition) : -1;
     if (high < 0) continue;
     int64_t lag = std::max<int64_t>(0, high - std::max<int64_t>(next, 0));
+    // Read to the end with nothing pending: what remains is a transaction
+    // marker, not an event.
+    auto end = at_end_.find(partition);
+    if (end != at_end_.end() && end->second && pending_events_ == 0) lag = 0;
     s.lag[partition] = lag;
     total_lag += lag;
   }

@@ -334,7 +334,10 @@ void ViewRunner::HandleHttp(HttpRequest&& req, HttpReply reply) {
   // The dashboard: web/ files, embedded at build time.
   std::string file = req.path == "/" ? "index.html" : req.path.substr(1);
   for (const WebAsset* a = kWebAssets; a->name; ++a)
-    if (file == a->name) return reply(HttpResponse{200, a->content_type, a->body, {{"Cache-Control", "no-cache"}}});
+    if (file == a->name)
+      // Notebooks on other origins (Observable) import freshet.js from here.
+      return reply(HttpResponse{200, a->content_type, a->body,
+                                {{"Cache-Control", "no-cache"}, {"Access-Control-Allow-Origin", "*"}}});
   if (req.path == "/healthz") return reply(JsonResponse(200, {{"status", "ok"}}));
   if (req.path == "/metrics") return reply(HttpResponse{200, "text/plain; version=0.0.4", metrics_.RenderPrometheus(), {}});
   if (req.path == "/views") {

@@ -13,8 +13,8 @@ and, on the writer port:
   POST /commands             {"type": "receive", "store": ..., "sku": ..., "qty": n} (or a JSON array)
   GET  /state/{store}/{sku}
 Dev extras on the views port: POST /mock/drop closes every WebSocket
-abruptly (to watch clients reconnect and resume); POST /mock/forget drops
-the feed history, so the next reconnect gets a snapshot instead of a resume.
+abruptly (to watch clients reconnect and resume); POST /mock/forget makes
+the next reconnect get a snapshot instead of a resume (as after a restart).
 
   python3 tests/browser/mock_views_server.py --views-port 18081 --writer-port 18080 --load 20
 
@@ -131,6 +131,7 @@ class View:
         self.last_flush_ms = 0
         self.visible_ms = []      # recent event-to-visible delays
         self.clients = set()      # Feed objects
+        self.forgot = False       # POST /mock/forget: the next reconnect gets a snapshot
 
     def key_of(self, row):
         return "/".join(str(row[c]) for c in self.key_columns)
@@ -249,7 +250,7 @@ class Model:
                     view.rows[key] = row
                 messages.append({"type": "change", "op": "delete" if row is None else "upsert",
                                  "key": key.split("/", len(view.key_columns) - 1), "row": row,
-                                 "partition": p, "offset": o})
+                                 "partition": p, "offset": o, "committed_ms": t})
             view.history = (view.history + messages)[-10000:]
             if len(view.history) == 10000:
                 for p in range(PARTITIONS):
@@ -498,7 +499,7 @@ class Server:
         ws.send({"type": "hello", "view": view.name, "store": store,
                        "key_columns": view.key_columns, "columns": view.columns})
         # No await between reading the view and joining its clients: no flush can slip in between.
-        if start is not None and all(start.get(p, 0) >= view.history_floor[p] for p in range(PARTITIONS)):
+        if start is not None and not view.forgot and all(start.get(p, 0) >= view.history_floor[p] for p in range(PARTITIONS)):
             missed = [m for m in view.history if m["offset"] >= start.get(m["partition"], 0)]
             print(f"feed {view.name}: resume from {query['from']}, {len(missed)} missed changes", flush=True)
             view.clients.add(client)
@@ -509,6 +510,7 @@ class Server:
                     for k, r in sorted(view.rows.items()) if client.wants(k)]
             offsets = {str(p): o for p, o in view.next_offsets.items()}
             print(f"feed {view.name}: snapshot of {len(rows)} rows", flush=True)
+            view.forgot = False
             view.clients.add(client)
             chunk = 200
             for i in range(0, max(len(rows), 1), chunk):
@@ -553,8 +555,7 @@ class Server:
             return 200, "application/json", {"dropped": True}
         if path == "/mock/forget" and method == "POST":
             for v in model.views.values():
-                v.history.clear()
-                v.history_floor = dict(v.next_offsets)
+                v.forgot = True
             return 200, "application/json", {"forgot": True}
         name = "index.html" if path == "/" else path.lstrip("/")
         file = os.path.join(WEB_DIR, name)
