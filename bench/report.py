@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Turns the JSON lines of one bench/run into a table and one JSON file.
+
+usage: report.py RESULTS.jsonl MACHINE_JSON SETTINGS_JSON OUT.json
+Only the Python standard library.
+"""
+import json
+import sys
+
+
+def main():
+    results_path, machine, settings, out_path = sys.argv[1:5]
+    lines = [json.loads(l) for l in open(results_path) if l.strip()]
+    by = {}
+    for r in lines:
+        by.setdefault(r.get("stage") or r.get("bench"), []).append(r)
+
+    rows = []  # (area, what, figure, baseline / ratio, target)
+
+    def add(area, what, figure, against="", target=""):
+        rows.append((area, what, figure, against, target))
+
+    for r in by.get("writer_in_process", []):
+        lat = r["latency"]
+        add("writer", "in process", f"{r['commands_per_s']:,.0f} cmd/s",
+            f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms", ">= 200,000/s")
+    for r in by.get("writer_http", []):
+        lat = r["latency"]
+        add("writer", "HTTP, 64 keep-alive clients", f"{r['commands_per_s']:,.0f} cmd/s",
+            f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms", ">= 50,000/s, p99 < 50 ms")
+    for r in by.get("views", []):
+        raw, wb, cu = r["raw_consume_per_s"], r["raw_rocksdb_writebatch_per_s"], r["raw_copy_upsert_per_s"]
+        add("views", f"raw read_committed consume ({r['events']:,} events)", f"{raw:,.0f} ev/s", "baseline")
+        add("views", "raw RocksDB WriteBatch (latest rows)", f"{wb:,.0f} rows/s", "baseline")
+        add("views", "raw COPY + upsert (latest rows)", f"{cu:,.0f} rows/s", "baseline")
+        l, a = r["latest"], r["aggregate"]
+        add("views", "latest-row view -> RocksDB", f"{l['rocksdb_per_s']:,.0f} ev/s",
+            f"{100 * l['rocksdb_per_s'] / wb:.0f}% of raw WriteBatch")
+        add("views", "latest-row view -> Postgres", f"{l['postgres_per_s']:,.0f} ev/s",
+            f"{100 * l['postgres_per_s'] / cu:.0f}% of raw COPY+upsert", ">= 60% of raw upsert")
+        add("views", f"aggregate view ({r['keys']:,} keys) -> RocksDB", f"{a['rocksdb_per_s']:,.0f} ev/s",
+            f"{100 * a['rocksdb_per_s'] / raw:.0f}% of raw consume", ">= 500,000/s")
+        add("views", f"aggregate view ({r['keys']:,} keys) -> Postgres", f"{a['postgres_per_s']:,.0f} ev/s",
+            f"{100 * a['postgres_per_s'] / raw:.0f}% of raw consume", ">= 300,000/s")
+        scale = 1_000_000 / r["events"]
+        rb = r["rebuild_seconds"]
+        add("rebuild", f"aggregate view, {r['events']:,} events -> RocksDB", f"{rb['aggregate_rocksdb']:.2f} s",
+            f"{rb['aggregate_rocksdb'] * scale:.1f} s per 1M", "<= 3 s per 1M")
+        add("rebuild", f"aggregate view, {r['events']:,} events -> Postgres", f"{rb['aggregate_postgres']:.2f} s",
+            f"{rb['aggregate_postgres'] * scale:.1f} s per 1M", "<= 10 s per 1M")
+        f = r.get("freshness")
+        if f:
+            add("freshness", f"event-to-visible, RocksDB, {f['rate']:,} ev/s",
+                f"p99 <= {f['rocksdb']['p99_ms_at_most']:.0f} ms", f"p50 <= {f['rocksdb']['p50_ms_at_most']:.0f} ms",
+                "p99 <= 20 ms")
+            add("freshness", f"event-to-visible, Postgres, {f['rate']:,} ev/s",
+                f"p99 <= {f['postgres']['p99_ms_at_most']:.0f} ms", f"p50 <= {f['postgres']['p50_ms_at_most']:.0f} ms",
+                "p99 <= 100 ms")
+    for r in by.get("feed_fanout", []):
+        lat = r["latency"]
+        what = (f"feed commit-to-client, {r['clients']} clients, {r['rate']:,} changes/s"
+                + (" (batch=1)" if r["batch"] else ""))
+        add("feed", what, f"p99 {lat['p99_ms']:.0f} ms",
+            f"p50 {lat['p50_ms']:.0f} ms; {r['delivered_per_s']:,.0f} changes/s delivered; "
+            f"{r['clients_short']} clients short, {r['resets']} resets",
+            "p99 < 100 ms, all keep up" if r["clients"] >= 1000 else "")
+    for r in by.get("memory", []):
+        per = 100_000 / r["entities"]
+        # Per 100k: what the entities added over the idle process, scaled.
+        for who, unit in (("writer", "entities"), ("views", "keys")):
+            peak, idle = r[f"{who}_peak_rss_kb"], r[f"{who}_idle_rss_kb"]
+            add("memory", f"{'writer' if who == 'writer' else 'view process'} peak RSS, {r['entities']:,} {unit}",
+                f"{peak / 1024:.0f} MB", f"{(peak - idle) / 1024 * per:.0f} MB per 100k {unit} (over {idle / 1024:.0f} MB idle)")
+
+    m = json.loads(machine)
+    print()
+    print(f"freshet {m['freshet']} on {m['cores']} cores, {m['memory_mb']} MB ({m['cpu']}); "
+          f"librdkafka {m['librdkafka']}, libpqxx {m['libpqxx']}, RocksDB {m['rocksdb']}, "
+          f"Postgres {m['postgres']}, Kafka {m['kafka']}; build {m['build']}")
+    print(f"settings: {settings}")
+    header = ("area", "what", "figure", "next to", "target")
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(5)]
+    line = "  ".join("{:<%d}" % w for w in widths)
+    print(line.format(*header))
+    print(line.format(*("-" * w for w in widths)))
+    for r in rows:
+        print(line.format(*r))
+    with open(out_path, "w") as out:
+        json.dump({"machine": m, "settings": json.loads(settings), "results": lines}, out, indent=2)
+        out.write("\n")
+
+
+if __name__ == "__main__":
+    main()
