@@ -301,7 +301,7 @@ nlohmann::json Freshness(const Options& o, const ViewSpec& spec, MetricsRegistry
   std::filesystem::remove_all(dir);
   DropPostgresView(o, topic, shape.table());
   auto ms = [](const Histogram& h, double q) { return h.Quantile(q) * 1000; };
-  std::printf("freshness at %d events/s (flush every 100 ms): event-to-visible p50 <= %.0f ms, p99 <= %.0f ms in RocksDB; "
+  std::printf("freshness at %d events/s (default freshness: flush when caught up, at most every 100 ms): event-to-visible p50 <= %.0f ms, p99 <= %.0f ms in RocksDB; "
               "p50 <= %.0f ms, p99 <= %.0f ms in Postgres (histogram bucket bounds)\n",
               o.rate, ms(rocks_metrics.visible_seconds, 0.5), ms(rocks_metrics.visible_seconds, 0.99),
               ms(pg_metrics.visible_seconds, 0.5), ms(pg_metrics.visible_seconds, 0.99));

@@ -173,12 +173,19 @@ void ChangeFeed::Enqueue(Client& c, const ChangePtr& change) {
   c.pending_by_key[change->key] = std::prev(c.pending.end());
 }
 
+size_t ChangeFeed::InFlightLimit(const Client& c) const {
+  // A batch client gets everything that piled up while its socket was busy
+  // in its next message: so few messages queued means few, larger frames
+  // for a client (or a server) that cannot keep up with every flush.
+  return c.request.batch ? 2 : options_.max_in_flight;
+}
+
 void ChangeFeed::Pump(Client& c) {
   if (!c.opened || !c.live) return;
-  while (!c.pending.empty() && c.socket->queued() < options_.max_in_flight) {
+  while (!c.pending.empty() && c.socket->queued() < InFlightLimit(c)) {
     if (c.request.batch) {
       std::string message = R"({"type":"changes","changes":[)";
-      for (size_t n = 0; n < 1000 && !c.pending.empty(); ++n) {
+      for (size_t n = 0; n < 10000 && !c.pending.empty(); ++n) {
         if (n) message += ',';
         message += *c.pending.front()->message;
         c.pending_by_key.erase(c.pending.front()->key);
@@ -193,7 +200,7 @@ void ChangeFeed::Pump(Client& c) {
     }
     metrics_.messages.Add();
   }
-  if (c.pending.empty() && c.progress && c.socket->queued() < options_.max_in_flight) {
+  if (c.pending.empty() && c.progress && c.socket->queued() < InFlightLimit(c)) {
     c.socket->Send(std::move(c.progress));
     c.progress.reset();
     metrics_.messages.Add();
@@ -253,8 +260,36 @@ void ChangeFeed::Committed(std::vector<RowChange> changes, const std::map<int32_
   }
 
   auto progress = ProgressMessage(last_);
+  // Fan-out fast path: a client that wants everything and is keeping up
+  // gets this flush's messages as they are, without passing through its
+  // pending list (with 1,000 clients that list work dominated).
+  std::shared_ptr<const std::string> whole_batch;
   for (auto& [id, c] : clients_) {
     if (!c.opened || !c.live) continue;
+    bool everything = c.request.filter.encoded.empty() && c.pending.empty();
+    if (everything && c.request.batch && c.socket->queued() < InFlightLimit(c)) {
+      if (!whole_batch && !built.empty()) {
+        std::string message = R"({"type":"changes","changes":[)";
+        for (size_t i = 0; i < built.size(); ++i) message += (i ? "," : "") + *built[i]->message;
+        // The progress rides along: one frame per flush instead of two.
+        whole_batch = std::make_shared<const std::string>(message + R"(],"offsets":)" + OffsetsJson(last_).dump() + "}");
+      }
+      if (whole_batch) {
+        c.socket->Send(whole_batch);
+        metrics_.messages.Add();
+      } else {
+        c.progress = progress;
+        Pump(c);
+      }
+      continue;
+    }
+    if (everything && !c.request.batch && c.socket->queued() + built.size() <= options_.max_in_flight) {
+      for (const ChangePtr& change : built) c.socket->Send(change->message);
+      metrics_.messages.Add(built.size());
+      c.progress = progress;
+      Pump(c);
+      continue;
+    }
     for (const ChangePtr& change : built)
       if (c.request.filter.Matches(change->key)) Enqueue(c, change);
     if (c.pending.size() > options_.max_pending) {

@@ -118,6 +118,7 @@ class ChangeFeed {
   void OnOpen(uint64_t id);
   void Enqueue(Client& client, const ChangePtr& change);
   void Pump(Client& client);
+  size_t InFlightLimit(const Client& client) const;
   void Reset(Client& client, const std::string& reason);
   void ServeSnapshots(ViewStore& store, const std::map<int32_t, int64_t>& offsets);
   std::shared_ptr<const std::string> ProgressMessage(const std::map<int32_t, int64_t>& offsets) const;

@@ -202,7 +202,9 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
     if (pending_events_ > 0) {
       auto due = oldest_pending_ + options_.flush_interval;
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due - std::chrono::steady_clock::now());
-      wait = std::max(std::chrono::milliseconds(0), std::min(wait, left));
+      // Caught up means no message within a moment: then flush at once
+      // instead of waiting out the interval (freshness).
+      wait = std::max(std::chrono::milliseconds(0), std::min({wait, left, std::chrono::milliseconds(2)}));
     }
     KafkaMessage message;
     int32_t eof_partition = -1;
@@ -265,8 +267,10 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
       pending_next_[partition] = message.offset() + 1;
       ++pending_events_;
     }
+    // A flush is due when the batch is full, when the oldest pending event
+    // has waited flush_interval, or when nothing more is there to read.
     bool due = pending_events_ > 0 &&
-               (pending_events_ >= options_.max_batch_events ||
+               (pending_events_ >= options_.max_batch_events || *outcome == Consumer::PollOutcome::kTimeout ||
                 std::chrono::steady_clock::now() >= oldest_pending_ + options_.flush_interval);
     if (!due) continue;
     Status st = Flush();

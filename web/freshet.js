@@ -105,7 +105,13 @@ export function followView(url, {key, prefix, token, from, store, batch} = {}, h
             break;
           case "resume": handlers.onResume?.(m.offsets); break;  // the missed changes follow
           case "change": apply([m]); break;
-          case "changes": apply(m.changes); break;
+          case "changes":
+            apply(m.changes);
+            if (m.offsets) {  // a batch may carry the progress after it
+              Object.assign(offsets, m.offsets);
+              handlers.onProgress?.({...offsets}, Date.now());
+            }
+            break;
           case "progress":
             Object.assign(offsets, m.offsets);
             handlers.onProgress?.({...offsets}, m.ts_ms);
