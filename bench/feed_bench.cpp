@@ -81,6 +81,7 @@ class Client : public std::enable_shared_from_this<Client> {
   std::atomic<int> resets{0};
   std::atomic<bool> failed{false};
   std::vector<int64_t> latencies_us;  // read after the io thread stopped
+  std::vector<int64_t> event_latencies_us;
   std::atomic<bool> measuring{false};
 
  private:
@@ -101,8 +102,12 @@ class Client : public std::enable_shared_from_this<Client> {
       while ((at = m.find(R"("committed_ms":)", at)) != std::string::npos) {
         at += 15;
         changes.fetch_add(1, std::memory_order_relaxed);
-        if (sample_ && measuring.load(std::memory_order_relaxed))
+        if (sample_ && measuring.load(std::memory_order_relaxed)) {
           latencies_us.push_back(now - std::strtoll(m.c_str() + at, nullptr, 10) * 1000);
+          // The row's ts is the event's own time: event-to-client.
+          size_t ts = m.find(R"("ts":)", at);
+          if (ts != std::string::npos) event_latencies_us.push_back(now - std::strtoll(m.c_str() + ts + 5, nullptr, 10) * 1000);
+        }
       }
     } else if (m.find(R"("type":"snapshot")") != std::string::npos && m.find(R"("done":true)") != std::string::npos) {
       snapshot_done = true;
@@ -164,7 +169,8 @@ int Run(const Options& o) {
                                  {"kind", "latest"},
                                  {"stores", {"rocksdb"}},
                                  {"key", {{"id", "/id"}}},
-                                 {"columns", {{"n", {{"from", "/n"}, {"type", "bigint"}}}}},
+                                 {"columns", {{"n", {{"from", "/n"}, {"type", "bigint"}}},
+                                              {"ts", {{"from", "$ts"}, {"type", "bigint"}}}}},
                                  {"freshness", {{"flush_interval_ms", o.flush_ms}}}}})}}}};
   pid_t views = Spawn({o.freshet, "views", "--config", dir + "/freshet.json"}, dir + "/views.log");
   if (views < 0) {
@@ -244,7 +250,7 @@ int Run(const Options& o) {
 
   int64_t delivered = 0, least = INT64_MAX, most = 0;
   int resets = 0, behind = 0;
-  std::vector<int64_t> latencies;
+  std::vector<int64_t> latencies, event_latencies;
   for (size_t i = 0; i < clients.size(); ++i) {
     int64_t got = clients[i]->changes.load() - before[i];
     delivered += got;
@@ -253,8 +259,11 @@ int Run(const Options& o) {
     resets += clients[i]->resets.load();
     behind += got < sent;  // coalescing would show here as fewer changes than sent
     latencies.insert(latencies.end(), clients[i]->latencies_us.begin(), clients[i]->latencies_us.end());
+    event_latencies.insert(event_latencies.end(), clients[i]->event_latencies_us.begin(),
+                           clients[i]->event_latencies_us.end());
   }
   auto lat = bench::Summarize(latencies);
+  auto event_lat = bench::Summarize(event_latencies);
   std::printf("offered %lld changes in %.1f s (%.0f/s) to %d clients%s; flush interval %d ms\n",
               static_cast<long long>(sent), produce_seconds, sent / produce_seconds, o.clients,
               o.batch ? " (batch=1)" : "", o.flush_ms);
@@ -262,6 +271,8 @@ int Run(const Options& o) {
               delivered / window);
   std::printf("commit-to-client latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu samples)\n", lat.p50_ms, lat.p99_ms,
               lat.max_ms, lat.count);
+  std::printf("event-to-client latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", event_lat.p50_ms, event_lat.p99_ms,
+              event_lat.max_ms);
   std::printf("per client: %lld..%lld changes of %lld sent; %d clients short, %d resets\n",
               static_cast<long long>(least), static_cast<long long>(most), static_cast<long long>(sent), behind, resets);
   bench::AppendResult(o.json_path, {{"bench", "feed_fanout"},
@@ -272,6 +283,7 @@ int Run(const Options& o) {
                                     {"sent", sent},
                                     {"delivered_per_s", delivered / window},
                                     {"latency", bench::ToJson(lat)},
+                                    {"event_latency", bench::ToJson(event_lat)},
                                     {"clients_short", behind},
                                     {"resets", resets}});
   cleanup();

@@ -61,7 +61,8 @@ def main():
         what = (f"feed commit-to-client, {r['clients']} clients, {r['rate']:,} changes/s"
                 + (" (batch=1)" if r["batch"] else ""))
         add("feed", what, f"p99 {lat['p99_ms']:.0f} ms",
-            f"p50 {lat['p50_ms']:.0f} ms; {r['delivered_per_s']:,.0f} changes/s delivered; "
+            f"p50 {lat['p50_ms']:.0f} ms; event-to-client p99 {r.get('event_latency', {}).get('p99_ms', 0):.0f} ms; "
+            f"{r['delivered_per_s']:,.0f} changes/s delivered; "
             f"{r['clients_short']} clients short, {r['resets']} resets",
             "p99 < 100 ms, all keep up" if r["clients"] >= 1000 else "")
     for r in by.get("memory", []):
