@@ -20,6 +20,12 @@ int main(int argc, char** argv) {
   auto* check = app.add_subcommand("check-config", "Validate a config file and print the effective configuration");
   check->add_option("-c,--config", config_path, "JSON config file")->check(CLI::ExistingFile);
 
+  std::string rebuild_view;
+  auto* rebuild = app.add_subcommand(
+      "rebuild", "Reprocess a view from offset zero into a new table beside the live one, then swap it in atomically");
+  rebuild->add_option("view", rebuild_view, "The view's name in views.definitions")->required();
+  rebuild->add_option("-c,--config", config_path, "JSON config file")->check(CLI::ExistingFile);
+
   freshet::DemoLoadOptions load;
   auto* demo = app.add_subcommand("demo-load", "Send a stream of realistic inventory commands to a writer");
   demo->add_option("--writer", load.writer_url, "Writer base URL")->capture_default_str();
@@ -42,5 +48,6 @@ int main(int argc, char** argv) {
   if (*views) return freshet::RunViewsCommand(config_path);
   if (*check) return freshet::RunCheckConfigCommand(config_path);
   if (*demo) return freshet::RunDemoLoadCommand(load);
+  if (*rebuild) return freshet::RunRebuildCommand(config_path, rebuild_view);
   return 2;
 }

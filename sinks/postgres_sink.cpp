@@ -91,11 +91,46 @@ Result<std::unique_ptr<PostgresSink>> PostgresSink::Open(const std::string& url,
   sink->table_ = table;
   sink->conn_ = std::move(conn.value());
   FRESHET_RETURN_IF_ERROR(ApplyMigrations(*sink->conn_));
+  FRESHET_RETURN_IF_ERROR(sink->FollowRebuild());
   FRESHET_RETURN_IF_ERROR(sink->Prepare());
   return sink;
 }
 
 PostgresSink::~PostgresSink() = default;
+
+Status PostgresSink::FollowRebuild() {
+  if (table_.version.find('r') != std::string::npos) return Status::Ok();  // a rebuild itself
+  try {
+    pqxx::nontransaction tx(*conn_);
+    auto live = tx.exec_params(
+        "SELECT version FROM freshet.views WHERE name = $1 AND to_regclass(quote_ident($2) || '.' || quote_ident(table_name)) "
+        "IS NOT NULL",
+        table_.view_name, table_.schema);
+    if (live.empty() || live[0][0].is_null()) return Status::Ok();
+    std::string version = live[0][0].as<std::string>();
+    if (version.rfind(table_.version + "r", 0) == 0) {
+      spdlog::info("view {}: following the rebuilt version {}", table_.view_name, version);
+      table_.version = version;
+    }
+    return Status::Ok();
+  } catch (const std::exception& e) {
+    return Status::Unavailable("view " + table_.view_name + ": reading the registry: " + e.what());
+  }
+}
+
+Status PostgresSink::StillCurrent() {
+  if (building_) return Status::Ok();
+  FRESHET_RETURN_IF_ERROR(EnsureConnected());
+  try {
+    pqxx::nontransaction tx(*conn_);
+    auto live = tx.exec_params("SELECT table_name FROM freshet.views WHERE name = $1", table_.view_name);
+    if (live.empty() || live[0][0].is_null() || live[0][0].as<std::string>() == table_.table_name()) return Status::Ok();
+    return Status::Conflict("view " + table_.view_name + ": " + live[0][0].as<std::string>() + " replaced " +
+                            table_.table_name() + " (a rebuild was swapped in)");
+  } catch (const std::exception& e) {
+    return Status::Unavailable("view " + table_.view_name + ": reading the registry: " + e.what());
+  }
+}
 
 Status PostgresSink::Prepare() {
   const TableSpec& t = table_;

@@ -71,6 +71,10 @@ class PostgresSink {
   // If the stable SQL view already serves another version's table (the
   // definition changed), the new table is built beside it (building() is
   // true) and readers keep the old rows until SwapIn().
+  //
+  // Rebuilds: `freshet rebuild` builds version "<hash>r<stamp>" of the same
+  // definition. A sink opened with the plain "<hash>" follows the rebuilt
+  // table once it is live instead of building its own again.
   static Result<std::unique_ptr<PostgresSink>> Open(const std::string& url, const std::string& topic,
                                                     const TableSpec& table);
   ~PostgresSink();
@@ -78,6 +82,11 @@ class PostgresSink {
   // next_offset per partition, as stored with the rows (of this version's table).
   Result<std::map<int32_t, int64_t>> LoadOffsets();
   bool building() const { return building_; }
+  // The table this sink writes (after following a rebuild, see Open).
+  const TableSpec& table() const { return table_; }
+  // Ok while this sink's table is the live one (or the one being built);
+  // kConflict once a rebuild swapped another table in: reopen to follow it.
+  Status StillCurrent();
   // Makes this version the live one in one transaction: the SQL view now
   // selects from its table, the registry names it, and the previous
   // version's table and offsets are dropped. Readers see old or new rows.
@@ -93,6 +102,7 @@ class PostgresSink {
  private:
   PostgresSink() = default;
   Status Prepare();
+  Status FollowRebuild();
 
   std::string url_;
   std::string topic_;

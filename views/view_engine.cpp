@@ -278,6 +278,14 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
       backoff = std::chrono::milliseconds(100);
       continue;
     }
+    if (Status current = store_->StillCurrent(); current.code() == StatusCode::kConflict) {
+      // Our table was swapped out by a rebuild: the runner reopens the
+      // store, which follows the new table from its stored offsets.
+      pending_events_ = 0;
+      (void)projection_->TakePending();
+      (void)consumer_->Close();
+      return current;
+    }
     spdlog::warn("view {}: flush failed, rewinding to the stored offsets: {}", view, st.message());
     for (;;) {
       std::this_thread::sleep_for(backoff);  // the store is down; do not spin on it

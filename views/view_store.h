@@ -46,6 +46,8 @@ class ViewStore {
   // A new version being built beside the live one (see PostgresSink).
   virtual bool building() const { return false; }
   virtual Status SwapIn() { return Status::Ok(); }
+  // kConflict once another process swapped a rebuilt table in.
+  virtual Status StillCurrent() { return Status::Ok(); }
 };
 
 // Adapts a PostgresSink.
@@ -60,6 +62,7 @@ class PostgresViewStore final : public ViewStore {
   Result<std::vector<RowChange>> ReadRows(const std::string& encoded_prefix, size_t limit) override;
   bool building() const override { return sink_->building(); }
   Status SwapIn() override { return sink_->SwapIn(); }
+  Status StillCurrent() override { return sink_->StillCurrent(); }
 
  private:
   std::unique_ptr<PostgresSink> sink_;

@@ -1,0 +1,214 @@
+// `freshet rebuild VIEW`: reprocesses a view's Postgres copy from offset
+// zero into a new table beside the live one, then swaps it in atomically
+// (the engine's SwapIn, once it has read to the end) and drops the old one.
+// Progress (offsets done of total, rate, ETA) goes to stderr; SIGINT or
+// SIGTERM stops it with what it built kept, and running it again resumes.
+// Running view processes follow the new table on their next flush.
+#include <signal.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "cli/commands.h"
+#include "core/config.h"
+#include "core/envelope.h"
+#include "core/kafka.h"
+#include "core/log.h"
+#include "core/postgres.h"
+#include "sinks/postgres_sink.h"
+#include "views/declarative_projection.h"
+#include "views/view_engine.h"
+#include "views/view_spec.h"
+
+namespace freshet {
+
+namespace {
+
+// The version to build: the unfinished rebuild of this definition if the
+// registry names one (resume), else a new "<hash>r<unix seconds>".
+Result<std::pair<std::string, bool>> RebuildVersion(const std::string& url, const TableSpec& table) {
+  auto conn = ConnectPostgres(url);
+  if (!conn.ok()) return conn.status();
+  try {
+    Status migrated = ApplyMigrations(**conn);
+    if (!migrated.ok()) return migrated;
+    pqxx::nontransaction tx(**conn);
+    auto row = tx.exec_params(
+        "SELECT building_table FROM freshet.views WHERE name = $1 AND building_table IS NOT NULL "
+        "AND to_regclass(quote_ident($2) || '.' || quote_ident(building_table)) IS NOT NULL",
+        table.view_name, table.schema);
+    const std::string prefix = table.view_name + "__v" + table.version + "r";
+    if (!row.empty() && row[0][0].as<std::string>().rfind(prefix, 0) == 0)
+      return std::pair{row[0][0].as<std::string>().substr(table.view_name.size() + 3), true};
+  } catch (const std::exception& e) {
+    return Status::Unavailable(std::string("reading the view registry: ") + e.what());
+  }
+  return std::pair{table.version + "r" + std::to_string(std::time(nullptr)), false};
+}
+
+std::string Duration(double seconds) {
+  char buf[32];
+  if (seconds < 0 || seconds > 1e7) return "?";
+  if (seconds < 60) std::snprintf(buf, sizeof buf, "%.0f s", seconds);
+  else std::snprintf(buf, sizeof buf, "%d min %02d s", static_cast<int>(seconds) / 60, static_cast<int>(seconds) % 60);
+  return buf;
+}
+
+}  // namespace
+
+int RunRebuildCommand(const std::string& config_path, const std::string& view_name) {
+  auto config = LoadConfig(config_path);
+  if (!config.ok()) {
+    std::cerr << "freshet: config error: " << config.status().message() << "\n";
+    return 2;
+  }
+  for (auto [value, field] : {std::pair{&config->kafka.brokers, "kafka.brokers"}, {&config->postgres.url, "postgres.url"}}) {
+    if (Status st = RequireField(*value, field); !st.ok()) {
+      std::cerr << "freshet: config error: " << st.message() << "\n";
+      return 2;
+    }
+  }
+  auto specs = ParseViewSpecs(config->views.definitions, "views.definitions");
+  if (!specs.ok()) {
+    std::cerr << "freshet: config error: " << specs.status().message() << "\n";
+    return 2;
+  }
+  const ViewSpec* spec = nullptr;
+  std::string known;
+  for (const ViewSpec& s : *specs) {
+    known += (known.empty() ? "" : ", ") + s.name;
+    if (s.name == view_name) spec = &s;
+  }
+  if (!spec) {
+    std::cerr << "freshet: rebuild: no view named \"" << view_name << "\" in views.definitions"
+              << (known.empty() ? "" : " (known: " + known + ")") << "\n";
+    return 2;
+  }
+  bool has_postgres = false;
+  for (const auto& store : spec->stores) has_postgres |= store == "postgres";
+  if (!has_postgres) {
+    std::cerr << "freshet: rebuild: view " << view_name
+              << " has no Postgres copy; a RocksDB copy is rebuilt by deleting views.rocksdb_path and restarting\n";
+    return 2;
+  }
+  InitLogging(config->log_level == "info" ? "warn" : config->log_level, "rebuild");
+
+  TableSpec table = DeclarativeProjection(*spec).table();
+  auto version = RebuildVersion(config->postgres.url, table);
+  if (!version.ok()) {
+    std::cerr << "freshet: rebuild: " << version.status().message() << "\n";
+    return 1;
+  }
+  table.version = version->first;
+  auto sink = PostgresSink::Open(config->postgres.url, config->kafka.topic, table);
+  if (!sink.ok()) {
+    std::cerr << "freshet: rebuild: " << sink.status().message() << "\n";
+    return 1;
+  }
+  KafkaClientOptions kafka{config->kafka.brokers, config->kafka.client_properties};
+  auto dead_letters = Producer::Create(kafka);
+  auto consumer = Consumer::Create(kafka, "");
+  auto partitions = PartitionCount(kafka, config->kafka.topic, std::chrono::seconds(15));
+  if (!dead_letters.ok() || !consumer.ok() || !partitions.ok()) {
+    std::cerr << "freshet: rebuild: kafka: "
+              << (!partitions.ok() ? partitions.status().message() : "cannot create clients") << "\n";
+    return 1;
+  }
+  int64_t total = 0;
+  for (int32_t p = 0; p < *partitions; ++p) {
+    auto marks = (*consumer)->QueryWatermarks(config->kafka.topic, p, std::chrono::seconds(10));
+    if (marks.ok()) total += marks->second;
+  }
+  std::cerr << (version->second ? "resuming the rebuild of " : "rebuilding ") << view_name << " into "
+            << table.table_name() << " from offset zero: " << total << " offsets in " << *partitions
+            << " partitions; readers keep the live table until the swap\n";
+
+  ViewEngineOptions options;
+  options.kafka = kafka;
+  options.topic = config->kafka.topic;
+  options.group_id = config->views.group_id + "." + view_name + ".rebuild";
+  options.session_timeout_ms = config->views.session_timeout_ms;
+  options.flush_interval = std::chrono::milliseconds(1000);  // throughput over freshness: nobody reads it yet
+  options.max_batch_events = 100000;
+  options.stop_on_error = spec->stop_on_error;
+  options.dead_letter_topic = config->kafka.dead_letter_topic;
+  options.dead_letters = dead_letters->get();
+  MetricsRegistry registry;
+  ViewMetrics metrics(registry, "view=\"" + view_name + "\",store=\"postgres\"");
+  bool building = (*sink)->building();
+  ViewEngine engine(options, std::make_unique<DeclarativeProjection>(*spec),
+                    std::make_unique<PostgresViewStore>(std::move(sink.value()), table), metrics);
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // before the engine's threads start
+  std::atomic<bool> stop{false};
+  Status result;
+  std::atomic<bool> finished{false};
+  std::thread runner([&] {
+    result = engine.Run(stop);
+    finished = true;
+  });
+
+  const bool terminal = isatty(STDERR_FILENO);
+  auto started = std::chrono::steady_clock::now();
+  auto last_line = started;
+  int64_t first_done = -1;
+  bool interrupted = false;
+  for (;;) {
+    timespec tick{1, 0};
+    int sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig == SIGINT || sig == SIGTERM) {
+      interrupted = true;
+      break;
+    }
+    ViewStatus status = engine.Snapshot();
+    int64_t done = 0;
+    for (const auto& [p, next] : status.next_offsets) done += std::max<int64_t>(next, 0);
+    if (first_done < 0 && status.state == "running") first_done = done;
+    double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    double rate = elapsed > 0 && first_done >= 0 ? (done - first_done) / elapsed : 0;
+    double eta = rate > 0 ? (total - done) / rate : -1;
+    char line[256];
+    std::snprintf(line, sizeof line, "%s: %lld of %lld offsets (%.0f%%), %.0f events/s, ETA %s", view_name.c_str(),
+                  static_cast<long long>(std::min(done, total)), static_cast<long long>(total),
+                  total > 0 ? 100.0 * std::min(done, total) / total : 100.0, rate, Duration(eta).c_str());
+    auto now = std::chrono::steady_clock::now();
+    if (terminal) std::cerr << "\r" << line << "   " << std::flush;
+    else if (now - last_line >= std::chrono::seconds(5)) {
+      std::cerr << line << "\n";
+      last_line = now;
+    }
+    if (finished || (building && !status.building && status.state == "running")) break;
+    bool caught_up = !status.lag.empty();
+    for (const auto& [p, lag] : status.lag) caught_up &= lag == 0;
+    if (!building && caught_up && status.state == "running") break;  // there was no live table: built in place
+  }
+  stop = true;
+  runner.join();
+  if (terminal) std::cerr << "\n";
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (!result.ok()) {
+    std::cerr << "freshet: rebuild of " << view_name << " failed: " << result.message()
+              << "\nwhat was built is kept; run the same command again to resume\n";
+    return 1;
+  }
+  if (interrupted) {
+    std::cerr << "interrupted after " << Duration(seconds) << "; what was built is kept in " << table.table_name()
+              << ": run the same command again to resume\n";
+    return 130;
+  }
+  std::cerr << view_name << ": " << table.table_name() << " is live after " << Duration(seconds)
+            << "; the previous table was dropped\n";
+  return 0;
+}
+
+}  // namespace freshet
