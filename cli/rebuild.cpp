@@ -159,6 +159,19 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
   });
 
   const bool terminal = isatty(STDERR_FILENO);
+  // Progress also goes to the registry, where view processes show it in
+  // their status endpoint.
+  auto registry_conn = ConnectPostgres(config->postgres.url);
+  auto report = [&](const std::string& progress) {
+    if (!registry_conn.ok()) return;
+    try {
+      pqxx::nontransaction tx(**registry_conn);
+      tx.exec_params("UPDATE freshet.views SET build_progress = $2::jsonb WHERE name = $1 AND building_table = $3",
+                     view_name, progress, table.table_name());
+    } catch (const std::exception& e) {
+      spdlog::warn("rebuild: reporting progress: {}", e.what());
+    }
+  };
   auto started = std::chrono::steady_clock::now();
   auto last_line = started;
   int64_t first_done = -1;
@@ -182,6 +195,8 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
                   static_cast<long long>(std::min(done, total)), static_cast<long long>(total),
                   total > 0 ? 100.0 * std::min(done, total) / total : 100.0, rate, Duration(eta).c_str());
     auto now = std::chrono::steady_clock::now();
+    report(nlohmann::json{{"state", "running"}, {"table", table.table_name()}, {"done", std::min(done, total)},
+                          {"total", total}, {"events_per_s", rate}, {"eta_s", eta}}.dump());
     if (terminal) std::cerr << "\r" << line << "   " << std::flush;
     else if (now - last_line >= std::chrono::seconds(5)) {
       std::cerr << line << "\n";
@@ -197,11 +212,13 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
   if (terminal) std::cerr << "\n";
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (!result.ok()) {
+    report(nlohmann::json{{"state", "failed"}, {"table", table.table_name()}, {"error", result.message()}}.dump());
     std::cerr << "freshet: rebuild of " << view_name << " failed: " << result.message()
               << "\nwhat was built is kept; run the same command again to resume\n";
     return 1;
   }
   if (interrupted) {
+    report(nlohmann::json{{"state", "interrupted"}, {"table", table.table_name()}}.dump());
     std::cerr << "interrupted after " << Duration(seconds) << "; what was built is kept in " << table.table_name()
               << ": run the same command again to resume\n";
     return 130;

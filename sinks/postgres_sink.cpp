@@ -118,6 +118,17 @@ Status PostgresSink::FollowRebuild() {
   }
 }
 
+Result<std::string> PostgresSink::RebuildProgress() {
+  FRESHET_RETURN_IF_ERROR(EnsureConnected());
+  try {
+    pqxx::nontransaction tx(*conn_);
+    auto r = tx.exec_params("SELECT build_progress::text FROM freshet.views WHERE name = $1", table_.view_name);
+    return r.empty() || r[0][0].is_null() ? std::string() : r[0][0].as<std::string>();
+  } catch (const std::exception& e) {
+    return Status::Unavailable("view " + table_.view_name + ": reading the registry: " + e.what());
+  }
+}
+
 Status PostgresSink::StillCurrent() {
   if (building_) return Status::Ok();
   FRESHET_RETURN_IF_ERROR(EnsureConnected());
@@ -192,7 +203,10 @@ Status PostgresSink::PublishView(pqxx::transaction_base& tx) {
   tx.exec_params(
       "INSERT INTO freshet.views (name, version, table_name, building_table, state) VALUES ($1, $2, $3, NULL, 'live') "
       "ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, table_name = EXCLUDED.table_name, "
-      "building_table = NULL, state = 'live', updated_at = now()",
+      // Republishing the same table (a restart) keeps a rebuild in progress.
+      "building_table = CASE WHEN freshet.views.table_name = EXCLUDED.table_name THEN freshet.views.building_table END, "
+      "build_progress = CASE WHEN freshet.views.table_name = EXCLUDED.table_name THEN freshet.views.build_progress END, "
+      "state = 'live', updated_at = now()",
       t.view_name, t.version, t.table_name());
   return Status::Ok();
 }

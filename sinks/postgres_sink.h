@@ -87,6 +87,8 @@ class PostgresSink {
   // Ok while this sink's table is the live one (or the one being built);
   // kConflict once a rebuild swapped another table in: reopen to follow it.
   Status StillCurrent();
+  // What `freshet rebuild` last reported for this view (JSON text), or "".
+  Result<std::string> RebuildProgress();
   // Makes this version the live one in one transaction: the SQL view now
   // selects from its table, the registry names it, and the previous
   // version's table and offsets are dropped. Readers see old or new rows.

@@ -51,6 +51,14 @@ void ViewEngine::PublishStatus() {
   // not flushed for longer than it may lag while something is waiting.
   s.stale = total_lag > 1 && NowMillis() - last_flush_ms_ > options_.max_lag.count();
   s.building = store_->building();
+  // A rebuild runs in another process; it reports through the registry.
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_rebuild_check_ >= std::chrono::seconds(2)) {
+    last_rebuild_check_ = now;
+    auto progress = store_->RebuildProgress();
+    if (progress.ok()) rebuild_progress_ = *progress;
+  }
+  s.rebuild = rebuild_progress_;
   std::lock_guard lock(status_mu_);
   status_ = std::move(s);
 }

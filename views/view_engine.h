@@ -63,6 +63,7 @@ struct ViewStatus {
   int64_t last_flush_ms = 0;
   bool stale = false;
   bool building = false;  // a new version being built beside the live one
+  std::string rebuild;    // progress of `freshet rebuild` (JSON text), "" when none
 };
 
 class ViewEngine {
@@ -107,6 +108,8 @@ class ViewEngine {
   std::map<int32_t, bool> at_end_;  // assigned partitions consumed to their end
   int partition_count_ = 0;
   std::chrono::steady_clock::time_point last_swap_check_;
+  std::chrono::steady_clock::time_point last_rebuild_check_;
+  std::string rebuild_progress_;
 
   mutable std::mutex status_mu_;
   ViewStatus status_;

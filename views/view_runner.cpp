@@ -174,6 +174,7 @@ nlohmann::json ViewRunner::StatusJson(ViewThread& view) {
                                   {"p99_at_most", visible.Quantile(0.99) * 1000},
                                   {"events", visible.count()}};
   if (!s.error.empty()) out["error"] = s.error;
+  if (!s.rebuild.empty()) out["rebuild"] = nlohmann::json::parse(s.rebuild, nullptr, false);
   if (view.spec) {
     out["version"] = view.spec->version;
     out["table"] = view.spec->name + "__v" + view.spec->version;

@@ -48,6 +48,8 @@ class ViewStore {
   virtual Status SwapIn() { return Status::Ok(); }
   // kConflict once another process swapped a rebuilt table in.
   virtual Status StillCurrent() { return Status::Ok(); }
+  // A rebuild's progress as JSON text ("" when none runs).
+  virtual Result<std::string> RebuildProgress() { return std::string(); }
 };
 
 // Adapts a PostgresSink.
@@ -63,6 +65,7 @@ class PostgresViewStore final : public ViewStore {
   bool building() const override { return sink_->building(); }
   Status SwapIn() override { return sink_->SwapIn(); }
   Status StillCurrent() override { return sink_->StillCurrent(); }
+  Result<std::string> RebuildProgress() override { return sink_->RebuildProgress(); }
 
  private:
   std::unique_ptr<PostgresSink> sink_;

@@ -172,10 +172,22 @@ TEST_F(RebuildTest, AnInterruptedRebuildResumes) {
   EXPECT_GT(kept, 0);
   EXPECT_LT(kept, 301000);
 
+  // A view process started now serves the old table and shows the
+  // interrupted rebuild in its status.
+  FreshetProcess views({"views", "--config", config_path_}, env_, "rebuild-views");
+  auto status = [&]() -> nlohmann::json {
+    HttpClient client("127.0.0.1", static_cast<uint16_t>(port_), 5s);
+    auto r = client.Get("/views/stock/status");
+    return r.ok() && r->status == 200 ? nlohmann::json::parse(r->body) : nlohmann::json::object();
+  };
+  ASSERT_TRUE(WaitUntil([&] { return status().contains("rebuild"); }, 60s, 50ms)) << views.Log();
+  EXPECT_EQ(status()["rebuild"]["state"], "interrupted") << status();
+
   RunResult second = RunFreshet({"rebuild", "stock", "--config", config_path_}, env_, 120s);
   ASSERT_EQ(second.exit_code, 0) << second.output;
   EXPECT_NE(second.output.find("resuming the rebuild"), std::string::npos) << second.output;
-  EXPECT_TRUE(ViewEqualsReference());
+  EXPECT_TRUE(WaitUntil([&] { return ViewEqualsReference(); }, 30s, 50ms));
+  EXPECT_TRUE(WaitUntil([&] { return !status().contains("rebuild"); }, 30s, 50ms)) << status();
 }
 
 TEST_F(RebuildTest, UnknownViewIsNamed) {
