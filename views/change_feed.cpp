@@ -30,7 +30,9 @@ FeedMetrics::FeedMetrics(MetricsRegistry& registry)
       resets(registry.AddCounter("freshet_feed_resets_total",
                                  "Clients that fell too far behind and were sent a fresh snapshot")),
       resumes(registry.AddCounter("freshet_feed_resumes_total", "Reconnects served from history, without a snapshot")),
-      snapshots(registry.AddCounter("freshet_feed_snapshots_total", "Snapshots sent")) {}
+      snapshots(registry.AddCounter("freshet_feed_snapshots_total", "Snapshots sent")),
+      pending(registry.AddGauge("freshet_feed_pending_changes",
+                                "Changes held for slow clients (at most views.feed.max_pending per client)")) {}
 
 Result<std::map<int32_t, int64_t>> ParseFeedOffsets(const std::string& text) {
   std::map<int32_t, int64_t> out;
@@ -116,6 +118,8 @@ WebSocketCallbacks ChangeFeed::Attach(std::shared_ptr<WebSocket> socket, FeedReq
   callbacks.on_close = [this, id] {
     metrics_.ClientsChanged(-1);
     std::lock_guard lock(mu_);
+    if (auto it = clients_.find(id); it != clients_.end())
+      metrics_.PendingChanged(-static_cast<int64_t>(it->second.pending.size()));
     clients_.erase(id);
     last_client_left_ = std::chrono::steady_clock::now();
   };
@@ -168,6 +172,8 @@ void ChangeFeed::Enqueue(Client& c, const ChangePtr& change) {
     // Latest wins; it moves to the back so offsets stay in order per partition.
     c.pending.erase(found->second);
     metrics_.coalesced.Add();
+  } else {
+    metrics_.PendingChanged(+1);
   }
   c.pending.push_back(change);
   c.pending_by_key[change->key] = std::prev(c.pending.end());
@@ -190,6 +196,7 @@ void ChangeFeed::Pump(Client& c) {
         message += *c.pending.front()->message;
         c.pending_by_key.erase(c.pending.front()->key);
         c.pending.pop_front();
+        metrics_.PendingChanged(-1);
       }
       message += "]}";
       c.socket->Send(std::move(message));
@@ -197,6 +204,7 @@ void ChangeFeed::Pump(Client& c) {
       c.socket->Send(c.pending.front()->message);
       c.pending_by_key.erase(c.pending.front()->key);
       c.pending.pop_front();
+      metrics_.PendingChanged(-1);
     }
     metrics_.messages.Add();
   }
@@ -208,6 +216,7 @@ void ChangeFeed::Pump(Client& c) {
 }
 
 void ChangeFeed::Reset(Client& c, const std::string& reason) {
+  metrics_.PendingChanged(-static_cast<int64_t>(c.pending.size()));
   c.pending.clear();
   c.pending_by_key.clear();
   c.progress.reset();

@@ -57,8 +57,11 @@ struct FeedMetrics {
   Counter& resets;
   Counter& resumes;
   Counter& snapshots;
+  Gauge& pending;  // changes waiting in clients' pending lists, all feeds
   std::atomic<int64_t> connected{0};
+  std::atomic<int64_t> pending_changes{0};
   void ClientsChanged(int delta) { clients.Set(static_cast<double>(connected += delta)); }
+  void PendingChanged(int64_t delta) { pending.Set(static_cast<double>(pending_changes += delta)); }
 };
 
 struct FeedFilter {
