@@ -168,6 +168,7 @@ Status BindViews(ConfigObject& o, ViewsConfig* c) {
   FRESHET_RETURN_IF_ERROR(feed->Int("max_clients", &c->feed.max_clients, 0, 1000000));
   FRESHET_RETURN_IF_ERROR(feed->Int("max_pending", &c->feed.max_pending, 1, 10000000));
   FRESHET_RETURN_IF_ERROR(feed->Int("history_changes", &c->feed.history_changes, 0, 100000000));
+  FRESHET_RETURN_IF_ERROR(feed->Int("batch_window_ms", &c->feed.batch_window_ms, 0, 10000));
   FRESHET_RETURN_IF_ERROR(feed->Int("max_snapshot_rows", &c->feed.max_snapshot_rows, 1, 100000000));
   FRESHET_RETURN_IF_ERROR(feed->CheckNoUnknownKeys());
   auto sql = o.Object("sql");

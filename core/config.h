@@ -56,6 +56,7 @@ struct FeedConfig {
   int max_clients = 2000;              // feed connections per process
   int max_pending = 10000;             // keys a client may fall behind before it gets a fresh snapshot
   int history_changes = 100000;        // recent changes kept so that a reconnecting client can resume
+  int batch_window_ms = 20;            // batch=1 clients get at most one frame per window
   int max_snapshot_rows = 100000;
 };
 

@@ -146,6 +146,7 @@ void ChangeFeed::OnOpen(uint64_t id) {
   metrics_.messages.Add();
   if (c.request.from && CanResume(*c.request.from)) {
     metrics_.resumes.Add();
+
     c.socket->Send(Message({{"type", "resume"}, {"offsets", OffsetsJson(*c.request.from)}}));
     metrics_.messages.Add();
     c.live = true;
@@ -220,6 +221,7 @@ void ChangeFeed::Reset(Client& c, const std::string& reason) {
   c.pending.clear();
   c.pending_by_key.clear();
   c.progress.reset();
+  c.in_outbox = false;
   c.live = false;
   c.socket->Send(Message({{"type", "reset"}, {"reason", reason}}));
   metrics_.resets.Add();
@@ -269,26 +271,22 @@ void ChangeFeed::Committed(std::vector<RowChange> changes, const std::map<int32_
   }
 
   auto progress = ProgressMessage(last_);
-  // Fan-out fast path: a client that wants everything and is keeping up
-  // gets this flush's messages as they are, without passing through its
-  // pending list (with 1,000 clients that list work dominated).
-  std::shared_ptr<const std::string> whole_batch;
+  // Fan-out fast path: a batch client that wants everything and is keeping
+  // up shares one pre-built frame per batch window with all such clients,
+  // without passing through its pending list (with 1,000 clients that list
+  // work dominated).
+  bool outbox_used = false;
   for (auto& [id, c] : clients_) {
     if (!c.opened || !c.live) continue;
     bool everything = c.request.filter.encoded.empty() && c.pending.empty();
-    if (everything && c.request.batch && c.socket->queued() < InFlightLimit(c)) {
-      if (!whole_batch && !built.empty()) {
-        std::string message = R"({"type":"changes","changes":[)";
-        for (size_t i = 0; i < built.size(); ++i) message += (i ? "," : "") + *built[i]->message;
-        // The progress rides along: one frame per flush instead of two.
-        whole_batch = std::make_shared<const std::string>(message + R"(],"offsets":)" + OffsetsJson(last_).dump() + "}");
-      }
-      if (whole_batch) {
-        c.socket->Send(whole_batch);
-        metrics_.messages.Add();
-      } else {
+    if (c.in_outbox || (everything && c.request.batch)) {
+      if (built.empty() && !c.in_outbox) {
         c.progress = progress;
         Pump(c);
+      } else {
+        if (!c.in_outbox) c.outbox_from = outbox_.size();
+        c.in_outbox = true;  // its progress rides on the outbox frame
+        outbox_used = true;
       }
       continue;
     }
@@ -308,7 +306,57 @@ void ChangeFeed::Committed(std::vector<RowChange> changes, const std::map<int32_
     c.progress = progress;
     Pump(c);
   }
+  if (outbox_used) {
+    outbox_.insert(outbox_.end(), built.begin(), built.end());
+    if (std::chrono::steady_clock::now() - last_batch_sent_ >= options_.batch_window) SendOutbox();
+  }
   last_progress_ = std::chrono::steady_clock::now();
+}
+
+void ChangeFeed::SendOutbox() {
+  bool any = false;
+  for (auto& [id, c] : clients_) any = any || c.in_outbox;
+  if (!any) {
+    outbox_.clear();
+    return;
+  }
+  // The offsets ride along: one frame per window instead of two. last_
+  // covers every change in the outbox and nothing the clients lack.
+  std::shared_ptr<const std::string> frame;
+  if (!outbox_.empty()) {
+    std::string message = R"({"type":"changes","changes":[)";
+    for (size_t i = 0; i < outbox_.size(); ++i) message += (i ? "," : "") + *outbox_[i]->message;
+    frame = std::make_shared<const std::string>(message + R"(],"offsets":)" + OffsetsJson(last_).dump() + "}");
+  }
+  auto progress = ProgressMessage(last_);
+  for (auto& [id, c] : clients_) {
+    if (!c.in_outbox) continue;
+    c.in_outbox = false;
+    if (!c.opened || !c.live) continue;
+    if (frame && c.outbox_from == 0 && c.socket->queued() < InFlightLimit(c)) {
+      c.socket->Send(frame);
+      metrics_.messages.Add();
+      continue;
+    }
+    // Its socket is still busy (or it joined after the frame's first
+    // changes): the slow path, coalesced per key.
+    for (size_t i = c.outbox_from; i < outbox_.size(); ++i) Enqueue(c, outbox_[i]);
+    if (c.pending.size() > options_.max_pending) {
+      Reset(c, "client fell behind: more than " + std::to_string(options_.max_pending) + " changes pending");
+      continue;
+    }
+    c.progress = progress;
+    Pump(c);
+  }
+  outbox_.clear();
+  last_batch_sent_ = std::chrono::steady_clock::now();
+}
+
+std::chrono::milliseconds ChangeFeed::TimeUntilDue() const {
+  std::lock_guard lock(mu_);
+  if (outbox_.empty()) return std::chrono::milliseconds::max();
+  auto left = last_batch_sent_ + options_.batch_window - std::chrono::steady_clock::now();
+  return std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(left));
 }
 
 void ChangeFeed::Tick(ViewStore& store, const std::map<int32_t, int64_t>& offsets) {
@@ -317,8 +365,10 @@ void ChangeFeed::Tick(ViewStore& store, const std::map<int32_t, int64_t>& offset
     std::lock_guard lock(mu_);
     wanted = snapshots_wanted_;
     auto now = std::chrono::steady_clock::now();
+    if (!outbox_.empty() && now - last_batch_sent_ >= options_.batch_window) SendOutbox();
     if (now - last_progress_ >= options_.heartbeat) {
       last_progress_ = now;
+      SendOutbox();  // a heartbeat's offsets must not overtake changes not yet sent
       auto progress = ProgressMessage(offsets);
       for (auto& [id, c] : clients_) {
         if (!c.opened || !c.live) continue;
@@ -369,6 +419,7 @@ void ChangeFeed::ServeSnapshots(ViewStore& store, const std::map<int32_t, int64_
     }
     emit(true);
     std::lock_guard lock(mu_);
+
     for (uint64_t id : ids) {
       auto it = clients_.find(id);
       if (it == clients_.end() || it->second.live) continue;

@@ -12,6 +12,12 @@
 // wins). A client with more than max_pending keys waiting gets a `reset`
 // and a fresh snapshot, so a slow client costs at most max_pending entries.
 //
+// Fan-out: batch=1 clients that follow every row share one pre-built frame
+// per batch_window (the outbox); with many clients the frame rate, not the
+// bytes, is the cost. A client joins the outbox at its first flush after it
+// went live, from the outbox's current end, so it never gets a change its
+// snapshot or its resume already held.
+//
 // Resume: the last history_changes changes are kept (while a client is
 // connected, and for a while after the last one leaves); a client that
 // reconnects with `from` offsets the history still covers gets exactly the
@@ -45,6 +51,9 @@ struct ChangeFeedOptions {
   size_t snapshot_chunk_rows = 500;
   size_t max_in_flight = 64;  // messages queued on one socket
   std::chrono::milliseconds heartbeat{5000};
+  // Batch clients that follow every row get at most one frame per window:
+  // the frame rate, not the bytes, is what costs with many clients.
+  std::chrono::milliseconds batch_window{20};
   std::chrono::milliseconds keep_history_after_last_client{10 * 60 * 1000};
 };
 
@@ -94,6 +103,9 @@ class ChangeFeed {
   // Between flushes: serves waiting snapshots from `store` and sends
   // heartbeats. `offsets`: what the store holds for the engine's partitions.
   void Tick(ViewStore& store, const std::map<int32_t, int64_t>& offsets);
+  // How long the engine may wait before the next Tick is due (a batch
+  // frame is waiting for its window to end).
+  std::chrono::milliseconds TimeUntilDue() const;
 
   // --- The server's side. ---
   WebSocketCallbacks Attach(std::shared_ptr<WebSocket> socket, FeedRequest request);
@@ -116,6 +128,8 @@ class ChangeFeed {
     std::list<ChangePtr> pending;
     std::unordered_map<std::string, std::list<ChangePtr>::iterator> pending_by_key;
     std::shared_ptr<const std::string> progress;  // sent once pending is empty
+    bool in_outbox = false;  // its changes since the last batch frame are in outbox_...
+    size_t outbox_from = 0;  // ...from this index on (it may have joined late)
   };
 
   void OnOpen(uint64_t id);
@@ -123,6 +137,7 @@ class ChangeFeed {
   void Pump(Client& client);
   size_t InFlightLimit(const Client& client) const;
   void Reset(Client& client, const std::string& reason);
+  void SendOutbox();  // mu_ held
   void ServeSnapshots(ViewStore& store, const std::map<int32_t, int64_t>& offsets);
   std::shared_ptr<const std::string> ProgressMessage(const std::map<int32_t, int64_t>& offsets) const;
   bool CanResume(const std::map<int32_t, int64_t>& from) const;
@@ -139,6 +154,10 @@ class ChangeFeed {
   bool snapshots_wanted_ = false;
   std::chrono::steady_clock::time_point last_client_left_{};
   std::chrono::steady_clock::time_point last_progress_{};
+  // Batch fan-out: the changes since the last batch frame, sent to every
+  // in_outbox client as one shared message once batch_window has passed.
+  std::vector<ChangePtr> outbox_;
+  std::chrono::steady_clock::time_point last_batch_sent_{};
   // History for resuming: every change at offsets >= floor_[p] up to
   // last_[p] (the next offset after the newest flush) is in history_.
   std::deque<std::vector<ChangePtr>> history_;

@@ -214,6 +214,7 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
       // instead of waiting out the interval (freshness).
       wait = std::max(std::chrono::milliseconds(0), std::min({wait, left, std::chrono::milliseconds(2)}));
     }
+    if (options_.feed) wait = std::min(wait, options_.feed->TimeUntilDue());
     KafkaMessage message;
     int32_t eof_partition = -1;
     auto outcome = consumer_->Poll(wait, &message, &eof_partition);

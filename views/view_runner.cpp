@@ -41,6 +41,7 @@ Result<std::unique_ptr<ViewRunner>> ViewRunner::Create(const Config& config) {
   ChangeFeedOptions feed_options;
   feed_options.max_pending = static_cast<size_t>(config.views.feed.max_pending);
   feed_options.history_changes = static_cast<size_t>(config.views.feed.history_changes);
+  feed_options.batch_window = std::chrono::milliseconds(config.views.feed.batch_window_ms);
   feed_options.max_snapshot_rows = static_cast<size_t>(config.views.feed.max_snapshot_rows);
   for (auto& view : runner->views_) {
     view->metrics = std::make_unique<ViewMetrics>(runner->metrics_,

@@ -46,7 +46,7 @@ struct FeedState {
   Rows rows;
   std::map<int32_t, int64_t> next;  // resume point
   std::vector<std::pair<int32_t, int64_t>> changes;  // (partition, offset) of every change, in arrival order
-  int snapshots = 0, resets = 0, resumes = 0, progress = 0;
+  int snapshots = 0, resets = 0, resumes = 0, progress = 0, batches = 0;
   bool snapshot_done = false;
   bool in_snapshot = false;
 
@@ -65,6 +65,7 @@ struct FeedState {
     } else if (type == "change") {
       ApplyChange(m);
     } else if (type == "changes") {
+      ++batches;
       for (const auto& c : m["changes"]) ApplyChange(c);
     } else if (type == "progress") {
       ++progress;
@@ -320,6 +321,73 @@ TEST_F(ChangeFeedTest, ResumeAfterDroppedConnectionHasNoGapAndNoDuplicate) {
   for (const auto& [p, o] : state.changes) EXPECT_GE(o, snapshot_next[p]);
   EXPECT_EQ(state.rows.size(), seen_.size());
   for (const auto& [eid, delta] : seen_) EXPECT_EQ(state.rows[eid]["delta"], delta) << eid;
+}
+
+// batch=1 clients share one frame per batch window. A client that joins
+// mid-stream (snapshot) and one that resumes mid-stream must still get every
+// later change exactly once: the shared frame must not hand them changes
+// their snapshot or their resume already covers.
+TEST_F(ChangeFeedTest, BatchClientsGetEveryChangeOnceAcrossJoinsAndResumes) {
+  // A long window, so that clients join while a frame is being gathered.
+  env_["FRESHET_VIEWS_FEED_BATCH_WINDOW_MS"] = "150";
+  Produce(500);
+  FreshetProcess views({"views", "--config", config_path_}, env_, "feed-views");
+  ASSERT_TRUE(WaitUntil([&] { return CaughtUp("seen"); }, 90s, 50ms)) << views.Log();
+
+  auto early = WsClient::Connect(static_cast<uint16_t>(port_), FeedTarget("seen", "batch=1"));
+  ASSERT_TRUE(early);
+  FeedState es;
+  ASSERT_TRUE(ReadUntil(*early, es, [&] { return es.snapshots == 1; }, 20s));
+  auto early_snapshot_next = es.next;
+
+  // Paced (not as synchronisation): the stream must still be running when
+  // the late client joins and when the early one resumes.
+  std::thread producer([&] {
+    for (int i = 0; i < 40; ++i) {
+      Produce(100);
+      std::this_thread::sleep_for(40ms);
+    }
+  });
+  ASSERT_TRUE(ReadUntil(*early, es, [&] { return es.changes.size() >= 800; }, 60s)) << views.Log();
+  // Joins while the stream runs, half a window after the early client got
+  // a frame (a placement, not a synchronisation): the frame being gathered
+  // then holds changes its snapshot already covers.
+  std::this_thread::sleep_for(75ms);
+  auto late = WsClient::Connect(static_cast<uint16_t>(port_), FeedTarget("seen", "batch=1"));
+  ASSERT_TRUE(late);
+  FeedState ls;
+  ASSERT_TRUE(ReadUntil(*late, ls, [&] { return ls.snapshots == 1; }, 20s));
+  auto late_snapshot_next = ls.next;
+  // The early client drops and resumes, still mid-stream.
+  ASSERT_TRUE(ReadUntil(*early, es, [&] { return es.changes.size() >= 2000; }, 60s)) << views.Log();
+  early->Drop();
+  std::this_thread::sleep_for(75ms);  // mid-window, as above
+  early = WsClient::Connect(static_cast<uint16_t>(port_), FeedTarget("seen", "batch=1&from=" + es.FromParam()));
+  if (!early) producer.join();
+  ASSERT_TRUE(early);
+  producer.join();
+  ASSERT_TRUE(ReadUntil(*early, es, [&] { return es.resumes + es.snapshots > 1 && es.Reached(last_offset_); }, 60s))
+      << views.Log();
+  ASSERT_TRUE(ReadUntil(*late, ls, [&] { return ls.Reached(last_offset_); }, 60s)) << views.Log();
+
+  EXPECT_EQ(es.resumes, 1);
+  EXPECT_LT(ls.changes.size(), es.changes.size()) << "the late client should have joined mid-stream";
+  EXPECT_EQ(es.resets + ls.resets, 0);
+  for (auto* s : {&es, &ls}) {
+    std::set<std::pair<int32_t, int64_t>> unique(s->changes.begin(), s->changes.end());
+    EXPECT_EQ(unique.size(), s->changes.size()) << "a change was delivered twice";
+    EXPECT_GT(s->batches, 0);
+    EXPECT_LT(s->batches, static_cast<int>(s->changes.size())) << "changes should arrive several to a frame";
+    EXPECT_EQ(s->rows.size(), seen_.size());
+    for (const auto& [eid, delta] : seen_) EXPECT_EQ(s->rows[eid]["delta"], delta) << eid;
+  }
+  // No gap: every event after each client's snapshot, once.
+  EXPECT_EQ(es.changes.size(), 4000u);
+  for (const auto& [p, o] : es.changes) EXPECT_GE(o, early_snapshot_next[p]);
+  for (const auto& [p, o] : ls.changes) EXPECT_GE(o, late_snapshot_next[p]) << "a change the snapshot held";
+  size_t after_late_snapshot = 0;
+  for (const auto& [p, o] : es.changes) after_late_snapshot += o >= late_snapshot_next[p];
+  EXPECT_EQ(ls.changes.size(), after_late_snapshot);
 }
 
 TEST_F(ChangeFeedTest, SlowClientsAreCoalescedOrResetAndMemoryStaysBounded) {
