@@ -20,7 +20,8 @@ int RunWriterCommand(const std::string& config_path);
 int RunViewsCommand(const std::string& config_path);
 int RunCheckConfigCommand(const std::string& config_path);
 int RunDemoLoadCommand(const DemoLoadOptions& options);
-int RunRebuildCommand(const std::string& config_path, const std::string& view_name);
+// `store`: "postgres", "rocksdb", or "" (postgres if the view has it).
+int RunRebuildCommand(const std::string& config_path, const std::string& view_name, const std::string& store);
 
 // Blocks SIGINT and SIGTERM in the calling thread (call before starting
 // threads so they inherit the mask), and waits for one of them.

@@ -25,6 +25,11 @@ int main(int argc, char** argv) {
       "rebuild", "Reprocess a view from offset zero into a new table beside the live one, then swap it in atomically");
   rebuild->add_option("view", rebuild_view, "The view's name in views.definitions")->required();
   rebuild->add_option("-c,--config", config_path, "JSON config file")->check(CLI::ExistingFile);
+  std::string rebuild_store;
+  rebuild->add_option("--store", rebuild_store,
+                      "Which copy: postgres (default when the view has one) or rocksdb (rebuilt inside the running "
+                      "view process, or here when none runs)")
+      ->check(CLI::IsMember({"postgres", "rocksdb"}));
 
   freshet::DemoLoadOptions load;
   auto* demo = app.add_subcommand("demo-load", "Send a stream of realistic inventory commands to a writer");
@@ -48,6 +53,6 @@ int main(int argc, char** argv) {
   if (*views) return freshet::RunViewsCommand(config_path);
   if (*check) return freshet::RunCheckConfigCommand(config_path);
   if (*demo) return freshet::RunDemoLoadCommand(load);
-  if (*rebuild) return freshet::RunRebuildCommand(config_path, rebuild_view);
+  if (*rebuild) return freshet::RunRebuildCommand(config_path, rebuild_view, rebuild_store);
   return 2;
 }

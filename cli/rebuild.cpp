@@ -1,15 +1,25 @@
-// `freshet rebuild VIEW`: reprocesses a view's Postgres copy from offset
-// zero into a new table beside the live one, then swaps it in atomically
-// (the engine's SwapIn, once it has read to the end) and drops the old one.
-// Progress (offsets done of total, rate, ETA) goes to stderr; SIGINT or
-// SIGTERM stops it with what it built kept, and running it again resumes.
-// Running view processes follow the new table on their next flush.
+// `freshet rebuild VIEW`: reprocesses a view from offset zero into a new
+// table beside the live one, then swaps it in atomically (the engine's
+// SwapIn, once it has read to the end) and drops the old one. Progress
+// (offsets done of total, rate, ETA) goes to stderr.
+//
+// Postgres copy (the default): built here. SIGINT or SIGTERM stops it with
+// what it built kept, and running it again resumes. Running view processes
+// follow the new table on their next flush.
+//
+// RocksDB copy (--store rocksdb): the database belongs to one process. If a
+// view process holds it, the rebuild runs inside that process (POST
+// /views/{name}/rebuild) and this command follows its progress; otherwise
+// it is built here, and a view process started later resumes an
+// unfinished one.
 #include <signal.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <cstdio>
+#include <functional>
 #include <ctime>
 #include <iostream>
 #include <pqxx/pqxx>
@@ -21,7 +31,11 @@
 #include "core/kafka.h"
 #include "core/log.h"
 #include "core/postgres.h"
+#include "core/http.h"
+#include "core/http_client.h"
 #include "sinks/postgres_sink.h"
+#include "sinks/rocksdb_store.h"
+#include "views/rocksdb_view_store.h"
 #include "views/declarative_projection.h"
 #include "views/view_engine.h"
 #include "views/view_spec.h"
@@ -60,91 +74,19 @@ std::string Duration(double seconds) {
   return buf;
 }
 
-}  // namespace
+std::string ProgressLine(const std::string& view_name, int64_t done, int64_t total, double rate, double eta) {
+  char line[256];
+  std::snprintf(line, sizeof line, "%s: %lld of %lld offsets (%.0f%%), %.0f events/s, ETA %s", view_name.c_str(),
+                static_cast<long long>(std::min(done, total)), static_cast<long long>(total),
+                total > 0 ? 100.0 * std::min(done, total) / total : 100.0, rate, Duration(eta).c_str());
+  return line;
+}
 
-int RunRebuildCommand(const std::string& config_path, const std::string& view_name) {
-  auto config = LoadConfig(config_path);
-  if (!config.ok()) {
-    std::cerr << "freshet: config error: " << config.status().message() << "\n";
-    return 2;
-  }
-  for (auto [value, field] : {std::pair{&config->kafka.brokers, "kafka.brokers"}, {&config->postgres.url, "postgres.url"}}) {
-    if (Status st = RequireField(*value, field); !st.ok()) {
-      std::cerr << "freshet: config error: " << st.message() << "\n";
-      return 2;
-    }
-  }
-  auto specs = ParseViewSpecs(config->views.definitions, "views.definitions");
-  if (!specs.ok()) {
-    std::cerr << "freshet: config error: " << specs.status().message() << "\n";
-    return 2;
-  }
-  const ViewSpec* spec = nullptr;
-  std::string known;
-  for (const ViewSpec& s : *specs) {
-    known += (known.empty() ? "" : ", ") + s.name;
-    if (s.name == view_name) spec = &s;
-  }
-  if (!spec) {
-    std::cerr << "freshet: rebuild: no view named \"" << view_name << "\" in views.definitions"
-              << (known.empty() ? "" : " (known: " + known + ")") << "\n";
-    return 2;
-  }
-  bool has_postgres = false;
-  for (const auto& store : spec->stores) has_postgres |= store == "postgres";
-  if (!has_postgres) {
-    std::cerr << "freshet: rebuild: view " << view_name
-              << " has no Postgres copy; a RocksDB copy is rebuilt by deleting views.rocksdb_path and restarting\n";
-    return 2;
-  }
-  InitLogging(config->log_level == "info" ? "warn" : config->log_level, "rebuild");
-
-  TableSpec table = DeclarativeProjection(*spec).table();
-  auto version = RebuildVersion(config->postgres.url, table);
-  if (!version.ok()) {
-    std::cerr << "freshet: rebuild: " << version.status().message() << "\n";
-    return 1;
-  }
-  table.version = version->first;
-  auto sink = PostgresSink::Open(config->postgres.url, config->kafka.topic, table);
-  if (!sink.ok()) {
-    std::cerr << "freshet: rebuild: " << sink.status().message() << "\n";
-    return 1;
-  }
-  KafkaClientOptions kafka{config->kafka.brokers, config->kafka.client_properties};
-  auto dead_letters = Producer::Create(kafka);
-  auto consumer = Consumer::Create(kafka, "");
-  auto partitions = PartitionCount(kafka, config->kafka.topic, std::chrono::seconds(15));
-  if (!dead_letters.ok() || !consumer.ok() || !partitions.ok()) {
-    std::cerr << "freshet: rebuild: kafka: "
-              << (!partitions.ok() ? partitions.status().message() : "cannot create clients") << "\n";
-    return 1;
-  }
-  int64_t total = 0;
-  for (int32_t p = 0; p < *partitions; ++p) {
-    auto marks = (*consumer)->QueryWatermarks(config->kafka.topic, p, std::chrono::seconds(10));
-    if (marks.ok()) total += marks->second;
-  }
-  std::cerr << (version->second ? "resuming the rebuild of " : "rebuilding ") << view_name << " into "
-            << table.table_name() << " from offset zero: " << total << " offsets in " << *partitions
-            << " partitions; readers keep the live table until the swap\n";
-
-  ViewEngineOptions options;
-  options.kafka = kafka;
-  options.topic = config->kafka.topic;
-  options.group_id = config->views.group_id + "." + view_name + ".rebuild";
-  options.session_timeout_ms = config->views.session_timeout_ms;
-  options.flush_interval = std::chrono::milliseconds(1000);  // throughput over freshness: nobody reads it yet
-  options.max_batch_events = 100000;
-  options.stop_on_error = spec->stop_on_error;
-  options.dead_letter_topic = config->kafka.dead_letter_topic;
-  options.dead_letters = dead_letters->get();
-  MetricsRegistry registry;
-  ViewMetrics metrics(registry, "view=\"" + view_name + "\",store=\"postgres\"");
-  bool building = (*sink)->building();
-  ViewEngine engine(options, std::make_unique<DeclarativeProjection>(*spec),
-                    std::make_unique<PostgresViewStore>(std::move(sink.value()), table), metrics);
-
+// Runs `engine` until the new version is live (or, when nothing was live,
+// until it has caught up), printing progress; 0, 1 (failed) or 130
+// (interrupted).
+int DriveRebuild(ViewEngine& engine, const std::string& view_name, const std::string& table_name, bool building,
+                 int64_t total, const std::function<void(const std::string&)>& report) {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -159,19 +101,6 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
   });
 
   const bool terminal = isatty(STDERR_FILENO);
-  // Progress also goes to the registry, where view processes show it in
-  // their status endpoint.
-  auto registry_conn = ConnectPostgres(config->postgres.url);
-  auto report = [&](const std::string& progress) {
-    if (!registry_conn.ok()) return;
-    try {
-      pqxx::nontransaction tx(**registry_conn);
-      tx.exec_params("UPDATE freshet.views SET build_progress = $2::jsonb WHERE name = $1 AND building_table = $3",
-                     view_name, progress, table.table_name());
-    } catch (const std::exception& e) {
-      spdlog::warn("rebuild: reporting progress: {}", e.what());
-    }
-  };
   auto started = std::chrono::steady_clock::now();
   auto last_line = started;
   int64_t first_done = -1;
@@ -190,12 +119,9 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
     double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     double rate = elapsed > 0 && first_done >= 0 ? (done - first_done) / elapsed : 0;
     double eta = rate > 0 ? (total - done) / rate : -1;
-    char line[256];
-    std::snprintf(line, sizeof line, "%s: %lld of %lld offsets (%.0f%%), %.0f events/s, ETA %s", view_name.c_str(),
-                  static_cast<long long>(std::min(done, total)), static_cast<long long>(total),
-                  total > 0 ? 100.0 * std::min(done, total) / total : 100.0, rate, Duration(eta).c_str());
+    std::string line = ProgressLine(view_name, done, total, rate, eta);
     auto now = std::chrono::steady_clock::now();
-    report(nlohmann::json{{"state", "running"}, {"table", table.table_name()}, {"done", std::min(done, total)},
+    report(nlohmann::json{{"state", "running"}, {"table", table_name}, {"done", std::min(done, total)},
                           {"total", total}, {"events_per_s", rate}, {"eta_s", eta}}.dump());
     if (terminal) std::cerr << "\r" << line << "   " << std::flush;
     else if (now - last_line >= std::chrono::seconds(5)) {
@@ -212,20 +138,230 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
   if (terminal) std::cerr << "\n";
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (!result.ok()) {
-    report(nlohmann::json{{"state", "failed"}, {"table", table.table_name()}, {"error", result.message()}}.dump());
+    report(nlohmann::json{{"state", "failed"}, {"table", table_name}, {"error", result.message()}}.dump());
     std::cerr << "freshet: rebuild of " << view_name << " failed: " << result.message()
               << "\nwhat was built is kept; run the same command again to resume\n";
     return 1;
   }
   if (interrupted) {
-    report(nlohmann::json{{"state", "interrupted"}, {"table", table.table_name()}}.dump());
-    std::cerr << "interrupted after " << Duration(seconds) << "; what was built is kept in " << table.table_name()
+    report(nlohmann::json{{"state", "interrupted"}, {"table", table_name}}.dump());
+    std::cerr << "interrupted after " << Duration(seconds) << "; what was built is kept in " << table_name
               << ": run the same command again to resume\n";
     return 130;
   }
-  std::cerr << view_name << ": " << table.table_name() << " is live after " << Duration(seconds)
+  std::cerr << view_name << ": " << table_name << " is live after " << Duration(seconds)
             << "; the previous table was dropped\n";
   return 0;
+}
+
+// The RocksDB copy is held by a running view process: ask it to rebuild and
+// follow the progress it reports.
+int RemoteRocksDbRebuild(const Config& config, const std::string& view_name, int64_t total) {
+  auto address = ParseHostPort(config.views.listen, "views.listen");
+  if (!address.ok()) {
+    std::cerr << "freshet: config error: " << address.status().message() << "\n";
+    return 2;
+  }
+  HttpClient http(address->first, address->second, std::chrono::seconds(10));
+  std::vector<std::pair<std::string, std::string>> auth;
+  if (!config.views.feed.token.empty()) auth.push_back({"Authorization", "Bearer " + config.views.feed.token});
+  auto live_table = [&]() -> std::string {
+    auto r = http.Request("GET", "/views/" + view_name + "/rows?prefix=&limit=1", "", auth);
+    if (!r.ok() || r->status != 200) return "";
+    return nlohmann::json::parse(r->body, nullptr, false).value("table", "");
+  };
+  std::string before = live_table();
+  auto asked = http.Request("POST", "/views/" + view_name + "/rebuild?store=rocksdb", "", auth);
+  if (!asked.ok()) {
+    std::cerr << "freshet: rebuild: the view process holding " << config.views.rocksdb_path << " does not answer at "
+              << config.views.listen << ": " << asked.status().message() << "\n";
+    return 1;
+  }
+  if (asked->status == 409) {
+    std::cerr << "a rebuild of " << view_name << " is already running in the view process; following it\n";
+  } else if (asked->status != 202) {
+    std::cerr << "freshet: rebuild: the view process refused (HTTP " << asked->status << "): " << asked->body << "\n";
+    return 1;
+  }
+  std::cerr << "rebuilding " << view_name << " (rocksdb) inside the view process at " << config.views.listen
+            << " from offset zero: " << total << " offsets; readers keep the live table until the swap\n";
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const bool terminal = isatty(STDERR_FILENO);
+  auto started = std::chrono::steady_clock::now();
+  auto last_line = started;
+  for (;;) {
+    timespec tick{1, 0};
+    int sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig == SIGINT || sig == SIGTERM) {
+      if (terminal) std::cerr << "\n";
+      std::cerr << "stopped following; the rebuild goes on in the view process (see /views/" << view_name
+                << "/status)\n";
+      return 130;
+    }
+    auto r = http.Request("GET", "/views/" + view_name + "/status", "", auth);
+    if (!r.ok() || r->status != 200) continue;  // restarting: ask again
+    auto status = nlohmann::json::parse(r->body, nullptr, false);
+    if (status.contains("stores")) status = status["stores"]["rocksdb"];
+    int64_t done = 0;
+    for (const auto& [p, next] : status["next_offsets"].items()) done += std::max<int64_t>(next.get<int64_t>(), 0);
+    std::string now_live = live_table();
+    bool swapped = status.value("state", "") == "running" && !now_live.empty() && now_live != before;
+    double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    double rate = elapsed > 0 ? done / elapsed : 0;
+    double eta = rate > 0 ? (total - done) / rate : -1;
+    std::string line = ProgressLine(view_name, done, total, rate, eta);
+    auto now = std::chrono::steady_clock::now();
+    if (terminal) std::cerr << "\r" << line << "   " << std::flush;
+    else if (now - last_line >= std::chrono::seconds(5)) {
+      std::cerr << line << "\n";
+      last_line = now;
+    }
+    if (swapped) {
+      if (terminal) std::cerr << "\n";
+      std::cerr << view_name << ": " << now_live << " is live after " << Duration(elapsed)
+                << "; the previous table was dropped\n";
+      return 0;
+    }
+    if (status.value("state", "") == "stopped") {
+      std::cerr << "freshet: rebuild of " << view_name << " stopped: " << status.value("error", "") << "\n";
+      return 1;
+    }
+  }
+}
+
+}  // namespace
+
+int RunRebuildCommand(const std::string& config_path, const std::string& view_name, const std::string& store_arg) {
+  auto config = LoadConfig(config_path);
+  if (!config.ok()) {
+    std::cerr << "freshet: config error: " << config.status().message() << "\n";
+    return 2;
+  }
+  if (Status st = RequireField(config->kafka.brokers, "kafka.brokers"); !st.ok()) {
+    std::cerr << "freshet: config error: " << st.message() << "\n";
+    return 2;
+  }
+  auto specs = ParseViewSpecs(config->views.definitions, "views.definitions");
+  if (!specs.ok()) {
+    std::cerr << "freshet: config error: " << specs.status().message() << "\n";
+    return 2;
+  }
+  const ViewSpec* spec = nullptr;
+  std::string known;
+  for (const ViewSpec& s : *specs) {
+    known += (known.empty() ? "" : ", ") + s.name;
+    if (s.name == view_name) spec = &s;
+  }
+  if (!spec) {
+    std::cerr << "freshet: rebuild: no view named \"" << view_name << "\" in views.definitions"
+              << (known.empty() ? "" : " (known: " + known + ")") << "\n";
+    return 2;
+  }
+  bool has_postgres = false, has_rocksdb = false;
+  for (const auto& s : spec->stores) {
+    has_postgres |= s == "postgres";
+    has_rocksdb |= s == "rocksdb";
+  }
+  std::string store = store_arg.empty() ? (has_postgres ? "postgres" : "rocksdb") : store_arg;
+  if ((store == "postgres" && !has_postgres) || (store == "rocksdb" && !has_rocksdb)) {
+    std::cerr << "freshet: rebuild: --store: view " << view_name << " has no " << store << " copy (its stores: "
+              << (has_postgres ? "postgres" : "") << (has_postgres && has_rocksdb ? ", " : "")
+              << (has_rocksdb ? "rocksdb" : "") << ")\n";
+    return 2;
+  }
+  if (store == "postgres") {
+    if (Status st = RequireField(config->postgres.url, "postgres.url"); !st.ok()) {
+      std::cerr << "freshet: config error: " << st.message() << "\n";
+      return 2;
+    }
+  }
+  InitLogging(config->log_level == "info" ? "warn" : config->log_level, "rebuild");
+
+  KafkaClientOptions kafka{config->kafka.brokers, config->kafka.client_properties};
+  auto dead_letters = Producer::Create(kafka);
+  auto consumer = Consumer::Create(kafka, "");
+  auto partitions = PartitionCount(kafka, config->kafka.topic, std::chrono::seconds(15));
+  if (!dead_letters.ok() || !consumer.ok() || !partitions.ok()) {
+    std::cerr << "freshet: rebuild: kafka: "
+              << (!partitions.ok() ? partitions.status().message() : "cannot create clients") << "\n";
+    return 1;
+  }
+  int64_t total = 0;
+  for (int32_t p = 0; p < *partitions; ++p) {
+    auto marks = (*consumer)->QueryWatermarks(config->kafka.topic, p, std::chrono::seconds(10));
+    if (marks.ok()) total += marks->second;
+  }
+
+  TableSpec table = DeclarativeProjection(*spec).table();
+  ViewEngineOptions options;
+  options.kafka = kafka;
+  options.topic = config->kafka.topic;
+  options.group_id = config->views.group_id + "." + view_name + (store == "rocksdb" ? ".rocksdb" : "") + ".rebuild";
+  options.session_timeout_ms = config->views.session_timeout_ms;
+  options.flush_interval = std::chrono::milliseconds(1000);  // throughput over freshness: nobody reads it yet
+  options.max_batch_events = 100000;
+  options.stop_on_error = spec->stop_on_error;
+  options.dead_letter_topic = config->kafka.dead_letter_topic;
+  options.dead_letters = dead_letters->get();
+  MetricsRegistry registry;
+  ViewMetrics metrics(registry, "view=\"" + view_name + "\",store=\"" + store + "\"");
+
+  if (store == "rocksdb") {
+    auto db = RocksDbStore::Open(config->views.rocksdb_path, {});
+    if (!db.ok()) {
+      if (db.status().code() == StatusCode::kUnavailable) return RemoteRocksDbRebuild(*config, view_name, total);
+      std::cerr << "freshet: rebuild: views.rocksdb_path: " << db.status().message() << "\n";
+      return 1;
+    }
+    auto view_store = RocksDbViewStore::Open(**db, config->kafka.topic, table, /*rebuild=*/true);
+    if (!view_store.ok()) {
+      std::cerr << "freshet: rebuild: " << view_store.status().message() << "\n";
+      return 1;
+    }
+    std::string table_name = (*view_store)->table_name();
+    bool building = (*view_store)->building();
+    std::cerr << "rebuilding " << view_name << " (rocksdb) into " << table_name << " from offset zero: " << total
+              << " offsets in " << *partitions << " partitions; no view process holds " << config->views.rocksdb_path
+              << ", so it is built here\n";
+    ViewEngine engine(options, std::make_unique<DeclarativeProjection>(*spec), std::move(view_store.value()), metrics);
+    return DriveRebuild(engine, view_name, table_name, building, total, [](const std::string&) {});
+  }
+
+  auto version = RebuildVersion(config->postgres.url, table);
+  if (!version.ok()) {
+    std::cerr << "freshet: rebuild: " << version.status().message() << "\n";
+    return 1;
+  }
+  table.version = version->first;
+  auto sink = PostgresSink::Open(config->postgres.url, config->kafka.topic, table);
+  if (!sink.ok()) {
+    std::cerr << "freshet: rebuild: " << sink.status().message() << "\n";
+    return 1;
+  }
+  std::cerr << (version->second ? "resuming the rebuild of " : "rebuilding ") << view_name << " into "
+            << table.table_name() << " from offset zero: " << total << " offsets in " << *partitions
+            << " partitions; readers keep the live table until the swap\n";
+  bool building = (*sink)->building();
+  ViewEngine engine(options, std::make_unique<DeclarativeProjection>(*spec),
+                    std::make_unique<PostgresViewStore>(std::move(sink.value()), table), metrics);
+  // Progress also goes to the registry, where view processes show it in
+  // their status endpoint.
+  auto registry_conn = ConnectPostgres(config->postgres.url);
+  auto report = [&](const std::string& progress) {
+    if (!registry_conn.ok()) return;
+    try {
+      pqxx::nontransaction tx(**registry_conn);
+      tx.exec_params("UPDATE freshet.views SET build_progress = $2::jsonb WHERE name = $1 AND building_table = $3",
+                     view_name, progress, table.table_name());
+    } catch (const std::exception& e) {
+      spdlog::warn("rebuild: reporting progress: {}", e.what());
+    }
+  };
+  return DriveRebuild(engine, view_name, table.table_name(), building, total, report);
 }
 
 }  // namespace freshet

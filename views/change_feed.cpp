@@ -380,7 +380,18 @@ void ChangeFeed::Tick(ViewStore& store, const std::map<int32_t, int64_t>& offset
   if (wanted) ServeSnapshots(store, offsets);
 }
 
-void ChangeFeed::ServeSnapshots(ViewStore& store, const std::map<int32_t, int64_t>& offsets) {
+void ChangeFeed::ServeSnapshots(ViewStore& store, const std::map<int32_t, int64_t>& engine_offsets) {
+  // While a new version is built, snapshots come from the live one, with
+  // its offsets.
+  std::map<int32_t, int64_t> offsets = engine_offsets;
+  if (store.building()) {
+    auto live = store.LiveOffsets();
+    if (!live.ok()) {
+      spdlog::warn("view {}: feed snapshot failed: {}", view_, live.status().message());
+      return;
+    }
+    offsets = *live;
+  }
   // Which filters are waiting; each distinct one is read once.
   std::map<std::pair<std::string, bool>, std::vector<uint64_t>> waiting;
   {
@@ -430,6 +441,19 @@ void ChangeFeed::ServeSnapshots(ViewStore& store, const std::map<int32_t, int64_
       c.live = true;
     }
   }
+}
+
+void ChangeFeed::ResetAll(const std::string& reason) {
+  std::lock_guard lock(mu_);
+  outbox_.clear();
+  // Offsets of the previous version do not describe the new rows: nobody
+  // resumes into them.
+  history_.clear();
+  history_size_ = 0;
+  floor_.clear();
+  last_.clear();
+  for (auto& [id, c] : clients_)
+    if (c.opened && c.live) Reset(c, reason);
 }
 
 void ChangeFeed::CloseAll(uint16_t code, const std::string& reason) {

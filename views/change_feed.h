@@ -103,6 +103,9 @@ class ChangeFeed {
   // Between flushes: serves waiting snapshots from `store` and sends
   // heartbeats. `offsets`: what the store holds for the engine's partitions.
   void Tick(ViewStore& store, const std::map<int32_t, int64_t>& offsets);
+  // Every client starts over with a fresh snapshot, and the history is
+  // dropped: a new version of the view went live.
+  void ResetAll(const std::string& reason);
   // How long the engine may wait before the next Tick is due (a batch
   // frame is waiting for its window to end).
   std::chrono::milliseconds TimeUntilDue() const;

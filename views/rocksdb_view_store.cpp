@@ -1,6 +1,8 @@
 #include "views/rocksdb_view_store.h"
 
+#include <cctype>
 #include <cmath>
+#include <ctime>
 
 namespace freshet {
 namespace {
@@ -21,24 +23,86 @@ nlohmann::json Combine(const ColumnSpec& c, const nlohmann::json& stored, const 
 
 }  // namespace
 
+// A table of `view`: "<view>__v" followed by a version (letters and digits).
+static bool IsVersionOf(const std::string& table, const std::string& view) {
+  const std::string prefix = view + "__v";
+  if (table.size() <= prefix.size() || table.compare(0, prefix.size(), prefix) != 0) return false;
+  for (size_t i = prefix.size(); i < table.size(); ++i)
+    if (!std::isalnum(static_cast<unsigned char>(table[i]))) return false;
+  return true;
+}
+
 Result<std::unique_ptr<RocksDbViewStore>> RocksDbViewStore::Open(RocksDbStore& store, const std::string& topic,
-                                                                 const TableSpec& table) {
-  FRESHET_RETURN_IF_ERROR(store.EnsureTable(table.table_name()));
-  // A new version takes over the view's name at once: RocksDB views are
-  // local projections, rebuilt from offset zero when their definition changes.
-  FRESHET_RETURN_IF_ERROR(store.SetAlias(table.view_name, table.table_name()));
-  return std::unique_ptr<RocksDbViewStore>(new RocksDbViewStore(store, topic, table));
+                                                                 const TableSpec& table, bool rebuild) {
+  auto alias = [&](const std::string& name) -> Result<std::string> {
+    auto got = store.ResolveAlias(name);
+    if (got.ok()) return *got;
+    if (got.status().code() == StatusCode::kNotFound) return std::string();
+    return got.status();
+  };
+  auto live = alias(table.view_name);
+  if (!live.ok()) return live.status();
+  auto unfinished = alias(BuildingAlias(table.view_name));
+  if (!unfinished.ok()) return unfinished.status();
+  const std::string plain = table.table_name();
+  // This definition: the plain version or a rebuild of it.
+  auto same_definition = [&](const std::string& t) { return t == plain || t.rfind(plain + "r", 0) == 0; };
+
+  TableSpec chosen = table;
+  auto use = [&](const std::string& name) { chosen.version = name.substr(table.view_name.size() + 3); };
+  bool build = false;
+  if (!unfinished->empty() && *unfinished != *live && same_definition(*unfinished)) {
+    use(*unfinished);  // resume what a previous run of this process started
+    build = true;
+  } else if (rebuild) {
+    chosen.version = table.version + "r" + std::to_string(std::time(nullptr));
+    build = !live->empty();
+  } else if (!live->empty() && same_definition(*live)) {
+    use(*live);
+  } else {
+    build = !live->empty();  // another definition is live: build beside it
+  }
+  std::unique_ptr<RocksDbViewStore> out(new RocksDbViewStore(store, topic, chosen));
+  FRESHET_RETURN_IF_ERROR(store.EnsureTable(out->table_name_));
+  if (build) {
+    out->live_table_ = *live;
+    FRESHET_RETURN_IF_ERROR(store.SetAlias(BuildingAlias(table.view_name), out->table_name_));
+  } else {
+    FRESHET_RETURN_IF_ERROR(store.SetAlias(table.view_name, out->table_name_));
+    (void)store.RemoveAlias(BuildingAlias(table.view_name));
+    FRESHET_RETURN_IF_ERROR(out->DropOtherVersions(out->table_name_));
+  }
+  return out;
+}
+
+Status RocksDbViewStore::SwapIn() {
+  if (live_table_.empty()) return Status::Ok();
+  // One write: readers resolve the old table or the new one.
+  FRESHET_RETURN_IF_ERROR(store_.SetAlias(table_.view_name, table_name_));
+  live_table_.clear();
+  (void)store_.RemoveAlias(BuildingAlias(table_.view_name));
+  return DropOtherVersions(table_name_);
+}
+
+Status RocksDbViewStore::DropOtherVersions(const std::string& keep) {
+  for (const std::string& t : store_.Tables())
+    if (t != keep && IsVersionOf(t, table_.view_name)) FRESHET_RETURN_IF_ERROR(store_.DropTable(t));
+  return Status::Ok();
+}
+
+Result<std::map<int32_t, int64_t>> RocksDbViewStore::LiveOffsets() {
+  return store_.LoadOffsets(live_table_.empty() ? table_name_ : live_table_, topic_);
 }
 
 Result<std::map<int32_t, int64_t>> RocksDbViewStore::LoadOffsets() {
-  return store_.LoadOffsets(table_.table_name(), topic_);
+  return store_.LoadOffsets(table_name_, topic_);
 }
 
 Status RocksDbViewStore::Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets,
                                std::vector<RowChange>* changes) {
   std::vector<KvWrite> writes;
   writes.reserve(rows.size());
-  const std::string table = table_.table_name();
+  const std::string& table = table_name_;
   for (const RowWrite& row : rows) {
     KvWrite w;
     w.key = EncodeKey(row.key);
@@ -77,7 +141,8 @@ RowChange RocksDbViewStore::FullRow(const RowWrite& row, nlohmann::json value) c
 }
 
 Result<std::vector<RowChange>> RocksDbViewStore::ReadRows(const std::string& encoded_prefix, size_t limit) {
-  auto scanned = store_.Scan(table_.table_name(), encoded_prefix, limit);
+  // While a new version is built, readers (and feed snapshots) get the live one.
+  auto scanned = store_.Scan(live_table_.empty() ? table_name_ : live_table_, encoded_prefix, limit);
   if (!scanned.ok()) return scanned.status();
   std::vector<RowChange> out;
   out.reserve(scanned->size());

@@ -6,6 +6,14 @@
 // columns, numbers as numbers. Columns that merge (sums, counts, min, max)
 // are combined with the stored row here, in the one thread that writes the
 // table, before the batch commits with the offsets.
+//
+// Versions, as in Postgres: readers resolve the view's alias. A changed
+// definition, or a rebuild (`freshet rebuild VIEW --store rocksdb`, version
+// "<hash>r<unix seconds>"), is built into a new table beside the live one
+// (building() is true; the alias "<view>.building" names it, so a restarted
+// process resumes it) and swapped in with one alias write once the engine
+// has caught up (SwapIn); the old table is dropped then. Meanwhile readers,
+// and feed snapshots, get the old rows.
 #pragma once
 
 #include <memory>
@@ -20,15 +28,26 @@ namespace freshet {
 
 class RocksDbViewStore final : public ViewStore {
  public:
-  // Creates the table (view_name__v<version>) and points the view's alias
-  // at it. `store` is shared by every view of the process.
+  // Opens the view's table for `table`'s definition: the live one if it has
+  // this definition (a rebuilt "<hash>r<n>" one included), an unfinished
+  // build of it, or a new one (built beside a live table of another
+  // definition). With `rebuild`, a new "<hash>r<unix seconds>" version is
+  // built beside the live one (or the unfinished rebuild resumed). `store`
+  // is shared by every view of the process.
   static Result<std::unique_ptr<RocksDbViewStore>> Open(RocksDbStore& store, const std::string& topic,
-                                                        const TableSpec& table);
+                                                        const TableSpec& table, bool rebuild = false);
   const char* kind() const override { return "rocksdb"; }
   Result<std::map<int32_t, int64_t>> LoadOffsets() override;
   Status Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets,
                std::vector<RowChange>* changes = nullptr) override;
   Result<std::vector<RowChange>> ReadRows(const std::string& encoded_prefix, size_t limit) override;
+  Result<std::map<int32_t, int64_t>> LiveOffsets() override;
+  bool building() const override { return !live_table_.empty(); }
+  Status SwapIn() override;
+  // The table this store writes.
+  const std::string& table_name() const { return table_name_; }
+  // The alias under which an unfinished build of `view` is recorded.
+  static std::string BuildingAlias(const std::string& view) { return view + ".building"; }
 
   // The encoded key (see EncodeKey) of `/`-separated text from a URL.
   static std::string KeyFromUrl(const std::string& slash_separated);
@@ -39,10 +58,15 @@ class RocksDbViewStore final : public ViewStore {
   // The change of a stored row: key columns plus the stored value object.
   RowChange FullRow(const RowWrite& row, nlohmann::json value) const;
   RocksDbViewStore(RocksDbStore& store, std::string topic, TableSpec table)
-      : store_(store), topic_(std::move(topic)), table_(std::move(table)) {}
+      : store_(store), topic_(std::move(topic)), table_(std::move(table)), table_name_(table_.table_name()) {}
+  // Drops the view's tables other than `keep` (leftovers of earlier
+  // versions and abandoned builds).
+  Status DropOtherVersions(const std::string& keep);
   RocksDbStore& store_;
   std::string topic_;
   TableSpec table_;
+  std::string table_name_;
+  std::string live_table_;  // while building: the table readers use
 };
 
 }  // namespace freshet

@@ -113,7 +113,8 @@ Status ViewEngine::Flush() {
   }
   std::vector<RowWrite> rows = projection_->TakePending();
   std::vector<RowChange> changes;
-  bool feeding = options_.feed && options_.feed->recording();
+  // A version being built is not what readers see: its rows are not news.
+  bool feeding = options_.feed && options_.feed->recording() && !store_->building();
   Status st = store_->Write(rows, advances, feeding ? &changes : nullptr);
   if (!st.ok()) {
     metrics_.flush_failures.Add();
@@ -184,7 +185,9 @@ Status ViewEngine::MaybeSwapIn() {
     auto it = stored->find(p);
     if (high > 0 && (it == stored->end() || it->second < high - 1)) return Status::Ok();
   }
-  return store_->SwapIn();
+  FRESHET_RETURN_IF_ERROR(store_->SwapIn());
+  if (options_.feed) options_.feed->ResetAll("a new version of the view is live");
+  return Status::Ok();
 }
 
 Status ViewEngine::Run(const std::atomic<bool>& stop) {

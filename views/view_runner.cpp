@@ -34,6 +34,14 @@ Result<std::unique_ptr<ViewRunner>> ViewRunner::Create(const Config& config) {
     view->name = "stock_levels";
     runner->views_.push_back(std::move(view));
   }
+  // Opened here, before the HTTP server starts: /views/{name}/rows reads it
+  // from the first request on.
+  for (auto& view : runner->views_) {
+    if (view->store != "rocksdb" || runner->rocksdb_) continue;
+    auto store = RocksDbStore::Open(config.views.rocksdb_path, {});
+    if (!store.ok()) return store.status().WithContext("views.rocksdb_path");
+    runner->rocksdb_ = std::move(store.value());
+  }
   runner->feed_metrics_ = std::make_unique<FeedMetrics>(runner->metrics_);
   std::set<std::string> names;
   for (const auto& view : runner->views_) names.insert(view->name);
@@ -64,12 +72,6 @@ Status ViewRunner::Start() {
   auto producer = Producer::Create({config_.kafka.brokers, config_.kafka.client_properties});
   if (!producer.ok()) return producer.status();
   dead_letters_ = std::move(producer.value());
-  for (auto& view : views_) {
-    if (view->store != "rocksdb" || rocksdb_) continue;
-    auto store = RocksDbStore::Open(config_.views.rocksdb_path, {});
-    if (!store.ok()) return store.status().WithContext("views.rocksdb_path");
-    rocksdb_ = std::move(store.value());
-  }
   for (auto& view : views_) view->thread = std::thread([this, v = view.get()] { RunView(*v); });
   live_queries_->Start();
   return Status::Ok();
@@ -81,6 +83,7 @@ void ViewRunner::Stop() {
   for (auto& view : views_) view->feed->CloseAll(kCloseGoingAway, "the view process is shutting down");
   live_queries_->Stop();
   stop_ = true;
+  for (auto& view : views_) view->engine_stop = true;
   for (auto& view : views_)
     if (view->thread.joinable()) view->thread.join();
 }
@@ -111,7 +114,17 @@ void ViewRunner::RunView(ViewThread& view) {
     else projection = std::make_unique<StockLevelsProjection>();
     Result<std::unique_ptr<ViewStore>> store = Status::Internal("no store");
     if (view.store == "rocksdb") {
-      auto rocks = RocksDbViewStore::Open(*rocksdb_, config_.kafka.topic, projection->table());
+      bool rebuild = view.rebuild_requested.exchange(false);
+      if (rebuild) {
+        // The request stopped the previous engine; this one must run. Stop()
+        // sets stop_ before engine_stop, so checking stop_ after clearing
+        // cannot lose a shutdown.
+        view.engine_stop = false;
+        if (stop_) view.engine_stop = true;
+      }
+      auto rocks = RocksDbViewStore::Open(*rocksdb_, config_.kafka.topic, projection->table(), rebuild);
+      if (rocks.ok() && rebuild)
+        spdlog::info("view {} (rocksdb): rebuilding from offset zero into {}", view.name, (*rocks)->table_name());
       store = rocks.ok() ? Result<std::unique_ptr<ViewStore>>(std::move(rocks.value())) : rocks.status();
     } else {
       auto sink = PostgresSink::Open(config_.postgres.url, config_.kafka.topic, projection->table());
@@ -134,10 +147,11 @@ void ViewRunner::RunView(ViewThread& view) {
       std::lock_guard lock(view.mu);
       view.engine = &engine;
     }
-    Status st = engine.Run(stop_);
+    Status st = engine.Run(view.engine_stop);
     std::lock_guard lock(view.mu);
     view.last = engine.Snapshot();
     view.engine = nullptr;
+    if (st.ok() && view.rebuild_requested && !stop_) continue;  // stopped for a rebuild: reopen at once
     if (st.ok()) break;
     if (st.code() == StatusCode::kInvalidArgument) {  // stopped on a bad event: stays stopped
       view.last.state = "stopped";
@@ -209,9 +223,20 @@ void ViewRunner::HandleRows(ViewThread& view, const HttpRequest& req, HttpReply 
     if (p.empty() || o.empty() || *end1 != '\0' || *end2 != '\0' || wait_partition < 0 || wait_offset < 0)
       return reply(ErrorResponse(400, "min_offset: expected partition:offset, e.g. 3:1042"));
   }
-  auto answer = [this, &view, key_text = key == req.query.end() ? std::string() : key->second,
+  // Readers follow the view's alias: the live version, also while a new one
+  // is being built, and its offsets.
+  auto live_offsets = [this, &view]() -> Result<std::pair<std::string, std::map<int32_t, int64_t>>> {
+    auto table = rocksdb_->ResolveAlias(view.name);
+    if (!table.ok()) return table.status();
+    auto offsets = rocksdb_->LoadOffsets(*table, config_.kafka.topic);
+    if (!offsets.ok()) return offsets.status();
+    return std::pair{*table, *offsets};
+  };
+  auto answer = [this, &view, live_offsets, key_text = key == req.query.end() ? std::string() : key->second,
                  prefix_text = prefix == req.query.end() ? std::string() : prefix->second, limit]() {
-    std::string table = view.name + "__v" + (view.spec ? view.spec->version : std::string("1"));
+    auto live = live_offsets();
+    if (!live.ok()) return ErrorResponse(HttpStatusFor(live.status()), live.status().message());
+    const std::string& table = live->first;
     nlohmann::json rows = nlohmann::json::array();
     if (!key_text.empty()) {
       auto got = rocksdb_->Get(table, RocksDbViewStore::KeyFromUrl(key_text));
@@ -223,14 +248,15 @@ void ViewRunner::HandleRows(ViewThread& view, const HttpRequest& req, HttpReply 
       for (const auto& [k, v] : *scanned) rows.push_back(RocksDbViewStore::RowJson(k, v));
     }
     nlohmann::json offsets = nlohmann::json::object();
-    for (const auto& [p, next] : Snapshot(view).next_offsets) offsets[std::to_string(p)] = next;
-    return JsonResponse(200, {{"view", view.name}, {"rows", rows}, {"next_offsets", offsets}});
+    for (const auto& [p, next] : live->second) offsets[std::to_string(p)] = next;
+    return JsonResponse(200, {{"view", view.name}, {"table", table}, {"rows", rows}, {"next_offsets", offsets}});
   };
-  auto reached = [this, &view, wait_partition, wait_offset] {
+  auto reached = [live_offsets, wait_partition, wait_offset] {
     if (wait_partition < 0) return true;
-    auto offsets = Snapshot(view).next_offsets;
-    auto it = offsets.find(wait_partition);
-    return it != offsets.end() && it->second > wait_offset;
+    auto live = live_offsets();
+    if (!live.ok()) return false;
+    auto it = live->second.find(wait_partition);
+    return it != live->second.end() && it->second > wait_offset;
   };
   if (reached()) return reply(answer());
   // Read-your-writes: wait (bounded) until the view has applied the offset
@@ -248,6 +274,26 @@ void ViewRunner::HandleRows(ViewThread& view, const HttpRequest& req, HttpReply 
                                        " offset " + std::to_string(wait_offset) + " within 5 s"));
     --waiting_readers_;
   }).detach();
+}
+
+void ViewRunner::HandleRebuild(const std::vector<ViewThread*>& matching, const HttpRequest& req, HttpReply reply) {
+  if (req.method != "POST") return reply(ErrorResponse(405, "rebuild: use POST"));
+  if (auto refused = CheckToken(req)) return reply(std::move(*refused));
+  std::string store = "rocksdb";
+  if (auto s = req.query.find("store"); s != req.query.end()) store = s->second;
+  if (store != "rocksdb")
+    return reply(ErrorResponse(400, "store: only the RocksDB copy is rebuilt inside the view process; rebuild the "
+                                    "Postgres copy with `freshet rebuild VIEW --config FILE`"));
+  for (ViewThread* v : matching) {
+    if (v->store != "rocksdb") continue;
+    if (Snapshot(*v).building) return reply(ErrorResponse(409, "view " + v->name + " is already building a new version"));
+    // The engine stops after its next flush; RunView reopens the store
+    // with a new version beside the live one.
+    v->rebuild_requested = true;
+    v->engine_stop = true;
+    return reply(JsonResponse(202, {{"view", v->name}, {"store", "rocksdb"}, {"state", "rebuild requested"}}));
+  }
+  reply(ErrorResponse(404, "view " + matching.front()->name + " has no RocksDB copy"));
 }
 
 std::optional<HttpResponse> ViewRunner::CheckToken(const HttpRequest& req) const {
@@ -371,6 +417,7 @@ void ViewRunner::HandleHttp(HttpRequest&& req, HttpReply reply) {
           if (v->store == "rocksdb") return HandleRows(*v, req, std::move(reply));
         return reply(ErrorResponse(404, "view " + name + " has no RocksDB copy; add \"rocksdb\" to its \"stores\""));
       }
+      if (what == "rebuild") return HandleRebuild(matching, req, std::move(reply));
       return reply(ErrorResponse(404, "no such endpoint for view " + name + ": " + what));
     }
     return reply(ErrorResponse(404, "no such view: " + name));

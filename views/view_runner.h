@@ -26,8 +26,9 @@ namespace freshet {
 
 class ViewRunner {
  public:
-  // Validates the definitions (errors name the view and field) and prepares
-  // one runner per view; nothing is started.
+  // Validates the definitions (errors name the view and field), opens the
+  // RocksDB database if a view has a RocksDB copy, and prepares one runner
+  // per view; nothing is started.
   static Result<std::unique_ptr<ViewRunner>> Create(const Config& config);
   ~ViewRunner();
 
@@ -35,6 +36,7 @@ class ViewRunner {
   void Stop();  // flushes every view and leaves the groups
 
   // GET /views, /views/{name}/status, /views/{name}/rows, /healthz,
+  // POST /views/{name}/rebuild,
   // /metrics, and the dashboard page at / (files of web/).
   void HandleHttp(HttpRequest&& request, HttpReply reply);
   // WebSocket upgrades: GET /views/{name}/feed and GET /sql/feed
@@ -53,12 +55,19 @@ class ViewRunner {
     ViewEngine* engine = nullptr;    // while running
     ViewStatus last;                 // when not running
     std::thread thread;
+    std::atomic<bool> engine_stop{false};        // set by Stop, and to restart for a rebuild
+    std::atomic<bool> rebuild_requested{false};  // POST /views/{name}/rebuild
+
   };
   ViewRunner() = default;
   void RunView(ViewThread& view);
   nlohmann::json StatusJson(ViewThread& view);
   ViewStatus Snapshot(ViewThread& view);
   void HandleRows(ViewThread& view, const HttpRequest& request, HttpReply reply);
+  // POST /views/{name}/rebuild?store=rocksdb: the RocksDB copy is rebuilt
+  // from offset zero beside the live one, inside this process (which holds
+  // the database), and swapped in once caught up.
+  void HandleRebuild(const std::vector<ViewThread*>& matching, const HttpRequest& request, HttpReply reply);
   WebSocketAccept HandleFeed(const std::string& name, const HttpRequest& request, std::shared_ptr<WebSocket> socket);
   // Empty when the request carries the configured token (or none is set).
   std::optional<HttpResponse> CheckToken(const HttpRequest& request) const;
@@ -68,7 +77,7 @@ class ViewRunner {
   std::unique_ptr<FeedMetrics> feed_metrics_;
   std::unique_ptr<LiveQueries> live_queries_;
   std::unique_ptr<Producer> dead_letters_;
-  std::unique_ptr<RocksDbStore> rocksdb_;  // opened when a view asks for it
+  std::unique_ptr<RocksDbStore> rocksdb_;  // opened by Create when a view asks for it
   std::atomic<int> waiting_readers_{0};
   std::vector<std::unique_ptr<ViewThread>> views_;
   std::atomic<bool> stop_{false};

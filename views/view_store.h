@@ -45,6 +45,8 @@ class ViewStore {
   virtual Result<std::vector<RowChange>> ReadRows(const std::string& encoded_prefix, size_t limit) = 0;
   // A new version being built beside the live one (see PostgresSink).
   virtual bool building() const { return false; }
+  // The offsets of the version readers see (the live one while building).
+  virtual Result<std::map<int32_t, int64_t>> LiveOffsets() { return LoadOffsets(); }
   virtual Status SwapIn() { return Status::Ok(); }
   // kConflict once another process swapped a rebuilt table in.
   virtual Status StillCurrent() { return Status::Ok(); }

@@ -13,6 +13,7 @@
 #include "core/envelope.h"
 #include "core/http_client.h"
 #include "tests/support/test_env.h"
+#include "tests/support/ws_client.h"
 
 namespace freshet {
 namespace {
@@ -188,6 +189,141 @@ TEST_F(RebuildTest, AnInterruptedRebuildResumes) {
   EXPECT_NE(second.output.find("resuming the rebuild"), std::string::npos) << second.output;
   EXPECT_TRUE(WaitUntil([&] { return ViewEqualsReference(); }, 30s, 50ms));
   EXPECT_TRUE(WaitUntil([&] { return !status().contains("rebuild"); }, 30s, 50ms)) << status();
+}
+
+// The RocksDB copy: the running view process holds the database, so the
+// rebuild runs inside it; point-query readers in a loop see only complete
+// versions, feed clients start over on the new version, and a restarted
+// process keeps the rebuilt table. With no process running, the command
+// builds it itself.
+TEST_F(RebuildTest, RocksDbCopyIsRebuiltInTheProcessThatHoldsIt) {
+  std::ofstream(config_path_) << R"({"views": {"definitions": [
+    {"name": "stock", "kind": "aggregate", "stores": ["rocksdb"], "group_by": {"store": "/store", "sku": "/sku"},
+     "aggregates": {"on_hand": {"fn": "sum", "from": "/delta", "type": "bigint"}}}]}})";
+  env_["FRESHET_VIEWS_ROCKSDB_PATH"] = std::string(FRESHET_TEST_LOG_DIR) + "/" + topic_ + ".rocksdb";
+  // (rows, sum of on_hand, table) as the rows endpoint answers.
+  struct Read {
+    int64_t rows = -1, sum = 0;
+    std::string table;
+  };
+  auto read_rows = [&](HttpClient& client) {
+    Read out;
+    auto r = client.Get("/views/stock/rows?prefix=&limit=10000");
+    if (!r.ok() || r->status != 200) return out;
+    auto j = nlohmann::json::parse(r->body);
+    out.rows = static_cast<int64_t>(j["rows"].size());
+    for (const auto& row : j["rows"]) out.sum += row["value"]["on_hand"].get<int64_t>();
+    out.table = j["table"];
+    return out;
+  };
+  auto complete = [&](const Read& r) { return r.rows == static_cast<int64_t>(stock_.size()) && r.sum == total_; };
+  HttpClient client("127.0.0.1", static_cast<uint16_t>(port_), 10s);
+
+  Produce(60000);
+  std::string old_table, new_table;
+  {
+    FreshetProcess views({"views", "--config", config_path_}, env_, "rebuild-rocks");
+    ASSERT_TRUE(WaitUntil([&] { return complete(read_rows(client)); }, 90s, 50ms)) << views.Log();
+    old_table = read_rows(client).table;
+    auto feed = WsClient::Connect(static_cast<uint16_t>(port_), "/views/stock/feed?batch=1");
+    ASSERT_TRUE(feed);
+    bool snapshot = false;
+    while (!snapshot) {
+      auto m = feed->Next(10s);
+      ASSERT_TRUE(m) << "no snapshot";
+      snapshot = (*m)["type"] == "snapshot" && (*m)["done"] == true;
+    }
+
+    std::atomic<bool> reading{true};
+    std::atomic<int> reads{0}, incomplete{0};
+    std::string bad;
+    std::thread reader([&] {
+      HttpClient own("127.0.0.1", static_cast<uint16_t>(port_), 10s);
+      while (reading) {
+        Read got = read_rows(own);
+        ++reads;
+        if (!complete(got) && incomplete++ == 0)
+          bad = std::to_string(got.rows) + " rows, sum " + std::to_string(got.sum) + " in " + got.table;
+      }
+    });
+    RunResult rebuild = RunFreshet({"rebuild", "stock", "--store", "rocksdb", "--config", config_path_}, env_, 120s);
+    reading = false;
+    reader.join();
+    ASSERT_EQ(rebuild.exit_code, 0) << rebuild.output << views.Log();
+    EXPECT_NE(rebuild.output.find("inside the view process"), std::string::npos) << rebuild.output;
+    EXPECT_NE(rebuild.output.find("is live"), std::string::npos) << rebuild.output;
+    EXPECT_GT(reads.load(), 10);
+    EXPECT_EQ(incomplete.load(), 0) << "a reader saw a half-built version: " << bad;
+    new_table = read_rows(client).table;
+    EXPECT_EQ(new_table.rfind(old_table + "r", 0), 0u) << new_table;
+
+    // The feed client is told to start over, and its new snapshot is the
+    // new version's rows.
+    bool reset = false, fresh = false;
+    int64_t rows = 0;
+    while (!fresh) {
+      auto m = feed->Next(20s);
+      if (!m) break;
+      if ((*m)["type"] == "reset") reset = true;
+      if (reset && (*m)["type"] == "snapshot") {
+        rows += static_cast<int64_t>((*m)["rows"].size());
+        fresh = (*m)["done"] == true;
+      }
+    }
+    EXPECT_TRUE(reset && fresh) << "the feed client was not sent the new version";
+    EXPECT_EQ(rows, static_cast<int64_t>(stock_.size()));
+
+    // The live engine goes on in the new table.
+    Produce(3000);
+    ASSERT_TRUE(WaitUntil([&] { return complete(read_rows(client)); }, 60s, 50ms)) << views.Log();
+    EXPECT_EQ(read_rows(client).table, new_table);
+    views.Signal(SIGTERM);
+    ASSERT_EQ(views.Wait(30s), 0) << views.Log();
+  }
+
+  // Nobody holds the database now: the command builds the next version itself.
+  RunResult here = RunFreshet({"rebuild", "stock", "--store", "rocksdb", "--config", config_path_}, env_, 120s);
+  ASSERT_EQ(here.exit_code, 0) << here.output;
+  EXPECT_NE(here.output.find("built here"), std::string::npos) << here.output;
+  FreshetProcess views({"views", "--config", config_path_}, env_, "rebuild-rocks-2");
+  ASSERT_TRUE(WaitUntil([&] { return complete(read_rows(client)); }, 90s, 50ms)) << views.Log();
+  std::string third = read_rows(client).table;
+  EXPECT_NE(third, new_table);
+  EXPECT_EQ(third.rfind(old_table + "r", 0), 0u) << third;
+  // It serves the rebuilt table as its own: nothing to build.
+  std::string state;
+  ASSERT_TRUE(WaitUntil([&] {
+    state = nlohmann::json::parse(client.Get("/views/stock/status")->body)["state"];
+    return state != "starting";
+  }, 30s, 20ms)) << views.Log();
+  EXPECT_EQ(state, "running") << views.Log();
+  views.Signal(SIGTERM);
+  ASSERT_EQ(views.Wait(30s), 0) << views.Log();
+
+  // A changed definition is built beside the live table too: until the
+  // swap, readers get complete old rows (no "events" column), then complete
+  // new ones.
+  std::ofstream(config_path_) << R"({"views": {"definitions": [
+    {"name": "stock", "kind": "aggregate", "stores": ["rocksdb"], "group_by": {"store": "/store", "sku": "/sku"},
+     "aggregates": {"on_hand": {"fn": "sum", "from": "/delta", "type": "bigint"}, "events": {"fn": "count"}}}]}})";
+  FreshetProcess changed({"views", "--config", config_path_}, env_, "rebuild-rocks-3");
+  std::vector<Read> seen;
+  ASSERT_TRUE(WaitUntil([&] {
+    seen.push_back(read_rows(client));
+    return seen.back().table != third && seen.back().table.rfind("stock__v", 0) == 0;
+  }, 90s, 5ms)) << changed.Log();
+  for (const Read& r : seen)
+    if (r.rows >= 0) EXPECT_TRUE(complete(r)) << r.rows << " rows, sum " << r.sum << " in " << r.table;
+  auto row = nlohmann::json::parse(client.Get("/views/stock/rows?prefix=&limit=1")->body)["rows"][0]["value"];
+  EXPECT_TRUE(row.contains("events")) << row;
+
+  // Bad requests: GET, a Postgres store, an unknown view.
+  EXPECT_EQ(client.Get("/views/stock/rebuild")->status, 405);
+  EXPECT_EQ(client.Post("/views/stock/rebuild?store=postgres", "")->status, 400);
+  EXPECT_EQ(client.Post("/views/nope/rebuild", "")->status, 404);
+  RunResult wrong = RunFreshet({"rebuild", "stock", "--store", "postgres", "--config", config_path_}, env_, 30s);
+  EXPECT_EQ(wrong.exit_code, 2);
+  EXPECT_NE(wrong.output.find("has no postgres copy"), std::string::npos) << wrong.output;
 }
 
 TEST_F(RebuildTest, UnknownViewIsNamed) {
