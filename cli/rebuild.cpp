@@ -300,7 +300,12 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
   ViewEngineOptions options;
   options.kafka = kafka;
   options.topic = config->kafka.topic;
-  options.group_id = config->views.group_id + "." + view_name + (store == "rocksdb" ? ".rocksdb" : "") + ".rebuild";
+  // At-least-once: the same group base as the view processes (the engine
+  // adds the table), so a process that follows the rebuilt table continues
+  // from the builder's commits.
+  options.group_id = config->views.group_id + "." + view_name + (store == "rocksdb" ? ".rocksdb" : "") +
+                     (spec->exactly_once ? ".rebuild" : "");
+  options.at_least_once = !spec->exactly_once;
   options.session_timeout_ms = config->views.session_timeout_ms;
   options.flush_interval = std::chrono::milliseconds(1000);  // throughput over freshness: nobody reads it yet
   options.max_batch_events = 100000;

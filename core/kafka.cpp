@@ -377,6 +377,37 @@ Status Consumer::Seek(const std::string& topic, int32_t partition, int64_t offse
   return Status::Ok();
 }
 
+Status Consumer::CommitOffsets(const std::string& topic, const std::map<int32_t, int64_t>& next_offsets) {
+  if (next_offsets.empty()) return Status::Ok();
+  PartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(next_offsets.size())),
+                        &rd_kafka_topic_partition_list_destroy);
+  for (const auto& [partition, next] : next_offsets)
+    rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition)->offset = next;
+  rd_kafka_resp_err_t err = rd_kafka_commit(handle_.get(), list.get(), /*async=*/0);
+  if (err) return Status::Unavailable(std::string("commit offsets: ") + rd_kafka_err2str(err));
+  for (int i = 0; i < list->cnt; ++i)
+    if (list->elems[i].err)
+      return Status::Unavailable(std::string("commit offsets: ") + rd_kafka_err2str(list->elems[i].err));
+  return Status::Ok();
+}
+
+Result<std::map<int32_t, int64_t>> Consumer::CommittedOffsets(const std::string& topic,
+                                                              const std::vector<int32_t>& partitions,
+                                                              std::chrono::milliseconds timeout) {
+  PartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())),
+                        &rd_kafka_topic_partition_list_destroy);
+  for (int32_t p : partitions) rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), p);
+  rd_kafka_resp_err_t err = rd_kafka_committed(handle_.get(), list.get(), static_cast<int>(timeout.count()));
+  if (err) return Status::Unavailable(std::string("committed offsets: ") + rd_kafka_err2str(err));
+  std::map<int32_t, int64_t> out;
+  for (int i = 0; i < list->cnt; ++i) {
+    if (list->elems[i].err)
+      return Status::Unavailable(std::string("committed offsets: ") + rd_kafka_err2str(list->elems[i].err));
+    if (list->elems[i].offset >= 0) out[list->elems[i].partition] = list->elems[i].offset;
+  }
+  return out;
+}
+
 Result<int64_t> Consumer::Position(const std::string& topic, int32_t partition) {
   PartitionListPtr list(rd_kafka_topic_partition_list_new(1), &rd_kafka_topic_partition_list_destroy);
   rd_kafka_topic_partition_list_add(list.get(), topic.c_str(), partition);

@@ -142,8 +142,9 @@ using AssignHook = std::function<Status(std::vector<TopicPartitionOffset>& assig
 // both hooks see only the partitions that change hands.
 using RevokeHook = std::function<void(const std::vector<TopicPartitionOffset>& revoked)>;
 
-// A read_committed consumer that never commits offsets to Kafka: the store
-// that receives the data keeps them.
+// A read_committed consumer that commits no offsets to Kafka by itself: the
+// store that receives the data keeps them (exactly-once), or the caller
+// commits them with CommitOffsets after the store write (at-least-once).
 class Consumer {
  public:
   // `group_id` may be empty for a consumer that only uses Assign.
@@ -171,6 +172,13 @@ class Consumer {
   bool AssignmentLost();
   // Repositions an assigned partition (after a failed store write).
   Status Seek(const std::string& topic, int32_t partition, int64_t offset);
+  // Commits next offsets (partition -> the first offset not yet processed)
+  // to the group, synchronously.
+  Status CommitOffsets(const std::string& topic, const std::map<int32_t, int64_t>& next_offsets);
+  // The group's committed next offsets of `partitions`; a partition without
+  // a commit is absent.
+  Result<std::map<int32_t, int64_t>> CommittedOffsets(const std::string& topic, const std::vector<int32_t>& partitions,
+                                                      std::chrono::milliseconds timeout);
   // The next offset the consumer will fetch for an assigned partition.
   Result<int64_t> Position(const std::string& topic, int32_t partition);
   Result<std::pair<int64_t, int64_t>> QueryWatermarks(const std::string& topic, int32_t partition,

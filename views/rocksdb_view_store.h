@@ -45,7 +45,7 @@ class RocksDbViewStore final : public ViewStore {
   bool building() const override { return !live_table_.empty(); }
   Status SwapIn() override;
   // The table this store writes.
-  const std::string& table_name() const { return table_name_; }
+  std::string table_name() const override { return table_name_; }
   // The alias under which an unfinished build of `view` is recorded.
   static std::string BuildingAlias(const std::string& view) { return view + ".building"; }
 

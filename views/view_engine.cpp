@@ -63,8 +63,15 @@ void ViewEngine::PublishStatus() {
   status_ = std::move(s);
 }
 
+Result<std::map<int32_t, int64_t>> ViewEngine::StoredOffsets(const std::vector<int32_t>& partitions) {
+  if (!options_.at_least_once) return store_->LoadOffsets();
+  return consumer_->CommittedOffsets(options_.topic, partitions, std::chrono::seconds(10));
+}
+
 Status ViewEngine::OnAssign(std::vector<TopicPartitionOffset>& assigned) {
-  auto stored = store_->LoadOffsets();
+  std::vector<int32_t> partitions;
+  for (const auto& tp : assigned) partitions.push_back(tp.partition);
+  auto stored = StoredOffsets(partitions);
   if (!stored.ok()) return stored.status();
   for (auto& tp : assigned) {
     auto it = stored->find(tp.partition);
@@ -115,7 +122,8 @@ Status ViewEngine::Flush() {
   std::vector<RowChange> changes;
   // A version being built is not what readers see: its rows are not news.
   bool feeding = options_.feed && options_.feed->recording() && !store_->building();
-  Status st = store_->Write(rows, advances, feeding ? &changes : nullptr);
+  Status st = store_->Write(rows, options_.at_least_once ? std::vector<OffsetAdvance>{} : advances,
+                            feeding ? &changes : nullptr);
   if (!st.ok()) {
     metrics_.flush_failures.Add();
     pending_events_ = 0;
@@ -128,6 +136,15 @@ Status ViewEngine::Flush() {
   for (int64_t ts : pending_event_times_) metrics_.visible_seconds.Observe(static_cast<double>(now - ts) / 1000.0);
   pending_event_times_.clear();
   metrics_.flushes.Add();
+  if (options_.at_least_once && !advances.empty()) {
+    // After the rows: a crash in between replays this flush (at least once).
+    std::map<int32_t, int64_t> next;
+    for (const auto& a : advances) next[a.partition] = a.next_offset;
+    Status committed = consumer_->CommitOffsets(options_.topic, next);
+    if (!committed.ok())
+      spdlog::warn("view {}: rows written but {}; a restart replays them (at_least_once)",
+                   projection_->table().view_name, committed.message());
+  }
   if (feeding) options_.feed->Committed(std::move(changes), stored_next_, pending_next_);
   stored_next_ = pending_next_;
   pending_events_ = 0;
@@ -140,7 +157,9 @@ Status ViewEngine::Rewind() {
   // After a failed flush our idea of the stored offsets may be stale (another
   // process may have taken over): read them again, then seek every owned
   // partition back to them.
-  auto stored = store_->LoadOffsets();
+  std::vector<int32_t> partitions;
+  for (const auto& [partition, next] : stored_next_) partitions.push_back(partition);
+  auto stored = StoredOffsets(partitions);
   if (!stored.ok()) return stored.status();
   for (auto& [partition, next] : stored_next_) {
     auto it = stored->find(partition);
@@ -173,7 +192,9 @@ Status ViewEngine::MaybeSwapIn() {
   auto now = std::chrono::steady_clock::now();
   if (now - last_swap_check_ < std::chrono::seconds(1)) return Status::Ok();
   last_swap_check_ = now;
-  auto stored = store_->LoadOffsets();
+  std::vector<int32_t> all;
+  for (int32_t p = 0; p < partition_count_; ++p) all.push_back(p);
+  auto stored = StoredOffsets(all);
   if (!stored.ok()) return stored.status();
   for (int32_t p = 0; p < partition_count_; ++p) {
     if (at_end_.count(p) && at_end_[p]) continue;  // ours, read to its end and flushed
@@ -197,7 +218,11 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
   // librdkafka's default heartbeat (3 s) would let a shorter session expire
   // between heartbeats: the group would rebalance forever.
   kafka.properties["heartbeat.interval.ms"] = std::to_string(std::max(100, options_.session_timeout_ms / 4));
-  auto consumer = Consumer::Create(kafka, options_.group_id);
+  // At-least-once keeps its offsets in the group, so each version of the
+  // view (each table) has a group of its own: a rebuilt table starts from
+  // offset zero, and a process that follows it continues the builder's commits.
+  std::string group = options_.group_id + (options_.at_least_once ? "." + store_->table_name() : "");
+  auto consumer = Consumer::Create(kafka, group);
   if (!consumer.ok()) return consumer.status();
   consumer_ = std::move(consumer.value());
   auto count = PartitionCount(options_.kafka, options_.topic, std::chrono::seconds(15));

@@ -2,10 +2,12 @@
 // of its own) into one projection and one store (Postgres or RocksDB),
 // exactly once.
 //
-// The engine never commits offsets to Kafka. Each flush writes the pending
-// rows and the next offset of every partition they cover in ONE Postgres
-// transaction; on (re)assignment each partition resumes from the offset
-// stored with the rows. A failed flush drops the pending changes and seeks
+// Exactly-once (the default): the engine never commits offsets to Kafka.
+// Each flush writes the pending rows and the next offset of every partition
+// they cover in ONE store transaction; on (re)assignment each partition
+// resumes from the offset stored with the rows. At-least-once
+// (delivery: at_least_once): rows first, then the offsets to the consumer
+// group. A failed flush drops the pending changes and seeks
 // back to the stored offsets, so nothing is lost or applied twice.
 //
 // An event the projection cannot apply goes to the dead-letter topic with
@@ -37,6 +39,10 @@ struct ViewEngineOptions {
   int session_timeout_ms = 10000;
   std::chrono::milliseconds max_lag{5000};
   bool stop_on_error = false;
+  // Offsets go to the consumer group after each store write instead of into
+  // the store with the rows: a crash may apply events twice (aggregates
+  // then over-count; latest-row views converge).
+  bool at_least_once = false;
   std::string dead_letter_topic;
   Producer* dead_letters = nullptr;  // shared, thread-safe; required unless stop_on_error
   ChangeFeed* feed = nullptr;        // gets every committed flush; may be null
@@ -84,6 +90,9 @@ class ViewEngine {
   Status OnAssign(std::vector<TopicPartitionOffset>& assigned);
   void OnRevoke(const std::vector<TopicPartitionOffset>& revoked);
   Status Flush();
+  // Where each partition resumes: the store's offsets (exactly-once) or the
+  // group's commits (at-least-once).
+  Result<std::map<int32_t, int64_t>> StoredOffsets(const std::vector<int32_t>& partitions);
   Status Rewind();
   Status DeadLetter(const KafkaMessage& message, const std::string& error);
   // While building a new version: swaps it in once every partition is

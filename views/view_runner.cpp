@@ -103,6 +103,7 @@ void ViewRunner::RunView(ViewThread& view) {
   options.max_batch_events = static_cast<size_t>(view.spec ? view.spec->max_batch_rows : config_.views.max_batch_rows);
   options.max_lag = std::chrono::milliseconds(view.spec ? view.spec->max_lag_ms : 5000);
   options.stop_on_error = view.spec && view.spec->stop_on_error;
+  options.at_least_once = view.spec && !view.spec->exactly_once;
   options.dead_letter_topic = config_.kafka.dead_letter_topic;
   options.dead_letters = dead_letters_.get();
   options.feed = view.feed.get();

@@ -35,6 +35,7 @@ class ViewStore {
  public:
   virtual ~ViewStore() = default;
   virtual const char* kind() const = 0;  // "postgres", "rocksdb"
+  virtual std::string table_name() const = 0;  // the table this store writes
   virtual Result<std::map<int32_t, int64_t>> LoadOffsets() = 0;
   // With `changes`, also returns the committed rows as they are stored
   // after the write, for change feeds (costs a little: off unless asked).
@@ -60,6 +61,7 @@ class PostgresViewStore final : public ViewStore {
   explicit PostgresViewStore(std::unique_ptr<PostgresSink> sink, TableSpec table)
       : sink_(std::move(sink)), table_(std::move(table)) {}
   const char* kind() const override { return "postgres"; }
+  std::string table_name() const override { return sink_->table().table_name(); }
   Result<std::map<int32_t, int64_t>> LoadOffsets() override { return sink_->LoadOffsets(); }
   Status Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets,
                std::vector<RowChange>* changes = nullptr) override;
