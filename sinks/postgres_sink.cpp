@@ -192,13 +192,37 @@ Status PostgresSink::Prepare() {
   return Status::Ok();
 }
 
-Status PostgresSink::PublishView(pqxx::transaction_base& tx) {
+Status PostgresSink::PublishView(pqxx::dbtransaction& tx) {
   const TableSpec& t = table_;
   std::string select = t.view_select.empty() ? "*" : t.view_select;
-  // A view over another version's table with other columns cannot be
-  // replaced in place; it is dropped and created in the same transaction.
-  tx.exec("DROP VIEW IF EXISTS " + QualifiedView(t));
-  tx.exec("CREATE VIEW " + QualifiedView(t) + " AS SELECT " + select + " FROM " + QualifiedTable(t));
+  const std::string create = " VIEW " + QualifiedView(t) + " AS SELECT " + select + " FROM " + QualifiedTable(t);
+  // Replaced in place when the columns allow it (same ones, or new ones at
+  // the end): users' SQL views on top of it keep working. Otherwise it is
+  // dropped and created; if the user's views depend on it, that fails and
+  // says which, and the old version stays live.
+  bool replaced = false;
+  try {
+    pqxx::subtransaction attempt(tx, "freshet_replace_view");
+    attempt.exec("CREATE OR REPLACE" + create);
+    attempt.commit();
+    replaced = true;
+  } catch (const pqxx::sql_error&) {
+  }
+  if (!replaced) {
+    try {
+      pqxx::subtransaction attempt(tx, "freshet_recreate_view");
+      attempt.exec("DROP VIEW IF EXISTS " + QualifiedView(t));
+      attempt.exec("CREATE" + create);
+      attempt.commit();
+    } catch (const pqxx::sql_error& e) {
+      std::string what = e.what();  // its DETAIL names the dependent views
+      for (char& c : what)
+        if (c == '\n') c = ' ';
+      return Status::Conflict("view " + t.view_name + ": cannot publish version " + t.version +
+                              " (its columns differ from the live version's and other views depend on it; drop or "
+                              "change them first): " + what);
+    }
+  }
   tx.exec("GRANT SELECT ON " + QualifiedView(t) + " TO freshet_reader");
   tx.exec_params(
       "INSERT INTO freshet.views (name, version, table_name, building_table, state) VALUES ($1, $2, $3, NULL, 'live') "

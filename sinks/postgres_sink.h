@@ -116,7 +116,7 @@ class PostgresSink {
   std::string delete_sql_;
   int staging_backend_pid_ = -1;  // the session whose temp staging table exists
   bool building_ = false;
-  Status PublishView(pqxx::transaction_base& tx);
+  Status PublishView(pqxx::dbtransaction& tx);
   // libpqxx 6.4 does not reconnect a broken connection: open a new one.
   Status EnsureConnected();
 };

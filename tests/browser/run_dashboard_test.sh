@@ -57,5 +57,14 @@ wait_http "http://127.0.0.1:$VIEWS_PORT/healthz" "$WORK/views.log"
 "$FRESHET" demo-load --writer "http://127.0.0.1:$WRITER_PORT" --stores 2 --skus 20 --commands 200 \
   --wait-views "http://127.0.0.1:$VIEWS_PORT" > "$WORK/load.log" 2>&1
 
+# The example dashboard SQL applies over the example views and agrees with
+# them; the read-only role can read it.
+psql -q -v ON_ERROR_STOP=1 "$DB_URL" -f "$REPO/sql/examples/inventory_dashboard.sql"
+agree=$(psql -tA -v ON_ERROR_STOP=1 "$DB_URL" -c "SELECT (SELECT sum(units) FROM store_stock) = (SELECT sum(on_hand) FROM stock_levels)
+  AND (SELECT count(*) FROM restock_list) = (SELECT count(*) FROM low_stock)
+  AND (SELECT count(*) FROM store_stock) = 2")
+[[ $agree == t ]] || { echo "sql/examples/inventory_dashboard.sql disagrees with the views ($agree)" >&2; exit 1; }
+psql -tA -v ON_ERROR_STOP=1 "$DB_URL" -c "SET ROLE freshet_reader; SELECT count(*) FROM store_stock, sales_today" > /dev/null
+
 python3 "$REPO/tests/browser/dashboard_test.py" --views-url "http://127.0.0.1:$VIEWS_PORT" \
   --writer-url "http://127.0.0.1:$WRITER_PORT" --screenshot "$LOG_DIR/dashboard.png"

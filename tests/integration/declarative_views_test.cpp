@@ -260,6 +260,12 @@ TEST_F(DeclarativeViews, ChangedDefinitionIsBuiltBesideAndSwappedIn) {
     return std::make_pair(r[0][0].as<std::string>(), r[0][1].is_null() ? std::string() : r[0][1].as<std::string>());
   };
   std::string v1_table = live_table().first;
+  // A user's SQL view on top of the view: the swap must keep it working.
+  {
+    pqxx::connection c(db_url_);
+    pqxx::nontransaction tx(c);
+    tx.exec("CREATE VIEW on_hand_total AS SELECT sum(on_hand)::bigint AS total FROM stock_on_hand");
+  }
 
   std::atomic<bool> stop{false};
   std::vector<std::pair<size_t, size_t>> seen;  // (rows, columns) per query
@@ -294,6 +300,9 @@ TEST_F(DeclarativeViews, ChangedDefinitionIsBuiltBesideAndSwappedIn) {
   pqxx::nontransaction tx(conn);
   EXPECT_TRUE(tx.exec("SELECT to_regclass('public." + v1_table + "') IS NULL")[0][0].as<bool>()) << "old table kept";
   EXPECT_EQ(tx.exec_params("SELECT count(*) FROM freshet.offsets WHERE view_name = $1", v1_table)[0][0].as<int>(), 0);
+  int64_t total = 0;
+  for (const auto& [key, on_hand] : ref.on_hand) total += on_hand;
+  EXPECT_EQ(tx.exec("SELECT total FROM on_hand_total")[0][0].as<int64_t>(), total) << "the user's view on top";
 }
 
 // delivery: at_least_once keeps its offsets in the consumer group, not in
