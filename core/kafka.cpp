@@ -280,6 +280,16 @@ Result<std::unique_ptr<Consumer>> Consumer::Create(const KafkaClientOptions& opt
       {"isolation.level", "read_committed"},
       {"auto.offset.reset", "earliest"},
       {"enable.partition.eof", "true"},
+      // Measured on librdkafka 2.0.2 (bench/README.md, views): with the
+      // default 100,000 the prefetcher stopped at that many queued messages
+      // and resumed only ~400 ms after the queue ran dry, a stall every
+      // ~100k events during catch-up. queued.max.messages.kbytes (64 MB)
+      // still bounds the memory.
+      {"queued.min.messages", "1000000"},
+      // A fetch that errs (a leader not known yet at start-up) is retried
+      // after 20 ms, not 500; an idle fetch is re-issued every 50 ms.
+      {"fetch.error.backoff.ms", "20"},
+      {"fetch.wait.max.ms", "50"},
   };
   // librdkafka 2.0.2 refuses assign() without a group.id ("Unknown group"),
   // even though an assign-only consumer never joins or commits to it.

@@ -28,18 +28,61 @@ int64_t BucketStart(int64_t ms, TimeBucket bucket) {
   return ms - ((ms % width) + width) % width;
 }
 
-// The event field a column reads; `storage` holds synthesized values ($ts...).
-const nlohmann::json* Source(const Event& e, const std::string& from, nlohmann::json* storage) {
-  if (from == "$ts") return &(*storage = e.ts_ms);
-  if (from == "$type") return &(*storage = e.type);
-  if (from == "$id") return &(*storage = e.id);
-  nlohmann::json::json_pointer pointer(from);
-  if (!e.data.contains(pointer)) return nullptr;
-  const nlohmann::json& v = e.data.at(pointer);
-  return v.is_null() ? nullptr : &v;
+}  // namespace
+
+DeclarativeProjection::FieldPath DeclarativeProjection::ParsePath(const std::string& from) {
+  FieldPath path;
+  if (from == "$ts") path.kind = FieldPath::kTs;
+  else if (from == "$type") path.kind = FieldPath::kType;
+  else if (from == "$id") path.kind = FieldPath::kId;
+  else {
+    // A JSON pointer (RFC 6901), validated by ParseViewSpecs: "/a/b".
+    for (size_t start = 1; start <= from.size();) {
+      size_t slash = from.find('/', start);
+      std::string segment = from.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+      std::string unescaped;
+      for (size_t i = 0; i < segment.size(); ++i) {
+        if (segment[i] == '~' && i + 1 < segment.size()) unescaped += segment[++i] == '1' ? '/' : '~';
+        else unescaped += segment[i];
+      }
+      path.segments.push_back(std::move(unescaped));
+      if (slash == std::string::npos) break;
+      start = slash + 1;
+    }
+  }
+  return path;
 }
 
-bool Matches(const Predicate& p, const Event& e) {
+const nlohmann::json* DeclarativeProjection::Source(const Event& e, const std::string& from,
+                                                    nlohmann::json* storage) const {
+  // Parsed once per column at construction: building a json_pointer per
+  // event and column showed in the views profile.
+  const FieldPath& path = paths_.at(from);
+  switch (path.kind) {
+    case FieldPath::kTs: return &(*storage = e.ts_ms);
+    case FieldPath::kType: return &(*storage = e.type);
+    case FieldPath::kId: return &(*storage = e.id);
+    case FieldPath::kData: break;
+  }
+  const nlohmann::json* v = &e.data;
+  for (const std::string& segment : path.segments) {
+    if (v->is_object()) {
+      auto it = v->find(segment);
+      if (it == v->end()) return nullptr;
+      v = &*it;
+    } else if (v->is_array()) {
+      size_t index = 0;
+      auto [end, error] = std::from_chars(segment.data(), segment.data() + segment.size(), index);
+      if (error != std::errc() || end != segment.data() + segment.size() || index >= v->size()) return nullptr;
+      v = &(*v)[index];
+    } else {
+      return nullptr;
+    }
+  }
+  return v->is_null() ? nullptr : v;
+}
+
+bool DeclarativeProjection::Matches(const Predicate& p, const Event& e) const {
   nlohmann::json storage;
   const nlohmann::json* v = Source(e, p.field, &storage);
   if (!v) return false;
@@ -62,10 +105,10 @@ bool Matches(const Predicate& p, const Event& e) {
   return cmp >= 0;
 }
 
-Result<std::vector<std::string>> KeyOf(const ViewSpec& spec, const Event& e, std::string* joined) {
+Result<std::vector<std::string>> DeclarativeProjection::KeyOf(const Event& e, std::string* joined) const {
   std::vector<std::string> key;
   joined->clear();
-  for (const auto& c : spec.key_columns) {
+  for (const auto& c : spec_.key_columns) {
     nlohmann::json storage;
     const nlohmann::json* v = Source(e, c.from, &storage);
     if (!v) return Status::InvalidArgument("key column " + c.name + ": event has no " + c.from);
@@ -78,8 +121,6 @@ Result<std::vector<std::string>> KeyOf(const ViewSpec& spec, const Event& e, std
   }
   return key;
 }
-
-}  // namespace
 
 Result<std::optional<std::string>> ColumnText(const nlohmann::json* v, const std::string& sql_type,
                                               const std::string& column) {
@@ -136,13 +177,17 @@ DeclarativeProjection::DeclarativeProjection(ViewSpec spec) : spec_(std::move(sp
     select += ", \"" + c.name + "\"";
   }
   table_.view_select = select;
+  for (const auto& c : spec_.key_columns) paths_.emplace(c.from, ParsePath(c.from));
+  for (const auto& c : spec_.value_columns)
+    if (!c.from.empty()) paths_.emplace(c.from, ParsePath(c.from));
+  if (spec_.where) paths_.emplace(spec_.where->field, ParsePath(spec_.where->field));
 }
 
 Status DeclarativeProjection::Apply(const Event& event) {
   bool deletes = spec_.delete_on.count(event.type) > 0;
   if (!deletes && !spec_.event_types.empty() && !spec_.event_types.count(event.type)) return Status::Ok();
   std::string joined;
-  auto key = KeyOf(spec_, event, &joined);
+  auto key = KeyOf(event, &joined);
   if (!key.ok()) return key.status();
 
   if (spec_.kind == ViewKind::kLatest) {

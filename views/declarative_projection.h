@@ -37,8 +37,21 @@ class DeclarativeProjection final : public Projection {
     int64_t offset = -1;
   };
 
+  // Where a column reads its value: a synthesized field or a JSON pointer
+  // into the event's data, split into its (unescaped) tokens.
+  struct FieldPath {
+    enum Kind { kData, kTs, kType, kId } kind = kData;
+    std::vector<std::string> segments;
+  };
+  static FieldPath ParsePath(const std::string& from);
+  // The value a column reads (null: absent); `storage` holds synthesized ones.
+  const nlohmann::json* Source(const Event& e, const std::string& from, nlohmann::json* storage) const;
+  bool Matches(const Predicate& p, const Event& e) const;
+  Result<std::vector<std::string>> KeyOf(const Event& e, std::string* joined) const;
+
   ViewSpec spec_;
   TableSpec table_;
+  std::map<std::string, FieldPath> paths_;  // by the spec's "from" text
   std::map<std::string, RowWrite> kind_latest_;  // joined key -> last write
   std::map<std::string, Group> aggregates_;      // joined key -> partials
 };
