@@ -352,6 +352,11 @@ void ChangeFeed::SendOutbox() {
   last_batch_sent_ = std::chrono::steady_clock::now();
 }
 
+bool ChangeFeed::snapshots_wanted() const {
+  std::lock_guard lock(mu_);
+  return snapshots_wanted_;
+}
+
 std::chrono::milliseconds ChangeFeed::TimeUntilDue() const {
   std::lock_guard lock(mu_);
   if (outbox_.empty()) return std::chrono::milliseconds::max();
@@ -359,7 +364,7 @@ std::chrono::milliseconds ChangeFeed::TimeUntilDue() const {
   return std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(left));
 }
 
-void ChangeFeed::Tick(ViewStore& store, const std::map<int32_t, int64_t>& offsets) {
+void ChangeFeed::Tick(ViewStore* store, const std::map<int32_t, int64_t>& offsets) {
   bool wanted;
   {
     std::lock_guard lock(mu_);
@@ -377,7 +382,7 @@ void ChangeFeed::Tick(ViewStore& store, const std::map<int32_t, int64_t>& offset
       }
     }
   }
-  if (wanted) ServeSnapshots(store, offsets);
+  if (wanted && store) ServeSnapshots(*store, offsets);
 }
 
 void ChangeFeed::ServeSnapshots(ViewStore& store, const std::map<int32_t, int64_t>& engine_offsets) {

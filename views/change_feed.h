@@ -100,12 +100,15 @@ class ChangeFeed {
   // partitions before and after it.
   void Committed(std::vector<RowChange> changes, const std::map<int32_t, int64_t>& before,
                  const std::map<int32_t, int64_t>& after);
-  // Between flushes: serves waiting snapshots from `store` and sends
-  // heartbeats. `offsets`: what the store holds for the engine's partitions.
-  void Tick(ViewStore& store, const std::map<int32_t, int64_t>& offsets);
+  // Between flushes: serves waiting snapshots from `store` (null while a
+  // write is in flight: they wait for the next Tick) and sends heartbeats.
+  // `offsets`: what the store holds for the engine's partitions.
+  void Tick(ViewStore* store, const std::map<int32_t, int64_t>& offsets);
   // Every client starts over with a fresh snapshot, and the history is
   // dropped: a new version of the view went live.
   void ResetAll(const std::string& reason);
+  // Whether clients wait for a snapshot (the next Tick reads the store).
+  bool snapshots_wanted() const;
   // How long the engine may wait before the next Tick is due (a batch
   // frame is waiting for its window to end).
   std::chrono::milliseconds TimeUntilDue() const;

@@ -69,6 +69,11 @@ Result<std::map<int32_t, int64_t>> ViewEngine::StoredOffsets(const std::vector<i
 }
 
 Status ViewEngine::OnAssign(std::vector<TopicPartitionOffset>& assigned) {
+  // The write in flight must land first: offsets are read from the store.
+  if (Status previous = FinishFlush(); !previous.ok()) {
+    spdlog::warn("view {}: flush failed: {}; rewinding", projection_->table().view_name, previous.message());
+    rewind_needed_ = true;
+  }
   std::vector<int32_t> partitions;
   for (const auto& tp : assigned) partitions.push_back(tp.partition);
   auto stored = StoredOffsets(partitions);
@@ -101,13 +106,19 @@ void ViewEngine::OnRevoke(const std::vector<TopicPartitionOffset>& revoked) {
 }
 
 Status ViewEngine::Flush() {
+  FRESHET_RETURN_IF_ERROR(FinishFlush());
+  FRESHET_RETURN_IF_ERROR(StartFlush());
+  return FinishFlush();
+}
+
+Status ViewEngine::StartFlush() {
   if (pending_events_ == 0) return Status::Ok();
-  std::vector<OffsetAdvance> advances;
+  auto batch = std::make_unique<InFlightWrite>();
   for (const auto& [partition, next] : pending_next_) {
     int64_t stored = stored_next_[partition];
-    if (next != stored) advances.push_back({partition, stored, next});
+    if (next != stored) batch->advances.push_back({partition, stored, next});
   }
-  auto started = std::chrono::steady_clock::now();
+  batch->started = std::chrono::steady_clock::now();
   // Dead letters must be durable before the offsets that skip them are.
   if (options_.dead_letters) {
     Status dl = options_.dead_letters->Flush(std::chrono::seconds(30));
@@ -118,36 +129,57 @@ Status ViewEngine::Flush() {
       return dl.WithContext("dead-letter topic " + options_.dead_letter_topic);
     }
   }
-  std::vector<RowWrite> rows = projection_->TakePending();
-  std::vector<RowChange> changes;
+  batch->next = pending_next_;
+  batch->event_times = std::move(pending_event_times_);
+  pending_event_times_.clear();
   // A version being built is not what readers see: its rows are not news.
-  bool feeding = options_.feed && options_.feed->recording() && !store_->building();
-  Status st = store_->Write(rows, options_.at_least_once ? std::vector<OffsetAdvance>{} : advances,
-                            feeding ? &changes : nullptr);
+  batch->feeding = options_.feed && options_.feed->recording() && !store_->building();
+  pending_events_ = 0;
+  // The write runs beside the consuming thread, which goes on applying the
+  // next batch: the flush was half of the time a view spent catching up.
+  // Everything else that touches the store waits for it (FinishFlush).
+  InFlightWrite* b = batch.get();
+  b->done = std::async(std::launch::async, [this, b, rows = projection_->TakePending()] {
+    return store_->Write(rows, options_.at_least_once ? std::vector<OffsetAdvance>{} : b->advances,
+                         b->feeding ? &b->changes : nullptr);
+  });
+  in_flight_ = std::move(batch);
+  return Status::Ok();
+}
+
+bool ViewEngine::WriteDone() const {
+  return in_flight_ && in_flight_->done.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+}
+
+Status ViewEngine::FinishFlush() {
+  if (!in_flight_) return Status::Ok();
+  std::unique_ptr<InFlightWrite> batch = std::move(in_flight_);
+  Status st = batch->done.get();
   if (!st.ok()) {
     metrics_.flush_failures.Add();
+    // What was applied after this batch builds on it: dropped too; the
+    // caller rewinds to the stored offsets.
+    (void)projection_->TakePending();
     pending_events_ = 0;
     pending_event_times_.clear();
     return st;
   }
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - batch->started).count();
   metrics_.flush_seconds.Observe(seconds);
   int64_t now = NowMillis();
-  for (int64_t ts : pending_event_times_) metrics_.visible_seconds.Observe(static_cast<double>(now - ts) / 1000.0);
-  pending_event_times_.clear();
+  for (int64_t ts : batch->event_times) metrics_.visible_seconds.Observe(static_cast<double>(now - ts) / 1000.0);
   metrics_.flushes.Add();
-  if (options_.at_least_once && !advances.empty()) {
+  if (options_.at_least_once && !batch->advances.empty()) {
     // After the rows: a crash in between replays this flush (at least once).
     std::map<int32_t, int64_t> next;
-    for (const auto& a : advances) next[a.partition] = a.next_offset;
+    for (const auto& a : batch->advances) next[a.partition] = a.next_offset;
     Status committed = consumer_->CommitOffsets(options_.topic, next);
     if (!committed.ok())
       spdlog::warn("view {}: rows written but {}; a restart replays them (at_least_once)",
                    projection_->table().view_name, committed.message());
   }
-  if (feeding) options_.feed->Committed(std::move(changes), stored_next_, pending_next_);
-  stored_next_ = pending_next_;
-  pending_events_ = 0;
+  if (batch->feeding) options_.feed->Committed(std::move(batch->changes), stored_next_, batch->next);
+  stored_next_ = batch->next;
   last_flush_ms_ = now;
   PublishStatus();
   return Status::Ok();
@@ -157,6 +189,10 @@ Status ViewEngine::Rewind() {
   // After a failed flush our idea of the stored offsets may be stale (another
   // process may have taken over): read them again, then seek every owned
   // partition back to them.
+  (void)FinishFlush();  // its failure is why we are here, or it landed
+  (void)projection_->TakePending();
+  pending_events_ = 0;
+  pending_event_times_.clear();
   std::vector<int32_t> partitions;
   for (const auto& [partition, next] : stored_next_) partitions.push_back(partition);
   auto stored = StoredOffsets(partitions);
@@ -243,6 +279,9 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
       wait = std::max(std::chrono::milliseconds(0), std::min({wait, left, std::chrono::milliseconds(2)}));
     }
     if (options_.feed) wait = std::min(wait, options_.feed->TimeUntilDue());
+    // Notice a finished write soon: its rows are visible, its status and
+    // feed changes should be too.
+    if (in_flight_) wait = std::min(wait, std::chrono::milliseconds(1));
     KafkaMessage message;
     int32_t eof_partition = -1;
     auto outcome = consumer_->Poll(wait, &message, &eof_partition);
@@ -258,13 +297,25 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
     }
     if (*outcome == Consumer::PollOutcome::kPartitionEnd && pending_next_.count(eof_partition))
       at_end_[eof_partition] = true;
-    if (*outcome != Consumer::PollOutcome::kMessage && pending_events_ == 0) {
+    Status failed;
+    // Idle, a finished write, or snapshots to serve (they read the store):
+    // land the write in flight.
+    bool idle = *outcome != Consumer::PollOutcome::kMessage && pending_events_ == 0;
+    if (in_flight_ && (idle || WriteDone() || (options_.feed && options_.feed->snapshots_wanted())))
+      failed = FinishFlush();
+    if (rewind_needed_) {
+      rewind_needed_ = false;
+      if (failed.ok()) failed = Status::Unavailable("a flush failed during a rebalance");
+    }
+    if (failed.ok() && idle) {
       PublishStatus();
       Status swap = MaybeSwapIn();
       if (!swap.ok()) spdlog::warn("view {}: {}", view, swap.message());
     }
-    if (options_.feed) options_.feed->Tick(*store_, stored_next_);
-    if (*outcome == Consumer::PollOutcome::kMessage) {
+    // Snapshots read the store: only with no write in flight, so that they
+    // hold exactly the flushes the feed has been handed.
+    if (options_.feed) options_.feed->Tick(in_flight_ ? nullptr : store_.get(), stored_next_);
+    if (failed.ok() && *outcome == Consumer::PollOutcome::kMessage) {
       int32_t partition = message.partition();
       at_end_[partition] = false;
       if (!pending_next_.count(partition)) continue;  // a message from before a revoke
@@ -309,8 +360,11 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
     bool due = pending_events_ > 0 &&
                (pending_events_ >= options_.max_batch_events || *outcome == Consumer::PollOutcome::kTimeout ||
                 std::chrono::steady_clock::now() >= oldest_pending_ + options_.flush_interval);
-    if (!due) continue;
-    Status st = Flush();
+    if (!due && failed.ok()) continue;
+    // Land the previous write, then start this one: at most one in flight.
+    Status st = failed;
+    if (st.ok()) st = FinishFlush();
+    if (st.ok()) st = StartFlush();
     if (st.ok()) {
       backoff = std::chrono::milliseconds(100);
       continue;
@@ -318,6 +372,7 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
     if (Status current = store_->StillCurrent(); current.code() == StatusCode::kConflict) {
       // Our table was swapped out by a rebuild: the runner reopens the
       // store, which follows the new table from its stored offsets.
+      (void)FinishFlush();
       pending_events_ = 0;
       (void)projection_->TakePending();
       (void)consumer_->Close();

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <future>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -89,7 +90,15 @@ class ViewEngine {
  private:
   Status OnAssign(std::vector<TopicPartitionOffset>& assigned);
   void OnRevoke(const std::vector<TopicPartitionOffset>& revoked);
+  // Writes the pending rows and waits for them (and any write in flight).
   Status Flush();
+  // Starts writing the pending rows beside the consuming thread (at most one
+  // write in flight: call FinishFlush first).
+  Status StartFlush();
+  // Waits for the write in flight, then publishes it: offsets, metrics,
+  // status, feed. On failure the pending rows are dropped too.
+  Status FinishFlush();
+  bool WriteDone() const;
   // Where each partition resumes: the store's offsets (exactly-once) or the
   // group's commits (at-least-once).
   Result<std::map<int32_t, int64_t>> StoredOffsets(const std::vector<int32_t>& partitions);
@@ -119,6 +128,19 @@ class ViewEngine {
   std::chrono::steady_clock::time_point last_swap_check_;
   std::chrono::steady_clock::time_point last_rebuild_check_;
   std::string rebuild_progress_;
+
+  // The one batch being written while the next is applied.
+  struct InFlightWrite {
+    std::future<Status> done;
+    std::vector<OffsetAdvance> advances;
+    std::map<int32_t, int64_t> next;  // pending_next_ when it started
+    std::vector<int64_t> event_times;
+    std::vector<RowChange> changes;   // filled by the write when feeding
+    bool feeding = false;
+    std::chrono::steady_clock::time_point started;
+  };
+  std::unique_ptr<InFlightWrite> in_flight_;
+  bool rewind_needed_ = false;  // a write failed inside a rebalance callback
 
   mutable std::mutex status_mu_;
   ViewStatus status_;
