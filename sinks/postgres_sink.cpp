@@ -1,6 +1,7 @@
 #include "sinks/postgres_sink.h"
 
 #include <map>
+#include <mutex>
 
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
@@ -129,6 +130,24 @@ Result<std::string> PostgresSink::RebuildProgress() {
   }
 }
 
+std::string PostgresSink::ProcessStartedAt() {
+  // The database's clock at this process's first Open: compared with
+  // published_at, which the database's clock also wrote.
+  static std::mutex mu;
+  static std::string started;
+  std::lock_guard lock(mu);
+  if (started.empty()) {
+    pqxx::nontransaction tx(*conn_);
+    started = tx.exec("SELECT now()::text")[0][0].as<std::string>();
+  }
+  return started;
+}
+
+bool PostgresSink::IsRebuildOf(const std::string& table, const TableSpec& t) {
+  // "<view>__v<hash>r<stamp>" is a rebuild of "<view>__v<hash>": the same definition.
+  return table.rfind(t.table_name() + "r", 0) == 0 || t.table_name().rfind(table + "r", 0) == 0;
+}
+
 Status PostgresSink::StillCurrent() {
   if (building_) return Status::Ok();
   FRESHET_RETURN_IF_ERROR(EnsureConnected());
@@ -137,7 +156,7 @@ Status PostgresSink::StillCurrent() {
     auto live = tx.exec_params("SELECT table_name FROM freshet.views WHERE name = $1", table_.view_name);
     if (live.empty() || live[0][0].is_null() || live[0][0].as<std::string>() == table_.table_name()) return Status::Ok();
     return Status::Conflict("view " + table_.view_name + ": " + live[0][0].as<std::string>() + " replaced " +
-                            table_.table_name() + " (a rebuild was swapped in)");
+                            table_.table_name() + " (another version was swapped in)");
   } catch (const std::exception& e) {
     return Status::Unavailable("view " + table_.view_name + ": reading the registry: " + e.what());
   }
@@ -169,14 +188,26 @@ Status PostgresSink::Prepare() {
     merges_ |= c.merge != Merge::kReplace;
   }
   try {
+    const std::string process_started = ProcessStartedAt();  // before the transaction: it uses the connection
     pqxx::work tx(*conn_);
     tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLockId) + ")");
     tx.exec("CREATE TABLE IF NOT EXISTS " + table + " (" + defs + ", PRIMARY KEY (" + keys + "))");
-    auto live = tx.exec_params("SELECT table_name, to_regclass(quote_ident($2) || '.' || quote_ident(table_name)) IS NOT NULL "
+    auto live = tx.exec_params("SELECT table_name, to_regclass(quote_ident($2) || '.' || quote_ident(table_name)) IS NOT NULL, "
+                               "coalesce(published_at > $3::timestamptz, false), published_at::text "
                                "FROM freshet.views WHERE name = $1 FOR UPDATE",
-                               t.view_name, t.schema);
+                               t.view_name, t.schema, process_started);
     bool other_live = !live.empty() && !live[0][0].is_null() && live[0][0].as<std::string>() != t.table_name() &&
                       live[0][1].as<bool>();
+    if (other_live && live[0][2].as<bool>() && !IsRebuildOf(live[0][0].as<std::string>(), t)) {
+      // Another process published another definition after this one
+      // started: this process is the outdated one. Building its own
+      // version and swapping it back would make the two rebuild each
+      // other's tables forever.
+      return Status::Conflict("view " + t.view_name + ": another process published " + live[0][0].as<std::string>() +
+                              " (another definition) at " + live[0][3].as<std::string>() +
+                              ", after this process started with " + t.table_name() +
+                              "; give every process of a view the same definition, then restart this one");
+    }
     if (other_live) {
       building_ = true;
       tx.exec_params("UPDATE freshet.views SET building_table = $2, updated_at = now() WHERE name = $1", t.view_name,
@@ -225,12 +256,13 @@ Status PostgresSink::PublishView(pqxx::dbtransaction& tx) {
   }
   tx.exec("GRANT SELECT ON " + QualifiedView(t) + " TO freshet_reader");
   tx.exec_params(
-      "INSERT INTO freshet.views (name, version, table_name, building_table, state) VALUES ($1, $2, $3, NULL, 'live') "
+      "INSERT INTO freshet.views (name, version, table_name, building_table, state, published_at) "
+      "VALUES ($1, $2, $3, NULL, 'live', now()) "
       "ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, table_name = EXCLUDED.table_name, "
       // Republishing the same table (a restart) keeps a rebuild in progress.
       "building_table = CASE WHEN freshet.views.table_name = EXCLUDED.table_name THEN freshet.views.building_table END, "
       "build_progress = CASE WHEN freshet.views.table_name = EXCLUDED.table_name THEN freshet.views.build_progress END, "
-      "state = 'live', updated_at = now()",
+      "state = 'live', updated_at = now(), published_at = now()",
       t.view_name, t.version, t.table_name());
   return Status::Ok();
 }

@@ -105,6 +105,9 @@ class PostgresSink {
   PostgresSink() = default;
   Status Prepare();
   Status FollowRebuild();
+  // The database's now() at this process's first Open (see Open).
+  std::string ProcessStartedAt();
+  static bool IsRebuildOf(const std::string& table, const TableSpec& t);
 
   std::string url_;
   std::string topic_;

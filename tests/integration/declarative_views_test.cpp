@@ -305,6 +305,58 @@ TEST_F(DeclarativeViews, ChangedDefinitionIsBuiltBesideAndSwappedIn) {
   EXPECT_EQ(tx.exec("SELECT total FROM on_hand_total")[0][0].as<int64_t>(), total) << "the user's view on top";
 }
 
+// Two processes with different definitions of one view (a half-done rolling
+// upgrade): the one whose definition went live later wins; the outdated one
+// waits with a clear error instead of rebuilding its version and swapping
+// it back (which would make the two rebuild each other forever).
+TEST_F(DeclarativeViews, AnOutdatedDefinitionWaitsInsteadOfSwappingBack) {
+  const char* v1 = R"([{"name": "stock_on_hand", "kind": "latest", "key": {"store": "/store", "sku": "/sku"},
+                        "columns": {"on_hand": {"from": "/on_hand", "type": "bigint"}}}])";
+  const char* v2 = R"([{"name": "stock_on_hand", "kind": "latest", "key": {"store": "/store", "sku": "/sku"},
+                        "columns": {"on_hand": {"from": "/on_hand", "type": "bigint"},
+                                    "last_qty": {"from": "/qty", "type": "bigint"}}}])";
+  Reference ref = Produce(5000);
+  std::string v2_path = config_path_ + ".v2.json";
+  std::ofstream(config_path_) << R"({"views": {"definitions": )" << v1 << "}}";
+  std::ofstream(v2_path) << R"({"views": {"definitions": )" << v2 << "}}";
+  FreshetProcess old_process({"views", "--config", config_path_}, env_, "decl-old");
+  ASSERT_TRUE(WaitUntil([&] { return CaughtUp("stock_on_hand", ref); }, 90s, 50ms)) << old_process.Log();
+  pqxx::connection conn(db_url_);
+  auto registry = [&] {
+    pqxx::nontransaction tx(conn);
+    auto r = tx.exec("SELECT table_name, coalesce(building_table, '') FROM freshet.views WHERE name = 'stock_on_hand'");
+    return std::make_pair(r[0][0].as<std::string>(), r[0][1].as<std::string>());
+  };
+  std::string v1_table = registry().first;
+
+  // The new definition starts in a second process and goes live. It runs in
+  // a group of its own (a blue/green deployment), so it builds every
+  // partition and swaps without waiting for the old process: in a shared
+  // group the build would wait for the old process's partitions.
+  auto env2 = env_;
+  env2["FRESHET_VIEWS_GROUP_ID"] = UniqueName("decl-new");
+  int port2 = FreePort();
+  env2["FRESHET_VIEWS_LISTEN"] = "127.0.0.1:" + std::to_string(port2);
+  FreshetProcess new_process({"views", "--config", v2_path}, env2, "decl-new");
+  ASSERT_TRUE(WaitUntil([&] { return registry().first != v1_table && registry().second.empty(); }, 90s, 20ms))
+      << new_process.Log();
+  std::string v2_table = registry().first;
+
+  // New events: the old process finds its table gone and must not build v1 again.
+  Reference more = Produce(500);
+  HttpClient old_client("127.0.0.1", static_cast<uint16_t>(port_), 5s);
+  std::string error;
+  ASSERT_TRUE(WaitUntil([&] {
+    auto r = old_client.Get("/views/stock_on_hand/status");
+    if (!r.ok() || r->status != 200) return false;
+    error = nlohmann::json::parse(r->body).value("error", "");
+    return error.find("another process published") != std::string::npos;
+  }, 60s, 50ms)) << error << "\n" << old_process.Log();
+  EXPECT_NE(error.find("same definition"), std::string::npos) << error;
+  EXPECT_EQ(registry(), std::make_pair(v2_table, std::string())) << "the old definition must not build or swap back";
+  EXPECT_TRUE(old_process.running());
+}
+
 // delivery: at_least_once keeps its offsets in the consumer group, not in
 // the store; after a SIGKILL nothing is lost: a latest-row view converges to
 // the reference and an aggregate counts every event at least once.
