@@ -47,6 +47,13 @@ struct Reference {
   int poison = 0;
 };
 
+// Two versions of one definition: v2 adds a column at the end.
+const char* kOnHandV1 = R"([{"name": "stock_on_hand", "kind": "latest", "key": {"store": "/store", "sku": "/sku"},
+                            "columns": {"on_hand": {"from": "/on_hand", "type": "bigint"}}}])";
+const char* kOnHandV2 = R"([{"name": "stock_on_hand", "kind": "latest", "key": {"store": "/store", "sku": "/sku"},
+                            "columns": {"on_hand": {"from": "/on_hand", "type": "bigint"},
+                                        "last_qty": {"from": "/qty", "type": "bigint"}}}])";
+
 class DeclarativeViews : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -240,11 +247,8 @@ TEST_F(DeclarativeViews, ReaderRoleSeesViewsOnlyAndFlushesNotify) {
 // readers keep querying the old rows, then swapped in atomically: every
 // query sees one complete version.
 TEST_F(DeclarativeViews, ChangedDefinitionIsBuiltBesideAndSwappedIn) {
-  const char* v1 = R"([{"name": "stock_on_hand", "kind": "latest", "key": {"store": "/store", "sku": "/sku"},
-                        "columns": {"on_hand": {"from": "/on_hand", "type": "bigint"}}}])";
-  const char* v2 = R"([{"name": "stock_on_hand", "kind": "latest", "key": {"store": "/store", "sku": "/sku"},
-                        "columns": {"on_hand": {"from": "/on_hand", "type": "bigint"},
-                                    "last_qty": {"from": "/qty", "type": "bigint"}}}])";
+  const char* v1 = kOnHandV1;
+  const char* v2 = kOnHandV2;
   Reference ref = Produce(20000);
   std::ofstream(config_path_) << R"({"views": {"definitions": )" << v1 << "}}";
   {
@@ -310,11 +314,8 @@ TEST_F(DeclarativeViews, ChangedDefinitionIsBuiltBesideAndSwappedIn) {
 // waits with a clear error instead of rebuilding its version and swapping
 // it back (which would make the two rebuild each other forever).
 TEST_F(DeclarativeViews, AnOutdatedDefinitionWaitsInsteadOfSwappingBack) {
-  const char* v1 = R"([{"name": "stock_on_hand", "kind": "latest", "key": {"store": "/store", "sku": "/sku"},
-                        "columns": {"on_hand": {"from": "/on_hand", "type": "bigint"}}}])";
-  const char* v2 = R"([{"name": "stock_on_hand", "kind": "latest", "key": {"store": "/store", "sku": "/sku"},
-                        "columns": {"on_hand": {"from": "/on_hand", "type": "bigint"},
-                                    "last_qty": {"from": "/qty", "type": "bigint"}}}])";
+  const char* v1 = kOnHandV1;
+  const char* v2 = kOnHandV2;
   Reference ref = Produce(5000);
   std::string v2_path = config_path_ + ".v2.json";
   std::ofstream(config_path_) << R"({"views": {"definitions": )" << v1 << "}}";
