@@ -210,6 +210,7 @@ Status PostgresSink::Prepare() {
     }
     if (other_live) {
       building_ = true;
+      live_table_ = live[0][0].as<std::string>();
       tx.exec_params("UPDATE freshet.views SET building_table = $2, updated_at = now() WHERE name = $1", t.view_name,
                      t.table_name());
       spdlog::info("view {}: building {} beside the live {}", t.view_name, t.table_name(), live[0][0].as<std::string>());
@@ -265,6 +266,38 @@ Status PostgresSink::PublishView(pqxx::dbtransaction& tx) {
       "state = 'live', updated_at = now(), published_at = now()",
       t.view_name, t.version, t.table_name());
   return Status::Ok();
+}
+
+Result<std::vector<nlohmann::json>> PostgresSink::ReadLiveRows(size_t limit) {
+  FRESHET_RETURN_IF_ERROR(EnsureConnected());
+  try {
+    // The stable SQL view selects from the live version, whatever its columns.
+    pqxx::read_transaction tx(*conn_);
+    auto result = tx.exec("SELECT row_to_json(v)::text FROM " + QualifiedView(table_) + " AS v LIMIT " +
+                          std::to_string(limit));
+    std::vector<nlohmann::json> rows;
+    rows.reserve(result.size());
+    for (const auto& r : result) rows.push_back(nlohmann::json::parse(r[0].c_str(), nullptr, false));
+    return rows;
+  } catch (const std::exception& e) {
+    return Status::Unavailable("view " + table_.view_name + ": reading the live version: " + e.what());
+  }
+}
+
+Result<std::map<int32_t, int64_t>> PostgresSink::LoadLiveOffsets() {
+  if (!building_) return LoadOffsets();
+  FRESHET_RETURN_IF_ERROR(EnsureConnected());
+  try {
+    pqxx::nontransaction tx(*conn_);
+    std::map<int32_t, int64_t> out;
+    for (const auto& row : tx.exec_params(
+             "SELECT partition, next_offset FROM freshet.offsets WHERE view_name = $1 AND topic = $2", live_table_,
+             topic_))
+      out[row[0].as<int32_t>()] = row[1].as<int64_t>();
+    return out;
+  } catch (const std::exception& e) {
+    return Status::Unavailable("view " + table_.view_name + ": loading offsets: " + e.what());
+  }
 }
 
 Status PostgresSink::SwapIn() {

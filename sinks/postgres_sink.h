@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include <pqxx/connection>
 #include <pqxx/transaction_base>
 
@@ -100,6 +101,11 @@ class PostgresSink {
                std::vector<RowWrite>* full_rows = nullptr);
   // Up to `limit` rows of this version's table in key order, values as text.
   Result<std::vector<RowWrite>> ReadRows(size_t limit);
+  // While building: up to `limit` rows of the live version, through the
+  // stable SQL view, as JSON objects (its columns may differ from ours),
+  // and the live version's offsets. Not building: LoadOffsets.
+  Result<std::vector<nlohmann::json>> ReadLiveRows(size_t limit);
+  Result<std::map<int32_t, int64_t>> LoadLiveOffsets();
 
  private:
   PostgresSink() = default;
@@ -119,6 +125,7 @@ class PostgresSink {
   std::string delete_sql_;
   int staging_backend_pid_ = -1;  // the session whose temp staging table exists
   bool building_ = false;
+  std::string live_table_;  // while building: the table readers see
   Status PublishView(pqxx::dbtransaction& tx);
   // libpqxx 6.4 does not reconnect a broken connection: open a new one.
   Status EnsureConnected();

@@ -1,5 +1,6 @@
 #include "views/view_store.h"
 
+#include <algorithm>
 #include <limits>
 
 namespace freshet {
@@ -51,6 +52,31 @@ Status PostgresViewStore::Write(const std::vector<RowWrite>& rows, const std::ve
 }
 
 Result<std::vector<RowChange>> PostgresViewStore::ReadRows(const std::string& encoded_prefix, size_t limit) {
+  if (sink_->building()) {
+    // Readers see the live version until the swap; feed snapshots too.
+    auto live = sink_->ReadLiveRows(encoded_prefix.empty() ? limit : std::numeric_limits<int32_t>::max());
+    if (!live.ok()) return live.status();
+    std::vector<RowChange> out;
+    for (nlohmann::json& row : *live) {
+      if (out.size() >= limit) break;
+      RowChange change;
+      bool keyed = row.is_object();
+      for (const auto& c : table_.key_columns) {
+        auto it = keyed ? row.find(c.name) : row.end();
+        if (!keyed || it == row.end() || it->is_null()) {
+          keyed = false;
+          break;
+        }
+        change.key.push_back(it->is_string() ? it->get<std::string>() : it->dump());
+      }
+      if (!keyed) continue;  // the live version lacks one of our key columns
+      if (!encoded_prefix.empty() && EncodeKey(change.key).rfind(encoded_prefix, 0) != 0) continue;
+      change.row = std::move(row);
+      out.push_back(std::move(change));
+    }
+    std::sort(out.begin(), out.end(), [](const RowChange& a, const RowChange& b) { return a.key < b.key; });
+    return out;
+  }
   // Feeds filter on leading key columns; Postgres reads the table in key
   // order and the filter is applied here (snapshots are bounded by `limit`).
   auto rows = sink_->ReadRows(encoded_prefix.empty() ? limit : std::numeric_limits<int32_t>::max());

@@ -65,7 +65,9 @@ class PostgresViewStore final : public ViewStore {
   Result<std::map<int32_t, int64_t>> LoadOffsets() override { return sink_->LoadOffsets(); }
   Status Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets,
                std::vector<RowChange>* changes = nullptr) override;
+  // While a new version builds: the live version's rows and offsets.
   Result<std::vector<RowChange>> ReadRows(const std::string& encoded_prefix, size_t limit) override;
+  Result<std::map<int32_t, int64_t>> LiveOffsets() override { return sink_->LoadLiveOffsets(); }
   bool building() const override { return sink_->building(); }
   Status SwapIn() override { return sink_->SwapIn(); }
   Status StillCurrent() override { return sink_->StillCurrent(); }

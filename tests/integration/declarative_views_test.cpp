@@ -15,6 +15,7 @@
 #include "core/envelope.h"
 #include "core/http_client.h"
 #include "tests/support/test_env.h"
+#include "tests/support/ws_client.h"
 
 namespace freshet {
 namespace {
@@ -273,21 +274,55 @@ TEST_F(DeclarativeViews, ChangedDefinitionIsBuiltBesideAndSwappedIn) {
 
   std::atomic<bool> stop{false};
   std::vector<std::pair<size_t, size_t>> seen;  // (rows, columns) per query
+  std::atomic<int> reads_of_v2{0};
   std::thread reader([&] {
     pqxx::connection c(db_url_);
     while (!stop) {
       pqxx::nontransaction tx(c);
       auto r = tx.exec("SELECT * FROM stock_on_hand");
       seen.emplace_back(r.size(), r.columns());
+      if (r.columns() == 4) ++reads_of_v2;
     }
   });
   std::ofstream(config_path_) << R"({"views": {"definitions": )" << v2 << "}}";
   FreshetProcess views({"views", "--config", config_path_}, env_, "decl-v2");
+  // A feed client that connects while v2 builds gets the live (v1) rows,
+  // complete, and once v2 is live a reset and the v2 rows.
+  std::unique_ptr<WsClient> feed;
+  ASSERT_TRUE(WaitUntil([&] {
+    feed = WsClient::Connect(static_cast<uint16_t>(port_), "/views/stock_on_hand/feed");
+    return feed != nullptr;
+  }, 30s, 5ms)) << views.Log();
+  // (rows, rows with last_qty) of each complete snapshot, in order.
+  std::vector<std::pair<size_t, size_t>> snapshots;
+  size_t rows_in = 0, with_qty = 0;
+  auto read_snapshot = [&] {
+    for (;;) {
+      auto m = feed->Next(30s);
+      if (!m) return false;
+      if ((*m)["type"] != "snapshot") continue;
+      for (const auto& r : (*m)["rows"]) {
+        ++rows_in;
+        with_qty += r["row"].contains("last_qty");
+      }
+      if ((*m)["done"] == true) {
+        snapshots.emplace_back(rows_in, with_qty);
+        rows_in = with_qty = 0;
+        return true;
+      }
+    }
+  };
+  ASSERT_TRUE(read_snapshot()) << views.Log();
+  if (snapshots[0].second == 0) {
+    ASSERT_TRUE(read_snapshot()) << "no fresh snapshot after the swap\n" << views.Log();
+  }
+  for (const auto& [rows, qty] : snapshots) EXPECT_EQ(rows, ref.on_hand.size()) << "a feed snapshot of a half-built version";
+  EXPECT_EQ(snapshots.back().second, ref.on_hand.size()) << "the last snapshot is of v2";
   bool swapped = WaitUntil([&] {
     auto [live, building] = live_table();
     return live != v1_table && building.empty();
   }, 90s, 20ms);
-  std::this_thread::sleep_for(200ms);  // a few more reads of the new version
+  WaitUntil([&] { return reads_of_v2 >= 3; }, 30s, 5ms);  // a few reads of the new version
   stop = true;
   reader.join();
   ASSERT_TRUE(swapped) << views.Log();
