@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/envelope.h"
@@ -20,6 +21,19 @@ class Projection {
   // about return OK and change nothing. A non-OK status marks the event bad
   // (it is skipped and reported; the view goes on).
   virtual Status Apply(const Event& event) = 0;
+  // Folds one event as the topic holds it (its JSON value), read at
+  // `partition`/`offset`; sets `ts_ms` to the event's timestamp (0: none).
+  // A value that is not an event is a bad event, as in DecodeEventValue.
+  // This default decodes into an Event; a projection may read the bytes
+  // itself (the declarative one does: decoding was most of its time).
+  virtual Status ApplyValue(std::string_view value, int32_t partition, int64_t offset, int64_t* ts_ms) {
+    auto event = DecodeEventValue(value);
+    if (!event.ok()) return event.status();
+    event->partition = partition;
+    event->offset = offset;
+    *ts_ms = event->ts_ms;
+    return Apply(*event);
+  }
   // Hands over the pending changes (coalesced: one row write per key) and
   // forgets them.
   virtual std::vector<RowWrite> TakePending() = 0;

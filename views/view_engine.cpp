@@ -319,12 +319,8 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
       int32_t partition = message.partition();
       at_end_[partition] = false;
       if (!pending_next_.count(partition)) continue;  // a message from before a revoke
-      auto event = DecodeEventValue(message.value());
-      if (event.ok()) {
-        event->partition = partition;
-        event->offset = message.offset();
-      }
-      Status st = event.ok() ? projection_->Apply(*event) : event.status();
+      int64_t event_ts = 0;
+      Status st = projection_->ApplyValue(message.value(), partition, message.offset(), &event_ts);
       if (!st.ok()) {
         if (options_.stop_on_error) {
           // Stop before the bad event: what came before it is still written.
@@ -348,7 +344,7 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
         spdlog::warn("view {}: partition {} offset {}: dead-lettered: {}", view, partition, message.offset(), st.message());
       } else {
         metrics_.events.Add();
-        int64_t ts = event->ts_ms > 0 ? event->ts_ms : message.timestamp_ms();
+        int64_t ts = event_ts > 0 ? event_ts : message.timestamp_ms();
         if (pending_event_times_.size() < 4096) pending_event_times_.push_back(ts);
       }
       if (pending_events_ == 0) oldest_pending_ = std::chrono::steady_clock::now();

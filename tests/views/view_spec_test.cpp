@@ -162,5 +162,59 @@ TEST(DeclarativeProjection, MissingKeyFieldIsABadEvent) {
   EXPECT_NE(st.message().find("key column"), std::string::npos);
 }
 
+
+// The engine hands the topic's bytes to ApplyValue, which reads them with
+// simdjson: it must refuse what DecodeEventValue refuses, in its words, and
+// read every column type as the nlohmann-based code did.
+TEST(DeclarativeProjection, ApplyValueReadsEventsAsDecodeEventValueDoes) {
+  DeclarativeProjection p(ParseViewSpecs(json::array({StockOnHand()}), "v")->front());
+  for (std::string bad : {"not json", "[1]", R"({"data": {}})", R"({"type": 7, "data": {}})",
+                          R"({"type": "X", "data": 3})", R"({"type": "X", "ts": "now", "data": {}})",
+                          R"({"type": "X", "id": 5, "data": {}})", R"({"type": "X", "ts": 1.5, "data": {}})"}) {
+    int64_t ts = 0;
+    Status st = p.ApplyValue(bad, 0, 0, &ts);
+    ASSERT_FALSE(st.ok()) << bad;
+    EXPECT_EQ(st.message(), DecodeEventValue(bad).status().message()) << bad;
+  }
+  EXPECT_TRUE(p.TakePending().empty());
+
+  json spec = json::parse(R"({"name": "typed", "kind": "latest", "key": {"k": "/k"},
+    "where": {"field": "/flag", "op": "=", "value": true},
+    "columns": {"nested": {"from": "/a/b"}, "second": {"from": "/list/1", "type": "bigint"},
+                "whole": {"from": "/whole", "type": "bigint"}, "price": {"from": "/price", "type": "double"},
+                "flag": {"from": "/flag", "type": "boolean"}, "when": {"from": "/when", "type": "timestamptz"},
+                "doc": {"from": "/a", "type": "jsonb"}, "slash": {"from": "/x~1y"}, "missing": {"from": "/nope"},
+                "type": {"from": "$type"}, "id": {"from": "$id"}}})");
+  auto typed_spec = ParseViewSpecs(json::array({spec}), "v");
+  ASSERT_TRUE(typed_spec.ok()) << typed_spec.status().ToString();
+  DeclarativeProjection typed(typed_spec->front());
+  int64_t ts = 0;
+  std::string value = R"({"type": "T", "id": "e1", "ts": 42, "data": {"k": "k1", "a": {"b": {"c": [1, "two"]}},
+    "list": [10, 20], "whole": 3.0, "price": 2.5, "flag": true, "when": 1700000000123, "x/y": "s", "nope": null}})";
+  Status st = typed.ApplyValue(value, 3, 7, &ts);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(ts, 42);
+  auto rows = typed.TakePending();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].partition, 3);
+  EXPECT_EQ(rows[0].offset, 7);
+  ASSERT_FALSE(rows[0].deleted);
+  std::vector<std::optional<std::string>> expected = {
+      R"({"c":[1,"two"]})", "20", "3", "2.5", "true", "2023-11-14 22:13:20.123+00", R"({"b":{"c":[1,"two"]}})",
+      "s", std::nullopt, "T", "e1"};
+  EXPECT_EQ(rows[0].values, expected);
+
+  // `where` compares other JSON types by value: false leaves the view.
+  ASSERT_TRUE(typed.ApplyValue(R"({"type": "T", "data": {"k": "k1", "flag": false}})", 0, 8, &ts).ok());
+  rows = typed.TakePending();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_TRUE(rows[0].deleted);
+
+  // A mistyped field names the column, the type and the value.
+  st = typed.ApplyValue(R"({"type": "T", "data": {"k": "k1", "list": [1, "x"]}})", 0, 9, &ts);
+  EXPECT_EQ(st.message(), R"(column second: expected an integer, got string "x")");
+  EXPECT_TRUE(typed.TakePending().empty());
+}
+
 }  // namespace
 }  // namespace freshet

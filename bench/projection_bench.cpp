@@ -1,0 +1,77 @@
+// The view's per-event CPU cost without Kafka or a store: decoding the
+// topic's JSON value and folding it into a declarative projection, for the
+// two views of views_bench (an aggregate over 10,000 groups and a latest-row
+// view with unique keys). Tells how much of a view's time is its own.
+//
+//   build/bench/projection_bench
+#include <benchmark/benchmark.h>
+
+#include <random>
+
+#include "core/envelope.h"
+#include "views/declarative_projection.h"
+
+using namespace freshet;
+
+namespace {
+
+const char* kAggregate = R"([{"name": "bench_stock", "kind": "aggregate",
+  "group_by": {"store": "/store", "sku": "/sku"},
+  "aggregates": {"units": {"fn": "sum", "from": "/qty", "type": "bigint"}, "events": {"fn": "count"}}}])";
+const char* kLatest = R"([{"name": "bench_latest", "kind": "latest", "key": {"eid": "/eid"},
+  "columns": {"store": {"from": "/store"}, "sku": {"from": "/sku"}, "qty": {"from": "/qty", "type": "bigint"}}}])";
+
+// The same ~150-byte events as views_bench.
+std::vector<std::string> Values(int count, int keys) {
+  std::mt19937 rng(1);
+  std::vector<std::string> values;
+  for (int n = 0; n < count; ++n) {
+    int key = static_cast<int>(rng() % keys);
+    Event e{"StockSold", "", NowMillis(),
+            {{"store", "store-" + std::to_string(key % 100)}, {"sku", "sku-" + std::to_string(key / 100)},
+             {"qty", 1 + rng() % 5}, {"eid", "e" + std::to_string(n)}, {"note", "bench"}}};
+    values.push_back(EncodeEventValue(e));
+  }
+  return values;
+}
+
+// decode_only: nlohmann's DecodeEventValue alone (what views did before
+// ApplyValue), for comparison.
+void Run(benchmark::State& state, const char* definition, bool decode_only) {
+  auto specs = ParseViewSpecs(nlohmann::ordered_json::parse(definition), "bench");
+  if (!specs.ok()) {
+    state.SkipWithError(specs.status().message().c_str());
+    return;
+  }
+  DeclarativeProjection projection((*specs)[0]);
+  const std::vector<std::string> values = Values(100000, 10000);
+  size_t i = 0;
+  int64_t offset = 0;
+  for (auto _ : state) {
+    const std::string& value = values[i];
+    if (++i == values.size()) i = 0;
+    if (decode_only) {
+      auto event = DecodeEventValue(value);
+      benchmark::DoNotOptimize(event);
+      continue;
+    }
+    int64_t ts = 0;
+    Status st = projection.ApplyValue(value, 0, offset++, &ts);
+    benchmark::DoNotOptimize(st);
+    // A flush every 50,000 events, as views_bench's engine does at most.
+    if (offset % 50000 == 0) benchmark::DoNotOptimize(projection.TakePending());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+void BM_NlohmannDecode(benchmark::State& state) { Run(state, kAggregate, true); }
+void BM_ApplyValueAggregate(benchmark::State& state) { Run(state, kAggregate, false); }
+void BM_ApplyValueLatest(benchmark::State& state) { Run(state, kLatest, false); }
+
+BENCHMARK(BM_NlohmannDecode);
+BENCHMARK(BM_ApplyValueAggregate);
+BENCHMARK(BM_ApplyValueLatest);
+
+}  // namespace
+
+BENCHMARK_MAIN();
