@@ -103,24 +103,39 @@ Status RocksDbViewStore::Write(const std::vector<RowWrite>& rows, const std::vec
   std::vector<KvWrite> writes;
   writes.reserve(rows.size());
   const std::string& table = table_name_;
+  bool merges = false;
+  for (const auto& c : table_.value_columns) merges |= c.merge != Merge::kReplace;
   for (const RowWrite& row : rows) {
     KvWrite w;
     w.key = EncodeKey(row.key);
-    if (!row.deleted) {
-      nlohmann::json value = nlohmann::json::object();
-      bool merges = false;
+    if (!row.deleted && !merges) {
+      // Replaced rows (a latest-row view): the JSON text is written directly.
+      std::string text = "{";
       for (size_t i = 0; i < table_.value_columns.size() && i < row.values.size(); ++i) {
-        value[table_.value_columns[i].name] = TypedColumn(row.values[i], table_.value_columns[i].sql_type);
-        merges |= table_.value_columns[i].merge != Merge::kReplace;
+        if (i) text.push_back(',');
+        AppendJsonString(&text, table_.value_columns[i].name);
+        text.push_back(':');
+        AppendTypedColumn(&text, row.values[i], table_.value_columns[i].sql_type);
       }
-      if (merges) {
-        auto stored = store_.Get(table, w.key);
-        if (!stored.ok()) return stored.status();
-        if (*stored) {
-          nlohmann::json old = nlohmann::json::parse(**stored, nullptr, false);
-          for (const auto& c : table_.value_columns)
-            value[c.name] = Combine(c, old.is_object() ? old.value(c.name, nlohmann::json()) : nlohmann::json(), value[c.name]);
-        }
+      text.push_back('}');
+      w.value = std::move(text);
+      if (changes) {
+        nlohmann::json value = nlohmann::json::object();
+        for (size_t i = 0; i < table_.value_columns.size() && i < row.values.size(); ++i)
+          value[table_.value_columns[i].name] = TypedColumn(row.values[i], table_.value_columns[i].sql_type);
+        changes->push_back(FullRow(row, std::move(value)));
+      }
+    } else if (!row.deleted) {
+      nlohmann::json value = nlohmann::json::object();
+      for (size_t i = 0; i < table_.value_columns.size() && i < row.values.size(); ++i)
+        value[table_.value_columns[i].name] = TypedColumn(row.values[i], table_.value_columns[i].sql_type);
+      // Deltas (an aggregate): merged with the stored row.
+      auto stored = store_.Get(table, w.key);
+      if (!stored.ok()) return stored.status();
+      if (*stored) {
+        nlohmann::json old = nlohmann::json::parse(**stored, nullptr, false);
+        for (const auto& c : table_.value_columns)
+          value[c.name] = Combine(c, old.is_object() ? old.value(c.name, nlohmann::json()) : nlohmann::json(), value[c.name]);
       }
       w.value = value.dump();
       if (changes) changes->push_back(FullRow(row, std::move(value)));

@@ -357,6 +357,8 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
                (pending_events_ >= options_.max_batch_events || *outcome == Consumer::PollOutcome::kTimeout ||
                 std::chrono::steady_clock::now() >= oldest_pending_ + options_.flush_interval);
     if (!due && failed.ok()) continue;
+    if (failed.ok() && in_flight_ && !WriteDone() && projection_->pending_rows() < options_.max_batch_events)
+      continue;  // keep applying while the store writes (see max_batch_events)
     // Land the previous write, then start this one: at most one in flight.
     Status st = failed;
     if (st.ok()) st = FinishFlush();

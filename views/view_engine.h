@@ -36,6 +36,10 @@ struct ViewEngineOptions {
   std::string topic;
   std::string group_id;
   std::chrono::milliseconds flush_interval{100};
+  // A flush is due at this many pending events. While the previous write
+  // still runs, the batch goes on growing until the projection holds this
+  // many pending rows: an aggregate's batch then coalesces more events into
+  // the same rows instead of the consumer waiting for the store.
   size_t max_batch_events = 50000;
   int session_timeout_ms = 10000;
   std::chrono::milliseconds max_lag{5000};

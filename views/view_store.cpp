@@ -1,21 +1,91 @@
 #include "views/view_store.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <limits>
 
 namespace freshet {
 
+namespace {
+
+bool IsIntegerColumn(const std::string& sql_type) { return sql_type == "bigint" || sql_type == "integer"; }
+
+// The whole text as an int64 (no sign but '-', no spaces).
+bool ParseInteger(const std::string& text, int64_t* value) {
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), *value);
+  return error == std::errc() && end == text.data() + text.size();
+}
+
+// The whole text as a finite double: NaN and infinities have no JSON form,
+// so they stay text rather than lose the value.
+bool ParseFiniteDouble(const std::string& text, double* value) {
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), *value);
+  return error == std::errc() && end == text.data() + text.size() && std::isfinite(*value);
+}
+
+}  // namespace
+
 nlohmann::json TypedColumn(const std::optional<std::string>& text, const std::string& sql_type) {
   if (!text) return nullptr;
-  try {
-    if (sql_type == "bigint" || sql_type == "integer") return std::stoll(*text);
-    if (sql_type == "double precision") return std::stod(*text);
-  } catch (const std::exception&) {
-    return *text;  // "NaN", "Infinity": keep the text rather than lose the value
-  }
+  int64_t integer = 0;
+  double number = 0;
+  if (IsIntegerColumn(sql_type)) return ParseInteger(*text, &integer) ? nlohmann::json(integer) : nlohmann::json(*text);
+  if (sql_type == "double precision")
+    return ParseFiniteDouble(*text, &number) ? nlohmann::json(number) : nlohmann::json(*text);
   if (sql_type == "boolean") return *text == "true" || *text == "t";
-  if (sql_type == "jsonb") return nlohmann::json::parse(*text, nullptr, false);
+  if (sql_type == "jsonb") {
+    nlohmann::json parsed = nlohmann::json::parse(*text, nullptr, false);
+    return parsed.is_discarded() ? nlohmann::json(*text) : parsed;
+  }
   return *text;
+}
+
+void AppendJsonString(std::string* out, std::string_view text) {
+  static const char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  for (char c : text) {
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out->append("\\u00");
+          out->push_back(kHex[(c >> 4) & 0xf]);
+          out->push_back(kHex[c & 0xf]);
+        } else {
+          out->push_back(c);  // UTF-8 passes through as bytes
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+void AppendTypedColumn(std::string* out, const std::optional<std::string>& text, const std::string& sql_type) {
+  if (!text) {
+    out->append("null");
+    return;
+  }
+  char buf[32];
+  int64_t integer = 0;
+  double number = 0;
+  if (IsIntegerColumn(sql_type) && ParseInteger(*text, &integer)) {
+    out->append(buf, std::to_chars(buf, buf + sizeof(buf), integer).ptr);
+  } else if (sql_type == "double precision" && ParseFiniteDouble(*text, &number)) {
+    std::string_view shortest(buf, std::to_chars(buf, buf + sizeof(buf), number).ptr - buf);
+    out->append(shortest);
+    // As nlohmann writes a double: 3.0, not 3 (which would read back as an integer).
+    if (shortest.find_first_of(".e") == std::string_view::npos) out->append(".0");
+  } else if (sql_type == "boolean") {
+    out->append(*text == "true" || *text == "t" ? "true" : "false");
+  } else if (sql_type == "jsonb" && nlohmann::json::accept(*text)) {
+    out->append(*text);
+  } else {
+    AppendJsonString(out, *text);
+  }
 }
 
 RowChange ToRowChange(const TableSpec& table, const RowWrite& full_row) {

@@ -24,8 +24,15 @@ struct RowChange {
   int64_t offset = -1;
 };
 
-// A column's text as a JSON value of the column's SQL type.
+// A column's text as a JSON value of the column's SQL type: a number for
+// bigint and double precision when the text is one (else the text), true or
+// false for boolean, the parsed value for jsonb, a string otherwise.
 nlohmann::json TypedColumn(const std::optional<std::string>& text, const std::string& sql_type);
+// The same value appended as JSON text, without building a json value:
+// RocksDB stores a row per write, and nlohmann's object cost showed there.
+void AppendTypedColumn(std::string* out, const std::optional<std::string>& text, const std::string& sql_type);
+// `text` as a JSON string literal.
+void AppendJsonString(std::string* out, std::string_view text);
 // A full-row write (values as stored, not deltas) as a RowChange.
 RowChange ToRowChange(const TableSpec& table, const RowWrite& full_row);
 // Key columns joined by '\x1f': how RocksDB stores keys and feeds filter them.

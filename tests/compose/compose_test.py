@@ -43,6 +43,7 @@ CMAKE_DEPS = {
     "boost": ["libboost1.81-dev"],
     "spdlog": ["libspdlog-dev"],
     "cli11": ["libcli11-dev"],
+    "simdjson": ["libsimdjson-dev"],
     "pkgconfig": ["pkg-config"],
     "threads": [],  # libc
 }
@@ -370,7 +371,7 @@ def main(argv):
             re.search(r"cmake\s+--build\s+/build\s+--target\s+freshet\b", dockerfile) is not None)
     t.check("runtime stage copies /build/freshet to /usr/local/bin/freshet",
             re.search(r"COPY\s+--from=\S+\s+/build/freshet\s+/usr/local/bin/freshet", runtime_body) is not None)
-    runtime_needed = ["librdkafka1", "libpqxx-6.4", "librocksdb7.8", "libspdlog1.10", "libfmt9",
+    runtime_needed = ["librdkafka1", "libpqxx-6.4", "librocksdb7.8", "libsimdjson14", "libspdlog1.10", "libfmt9",
                       "libboost-system1.81.0", "ca-certificates"]
     t.check("runtime stage installs the runtime libraries", set(runtime_needed) <= runtime_pkgs,
             f"missing: {sorted(set(runtime_needed) - runtime_pkgs)}")
