@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <random>
 
+#include "bench/view_workload.h"
 #include "core/envelope.h"
 #include "views/declarative_projection.h"
 #include "views/rocksdb_view_store.h"
@@ -17,35 +18,18 @@ using namespace freshet;
 
 namespace {
 
-const char* kAggregate = R"([{"name": "bench_stock", "kind": "aggregate",
-  "group_by": {"store": "/store", "sku": "/sku"},
-  "aggregates": {"units": {"fn": "sum", "from": "/qty", "type": "bigint"}, "events": {"fn": "count"}}}])";
-const char* kLatest = R"([{"name": "bench_latest", "kind": "latest", "key": {"eid": "/eid"},
-  "columns": {"store": {"from": "/store"}, "sku": {"from": "/sku"}, "qty": {"from": "/qty", "type": "bigint"}}}])";
-
-// The same ~150-byte events as views_bench.
+// views_bench's events, encoded as the topic holds them.
 std::vector<std::string> Values(int count, int keys) {
   std::mt19937 rng(1);
   std::vector<std::string> values;
-  for (int n = 0; n < count; ++n) {
-    int key = static_cast<int>(rng() % keys);
-    Event e{"StockSold", "", NowMillis(),
-            {{"store", "store-" + std::to_string(key % 100)}, {"sku", "sku-" + std::to_string(key / 100)},
-             {"qty", 1 + rng() % 5}, {"eid", "e" + std::to_string(n)}, {"note", "bench"}}};
-    values.push_back(EncodeEventValue(e));
-  }
+  for (int n = 0; n < count; ++n) values.push_back(EncodeEventValue(bench::BenchEvent(rng, keys, n)));
   return values;
 }
 
 // decode_only: nlohmann's DecodeEventValue alone (what views did before
 // ApplyValue), for comparison.
 void Run(benchmark::State& state, const char* definition, bool decode_only) {
-  auto specs = ParseViewSpecs(nlohmann::ordered_json::parse(definition), "bench");
-  if (!specs.ok()) {
-    state.SkipWithError(specs.status().message().c_str());
-    return;
-  }
-  DeclarativeProjection projection((*specs)[0]);
+  DeclarativeProjection projection(bench::ParseBenchView(definition));
   const std::vector<std::string> values = Values(100000, 10000);
   size_t i = 0;
   int64_t offset = 0;
@@ -66,15 +50,14 @@ void Run(benchmark::State& state, const char* definition, bool decode_only) {
   state.SetItemsProcessed(state.iterations());
 }
 
-void BM_NlohmannDecode(benchmark::State& state) { Run(state, kAggregate, true); }
-void BM_ApplyValueAggregate(benchmark::State& state) { Run(state, kAggregate, false); }
-void BM_ApplyValueLatest(benchmark::State& state) { Run(state, kLatest, false); }
+void BM_NlohmannDecode(benchmark::State& state) { Run(state, bench::kAggregateView, true); }
+void BM_ApplyValueAggregate(benchmark::State& state) { Run(state, bench::kAggregateView, false); }
+void BM_ApplyValueLatest(benchmark::State& state) { Run(state, bench::kLatestView, false); }
 
 // The store's side: one flush of 50,000 rows of either view written into
 // RocksDB (a fresh database under /tmp), per row.
 void WriteRocksDb(benchmark::State& state, const char* definition) {
-  auto specs = ParseViewSpecs(nlohmann::ordered_json::parse(definition), "bench");
-  DeclarativeProjection projection((*specs)[0]);
+  DeclarativeProjection projection(bench::ParseBenchView(definition));
   const std::vector<std::string> values = Values(200000, 10000);
   std::string dir = "/tmp/freshet-projection-bench.rocksdb";
   std::filesystem::remove_all(dir);
@@ -104,8 +87,8 @@ void WriteRocksDb(benchmark::State& state, const char* definition) {
   std::filesystem::remove_all(dir);
 }
 
-void BM_RocksDbWriteAggregate(benchmark::State& state) { WriteRocksDb(state, kAggregate); }
-void BM_RocksDbWriteLatest(benchmark::State& state) { WriteRocksDb(state, kLatest); }
+void BM_RocksDbWriteAggregate(benchmark::State& state) { WriteRocksDb(state, bench::kAggregateView); }
+void BM_RocksDbWriteLatest(benchmark::State& state) { WriteRocksDb(state, bench::kLatestView); }
 
 BENCHMARK(BM_NlohmannDecode);
 BENCHMARK(BM_RocksDbWriteAggregate)->Unit(benchmark::kMillisecond);

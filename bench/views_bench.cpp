@@ -29,6 +29,7 @@
 #include <pqxx/tablewriter>
 
 #include "bench/bench_util.h"
+#include "bench/view_workload.h"
 #include "core/envelope.h"
 #include "core/kafka.h"
 #include "core/postgres.h"
@@ -53,25 +54,11 @@ struct Options {
   std::string json_path;
 };
 
-const char* kAggregate = R"({"name": "bench_stock", "kind": "aggregate",
-  "group_by": {"store": "/store", "sku": "/sku"},
-  "aggregates": {"units": {"fn": "sum", "from": "/qty", "type": "bigint"}, "events": {"fn": "count"}}})";
-const char* kLatest = R"({"name": "bench_latest", "kind": "latest", "key": {"eid": "/eid"},
-  "columns": {"store": {"from": "/store"}, "sku": {"from": "/sku"}, "qty": {"from": "/qty", "type": "bigint"}}})";
-
-Event BenchEvent(std::mt19937& rng, const Options& o, int64_t n) {
-  int key = static_cast<int>(rng() % o.keys);
-  std::string store = "store-" + std::to_string(key % 100);
-  return Event{"StockSold", "", NowMillis(),
-               {{"store", store}, {"sku", "sku-" + std::to_string(key / 100)}, {"qty", 1 + rng() % 5},
-                {"eid", "e" + std::to_string(n)}, {"note", "bench"}}};
-}
-
 std::map<int32_t, int64_t> ProduceEvents(const Options& o, const std::string& topic) {
   auto producer = Producer::Create({o.brokers, {}});
   std::mt19937 rng(1);
   for (int i = 0; i < o.events; ++i) {
-    Event e = BenchEvent(rng, o, i);
+    Event e = bench::BenchEvent(rng, o.keys, i);
     std::string store = e.data["store"];
     (void)(*producer)->Produce({topic, PartitionForKey(store, o.partitions), store, EncodeEventValue(e), {}});
   }
@@ -149,7 +136,7 @@ std::vector<RowWrite> LatestRows(const Options& o) {
   std::vector<RowWrite> rows;
   rows.reserve(o.events);
   for (int i = 0; i < o.events; ++i) {
-    Event e = BenchEvent(rng, o, i);
+    Event e = bench::BenchEvent(rng, o.keys, i);
     rows.push_back({{e.data["eid"].get<std::string>()},
                     {e.data["store"].get<std::string>(), e.data["sku"].get<std::string>(), std::to_string(e.data["qty"].get<int64_t>())}});
   }
@@ -342,7 +329,7 @@ nlohmann::json Freshness(const Options& o, const ViewSpec& spec, MetricsRegistry
     std::vector<DeliveryReport> reports(static_cast<size_t>(o.rate) / 100 + 1);
     size_t n = 0;
     for (int64_t due = static_cast<int64_t>(o.rate) * (tick + 1) / 100; sent < due && n < reports.size(); ++sent, ++n) {
-      Event e = BenchEvent(rng, o, sent);
+      Event e = bench::BenchEvent(rng, o.keys, sent);
       std::string store = e.data["store"];
       (void)(*producer)->Produce({topic, PartitionForKey(store, o.partitions), store, EncodeEventValue(e), {}},
                                  &reports[n]);
@@ -417,8 +404,8 @@ int main(int argc, char** argv) {
   auto ends = ProduceEvents(o, topic);
   std::printf("produced %d events (~150 B) into %d partitions in %.1f s\n", o.events, o.partitions,
               std::chrono::duration<double>(Clock::now() - produced_at).count());
-  auto aggregate = ParseViewSpecs(nlohmann::ordered_json::parse(std::string("[") + kAggregate + "]"), "bench")->front();
-  auto latest = ParseViewSpecs(nlohmann::ordered_json::parse(std::string("[") + kLatest + "]"), "bench")->front();
+  ViewSpec aggregate = bench::ParseBenchView(bench::kAggregateView);
+  ViewSpec latest = bench::ParseBenchView(bench::kLatestView);
   MetricsRegistry metrics;
 
   double raw = RawConsume(o, topic);

@@ -105,6 +105,12 @@ Status RocksDbViewStore::Write(const std::vector<RowWrite>& rows, const std::vec
   const std::string& table = table_name_;
   bool merges = false;
   for (const auto& c : table_.value_columns) merges |= c.merge != Merge::kReplace;
+  auto value_json = [&](const RowWrite& row) {
+    nlohmann::json value = nlohmann::json::object();
+    for (size_t i = 0; i < table_.value_columns.size() && i < row.values.size(); ++i)
+      value[table_.value_columns[i].name] = TypedColumn(row.values[i], table_.value_columns[i].sql_type);
+    return value;
+  };
   for (const RowWrite& row : rows) {
     KvWrite w;
     w.key = EncodeKey(row.key);
@@ -119,17 +125,10 @@ Status RocksDbViewStore::Write(const std::vector<RowWrite>& rows, const std::vec
       }
       text.push_back('}');
       w.value = std::move(text);
-      if (changes) {
-        nlohmann::json value = nlohmann::json::object();
-        for (size_t i = 0; i < table_.value_columns.size() && i < row.values.size(); ++i)
-          value[table_.value_columns[i].name] = TypedColumn(row.values[i], table_.value_columns[i].sql_type);
-        changes->push_back(FullRow(row, std::move(value)));
-      }
+      if (changes) changes->push_back(FullRow(row, value_json(row)));
     } else if (!row.deleted) {
-      nlohmann::json value = nlohmann::json::object();
-      for (size_t i = 0; i < table_.value_columns.size() && i < row.values.size(); ++i)
-        value[table_.value_columns[i].name] = TypedColumn(row.values[i], table_.value_columns[i].sql_type);
       // Deltas (an aggregate): merged with the stored row.
+      nlohmann::json value = value_json(row);
       auto stored = store_.Get(table, w.key);
       if (!stored.ok()) return stored.status();
       if (*stored) {

@@ -405,14 +405,7 @@ TEST_F(DeclarativeViews, AtLeastOnceCommitsToTheGroupAndLosesNothingOnSigkill) {
      "freshness": {"max_batch_rows": 200}}])";
   std::ofstream(config_path_) << R"({"views": {"definitions": )" << defs << "}}";
   Reference ref = Produce(20000);
-  auto stock_rows = [&] {
-    pqxx::connection conn(db_url_);
-    pqxx::nontransaction tx(conn);
-    std::map<std::pair<std::string, std::string>, int64_t> out;
-    for (const auto& r : tx.exec("SELECT store, sku, on_hand FROM stock_alo"))
-      out[{r[0].as<std::string>(), r[1].as<std::string>()}] = r[2].as<int64_t>();
-    return out;
-  };
+  auto stock_rows = [&] { return StockLevels(db_url_, "stock_alo"); };
   auto sales_rows = [&] {
     pqxx::connection conn(db_url_);
     pqxx::nontransaction tx(conn);

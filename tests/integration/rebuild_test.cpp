@@ -313,7 +313,9 @@ TEST_F(RebuildTest, RocksDbCopyIsRebuiltInTheProcessThatHoldsIt) {
     return seen.back().table != third && seen.back().table.rfind("stock__v", 0) == 0;
   }, 90s, 5ms)) << changed.Log();
   for (const Read& r : seen) {
-    if (r.rows >= 0) EXPECT_TRUE(complete(r)) << r.rows << " rows, sum " << r.sum << " in " << r.table;
+    if (r.rows >= 0) {
+      EXPECT_TRUE(complete(r)) << r.rows << " rows, sum " << r.sum << " in " << r.table;
+    }
   }
   auto row = nlohmann::json::parse(client.Get("/views/stock/rows?prefix=&limit=1")->body)["rows"][0]["value"];
   EXPECT_TRUE(row.contains("events")) << row;

@@ -221,11 +221,12 @@ int64_t StoredProgress(const std::string& db_url) {
   }
 }
 
-std::map<std::pair<std::string, std::string>, int64_t> StockLevels(const std::string& db_url) {
+std::map<std::pair<std::string, std::string>, int64_t> StockLevels(const std::string& db_url,
+                                                                const std::string& table) {
   pqxx::connection conn(db_url);
   pqxx::nontransaction tx(conn);
   std::map<std::pair<std::string, std::string>, int64_t> rows;
-  for (const auto& row : tx.exec("SELECT store, sku, on_hand FROM public.stock_levels"))
+  for (const auto& row : tx.exec("SELECT store, sku, on_hand FROM " + table))
     rows[{row[0].as<std::string>(), row[1].as<std::string>()}] = row[2].as<int64_t>();
   return rows;
 }

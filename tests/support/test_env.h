@@ -94,7 +94,8 @@ DeltaStream ProduceDeltaStream(const std::string& topic, int partitions, int eve
 int64_t StoredProgress(const std::string& db_url);
 
 // Rows of public.stock_levels as (store, sku) -> on_hand.
-std::map<std::pair<std::string, std::string>, int64_t> StockLevels(const std::string& db_url);
+std::map<std::pair<std::string, std::string>, int64_t> StockLevels(const std::string& db_url,
+                                                                const std::string& table = "public.stock_levels");
 
 // Runs scripts/services with `args` (e.g. "pg-restart --hard"); true on success.
 bool RunServicesScript(const std::string& args);
