@@ -44,6 +44,7 @@ CMAKE_DEPS = {
     "spdlog": ["libspdlog-dev"],
     "cli11": ["libcli11-dev"],
     "simdjson": ["libsimdjson-dev"],
+    "jemalloc": ["libjemalloc-dev"],  # find_library
     "pkgconfig": ["pkg-config"],
     "threads": [],  # libc
 }
@@ -147,7 +148,8 @@ def config_schema(root):
 
 
 def cmake_dependencies(cmake_text):
-    """(names, boost components) that the root CMakeLists.txt asks for."""
+    """(names, boost components) that the root CMakeLists.txt asks for (find_package,
+    find_library NAMES, pkg_check_modules)."""
     text = re.sub(r"#[^\n]*", "", cmake_text)
     names = set()
     components = set()
@@ -158,6 +160,8 @@ def cmake_dependencies(cmake_text):
             if comp:
                 components.update(w.lower() for w in comp.group(1).split()
                                   if w not in ("REQUIRED", "OPTIONAL_COMPONENTS", "CONFIG", "QUIET"))
+    for m in re.finditer(r"find_library\s*\(\s*\w+\s+NAMES\s+(\w+)", text):
+        names.add(m.group(1).lower())
     for m in re.finditer(r"pkg_check_modules\s*\(([^)]*)\)", text):
         words = m.group(1).split()
         keywords = {"REQUIRED", "QUIET", "IMPORTED_TARGET", "GLOBAL", "NO_CMAKE_PATH", "NO_CMAKE_ENVIRONMENT_PATH"}
@@ -371,7 +375,7 @@ def main(argv):
             re.search(r"cmake\s+--build\s+/build\s+--target\s+freshet\b", dockerfile) is not None)
     t.check("runtime stage copies /build/freshet to /usr/local/bin/freshet",
             re.search(r"COPY\s+--from=\S+\s+/build/freshet\s+/usr/local/bin/freshet", runtime_body) is not None)
-    runtime_needed = ["librdkafka1", "libpqxx-6.4", "librocksdb7.8", "libsimdjson14", "libspdlog1.10", "libfmt9",
+    runtime_needed = ["librdkafka1", "libpqxx-6.4", "librocksdb7.8", "libsimdjson14", "libspdlog1.10", "libfmt9", "libjemalloc2",
                       "libboost-system1.81.0", "ca-certificates"]
     t.check("runtime stage installs the runtime libraries", set(runtime_needed) <= runtime_pkgs,
             f"missing: {sorted(set(runtime_needed) - runtime_pkgs)}")
