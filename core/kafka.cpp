@@ -2,6 +2,11 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdint>
 #include <thread>
 
 namespace freshet {
@@ -24,6 +29,22 @@ Result<ConfPtr> MakeConf(const KafkaClientOptions& options,
   for (const auto& [k, v] : defaults) FRESHET_RETURN_IF_ERROR(SetProperty(conf.get(), k, v));
   for (const auto& [k, v] : options.properties) FRESHET_RETURN_IF_ERROR(SetProperty(conf.get(), k, v));
   return conf;
+}
+
+// librdkafka 2.0.2's main thread busy-waits whenever its next timer is less
+// than 1 ms away (its wait is rounded down to 0 ms; librdkafka #4684, fixed
+// after 2.0.2), and a transactional producer arms such a timer in every
+// transaction. The spin only fills idle CPU once the thread runs at a low
+// priority. `ic_opaque` carries the nice value.
+rd_kafka_resp_err_t NiceMainThread(rd_kafka_t*, rd_kafka_thread_type_t type, const char*, void* ic_opaque) {
+  if (type == RD_KAFKA_THREAD_MAIN)
+    setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)),
+                static_cast<int>(reinterpret_cast<intptr_t>(ic_opaque)));
+  return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+rd_kafka_resp_err_t AddNiceMainThread(rd_kafka_t* rk, const rd_kafka_conf_t*, void* ic_opaque, char*, size_t) {
+  return rd_kafka_interceptor_add_on_thread_start(rk, "freshet-nice-main-thread", &NiceMainThread, ic_opaque);
 }
 
 Result<KafkaHandle> NewHandle(rd_kafka_type_t type, ConfPtr conf) {
@@ -102,13 +123,16 @@ void KafkaHandleDeleter::operator()(rd_kafka_s* rk) const {
 // ---- TransactionalProducer -------------------------------------------------
 
 Result<std::unique_ptr<TransactionalProducer>> TransactionalProducer::Create(
-    const KafkaClientOptions& options, const std::string& transactional_id) {
+    const KafkaClientOptions& options, const std::string& transactional_id, int main_thread_nice) {
   auto conf = MakeConf(options, {{"transactional.id", transactional_id},
                                  {"enable.idempotence", "true"},
                                  {"acks", "all"},
                                  {"linger.ms", "1"}});
   if (!conf.ok()) return conf.status();
   rd_kafka_conf_set_dr_msg_cb(conf->get(), &OnDelivery);
+  if (main_thread_nice > 0)
+    rd_kafka_conf_interceptor_add_on_new(conf->get(), "freshet-nice-main-thread", &AddNiceMainThread,
+                                         reinterpret_cast<void*>(static_cast<intptr_t>(main_thread_nice)));
   auto handle = NewHandle(RD_KAFKA_PRODUCER, std::move(conf.value()));
   if (!handle.ok()) return handle.status();
   return std::unique_ptr<TransactionalProducer>(

@@ -66,6 +66,7 @@ void PartitionSlot::Submit(Command command, CommandDone done) {
       w.command = std::move(command);
       w.done = std::move(done);
       queue_.push_back(std::move(w));
+      if (queue_.size() == 1) oldest_queued_ = std::chrono::steady_clock::now();
       // The slot waits for the first command, then (lingering) for a full
       // batch: only those two moments need a wake-up.
       if (queue_.size() == 1 || queue_.size() == options_.max_batch) cv_.notify_all();
@@ -86,6 +87,7 @@ void PartitionSlot::Query(std::string partition_key, std::string entity, QueryDo
       w.query_entity = std::move(entity);
       w.query_done = std::move(done);
       queue_.push_back(std::move(w));
+      if (queue_.size() == 1) oldest_queued_ = std::chrono::steady_clock::now();
       cv_.notify_all();
       return;
     }
@@ -173,7 +175,8 @@ Status PartitionSlot::TakeOver() {
     std::lock_guard lock(mu_);
     role_ = Role::kTakingOver;
   }
-  auto producer = TransactionalProducer::Create(options_.kafka, options_.transactional_id);
+  auto producer = TransactionalProducer::Create(options_.kafka, options_.transactional_id,
+                                                options_.producer_main_thread_nice);
   if (!producer.ok()) return producer.status();
   producer_ = std::move(producer.value());
   // Fences the previous owner: its open transaction is aborted and its next
@@ -265,15 +268,20 @@ void PartitionSlot::ServeOnce() {
     cv_.wait_for(lock, std::chrono::milliseconds(100),
                  [&] { return stopping_ || !queue_.empty() || !want_owner_; });
     if (queue_.empty() || stopping_ || !want_owner_) return;
-    // Group commit: let a batch fill for up to `linger` once work arrived.
+    // Group commit: let a batch fill until its oldest command has waited
+    // `linger` (as a Kafka producer's linger.ms). Under load the commands
+    // queued during the previous commit have waited that long already, so
+    // they go at once instead of lingering on top of a commit.
     if (queue_.size() < options_.max_batch && options_.linger.count() > 0) {
-      auto deadline = std::chrono::steady_clock::now() + options_.linger;
-      cv_.wait_until(lock, deadline, [&] { return stopping_ || queue_.size() >= options_.max_batch; });
+      cv_.wait_until(lock, oldest_queued_ + options_.linger,
+                     [&] { return stopping_ || queue_.size() >= options_.max_batch; });
     }
     while (!queue_.empty() && batch.size() < options_.max_batch) {
       batch.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
+    // What is left over waited at least as long as this batch: no linger.
+    if (!queue_.empty()) oldest_queued_ = std::chrono::steady_clock::time_point{};
   }
   ProcessBatch(batch);
 }

@@ -70,6 +70,7 @@ struct PartitionSlotOptions {
   std::string topic;
   int32_t partition = 0;
   std::string transactional_id;
+  int producer_main_thread_nice = 0;  // see TransactionalProducer::Create
   std::chrono::milliseconds linger{2};
   size_t max_batch = 1024;
   size_t idempotency_keys = 100000;
@@ -142,6 +143,7 @@ class PartitionSlot {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Work> queue_;
+  std::chrono::steady_clock::time_point oldest_queued_;  // when queue_ last became non-empty
   bool stopping_ = false;
 
   std::atomic<bool> want_owner_{false};

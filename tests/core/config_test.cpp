@@ -63,6 +63,15 @@ TEST(Config, OutOfRangeIsRefused) {
   EXPECT_NE(c.status().message().find("kafka.partitions"), std::string::npos);
 }
 
+TEST(Config, ProducerMainThreadNiceDefaultsTo19AndStaysInRange) {
+  auto c = ParseConfig("{}", "test.json", kNoEnv);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->writer.producer_main_thread_nice, 19);
+  c = ParseConfig(R"({"writer": {"producer_main_thread_nice": 20}})", "test.json", kNoEnv);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("writer.producer_main_thread_nice"), std::string::npos) << c.status().message();
+}
+
 TEST(Config, InvalidJsonSaysWhere) {
   auto c = ParseConfig("{\"kafka\": }", "bad.json", kNoEnv);
   ASSERT_FALSE(c.ok());

@@ -1,6 +1,12 @@
 // The producer and consumer wrappers against the real broker: what a
 // read_committed consumer sees, and fencing through transactional.id.
+#include <dirent.h>
+#include <sys/resource.h>
+
 #include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
 
 #include "core/kafka.h"
 #include "tests/support/test_env.h"
@@ -105,6 +111,39 @@ TEST(KafkaAdmin, UnreachableBrokerIsAClearError) {
   auto count = PartitionCount(bad, "x", 2s);
   ASSERT_FALSE(count.ok());
   EXPECT_NE(count.status().message().find("127.0.0.1:1"), std::string::npos) << count.status().message();
+}
+
+// The nice value of every thread of this process whose name is `name`.
+std::multiset<int> NiceOfThreadsNamed(const std::string& name) {
+  std::multiset<int> nice;
+  DIR* dir = opendir("/proc/self/task");
+  if (!dir) return nice;
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    std::string comm;
+    std::getline(std::ifstream(std::string("/proc/self/task/") + entry->d_name + "/comm"), comm);
+    if (comm == name) nice.insert(getpriority(PRIO_PROCESS, static_cast<id_t>(std::stoi(entry->d_name))));
+  }
+  closedir(dir);
+  return nice;
+}
+
+TEST_F(KafkaTransactions, MainThreadNiceAppliesToThatProducerOnly) {
+  size_t before = NiceOfThreadsNamed("rdk:main").count(7);
+  auto plain = MakeProducer(UniqueName("tid-plain"));
+  EXPECT_EQ(NiceOfThreadsNamed("rdk:main").count(7), before);
+
+  auto nice = TransactionalProducer::Create(KafkaOptions(), UniqueName("tid-nice"), /*main_thread_nice=*/7);
+  ASSERT_TRUE(nice.ok()) << nice.status().ToString();
+  EXPECT_EQ(NiceOfThreadsNamed("rdk:main").count(7), before + 1);
+
+  // And it still commits.
+  ASSERT_TRUE((*nice)->InitTransactions(30s).ok());
+  DeliveryReport report;
+  ASSERT_TRUE((*nice)->Begin().ok());
+  ASSERT_TRUE((*nice)->Produce(Msg(topic_, "from-the-nice-producer"), &report).ok());
+  ASSERT_TRUE((*nice)->Commit(30s).ok());
+  EXPECT_GE(report.offset, 0);
 }
 
 }  // namespace
