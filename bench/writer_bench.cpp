@@ -42,6 +42,7 @@ struct Options {
   int stores = 1000;
   int linger_ms = 2;
   int max_batch = 2048;
+  int producer_nice = Config().writer.producer_main_thread_nice;
   std::string mode = "both";
   std::vector<std::string> kafka_props;
   std::string json_path;
@@ -53,6 +54,31 @@ Command MakeCommand(std::mt19937& rng, int stores) {
   c.partition_key = "store-" + std::to_string(rng() % stores);
   c.data = {{"sku", "sku-" + std::to_string(rng() % 100)}, {"qty", 1}};
   return c;
+}
+
+// The writer's transaction counters, read from its Prometheus metrics, so a
+// run can say how many transactions it took and how long they were.
+struct TxnTotals {
+  double transactions = 0, events = 0, commit_seconds = 0;
+};
+
+double MetricValue(const std::string& text, const std::string& name) {
+  auto at = text.find("\n" + name + " ");
+  return at == std::string::npos ? 0 : std::strtod(text.c_str() + at + name.size() + 2, nullptr);
+}
+
+TxnTotals ReadTxnTotals(Writer& writer) {
+  std::string text = "\n" + writer.metrics().RenderPrometheus();
+  return {MetricValue(text, "freshet_writer_commit_seconds_count"), MetricValue(text, "freshet_writer_batch_events_sum"),
+          MetricValue(text, "freshet_writer_commit_seconds_sum")};
+}
+
+void PrintTxnDelta(const TxnTotals& before, const TxnTotals& after, double seconds) {
+  double txns = after.transactions - before.transactions;
+  if (txns <= 0) return;
+  std::printf("                    %9.0f transactions/s, %.1f events each, commit %.2f ms mean (begin to commit)\n",
+              txns / seconds, (after.events - before.events) / txns,
+              1000 * (after.commit_seconds - before.commit_seconds) / txns);
 }
 
 // Lets the load run for `seconds`, then stops it: the rate counts what was
@@ -215,6 +241,8 @@ int main(int argc, char** argv) {
   app.add_option("--stores", o.stores, "Distinct partition keys")->capture_default_str();
   app.add_option("--linger-ms", o.linger_ms)->capture_default_str();
   app.add_option("--max-batch", o.max_batch)->capture_default_str();
+  app.add_option("--producer-nice", o.producer_nice, "writer.producer_main_thread_nice")
+      ->check(CLI::Range(0, 19))->capture_default_str();
   app.add_option("--commands-per-request", o.commands_per_request,
                  "HTTP: commands in each POST /commands (more than 1: a JSON array, one batch)")
       ->capture_default_str()
@@ -231,6 +259,7 @@ int main(int argc, char** argv) {
   config.kafka.partitions = o.partitions;
   config.writer.linger_ms = o.linger_ms;
   config.writer.max_batch = o.max_batch;
+  config.writer.producer_main_thread_nice = o.producer_nice;
   config.writer.owners_topic = "bench-writer-owners";
   config.writer.session_timeout_ms = 10000;
   for (const auto& kv : o.kafka_props) {
@@ -258,8 +287,16 @@ int main(int argc, char** argv) {
     warm.seconds = 1;
     RunInProcess(**writer, warm, /*print=*/false);
   }
-  if (o.mode != "http") bench::AppendResult(o.json_path, RunInProcess(**writer, o));
-  if (o.mode != "inprocess") bench::AppendResult(o.json_path, RunHttp(**writer, o));
+  if (o.mode != "http") {
+    TxnTotals before = ReadTxnTotals(**writer);
+    bench::AppendResult(o.json_path, RunInProcess(**writer, o));
+    PrintTxnDelta(before, ReadTxnTotals(**writer), o.seconds);
+  }
+  if (o.mode != "inprocess") {
+    TxnTotals before = ReadTxnTotals(**writer);
+    bench::AppendResult(o.json_path, RunHttp(**writer, o));
+    PrintTxnDelta(before, ReadTxnTotals(**writer), o.seconds);
+  }
   (*writer)->Stop();
   return 0;
 }
