@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/thread_name.h"
+
 namespace freshet {
 
 namespace beast = boost::beast;
@@ -391,7 +393,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const Options& options, Ht
   if (!ec) impl->acceptor.listen(net::socket_base::max_listen_connections, ec);
   if (ec) return Status::Unavailable("listen " + options.listen + ": " + ec.message());
   impl->Accept();
-  for (int i = 0; i < options.threads; ++i) impl->threads.emplace_back([ioc = &impl->ioc] { ioc->run(); });
+  for (int i = 0; i < options.threads; ++i) impl->threads.emplace_back([ioc = &impl->ioc] {
+      SetThreadName("http-io");
+      ioc->run();
+    });
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }
 

@@ -8,6 +8,7 @@
 
 #include <set>
 
+#include "core/thread_name.h"
 #include "views/declarative_projection.h"
 #include "views/rocksdb_view_store.h"
 #include "views/stock_levels.h"
@@ -72,7 +73,10 @@ Status ViewRunner::Start() {
   auto producer = Producer::Create({config_.kafka.brokers, config_.kafka.client_properties});
   if (!producer.ok()) return producer.status();
   dead_letters_ = std::move(producer.value());
-  for (auto& view : views_) view->thread = std::thread([this, v = view.get()] { RunView(*v); });
+  for (auto& view : views_) view->thread = std::thread([this, v = view.get()] {
+      SetThreadName("view-" + v->name);
+      RunView(*v);
+    });
   live_queries_->Start();
   return Status::Ok();
 }

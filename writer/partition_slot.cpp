@@ -4,6 +4,8 @@
 
 #include <unordered_map>
 
+#include "core/thread_name.h"
+
 namespace freshet {
 namespace {
 
@@ -30,7 +32,12 @@ const char* PartitionSlot::RoleName(Role role) {
   return "unknown";
 }
 
-void PartitionSlot::Start() { thread_ = std::thread([this] { Run(); }); }
+void PartitionSlot::Start() {
+  thread_ = std::thread([this] {
+    SetThreadName("slot-" + std::to_string(options_.partition));
+    Run();
+  });
+}
 
 void PartitionSlot::Stop() {
   {

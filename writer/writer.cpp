@@ -6,6 +6,7 @@
 
 #include <mutex>
 
+#include "core/thread_name.h"
 #include "writer/accounts.h"
 #include "writer/inventory.h"
 
@@ -134,7 +135,10 @@ Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_
           self->slots_[tp.partition]->ReleaseOwnership();
         }
       }));
-  w->membership_thread_ = std::thread([self] { self->RunMembership(); });
+  w->membership_thread_ = std::thread([self] {
+    SetThreadName("writer-group");
+    self->RunMembership();
+  });
   spdlog::info("writer {}: topic {} with {} partitions, domain {}, group {}", w->instance_id_, config.kafka.topic,
                *count, w->domain_->name(), group_id);
   return w;
