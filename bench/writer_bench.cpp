@@ -22,6 +22,7 @@
 #include "bench/bench_util.h"
 #include "core/http_client.h"
 #include "core/http_server.h"
+#include "core/thread_name.h"
 #include "writer/inventory.h"
 #include "writer/writer.h"
 
@@ -46,6 +47,7 @@ struct Options {
   std::string mode = "both";
   std::vector<std::string> kafka_props;
   std::string json_path;
+  bool print_metrics = false;
 };
 
 Command MakeCommand(std::mt19937& rng, int stores) {
@@ -60,6 +62,7 @@ Command MakeCommand(std::mt19937& rng, int stores) {
 // run can say how many transactions it took and how long they were.
 struct TxnTotals {
   double transactions = 0, events = 0, commit_seconds = 0;
+  double within_20ms = 0;  // commits that took at most 20 ms
 };
 
 double MetricValue(const std::string& text, const std::string& name) {
@@ -70,15 +73,18 @@ double MetricValue(const std::string& text, const std::string& name) {
 TxnTotals ReadTxnTotals(Writer& writer) {
   std::string text = "\n" + writer.metrics().RenderPrometheus();
   return {MetricValue(text, "freshet_writer_commit_seconds_count"), MetricValue(text, "freshet_writer_batch_events_sum"),
-          MetricValue(text, "freshet_writer_commit_seconds_sum")};
+          MetricValue(text, "freshet_writer_commit_seconds_sum"),
+          MetricValue(text, "freshet_writer_commit_seconds_bucket{le=\"0.02\"}")};
 }
 
 void PrintTxnDelta(const TxnTotals& before, const TxnTotals& after, double seconds) {
   double txns = after.transactions - before.transactions;
   if (txns <= 0) return;
-  std::printf("                    %9.0f transactions/s, %.1f events each, commit %.2f ms mean (begin to commit)\n",
+  double slow = txns - (after.within_20ms - before.within_20ms);
+  std::printf("                    %9.0f transactions/s, %.1f events each, commit %.2f ms mean (begin to commit), "
+              "%.2f%% over 20 ms\n",
               txns / seconds, (after.events - before.events) / txns,
-              1000 * (after.commit_seconds - before.commit_seconds) / txns);
+              1000 * (after.commit_seconds - before.commit_seconds) / txns, 100 * slow / txns);
 }
 
 // Lets the load run for `seconds`, then stops it: the rate counts what was
@@ -106,6 +112,7 @@ nlohmann::json RunInProcess(Writer& writer, const Options& o, bool print = true)
   auto started = Clock::now();
   for (int t = 0; t < o.submitters; ++t) {
     threads.emplace_back([&, t] {
+      SetThreadName("bench-submit");
       std::mt19937 rng(t + 1);
       std::mutex mu;
       std::condition_variable cv;
@@ -162,6 +169,7 @@ nlohmann::json RunHttp(Writer& writer, const Options& o) {
   auto started = Clock::now();
   for (int t = 0; t < o.http_clients; ++t) {
     threads.emplace_back([&, t] {
+      SetThreadName("bench-client");
       // A raw keep-alive connection: `pipeline` requests written back to
       // back, then their answers read in order.
       namespace beast = boost::beast;
@@ -250,6 +258,7 @@ int main(int argc, char** argv) {
   app.add_option("--mode", o.mode, "inprocess, http or both")->check(CLI::IsMember({"inprocess", "http", "both"}));
   app.add_option("--kafka-prop", o.kafka_props, "Extra librdkafka property k=v (repeatable)");
   app.add_option("--json", o.json_path, "Append results as JSON lines to this file");
+  app.add_flag("--print-metrics", o.print_metrics, "Print the writer's /metrics at the end (batch sizes, commit times)");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
 
@@ -297,6 +306,7 @@ int main(int argc, char** argv) {
     bench::AppendResult(o.json_path, RunHttp(**writer, o));
     PrintTxnDelta(before, ReadTxnTotals(**writer), o.seconds);
   }
+  if (o.print_metrics) std::cout << (*writer)->metrics().RenderPrometheus();
   (*writer)->Stop();
   return 0;
 }
