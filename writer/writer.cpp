@@ -4,7 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include <mutex>
+#include <atomic>
 
 #include "core/thread_name.h"
 #include "writer/accounts.h"
@@ -27,17 +27,40 @@ nlohmann::json ErrorJson(const Status& st) {
   return err;
 }
 
+// One command's answer inside a batch's "results", as JSON text. An accepted
+// command, the common case, is written directly (keys in nlohmann's order).
+std::string BatchItemJson(const Result<CommandAck>& result) {
+  if (!result.ok()) {
+    nlohmann::json item = ErrorJson(result.status());
+    item["status"] = HttpStatusFor(result.status());
+    return item.dump();
+  }
+  std::string out = result->duplicate ? "{\"duplicate\":true," : "{";
+  out += "\"offset\":" + std::to_string(result->offset) + ",\"partition\":" + std::to_string(result->partition) +
+         ",\"status\":200}";
+  return out;
+}
+
 // Collects the answers of a batch of commands and replies once all are in.
+// Each answer is written once, to its own item, by whichever slot thread
+// decided it; the last one in renders the reply. No lock: the slots of a
+// batch finish at different times and should not wait for each other.
 struct BatchReply {
-  std::mutex mu;
-  nlohmann::json results;
-  size_t remaining = 0;
+  explicit BatchReply(size_t n, HttpReply r) : items(n), remaining(n), reply(std::move(r)) {}
+  std::vector<std::string> items;
+  std::atomic<size_t> remaining;
   HttpReply reply;
 
-  void Set(size_t i, nlohmann::json item) {
-    std::lock_guard lock(mu);
-    results[i] = std::move(item);
-    if (--remaining == 0) reply(JsonResponse(200, {{"results", results}}));
+  void Set(size_t i, std::string item) {
+    items[i] = std::move(item);
+    if (remaining.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    std::string body = "{\"results\":[";
+    for (size_t k = 0; k < items.size(); ++k) {
+      if (k) body += ',';
+      body += items[k];
+    }
+    body += "]}\n";
+    reply(HttpResponse{200, "application/json", std::move(body), {}});
   }
 };
 
@@ -283,31 +306,18 @@ void Writer::HandleCommands(HttpRequest&& request, HttpReply reply) {
     });
     return;
   }
-  auto batch = std::make_shared<BatchReply>();
-  batch->results = nlohmann::json::array();
-  for (size_t i = 0; i < commands.size(); ++i) batch->results.push_back(nullptr);
-  batch->remaining = commands.size();
-  batch->reply = std::move(reply);
+  auto batch = std::make_shared<BatchReply>(commands.size(), std::move(reply));
   for (size_t i = 0; i < commands.size(); ++i) {
     int32_t p = PartitionOf(commands[i].partition_key);
     if (slots_[p]->role() != PartitionSlot::Role::kOwner) {
       HttpResponse r = NotOwnedResponse(p, request.target);
       nlohmann::json item = nlohmann::json::parse(r.body);
       item["status"] = r.status;
-      batch->Set(i, std::move(item));
+      batch->Set(i, item.dump());
       continue;
     }
-    slots_[p]->Submit(std::move(commands[i]), [batch, i](Result<CommandAck> result) {
-      nlohmann::json item;
-      if (result.ok()) {
-        item = AckJson(*result);
-        item["status"] = 200;
-      } else {
-        item = ErrorJson(result.status());
-        item["status"] = HttpStatusFor(result.status());
-      }
-      batch->Set(i, std::move(item));
-    });
+    slots_[p]->Submit(std::move(commands[i]),
+                      [batch, i](Result<CommandAck> result) { batch->Set(i, BatchItemJson(result)); });
   }
 }
 

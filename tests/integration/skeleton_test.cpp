@@ -99,6 +99,33 @@ TEST_F(Skeleton, AcceptedCommandBecomesAPostgresRow) {
   EXPECT_EQ(views.Wait(30s), 0) << views.Log();
 }
 
+TEST_F(Skeleton, BatchAnswersEachCommandInItsPlace) {
+  nlohmann::json batch = nlohmann::json::array(
+      {{{"type", "receive"}, {"store", "store-3"}, {"sku", "C"}, {"qty", 2}, {"id", "first"}},
+       {{"type", "sell"}, {"store", "store-3"}, {"sku", "C"}, {"qty", 5}},
+       {{"type", "receive"}, {"store", "store-4"}, {"sku", "D"}, {"qty", 1}},
+       {{"type", "receive"}, {"store", "store-3"}, {"sku", "C"}, {"qty", 2}, {"id", "first"}}});
+  nlohmann::json answer = Post(batch, 200);
+  ASSERT_TRUE(answer["results"].is_array()) << answer;
+  ASSERT_EQ(answer["results"].size(), 4u) << answer;
+  const nlohmann::json& r = answer["results"];
+
+  EXPECT_EQ(r[0]["status"], 200) << r[0];
+  EXPECT_GE(r[0]["offset"].get<int64_t>(), 0) << r[0];
+  EXPECT_FALSE(r[0].contains("duplicate")) << r[0];
+  EXPECT_EQ(r[1]["status"], 409) << r[1];
+  EXPECT_EQ(r[1]["refused"], true) << r[1];
+  EXPECT_NE(r[1]["error"].get<std::string>().find("insufficient stock"), std::string::npos) << r[1];
+  EXPECT_EQ(r[2]["status"], 200) << r[2];
+  // The retry of "first" in the same batch is answered with its position.
+  EXPECT_EQ(r[3]["status"], 200) << r[3];
+  EXPECT_EQ(r[3]["duplicate"], true) << r[3];
+  EXPECT_EQ(r[3]["offset"], r[0]["offset"]) << answer;
+  EXPECT_EQ(r[3]["partition"], r[0]["partition"]) << answer;
+
+  EXPECT_EQ(Events().size(), 2u) << "one event per accepted command, none for the refusal or the retry";
+}
+
 TEST_F(Skeleton, CommandBelowZeroIsRefusedAndPublishesNothing) {
   Post({{"type", "receive"}, {"store", "store-2"}, {"sku", "B"}, {"qty", 3}}, 200);
   nlohmann::json refusal = Post({{"type", "sell"}, {"store", "store-2"}, {"sku", "B"}, {"qty", 4}}, 409);
