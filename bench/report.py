@@ -26,7 +26,9 @@ def main():
             f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms", ">= 200,000/s")
     for r in by.get("writer_http", []):
         lat = r["latency"]
-        add("writer", "HTTP, 64 keep-alive clients", f"{r['commands_per_s']:,.0f} cmd/s",
+        per_request = r.get("commands_per_request", 1)
+        what = "1 command per request" if per_request == 1 else f"{per_request} commands per request"
+        add("writer", f"HTTP, 64 keep-alive clients, {what}", f"{r['commands_per_s']:,.0f} cmd/s",
             f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms", ">= 50,000/s, p99 < 50 ms")
     for r in by.get("views", []):
         raw, wb, cu = r["raw_consume_per_s"], r["raw_rocksdb_writebatch_per_s"], r["raw_copy_upsert_per_s"]
