@@ -158,6 +158,8 @@ pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
 int Run(const Options& o) {
   std::string topic = "feed-bench-" + std::to_string(getpid()) + "-" + std::to_string(NowMillis());
   KafkaClientOptions kafka{o.brokers, {}};
+  bench::TopicsToDelete throwaway(o.brokers);
+  throwaway.Add(topic);
   if (Status st = EnsureTopic(kafka, topic, 4, 1, std::chrono::seconds(30)); !st.ok()) {
     std::cerr << st.ToString() << "\n";
     return 1;

@@ -249,6 +249,9 @@ ViewRun RunBothStores(const Options& o, const std::string& topic, const ViewSpec
 // `rate`/s; returns the event-to-visible histograms' p50/p99 bounds (ms).
 nlohmann::json Freshness(const Options& o, const ViewSpec& spec, MetricsRegistry& metrics) {
   std::string topic = "bench-fresh-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+  bench::TopicsToDelete throwaway(o.brokers);
+  throwaway.Add(topic);
+  throwaway.Add(topic + "-dlq");
   (void)EnsureTopic({o.brokers, {}}, topic, o.partitions, 1, std::chrono::seconds(30));
   DeclarativeProjection shape(spec);
   std::string dir = "/tmp/" + topic + ".rocksdb";
@@ -396,6 +399,9 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::warn);
 
   std::string topic = "bench-views-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+  bench::TopicsToDelete throwaway(o.brokers);
+  throwaway.Add(topic);
+  throwaway.Add(topic + "-dlq");
   if (Status st = EnsureTopic({o.brokers, {}}, topic, o.partitions, 1, std::chrono::seconds(30)); !st.ok()) {
     std::cerr << st.ToString() << "\n";
     return 1;

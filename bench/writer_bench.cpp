@@ -279,6 +279,8 @@ int main(int argc, char** argv) {
     }
     config.kafka.client_properties[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
+  bench::TopicsToDelete throwaway(o.brokers);
+  throwaway.Add(config.kafka.topic);
   auto writer = Writer::Start(config, MakeInventoryDomain());
   if (!writer.ok()) {
     std::cerr << writer.status().ToString() << "\n";

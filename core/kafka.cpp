@@ -507,6 +507,40 @@ Result<int> PartitionCount(const KafkaClientOptions& options, const std::string&
   return Status::NotFound("topic " + topic + " does not exist");
 }
 
+Status DeleteTopics(const KafkaClientOptions& options, const std::vector<std::string>& topics,
+                    std::chrono::milliseconds timeout) {
+  if (topics.empty()) return Status::Ok();
+  auto conf = MakeConf(options, {});
+  if (!conf.ok()) return conf.status();
+  auto handle = NewHandle(RD_KAFKA_PRODUCER, std::move(conf.value()));
+  if (!handle.ok()) return handle.status();
+  std::vector<rd_kafka_DeleteTopic_t*> requests;
+  for (const auto& topic : topics) requests.push_back(rd_kafka_DeleteTopic_new(topic.c_str()));
+  rd_kafka_queue_t* queue = rd_kafka_queue_new(handle->get());
+  rd_kafka_DeleteTopics(handle->get(), requests.data(), requests.size(), nullptr, queue);
+  rd_kafka_event_t* event = rd_kafka_queue_poll(queue, static_cast<int>(timeout.count()));
+  Status st = Status::Ok();
+  if (!event) {
+    st = Status::Timeout("deleting topics: no answer from " + options.brokers);
+  } else if (rd_kafka_event_error(event)) {
+    st = Status::Unavailable(std::string("deleting topics: ") + rd_kafka_event_error_string(event));
+  } else {
+    size_t count = 0;
+    const rd_kafka_DeleteTopics_result_t* result = rd_kafka_event_DeleteTopics_result(event);
+    const rd_kafka_topic_result_t** results = result ? rd_kafka_DeleteTopics_result_topics(result, &count) : nullptr;
+    for (size_t i = 0; i < count && st.ok(); ++i) {
+      rd_kafka_resp_err_t err = rd_kafka_topic_result_error(results[i]);
+      if (err && err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+        st = Status::Internal(std::string("deleting topic ") + rd_kafka_topic_result_name(results[i]) + ": " +
+                              rd_kafka_topic_result_error_string(results[i]));
+    }
+  }
+  if (event) rd_kafka_event_destroy(event);
+  rd_kafka_queue_destroy(queue);
+  rd_kafka_DeleteTopic_destroy_array(requests.data(), requests.size());
+  return st;
+}
+
 Status EnsureTopic(const KafkaClientOptions& options, const std::string& topic, int partitions,
                    int replication_factor, std::chrono::milliseconds timeout,
                    const std::map<std::string, std::string>& topic_config) {

@@ -211,6 +211,11 @@ class Consumer {
 Status EnsureTopic(const KafkaClientOptions& options, const std::string& topic, int partitions,
                    int replication_factor, std::chrono::milliseconds timeout,
                    const std::map<std::string, std::string>& topic_config = {});
+// Admin: deletes `topics`; a topic that does not exist is not an error.
+// For benchmarks that make throwaway topics: a broker that keeps them all
+// grows slower.
+Status DeleteTopics(const KafkaClientOptions& options, const std::vector<std::string>& topics,
+                    std::chrono::milliseconds timeout);
 // Number of partitions of `topic` (kNotFound if it does not exist).
 Result<int> PartitionCount(const KafkaClientOptions& options, const std::string& topic,
                            std::chrono::milliseconds timeout);

@@ -146,5 +146,19 @@ TEST_F(KafkaTransactions, MainThreadNiceAppliesToThatProducerOnly) {
   EXPECT_GE(report.offset, 0);
 }
 
+TEST(KafkaAdmin, DeleteTopicsRemovesThemAndIgnoresMissingOnes) {
+  std::string topic = UniqueName("to-delete");
+  ASSERT_TRUE(EnsureTopic(KafkaOptions(), topic, 2, 1, 30s).ok());
+  ASSERT_TRUE(PartitionCount(KafkaOptions(), topic, 10s).ok());
+
+  Status st = DeleteTopics(KafkaOptions(), {topic, UniqueName("never-made")}, 30s);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  bool gone = testing::WaitUntil([&] {
+    auto count = PartitionCount(KafkaOptions(), topic, 10s);
+    return !count.ok() && count.status().code() == StatusCode::kNotFound;
+  }, 30s, 50ms);
+  EXPECT_TRUE(gone) << "topic " << topic << " is still in the metadata";
+}
+
 }  // namespace
 }  // namespace freshet
