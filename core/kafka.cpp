@@ -33,7 +33,7 @@ Result<ConfPtr> MakeConf(const KafkaClientOptions& options,
 
 // librdkafka 2.0.2's main thread busy-waits whenever its next timer is less
 // than 1 ms away (its wait is rounded down to 0 ms; librdkafka #4684, fixed
-// after 2.0.2), and a transactional producer arms such a timer in every
+// in 2.4.0), and a transactional producer arms such a timer in every
 // transaction. The spin only fills idle CPU once the thread runs at a low
 // priority. `ic_opaque` carries the nice value.
 rd_kafka_resp_err_t NiceMainThread(rd_kafka_t*, rd_kafka_thread_type_t type, const char*, void* ic_opaque) {
