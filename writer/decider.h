@@ -90,9 +90,15 @@ class OverlayState final : public DomainState {
     auto events = D::Decide(StateView<Entity>(committed_, pending_), command);
     if (!events.ok()) return events;
     for (const Event& e : events.value()) {
-      std::string key = D::EntityKeyOf(e);
-      const Entity* before = StateView<Entity>(committed_, pending_).Find(key);
-      pending_[key] = D::Evolve(before ? *before : Entity{}, e);
+      // One lookup in pending; committed only for an entity this batch has
+      // not changed yet.
+      auto [it, first_change] = pending_.try_emplace(D::EntityKeyOf(e));
+      if (first_change) {
+        auto committed = committed_.find(it->first);
+        it->second = D::Evolve(committed == committed_.end() ? Entity{} : committed->second, e);
+      } else {
+        it->second = D::Evolve(it->second, e);
+      }
     }
     return events;
   }
@@ -107,8 +113,8 @@ class OverlayState final : public DomainState {
   Status ApplyCommitted(const Event& event) override {
     std::string key = D::EntityKeyOf(event);
     if (key.empty()) return Status::InvalidArgument("event " + event.type + " names no entity");
-    auto it = committed_.find(key);
-    committed_[key] = D::Evolve(it == committed_.end() ? Entity{} : it->second, event);
+    Entity& entity = committed_[key];  // a new one is default-constructed: "absent"
+    entity = D::Evolve(entity, event);
     return Status::Ok();
   }
 
