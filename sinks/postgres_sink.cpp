@@ -285,19 +285,7 @@ Result<std::vector<nlohmann::json>> PostgresSink::ReadLiveRows(size_t limit) {
 }
 
 Result<std::map<int32_t, int64_t>> PostgresSink::LoadLiveOffsets() {
-  if (!building_) return LoadOffsets();
-  FRESHET_RETURN_IF_ERROR(EnsureConnected());
-  try {
-    pqxx::nontransaction tx(*conn_);
-    std::map<int32_t, int64_t> out;
-    for (const auto& row : tx.exec_params(
-             "SELECT partition, next_offset FROM freshet.offsets WHERE view_name = $1 AND topic = $2", live_table_,
-             topic_))
-      out[row[0].as<int32_t>()] = row[1].as<int64_t>();
-    return out;
-  } catch (const std::exception& e) {
-    return Status::Unavailable("view " + table_.view_name + ": loading offsets: " + e.what());
-  }
+  return LoadOffsetsOf(building_ ? live_table_ : table_.table_name());
 }
 
 Status PostgresSink::SwapIn() {
@@ -334,14 +322,16 @@ Status PostgresSink::EnsureConnected() {
   return Status::Ok();
 }
 
-Result<std::map<int32_t, int64_t>> PostgresSink::LoadOffsets() {
+Result<std::map<int32_t, int64_t>> PostgresSink::LoadOffsets() { return LoadOffsetsOf(table_.table_name()); }
+
+Result<std::map<int32_t, int64_t>> PostgresSink::LoadOffsetsOf(const std::string& table_name) {
   FRESHET_RETURN_IF_ERROR(EnsureConnected());
   try {
     pqxx::nontransaction tx(*conn_);
     std::map<int32_t, int64_t> out;
     for (const auto& row : tx.exec_params(
-             "SELECT partition, next_offset FROM freshet.offsets WHERE view_name = $1 AND topic = $2",
-             table_.table_name(), topic_))
+             "SELECT partition, next_offset FROM freshet.offsets WHERE view_name = $1 AND topic = $2", table_name,
+             topic_))
       out[row[0].as<int32_t>()] = row[1].as<int64_t>();
     return out;
   } catch (const std::exception& e) {

@@ -127,6 +127,8 @@ class PostgresSink {
   bool building_ = false;
   std::string live_table_;  // while building: the table readers see
   Status PublishView(pqxx::dbtransaction& tx);
+  // The stored offsets of one version's table (offsets rows are keyed by it).
+  Result<std::map<int32_t, int64_t>> LoadOffsetsOf(const std::string& table_name);
   // libpqxx 6.4 does not reconnect a broken connection: open a new one.
   Status EnsureConnected();
 };

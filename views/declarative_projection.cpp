@@ -364,9 +364,8 @@ Status DeclarativeProjection::ApplyValue(std::string_view value, int32_t partiti
 }
 
 Status DeclarativeProjection::ApplyParsed(const Parsed& event) {
-  std::string type(event.type);
-  bool deletes = spec_.delete_on.count(type) > 0;
-  if (!deletes && !spec_.event_types.empty() && !spec_.event_types.count(type)) return Status::Ok();
+  bool deletes = spec_.delete_on.count(event.type) > 0;
+  if (!deletes && !spec_.event_types.empty() && !spec_.event_types.count(event.type)) return Status::Ok();
   FRESHET_RETURN_IF_ERROR(KeyOf(event));
 
   if (spec_.kind == ViewKind::kLatest) {

@@ -118,7 +118,8 @@ Status ParseAggregates(const SpecJson& spec, const std::string& where, std::vect
   return Status::Ok();
 }
 
-Status ParseTypeList(const SpecJson& spec, const char* key, const std::string& where, std::set<std::string>* out) {
+Status ParseTypeList(const SpecJson& spec, const char* key, const std::string& where,
+                     std::set<std::string, std::less<>>* out) {
   auto it = spec.find(key);
   if (it == spec.end()) return Status::Ok();
   if (!it->is_array()) return Fail(where + "." + key, "expected an array of event type names");

@@ -58,8 +58,9 @@ struct ViewSpec {
   ViewKind kind = ViewKind::kLatest;
   std::vector<SpecColumn> key_columns;    // latest: key; aggregate: group_by
   std::vector<SpecColumn> value_columns;  // latest: columns; aggregate: aggregates
-  std::set<std::string> event_types;      // empty: every type
-  std::set<std::string> delete_on;        // latest only
+  // std::less<>: looked up by the string_view of each event's type.
+  std::set<std::string, std::less<>> event_types;  // empty: every type
+  std::set<std::string, std::less<>> delete_on;    // latest only
   std::optional<Predicate> where;
   std::vector<std::string> stores = {"postgres"};  // postgres and/or rocksdb
   bool exactly_once = true;               // delivery: exactly_once | at_least_once

@@ -15,30 +15,28 @@ namespace {
 
 constexpr size_t kMaxCommandsPerRequest = 10000;
 
-nlohmann::json AckJson(const CommandAck& ack) {
-  nlohmann::json j = {{"partition", ack.partition}, {"offset", ack.offset}};
-  if (ack.duplicate) j["duplicate"] = true;
-  return j;
-}
-
 nlohmann::json ErrorJson(const Status& st) {
   nlohmann::json err = {{"error", st.message()}};
   if (st.code() == StatusCode::kRefused) err["refused"] = true;
   return err;
 }
 
-// One command's answer inside a batch's "results", as JSON text. An accepted
-// command, the common case, is written directly (keys in nlohmann's order).
-std::string BatchItemJson(const Result<CommandAck>& result) {
-  if (!result.ok()) {
-    nlohmann::json item = ErrorJson(result.status());
-    item["status"] = HttpStatusFor(result.status());
-    return item.dump();
-  }
-  std::string out = result->duplicate ? "{\"duplicate\":true," : "{";
-  out += "\"offset\":" + std::to_string(result->offset) + ",\"partition\":" + std::to_string(result->partition) +
-         ",\"status\":200}";
+// An accepted command's answer as JSON text, written directly: it is the
+// common answer (keys in nlohmann's order, as every other answer has them).
+// Inside a batch's "results" it also carries its status.
+std::string AckJson(const CommandAck& ack, bool in_batch) {
+  std::string out = ack.duplicate ? "{\"duplicate\":true," : "{";
+  out += "\"offset\":" + std::to_string(ack.offset) + ",\"partition\":" + std::to_string(ack.partition);
+  out += in_batch ? ",\"status\":200}" : "}";
   return out;
+}
+
+// One command's answer inside a batch's "results".
+std::string BatchItemJson(const Result<CommandAck>& result) {
+  if (result.ok()) return AckJson(result.value(), /*in_batch=*/true);
+  nlohmann::json item = ErrorJson(result.status());
+  item["status"] = HttpStatusFor(result.status());
+  return item.dump();
 }
 
 // Collects the answers of a batch of commands and replies once all are in.
@@ -301,7 +299,7 @@ void Writer::HandleCommands(HttpRequest&& request, HttpReply reply) {
     int32_t p = PartitionOf(commands[0].partition_key);
     if (slots_[p]->role() != PartitionSlot::Role::kOwner) return reply(NotOwnedResponse(p, request.target));
     slots_[p]->Submit(std::move(commands[0]), [reply](Result<CommandAck> result) {
-      if (result.ok()) return reply(JsonResponse(200, AckJson(*result)));
+      if (result.ok()) return reply(HttpResponse{200, "application/json", AckJson(*result, false) + "\n", {}});
       reply(JsonResponse(HttpStatusFor(result.status()), ErrorJson(result.status())));
     });
     return;
