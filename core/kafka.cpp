@@ -262,6 +262,8 @@ std::string_view KafkaMessage::key() const {
 std::string_view KafkaMessage::value() const {
   return m_->payload ? std::string_view(static_cast<const char*>(m_->payload), m_->len) : std::string_view();
 }
+bool KafkaMessage::has_key() const { return m_->key != nullptr; }
+bool KafkaMessage::has_value() const { return m_->payload != nullptr; }
 int64_t KafkaMessage::timestamp_ms() const { return rd_kafka_message_timestamp(m_, nullptr); }
 std::optional<std::string_view> KafkaMessage::header(const char* name) const {
   rd_kafka_headers_t* headers = nullptr;
@@ -602,6 +604,122 @@ Status EnsureTopic(const KafkaClientOptions& options, const std::string& topic, 
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return Status::Timeout("topic " + topic + " created but not visible in metadata");
+}
+
+}  // namespace freshet
+
+namespace freshet {
+namespace {
+
+// One admin request's reply queue and the event it answered with.
+struct AdminQueueDeleter { void operator()(rd_kafka_queue_t* q) const { rd_kafka_queue_destroy(q); } };
+struct AdminEventDeleter { void operator()(rd_kafka_event_t* e) const { rd_kafka_event_destroy(e); } };
+using AdminQueue = std::unique_ptr<rd_kafka_queue_t, AdminQueueDeleter>;
+using AdminEvent = std::unique_ptr<rd_kafka_event_t, AdminEventDeleter>;
+
+// Waits for the answer to an admin request sent to `queue`; `what` names the
+// request in errors.
+Result<AdminEvent> AwaitAdminEvent(rd_kafka_queue_t* queue, const std::string& what, const KafkaClientOptions& options,
+                                   std::chrono::milliseconds timeout) {
+  AdminEvent event(rd_kafka_queue_poll(queue, static_cast<int>(timeout.count())));
+  if (!event) return Status::Timeout(what + ": no answer from " + options.brokers);
+  if (rd_kafka_event_error(event.get()))
+    return Status::Unavailable(what + ": " + rd_kafka_event_error_string(event.get()));
+  return event;
+}
+
+}  // namespace
+
+Result<std::map<std::string, std::string>> DescribeTopicConfig(const KafkaClientOptions& options,
+                                                               const std::string& topic,
+                                                               std::chrono::milliseconds timeout) {
+  auto conf = MakeConf(options, {});
+  if (!conf.ok()) return conf.status();
+  auto handle = NewHandle(RD_KAFKA_PRODUCER, std::move(conf.value()));
+  if (!handle.ok()) return handle.status();
+  std::unique_ptr<rd_kafka_ConfigResource_t, decltype(&rd_kafka_ConfigResource_destroy)> resource(
+      rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str()), &rd_kafka_ConfigResource_destroy);
+  rd_kafka_ConfigResource_t* request = resource.get();
+  AdminQueue queue(rd_kafka_queue_new(handle->get()));
+  rd_kafka_DescribeConfigs(handle->get(), &request, 1, nullptr, queue.get());
+  std::string what = "describing topic " + topic;
+  auto event = AwaitAdminEvent(queue.get(), what, options, timeout);
+  if (!event.ok()) return event.status();
+  const rd_kafka_DescribeConfigs_result_t* result = rd_kafka_event_DescribeConfigs_result(event->get());
+  size_t count = 0;
+  const rd_kafka_ConfigResource_t** resources =
+      result ? rd_kafka_DescribeConfigs_result_resources(result, &count) : nullptr;
+  if (count != 1) return Status::Internal(what + ": no answer for the topic");
+  if (rd_kafka_ConfigResource_error(resources[0])) {
+    if (rd_kafka_ConfigResource_error(resources[0]) == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+      return Status::NotFound("topic " + topic + " does not exist");
+    return Status::Unavailable(what + ": " + rd_kafka_ConfigResource_error_string(resources[0]));
+  }
+  std::map<std::string, std::string> out;
+  size_t entries = 0;
+  const rd_kafka_ConfigEntry_t** configs = rd_kafka_ConfigResource_configs(resources[0], &entries);
+  for (size_t i = 0; i < entries; ++i) {
+    const char* value = rd_kafka_ConfigEntry_value(configs[i]);
+    out[rd_kafka_ConfigEntry_name(configs[i])] = value ? value : "";
+  }
+  return out;
+}
+
+Result<std::map<int32_t, int64_t>> LogStartOffsets(const KafkaClientOptions& options, const std::string& topic,
+                                                   std::chrono::milliseconds timeout) {
+  auto count = PartitionCount(options, topic, timeout);
+  if (!count.ok()) return count.status();
+  auto conf = MakeConf(options, {});
+  if (!conf.ok()) return conf.status();
+  auto handle = NewHandle(RD_KAFKA_CONSUMER, std::move(conf.value()));
+  if (!handle.ok()) return handle.status();
+  std::map<int32_t, int64_t> out;
+  for (int32_t p = 0; p < *count; ++p) {
+    int64_t low = 0, high = 0;
+    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(handle->get(), topic.c_str(), p, &low, &high,
+                                                               static_cast<int>(timeout.count()));
+    if (err)
+      return Status::Unavailable("topic " + topic + " partition " + std::to_string(p) +
+                                 ": log start offset: " + rd_kafka_err2str(err));
+    out[p] = low;
+  }
+  return out;
+}
+
+Status DeleteRecordsBefore(const KafkaClientOptions& options, const std::string& topic, int32_t partition,
+                           int64_t before_offset, std::chrono::milliseconds timeout) {
+  auto conf = MakeConf(options, {});
+  if (!conf.ok()) return conf.status();
+  auto handle = NewHandle(RD_KAFKA_PRODUCER, std::move(conf.value()));
+  if (!handle.ok()) return handle.status();
+  auto offsets = ToList({{topic, partition, before_offset}});
+  std::unique_ptr<rd_kafka_DeleteRecords_t, decltype(&rd_kafka_DeleteRecords_destroy)> request(
+      rd_kafka_DeleteRecords_new(offsets.get()), &rd_kafka_DeleteRecords_destroy);
+  rd_kafka_DeleteRecords_t* requests = request.get();
+  AdminQueue queue(rd_kafka_queue_new(handle->get()));
+  rd_kafka_DeleteRecords(handle->get(), &requests, 1, nullptr, queue.get());
+  std::string what = "deleting records of " + topic + " partition " + std::to_string(partition);
+  auto event = AwaitAdminEvent(queue.get(), what, options, timeout);
+  if (!event.ok()) return event.status();
+  const rd_kafka_DeleteRecords_result_t* result = rd_kafka_event_DeleteRecords_result(event->get());
+  const rd_kafka_topic_partition_list_t* done = result ? rd_kafka_DeleteRecords_result_offsets(result) : nullptr;
+  if (!done || done->cnt != 1) return Status::Internal(what + ": no answer for the partition");
+  if (done->elems[0].err) return Status::Unavailable(what + ": " + rd_kafka_err2str(done->elems[0].err));
+  return Status::Ok();
+}
+
+std::string RetentionProblem(const std::map<std::string, std::string>& config) {
+  auto value = [&](const char* name) {
+    auto it = config.find(name);
+    return it == config.end() ? std::string() : it->second;
+  };
+  std::string problems;
+  auto add = [&](const std::string& p) { problems += (problems.empty() ? "" : "; ") + p; };
+  std::string ms = value("retention.ms"), bytes = value("retention.bytes"), policy = value("cleanup.policy");
+  if (!ms.empty() && ms != "-1") add("retention.ms=" + ms + " deletes records older than that");
+  if (!bytes.empty() && bytes != "-1") add("retention.bytes=" + bytes + " deletes the oldest records beyond that size");
+  if (policy.find("compact") != std::string::npos) add("cleanup.policy=" + policy + " removes superseded records");
+  return problems;
 }
 
 }  // namespace freshet

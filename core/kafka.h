@@ -116,8 +116,10 @@ class KafkaMessage {
   std::string_view topic() const;
   int32_t partition() const;
   int64_t offset() const;
-  std::string_view key() const;
-  std::string_view value() const;
+  std::string_view key() const;    // empty for a null key too
+  std::string_view value() const;  // empty for a null value (a tombstone) too
+  bool has_key() const;            // false: the key is null
+  bool has_value() const;          // false: a tombstone
   int64_t timestamp_ms() const;  // -1 if none
   std::optional<std::string_view> header(const char* name) const;
 
@@ -219,5 +221,30 @@ Status DeleteTopics(const KafkaClientOptions& options, const std::vector<std::st
 // Number of partitions of `topic` (kNotFound if it does not exist).
 Result<int> PartitionCount(const KafkaClientOptions& options, const std::string& topic,
                            std::chrono::milliseconds timeout);
+
+// Admin: the topic's effective configuration as the broker reports it
+// (every entry, defaults included), e.g. "retention.ms" -> "604800000".
+Result<std::map<std::string, std::string>> DescribeTopicConfig(const KafkaClientOptions& options,
+                                                               const std::string& topic,
+                                                               std::chrono::milliseconds timeout);
+// Admin: the first offset each partition of `topic` still holds (its log
+// start offset). Above 0 when retention, compaction of the head, or
+// delete-records removed the oldest records.
+Result<std::map<int32_t, int64_t>> LogStartOffsets(const KafkaClientOptions& options, const std::string& topic,
+                                                   std::chrono::milliseconds timeout);
+// Admin: deletes every record of `topic`/`partition` before `before_offset`
+// (the log start moves there). For tests and operators' tooling.
+Status DeleteRecordsBefore(const KafkaClientOptions& options, const std::string& topic, int32_t partition,
+                           int64_t before_offset, std::chrono::milliseconds timeout);
+
+// The topic settings under which a log keeps every record forever: the
+// writer's event topic is its only copy of history.
+inline const std::map<std::string, std::string>& KeepForeverTopicConfig() {
+  static const std::map<std::string, std::string> config = {{"retention.ms", "-1"}, {"retention.bytes", "-1"}};
+  return config;
+}
+// Why `config` (a DescribeTopicConfig answer) lets the broker delete old
+// records, or "" when it keeps them all.
+std::string RetentionProblem(const std::map<std::string, std::string>& config);
 
 }  // namespace freshet

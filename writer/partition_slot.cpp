@@ -27,6 +27,7 @@ const char* PartitionSlot::RoleName(Role role) {
     case Role::kStandby: return "standby";
     case Role::kTakingOver: return "taking-over";
     case Role::kOwner: return "owner";
+    case Role::kLogIncomplete: return "log-incomplete";
     case Role::kStopped: return "stopped";
   }
   return "unknown";
@@ -46,6 +47,34 @@ void PartitionSlot::Stop() {
     cv_.notify_all();
   }
   if (thread_.joinable()) thread_.join();
+}
+
+std::string PartitionSlot::refusal() const {
+  std::lock_guard lock(mu_);
+  return refusal_;
+}
+
+Status PartitionSlot::CheckLogStart() {
+  auto marks = tail_->QueryWatermarks(options_.topic, options_.partition, std::chrono::seconds(10));
+  if (!marks.ok()) return marks.status();
+  int64_t log_start = marks->first;
+  if (log_start <= next_offset_) return Status::Ok();
+  std::string why = "partition " + std::to_string(options_.partition) + " of topic " + options_.topic +
+                    ": the log starts at offset " + std::to_string(log_start) + " but the writer's state needs offset " +
+                    std::to_string(next_offset_) + " onwards; records before " + std::to_string(log_start) +
+                    " were deleted (retention, compaction or delete-records), so the state rebuilt from what is left "
+                    "would be wrong. The writer refuses this partition. Keep the topic whole (retention.ms=-1, "
+                    "retention.bytes=-1, cleanup.policy=delete) and restore the partition's history from a copy; "
+                    "nothing else will make it serve again.";
+  spdlog::error("{}", why);
+  if (metrics_.log_incomplete) metrics_.log_incomplete->Add();
+  {
+    std::lock_guard lock(mu_);
+    refusal_ = why;
+    role_ = Role::kLogIncomplete;
+  }
+  FailQueued(Status::Unavailable(why));
+  return Status::Conflict(why);
 }
 
 bool PartitionSlot::stopping() {
@@ -80,6 +109,7 @@ void PartitionSlot::Submit(Command command, CommandDone done) {
       return;
     }
   }
+  if (std::string why = refusal(); !why.empty()) return done(Status::Unavailable(why));
   done(Status::Unavailable("partition " + std::to_string(options_.partition) + " is not owned by this instance (" +
                            RoleName(role()) + ")"));
 }
@@ -109,14 +139,32 @@ void PartitionSlot::Run() {
     role_ = Role::kStopped;
     return;
   }
+  // The state is a replay of the partition from offset 0: check that it is
+  // all still there before replaying anything.
+  for (;;) {
+    st = CheckLogStart();
+    if (st.ok() || st.code() == StatusCode::kConflict || stopping()) break;
+    spdlog::warn("partition {}: {}; retrying", options_.partition, st.message());
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+  }
   while (!stopping()) {
     Role r = role_.load();
+    if (r == Role::kLogIncomplete) {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+      continue;
+    }
     if (r == Role::kStandby) {
       if (!want_owner_) {
         TailOnce(std::chrono::milliseconds(50));
         continue;
       }
       st = TakeOver();
+      if (!st.ok() && role_ == Role::kLogIncomplete) {
+        producer_.reset();
+        continue;
+      }
       if (!st.ok()) {
         spdlog::error("partition {}: takeover failed: {}", options_.partition, st.ToString());
         if (st.code() == StatusCode::kFenced) want_owner_ = false;  // someone newer owns it
@@ -211,6 +259,9 @@ Status PartitionSlot::TakeOver() {
 }
 
 Status PartitionSlot::CatchUp() {
+  // The log may have lost its head while this standby tailed it (say a
+  // retention change): the consumer would silently skip to what is left.
+  FRESHET_RETURN_IF_ERROR(CheckLogStart());
   // After fencing nobody else can commit to the partition: whatever is up to
   // its end now is everything. Seeking makes the consumer report the end anew.
   FRESHET_RETURN_IF_ERROR(

@@ -11,6 +11,10 @@
 //    Kafka transaction per batch (group commit); each is answered only after
 //    the commit. A refused command or an aborted transaction changes nothing.
 //    A fenced owner acknowledges nothing more and falls back to standby.
+//  - log-incomplete: the partition's log no longer starts where recovery
+//    needs it (offset 0: the state is a replay of the whole partition), so
+//    the state it would rebuild is wrong. The slot refuses to serve and
+//    says why (refusal()); it never turns back by itself.
 //
 // Idempotency keys travel in the events' `id`, so a retried command is
 // recognised after a restart or a takeover too.
@@ -60,6 +64,7 @@ struct WriterMetrics {
   Counter* failed = nullptr;
   Counter* duplicates = nullptr;
   Counter* fenced = nullptr;
+  Counter* log_incomplete = nullptr;  // partitions refused for a lost log prefix
   Histogram* batch_size = nullptr;
   Histogram* commit_seconds = nullptr;
   Histogram* takeover_seconds = nullptr;
@@ -81,7 +86,7 @@ struct PartitionSlotOptions {
 
 class PartitionSlot {
  public:
-  enum class Role { kStandby, kTakingOver, kOwner, kStopped };
+  enum class Role { kStandby, kTakingOver, kOwner, kLogIncomplete, kStopped };
 
   PartitionSlot(PartitionSlotOptions options, const Domain& domain, WriterMetrics metrics);
   ~PartitionSlot();  // Stops and joins.
@@ -104,6 +109,8 @@ class PartitionSlot {
   int32_t partition() const { return options_.partition; }
   int64_t applied_offset() const { return applied_offset_.load(); }  // last offset in the state
   size_t entity_count() const { return entity_count_.load(); }
+  // Why the slot refuses the partition (role kLogIncomplete), else "".
+  std::string refusal() const;
   static const char* RoleName(Role role);
 
  private:
@@ -117,6 +124,9 @@ class PartitionSlot {
 
   void Run();
   Status OpenTail();
+  // kConflict when the log starts after next_offset_: records the state
+  // needs were deleted. Puts the slot in kLogIncomplete.
+  Status CheckLogStart();
   void TailOnce(std::chrono::milliseconds wait);
   void Apply(const KafkaMessage& message);
   Status TakeOver();
@@ -140,11 +150,12 @@ class PartitionSlot {
   std::unique_ptr<TransactionalProducer> producer_;
   int64_t next_offset_ = 0;  // the next offset the state has not seen
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Work> queue_;
   std::chrono::steady_clock::time_point oldest_queued_;  // when queue_ last became non-empty
   bool stopping_ = false;
+  std::string refusal_;
 
   std::atomic<bool> want_owner_{false};
   std::atomic<Role> role_{Role::kStandby};

@@ -78,9 +78,19 @@ std::unique_ptr<Domain> MakeDomain(const std::string& name) {
 Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_ptr<Domain> domain) {
   FRESHET_RETURN_IF_ERROR(RequireField(config.kafka.brokers, "kafka.brokers"));
   KafkaClientOptions kafka{config.kafka.brokers, config.kafka.client_properties};
+  // The event topic is the writer's only copy of history: created to keep
+  // every record, and checked, since someone else may have created it.
   Status st = EnsureTopic(kafka, config.kafka.topic, config.kafka.partitions, config.kafka.replication_factor,
-                          std::chrono::seconds(15));
+                          std::chrono::seconds(15), KeepForeverTopicConfig());
   if (!st.ok()) return st.WithContext("kafka.brokers " + config.kafka.brokers);
+  auto topic_config = DescribeTopicConfig(kafka, config.kafka.topic, std::chrono::seconds(15));
+  if (!topic_config.ok()) return topic_config.status().WithContext("kafka.topic " + config.kafka.topic);
+  std::string retention_problem = RetentionProblem(*topic_config);
+  if (!retention_problem.empty())
+    spdlog::error("kafka.topic {}: the broker may delete events the writer rebuilds its state from: {}. Set "
+                  "retention.ms=-1 and retention.bytes=-1 (cleanup.policy=delete) on the topic, e.g. kafka-configs.sh "
+                  "--alter --entity-type topics --entity-name {} --add-config retention.ms=-1,retention.bytes=-1",
+                  config.kafka.topic, retention_problem, config.kafka.topic);
   st = EnsureTopic(kafka, config.writer.owners_topic, 1, config.kafka.replication_factor, std::chrono::seconds(15),
                    {{"cleanup.policy", "compact"}});
   if (!st.ok()) return st.WithContext("writer.owners_topic " + config.writer.owners_topic);
@@ -91,6 +101,7 @@ Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_
   w->config_ = config;
   w->domain_ = std::move(domain);
   w->instance_id_ = config.writer.instance_id.empty() ? DefaultInstanceId() : config.writer.instance_id;
+  w->retention_problem_ = retention_problem;
   w->advertise_url_ = config.writer.advertise_url.empty() ? "http://" + config.writer.listen : config.writer.advertise_url;
 
   WriterMetrics m;
@@ -100,6 +111,11 @@ Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_
   m.failed = &reg.AddCounter("freshet_writer_commands_total", "Commands answered", "result=\"failed\"");
   m.duplicates = &reg.AddCounter("freshet_writer_commands_total", "Commands answered", "result=\"duplicate\"");
   m.fenced = &reg.AddCounter("freshet_writer_fenced_total", "Times an owned partition was fenced by a newer owner");
+  m.log_incomplete = &reg.AddCounter("freshet_writer_log_incomplete_total",
+                                     "Partitions refused because their log no longer starts where recovery needs it");
+  reg.AddGauge("freshet_writer_topic_retention_finite",
+               "1 when the event topic's configuration lets the broker delete events (retention or compaction)")
+      .Set(retention_problem.empty() ? 0 : 1);
   m.batch_size = &reg.AddHistogram("freshet_writer_batch_events", "Events per Kafka transaction",
                                    {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000});
   m.commit_seconds = &reg.AddHistogram("freshet_writer_commit_seconds", "Kafka transaction time, begin to commit",
@@ -222,6 +238,10 @@ void Writer::Query(const std::string& partition_key, const std::string& entity, 
 }
 
 HttpResponse Writer::NotOwnedResponse(int32_t partition, const std::string& target) const {
+  if (std::string why = slots_[partition]->refusal(); !why.empty()) {
+    // Not a takeover that ends by itself: no Retry-After.
+    return JsonResponse(503, {{"error", why}, {"partition", partition}, {"log_incomplete", true}});
+  }
   auto claim = directory_->Find(partition);
   if (claim && claim->instance != instance_id_ && !claim->url.empty()) {
     HttpResponse r = JsonResponse(307, {{"error", "partition " + std::to_string(partition) + " is owned by " +
@@ -251,14 +271,18 @@ void Writer::HandleHttp(HttpRequest&& request, HttpReply reply) {
   if (path == "/healthz") return reply(JsonResponse(200, {{"status", "ok"}, {"instance", instance_id_}}));
   if (path == "/readyz") {
     nlohmann::json partitions = nlohmann::json::array();
-    for (const auto& s : slots_)
-      partitions.push_back({{"partition", s->partition()},
-                            {"role", PartitionSlot::RoleName(s->role())},
-                            {"offset", s->applied_offset()},
-                            {"entities", s->entity_count()}});
+    for (const auto& s : slots_) {
+      nlohmann::json p = {{"partition", s->partition()},
+                          {"role", PartitionSlot::RoleName(s->role())},
+                          {"offset", s->applied_offset()},
+                          {"entities", s->entity_count()}};
+      if (std::string why = s->refusal(); !why.empty()) p["error"] = why;
+      partitions.push_back(std::move(p));
+    }
     bool is_ready = ready();
-    return reply(JsonResponse(is_ready ? 200 : 503,
-                              {{"ready", is_ready}, {"instance", instance_id_}, {"partitions", partitions}}));
+    nlohmann::json body = {{"ready", is_ready}, {"instance", instance_id_}, {"partitions", partitions}};
+    if (!retention_problem_.empty()) body["topic_retention_warning"] = retention_problem_;
+    return reply(JsonResponse(is_ready ? 200 : 503, body));
   }
   if (path == "/metrics") {
     return reply(HttpResponse{200, "text/plain; version=0.0.4", metrics_.RenderPrometheus(), {}});

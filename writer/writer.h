@@ -61,6 +61,7 @@ class Writer {
   std::unique_ptr<Domain> domain_;
   std::string instance_id_;
   std::string advertise_url_;
+  std::string retention_problem_;  // why the event topic may lose events, or ""
   MetricsRegistry metrics_;
   Gauge* owned_gauge_ = nullptr;
   std::vector<std::unique_ptr<PartitionSlot>> slots_;
