@@ -282,24 +282,51 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
   InitLogging(config->log_level == "info" ? "warn" : config->log_level, "rebuild");
 
   KafkaClientOptions kafka{config->kafka.brokers, config->kafka.client_properties};
+  const std::string topic = SourceTopic(*spec, config->kafka.topic);
   auto dead_letters = Producer::Create(kafka);
   auto consumer = Consumer::Create(kafka, "");
-  auto partitions = PartitionCount(kafka, config->kafka.topic, std::chrono::seconds(15));
+  auto partitions = PartitionCount(kafka, topic, std::chrono::seconds(15));
   if (!dead_letters.ok() || !consumer.ok() || !partitions.ok()) {
     std::cerr << "freshet: rebuild: kafka: "
               << (!partitions.ok() ? partitions.status().message() : "cannot create clients") << "\n";
     return 1;
   }
+  // A rebuild replays the topic from offset zero: one that has lost its
+  // beginning would silently give other rows than the live version has.
   int64_t total = 0;
+  std::string lost;
   for (int32_t p = 0; p < *partitions; ++p) {
-    auto marks = (*consumer)->QueryWatermarks(config->kafka.topic, p, std::chrono::seconds(10));
-    if (marks.ok()) total += marks->second;
+    auto marks = (*consumer)->QueryWatermarks(topic, p, std::chrono::seconds(10));
+    if (!marks.ok()) {
+      std::cerr << "freshet: rebuild: kafka: topic " << topic << " partition " << p << ": "
+                << marks.status().message() << "\n";
+      return 1;
+    }
+    total += marks->second;
+    if (marks->first > 0)
+      lost += (lost.empty() ? "" : ", ") + std::string("partition ") + std::to_string(p) + " starts at offset " +
+              std::to_string(marks->first);
+  }
+  if (!lost.empty()) {
+    if (!spec->source.allow_incomplete_log) {
+      std::cerr << "freshet: rebuild: view " << view_name << ": topic " << topic
+                << " has lost its beginning (" << lost
+                << "); a rebuild from what is left would silently differ from the live view. Restore the "
+                   "records, or set \"source\": {\"allow_incomplete_log\": true} on the view to rebuild from the "
+                   "earliest records left.\n";
+      return 1;
+    }
+    std::cerr << "rebuild: topic " << topic << " has lost its beginning (" << lost
+              << "); rebuilding from the earliest records left (source.allow_incomplete_log)\n";
   }
 
   TableSpec table = DeclarativeProjection(*spec).table();
   ViewEngineOptions options;
   options.kafka = kafka;
-  options.topic = config->kafka.topic;
+  options.topic = topic;
+  options.source = spec->source;
+  options.parse_key = ReadsKeyJson(*spec);
+  options.allow_incomplete_log = spec->source.allow_incomplete_log;
   // At-least-once: the same group base as the view processes (the engine
   // adds the table), so a process that follows the rebuilt table continues
   // from the builder's commits.
@@ -322,7 +349,7 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
       std::cerr << "freshet: rebuild: views.rocksdb_path: " << db.status().message() << "\n";
       return 1;
     }
-    auto view_store = RocksDbViewStore::Open(**db, config->kafka.topic, table, /*rebuild=*/true);
+    auto view_store = RocksDbViewStore::Open(**db, topic, table, /*rebuild=*/true);
     if (!view_store.ok()) {
       std::cerr << "freshet: rebuild: " << view_store.status().message() << "\n";
       return 1;
@@ -342,7 +369,7 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
     return 1;
   }
   table.version = version->first;
-  auto sink = PostgresSink::Open(config->postgres.url, config->kafka.topic, table);
+  auto sink = PostgresSink::Open(config->postgres.url, topic, table);
   if (!sink.ok()) {
     std::cerr << "freshet: rebuild: " << sink.status().message() << "\n";
     return 1;

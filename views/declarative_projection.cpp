@@ -1,5 +1,7 @@
 #include "views/declarative_projection.h"
 
+#include "sources/record_decoder.h"
+
 #include <simdjson.h>
 
 #include <algorithm>
@@ -42,6 +44,7 @@ struct FieldValue {
   element json;
   std::string_view string;
   int64_t integer = 0;
+  const LogicalField* logical = nullptr;  // how Debezium encoded it, if known
 };
 
 bool IsString(const FieldValue& v, std::string_view* out) {
@@ -97,6 +100,131 @@ std::string Dump(const FieldValue& v) {
   return simdjson::to_string(v.json);
 }
 
+// Standard base64 (with or without padding) into bytes; false if not base64.
+bool DecodeBase64(std::string_view in, std::string* out) {
+  out->clear();
+  uint32_t buffer = 0;
+  int bits = 0;
+  for (char c : in) {
+    int v;
+    if (c >= 'A' && c <= 'Z') v = c - 'A';
+    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
+    else if (c >= '0' && c <= '9') v = c - '0' + 52;
+    else if (c == '+') v = 62;
+    else if (c == '/') v = 63;
+    else if (c == '=') break;
+    else return false;
+    buffer = (buffer << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out->push_back(static_cast<char>((buffer >> bits) & 0xff));
+    }
+  }
+  return true;
+}
+
+// A Connect Decimal: the unscaled value as a big-endian two's-complement
+// integer of any length, and the scale from the schema.
+std::string DecimalText(const std::string& bytes, int scale) {
+  std::vector<uint8_t> magnitude(bytes.begin(), bytes.end());
+  bool negative = !magnitude.empty() && (magnitude[0] & 0x80);
+  if (negative) {  // two's complement: invert and add one
+    for (auto& b : magnitude) b = static_cast<uint8_t>(~b);
+    for (size_t i = magnitude.size(); i-- > 0;)
+      if (++magnitude[i] != 0) break;
+  }
+  std::string digits;  // least significant first
+  while (true) {
+    bool zero = true;
+    uint32_t remainder = 0;
+    for (auto& b : magnitude) {
+      uint32_t cur = (remainder << 8) | b;
+      b = static_cast<uint8_t>(cur / 10);
+      remainder = cur % 10;
+      zero = zero && b == 0;
+    }
+    digits.push_back(static_cast<char>('0' + remainder));
+    if (zero) break;
+  }
+  while (digits.size() > 1 && digits.back() == '0') digits.pop_back();
+  std::string text(digits.rbegin(), digits.rend());
+  if (scale > 0) {
+    if (text.size() <= static_cast<size_t>(scale)) text.insert(0, static_cast<size_t>(scale) + 1 - text.size(), '0');
+    text.insert(text.size() - static_cast<size_t>(scale), ".");
+  } else if (scale < 0 && text != "0") {
+    text.append(static_cast<size_t>(-scale), '0');
+  }
+  return (negative && text.find_first_not_of("0.") != std::string::npos ? "-" : "") + text;
+}
+
+// Seconds and a fraction of `units_per_second` since the epoch, as a timestamp.
+std::string TimestampOf(int64_t value, int64_t units_per_second) {
+  int64_t seconds = value / units_per_second, fraction = value % units_per_second;
+  if (fraction < 0) fraction += units_per_second, --seconds;
+  std::time_t t = static_cast<std::time_t>(seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[80];
+  size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
+  int width = units_per_second == 1000 ? 3 : units_per_second == 1000000 ? 6 : 9;
+  std::snprintf(buf + n, sizeof(buf) - n, ".%0*lld+00", width, static_cast<long long>(fraction));
+  return buf;
+}
+
+std::string DateOfDays(int64_t days) {
+  std::time_t t = static_cast<std::time_t>(days * 86400);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d", &tm);
+  return buf;
+}
+
+bool IsDigits(std::string_view s, size_t from, size_t count) {
+  if (s.size() < from + count) return false;
+  for (size_t i = from; i < from + count; ++i)
+    if (!std::isdigit(static_cast<unsigned char>(s[i]))) return false;
+  return true;
+}
+
+// YYYY-MM-DD, which is how dates and timestamps start.
+bool StartsWithDate(std::string_view s) {
+  return IsDigits(s, 0, 4) && s.size() >= 10 && s[4] == '-' && IsDigits(s, 5, 2) && s[7] == '-' && IsDigits(s, 8, 2);
+}
+
+bool IsDecimalText(std::string_view s) {
+  size_t i = 0;
+  if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
+  size_t digits = 0;
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i, ++digits;
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i, ++digits;
+  }
+  if (digits == 0) return false;
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
+    if (i >= s.size()) return false;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
+  }
+  return i == s.size();
+}
+
+// 8-4-4-4-12 hex digits, as Postgres prints a uuid.
+bool IsUuidText(std::string_view s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (s[i] != '-') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(s[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // The text form of a present `v` for a column of `sql_type` (what COPY
 // expects) into `out`, or an error naming the column when the event's field
 // has the wrong type.
@@ -108,9 +236,64 @@ Status ColumnText(const FieldValue& v, const std::string& sql_type, const std::s
   std::string_view text;
   int64_t integer = 0;
   double number = 0;
+  if (const LogicalField* logical = v.logical) {
+    // Debezium's encodings, named by the schema it sent along.
+    std::string bytes;
+    if (logical->type == LogicalType::kDecimal && IsString(v, &text) && DecodeBase64(text, &bytes)) {
+      std::string decimal = DecimalText(bytes, logical->scale);
+      if (sql_type == "bigint" && decimal.find('.') != std::string::npos) return wrong("an integer");
+      if (sql_type == "boolean" || sql_type == "date" || sql_type == "uuid" || sql_type == "timestamptz")
+        return wrong("a value of its type, not a decimal");
+      *out = sql_type == "jsonb" ? "\"" + decimal + "\"" : decimal;
+      return Status::Ok();
+    }
+    int64_t per_second = logical->type == LogicalType::kTimestampMillis   ? 1000
+                         : logical->type == LogicalType::kTimestampMicros ? 1000000
+                         : logical->type == LogicalType::kTimestampNanos  ? 1000000000
+                                                                          : 0;
+    if (per_second && IsInteger(v, &integer) && (sql_type == "timestamptz" || sql_type == "text")) {
+      *out = TimestampOf(integer, per_second);
+      return Status::Ok();
+    }
+    if (logical->type == LogicalType::kDate && IsInteger(v, &integer)) {
+      if (sql_type == "date" || sql_type == "text") {
+        *out = DateOfDays(integer);
+        return Status::Ok();
+      }
+      if (sql_type == "timestamptz") {
+        *out = TimestampOf(integer * 86400, 1);
+        return Status::Ok();
+      }
+    }
+  }
   if (sql_type == "text") {
     if (IsString(v, &text)) out->assign(text);
     else *out = Dump(v);
+    // COPY would fail the whole batch over one such value.
+    if (out->find('\0') != std::string::npos)
+      return Status::InvalidArgument("column " + column + ": text with a NUL character, which Postgres cannot store");
+    return Status::Ok();
+  }
+  if (sql_type == "numeric") {
+    if (IsInteger(v, &integer)) {
+      *out = std::to_string(integer);
+    } else if (v.kind == FieldValue::kJson && v.json.is_number()) {
+      *out = simdjson::to_string(v.json);
+    } else if (IsString(v, &text) && IsDecimalText(text)) {
+      out->assign(text);
+    } else {
+      return wrong("a number or a decimal string");
+    }
+    return Status::Ok();
+  }
+  if (sql_type == "date") {
+    if (!IsString(v, &text) || text.size() != 10 || !StartsWithDate(text)) return wrong("a date YYYY-MM-DD");
+    out->assign(text);
+    return Status::Ok();
+  }
+  if (sql_type == "uuid") {
+    if (!IsString(v, &text) || !IsUuidText(text)) return wrong("a UUID like 123e4567-e89b-12d3-a456-426614174000");
+    out->assign(text);
     return Status::Ok();
   }
   if (sql_type == "bigint") {
@@ -140,11 +323,13 @@ Status ColumnText(const FieldValue& v, const std::string& sql_type, const std::s
   }
   if (sql_type == "timestamptz") {
     if (IsInteger(v, &integer)) *out = Timestamp(integer);
-    else if (IsString(v, &text)) out->assign(text);
+    else if (IsString(v, &text) && StartsWithDate(text)) out->assign(text);
     else return wrong("milliseconds since the epoch or a timestamp string");
     return Status::Ok();
   }
   *out = Dump(v);  // jsonb
+  if (out->find("\\u0000") != std::string::npos)
+    return Status::InvalidArgument("column " + column + ": JSON with \\u0000, which Postgres jsonb cannot store");
   return Status::Ok();
 }
 
@@ -160,77 +345,43 @@ std::vector<typename Map::value_type*> SortedByKey(Map& map) {
 
 }  // namespace
 
-namespace declarative {
-
-struct Decoder {
-  // Reused: it keeps its buffers, so parsing allocates nothing per event.
-  simdjson::dom::parser parser;
-};
-
-struct ParsedEvent {
-  std::string_view type, id;
-  int64_t ts_ms = 0;
-  element data;  // an object
-  int32_t partition = -1;
-  int64_t offset = -1;
-};
-
-}  // namespace declarative
-
 namespace {
 
-FieldValue Source(const declarative::ParsedEvent& e, const declarative::FieldPath& path) {
-  using declarative::FieldPath;
+// What `path` reads from `e`.
+FieldValue Source(const SourceRecord& e, const FieldRef& path) {
   FieldValue out;
   switch (path.kind) {
-    case FieldPath::kTs: out.kind = FieldValue::kInteger, out.integer = e.ts_ms; return out;
-    case FieldPath::kType: out.kind = FieldValue::kString, out.string = e.type; return out;
-    case FieldPath::kId: out.kind = FieldValue::kString, out.string = e.id; return out;
-    case FieldPath::kData: break;
-  }
-  element v = e.data;
-  for (const std::string& segment : path.segments) {
-    if (v.is_object()) {
-      if (v.get_object().value_unsafe().at_key(segment).get(v) != simdjson::SUCCESS) return out;
-    } else if (v.is_array()) {
-      size_t index = 0;
-      auto [end, error] = std::from_chars(segment.data(), segment.data() + segment.size(), index);
-      if (error != std::errc() || end != segment.data() + segment.size()) return out;
-      if (v.get_array().value_unsafe().at(index).get(v) != simdjson::SUCCESS) return out;
-    } else {
+    case FieldRef::kTs: out.kind = FieldValue::kInteger, out.integer = e.ts_ms; return out;
+    case FieldRef::kType: out.kind = FieldValue::kString, out.string = e.type; return out;
+    case FieldRef::kId:
+      if (!e.id.empty()) out.kind = FieldValue::kString, out.string = e.id;
       return out;
-    }
+    case FieldRef::kKey:
+      if (e.raw->key) out.kind = FieldValue::kString, out.string = *e.raw->key;
+      return out;
+    case FieldRef::kTopic: out.kind = FieldValue::kString, out.string = e.raw->topic; return out;
+    case FieldRef::kPartition: out.kind = FieldValue::kInteger, out.integer = e.raw->partition; return out;
+    case FieldRef::kOffset: out.kind = FieldValue::kInteger, out.integer = e.raw->offset; return out;
+    case FieldRef::kHeader:
+      if (auto h = e.raw->Header(path.text)) out.kind = FieldValue::kString, out.string = *h;
+      return out;
+    case FieldRef::kConstant: return out;
+    case FieldRef::kData:
+    case FieldRef::kKeyPointer: break;
   }
-  if (v.is_null()) return out;
+  if (!FindElement(e, path, &out.json)) return out;
   out.kind = FieldValue::kJson;
-  out.json = v;
+  if (path.kind == FieldRef::kData && path.segments.size() == 1) out.logical = e.Logical(path.segments[0]);
   return out;
 }
 
-}  // namespace
-
-DeclarativeProjection::FieldPath DeclarativeProjection::ParsePath(const std::string& from) {
-  FieldPath path;
-  if (from == "$ts") path.kind = FieldPath::kTs;
-  else if (from == "$type") path.kind = FieldPath::kType;
-  else if (from == "$id") path.kind = FieldPath::kId;
-  else {
-    // A JSON pointer (RFC 6901), validated by ParseViewSpecs: "/a/b".
-    for (size_t start = 1; start <= from.size();) {
-      size_t slash = from.find('/', start);
-      std::string segment = from.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
-      std::string unescaped;
-      for (size_t i = 0; i < segment.size(); ++i) {
-        if (segment[i] == '~' && i + 1 < segment.size()) unescaped += segment[++i] == '1' ? '/' : '~';
-        else unescaped += segment[i];
-      }
-      path.segments.push_back(std::move(unescaped));
-      if (slash == std::string::npos) break;
-      start = slash + 1;
-    }
-  }
-  return path;
+// A reference that ParseViewSpecs validated.
+FieldRef ParsePath(const std::string& from) {
+  auto ref = ParseFieldRef(from, "from");
+  return ref.ok() ? ref.value() : FieldRef();
 }
+
+}  // namespace
 
 bool DeclarativeProjection::Matches(const Parsed& e) const {
   const Where& w = *where_;
@@ -283,7 +434,7 @@ Status DeclarativeProjection::KeyOf(const Parsed& e) {
 }
 
 DeclarativeProjection::DeclarativeProjection(ViewSpec spec)
-    : spec_(std::move(spec)), decoder_(std::make_unique<declarative::Decoder>()) {
+    : spec_(std::move(spec)), decoder_(std::make_unique<RecordDecoder>(spec_.source, false)) {
   table_.view_name = spec_.name;
   table_.version = spec_.version;
   std::string select;
@@ -334,44 +485,28 @@ Status DeclarativeProjection::Apply(const Event& event) {
 }
 
 Status DeclarativeProjection::ApplyValue(std::string_view value, int32_t partition, int64_t offset, int64_t* ts_ms) {
-  // The same checks, in the same order and words, as DecodeEventValue.
-  element root;
-  if (decoder_->parser.parse(value.data(), value.size()).get(root) != simdjson::SUCCESS)
-    return Status::InvalidArgument("event value is not valid JSON");
-  simdjson::dom::object object;
-  if (root.get_object().get(object) != simdjson::SUCCESS)
-    return Status::InvalidArgument("event value is not a JSON object");
-  Parsed e;
-  if (object.at_key("type").get_string().get(e.type) != simdjson::SUCCESS)
-    return Status::InvalidArgument("event.type: missing or not a string");
-  element field;
-  if (object.at_key("id").get(field) == simdjson::SUCCESS && field.get_string().get(e.id) != simdjson::SUCCESS)
-    return Status::InvalidArgument("event.id: not a string");
-  if (object.at_key("ts").get(field) == simdjson::SUCCESS) {
-    uint64_t unsigned_ts = 0;
-    if (field.get_int64().get(e.ts_ms) != simdjson::SUCCESS) {
-      if (field.get_uint64().get(unsigned_ts) != simdjson::SUCCESS)
-        return Status::InvalidArgument("event.ts: not an integer");
-      e.ts_ms = static_cast<int64_t>(unsigned_ts);
-    }
-  }
-  if (object.at_key("data").get(e.data) != simdjson::SUCCESS || !e.data.is_object())
-    return Status::InvalidArgument("event.data: missing or not an object");
-  e.partition = partition;
-  e.offset = offset;
-  *ts_ms = e.ts_ms;
-  return ApplyParsed(e);
+  RawRecord raw;
+  raw.partition = partition;
+  raw.offset = offset;
+  raw.value = value;
+  SourceRecord record;
+  FRESHET_RETURN_IF_ERROR(decoder_->Decode(raw, &record));
+  *ts_ms = record.ts_ms;
+  if (record.change == SourceRecord::Change::kSkip) return Status::Ok();
+  return ApplyParsed(record);
 }
 
+Status DeclarativeProjection::ApplyRecord(const SourceRecord& record) { return ApplyParsed(record); }
+
 Status DeclarativeProjection::ApplyParsed(const Parsed& event) {
-  bool deletes = spec_.delete_on.count(event.type) > 0;
+  bool deletes = event.change == SourceRecord::Change::kDelete || spec_.delete_on.count(event.type) > 0;
   if (!deletes && !spec_.event_types.empty() && !spec_.event_types.count(event.type)) return Status::Ok();
   FRESHET_RETURN_IF_ERROR(KeyOf(event));
 
   if (spec_.kind == ViewKind::kLatest) {
     RowWrite row;
-    row.partition = event.partition;
-    row.offset = event.offset;
+    row.partition = event.raw->partition;
+    row.offset = event.raw->offset;
     if (!deletes) {
       // Columns first: an event with a mistyped field is a bad event, not
       // one that "does not match" and silently removes the row.
@@ -397,6 +532,8 @@ Status DeclarativeProjection::ApplyParsed(const Parsed& event) {
     return Status::Ok();
   }
 
+  if (event.change == SourceRecord::Change::kDelete)  // ParseViewSpecs refuses such sources
+    return Status::InvalidArgument("an aggregate cannot retract a deleted row");
   if (where_ && !Matches(event)) return Status::Ok();
   // Read every input first so that a bad event changes nothing.
   for (size_t i = 0; i < spec_.value_columns.size(); ++i) {
@@ -416,8 +553,8 @@ Status DeclarativeProjection::ApplyParsed(const Parsed& event) {
     g.key = key_texts_;
     g.partials.resize(spec_.value_columns.size());
   }
-  g.partition = event.partition;
-  g.offset = event.offset;
+  g.partition = event.raw->partition;
+  g.offset = event.raw->offset;
   for (size_t i = 0; i < spec_.value_columns.size(); ++i) {
     Partial& p = g.partials[i];
     if (spec_.value_columns[i].fn == AggregateFn::kCount) {

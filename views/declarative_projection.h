@@ -11,22 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "sources/source_spec.h"
 #include "views/projection.h"
 #include "views/view_spec.h"
 
 namespace freshet {
-namespace declarative {  // DeclarativeProjection's parts, used in its .cpp
 
-// Where a column reads its value: a field of the envelope or a JSON pointer
-// into the event's data, split into its (unescaped) tokens.
-struct FieldPath {
-  enum Kind { kData, kTs, kType, kId } kind = kData;
-  std::vector<std::string> segments;
-};
-struct ParsedEvent;  // one event as simdjson sees it
-struct Decoder;      // simdjson's parser, reused for every event
-
-}  // namespace declarative
+class RecordDecoder;
 
 class DeclarativeProjection final : public Projection {
  public:
@@ -35,9 +26,12 @@ class DeclarativeProjection final : public Projection {
   const TableSpec& table() const override { return table_; }
   // Encodes the event and applies the encoded value: one code path.
   Status Apply(const Event& event) override;
-  // Reads the value with simdjson: nlohmann's parse cost 1.75 us of the
-  // 2.4 us a view spent per event (bench/projection_bench).
+  // Decodes the value as the view's source says (simdjson: nlohmann's parse
+  // cost 1.75 us of the 2.4 us a view spent per event, bench/projection_bench)
+  // and applies it.
   Status ApplyValue(std::string_view value, int32_t partition, int64_t offset, int64_t* ts_ms) override;
+  bool reads_records() const override { return true; }
+  Status ApplyRecord(const SourceRecord& record) override;
   std::vector<RowWrite> TakePending() override;
   size_t pending_rows() const override { return kind_latest_.size() + aggregates_.size(); }
   const ViewSpec& spec() const { return spec_; }
@@ -55,8 +49,8 @@ class DeclarativeProjection final : public Projection {
     int64_t offset = -1;
   };
 
-  using FieldPath = declarative::FieldPath;
-  using Parsed = declarative::ParsedEvent;
+  using FieldPath = FieldRef;
+  using Parsed = SourceRecord;
   struct Where {  // spec_.where, with its operand read once
     FieldPath path;
     enum Op { kEq, kNe, kLt, kLe, kGt, kGe } op = kEq;
@@ -64,7 +58,6 @@ class DeclarativeProjection final : public Projection {
     std::optional<double> number;  // when value is a number
     std::optional<std::string> text;  // when value is a string
   };
-  static FieldPath ParsePath(const std::string& from);
   Status ApplyParsed(const Parsed& event);
   bool Matches(const Parsed& event) const;
   // The column texts of the event's key into key_texts_, joined into joined_.
@@ -75,7 +68,7 @@ class DeclarativeProjection final : public Projection {
   std::vector<FieldPath> key_paths_;    // one per key column
   std::vector<FieldPath> value_paths_;  // one per value column (empty `from`: unused)
   std::optional<Where> where_;
-  std::unique_ptr<declarative::Decoder> decoder_;
+  std::unique_ptr<RecordDecoder> decoder_;  // for ApplyValue
   std::vector<std::string> key_texts_;  // scratch, reused per event
   std::string joined_;                  // scratch: the key texts joined
   std::vector<std::optional<double>> inputs_;  // scratch: an aggregate's inputs

@@ -13,6 +13,8 @@
 
 namespace freshet {
 
+struct SourceRecord;  // sources/record_decoder.h
+
 class Projection {
  public:
   virtual ~Projection() = default;
@@ -33,6 +35,13 @@ class Projection {
     event->offset = offset;
     *ts_ms = event->ts_ms;
     return Apply(*event);
+  }
+  // A projection that reads records of any format and envelope (a view's
+  // "source") says so, and the engine decodes each record for it and calls
+  // ApplyRecord instead of ApplyValue. `record.change` is never kSkip.
+  virtual bool reads_records() const { return false; }
+  virtual Status ApplyRecord(const SourceRecord& /*record*/) {
+    return Status::Internal("this projection reads only freshet events");
   }
   // Hands over the pending changes (coalesced: one row write per key) and
   // forgets them.

@@ -59,6 +59,7 @@ void ViewEngine::PublishStatus() {
     if (progress.ok()) rebuild_progress_ = *progress;
   }
   s.rebuild = rebuild_progress_;
+  s.log_start = log_start_;
   std::lock_guard lock(status_mu_);
   status_ = std::move(s);
 }
@@ -206,6 +207,41 @@ Status ViewEngine::Rewind() {
   return Status::Ok();
 }
 
+Status ViewEngine::CheckSourceLog() {
+  const std::string& view = projection_->table().view_name;
+  auto starts = LogStartOffsets(options_.kafka, options_.topic, std::chrono::seconds(15));
+  if (!starts.ok()) return starts.status();
+  log_start_.clear();
+  std::vector<int32_t> partitions;
+  for (const auto& [partition, start] : *starts) {
+    partitions.push_back(partition);
+    if (start > 0) log_start_[partition] = start;
+  }
+  if (log_start_.empty()) return Status::Ok();
+  auto stored = StoredOffsets(partitions);
+  if (!stored.ok()) return stored.status();
+  std::string gaps;
+  for (const auto& [partition, start] : log_start_) {
+    auto it = stored->find(partition);
+    int64_t needed = it == stored->end() ? 0 : it->second;
+    if (needed >= start) continue;
+    gaps += (gaps.empty() ? "" : ", ") + std::string("partition ") + std::to_string(partition) + " starts at offset " +
+            std::to_string(start) + " (the view needs " + std::to_string(needed) + ")";
+  }
+  if (gaps.empty()) return Status::Ok();
+  if (options_.allow_incomplete_log) {
+    spdlog::warn("view {}: topic {} has lost its beginning ({}); starting from the earliest records left "
+                 "(source.allow_incomplete_log)",
+                 view, options_.topic, gaps);
+    return Status::Ok();
+  }
+  return Status::InvalidArgument(
+      "view " + view + " refuses to start: topic " + options_.topic + " has lost records it has not applied: " + gaps +
+      ". Built from what is left, the view would silently differ from a replay of the whole log. Restore the "
+      "records, or set \"source\": {\"allow_incomplete_log\": true} on the view to start from the earliest "
+      "records left (normal for a topic with finite retention)");
+}
+
 Status ViewEngine::DeadLetter(const KafkaMessage& message, const std::string& error) {
   if (!options_.dead_letters) return Status::Internal("no dead-letter producer");
   OutgoingMessage m;
@@ -258,12 +294,18 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
   // view (each table) has a group of its own: a rebuilt table starts from
   // offset zero, and a process that follows it continues the builder's commits.
   std::string group = options_.group_id + (options_.at_least_once ? "." + store_->table_name() : "");
+  if (projection_->reads_records()) decoder_ = std::make_unique<RecordDecoder>(options_.source, options_.parse_key);
   auto consumer = Consumer::Create(kafka, group);
   if (!consumer.ok()) return consumer.status();
   consumer_ = std::move(consumer.value());
   auto count = PartitionCount(options_.kafka, options_.topic, std::chrono::seconds(15));
   if (!count.ok()) return count.status();
   partition_count_ = *count;
+  if (Status log = CheckSourceLog(); !log.ok()) {
+    spdlog::error("view {}: {}", view, log.message());
+    PublishStatus();  // with the partitions that lost their beginning
+    return log;
+  }
   FRESHET_RETURN_IF_ERROR(consumer_->Subscribe(
       {options_.topic}, [this](std::vector<TopicPartitionOffset>& a) { return OnAssign(a); },
       [this](const std::vector<TopicPartitionOffset>& r) { OnRevoke(r); }));
@@ -320,7 +362,18 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
       at_end_[partition] = false;
       if (!pending_next_.count(partition)) continue;  // a message from before a revoke
       int64_t event_ts = 0;
-      Status st = projection_->ApplyValue(message.value(), partition, message.offset(), &event_ts);
+      bool skipped = false;
+      Status st;
+      if (decoder_) {
+        RawRecord raw = RawRecord::From(message);
+        SourceRecord record;
+        st = decoder_->Decode(raw, &record);
+        event_ts = record.ts_ms;
+        skipped = st.ok() && record.change == SourceRecord::Change::kSkip;
+        if (st.ok() && !skipped) st = projection_->ApplyRecord(record);
+      } else {
+        st = projection_->ApplyValue(message.value(), partition, message.offset(), &event_ts);
+      }
       if (!st.ok()) {
         if (options_.stop_on_error) {
           // Stop before the bad event: what came before it is still written.
@@ -342,7 +395,7 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
           continue;
         }
         spdlog::warn("view {}: partition {} offset {}: dead-lettered: {}", view, partition, message.offset(), st.message());
-      } else {
+      } else if (!skipped) {
         metrics_.events.Add();
         int64_t ts = event_ts > 0 ? event_ts : message.timestamp_ms();
         if (pending_event_times_.size() < 4096) pending_event_times_.push_back(ts);

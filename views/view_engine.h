@@ -25,6 +25,7 @@
 
 #include "core/kafka.h"
 #include "core/metrics.h"
+#include "sources/record_decoder.h"
 #include "views/change_feed.h"
 #include "views/view_store.h"
 #include "views/projection.h"
@@ -34,6 +35,10 @@ namespace freshet {
 struct ViewEngineOptions {
   KafkaClientOptions kafka;
   std::string topic;
+  // How the topic's records are laid out, for projections that read any
+  // source (Projection::reads_records); parse_key: a definition reads $key/ptr.
+  SourceSpec source;
+  bool parse_key = false;
   std::string group_id;
   std::chrono::milliseconds flush_interval{100};
   // A flush is due at this many pending events. While the previous write
@@ -48,6 +53,10 @@ struct ViewEngineOptions {
   // the store with the rows: a crash may apply events twice (aggregates
   // then over-count; latest-row views converge).
   bool at_least_once = false;
+  // The source log may have lost its beginning (records deleted by
+  // retention): start from the earliest record still there. Without it the
+  // view refuses to start where it would silently differ from a full replay.
+  bool allow_incomplete_log = false;
   std::string dead_letter_topic;
   Producer* dead_letters = nullptr;  // shared, thread-safe; required unless stop_on_error
   ChangeFeed* feed = nullptr;        // gets every committed flush; may be null
@@ -75,6 +84,8 @@ struct ViewStatus {
   bool stale = false;
   bool building = false;  // a new version being built beside the live one
   std::string rebuild;    // progress of `freshet rebuild` (JSON text), "" when none
+  // Partitions whose log starts after offset 0 -> their first offset.
+  std::map<int32_t, int64_t> log_start;
 };
 
 class ViewEngine {
@@ -107,6 +118,9 @@ class ViewEngine {
   // group's commits (at-least-once).
   Result<std::map<int32_t, int64_t>> StoredOffsets(const std::vector<int32_t>& partitions);
   Status Rewind();
+  // kInvalidArgument when a partition's log starts after the offset this
+  // view needs next (and allow_incomplete_log is off).
+  Status CheckSourceLog();
   Status DeadLetter(const KafkaMessage& message, const std::string& error);
   // While building a new version: swaps it in once every partition is
   // consumed to its end (checked at most once a second).
@@ -117,6 +131,7 @@ class ViewEngine {
   std::unique_ptr<Projection> projection_;
   std::unique_ptr<ViewStore> store_;
   std::unique_ptr<Consumer> consumer_;
+  std::unique_ptr<RecordDecoder> decoder_;  // when the projection reads records
   ViewMetrics& metrics_;
 
   // Per assigned partition: the next offset stored with the rows (-1: none
@@ -132,6 +147,7 @@ class ViewEngine {
   std::chrono::steady_clock::time_point last_swap_check_;
   std::chrono::steady_clock::time_point last_rebuild_check_;
   std::string rebuild_progress_;
+  std::map<int32_t, int64_t> log_start_;  // partitions that lost their log's beginning
 
   // The one batch being written while the next is applied.
   struct InFlightWrite {

@@ -100,7 +100,13 @@ void ViewRunner::RunView(ViewThread& view) {
   }
   ViewEngineOptions options;
   options.kafka = {config_.kafka.brokers, config_.kafka.client_properties};
-  options.topic = config_.kafka.topic;
+  const std::string topic = view.spec ? SourceTopic(*view.spec, config_.kafka.topic) : config_.kafka.topic;
+  options.topic = topic;
+  if (view.spec) {
+    options.source = view.spec->source;
+    options.parse_key = ReadsKeyJson(*view.spec);
+    options.allow_incomplete_log = view.spec->source.allow_incomplete_log;
+  }
   options.group_id = config_.views.group_id + "." + view.name + (view.store == "rocksdb" ? ".rocksdb" : "");
   options.session_timeout_ms = config_.views.session_timeout_ms;
   options.flush_interval = std::chrono::milliseconds(view.spec ? view.spec->flush_interval_ms : config_.views.flush_interval_ms);
@@ -127,12 +133,12 @@ void ViewRunner::RunView(ViewThread& view) {
         view.engine_stop = false;
         if (stop_) view.engine_stop = true;
       }
-      auto rocks = RocksDbViewStore::Open(*rocksdb_, config_.kafka.topic, projection->table(), rebuild);
+      auto rocks = RocksDbViewStore::Open(*rocksdb_, topic, projection->table(), rebuild);
       if (rocks.ok() && rebuild)
         spdlog::info("view {} (rocksdb): rebuilding from offset zero into {}", view.name, (*rocks)->table_name());
       store = rocks.ok() ? Result<std::unique_ptr<ViewStore>>(std::move(rocks.value())) : rocks.status();
     } else {
-      auto sink = PostgresSink::Open(config_.postgres.url, config_.kafka.topic, projection->table());
+      auto sink = PostgresSink::Open(config_.postgres.url, topic, projection->table());
       store = sink.ok() ? Result<std::unique_ptr<ViewStore>>(std::make_unique<PostgresViewStore>(std::move(sink.value()), projection->table()))
                         : sink.status();
     }
@@ -194,11 +200,16 @@ nlohmann::json ViewRunner::StatusJson(ViewThread& view) {
                                   {"p99_at_most", visible.Quantile(0.99) * 1000},
                                   {"events", visible.count()}};
   if (!s.error.empty()) out["error"] = s.error;
+  if (!s.log_start.empty()) {
+    nlohmann::json starts = nlohmann::json::object();
+    for (const auto& [p, start] : s.log_start) starts[std::to_string(p)] = start;
+    out["source_log_start"] = starts;  // partitions whose log lost its beginning
+  }
   if (!s.rebuild.empty()) out["rebuild"] = nlohmann::json::parse(s.rebuild, nullptr, false);
   if (view.spec) {
     out["version"] = view.spec->version;
     out["table"] = view.spec->name + "__v" + view.spec->version;
-    out["definition"] = view.spec->source;
+    out["definition"] = view.spec->definition;
   }
   return out;
 }
@@ -233,7 +244,7 @@ void ViewRunner::HandleRows(ViewThread& view, const HttpRequest& req, HttpReply 
   auto live_offsets = [this, &view]() -> Result<std::pair<std::string, std::map<int32_t, int64_t>>> {
     auto table = rocksdb_->ResolveAlias(view.name);
     if (!table.ok()) return table.status();
-    auto offsets = rocksdb_->LoadOffsets(*table, config_.kafka.topic);
+    auto offsets = rocksdb_->LoadOffsets(*table, view.spec ? SourceTopic(*view.spec, config_.kafka.topic) : config_.kafka.topic);
     if (!offsets.ok()) return offsets.status();
     return std::pair{*table, *offsets};
   };

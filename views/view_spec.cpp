@@ -11,7 +11,8 @@ using SpecJson = nlohmann::ordered_json;
 
 const std::map<std::string, std::string> kTypes = {
     {"text", "text"},       {"bigint", "bigint"},           {"double", "double precision"},
-    {"boolean", "boolean"}, {"timestamptz", "timestamptz"}, {"jsonb", "jsonb"}};
+    {"boolean", "boolean"}, {"timestamptz", "timestamptz"}, {"jsonb", "jsonb"},
+    {"numeric", "numeric"}, {"date", "date"},               {"uuid", "uuid"}};
 
 Status Fail(const std::string& where, const std::string& what) { return Status::InvalidArgument(where + ": " + what); }
 
@@ -26,14 +27,7 @@ Status CheckKeys(const SpecJson& object, const std::string& where, const std::se
 }
 
 Status CheckSource(const std::string& from, const std::string& where) {
-  if (from == "$ts" || from == "$type" || from == "$id") return Status::Ok();
-  if (from.empty() || from[0] != '/') return Fail(where, "expected a JSON pointer like \"/store\", or $ts, $type, $id");
-  try {
-    (void)nlohmann::json::json_pointer(from);
-  } catch (const std::exception& e) {
-    return Fail(where, std::string("bad JSON pointer: ") + e.what());
-  }
-  return Status::Ok();
+  return ParseFieldRef(from, where).status();
 }
 
 // A key/group-by/column entry: "/pointer" or {"from": ..., "type": ..., "bucket": ...}.
@@ -51,7 +45,7 @@ Result<SpecColumn> ParseColumn(const std::string& name, const SpecJson& j, const
     c.from = j["from"].get<std::string>();
     if (j.contains("type")) {
       if (!j["type"].is_string() || !kTypes.count(j["type"].get<std::string>()))
-        return Fail(where + ".type", "expected one of text, bigint, double, boolean, timestamptz, jsonb");
+        return Fail(where + ".type", "expected one of text, bigint, double, boolean, timestamptz, jsonb, numeric, date, uuid");
       c.sql_type = kTypes.at(j["type"].get<std::string>());
     }
     if (j.contains("bucket")) {
@@ -153,13 +147,17 @@ std::string Fnv1aHex(const std::string& text) {
 Result<ViewSpec> ParseOne(const SpecJson& j, const std::string& where) {
   if (!j.is_object()) return Fail(where, "expected an object");
   ViewSpec v;
-  v.source = j;
+  v.definition = j;
   if (!j.contains("name") || !j["name"].is_string()) return Fail(where + ".name", "required string");
   v.name = j["name"].get<std::string>();
   std::string at = where + "(" + v.name + ")";
   if (!IsValidIdentifier(v.name)) return Fail(at + ".name", "must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 48 characters)");
   std::string kind = j.value("kind", "");
-  std::set<std::string> common = {"name", "kind", "event_types", "where", "stores", "delivery", "on_error", "freshness"};
+  std::set<std::string> common = {"name",     "kind",     "source",  "event_types", "where",
+                                  "stores",   "delivery", "on_error", "freshness"};
+  auto source = ParseSourceSpec(j.contains("source") ? &j["source"] : nullptr, at + ".source");
+  if (!source.ok()) return source.status();
+  v.source = std::move(source.value());
   if (kind == "latest") {
     v.kind = ViewKind::kLatest;
     common.insert({"key", "columns", "delete_on"});
@@ -175,6 +173,17 @@ Result<ViewSpec> ParseOne(const SpecJson& j, const std::string& where) {
     FRESHET_RETURN_IF_ERROR(ParseAggregates(j, at, &v.value_columns));
   } else {
     return Fail(at + ".kind", "expected \"latest\" or \"aggregate\"");
+  }
+  if (v.source.changelog() && v.kind == ViewKind::kAggregate)
+    return Fail(at + ".kind", std::string("an aggregate over a changelog (envelope ") + EnvelopeName(v.source.envelope) +
+                                  ") would have to retract replaced and deleted rows, which is not supported yet: use "
+                                  "a latest view (and aggregate it in SQL), or envelope append");
+  if (v.source.envelope == SourceEnvelope::kUpsert) {
+    // The Kafka key is the row's identity: a tombstone has nothing else.
+    for (const auto& c : v.key_columns)
+      if (c.from.rfind("$key", 0) != 0)
+        return Fail(at + ".key." + c.name, "an upsert source's rows are identified by the Kafka key: use $key or "
+                                           "$key/pointer, not " + c.from);
   }
   std::set<std::string> names;
   for (const auto* list : {&v.key_columns, &v.value_columns})
@@ -223,11 +232,22 @@ Result<ViewSpec> ParseOne(const SpecJson& j, const std::string& where) {
   // What decides the rows' contents; freshness and delivery do not.
   SpecJson identity = j;
   for (const char* k : {"freshness", "delivery", "on_error", "stores"}) identity.erase(k);
+  // Where a view may start does not change what its rows are made of.
+  if (identity.contains("source") && identity["source"].is_object()) identity["source"].erase("allow_incomplete_log");
   v.version = Fnv1aHex(identity.dump());
   return v;
 }
 
 }  // namespace
+
+bool ReadsKeyJson(const ViewSpec& spec) {
+  auto key_pointer = [](const std::string& from) { return from.rfind("$key/", 0) == 0; };
+  for (const auto* list : {&spec.key_columns, &spec.value_columns})
+    for (const auto& c : *list)
+      if (key_pointer(c.from)) return true;
+  if (spec.where && key_pointer(spec.where->field)) return true;
+  return spec.source.type.kind == FieldRef::kKeyPointer;
+}
 
 bool IsValidIdentifier(const std::string& name) {
   if (name.empty() || name.size() > 48) return false;

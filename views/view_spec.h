@@ -16,7 +16,9 @@
 //     "aggregates": {"units": {"fn": "sum", "from": "/qty", "type": "bigint"}, "sales": {"fn": "count"}}}
 //  (sum, min and max are double precision unless given "type": "bigint")
 //
-// `from` is a JSON pointer into the event's data, or $ts / $type / $id.
+// `from` is a JSON pointer into the event's data, or $ts / $type / $id, and
+// for other topics (a view's "source", sources/source_spec.h) also $key,
+// $key/ptr, $topic, $partition, $offset, $header.NAME.
 // Columns keep the order they are written in. Names are
 // validated as SQL identifiers; every error names the view and the field.
 // A spec's version is a hash of its canonical JSON: a changed definition
@@ -32,6 +34,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/status.h"
+#include "sources/source_spec.h"
 
 namespace freshet {
 
@@ -41,8 +44,9 @@ enum class TimeBucket { kNone, kMinute, kHour, kDay };
 
 struct SpecColumn {
   std::string name;
-  std::string sql_type = "text";  // text, bigint, double precision, boolean, timestamptz, jsonb
-  std::string from;               // JSON pointer into data, or $ts, $type, $id; empty for count
+  // text, bigint, double precision, boolean, timestamptz, jsonb, numeric, date, uuid
+  std::string sql_type = "text";
+  std::string from;               // a field reference (FieldRef); empty for count
   AggregateFn fn = AggregateFn::kNone;
   TimeBucket bucket = TimeBucket::kNone;
 };
@@ -69,13 +73,22 @@ struct ViewSpec {
   int max_batch_rows = 50000;
   int max_lag_ms = 5000;                  // above this the view reports itself stale
   bool realtime = true;                   // priority: realtime | batch
+  SourceSpec source;                      // where the records come from and their layout
   std::string version;                    // hash of the canonical spec
-  nlohmann::ordered_json source;          // the spec as written
+  nlohmann::ordered_json definition;      // the spec as written
 };
 
 // Parses and validates `definitions` (a JSON array); `path` prefixes error
 // messages, e.g. "views.definitions".
 Result<std::vector<ViewSpec>> ParseViewSpecs(const nlohmann::ordered_json& definitions, const std::string& path);
+
+// The topic a view reads: its source's, or the writer's (`writer_topic`).
+inline const std::string& SourceTopic(const ViewSpec& spec, const std::string& writer_topic) {
+  return spec.source.topic.empty() ? writer_topic : spec.source.topic;
+}
+// True when a definition reads into the Kafka key ($key/ptr): keys are then
+// parsed as JSON.
+bool ReadsKeyJson(const ViewSpec& spec);
 
 // Lower-case SQL identifier, 1-48 characters: [a-z_][a-z0-9_]*.
 bool IsValidIdentifier(const std::string& name);

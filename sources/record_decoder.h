@@ -1,0 +1,98 @@
+// RecordDecoder: turns one Kafka record, in whatever format and envelope its
+// topic uses (SourceSpec), into a SourceRecord: what a view reads. Views
+// never see a format: they ask a SourceRecord for field references.
+//
+// Threading: one decoder per consuming thread. A SourceRecord points into
+// the decoder's parse buffers and the RawRecord: valid until the next
+// Decode.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <simdjson.h>
+
+#include "core/kafka.h"
+#include "core/status.h"
+#include "sources/source_spec.h"
+
+namespace freshet {
+
+// One record as the topic holds it.
+struct RawRecord {
+  std::string_view topic;
+  int32_t partition = -1;
+  int64_t offset = -1;
+  int64_t timestamp_ms = -1;
+  std::optional<std::string_view> key;    // nullopt: a null key
+  std::optional<std::string_view> value;  // nullopt: a tombstone
+  const KafkaMessage* message = nullptr;  // its headers, when read from Kafka
+  std::vector<KafkaHeader> headers;       // otherwise (tests, tools)
+
+  static RawRecord From(const KafkaMessage& message);
+  std::optional<std::string_view> Header(const std::string& name) const;
+};
+
+// Logical types that Debezium's JSON converter names in the schema, for the
+// values it encodes (a NUMERIC as base64 of its unscaled integer, ...).
+enum class LogicalType { kNone, kDecimal, kDate, kTimestampMillis, kTimestampMicros, kTimestampNanos, kZonedTimestamp };
+
+struct LogicalField {
+  std::string_view name;  // a top-level field of the row
+  LogicalType type = LogicalType::kNone;
+  int scale = 0;          // kDecimal
+};
+
+struct SourceRecord {
+  enum class Change {
+    kEvent,   // an event (freshet, append) or a row's new value (upsert, debezium)
+    kDelete,  // the row goes (a tombstone on an upsert topic, a Debezium delete)
+    kSkip,    // nothing to apply (the tombstone after a Debezium delete, ...)
+  };
+  Change change = Change::kEvent;
+  std::string_view type;  // $type: the event type, the Debezium op (c, r, u, d), or from source.type
+  std::string_view id;    // $id: the freshet envelope's id, else empty
+  int64_t ts_ms = 0;      // $ts
+  bool has_data = false;
+  simdjson::dom::element data;  // what JSON pointers address: event data, the value, the row
+  bool has_key_json = false;
+  simdjson::dom::element key_json;  // the key parsed as JSON (Debezium: its payload), for $key/ptr
+  const RawRecord* raw = nullptr;
+  const std::vector<LogicalField>* logical = nullptr;  // of the row's fields; may be null
+
+  // The logical type of top-level field `name` (kNone if unknown).
+  const LogicalField* Logical(std::string_view name) const;
+};
+
+class RecordDecoder {
+ public:
+  // `parse_key`: parse keys as JSON (a definition reads $key/ptr).
+  RecordDecoder(SourceSpec spec, bool parse_key);
+  // Non-OK: the record is bad (it goes to the dead-letter topic), with a
+  // reason that names what is wrong.
+  Status Decode(const RawRecord& raw, SourceRecord* out);
+  const SourceSpec& spec() const { return spec_; }
+
+ private:
+  Status DecodeFreshet(std::string_view value, SourceRecord* out);
+  Status DecodeDebezium(SourceRecord* out);
+  Status ReadTypeAndTime(SourceRecord* out);
+  void ReadLogicalTypes(simdjson::dom::element schema);
+
+  SourceSpec spec_;
+  bool parse_key_ = false;
+  // Kept: they keep their buffers, so parsing allocates nothing per record.
+  simdjson::dom::parser value_parser_;
+  simdjson::dom::parser key_parser_;
+  std::vector<LogicalField> logical_;
+  std::string type_text_;  // scratch for a $type that is not a view into the record
+};
+
+// Where `ref` points in `record`: for kData and kKeyPointer the element
+// (absent when missing or JSON null). Other kinds are read by the caller.
+bool FindElement(const SourceRecord& record, const FieldRef& ref, simdjson::dom::element* out);
+
+}  // namespace freshet

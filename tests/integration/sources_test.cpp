@@ -1,0 +1,344 @@
+// Views over topics freshet did not write: plain JSON produced by kcat (a
+// client that is not freshet), as an upsert table with tombstones and as an
+// append stream, next to a view over the writer's own topic in the same
+// process; poison dead-lettered with its reason; and a topic that lost its
+// beginning refused unless the view allows it.
+#include <signal.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <optional>
+#include <random>
+#include <set>
+
+#include "core/envelope.h"
+#include "core/http_client.h"
+#include "tests/support/test_env.h"
+
+namespace freshet {
+namespace {
+
+using namespace std::chrono_literals;
+using namespace freshet::testing;
+
+constexpr int kPartitions = 3;
+
+// Produces `lines` ("key<TAB>value"; an empty key or value is sent as null)
+// with kcat, each with the header source=crm. Returns kcat's exit code.
+int ProduceWithKcat(const std::string& topic, const std::vector<std::string>& lines) {
+  std::string command = "kcat -P -q -b " + KafkaBrokers() + " -t " + topic + " -K '\t' -Z -H source=crm";
+  FILE* pipe = popen(command.c_str(), "w");
+  if (!pipe) return -1;
+  for (const auto& line : lines) std::fprintf(pipe, "%s\n", line.c_str());
+  int status = pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// What one order id looks like after all its records.
+struct Order {
+  std::string customer, amount, placed, day, uid;
+  int64_t qty = 0;
+};
+
+class Sources : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    writer_topic_ = UniqueName("src-writer");
+    orders_topic_ = UniqueName("src-orders");
+    dlq_ = UniqueName("src-dlq");
+    db_url_ = CreateTestDatabase("src");
+    for (const auto& t : {writer_topic_, orders_topic_})
+      ASSERT_TRUE(EnsureTopic(KafkaOptions(), t, kPartitions, 1, 30s).ok());
+    ASSERT_TRUE(EnsureTopic(KafkaOptions(), dlq_, 1, 1, 30s).ok());
+    port_ = FreePort();
+    env_ = {{"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
+            {"FRESHET_KAFKA_TOPIC", writer_topic_},
+            {"FRESHET_KAFKA_DEAD_LETTER_TOPIC", dlq_},
+            {"FRESHET_POSTGRES_URL", db_url_},
+            {"FRESHET_VIEWS_GROUP_ID", UniqueName("src-views")},
+            {"FRESHET_VIEWS_LISTEN", "127.0.0.1:" + std::to_string(port_)},
+            {"FRESHET_VIEWS_ROCKSDB_PATH", std::string(FRESHET_TEST_LOG_DIR) + "/" + orders_topic_ + ".rocksdb"},
+            {"FRESHET_VIEWS_FLUSH_INTERVAL_MS", "20"}};
+  }
+
+  std::string WriteConfig(const std::string& definitions) {
+    std::string path = std::string(FRESHET_TEST_LOG_DIR) + "/" + orders_topic_ + ".json";
+    std::ofstream(path) << R"({"views": {"definitions": )" << definitions << "}}";
+    return path;
+  }
+
+  nlohmann::json Status(const std::string& view, const std::string& store = "postgres") {
+    HttpClient client("127.0.0.1", static_cast<uint16_t>(port_), 5s);
+    auto r = client.Get("/views/" + view + "/status");
+    if (!r.ok() || r->status != 200) return nullptr;
+    auto status = nlohmann::json::parse(r->body, nullptr, false);
+    if (status.contains("stores")) return status["stores"].contains(store) ? status["stores"][store] : nullptr;
+    return status["store"] == store ? status : nullptr;
+  }
+
+  // Every partition of `topic` read to its end by `view`: next offsets at
+  // the high watermarks (a transactional topic ends with a commit marker).
+  bool CaughtUp(const std::string& view, const std::string& topic, const std::string& store = "postgres") {
+    bool transactional = topic == writer_topic_;
+    nlohmann::json s = Status(view, store);
+    if (s.is_null() || !s.contains("next_offsets")) return false;
+    auto consumer = Consumer::Create(KafkaOptions(), "");
+    for (int p = 0; p < kPartitions; ++p) {
+      auto marks = (*consumer)->QueryWatermarks(topic, p, 5s);
+      if (!marks.ok()) return false;
+      if (marks->second == 0) continue;
+      std::string key = std::to_string(p);
+      int64_t end = marks->second - (transactional ? 1 : 0);
+      if (!s["next_offsets"].contains(key) || s["next_offsets"][key].get<int64_t>() < end) return false;
+    }
+    return true;
+  }
+
+  // Dead letters per view, with their reasons.
+  std::map<std::string, std::vector<std::string>> DeadLetters(size_t expected) {
+    std::map<std::string, std::vector<std::string>> out;
+    auto consumer = Consumer::Create(KafkaOptions(), "");
+    EXPECT_TRUE((*consumer)->Assign({{dlq_, 0, kOffsetBeginning}}).ok());
+    size_t seen = 0;
+    WaitUntil(
+        [&] {
+          KafkaMessage m;
+          auto outcome = (*consumer)->Poll(100ms, &m);
+          if (outcome.ok() && *outcome == Consumer::PollOutcome::kMessage) {
+            out[std::string(*m.header("freshet.view"))].push_back(
+                std::string(*m.header("freshet.error")) + " @" + std::string(*m.header("freshet.source.topic")) +
+                ":" + std::string(*m.header("freshet.source.partition")) + ":" +
+                std::string(*m.header("freshet.source.offset")));
+            ++seen;
+          }
+          return seen >= expected;
+        },
+        30s, 1ms);
+    return out;
+  }
+
+  std::string writer_topic_, orders_topic_, dlq_, db_url_;
+  int port_ = 0;
+  std::map<std::string, std::string> env_;
+};
+
+const char* kDefinitions = R"([
+  {"name": "orders", "kind": "latest",
+   "source": {"topic": "ORDERS", "format": "json", "envelope": "upsert"},
+   "key": {"id": "$key"},
+   "columns": {"customer": "/customer", "amount": {"from": "/amount", "type": "numeric"},
+               "placed": {"from": "/placed", "type": "timestamptz"}, "day": {"from": "/day", "type": "date"},
+               "uid": {"from": "/uid", "type": "uuid"}, "tags": {"from": "/tags", "type": "jsonb"},
+               "qty": {"from": "/qty", "type": "bigint"}, "src": "$header.source",
+               "at_offset": {"from": "$offset", "type": "bigint"}, "from_topic": "$topic"},
+   "stores": ["postgres", "rocksdb"]},
+  {"name": "units_per_customer", "kind": "aggregate",
+   "source": {"topic": "ORDERS", "format": "json"},
+   "group_by": {"customer": "/customer"},
+   "aggregates": {"records": {"fn": "count"}, "units": {"fn": "sum", "from": "/qty", "type": "bigint"}}},
+  {"name": "writer_events", "kind": "aggregate",
+   "group_by": {"type": "$type"}, "aggregates": {"events": {"fn": "count"}}}
+])";
+
+TEST_F(Sources, PlainJsonUpsertAndAppendViewsBesideTheWritersTopic) {
+  // The records, as another service would write them: ids 0-39, updated
+  // many times, some deleted (tombstones) and some recreated.
+  std::mt19937 rng(7);
+  std::vector<std::string> lines;
+  std::map<std::string, std::optional<Order>> latest;
+  std::map<std::string, std::pair<int64_t, int64_t>> units;  // customer -> (records, units)
+  for (int i = 0; i < 600; ++i) {
+    std::string id = "order-" + std::to_string(rng() % 40);
+    if (rng() % 8 == 0) {
+      lines.push_back(id + "\t");
+      latest[id] = std::nullopt;
+      continue;
+    }
+    Order o;
+    o.customer = "c" + std::to_string(rng() % 7);
+    o.amount = rng() % 2 ? std::to_string(rng() % 1000) + "." + std::to_string(10 + rng() % 90) : "";
+    int64_t whole = rng() % 500;
+    o.placed = "2024-0" + std::to_string(1 + rng() % 9) + "-1" + std::to_string(rng() % 10) + "T0" +
+               std::to_string(rng() % 10) + ":15:30Z";
+    o.day = o.placed.substr(0, 10);
+    char uid[40];
+    std::snprintf(uid, sizeof(uid), "%08x-0000-4000-8000-%012x", static_cast<unsigned>(rng()), i);
+    o.uid = uid;
+    o.qty = rng() % 10;
+    nlohmann::json value = {{"customer", o.customer}, {"placed", o.placed}, {"day", o.day},
+                            {"uid", o.uid},           {"qty", o.qty},       {"tags", {{"n", i}}}};
+    if (o.amount.empty()) {
+      value["amount"] = whole;  // a JSON number, the other half a decimal string
+      o.amount = std::to_string(whole);
+    } else {
+      value["amount"] = o.amount;
+    }
+    lines.push_back(id + "\t" + value.dump());
+    latest[id] = o;
+    units[o.customer].first += 1;
+    units[o.customer].second += o.qty;
+  }
+  // Poison: not JSON (both views), an amount that is no number (the upsert
+  // view), a record without a key (the upsert view).
+  lines.insert(lines.begin() + 100, "order-1\t{not json");
+  lines.insert(lines.begin() + 200, "order-2\t{\"customer\": \"c1\", \"amount\": \"lots\", \"qty\": 1}");
+  lines.insert(lines.begin() + 300, "\t{\"customer\": \"c2\", \"qty\": 2}");
+  units["c1"].first += 1, units["c1"].second += 1;  // the append view takes both of these
+  units["c2"].first += 1, units["c2"].second += 2;
+  // order-2's bad record is skipped by the upsert view: its row stays as before.
+  ASSERT_EQ(ProduceWithKcat(orders_topic_, lines), 0);
+
+  // A few of the writer's own events, in freshet's envelope.
+  auto producer = TransactionalProducer::Create(KafkaOptions(), UniqueName("src-producer"));
+  ASSERT_TRUE((*producer)->InitTransactions(30s).ok());
+  ASSERT_TRUE((*producer)->Begin().ok());
+  for (int i = 0; i < 30; ++i) {
+    Event e{i % 3 ? "StockReceived" : "StockSold", "", NowMillis(), {{"store", "s" + std::to_string(i % 4)}}};
+    ASSERT_TRUE((*producer)->Produce({writer_topic_, -1, "s" + std::to_string(i % 4), EncodeEventValue(e), {}}, nullptr).ok());
+  }
+  ASSERT_TRUE((*producer)->Commit(30s).ok());
+
+  std::string definitions = kDefinitions;
+  for (size_t at; (at = definitions.find("ORDERS")) != std::string::npos;) definitions.replace(at, 6, orders_topic_);
+  FreshetProcess views({"views", "--config", WriteConfig(definitions)}, env_, "src-views");
+  for (const auto& [view, topic, store] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"orders", orders_topic_, "postgres"},
+           {"orders", orders_topic_, "rocksdb"},
+           {"units_per_customer", orders_topic_, "postgres"},
+           {"writer_events", writer_topic_, "postgres"}})
+    ASSERT_TRUE(WaitUntil([&] { return CaughtUp(view, topic, store); }, 90s, 50ms))
+        << view << " " << store << "\n" << Status(view, store).dump() << "\n" << views.Log();
+
+  // The upsert view holds the last value of each key, deletes applied.
+  pqxx::connection conn(db_url_);
+  pqxx::nontransaction tx(conn);
+  tx.exec("SET TIME ZONE 'UTC'");
+  std::map<std::string, Order> expected;
+  for (const auto& [id, o] : latest)
+    if (o) expected[id] = *o;
+  std::map<std::string, Order> got;
+  for (const auto& row : tx.exec("SELECT id, customer, amount::text, to_char(placed, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+                                 "day::text, uid::text, qty, tags->>'n', src, at_offset, from_topic FROM orders")) {
+    Order o;
+    o.customer = row[1].as<std::string>();
+    o.amount = row[2].as<std::string>();
+    o.placed = row[3].as<std::string>();
+    o.day = row[4].as<std::string>();
+    o.uid = row[5].as<std::string>();
+    o.qty = row[6].as<int64_t>();
+    EXPECT_FALSE(row[7].is_null());
+    EXPECT_EQ(row[8].as<std::string>(), "crm");
+    EXPECT_GE(row[9].as<int64_t>(), 0);
+    EXPECT_EQ(row[10].as<std::string>(), orders_topic_);
+    got[row[0].as<std::string>()] = o;
+  }
+  ASSERT_EQ(got.size(), expected.size());
+  for (const auto& [id, o] : expected) {
+    ASSERT_TRUE(got.count(id)) << id;
+    const Order& g = got[id];
+    EXPECT_EQ(g.customer, o.customer) << id;
+    EXPECT_EQ(g.amount, o.amount) << id;
+    EXPECT_EQ(g.placed, o.placed) << id;
+    EXPECT_EQ(g.day, o.day) << id;
+    EXPECT_EQ(g.uid, o.uid) << id;
+    EXPECT_EQ(g.qty, o.qty) << id;
+  }
+
+  // The RocksDB copy holds the same rows, keyed by the Kafka key.
+  HttpClient client("127.0.0.1", static_cast<uint16_t>(port_), 5s);
+  auto scanned = client.Get("/views/orders/rows?prefix=order-&limit=1000");
+  ASSERT_TRUE(scanned.ok() && scanned->status == 200) << (scanned.ok() ? scanned->body : "");
+  auto rows = nlohmann::json::parse(scanned->body)["rows"];
+  ASSERT_EQ(rows.size(), expected.size()) << scanned->body.substr(0, 500);
+  for (const auto& row : rows) {
+    std::string id = row["key"][0];
+    ASSERT_TRUE(expected.count(id)) << id;
+    EXPECT_EQ(row["value"]["customer"], expected[id].customer) << row.dump();
+    EXPECT_EQ(row["value"]["qty"], expected[id].qty) << row.dump();
+  }
+
+  // The append aggregate counts every record that carried a value.
+  std::map<std::string, std::pair<int64_t, int64_t>> aggregated;
+  for (const auto& row : tx.exec("SELECT customer, records, units FROM units_per_customer"))
+    aggregated[row[0].as<std::string>()] = {row[1].as<int64_t>(), row[2].as<int64_t>()};
+  EXPECT_EQ(aggregated, units);
+
+  // The writer's topic, read in the same process.
+  auto events = tx.exec("SELECT type, events FROM writer_events ORDER BY type");
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0][0].as<std::string>(), "StockReceived");
+  EXPECT_EQ(events[0][1].as<int64_t>(), 20);
+  EXPECT_EQ(events[1][1].as<int64_t>(), 10);
+
+  // Poison: dead-lettered with the view, the reason and where it was read.
+  auto dead = DeadLetters(7);
+  ASSERT_EQ(dead["orders"].size(), 6u) << "the postgres and rocksdb copies each dead-letter 3";
+  ASSERT_EQ(dead["units_per_customer"].size(), 1u);
+  std::string all;
+  for (const auto& reason : dead["orders"]) all += reason + "\n";
+  EXPECT_NE(all.find("value is not valid JSON @" + orders_topic_), std::string::npos) << all;
+  EXPECT_NE(all.find("upsert record without a key"), std::string::npos) << all;
+  EXPECT_NE(all.find("column amount: expected a number or a decimal string, got string \"lots\""), std::string::npos)
+      << all;
+  EXPECT_EQ(dead["units_per_customer"][0].find("value is not valid JSON"), 0u) << dead["units_per_customer"][0];
+}
+
+TEST_F(Sources, UpsertViewWithoutAKeyFromTheKafkaKeyIsRefusedAtStart) {
+  std::string definitions = R"([{"name": "orders", "kind": "latest",
+     "source": {"topic": ")" + orders_topic_ + R"(", "format": "json", "envelope": "upsert"},
+     "key": {"id": "/id"}, "columns": {"customer": "/customer"}}])";
+  auto result = RunFreshet({"views", "--config", WriteConfig(definitions)}, env_, 30s);
+  EXPECT_EQ(result.exit_code, 2) << result.output;
+  EXPECT_NE(result.output.find("views.definitions[0](orders).key.id: an upsert source's rows are identified by the "
+                               "Kafka key"),
+            std::string::npos)
+      << result.output;
+}
+
+TEST_F(Sources, ViewOverATopicThatLostItsBeginningRefusesUnlessAllowed) {
+  std::vector<std::string> lines;
+  for (int i = 0; i < 20; ++i)
+    lines.push_back("k" + std::to_string(i) + "\t{\"n\": " + std::to_string(i) + "}");
+  ASSERT_EQ(ProduceWithKcat(orders_topic_, lines), 0);
+  auto consumer = Consumer::Create(KafkaOptions(), "");
+  int32_t truncated = -1;
+  for (int p = 0; p < kPartitions && truncated < 0; ++p) {
+    auto marks = (*consumer)->QueryWatermarks(orders_topic_, p, 5s);
+    ASSERT_TRUE(marks.ok());
+    if (marks->second >= 2) truncated = p;
+  }
+  ASSERT_GE(truncated, 0);
+  ASSERT_TRUE(DeleteRecordsBefore(KafkaOptions(), orders_topic_, truncated, 1, 15s).ok());
+
+  auto definitions = [&](bool allow) {
+    return R"([{"name": "numbers", "kind": "latest",
+       "source": {"topic": ")" + orders_topic_ + R"(", "format": "json", "envelope": "upsert")" +
+           (allow ? R"(, "allow_incomplete_log": true)" : "") + R"(},
+       "key": {"k": "$key"}, "columns": {"n": {"from": "/n", "type": "bigint"}}}])";
+  };
+  {
+    FreshetProcess views({"views", "--config", WriteConfig(definitions(false))}, env_, "src-truncated");
+    nlohmann::json s;
+    ASSERT_TRUE(WaitUntil([&] { s = Status("numbers"); return !s.is_null() && s["state"] == "stopped"; }, 60s, 50ms))
+        << s.dump() << "\n" << views.Log();
+    std::string error = s["error"];
+    EXPECT_NE(error.find("partition " + std::to_string(truncated) + " starts at offset 1"), std::string::npos) << error;
+    EXPECT_NE(error.find("allow_incomplete_log"), std::string::npos) << error;
+    EXPECT_EQ(s["source_log_start"][std::to_string(truncated)], 1) << s.dump();
+    pqxx::connection conn(db_url_);
+    pqxx::nontransaction tx(conn);
+    EXPECT_EQ(tx.exec("SELECT count(*) FROM freshet.offsets")[0][0].as<int>(), 0) << "nothing was applied";
+    views.Signal(SIGTERM);
+    views.Wait(30s);
+  }
+  FreshetProcess views({"views", "--config", WriteConfig(definitions(true))}, env_, "src-allowed");
+  ASSERT_TRUE(WaitUntil([&] { return CaughtUp("numbers", orders_topic_); }, 60s, 50ms)) << views.Log();
+  pqxx::connection conn(db_url_);
+  pqxx::nontransaction tx(conn);
+  EXPECT_EQ(tx.exec("SELECT count(*) FROM numbers")[0][0].as<int>(), 19) << "all but the deleted first record";
+}
+
+}  // namespace
+}  // namespace freshet
