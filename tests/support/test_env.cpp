@@ -237,4 +237,15 @@ bool RunServicesScript(const std::string& args) {
   return std::system(command.c_str()) == 0;
 }
 
+int RunProjectScript(const std::string& script_and_args, std::string* output) {
+  std::string command = std::string(FRESHET_SOURCE_DIR) + "/scripts/" + script_and_args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return -1;
+  output->clear();
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof(buf), pipe)) > 0;) output->append(buf, n);
+  int status = pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 }  // namespace freshet::testing

@@ -99,5 +99,8 @@ std::map<std::pair<std::string, std::string>, int64_t> StockLevels(const std::st
 
 // Runs scripts/services with `args` (e.g. "pg-restart --hard"); true on success.
 bool RunServicesScript(const std::string& args);
+// Runs scripts/<script_and_args>; returns its exit code, and what it
+// printed (stdout and stderr) in `output`.
+int RunProjectScript(const std::string& script_and_args, std::string* output);
 
 }  // namespace freshet::testing
