@@ -2,6 +2,7 @@
 // code: 0 success, 1 runtime failure, 2 bad usage or configuration.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace freshet {
@@ -16,10 +17,21 @@ struct DemoLoadOptions {
   std::string wait_views_url;  // when set: wait until this view process has applied every event
 };
 
+struct InspectOptions {
+  std::string topic;
+  std::string config_path;  // for kafka.brokers, unless `brokers` is given
+  std::string brokers;
+  int64_t records = 200;
+  bool from_end = false;
+  int timeout_s = 15;
+  std::string view_name;    // default: the topic's last dot-separated part
+};
+
 int RunWriterCommand(const std::string& config_path);
 int RunViewsCommand(const std::string& config_path);
 int RunCheckConfigCommand(const std::string& config_path);
 int RunDemoLoadCommand(const DemoLoadOptions& options);
+int RunInspectCommand(const InspectOptions& options);
 // `store`: "postgres", "rocksdb", or "" (postgres if the view has it).
 int RunRebuildCommand(const std::string& config_path, const std::string& view_name, const std::string& store);
 

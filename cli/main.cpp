@@ -31,6 +31,22 @@ int main(int argc, char** argv) {
                       "view process, or here when none runs)")
       ->check(CLI::IsMember({"postgres", "rocksdb"}));
 
+  freshet::InspectOptions inspect_options;
+  auto* inspect = app.add_subcommand(
+      "inspect", "Sample a topic, say which format and envelope its records have, and print a view definition for it");
+  inspect->add_option("topic", inspect_options.topic, "The topic to look at")->required();
+  inspect->add_option("-c,--config", inspect_options.config_path, "JSON config file (for kafka.brokers)")
+      ->check(CLI::ExistingFile);
+  inspect->add_option("--brokers", inspect_options.brokers, "Kafka bootstrap servers (default: kafka.brokers)");
+  inspect->add_option("-n,--records", inspect_options.records, "How many records to sample")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  inspect->add_flag("--from-end", inspect_options.from_end, "Sample the newest records instead of the oldest");
+  inspect->add_option("--name", inspect_options.view_name, "The view's name in the printed definition");
+  inspect->add_option("--timeout", inspect_options.timeout_s, "Seconds to spend reading")
+      ->check(CLI::Range(1, 600))
+      ->capture_default_str();
+
   freshet::DemoLoadOptions load;
   auto* demo = app.add_subcommand("demo-load", "Send a stream of realistic inventory commands to a writer");
   demo->add_option("--writer", load.writer_url, "Writer base URL")->capture_default_str();
@@ -53,6 +69,7 @@ int main(int argc, char** argv) {
   if (*views) return freshet::RunViewsCommand(config_path);
   if (*check) return freshet::RunCheckConfigCommand(config_path);
   if (*demo) return freshet::RunDemoLoadCommand(load);
+  if (*inspect) return freshet::RunInspectCommand(inspect_options);
   if (*rebuild) return freshet::RunRebuildCommand(config_path, rebuild_view, rebuild_store);
   return 2;
 }

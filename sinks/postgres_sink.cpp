@@ -391,7 +391,9 @@ Status PostgresSink::Write(const std::vector<RowWrite>& rows, const std::vector<
     for (const RowWrite& row : rows) deletes += row.deleted;
     if (deletes > 0) {
       std::vector<std::string> key_names;
-      for (const auto& k : table_.key_columns) key_names.push_back(k.name);
+      // tablewriter pastes the names as given: quoted, a column may be
+      // called "offset" or "order".
+      for (const auto& k : table_.key_columns) key_names.push_back(QuoteIdent(k.name));
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
       pqxx::tablewriter copy(tx, DeletesName(table_), key_names.begin(), key_names.end());
@@ -411,8 +413,8 @@ Status PostgresSink::Write(const std::vector<RowWrite>& rows, const std::vector<
     }
     if (rows.size() > deletes) {
       std::vector<std::string> columns;
-      for (const auto& c : table_.key_columns) columns.push_back(c.name);
-      for (const auto& c : table_.value_columns) columns.push_back(c.name);
+      for (const auto& c : table_.key_columns) columns.push_back(QuoteIdent(c.name));
+      for (const auto& c : table_.value_columns) columns.push_back(QuoteIdent(c.name));
       // libpqxx 6.4's stream_to only takes fixed tuples; a view's column
       // count is only known at run time, so lines are built here in COPY's
       // text format and handed to tablewriter (deprecated, but the one

@@ -89,9 +89,13 @@ class Debezium : public ::testing::Test {
     if (started_) EXPECT_EQ(RunProjectScript("debezium stop --name " + name_ + " --drop-slot", &output), 0) << output;
   }
 
-  std::unique_ptr<FreshetProcess> StartViews(const std::string& log_name) {
-    std::string config = std::string(FRESHET_TEST_LOG_DIR) + "/" + name_ + ".json";
-    std::ofstream(config) << R"({"views": {"definitions": [
+  // `instance` names the consumer groups and the RocksDB folder: a restart
+  // with the same instance recovers from what the killed one stored.
+  std::unique_ptr<FreshetProcess> StartViews(const std::string& log_name, const std::string& instance = "main",
+                                             const std::string& definitions = "", const std::string& view_url = "") {
+    std::string config = std::string(FRESHET_TEST_LOG_DIR) + "/" + name_ + log_name + ".json";
+    if (!definitions.empty()) std::ofstream(config) << R"({"views": {"definitions": )" << definitions << "}}";
+    else std::ofstream(config) << R"({"views": {"definitions": [
       {"name": "customers", "kind": "latest",
        "source": {"topic": ")" << topic_ << R"(", "format": "json", "envelope": "debezium"},
        "key": {"id": {"from": "/id", "type": "bigint"}},
@@ -104,20 +108,21 @@ class Debezium : public ::testing::Test {
         {"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
         {"FRESHET_KAFKA_TOPIC", name_ + "-writer"},
         {"FRESHET_KAFKA_DEAD_LETTER_TOPIC", name_ + "-dlq"},
-        {"FRESHET_POSTGRES_URL", view_url_},
-        {"FRESHET_VIEWS_GROUP_ID", name_},
-        {"FRESHET_VIEWS_LISTEN", "127.0.0.1:" + std::to_string(port_)},
-        {"FRESHET_VIEWS_ROCKSDB_PATH", std::string(FRESHET_TEST_LOG_DIR) + "/" + name_ + ".rocksdb"}};
+        {"FRESHET_POSTGRES_URL", view_url.empty() ? view_url_ : view_url},
+        {"FRESHET_VIEWS_GROUP_ID", name_ + "-" + instance},
+        {"FRESHET_VIEWS_LISTEN", "127.0.0.1:" + std::to_string(instance == "main" ? port_ : FreePort())},
+        {"FRESHET_VIEWS_ROCKSDB_PATH", std::string(FRESHET_TEST_LOG_DIR) + "/" + name_ + "-" + instance + ".rocksdb"}};
     return std::make_unique<FreshetProcess>(std::vector<std::string>{"views", "--config", config}, env, log_name);
   }
 
   // Waits until the view holds exactly the source table's rows.
-  ::testing::AssertionResult Mirrors(std::chrono::seconds budget) {
+  ::testing::AssertionResult Mirrors(std::chrono::seconds budget) { return Mirrors(view_url_, budget); }
+  ::testing::AssertionResult Mirrors(const std::string& view_url, std::chrono::seconds budget) {
     Rows source, view;
     bool same = WaitUntil(
         [&] {
           source = Read(source_url_, kSourceRows);
-          view = Read(view_url_, kViewRows);
+          view = Read(view_url, kViewRows);
           return source == view;
         },
         budget, 100ms);
@@ -145,7 +150,7 @@ class Debezium : public ::testing::Test {
 };
 
 TEST_F(Debezium, LatestViewMirrorsTheSourceTableThroughChangesAndAViewCrash) {
-  auto views = StartViews("dbz-views");
+  auto views = StartViews("-views");
   ASSERT_TRUE(Mirrors(60s)) << views->Log();  // the snapshot
 
   pqxx::connection conn(source_url_);
@@ -178,8 +183,23 @@ TEST_F(Debezium, LatestViewMirrorsTheSourceTableThroughChangesAndAViewCrash) {
   views->Signal(SIGKILL);
   views->Wait(10s);
   for (int i = 1500; i < 3000; ++i) change(i);
-  views = StartViews("dbz-views-restarted");
+  views = StartViews("-restarted");
   ASSERT_TRUE(Mirrors(90s)) << views->Log();
+
+  // `freshet inspect` recognises the topic, and its definition, used as
+  // printed, mirrors the table too.
+  std::string said;
+  nlohmann::ordered_json inspected = InspectTopic(topic_, "customers", &said);
+  ASSERT_FALSE(inspected.is_null()) << said;
+  EXPECT_EQ(inspected["source"]["envelope"], "debezium") << said;
+  EXPECT_EQ(inspected["key"]["id"]["from"], "/id") << said;
+  EXPECT_EQ(inspected["columns"]["balance"]["type"], "numeric") << said;
+  EXPECT_EQ(inspected["columns"]["updated"]["type"], "timestamptz") << said;
+  EXPECT_EQ(inspected["columns"]["born"]["type"], "date") << said;
+  std::string inspected_url = CreateTestDatabase("dbzinspect");
+  auto inspected_views = StartViews("-inspected", "inspected", nlohmann::ordered_json::array({inspected}).dump(),
+                                     inspected_url);
+  EXPECT_TRUE(Mirrors(inspected_url, 60s)) << inspected_views->Log();
 
   // The RocksDB copy went through the same crash and holds the same rows.
   std::map<std::string, std::string> expected;

@@ -285,6 +285,54 @@ TEST_F(Sources, PlainJsonUpsertAndAppendViewsBesideTheWritersTopic) {
   EXPECT_EQ(dead["units_per_customer"][0].find("value is not valid JSON"), 0u) << dead["units_per_customer"][0];
 }
 
+// `freshet inspect` recognises each kind of topic, and what it prints,
+// used as printed, materializes the topic.
+TEST_F(Sources, InspectPrintsDefinitionsThatMaterializeTheTopic) {
+  std::string append_topic = UniqueName("src-clicks");
+  ASSERT_TRUE(EnsureTopic(KafkaOptions(), append_topic, kPartitions, 1, 30s).ok());
+  std::vector<std::string> upserts, clicks;
+  std::set<std::string> live;
+  for (int i = 0; i < 120; ++i) {
+    std::string id = R"({"id": )" + std::to_string(i % 30) + "}";
+    if (i % 9 == 4) {
+      upserts.push_back(id + "\t");
+      live.erase(id);
+    } else {
+      upserts.push_back(id + "\t" + R"({"name": "n)" + std::to_string(i) + R"(", "score": )" + std::to_string(i % 7) +
+                        R"(, "price": ")" + std::to_string(i) + R"(.25", "seen": "2024-03-0)" + std::to_string(1 + i % 9) +
+                        R"(T10:00:00Z", "vip": )" + (i % 2 ? "true" : "false") + "}");
+      live.insert(id);
+    }
+    clicks.push_back("\t" + std::string(R"({"page": "/p)") + std::to_string(i % 5) + R"(", "ms": )" + std::to_string(i) + "}");
+  }
+  ASSERT_EQ(ProduceWithKcat(orders_topic_, upserts), 0);
+  ASSERT_EQ(ProduceWithKcat(append_topic, clicks), 0);
+
+  std::string said;
+  nlohmann::ordered_json upsert = InspectTopic(orders_topic_, "accounts", &said);
+  ASSERT_FALSE(upsert.is_null()) << said;
+  EXPECT_EQ(upsert["source"]["envelope"], "upsert") << said;
+  EXPECT_EQ(upsert["key"]["id"]["from"], "$key/id") << said;
+  EXPECT_EQ(upsert["key"]["id"]["type"], "bigint") << said;
+  EXPECT_EQ(upsert["columns"]["score"]["type"], "bigint") << said;
+  EXPECT_EQ(upsert["columns"]["price"]["type"], "numeric") << said;
+  EXPECT_EQ(upsert["columns"]["seen"]["type"], "timestamptz") << said;
+  EXPECT_EQ(upsert["columns"]["vip"]["type"], "boolean") << said;
+  nlohmann::ordered_json append = InspectTopic(append_topic, "clicks", &said);
+  ASSERT_FALSE(append.is_null()) << said;
+  EXPECT_EQ(append["source"]["envelope"], "append") << said;
+
+  FreshetProcess views({"views", "--config", WriteConfig(nlohmann::ordered_json::array({upsert, append}).dump())}, env_,
+                       "src-inspected");
+  ASSERT_TRUE(WaitUntil([&] { return CaughtUp("accounts", orders_topic_); }, 60s, 50ms)) << views.Log();
+  ASSERT_TRUE(WaitUntil([&] { return CaughtUp("clicks", append_topic); }, 60s, 50ms)) << views.Log();
+  pqxx::connection conn(db_url_);
+  pqxx::nontransaction tx(conn);
+  EXPECT_EQ(tx.exec("SELECT count(*) FROM accounts")[0][0].as<size_t>(), live.size());
+  EXPECT_EQ(tx.exec("SELECT count(*) FROM clicks")[0][0].as<size_t>(), clicks.size());
+  EXPECT_EQ(tx.exec("SELECT sum(ms) FROM clicks")[0][0].as<int64_t>(), 119 * 120 / 2);
+}
+
 TEST_F(Sources, UpsertViewWithoutAKeyFromTheKafkaKeyIsRefusedAtStart) {
   std::string definitions = R"([{"name": "orders", "kind": "latest",
      "source": {"topic": ")" + orders_topic_ + R"(", "format": "json", "envelope": "upsert"},

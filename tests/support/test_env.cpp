@@ -147,6 +147,20 @@ RunResult RunFreshet(std::vector<std::string> args, std::map<std::string, std::s
   return r;
 }
 
+nlohmann::ordered_json InspectTopic(const std::string& topic, const std::string& view_name, std::string* output) {
+  RunResult r = RunFreshet({"inspect", topic, "--name", view_name}, {{"FRESHET_KAFKA_BROKERS", KafkaBrokers()}});
+  *output = r.output;
+  const std::string marker = "review the guesses before using it):\n";
+  auto at = r.output.find(marker);
+  if (r.exit_code != 0 || at == std::string::npos) return nullptr;
+  // stdout (the definition) and stderr share the log: the definition is
+  // the JSON object that follows the marker line.
+  std::string rest = r.output.substr(at + marker.size());
+  auto end = rest.find("\n}\n");
+  if (end == std::string::npos) return nullptr;
+  return nlohmann::ordered_json::parse(rest.substr(0, end + 2), nullptr, false);
+}
+
 std::vector<ReadRecord> ReadAll(const std::string& topic, int partitions, std::chrono::milliseconds timeout) {
   auto consumer = Consumer::Create(KafkaOptions(), "");
   if (!consumer.ok()) throw std::runtime_error(consumer.status().ToString());

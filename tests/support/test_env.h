@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
 #include "core/kafka.h"
@@ -60,6 +61,10 @@ class FreshetProcess {
   int exit_code_ = -1;
   std::string log_path_;
 };
+
+// `freshet inspect TOPIC --name VIEW` on the suite's broker: the definition
+// it printed (null if none), and everything it said in `output`.
+nlohmann::ordered_json InspectTopic(const std::string& topic, const std::string& view_name, std::string* output);
 
 // Runs the freshet binary to completion; returns exit code and output.
 struct RunResult {

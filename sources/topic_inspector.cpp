@@ -1,0 +1,330 @@
+#include "sources/topic_inspector.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace freshet {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+bool IsDigits(const std::string& s, size_t from, size_t count) {
+  if (s.size() < from + count) return false;
+  for (size_t i = from; i < from + count; ++i)
+    if (!std::isdigit(static_cast<unsigned char>(s[i]))) return false;
+  return true;
+}
+bool IsDate(const std::string& s) {
+  return s.size() == 10 && IsDigits(s, 0, 4) && s[4] == '-' && IsDigits(s, 5, 2) && s[7] == '-' && IsDigits(s, 8, 2);
+}
+bool IsTimestamp(const std::string& s) {
+  return s.size() > 10 && IsDate(s.substr(0, 10)) && (s[10] == 'T' || s[10] == ' ') && IsDigits(s, 11, 2);
+}
+bool IsUuid(const std::string& s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
+  }
+  return true;
+}
+bool IsDecimal(const std::string& s) {
+  size_t i = s[0] == '-' ? 1 : 0, digits = 0, dots = 0;
+  for (; i < s.size(); ++i) {
+    if (std::isdigit(static_cast<unsigned char>(s[i]))) ++digits;
+    else if (s[i] == '.' && ++dots == 1) continue;
+    else return false;
+  }
+  return digits > 0 && dots == 1;
+}
+
+// What the sample held under one name.
+struct FieldStats {
+  size_t present = 0;
+  std::set<std::string> kinds;  // integer, number, boolean, uuid, date, timestamp, decimal, string, json
+  std::string logical;          // a Debezium logical type name, when the schema gave one
+  int scale = 0;
+};
+
+void Observe(const json& v, FieldStats* s) {
+  if (v.is_null()) return;
+  ++s->present;
+  if (v.is_boolean()) s->kinds.insert("boolean");
+  else if (v.is_number_integer()) s->kinds.insert("integer");
+  else if (v.is_number()) s->kinds.insert("number");
+  else if (v.is_string()) {
+    const std::string& t = v.get_ref<const std::string&>();
+    s->kinds.insert(IsUuid(t) ? "uuid" : IsDate(t) ? "date" : IsTimestamp(t) ? "timestamp" : IsDecimal(t) ? "decimal" : "string");
+  } else s->kinds.insert("json");
+}
+
+// The definition type for what was seen, and how to say what was seen.
+std::pair<std::string, std::string> TypeFor(const FieldStats& s) {
+  if (s.logical == "org.apache.kafka.connect.data.Decimal")
+    return {"numeric", "Debezium Decimal (base64, scale " + std::to_string(s.scale) + ")"};
+  if (s.logical == "io.debezium.time.Date" || s.logical == "org.apache.kafka.connect.data.Date")
+    return {"date", "Debezium Date (days since the epoch)"};
+  if (s.logical == "io.debezium.time.MicroTimestamp" || s.logical == "io.debezium.time.Timestamp" ||
+      s.logical == "io.debezium.time.NanoTimestamp" || s.logical == "org.apache.kafka.connect.data.Timestamp" ||
+      s.logical == "io.debezium.time.ZonedTimestamp")
+    return {"timestamptz", "Debezium " + s.logical.substr(s.logical.rfind('.') + 1)};
+  if (s.kinds.empty()) return {"text", "always null"};
+  if (s.kinds.size() == 1) {
+    const std::string& k = *s.kinds.begin();
+    if (k == "boolean") return {"boolean", "boolean"};
+    if (k == "integer") return {"bigint", "integer"};
+    if (k == "number") return {"double", "number"};
+    if (k == "uuid") return {"uuid", "string (UUID)"};
+    if (k == "date") return {"date", "string (date)"};
+    if (k == "timestamp") return {"timestamptz", "string (timestamp)"};
+    if (k == "decimal") return {"numeric", "string (decimal)"};
+    if (k == "string") return {"text", "string"};
+    return {"jsonb", "object or array"};
+  }
+  if (s.kinds == std::set<std::string>{"integer", "number"}) return {"double", "number"};
+  bool numeric = true;
+  for (const auto& k : s.kinds) numeric = numeric && (k == "integer" || k == "number" || k == "decimal");
+  if (numeric) return {"numeric", "numbers and decimal strings"};
+  if (!s.kinds.count("json") && !s.kinds.count("boolean") && !s.kinds.count("integer") && !s.kinds.count("number"))
+    return {"text", "string"};
+  std::string seen;
+  for (const auto& k : s.kinds) seen += (seen.empty() ? "" : " or ") + k;
+  return {"jsonb", "mixed: " + seen};
+}
+
+// Debezium's JSON converter with schemas.enable=true: {"schema", "payload"}.
+const json* Payload(const json& v, const json** schema = nullptr) {
+  if (v.is_object() && v.size() == 2 && v.contains("schema") && v.contains("payload")) {
+    if (schema) *schema = &v["schema"];
+    return &v["payload"];
+  }
+  return &v;
+}
+
+bool LooksLikeDebezium(const json& v) {
+  const json& p = *Payload(v);
+  return p.is_object() && p.contains("op") && p["op"].is_string() && (p.contains("after") || p.contains("before"));
+}
+
+bool LooksLikeFreshet(const json& v) {
+  return v.is_object() && v.contains("type") && v["type"].is_string() && v.contains("data") && v["data"].is_object();
+}
+
+class Names {
+ public:
+  std::string Take(const std::string& wanted) {
+    std::string name = IdentifierFor(wanted);
+    std::string candidate = name;
+    for (int i = 2; !taken_.insert(candidate).second; ++i) candidate = name.substr(0, 44) + "_" + std::to_string(i);
+    return candidate;
+  }
+
+ private:
+  std::set<std::string> taken_;
+};
+
+std::string Escape(const std::string& name) {  // as an RFC 6901 pointer token
+  std::string out;
+  for (char c : name) {
+    if (c == '~') out += "~0";
+    else if (c == '/') out += "~1";
+    else out += c;
+  }
+  return out;
+}
+
+nlohmann::ordered_json ColumnJson(const InspectedField& f) {
+  return {{"from", f.pointer}, {"type", f.type}};
+}
+
+}  // namespace
+
+std::string IdentifierFor(const std::string& name) {
+  std::string out;
+  for (char c : name) {
+    unsigned char u = static_cast<unsigned char>(c);
+    out += std::isalnum(u) ? static_cast<char>(std::tolower(u)) : '_';
+  }
+  if (out.empty() || std::isdigit(static_cast<unsigned char>(out[0]))) out.insert(0, "_");
+  return out.substr(0, 48);
+}
+
+Inspection InspectSample(const std::vector<SampleRecord>& sample, const std::string& topic,
+                         const std::string& view_name) {
+  Inspection in;
+  in.records = sample.size();
+  std::vector<json> values;
+  std::set<std::string> keys;
+  size_t not_json = 0, wire_format = 0;
+  int32_t schema_id = -1;
+  for (const auto& r : sample) {
+    if (!r.key) ++in.null_keys;
+    else keys.insert(*r.key);
+    if (!r.value) {
+      ++in.tombstones;
+      continue;
+    }
+    json v = json::parse(*r.value, nullptr, false);
+    if (!v.is_discarded()) {
+      values.push_back(std::move(v));
+      continue;
+    }
+    ++not_json;
+    if (r.value->size() >= 5 && (*r.value)[0] == '\0') {
+      ++wire_format;
+      const auto* b = reinterpret_cast<const unsigned char*>(r.value->data());
+      schema_id = static_cast<int32_t>((b[1] << 24) | (b[2] << 16) | (b[3] << 8) | b[4]);
+    }
+  }
+  in.distinct_keys = keys.size();
+  if (values.empty()) {
+    in.format = "unsupported";
+    if (wire_format > 0)
+      in.why = "the values are in the Confluent schema-registry wire format (magic byte 0, schema id " +
+               std::to_string(schema_id) + "): Avro, Protobuf and JSON Schema are not supported yet";
+    else if (in.records == 0) in.why = "the topic holds no records to look at";
+    else in.why = "no value in the sample is JSON (" + std::to_string(not_json) + " other, " +
+                  std::to_string(in.tombstones) + " null)";
+    return in;
+  }
+
+  size_t freshet = 0, debezium = 0;
+  for (const auto& v : values) {
+    freshet += LooksLikeFreshet(v);
+    debezium += LooksLikeDebezium(v);
+  }
+  std::string poison = not_json ? "; " + std::to_string(not_json) + " values were not JSON" : "";
+  if (freshet == values.size()) {
+    in.format = in.envelope = "freshet";
+    in.why = "every value is freshet's envelope {type, id, ts, data}" + poison;
+  } else if (debezium * 10 >= values.size() * 9) {
+    in.envelope = "debezium";
+    in.why = "the values are Debezium change events {before, after, op, ...}" + poison;
+  } else if (in.null_keys == 0 && (in.tombstones > 0 || keys.size() < sample.size())) {
+    in.envelope = "upsert";
+    in.why = std::string("every record has a key, and ") +
+             (in.tombstones > 0 ? std::to_string(in.tombstones) + " are tombstones (null values)"
+                                : "keys repeat (" + std::to_string(keys.size()) + " keys in " +
+                                      std::to_string(sample.size()) + " records)") +
+             ": latest value per key" + poison;
+  } else {
+    in.envelope = "append";
+    in.why = std::string("JSON values") + (in.null_keys ? " with null keys" : " whose keys do not repeat") +
+             ": each record is an event" + poison;
+  }
+
+  // The fields of each record's row, in first-seen order.
+  std::vector<std::string> order;
+  std::map<std::string, FieldStats> stats;
+  for (const auto& v : values) {
+    const json* row = nullptr;
+    if (in.envelope == "freshet") {
+      row = &v["data"];
+    } else if (in.envelope == "debezium") {
+      const json* schema = nullptr;
+      const json& p = *Payload(v, &schema);
+      if (schema) in.debezium_schemas = true;
+      if (!p.is_object() || !p.contains("after") || !p["after"].is_object()) continue;
+      row = &p["after"];
+      if (schema && schema->contains("fields") && (*schema)["fields"].is_array()) {
+        for (const auto& f : (*schema)["fields"]) {
+          if (f.value("field", "") != "after" || !f.contains("fields") || !f["fields"].is_array()) continue;
+          for (const auto& c : f["fields"]) {
+            if (!c.contains("name") || !c["name"].is_string() || !c.contains("field")) continue;
+            FieldStats& s = stats[c["field"].get<std::string>()];
+            s.logical = c["name"];
+            if (c.contains("parameters") && c["parameters"].contains("scale") && c["parameters"]["scale"].is_string())
+              s.scale = std::atoi(c["parameters"]["scale"].get<std::string>().c_str());
+          }
+        }
+      }
+    } else {
+      row = &v;
+    }
+    if (!row->is_object()) continue;
+    for (auto it = row->begin(); it != row->end(); ++it) {
+      if (std::find(order.begin(), order.end(), it.key()) == order.end()) order.push_back(it.key());
+      Observe(it.value(), &stats[it.key()]);
+    }
+  }
+
+  Names names;
+  auto field = [&](const std::string& pointer, const std::string& name, const FieldStats& s) {
+    InspectedField f;
+    f.pointer = pointer;
+    f.column = names.Take(name);
+    std::tie(f.type, f.seen) = TypeFor(s);
+    f.present = s.present;
+    return f;
+  };
+
+  // The row's identity.
+  std::set<std::string> key_names;
+  if (in.envelope == "upsert" || in.envelope == "debezium") {
+    std::map<std::string, FieldStats> key_stats;
+    std::vector<std::string> key_order;
+    bool object_keys = true;
+    for (const auto& r : sample) {
+      if (!r.key) continue;
+      json k = json::parse(*r.key, nullptr, false);
+      const json& p = k.is_discarded() ? k : *Payload(k);
+      if (k.is_discarded() || !p.is_object() || p.empty()) {
+        object_keys = false;
+        break;
+      }
+      for (auto it = p.begin(); it != p.end(); ++it) {
+        if (std::find(key_order.begin(), key_order.end(), it.key()) == key_order.end()) key_order.push_back(it.key());
+        Observe(it.value(), &key_stats[it.key()]);
+      }
+    }
+    if (object_keys && !key_order.empty()) {
+      for (const auto& k : key_order) {
+        // Debezium rows carry their key columns: read them (and their types) from the row.
+        bool in_row = in.envelope == "debezium" && stats.count(k);
+        in.key_fields.push_back(field(in_row ? "/" + Escape(k) : "$key/" + Escape(k), k, in_row ? stats[k] : key_stats[k]));
+        if (in_row) key_names.insert(k);
+      }
+    } else {
+      FieldStats text;
+      text.kinds.insert("string");
+      in.key_fields.push_back(field("$key", "key", text));
+    }
+  } else {
+    FieldStats integer;
+    integer.kinds.insert("integer");
+    in.key_fields.push_back(field("$partition", "partition", integer));
+    in.key_fields.push_back(field("$offset", "offset", integer));
+  }
+  if (in.envelope == "freshet") {
+    FieldStats type, ts;
+    type.kinds.insert("string");
+    ts.kinds.insert("timestamp");
+    in.fields.push_back(field("$type", "type", type));
+    in.fields.push_back(field("$ts", "ts", ts));
+  }
+  for (const auto& name : order)
+    if (!key_names.count(name)) in.fields.push_back(field("/" + Escape(name), name, stats[name]));
+  if (in.fields.empty()) {
+    in.why += "; the records carry no JSON object to take columns from";
+    return in;
+  }
+
+  nlohmann::ordered_json d;
+  d["name"] = IdentifierFor(view_name);
+  d["kind"] = "latest";
+  nlohmann::ordered_json source = {{"topic", topic}};
+  if (in.format != "freshet") {
+    source["format"] = in.format;
+    source["envelope"] = in.envelope;
+  }
+  d["source"] = source;
+  d["key"] = nlohmann::ordered_json::object();
+  for (const auto& f : in.key_fields) d["key"][f.column] = ColumnJson(f);
+  d["columns"] = nlohmann::ordered_json::object();
+  for (const auto& f : in.fields) d["columns"][f.column] = ColumnJson(f);
+  in.definition = d;
+  return in;
+}
+
+}  // namespace freshet
