@@ -12,6 +12,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "core/envelope.h"
 #include "core/http_client.h"
@@ -283,6 +284,33 @@ TEST_F(Sources, PlainJsonUpsertAndAppendViewsBesideTheWritersTopic) {
   EXPECT_NE(all.find("column amount: expected a number or a decimal string, got string \"lots\""), std::string::npos)
       << all;
   EXPECT_EQ(dead["units_per_customer"][0].find("value is not valid JSON"), 0u) << dead["units_per_customer"][0];
+
+  // A rebuild of the view over the other service's topic, from offset zero,
+  // swaps in while a reader reads: the reader only ever sees the whole table.
+  std::string config = std::string(FRESHET_TEST_LOG_DIR) + "/" + orders_topic_ + ".json";
+  std::atomic<bool> reading{true};
+  std::atomic<int> reads{0}, wrong{0};
+  std::string seen;
+  std::thread reader([&] {
+    pqxx::connection rconn(db_url_);
+    while (reading) {
+      pqxx::read_transaction rtx(rconn);
+      auto r = rtx.exec("SELECT count(*), coalesce(sum(qty), 0) FROM orders");
+      ++reads;
+      int64_t qty = 0;
+      for (const auto& [id, o] : expected) qty += o.qty;
+      if ((r[0][0].as<size_t>() != expected.size() || r[0][1].as<int64_t>() != qty) && wrong++ == 0)
+        seen = r[0][0].as<std::string>() + " rows";
+    }
+  });
+  RunResult rebuild = RunFreshet({"rebuild", "orders", "--config", config}, env_, 120s);
+  reading = false;
+  reader.join();
+  ASSERT_EQ(rebuild.exit_code, 0) << rebuild.output;
+  EXPECT_NE(rebuild.output.find("rebuilding orders"), std::string::npos) << rebuild.output;
+  EXPECT_GT(reads.load(), 0);
+  EXPECT_EQ(wrong.load(), 0) << "a reader saw " << seen << " during the rebuild";
+  EXPECT_EQ(tx.exec("SELECT count(*) FROM orders")[0][0].as<size_t>(), expected.size());
 }
 
 // `freshet inspect` recognises each kind of topic, and what it prints,
