@@ -52,6 +52,7 @@ struct WriterConfig {
   std::string advertise_url;                 // how other instances reach this one; default http://<listen>
   int session_timeout_ms = 10000;            // how soon a dead owner's partitions move
   int idempotency_keys = 100000;             // per partition: how many recent keys are remembered
+  std::string token;                         // when set, /commands and /state require it (Bearer)
 };
 
 // WebSocket change feeds (GET /views/{name}/feed) and live SQL (GET /sql/feed).

@@ -70,4 +70,19 @@ void SplitTarget(const std::string& target, std::string* path, std::map<std::str
   }
 }
 
+std::optional<HttpResponse> CheckBearerToken(const HttpRequest& req, const std::string& expected) {
+  if (expected.empty()) return std::nullopt;
+  std::string given;
+  if (auto q = req.query.find("token"); q != req.query.end()) given = q->second;
+  std::string auth = req.Header("authorization");
+  if (auth.rfind("Bearer ", 0) == 0) given = auth.substr(7);
+  unsigned char diff = given.size() != expected.size();
+  for (size_t i = 0; i < given.size() && i < expected.size(); ++i) diff |= given[i] ^ expected[i];
+  if (diff == 0) return std::nullopt;
+  HttpResponse refusal =
+      ErrorResponse(401, given.empty() ? "a token is required: Authorization: Bearer <token> or ?token=" : "wrong token");
+  refusal.headers.push_back({"WWW-Authenticate", "Bearer"});
+  return refusal;
+}
+
 }  // namespace freshet

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -46,6 +47,12 @@ inline HttpResponse JsonResponse(int status, const nlohmann::json& body) {
 }
 
 // {"error": reason} with the given 4xx/5xx status.
+// When `expected` is set, a request must carry it (Authorization: Bearer
+// <token>, or ?token= where a client cannot set headers, e.g. a browser's
+// WebSocket): otherwise the 401 to send, with a JSON reason. Compared in
+// constant time.
+std::optional<HttpResponse> CheckBearerToken(const HttpRequest& request, const std::string& expected);
+
 inline HttpResponse ErrorResponse(int status, const std::string& reason) {
   return JsonResponse(status, nlohmann::json{{"error", reason}});
 }

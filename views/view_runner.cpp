@@ -313,20 +313,7 @@ void ViewRunner::HandleRebuild(const std::vector<ViewThread*>& matching, const H
 }
 
 std::optional<HttpResponse> ViewRunner::CheckToken(const HttpRequest& req) const {
-  const std::string& expected = config_.views.feed.token;
-  if (expected.empty()) return std::nullopt;
-  std::string given;
-  if (auto q = req.query.find("token"); q != req.query.end()) given = q->second;
-  std::string auth = req.Header("authorization");
-  if (auth.rfind("Bearer ", 0) == 0) given = auth.substr(7);
-  // Compare in constant time: the token is a secret.
-  unsigned char diff = given.size() != expected.size();
-  for (size_t i = 0; i < given.size() && i < expected.size(); ++i) diff |= given[i] ^ expected[i];
-  if (diff == 0) return std::nullopt;
-  HttpResponse refusal = ErrorResponse(401, given.empty() ? "a token is required: Authorization: Bearer <token> or ?token="
-                                                          : "wrong token");
-  refusal.headers.push_back({"WWW-Authenticate", "Bearer"});
-  return refusal;
+  return CheckBearerToken(req, config_.views.feed.token);
 }
 
 WebSocketAccept ViewRunner::HandleWebSocket(const HttpRequest& req, std::shared_ptr<WebSocket> socket) {

@@ -260,6 +260,11 @@ HttpResponse Writer::NotOwnedResponse(int32_t partition, const std::string& targ
 
 void Writer::HandleHttp(HttpRequest&& request, HttpReply reply) {
   const std::string& path = request.path;
+  // Commands and state are the business's; health and metrics stay open
+  // for probes and scrapers.
+  if (path == "/commands" || path.rfind("/state/", 0) == 0) {
+    if (auto refusal = CheckBearerToken(request, config_.writer.token)) return reply(std::move(*refusal));
+  }
   if (path == "/commands") {
     if (request.method != "POST") return reply(ErrorResponse(405, "use POST /commands"));
     return HandleCommands(std::move(request), std::move(reply));

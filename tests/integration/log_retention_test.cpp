@@ -2,7 +2,7 @@
 // on the real broker, that the writer creates it to keep every record, says
 // so when someone else created it with finite retention, and refuses to
 // serve a partition whose log lost its beginning instead of serving a state
-// rebuilt from what is left.
+// rebuilt from what is left. Also: the writer's bearer token.
 #include <signal.h>
 
 #include <gtest/gtest.h>
@@ -24,7 +24,8 @@ class LogRetention : public ::testing::Test {
  protected:
   void SetUp() override { topic_ = UniqueName("retention"); }
 
-  std::unique_ptr<FreshetProcess> StartWriter(const std::string& name) {
+  std::unique_ptr<FreshetProcess> StartWriter(const std::string& name,
+                                              const std::map<std::string, std::string>& extra_env = {}) {
     port_ = FreePort();
     std::map<std::string, std::string> env = {{"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
                                               {"FRESHET_KAFKA_TOPIC", topic_},
@@ -33,6 +34,7 @@ class LogRetention : public ::testing::Test {
                                               {"FRESHET_WRITER_INSTANCE_ID", name},
                                               {"FRESHET_WRITER_OWNERS_TOPIC", topic_ + "-owners"},
                                               {"FRESHET_WRITER_SESSION_TIMEOUT_MS", "3000"}};
+    env.insert(extra_env.begin(), extra_env.end());
     return std::make_unique<FreshetProcess>(std::vector<std::string>{"writer"}, env, "writer-" + name);
   }
 
@@ -171,6 +173,36 @@ TEST_F(LogRetention, WriterRefusesAPartitionWhoseLogLostItsBeginning) {
   // Three commands, each its own transaction (event + marker): offsets 0-5.
   // Records 2 and 4 are left, and the refused partition took nothing new.
   EXPECT_EQ(on_lost, 2);
+}
+
+// With writer.token set, commands and state need it; probes do not.
+TEST_F(LogRetention, WriterTokenGuardsCommandsAndStateNotProbes) {
+  auto writer = StartWriter("token", {{"FRESHET_WRITER_TOKEN", "s3cret"}});
+  ASSERT_EQ(SettledPartitions().size(), static_cast<size_t>(kPartitions)) << writer->Log();
+  HttpClient client("127.0.0.1", static_cast<uint16_t>(port_));
+  std::string command = R"({"type": "receive", "store": "s1", "sku": "A", "qty": 1})";
+  auto missing = client.Post("/commands", command);
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ(missing->status, 401);
+  EXPECT_NE(nlohmann::json::parse(missing->body)["error"].get<std::string>().find("a token is required"),
+            std::string::npos);
+  auto wrong = client.Request("POST", "/commands", command, {{"Authorization", "Bearer nope"}});
+  ASSERT_TRUE(wrong.ok());
+  EXPECT_EQ(wrong->status, 401);
+  EXPECT_EQ(nlohmann::json::parse(wrong->body)["error"], "wrong token");
+  auto state = client.Get("/state/s1/A");
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(state->status, 401);
+  EXPECT_TRUE(ReadAll(topic_, kPartitions).empty()) << "a refused command publishes nothing";
+
+  auto right = client.Request("POST", "/commands", command, {{"Authorization", "Bearer s3cret"}});
+  ASSERT_TRUE(right.ok());
+  EXPECT_EQ(right->status, 200) << right->body;
+  auto read = client.Request("GET", "/state/s1/A", "", {{"Authorization", "Bearer s3cret"}});
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->status, 200) << read->body;
+  EXPECT_EQ(Get("/readyz")->status, 200);
+  EXPECT_EQ(Get("/metrics")->status, 200);
 }
 
 }  // namespace
