@@ -181,13 +181,15 @@ Status RecordDecoder::DecodeDebezium(SourceRecord* out) {
     return Status::InvalidArgument("Debezium record without \"op\": envelope debezium expects Debezium's change "
                                    "events {before, after, source, op, ts_ms}");
   out->type = op;
+  if (op.size() != 1)
+    return Status::InvalidArgument("Debezium record with unknown op \"" + std::string(op) + "\"");
   element row;
   const char* row_field = "after";
   switch (op[0]) {
     case 'c':
     case 'r':
     case 'u':
-      if (op.size() != 1 || change.at_key("after").get(row) != simdjson::SUCCESS || !row.is_object())
+      if (change.at_key("after").get(row) != simdjson::SUCCESS || !row.is_object())
         return Status::InvalidArgument("Debezium record with op " + std::string(op) + " but no \"after\" object");
       out->data = row;
       out->has_data = true;

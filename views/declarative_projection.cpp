@@ -8,6 +8,8 @@
 #include <charconv>
 #include <cmath>
 #include <ctime>
+#include <cstring>
+#include <optional>
 
 namespace freshet {
 namespace {
@@ -15,14 +17,39 @@ namespace {
 using simdjson::dom::element;
 using simdjson::dom::element_type;
 
-std::string Timestamp(int64_t ms) {
-  std::time_t seconds = static_cast<std::time_t>(ms / 1000);
+// Years 1 to 9999, which every store and client can hold; seconds since the epoch.
+constexpr int64_t kMinSeconds = -62135596800;  // 0001-01-01 00:00:00
+constexpr int64_t kMaxSeconds = 253402300799;  // 9999-12-31 23:59:59
+
+// `value` units of 1/`units_per_second` s since the epoch as a timestamp, or
+// nullopt outside years 1-9999.
+std::optional<std::string> TimestampOf(int64_t value, int64_t units_per_second) {
+  int64_t seconds = value / units_per_second, fraction = value % units_per_second;
+  if (fraction < 0) fraction += units_per_second, --seconds;
+  if (seconds < kMinSeconds || seconds > kMaxSeconds) return std::nullopt;
+  std::time_t t = static_cast<std::time_t>(seconds);
   std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char buf[64];
+  gmtime_r(&t, &tm);
+  char buf[80];
   size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof(buf) - n, ".%03d+00", static_cast<int>(ms % 1000));
-  return buf;
+  if (units_per_second > 1) {
+    int width = units_per_second == 1000 ? 3 : units_per_second == 1000000 ? 6 : 9;
+    std::snprintf(buf + n, sizeof(buf) - n, ".%0*lld", width, static_cast<long long>(fraction));
+    n = std::strlen(buf);
+  }
+  std::snprintf(buf + n, sizeof(buf) - n, "+00");
+  return std::string(buf);
+}
+
+// Days since the epoch as a date, or nullopt outside years 1-9999.
+std::optional<std::string> DateOfDays(int64_t days) {
+  if (days < kMinSeconds / 86400 || days > kMaxSeconds / 86400) return std::nullopt;
+  std::time_t t = static_cast<std::time_t>(days * 86400);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d", &tm);
+  return std::string(buf);
 }
 
 std::string DoubleText(double v) {
@@ -31,6 +58,7 @@ std::string DoubleText(double v) {
   return std::string(buf, r.ptr);
 }
 
+// `ms` must be within years 1-9999 (no overflow).
 int64_t BucketStart(int64_t ms, TimeBucket bucket) {
   int64_t width = bucket == TimeBucket::kMinute ? 60000 : bucket == TimeBucket::kHour ? 3600000 : 86400000;
   return ms - ((ms % width) + width) % width;
@@ -93,7 +121,9 @@ const char* TypeName(const FieldValue& v) {
 std::string Dump(const FieldValue& v) {
   switch (v.kind) {
     case FieldValue::kAbsent: return "null";
-    case FieldValue::kString: return nlohmann::json(std::string(v.string)).dump();
+    // $key and $header.NAME are raw bytes: not always UTF-8.
+    case FieldValue::kString:
+      return nlohmann::json(std::string(v.string)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     case FieldValue::kInteger: return std::to_string(v.integer);
     case FieldValue::kJson: break;
   }
@@ -158,29 +188,6 @@ std::string DecimalText(const std::string& bytes, int scale) {
   return (negative && text.find_first_not_of("0.") != std::string::npos ? "-" : "") + text;
 }
 
-// Seconds and a fraction of `units_per_second` since the epoch, as a timestamp.
-std::string TimestampOf(int64_t value, int64_t units_per_second) {
-  int64_t seconds = value / units_per_second, fraction = value % units_per_second;
-  if (fraction < 0) fraction += units_per_second, --seconds;
-  std::time_t t = static_cast<std::time_t>(seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[80];
-  size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
-  int width = units_per_second == 1000 ? 3 : units_per_second == 1000000 ? 6 : 9;
-  std::snprintf(buf + n, sizeof(buf) - n, ".%0*lld+00", width, static_cast<long long>(fraction));
-  return buf;
-}
-
-std::string DateOfDays(int64_t days) {
-  std::time_t t = static_cast<std::time_t>(days * 86400);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%d", &tm);
-  return buf;
-}
-
 bool IsDigits(std::string_view s, size_t from, size_t count) {
   if (s.size() < from + count) return false;
   for (size_t i = from; i < from + count; ++i)
@@ -240,6 +247,10 @@ Status ColumnText(const FieldValue& v, const std::string& sql_type, const std::s
     // Debezium's encodings, named by the schema it sent along.
     std::string bytes;
     if (logical->type == LogicalType::kDecimal && IsString(v, &text) && DecodeBase64(text, &bytes)) {
+      // Postgres keeps at most 16,383 digits after the point; the digits are
+      // computed in quadratic time: bound both.
+      if (logical->scale < -1000 || logical->scale > 16383 || bytes.size() > 1024)
+        return wrong("a Decimal of at most 1,024 bytes with a scale from -1000 to 16383");
       std::string decimal = DecimalText(bytes, logical->scale);
       if (sql_type == "bigint" && decimal.find('.') != std::string::npos) return wrong("an integer");
       if (sql_type == "boolean" || sql_type == "date" || sql_type == "uuid" || sql_type == "timestamptz")
@@ -252,26 +263,28 @@ Status ColumnText(const FieldValue& v, const std::string& sql_type, const std::s
                          : logical->type == LogicalType::kTimestampNanos  ? 1000000000
                                                                           : 0;
     if (per_second && IsInteger(v, &integer) && (sql_type == "timestamptz" || sql_type == "text")) {
-      *out = TimestampOf(integer, per_second);
+      auto ts = TimestampOf(integer, per_second);
+      if (!ts) return wrong("a time within the years 1 to 9999");
+      *out = std::move(*ts);
       return Status::Ok();
     }
-    if (logical->type == LogicalType::kDate && IsInteger(v, &integer)) {
-      if (sql_type == "date" || sql_type == "text") {
-        *out = DateOfDays(integer);
-        return Status::Ok();
-      }
-      if (sql_type == "timestamptz") {
-        *out = TimestampOf(integer * 86400, 1);
-        return Status::Ok();
-      }
+    if (logical->type == LogicalType::kDate && IsInteger(v, &integer) &&
+        (sql_type == "date" || sql_type == "text" || sql_type == "timestamptz")) {
+      auto date = DateOfDays(integer);
+      if (!date) return wrong("a date within the years 1 to 9999");
+      *out = sql_type == "timestamptz" ? *date + " 00:00:00+00" : *date;
+      return Status::Ok();
     }
   }
   if (sql_type == "text") {
     if (IsString(v, &text)) out->assign(text);
     else *out = Dump(v);
-    // COPY would fail the whole batch over one such value.
+    // COPY would fail the whole batch over one such value ($key and headers
+    // are raw bytes; JSON strings are valid UTF-8 already).
     if (out->find('\0') != std::string::npos)
       return Status::InvalidArgument("column " + column + ": text with a NUL character, which Postgres cannot store");
+    if (!simdjson::validate_utf8(out->data(), out->size()))
+      return Status::InvalidArgument("column " + column + ": not valid UTF-8: " + Dump(v));
     return Status::Ok();
   }
   if (sql_type == "numeric") {
@@ -322,8 +335,11 @@ Status ColumnText(const FieldValue& v, const std::string& sql_type, const std::s
     return Status::Ok();
   }
   if (sql_type == "timestamptz") {
-    if (IsInteger(v, &integer)) *out = Timestamp(integer);
-    else if (IsString(v, &text) && StartsWithDate(text)) out->assign(text);
+    if (IsInteger(v, &integer)) {
+      auto ts = TimestampOf(integer, 1000);
+      if (!ts) return wrong("milliseconds since the epoch within the years 1 to 9999");
+      *out = std::move(*ts);
+    } else if (IsString(v, &text) && StartsWithDate(text)) out->assign(text);
     else return wrong("milliseconds since the epoch or a timestamp string");
     return Status::Ok();
   }
@@ -398,7 +414,7 @@ bool DeclarativeProjection::Matches(const Parsed& e) const {
   } else {
     // Other types compare as JSON values, for = and != only.
     if (w.op != Where::kEq && w.op != Where::kNe) return false;
-    bool equal = nlohmann::json::parse(Dump(v)) == w.value;
+    bool equal = nlohmann::json::parse(Dump(v), nullptr, false) == w.value;
     return w.op == Where::kEq ? equal : !equal;
   }
   switch (w.op) {
@@ -423,6 +439,9 @@ Status DeclarativeProjection::KeyOf(const Parsed& e) {
       if (!IsInteger(v, &ms))
         return Status::InvalidArgument("key column " + c.name + ": expected milliseconds since the epoch, got " +
                                        TypeName(v) + " " + Dump(v));
+      if (ms / 1000 < kMinSeconds || ms / 1000 > kMaxSeconds)
+        return Status::InvalidArgument("key column " + c.name + ": " + std::to_string(ms) +
+                                       " ms is not within the years 1 to 9999");
       v.kind = FieldValue::kInteger;
       v.integer = BucketStart(ms, c.bucket);
     }

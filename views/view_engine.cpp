@@ -364,15 +364,21 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
       int64_t event_ts = 0;
       bool skipped = false;
       Status st;
-      if (decoder_) {
-        RawRecord raw = RawRecord::From(message);
-        SourceRecord record;
-        st = decoder_->Decode(raw, &record);
-        event_ts = record.ts_ms;
-        skipped = st.ok() && record.change == SourceRecord::Change::kSkip;
-        if (st.ok() && !skipped) st = projection_->ApplyRecord(record);
-      } else {
-        st = projection_->ApplyValue(message.value(), partition, message.offset(), &event_ts);
+      try {
+        if (decoder_) {
+          RawRecord raw = RawRecord::From(message);
+          SourceRecord record;
+          st = decoder_->Decode(raw, &record);
+          event_ts = record.ts_ms;
+          skipped = st.ok() && record.change == SourceRecord::Change::kSkip;
+          if (st.ok() && !skipped) st = projection_->ApplyRecord(record);
+        } else {
+          st = projection_->ApplyValue(message.value(), partition, message.offset(), &event_ts);
+        }
+      } catch (const std::exception& e) {
+        // One record must not take the process down (and again after every
+        // restart): it is a bad record like any other.
+        st = Status::InvalidArgument(std::string("could not apply the record: ") + e.what());
       }
       if (!st.ok()) {
         if (options_.stop_on_error) {

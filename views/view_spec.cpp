@@ -16,6 +16,16 @@ const std::map<std::string, std::string> kTypes = {
 
 Status Fail(const std::string& where, const std::string& what) { return Status::InvalidArgument(where + ": " + what); }
 
+// object[key] when it is a string, `fallback` when absent; an error naming
+// the field when it is something else (nlohmann's value() would throw).
+Result<std::string> StringField(const SpecJson& object, const char* key, const std::string& where,
+                                const std::string& fallback) {
+  auto it = object.find(key);
+  if (it == object.end()) return fallback;
+  if (!it->is_string()) return Fail(where + "." + key, "expected a string");
+  return it->get<std::string>();
+}
+
 Status CheckKeys(const SpecJson& object, const std::string& where, const std::set<std::string>& known) {
   for (auto it = object.begin(); it != object.end(); ++it)
     if (!known.count(it.key())) {
@@ -87,7 +97,9 @@ Status ParseAggregates(const SpecJson& spec, const std::string& where, std::vect
     if (!IsValidIdentifier(a.key())) return Fail(at, "column name must be a lower-case identifier");
     if (!a->is_object()) return Fail(at, "expected {\"fn\": ..., \"from\": ...}");
     FRESHET_RETURN_IF_ERROR(CheckKeys(*a, at, {"fn", "from", "type"}));
-    std::string fn = a->value("fn", "");
+    auto fn_field = StringField(*a, "fn", at, "");
+    if (!fn_field.ok()) return fn_field.status();
+    std::string fn = *fn_field;
     SpecColumn c;
     c.name = a.key();
     if (fn == "count") c.fn = AggregateFn::kCount, c.sql_type = "bigint";
@@ -152,7 +164,9 @@ Result<ViewSpec> ParseOne(const SpecJson& j, const std::string& where) {
   v.name = j["name"].get<std::string>();
   std::string at = where + "(" + v.name + ")";
   if (!IsValidIdentifier(v.name)) return Fail(at + ".name", "must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 48 characters)");
-  std::string kind = j.value("kind", "");
+  auto kind_field = StringField(j, "kind", at, "");
+  if (!kind_field.ok()) return kind_field.status();
+  std::string kind = *kind_field;
   std::set<std::string> common = {"name",     "kind",     "source",  "event_types", "where",
                                   "stores",   "delivery", "on_error", "freshness"};
   auto source = ParseSourceSpec(j.contains("source") ? &j["source"] : nullptr, at + ".source");
@@ -194,8 +208,12 @@ Result<ViewSpec> ParseOne(const SpecJson& j, const std::string& where) {
     if (!w->is_object()) return Fail(at + ".where", "expected {\"field\", \"op\", \"value\"}");
     FRESHET_RETURN_IF_ERROR(CheckKeys(*w, at + ".where", {"field", "op", "value"}));
     Predicate p;
-    p.field = w->value("field", "");
-    p.op = w->value("op", "");
+    auto field = StringField(*w, "field", at + ".where", "");
+    auto op = StringField(*w, "op", at + ".where", "");
+    if (!field.ok()) return field.status();
+    if (!op.ok()) return op.status();
+    p.field = *field;
+    p.op = *op;
     FRESHET_RETURN_IF_ERROR(CheckSource(p.field, at + ".where.field"));
     static const std::set<std::string> kOps = {"=", "!=", "<", "<=", ">", ">="};
     if (!kOps.count(p.op)) return Fail(at + ".where.op", "expected one of = != < <= > >=");
@@ -212,11 +230,15 @@ Result<ViewSpec> ParseOne(const SpecJson& j, const std::string& where) {
       v.stores.push_back(store.get<std::string>());
     }
   }
-  std::string delivery = j.value("delivery", "exactly_once");
+  auto delivery_field = StringField(j, "delivery", at, "exactly_once");
+  if (!delivery_field.ok()) return delivery_field.status();
+  std::string delivery = *delivery_field;
   if (delivery != "exactly_once" && delivery != "at_least_once")
     return Fail(at + ".delivery", "expected exactly_once or at_least_once");
   v.exactly_once = delivery == "exactly_once";
-  std::string on_error = j.value("on_error", "dead_letter");
+  auto on_error_field = StringField(j, "on_error", at, "dead_letter");
+  if (!on_error_field.ok()) return on_error_field.status();
+  std::string on_error = *on_error_field;
   if (on_error != "dead_letter" && on_error != "stop") return Fail(at + ".on_error", "expected dead_letter or stop");
   v.stop_on_error = on_error == "stop";
   if (auto f = j.find("freshness"); f != j.end()) {
@@ -225,7 +247,9 @@ Result<ViewSpec> ParseOne(const SpecJson& j, const std::string& where) {
     FRESHET_RETURN_IF_ERROR(ParseInt(*f, "flush_interval_ms", at + ".freshness", 1, 3600000, &v.flush_interval_ms));
     FRESHET_RETURN_IF_ERROR(ParseInt(*f, "max_batch_rows", at + ".freshness", 1, 10000000, &v.max_batch_rows));
     FRESHET_RETURN_IF_ERROR(ParseInt(*f, "max_lag_ms", at + ".freshness", 1, 86400000, &v.max_lag_ms));
-    std::string priority = f->value("priority", "realtime");
+    auto priority_field = StringField(*f, "priority", at + ".freshness", "realtime");
+    if (!priority_field.ok()) return priority_field.status();
+    std::string priority = *priority_field;
     if (priority != "realtime" && priority != "batch") return Fail(at + ".freshness.priority", "expected realtime or batch");
     v.realtime = priority == "realtime";
   }

@@ -206,6 +206,76 @@ TEST(DeclarativeProjection, ValuesThatDoNotFitTheirColumnAreBadRecordsNamingTheC
   EXPECT_NE(apply(R"({"k": "a", "s": "nul\u0000here"})").message().find("column s: text with a NUL"), std::string::npos);
 }
 
+// Found by the fuzzers: each of these once killed the view process or
+// produced text Postgres refuses (failing the whole batch's COPY).
+TEST(DeclarativeProjection, HostileValuesAreBadRecordsNotCrashes) {
+  auto specs = ParseViewSpecs(nlohmann::ordered_json::parse(R"([{"name": "t", "kind": "latest",
+      "source": {"format": "json"}, "key": {"k": "$key"},
+      "columns": {"j": {"from": "$key", "type": "jsonb"}, "t": {"from": "/t", "type": "timestamptz"},
+                  "born": {"from": "/born", "type": "date"}}}])"),
+                              "views");
+  ASSERT_TRUE(specs.ok()) << specs.status().message();
+  auto apply = [&](std::string key, const std::string& value) -> std::pair<Status, std::vector<RowWrite>> {
+    DeclarativeProjection projection((*specs)[0]);
+    RecordDecoder decoder((*specs)[0].source, false);
+    auto raw = Record(key, value);
+    SourceRecord r;
+    Status st = decoder.Decode(raw, &r);
+    if (st.ok()) st = projection.ApplyRecord(r);
+    return {st, projection.TakePending()};
+  };
+  EXPECT_NE(apply("\xA2", "{}").first.message().find("column k: not valid UTF-8"), std::string::npos);
+  auto [st, rows] = apply("k", R"({"t": -1})");
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_EQ(rows[0].values[1], "1969-12-31 23:59:59.999+00");
+  EXPECT_NE(apply("k", R"({"t": 9223372036854775807})").first.message().find("within the years 1 to 9999"),
+            std::string::npos);
+
+  // Debezium's schema bounds nothing: a huge scale or date is refused, not computed.
+  auto debezium = [&](const std::string& field_schema, const std::string& after) {
+    auto dbz = ParseViewSpecs(nlohmann::ordered_json::parse(R"([{"name": "d", "kind": "latest",
+        "source": {"format": "json", "envelope": "debezium"}, "key": {"id": "/id"},
+        "columns": {"v": {"from": "/v", "type": "numeric"}, "born": {"from": "/born", "type": "date"}}}])"),
+                              "views");
+    EXPECT_TRUE(dbz.ok());
+    DeclarativeProjection projection((*dbz)[0]);
+    RecordDecoder decoder((*dbz)[0].source, false);
+    std::string value = R"({"schema": {"fields": [{"field": "after", "fields": [)" + field_schema +
+                        R"(]}]}, "payload": {"op": "c", "after": )" + after + "}}";
+    auto raw = Record("k", value);
+    SourceRecord r;
+    Status s = decoder.Decode(raw, &r);
+    return s.ok() ? projection.ApplyRecord(r) : s;
+  };
+  EXPECT_NE(debezium(R"({"field": "v", "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "2000000000"}})",
+                     R"({"id": 1, "v": "AeJA"})")
+                .message()
+                .find("column v: expected a Decimal of at most 1,024 bytes"),
+            std::string::npos);
+  EXPECT_NE(debezium(R"({"field": "born", "name": "io.debezium.time.Date"})", R"({"id": 1, "born": 200000000000000})")
+                .message()
+                .find("column born: expected a date within the years 1 to 9999"),
+            std::string::npos);
+  auto dx = Record("k", R"({"op": "dx", "before": {"id": 1}})");
+  RecordDecoder decoder(Source(R"({"format": "json", "envelope": "debezium"})"), false);
+  SourceRecord r;
+  EXPECT_EQ(decoder.Decode(dx, &r).message(), "Debezium record with unknown op \"dx\"");
+}
+
+TEST(ViewSpec, AFieldOfTheWrongTypeIsNamedNotThrown) {
+  auto parse = [](const std::string& json) {
+    return ParseViewSpecs(nlohmann::ordered_json::parse(json), "views").status().message();
+  };
+  EXPECT_EQ(parse(R"([{"name": "x", "kind": 5}])"), "views[0](x).kind: expected a string");
+  EXPECT_EQ(parse(R"([{"name": "x", "kind": "latest", "key": {"k": "/k"}, "columns": {"c": "/c"}, "delivery": true}])"),
+            "views[0](x).delivery: expected a string");
+  EXPECT_EQ(parse(R"([{"name": "x", "kind": "aggregate", "group_by": {"k": "/k"}, "aggregates": {"n": {"fn": 1}}}])"),
+            "views[0](x).aggregates.n.fn: expected a string");
+  EXPECT_EQ(parse(R"([{"name": "x", "kind": "latest", "key": {"k": "/k"}, "columns": {"c": "/c"},
+                       "where": {"field": 5, "op": "=", "value": 1}}])"),
+            "views[0](x).where.field: expected a string");
+}
+
 TEST(ViewSpec, RefusesAggregatesOverChangelogsAndUpsertKeysOutsideTheKafkaKey) {
   auto parse = [](const std::string& json) {
     return ParseViewSpecs(nlohmann::ordered_json::parse(json), "views").status().message();
