@@ -87,6 +87,29 @@ def main():
             add("memory", f"{'writer' if who == 'writer' else 'view process'} peak RSS, {r['entities']:,} {unit}",
                 f"{peak / 1024:.0f} MB", f"{(peak - idle) / 1024 * per:.0f} MB per 100k {unit} (over {idle / 1024:.0f} MB idle)")
 
+    for r in by.get("sources", []):
+        # Views over other services' topics, each against the same kind and
+        # store over freshet's envelope in the same run.
+        label = {"freshet": "freshet envelope", "upsert": "JSON upsert", "append": "JSON append",
+                 "debezium": "Debezium JSON"}
+        raw = r["raw_consume_per_s"]
+        order = [s for s in label if s in raw]
+        for source in order:
+            per_s = raw[source]
+            add("sources", f"raw read_committed consume, {label[source]} ({r['events']:,} records, "
+                f"{r['mean_value_bytes'][source]:.0f} B)", f"{per_s:,.0f} rec/s", "baseline")
+        for kind, what in (("latest", f"latest view ({r['keys']:,} keys)"),
+                           ("aggregate", f"aggregate ({r['groups']:,} groups)")):
+            for store, store_label in (("rocksdb", "RocksDB"), ("postgres", "Postgres")):
+                for source in [s for s in order if s in r[kind]]:
+                    fig = r[kind][source]
+                    per_s = fig[f"{store}_per_s"]
+                    against = (f"{100 * fig[f'{store}_vs_freshet']:.0f}% of freshet envelope; "
+                               f"{100 * per_s / raw[source]:.0f}% of raw consume")
+                    add("sources", f"{what} over {label[source]} -> {store_label}", f"{per_s:,.0f} rec/s",
+                        "baseline" if source == "freshet" else against,
+                        "" if source == "freshet" else ">= 80% of freshet envelope")
+
     m = json.loads(machine)
     print()
     print(f"freshet {m['freshet']} on {m['cores']} cores, {m['memory_mb']} MB ({m['cpu']}); "

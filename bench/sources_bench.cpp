@@ -1,0 +1,592 @@
+// Views over other services' topics, next to the same view kinds over
+// freshet's own envelope, on the local broker and Postgres, exactly once,
+// all in one run:
+//
+//   (a) freshet envelope events {type, id, ts, data} (EncodeEventValue),
+//       produced as views_bench does (idempotent, not transactional);
+//   (b) plain JSON keyed by order id, an upsert table: ~1 record in 50 a
+//       tombstone (null value);
+//   (c) plain JSON append events (the same fields);
+//   (d) Debezium change events as Kafka Connect's JSON converter writes them
+//       with schemas.enable=false: {"before", "after", "source", "op",
+//       "ts_ms"}, the key {"id": ...}; op c for a new id, u for a known one,
+//       ~1 in 50 a delete (op d, `before` with the key only) followed by its
+//       tombstone. `amount` is a decimal string, as Debezium writes a
+//       NUMERIC column with decimal.handling.mode=string (no schema, so no
+//       base64 Decimal).
+//
+// (b)-(d) stand for other services: they are produced with librdkafka
+// directly (idempotent, not transactional): freshet's Producer cannot send
+// a null value (an empty std::string goes out as an empty value).
+// Every topic holds exactly --events records (tombstones included).
+//
+// Measured, each from offset zero until the store's offsets reach the end:
+//   - raw read_committed consumption of each topic;
+//   - a latest view (--keys order ids) over (a), (b) and (d);
+//   - an aggregate (sum and count per customer, --groups groups) over (a)
+//     and (c);
+// each into RocksDB and into Postgres. The headline is each source's ratio
+// to the same view kind and store over the freshet envelope in this run;
+// with --rounds N every view runs N times (sources alternating) and the
+// medians are compared. After each Postgres run the table is checked (live
+// ids of a latest view, records counted by an aggregate).
+//
+//   build/bench/sources_bench --events 1000000 --rounds 3
+#include <CLI/CLI.hpp>
+#include <librdkafka/rdkafka.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <pqxx/pqxx>
+#include <sys/resource.h>
+
+#include "bench/bench_util.h"
+#include "core/envelope.h"
+#include "core/kafka.h"
+#include "core/postgres.h"
+#include "views/declarative_projection.h"
+#include "views/rocksdb_view_store.h"
+#include "views/view_engine.h"
+
+using namespace freshet;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  std::string brokers = std::getenv("FRESHET_KAFKA_BROKERS") ? std::getenv("FRESHET_KAFKA_BROKERS") : "127.0.0.1:19092";
+  std::string pg_url = std::getenv("FRESHET_PG_URL") ? std::getenv("FRESHET_PG_URL")
+                                                       : "postgresql://freshet@127.0.0.1:15432/freshet";
+  int events = 300000;
+  int partitions = 4;
+  int keys = 100000;   // order ids: the latest views' rows
+  int groups = 10000;  // customers: the aggregates' groups
+  int rounds = 1;
+  std::string json_path;
+};
+
+enum Source { kFreshet, kUpsert, kAppend, kDebezium, kSourceCount };
+const char* kSourceName[] = {"freshet", "upsert", "append", "debezium"};
+const char* kSourceLabel[] = {"freshet envelope", "JSON upsert", "JSON append", "Debezium JSON"};
+
+struct Topic {
+  std::string name;
+  std::map<int32_t, int64_t> ends;  // high watermark per partition
+  int64_t records = 0, tombstones = 0, value_bytes = 0;
+  int64_t live_rows = 0;  // rows a latest view over the topic ends with (a check)
+  double raw_per_s = 0;
+  double mean_value_bytes() const {
+    return records > tombstones ? static_cast<double>(value_bytes) / static_cast<double>(records - tombstones) : 0;
+  }
+};
+
+// ---- the records -------------------------------------------------------------
+
+struct Order {
+  std::string id, customer, amount, status, channel;
+  int64_t qty = 0;
+};
+
+Order NextOrder(std::mt19937& rng, const Options& o) {
+  static const char* kStatus[] = {"placed", "paid", "shipped", "delivered"};
+  Order order;
+  order.id = "o" + std::to_string(rng() % static_cast<uint32_t>(o.keys));
+  order.customer = "c" + std::to_string(rng() % static_cast<uint32_t>(o.groups));
+  uint32_t cents = 100 + rng() % 99900;
+  char amount[32];
+  std::snprintf(amount, sizeof(amount), "%u.%02u", cents / 100, cents % 100);
+  order.amount = amount;
+  order.qty = 1 + rng() % 5;
+  order.status = kStatus[rng() % 4];
+  order.channel = rng() % 3 ? "web" : "app";
+  return order;
+}
+
+// The order's fields as JSON members (no braces); `amount` a number, or a
+// decimal string (Debezium's decimal.handling.mode=string).
+std::string Fields(const Order& order, bool amount_as_string) {
+  std::string out = R"("id":")" + order.id + R"(","customer":")" + order.customer + R"(","amount":)";
+  out += amount_as_string ? "\"" + order.amount + "\"" : order.amount;
+  out += R"(,"qty":)" + std::to_string(order.qty) + R"(,"status":")" + order.status + R"(","channel":")" +
+         order.channel + "\"";
+  return out;
+}
+
+// An idempotent producer that is not freshet's: librdkafka as another
+// service would use it, with null values (tombstones).
+class OtherServiceProducer {
+ public:
+  explicit OtherServiceProducer(const std::string& brokers) {
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    char err[512];
+    for (auto [k, v] : {std::pair{"bootstrap.servers", brokers.c_str()}, {"enable.idempotence", "true"},
+                        {"acks", "all"}, {"linger.ms", "5"}})
+      if (rd_kafka_conf_set(conf, k, v, err, sizeof(err)) != RD_KAFKA_CONF_OK) throw std::runtime_error(err);
+    rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!rk_) throw std::runtime_error(err);
+  }
+  ~OtherServiceProducer() { rd_kafka_destroy(rk_); }
+  // `value` nullptr: a tombstone.
+  void Produce(const std::string& topic, int32_t partition, const std::string& key, const std::string* value) {
+    for (;;) {
+      rd_kafka_resp_err_t err = rd_kafka_producev(
+          rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_KEY(key.data(), key.size()),
+          RD_KAFKA_V_VALUE(value ? const_cast<char*>(value->data()) : nullptr, value ? value->size() : 0),
+          RD_KAFKA_V_END);
+      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) throw std::runtime_error(rd_kafka_err2str(err));
+      rd_kafka_poll(rk_, 10);
+    }
+    rd_kafka_poll(rk_, 0);
+  }
+  void Flush() {
+    if (rd_kafka_flush(rk_, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR) throw std::runtime_error("flush timed out");
+  }
+
+ private:
+  rd_kafka_t* rk_ = nullptr;
+};
+
+std::map<int32_t, int64_t> Ends(const Options& o, const std::string& topic) {
+  auto consumer = Consumer::Create({o.brokers, {}}, "");
+  std::map<int32_t, int64_t> ends;
+  for (int p = 0; p < o.partitions; ++p) ends[p] = (*consumer)->QueryWatermarks(topic, p, std::chrono::seconds(10))->second;
+  return ends;
+}
+
+void ProduceAll(const Options& o, Topic* topics) {
+  std::mt19937 rng(1);
+  int64_t now = NowMillis();
+  std::vector<uint8_t> live(static_cast<size_t>(o.keys));
+  auto id_number = [](const Order& order) { return static_cast<size_t>(std::stoll(order.id.substr(1))); };
+  auto count_live = [&] {
+    int64_t n = std::count(live.begin(), live.end(), 1);
+    std::fill(live.begin(), live.end(), 0);
+    return n;
+  };
+  // (a) freshet's envelope, through freshet's own producer (as views_bench).
+  {
+    auto producer = Producer::Create({o.brokers, {}});
+    Topic& t = topics[kFreshet];
+    for (int i = 0; i < o.events; ++i) {
+      Order order = NextOrder(rng, o);
+      live[id_number(order)] = 1;
+      Event e{"OrderPlaced", "", now + i / 1000,
+              {{"id", order.id}, {"customer", order.customer}, {"amount", std::stod(order.amount)}, {"qty", order.qty},
+               {"status", order.status}, {"channel", order.channel}}};
+      std::string value = EncodeEventValue(e);
+      t.value_bytes += static_cast<int64_t>(value.size());
+      (void)(*producer)->Produce({t.name, PartitionForKey(order.id, o.partitions), order.id, std::move(value), {}});
+    }
+    (void)(*producer)->Flush(std::chrono::seconds(60));
+    t.records = o.events;
+    t.live_rows = count_live();
+  }
+  OtherServiceProducer producer(o.brokers);
+  // (b) an upsert table keyed by order id; ~1 in 50 a tombstone.
+  {
+    Topic& t = topics[kUpsert];
+    for (int i = 0; i < o.events; ++i) {
+      Order order = NextOrder(rng, o);
+      live[id_number(order)] = rng() % 50 != 0;
+      if (!live[id_number(order)]) {
+        producer.Produce(t.name, PartitionForKey(order.id, o.partitions), order.id, nullptr);
+        ++t.tombstones;
+        continue;
+      }
+      std::string value = "{" + Fields(order, false) + R"(,"type":"OrderPlaced","ts":)" + std::to_string(now + i / 1000) + "}";
+      t.value_bytes += static_cast<int64_t>(value.size());
+      producer.Produce(t.name, PartitionForKey(order.id, o.partitions), order.id, &value);
+    }
+    t.records = o.events;
+    t.live_rows = count_live();
+  }
+  // (c) append events keyed by customer.
+  {
+    Topic& t = topics[kAppend];
+    for (int i = 0; i < o.events; ++i) {
+      Order order = NextOrder(rng, o);
+      std::string value = "{" + Fields(order, false) + R"(,"type":"OrderPlaced","ts":)" + std::to_string(now + i / 1000) + "}";
+      t.value_bytes += static_cast<int64_t>(value.size());
+      producer.Produce(t.name, PartitionForKey(order.customer, o.partitions), order.customer, &value);
+    }
+    t.records = o.events;
+  }
+  // (d) Debezium change events of a table `orders` (schemas.enable=false).
+  {
+    Topic& t = topics[kDebezium];
+    std::vector<uint8_t> exists(static_cast<size_t>(o.keys));
+    int64_t lsn = 24000000;
+    for (int i = 0; i < o.events; ++i) {
+      Order order = NextOrder(rng, o);
+      size_t n = id_number(order);
+      std::string key = R"({"id":")" + order.id + "\"}";
+      int32_t partition = PartitionForKey(key, o.partitions);
+      int64_t ts = now + i / 1000;
+      lsn += 80;
+      // A trimmed `source` block (Debezium's has ~15 fields): ~250 B a record.
+      std::string source = R"({"connector":"postgresql","ts_ms":)" + std::to_string(ts) +
+                           R"(,"db":"shop","table":"orders","lsn":)" + std::to_string(lsn) + "}";
+      std::string value;
+      bool remove = rng() % 50 == 0 && exists[n] && i + 1 < o.events;
+      if (remove) {
+        // REPLICA IDENTITY DEFAULT: `before` holds the key columns only.
+        value = R"({"before":{"id":")" + order.id +
+                R"(","customer":null,"amount":null,"qty":null,"status":null,"channel":null},)" +
+                R"("after":null,"source":)" + source + R"(,"op":"d","ts_ms":)" + std::to_string(ts + 3) + "}";
+        exists[n] = 0;
+      } else {
+        value = R"({"before":null,"after":{)" + Fields(order, true) + R"(},"source":)" + source + R"(,"op":")" +
+                (exists[n] ? "u" : "c") + R"(","ts_ms":)" + std::to_string(ts + 3) + "}";
+        exists[n] = 1;
+      }
+      t.value_bytes += static_cast<int64_t>(value.size());
+      producer.Produce(t.name, partition, key, &value);
+      if (remove) {
+        producer.Produce(t.name, partition, key, nullptr);
+        ++t.tombstones;
+        ++i;
+      }
+    }
+    t.records = o.events;
+    t.live_rows = std::count(exists.begin(), exists.end(), 1);
+  }
+  producer.Flush();
+  for (int s = 0; s < kSourceCount; ++s) topics[s].ends = Ends(o, topics[s].name);
+}
+
+// ---- measuring -----------------------------------------------------------------
+
+// As views_bench: read_committed, assigned (no group), until every partition
+// ends; but from offset 0 rather than kOffsetBeginning, whose ListOffsets
+// lookup sometimes waits a fixed 500 ms (see RunView).
+double RawConsume(const Options& o, const std::string& topic, int64_t records) {
+  auto consumer = Consumer::Create({o.brokers, {}}, "");
+  std::vector<TopicPartitionOffset> all;
+  for (int p = 0; p < o.partitions; ++p) all.push_back({topic, p, 0});
+  (void)(*consumer)->Assign(all);
+  auto started = Clock::now();
+  std::set<int32_t> ended;
+  int64_t n = 0;
+  while (static_cast<int>(ended.size()) < o.partitions) {
+    KafkaMessage m;
+    int32_t eof = -1;
+    auto r = (*consumer)->Poll(std::chrono::milliseconds(100), &m, &eof);
+    if (!r.ok()) continue;
+    if (*r == Consumer::PollOutcome::kMessage) ++n;
+    if (*r == Consumer::PollOutcome::kPartitionEnd) ended.insert(eof);
+  }
+  if (n != records) std::fprintf(stderr, "raw consume of %s read %lld records, expected %lld\n", topic.c_str(),
+                                  static_cast<long long>(n), static_cast<long long>(records));
+  return n / std::chrono::duration<double>(Clock::now() - started).count();
+}
+
+struct Timing {
+  double per_s = 0;      // records / total_s
+  double startup_s = 0;  // engine start to its first applied record (group join, assignment, first fetch)
+  double total_s = 0;    // engine start to caught up: the rebuild time
+  double cpu_us = 0;     // this process's CPU (user + system) per record: engine, librdkafka, store client
+};
+
+double ProcessCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  return s(u.ru_utime) + s(u.ru_stime);
+}
+
+// Runs an engine (as `freshet views` sets one up for the spec's source)
+// until its stored offsets reach the topic's end.
+//
+// The store is given offset 0 of every partition first, as a view that has
+// stored nothing yet but knows where to start. Without it the engine starts
+// at "offset BEGINNING", which librdkafka 2.0.2 resolves with a ListOffsets
+// request; when a partition has not joined its broker thread yet ("no
+// current leader for partition") it retries after a fixed 500 ms. That hit
+// about half the runs, whatever the source (0.02 s or 0.52 s before the
+// first record), and swamped the differences this benchmark looks for.
+Timing RunView(const Options& o, const Topic& topic, std::unique_ptr<ViewStore> store, const ViewSpec& spec,
+               ViewMetrics& view_metrics) {
+  ViewEngineOptions options;
+  options.kafka = {o.brokers, {}};
+  options.topic = topic.name;
+  options.source = spec.source;
+  options.parse_key = ReadsKeyJson(spec);
+  options.group_id = "bench-" + topic.name + "-" + spec.name + "-" + store->kind();
+  options.flush_interval = std::chrono::milliseconds(spec.flush_interval_ms);
+  options.max_batch_events = 50000;
+  auto producer = Producer::Create(options.kafka);
+  options.dead_letters = producer->get();
+  options.dead_letter_topic = topic.name + "-dlq";
+  std::vector<OffsetAdvance> from_zero;
+  for (const auto& [p, end] : topic.ends) from_zero.push_back({p, -1, 0});
+  if (Status st = store->Write({}, from_zero); !st.ok()) std::cerr << "storing offset 0: " << st.ToString() << "\n";
+  ViewEngine engine(options, std::make_unique<DeclarativeProjection>(spec), std::move(store), view_metrics);
+  std::atomic<bool> stop{false};
+  auto started = Clock::now();
+  double cpu_started = ProcessCpuSeconds();
+  std::thread runner([&] { (void)engine.Run(stop); });
+  std::optional<Clock::time_point> first;
+  for (;;) {
+    if (!first && view_metrics.events.value() + view_metrics.dead_letters.value() > 0) first = Clock::now();
+    auto offsets = engine.Snapshot().next_offsets;
+    bool done = true;
+    for (const auto& [p, end] : topic.ends)
+      if (end > 0 && (!offsets.count(p) || offsets[p] < end)) done = false;
+    if (done) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  auto caught_up = Clock::now();
+  if (!first) first = caught_up;
+  Timing t;
+  t.cpu_us = (ProcessCpuSeconds() - cpu_started) * 1e6 / static_cast<double>(topic.records);
+  t.total_s = std::chrono::duration<double>(caught_up - started).count();
+  t.startup_s = std::chrono::duration<double>(*first - started).count();
+  t.per_s = static_cast<double>(topic.records) / t.total_s;
+  stop = true;
+  runner.join();
+  if (uint64_t dead = view_metrics.dead_letters.value(); dead > 0)
+    std::fprintf(stderr, "view %s over %s: %llu records dead-lettered\n", spec.name.c_str(), topic.name.c_str(),
+                 static_cast<unsigned long long>(dead));
+  return t;
+}
+
+void DropPostgresView(const Options& o, const std::string& topic, const TableSpec& table) {
+  auto conn = ConnectPostgres(o.pg_url);
+  if (!conn.ok()) return;
+  pqxx::nontransaction tx(**conn);
+  tx.exec("DROP VIEW IF EXISTS " + tx.quote_name(table.view_name));
+  tx.exec("DROP TABLE IF EXISTS " + tx.quote_name(table.table_name()));
+  tx.exec_params("DELETE FROM freshet.views WHERE name = $1", table.view_name);
+  tx.exec_params("DELETE FROM freshet.offsets WHERE topic = $1", topic);
+}
+
+// One view run into `store` ("rocksdb" or "postgres"), from offset zero on a
+// fresh table (all zero if the store would not open).
+Timing RunOnce(const Options& o, const Topic& topic, const ViewSpec& spec, const std::string& store,
+               MetricsRegistry& metrics, int round) {
+  DeclarativeProjection shape(spec);
+  ViewMetrics view_metrics(metrics, "view=\"" + spec.name + "\",store=\"" + store + "\",round=\"" +
+                                        std::to_string(round) + "\"");
+  if (store == "rocksdb") {
+    std::string dir = "/tmp/" + topic.name + "-" + spec.name + ".rocksdb";
+    auto rocks = RocksDbStore::Open(dir, {});
+    if (!rocks.ok()) {
+      std::cerr << rocks.status().ToString() << "\n";
+      return {};
+    }
+    Timing t = RunView(o, topic, std::move(RocksDbViewStore::Open(**rocks, topic.name, shape.table()).value()), spec,
+                           view_metrics);
+    rocks->reset();
+    std::filesystem::remove_all(dir);
+    return t;
+  }
+  auto sink = PostgresSink::Open(o.pg_url, topic.name, shape.table());
+  if (!sink.ok()) {
+    std::cerr << sink.status().ToString() << "\n";
+    return {};
+  }
+  Timing t =
+      RunView(o, topic, std::make_unique<PostgresViewStore>(std::move(sink.value()), shape.table()), spec, view_metrics);
+  // A check that the view did its work: a latest view holds the live rows,
+  // an aggregate counted every record.
+  try {
+    pqxx::connection conn(o.pg_url);
+    pqxx::nontransaction tx(conn);
+    bool latest = spec.kind == ViewKind::kLatest;
+    int64_t expected = latest ? topic.live_rows : topic.records;
+    auto got = tx.exec1(std::string(latest ? "SELECT count(*)" : "SELECT sum(orders)") + " FROM " +
+                        tx.quote_name(shape.table().table_name()))[0].as<int64_t>();
+    if (got != expected)
+      std::fprintf(stderr, "view %s over %s: %lld %s in Postgres, expected %lld\n", spec.name.c_str(),
+                   topic.name.c_str(), static_cast<long long>(got), latest ? "rows" : "records counted",
+                   static_cast<long long>(expected));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "checking view %s: %s\n", spec.name.c_str(), e.what());
+  }
+  DropPostgresView(o, topic.name, shape.table());
+  return t;
+}
+
+// The views. The latest view's columns are the same over every source; only
+// the source and where the row's identity comes from differ.
+std::string LatestView(Source s, const std::string& topic) {
+  std::string source, key = R"({"id": "/id"})";
+  if (s == kUpsert) {
+    source = R"("source": {"topic": ")" + topic + R"(", "format": "json", "envelope": "upsert"},)";
+    key = R"({"id": "$key"})";  // an upsert table's identity is the Kafka key
+  } else if (s == kDebezium) {
+    source = R"("source": {"topic": ")" + topic + R"(", "format": "json", "envelope": "debezium"},)";
+  }
+  return std::string(R"({"name": "src_latest_)") + kSourceName[s] + R"(", "kind": "latest", )" + source +
+         R"( "key": )" + key +
+         R"(, "columns": {"customer": {"from": "/customer"}, "amount": {"from": "/amount", "type": "numeric"},
+                          "qty": {"from": "/qty", "type": "bigint"}, "status": {"from": "/status"}}})";
+}
+
+std::string AggregateView(Source s, const std::string& topic) {
+  std::string source;
+  if (s == kAppend) source = R"("source": {"topic": ")" + topic + R"(", "format": "json", "envelope": "append"},)";
+  return std::string(R"({"name": "src_agg_)") + kSourceName[s] + R"(", "kind": "aggregate", )" + source +
+         R"( "group_by": {"customer": "/customer"},
+             "aggregates": {"amount": {"fn": "sum", "from": "/amount"}, "units": {"fn": "sum", "from": "/qty", "type": "bigint"},
+                            "orders": {"fn": "count"}}})";
+}
+
+ViewSpec ParseView(const std::string& definition) {
+  auto specs = ParseViewSpecs(nlohmann::ordered_json::parse("[" + definition + "]"), "bench");
+  if (!specs.ok()) {
+    std::cerr << specs.status().ToString() << "\n";
+    std::exit(1);
+  }
+  return specs->front();
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"freshet sources benchmark: views over other services' topics next to the freshet envelope "
+               "(needs scripts/services start)"};
+  app.add_option("--events", o.events, "records in each of the four topics (each view rebuilds from offset zero)")
+      ->capture_default_str();
+  app.add_option("--partitions", o.partitions)->capture_default_str();
+  app.add_option("--keys", o.keys, "order ids: rows of the latest views")->capture_default_str();
+  app.add_option("--groups", o.groups, "customers: groups of the aggregates")->capture_default_str();
+  app.add_option("--rounds", o.rounds, "measure every view this many times (alternating sources); report the median")
+      ->capture_default_str();
+  app.add_option("--json", o.json_path, "Append results as JSON lines to this file");
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::warn);
+
+  std::string base = "bench-sources-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+  bench::TopicsToDelete throwaway(o.brokers);
+  Topic topics[kSourceCount];
+  for (int s = 0; s < kSourceCount; ++s) {
+    topics[s].name = base + "-" + kSourceName[s];
+    throwaway.Add(topics[s].name);
+    throwaway.Add(topics[s].name + "-dlq");
+    if (Status st = EnsureTopic({o.brokers, {}}, topics[s].name, o.partitions, 1, std::chrono::seconds(30)); !st.ok()) {
+      std::cerr << st.ToString() << "\n";
+      return 1;
+    }
+  }
+  auto produced_at = Clock::now();
+  try {
+    ProduceAll(o, topics);
+  } catch (const std::exception& e) {
+    std::cerr << "producing: " << e.what() << "\n";
+    return 1;
+  }
+  std::printf("produced %d records into each of 4 topics (%d partitions) in %.1f s\n", o.events, o.partitions,
+              std::chrono::duration<double>(Clock::now() - produced_at).count());
+  for (int s = 0; s < kSourceCount; ++s)
+    std::printf("  %-17s mean value %3.0f B, %lld tombstones\n", kSourceLabel[s], topics[s].mean_value_bytes(),
+                static_cast<long long>(topics[s].tombstones));
+
+  for (int s = 0; s < kSourceCount; ++s) {
+    topics[s].raw_per_s = RawConsume(o, topics[s].name, topics[s].records);
+    std::printf("raw read_committed consume, %-17s: %9.0f records/s\n", kSourceLabel[s], topics[s].raw_per_s);
+  }
+
+  struct Cell {
+    const char* kind;
+    Source source;
+    ViewSpec spec;
+    std::vector<Timing> runs[2];  // [0] RocksDB, [1] Postgres
+  };
+  std::vector<Cell> cells;
+  for (Source s : {kFreshet, kUpsert, kDebezium})
+    cells.push_back({"latest", s, ParseView(LatestView(s, topics[s].name)), {}});
+  for (Source s : {kFreshet, kAppend})
+    cells.push_back({"aggregate", s, ParseView(AggregateView(s, topics[s].name)), {}});
+  const char* kStores[] = {"rocksdb", "postgres"};
+  const char* kStoreLabel[] = {"RocksDB", "Postgres"};
+
+  MetricsRegistry metrics;
+  for (int round = 0; round < o.rounds; ++round) {
+    for (int st = 0; st < 2; ++st) {
+      // Odd rounds run the sources of a kind in the other order, so that
+      // drift during a round does not always favour the same source.
+      std::vector<size_t> order;
+      for (size_t i = 0; i < cells.size(); ++i) order.push_back(i);
+      if (round % 2) {
+        std::reverse(order.begin(), order.begin() + 3);
+        std::reverse(order.begin() + 3, order.end());
+      }
+      for (size_t i : order) {
+        Cell& c = cells[i];
+        Timing t = RunOnce(o, topics[c.source], c.spec, kStores[st], metrics, round);
+        c.runs[st].push_back(t);
+        std::printf("%-9s over %-17s -> %-8s: %9.0f records/s until caught up  (rebuild of %d "
+                    "records: %.2f s, of which %.2f s before the first record; %.2f us CPU per record)\n",
+                    c.kind, kSourceLabel[c.source], kStoreLabel[st], t.per_s, o.events, t.total_s, t.startup_s,
+                    t.cpu_us);
+        std::fflush(stdout);
+      }
+    }
+  }
+
+  // The table: each source against the same kind and store over freshet.
+  std::printf("\n%-9s  %-17s  %-8s  %15s  %10s  %13s  %9s  %10s\n", "view", "source", "store", "records/s",
+              "vs freshet", "raw consume/s", "rebuild s", "CPU us/rec");
+  nlohmann::json latest, aggregate;
+  bool all_met = true;
+  for (int st = 0; st < 2; ++st) {
+    for (const Cell& c : cells) {
+      auto rates = [&](const Cell& x) {
+        std::vector<double> v;
+        for (const Timing& t : x.runs[st]) v.push_back(t.per_s);
+        return v;
+      };
+      std::vector<double> totals, cpu;
+      for (const Timing& t : c.runs[st]) totals.push_back(t.total_s), cpu.push_back(t.cpu_us);
+      double per_s = Median(rates(c)), rebuild = Median(totals), cpu_us = Median(cpu);
+      double freshet = 0;
+      for (const Cell& f : cells)
+        if (std::string(f.kind) == c.kind && f.source == kFreshet) freshet = Median(rates(f));
+      double ratio = freshet > 0 ? per_s / freshet : 0;
+      if (c.source != kFreshet && ratio < 0.8) all_met = false;
+      std::printf("%-9s  %-17s  %-8s  %15.0f  %9.0f%%  %13.0f  %9.2f  %10.2f\n", c.kind, kSourceLabel[c.source],
+                  kStoreLabel[st], per_s, 100 * ratio, topics[c.source].raw_per_s, rebuild, cpu_us);
+      nlohmann::json& out = std::string(c.kind) == "latest" ? latest : aggregate;
+      const std::string store = kStores[st];
+      auto& cell = out[kSourceName[c.source]];
+      cell[store + "_per_s"] = per_s;
+      cell[store + "_vs_freshet"] = ratio;
+      cell[store + "_rebuild_seconds"] = rebuild;
+      cell[store + "_cpu_us_per_record"] = cpu_us;
+      if (o.rounds > 1) cell[store + "_runs"] = rates(c);
+    }
+  }
+  std::printf("target (reported, not asserted): every source at least 80%% of the same view over the freshet "
+              "envelope: %s\n", all_met ? "met" : "not met");
+
+  nlohmann::json raw, bytes, tombstones;
+  for (int s = 0; s < kSourceCount; ++s) {
+    raw[kSourceName[s]] = topics[s].raw_per_s;
+    bytes[kSourceName[s]] = topics[s].mean_value_bytes();
+    tombstones[kSourceName[s]] = topics[s].tombstones;
+  }
+  bench::AppendResult(o.json_path, {{"bench", "sources"}, {"events", o.events}, {"partitions", o.partitions},
+                                    {"keys", o.keys}, {"groups", o.groups}, {"rounds", o.rounds},
+                                    {"mean_value_bytes", bytes}, {"tombstones", tombstones},
+                                    {"debezium_amount", "decimal string (decimal.handling.mode=string), no schema"},
+                                    {"raw_consume_per_s", raw}, {"latest", latest}, {"aggregate", aggregate}});
+  return 0;
+}
