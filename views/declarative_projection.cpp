@@ -310,6 +310,14 @@ Status ColumnText(const FieldValue& v, const std::string& sql_type, const std::s
     return Status::Ok();
   }
   if (sql_type == "bigint") {
+    // $key and $header.NAME are text: "12345" is an integer there.
+    if (v.kind == FieldValue::kString) {
+      auto [end, error] = std::from_chars(v.string.data(), v.string.data() + v.string.size(), integer);
+      if (error == std::errc() && end == v.string.data() + v.string.size() && !v.string.empty()) {
+        *out = std::string(v.string);
+        return Status::Ok();
+      }
+    }
     if (IsInteger(v, &integer)) {
       char buf[24];
       auto r = std::to_chars(buf, buf + sizeof(buf), integer);

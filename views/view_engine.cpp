@@ -81,7 +81,11 @@ Status ViewEngine::OnAssign(std::vector<TopicPartitionOffset>& assigned) {
   if (!stored.ok()) return stored.status();
   for (auto& tp : assigned) {
     auto it = stored->find(tp.partition);
-    tp.offset = it == stored->end() ? kOffsetBeginning : it->second;
+    // Nothing stored: start at the log's first offset, known from
+    // CheckSourceLog. "Beginning" would make librdkafka 2.0.2 look it up
+    // and, on a partition not ready yet, wait a fixed 500 ms first.
+    auto first = log_first_.find(tp.partition);
+    tp.offset = it != stored->end() ? it->second : first != log_first_.end() ? first->second : kOffsetBeginning;
     stored_next_[tp.partition] = it == stored->end() ? -1 : it->second;
     pending_next_[tp.partition] = stored_next_[tp.partition];
     at_end_[tp.partition] = false;
@@ -212,6 +216,7 @@ Status ViewEngine::CheckSourceLog() {
   auto starts = LogStartOffsets(options_.kafka, options_.topic, std::chrono::seconds(15));
   if (!starts.ok()) return starts.status();
   log_start_.clear();
+  log_first_ = *starts;
   std::vector<int32_t> partitions;
   for (const auto& [partition, start] : *starts) {
     partitions.push_back(partition);

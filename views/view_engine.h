@@ -148,6 +148,7 @@ class ViewEngine {
   std::chrono::steady_clock::time_point last_rebuild_check_;
   std::string rebuild_progress_;
   std::map<int32_t, int64_t> log_start_;  // partitions that lost their log's beginning
+  std::map<int32_t, int64_t> log_first_;  // every partition's first offset, at start
 
   // The one batch being written while the next is applied.
   struct InFlightWrite {

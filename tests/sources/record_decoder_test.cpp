@@ -262,6 +262,24 @@ TEST(DeclarativeProjection, HostileValuesAreBadRecordsNotCrashes) {
   EXPECT_EQ(decoder.Decode(dx, &r).message(), "Debezium record with unknown op \"dx\"");
 }
 
+TEST(DeclarativeProjection, AKafkaKeyOfDigitsFitsABigintColumn) {
+  auto specs = ParseViewSpecs(nlohmann::ordered_json::parse(R"([{"name": "t", "kind": "latest",
+      "source": {"format": "json", "envelope": "upsert"}, "key": {"id": {"from": "$key", "type": "bigint"}},
+      "columns": {"n": "/n"}}])"),
+                              "views");
+  ASSERT_TRUE(specs.ok()) << specs.status().message();
+  DeclarativeProjection projection((*specs)[0]);
+  RecordDecoder decoder((*specs)[0].source, false);
+  SourceRecord r;
+  auto digits = Record("12345", R"({"n": "x"})");
+  ASSERT_TRUE(decoder.Decode(digits, &r).ok());
+  ASSERT_TRUE(projection.ApplyRecord(r).ok());
+  EXPECT_EQ(projection.TakePending()[0].key[0], "12345");
+  auto letters = Record("12a", R"({"n": "x"})");
+  ASSERT_TRUE(decoder.Decode(letters, &r).ok());
+  EXPECT_EQ(projection.ApplyRecord(r).message(), "column id: expected an integer, got string \"12a\"");
+}
+
 TEST(ViewSpec, AFieldOfTheWrongTypeIsNamedNotThrown) {
   auto parse = [](const std::string& json) {
     return ParseViewSpecs(nlohmann::ordered_json::parse(json), "views").status().message();
