@@ -227,7 +227,8 @@ Status PostgresSink::Prepare() {
 Status PostgresSink::PublishView(pqxx::dbtransaction& tx) {
   const TableSpec& t = table_;
   std::string select = t.view_select.empty() ? "*" : t.view_select;
-  const std::string create = " VIEW " + QualifiedView(t) + " AS SELECT " + select + " FROM " + QualifiedTable(t);
+  const std::string create = " VIEW " + QualifiedView(t) + " AS SELECT " + select + " FROM " + QualifiedTable(t) +
+                             (t.view_group_by.empty() ? "" : " GROUP BY " + t.view_group_by);
   // Replaced in place when the columns allow it (same ones, or new ones at
   // the end): users' SQL views on top of it keep working. Otherwise it is
   // dropped and created; if the user's views depend on it, that fails and

@@ -46,6 +46,8 @@ struct TableSpec {
   std::vector<ColumnSpec> value_columns;
   // What the stable SQL view selects from the table; "*" when empty.
   std::string view_select;
+  // When set, the SQL view aggregates the table: "... GROUP BY <this>".
+  std::string view_group_by;
   std::string table_name() const { return view_name + "__v" + version; }
 };
 

@@ -399,6 +399,20 @@ FieldValue Source(const SourceRecord& e, const FieldRef& path) {
   return out;
 }
 
+// The start of the time bucket `v` (milliseconds since the epoch) falls in.
+Status Bucket(const SpecColumn& c, FieldValue* v) {
+  int64_t ms = 0;
+  if (!IsInteger(*v, &ms))
+    return Status::InvalidArgument("column " + c.name + ": expected milliseconds since the epoch, got " +
+                                   TypeName(*v) + " " + Dump(*v));
+  if (ms / 1000 < kMinSeconds || ms / 1000 > kMaxSeconds)
+    return Status::InvalidArgument("column " + c.name + ": " + std::to_string(ms) +
+                                   " ms is not within the years 1 to 9999");
+  v->kind = FieldValue::kInteger;
+  v->integer = BucketStart(ms, c.bucket);
+  return Status::Ok();
+}
+
 // A reference that ParseViewSpecs validated.
 FieldRef ParsePath(const std::string& from) {
   auto ref = ParseFieldRef(from, "from");
@@ -442,17 +456,7 @@ Status DeclarativeProjection::KeyOf(const Parsed& e) {
     const auto& c = spec_.key_columns[i];
     FieldValue v = Source(e, key_paths_[i]);
     if (v.kind == FieldValue::kAbsent) return Status::InvalidArgument("key column " + c.name + ": event has no " + c.from);
-    if (c.bucket != TimeBucket::kNone) {
-      int64_t ms = 0;
-      if (!IsInteger(v, &ms))
-        return Status::InvalidArgument("key column " + c.name + ": expected milliseconds since the epoch, got " +
-                                       TypeName(v) + " " + Dump(v));
-      if (ms / 1000 < kMinSeconds || ms / 1000 > kMaxSeconds)
-        return Status::InvalidArgument("key column " + c.name + ": " + std::to_string(ms) +
-                                       " ms is not within the years 1 to 9999");
-      v.kind = FieldValue::kInteger;
-      v.integer = BucketStart(ms, c.bucket);
-    }
+    if (c.bucket != TimeBucket::kNone) FRESHET_RETURN_IF_ERROR(Bucket(c, &v));
     FRESHET_RETURN_IF_ERROR(ColumnText(v, c.sql_type, c.name, &key_texts_[i]));
     joined_.append(key_texts_[i]);
     joined_.push_back('\x1f');
@@ -464,6 +468,43 @@ DeclarativeProjection::DeclarativeProjection(ViewSpec spec)
     : spec_(std::move(spec)), decoder_(std::make_unique<RecordDecoder>(spec_.source, false)) {
   table_.view_name = spec_.name;
   table_.version = spec_.version;
+  std::string aggregate_select;
+  if (spec_.kind == ViewKind::kAggregate && spec_.source.changelog()) {
+    // An aggregate over a changelog must take back what a replaced or
+    // deleted row contributed. The table keeps one row per source row (its
+    // Kafka key) with its groups and inputs, as a latest view would, and the
+    // SQL view aggregates them: exact after any upserts and deletes, paid
+    // for when it is read.
+    ViewSpec rows = spec_;
+    rows.kind = ViewKind::kLatest;
+    rows.key_columns = {SpecColumn{"__row", "text", "$key", AggregateFn::kNone, TimeBucket::kNone}};
+    rows.value_columns.clear();
+    std::string group;
+    for (const auto& g : spec_.key_columns) {
+      rows.value_columns.push_back(g);
+      std::string quoted = "\"" + g.name + "\"";
+      aggregate_select += (aggregate_select.empty() ? "" : ", ") + quoted;
+      group += (group.empty() ? "" : ", ") + quoted;
+    }
+    for (const auto& a : spec_.value_columns) {
+      std::string input = "\"__in_" + a.name + "\"", as = " AS \"" + a.name + "\"";
+      if (a.fn != AggregateFn::kCount)
+        rows.value_columns.push_back(SpecColumn{"__in_" + a.name, a.sql_type == "bigint" ? "bigint" : "double precision",
+                                                a.from, AggregateFn::kNone, TimeBucket::kNone});
+      switch (a.fn) {
+        case AggregateFn::kCount: aggregate_select += ", count(*)" + as; break;
+        case AggregateFn::kSum:
+          aggregate_select += ", coalesce(sum(" + input + "), 0)::" + (a.sql_type == "bigint" ? "bigint" : "double precision") + as;
+          break;
+        case AggregateFn::kMin: aggregate_select += ", min(" + input + ")" + as; break;
+        case AggregateFn::kMax: aggregate_select += ", max(" + input + ")" + as; break;
+        case AggregateFn::kAvg: aggregate_select += ", avg(" + input + ")" + as; break;
+        case AggregateFn::kNone: break;
+      }
+    }
+    table_.view_group_by = group;
+    spec_ = std::move(rows);
+  }
   std::string select;
   for (const auto& c : spec_.key_columns) {
     table_.key_columns.push_back({c.name, c.sql_type, Merge::kReplace});
@@ -485,7 +526,7 @@ DeclarativeProjection::DeclarativeProjection(ViewSpec spec)
     }
     select += ", \"" + c.name + "\"";
   }
-  table_.view_select = select;
+  table_.view_select = aggregate_select.empty() ? select : aggregate_select;
   // JSON pointers are split once here, not per event and column.
   for (const auto& c : spec_.key_columns) key_paths_.push_back(ParsePath(c.from));
   for (const auto& c : spec_.value_columns) value_paths_.push_back(c.from.empty() ? FieldPath() : ParsePath(c.from));
@@ -544,6 +585,7 @@ Status DeclarativeProjection::ApplyParsed(const Parsed& event) {
           row.values.emplace_back();
           continue;
         }
+        if (c.bucket != TimeBucket::kNone) FRESHET_RETURN_IF_ERROR(Bucket(c, &v));
         std::string text;
         FRESHET_RETURN_IF_ERROR(ColumnText(v, c.sql_type, c.name, &text));
         row.values.emplace_back(std::move(text));

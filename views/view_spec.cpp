@@ -188,11 +188,7 @@ Result<ViewSpec> ParseOne(const SpecJson& j, const std::string& where) {
   } else {
     return Fail(at + ".kind", "expected \"latest\" or \"aggregate\"");
   }
-  if (v.source.changelog() && v.kind == ViewKind::kAggregate)
-    return Fail(at + ".kind", std::string("an aggregate over a changelog (envelope ") + EnvelopeName(v.source.envelope) +
-                                  ") would have to retract replaced and deleted rows, which is not supported yet: use "
-                                  "a latest view (and aggregate it in SQL), or envelope append");
-  if (v.source.envelope == SourceEnvelope::kUpsert) {
+  if (v.source.envelope == SourceEnvelope::kUpsert && v.kind == ViewKind::kLatest) {
     // The Kafka key is the row's identity: a tombstone has nothing else.
     for (const auto& c : v.key_columns)
       if (c.from.rfind("$key", 0) != 0)
@@ -229,6 +225,15 @@ Result<ViewSpec> ParseOne(const SpecJson& j, const std::string& where) {
         return Fail(at + ".stores", "expected \"postgres\" and/or \"rocksdb\"");
       v.stores.push_back(store.get<std::string>());
     }
+  }
+  if (v.source.changelog() && v.kind == ViewKind::kAggregate) {
+    // Kept as one row per source row and aggregated by the SQL view (see
+    // DeclarativeProjection): only Postgres can do that.
+    for (const auto& store : v.stores)
+      if (store != "postgres")
+        return Fail(at + ".stores", std::string("an aggregate over a changelog (envelope ") +
+                                        EnvelopeName(v.source.envelope) +
+                                        ") is computed by Postgres when it is read; it has no RocksDB copy");
   }
   auto delivery_field = StringField(j, "delivery", at, "exactly_once");
   if (!delivery_field.ok()) return delivery_field.status();
