@@ -10,6 +10,7 @@
 
 #include <fstream>
 #include <random>
+#include <set>
 
 #include "core/http_client.h"
 #include "tests/support/test_env.h"
@@ -68,6 +69,7 @@ class Debezium : public ::testing::Test {
     source_url_ = CreateTestDatabase("dbzsrc");
     source_db_ = source_url_.substr(source_url_.rfind('/') + 1);
     view_url_ = CreateTestDatabase("dbzview");
+    ASSERT_TRUE(EnsureTopic(KafkaOptions(), name_ + "-dlq", 1, 1, 30s).ok());
     pqxx::connection conn(source_url_);
     pqxx::nontransaction tx(conn);
     tx.exec("CREATE TABLE customers (id integer PRIMARY KEY, email text, balance numeric(12,2), "
@@ -174,6 +176,30 @@ class Debezium : public ::testing::Test {
 TEST_F(Debezium, LatestViewMirrorsTheSourceTableThroughChangesAndAViewCrash) {
   auto views = StartViews("-views");
   ASSERT_TRUE(Mirrors(60s)) << views->Log();  // the snapshot
+
+  // Poison on the topic, from a producer that is not Debezium: a change
+  // event without "op". Dead-lettered with the reason; nothing else moves.
+  {
+    std::string command = "kcat -P -q -b " + KafkaBrokers() + " -t " + topic_ + " -K '\t'";
+    FILE* pipe = popen(command.c_str(), "w");
+    ASSERT_NE(pipe, nullptr);
+    std::fprintf(pipe, "{\"id\": 99}\t{\"before\": null, \"after\": {\"id\": 99}}\n");
+    ASSERT_EQ(pclose(pipe), 0);
+    auto consumer = Consumer::Create(KafkaOptions(), "");
+    ASSERT_TRUE((*consumer)->Assign({{name_ + "-dlq", 0, kOffsetBeginning}}).ok());
+    std::multiset<std::string> views_that_dead_lettered;
+    ASSERT_TRUE(WaitUntil([&] {
+      KafkaMessage m;
+      auto outcome = (*consumer)->Poll(100ms, &m);
+      if (outcome.ok() && *outcome == Consumer::PollOutcome::kMessage) {
+        EXPECT_NE(std::string(*m.header("freshet.error")).find("Debezium record without \"op\""), std::string::npos);
+        views_that_dead_lettered.insert(std::string(*m.header("freshet.view")) + "/" +
+                                        std::string(*m.header("freshet.source.offset")));
+      }
+      return views_that_dead_lettered.size() == 3;  // customers in Postgres and RocksDB, balance_per_region
+    }, 30s, 1ms)) << views_that_dead_lettered.size() << " dead letters";
+    ASSERT_TRUE(Mirrors(30s)) << views->Log();
+  }
 
   pqxx::connection conn(source_url_);
   pqxx::nontransaction tx(conn);

@@ -140,7 +140,10 @@ const char* kDefinitions = R"([
    "group_by": {"customer": "/customer"},
    "aggregates": {"records": {"fn": "count"}, "units": {"fn": "sum", "from": "/qty", "type": "bigint"}}},
   {"name": "writer_events", "kind": "aggregate",
-   "group_by": {"type": "$type"}, "aggregates": {"events": {"fn": "count"}}}
+   "group_by": {"type": "$type"}, "aggregates": {"events": {"fn": "count"}}},
+  {"name": "page_views", "kind": "aggregate",
+   "source": {"topic": "CLICKS", "format": "json", "type": "$header.source"},
+   "group_by": {"page": "/page", "source": "$type"}, "aggregates": {"views": {"fn": "count"}}}
 ])";
 
 TEST_F(Sources, PlainJsonUpsertAndAppendViewsBesideTheWritersTopic) {
@@ -201,14 +204,23 @@ TEST_F(Sources, PlainJsonUpsertAndAppendViewsBesideTheWritersTopic) {
   }
   ASSERT_TRUE((*producer)->Commit(30s).ok());
 
+  // A third topic, another service's click stream.
+  std::string clicks_topic = UniqueName("src-clicks");
+  ASSERT_TRUE(EnsureTopic(KafkaOptions(), clicks_topic, kPartitions, 1, 30s).ok());
+  std::vector<std::string> clicks;
+  for (int i = 0; i < 90; ++i) clicks.push_back("u" + std::to_string(i % 13) + "\t{\"page\": \"/p" + std::to_string(i % 3) + "\"}");
+  ASSERT_EQ(ProduceWithKcat(clicks_topic, clicks), 0);
+
   std::string definitions = kDefinitions;
   for (size_t at; (at = definitions.find("ORDERS")) != std::string::npos;) definitions.replace(at, 6, orders_topic_);
+  for (size_t at; (at = definitions.find("CLICKS")) != std::string::npos;) definitions.replace(at, 6, clicks_topic);
   FreshetProcess views({"views", "--config", WriteConfig(definitions)}, env_, "src-views");
   for (const auto& [view, topic, store] : std::vector<std::tuple<std::string, std::string, std::string>>{
            {"orders", orders_topic_, "postgres"},
            {"orders", orders_topic_, "rocksdb"},
            {"units_per_customer", orders_topic_, "postgres"},
-           {"writer_events", writer_topic_, "postgres"}})
+           {"writer_events", writer_topic_, "postgres"},
+           {"page_views", clicks_topic, "postgres"}})
     ASSERT_TRUE(WaitUntil([&] { return CaughtUp(view, topic, store); }, 90s, 50ms))
         << view << " " << store << "\n" << Status(view, store).dump() << "\n" << views.Log();
 
@@ -272,6 +284,14 @@ TEST_F(Sources, PlainJsonUpsertAndAppendViewsBesideTheWritersTopic) {
   EXPECT_EQ(events[0][0].as<std::string>(), "StockReceived");
   EXPECT_EQ(events[0][1].as<int64_t>(), 20);
   EXPECT_EQ(events[1][1].as<int64_t>(), 10);
+
+  // The third topic: 30 views of each page, the type from a header.
+  auto pages = tx.exec("SELECT page, source, views FROM page_views ORDER BY page");
+  ASSERT_EQ(pages.size(), 3u);
+  for (const auto& row : pages) {
+    EXPECT_EQ(row[1].as<std::string>(), "crm");
+    EXPECT_EQ(row[2].as<int64_t>(), 30) << row[0].as<std::string>();
+  }
 
   // Poison: dead-lettered with the view, the reason and where it was read.
   auto dead = DeadLetters(7);
