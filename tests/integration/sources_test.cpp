@@ -370,8 +370,22 @@ TEST_F(Sources, InspectPrintsDefinitionsThatMaterializeTheTopic) {
   ASSERT_FALSE(append.is_null()) << said;
   EXPECT_EQ(append["source"]["envelope"], "append") << said;
 
-  FreshetProcess views({"views", "--config", WriteConfig(nlohmann::ordered_json::array({upsert, append}).dump())}, env_,
-                       "src-inspected");
+  // The writer's own topic, in freshet's envelope.
+  auto producer = TransactionalProducer::Create(KafkaOptions(), UniqueName("src-producer"));
+  ASSERT_TRUE((*producer)->InitTransactions(30s).ok());
+  ASSERT_TRUE((*producer)->Begin().ok());
+  for (int i = 0; i < 25; ++i) {
+    Event e{"StockReceived", "c" + std::to_string(i), NowMillis(), {{"store", "s" + std::to_string(i % 4)}, {"qty", i}}};
+    ASSERT_TRUE((*producer)->Produce({writer_topic_, -1, "s" + std::to_string(i % 4), EncodeEventValue(e), {}}, nullptr).ok());
+  }
+  ASSERT_TRUE((*producer)->Commit(30s).ok());
+  nlohmann::ordered_json events = InspectTopic(writer_topic_, "events", &said);
+  ASSERT_FALSE(events.is_null()) << said;
+  EXPECT_EQ(events["columns"]["qty"]["type"], "bigint") << said;
+  EXPECT_NE(said.find("format freshet, envelope freshet"), std::string::npos) << said;
+
+  FreshetProcess views({"views", "--config", WriteConfig(nlohmann::ordered_json::array({upsert, append, events}).dump())},
+                       env_, "src-inspected");
   ASSERT_TRUE(WaitUntil([&] { return CaughtUp("accounts", orders_topic_); }, 60s, 50ms)) << views.Log();
   ASSERT_TRUE(WaitUntil([&] { return CaughtUp("clicks", append_topic); }, 60s, 50ms)) << views.Log();
   pqxx::connection conn(db_url_);
@@ -379,6 +393,9 @@ TEST_F(Sources, InspectPrintsDefinitionsThatMaterializeTheTopic) {
   EXPECT_EQ(tx.exec("SELECT count(*) FROM accounts")[0][0].as<size_t>(), live.size());
   EXPECT_EQ(tx.exec("SELECT count(*) FROM clicks")[0][0].as<size_t>(), clicks.size());
   EXPECT_EQ(tx.exec("SELECT sum(ms) FROM clicks")[0][0].as<int64_t>(), 119 * 120 / 2);
+  ASSERT_TRUE(WaitUntil([&] { return CaughtUp("events", writer_topic_); }, 60s, 50ms)) << views.Log();
+  EXPECT_EQ(tx.exec("SELECT count(*), sum(qty) FROM events WHERE type = 'StockReceived'")[0][1].as<int64_t>(), 24 * 25 / 2);
+  EXPECT_EQ(tx.exec("SELECT count(*) FROM events")[0][0].as<int64_t>(), 25);
 }
 
 TEST_F(Sources, UpsertViewWithoutAKeyFromTheKafkaKeyIsRefusedAtStart) {
