@@ -38,6 +38,8 @@ std::string ReplaceDatabase(const std::string& url, const std::string& db) {
 
 }  // namespace
 
+const char* TestLogDir() { return FRESHET_TEST_LOG_DIR; }
+
 std::string KafkaBrokers() { return EnvOr("FRESHET_KAFKA_BROKERS", "127.0.0.1:19092"); }
 KafkaClientOptions KafkaOptions() { return {KafkaBrokers(), {}}; }
 std::string PostgresUrl() {

@@ -19,6 +19,10 @@
 
 namespace freshet::testing {
 
+// Where tests write their logs, configs and RocksDB directories
+// (<build>/test-logs). The integration tests' FRESHET_TEST_LOG_DIR.
+const char* TestLogDir();
+
 // FRESHET_KAFKA_BROKERS or the services script's default.
 std::string KafkaBrokers();
 KafkaClientOptions KafkaOptions();
