@@ -15,6 +15,9 @@ struct DemoLoadOptions {
   int clients = 4;
   unsigned seed = 42;
   std::string wait_views_url;  // when set: wait until this view process has applied every event
+  // How long a command is retried (same idempotency key) while the writer
+  // is unreachable, restarting or handing partitions over; 0: no retries.
+  double retry_seconds = 60;
 };
 
 struct InspectOptions {

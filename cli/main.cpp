@@ -56,6 +56,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 100000000))->capture_default_str();
   demo->add_option("--clients", load.clients, "Concurrent HTTP connections")->check(CLI::Range(1, 256))->capture_default_str();
   demo->add_option("--seed", load.seed, "Random seed")->capture_default_str();
+  demo->add_option("--retry-for", load.retry_seconds,
+                   "Seconds to retry a command (same idempotency key) while the writer restarts or hands over; 0: "
+                   "no retries")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
   demo->add_option("--wait-views", load.wait_views_url,
                    "View process base URL: afterwards, wait until it has applied every accepted command");
 

@@ -1,5 +1,7 @@
 #include "core/http.h"
 
+#include <cctype>
+
 namespace freshet {
 
 int HttpStatusFor(const Status& status) {
@@ -82,6 +84,25 @@ std::optional<HttpResponse> CheckBearerToken(const HttpRequest& req, const std::
   HttpResponse refusal =
       ErrorResponse(401, given.empty() ? "a token is required: Authorization: Bearer <token> or ?token=" : "wrong token");
   refusal.headers.push_back({"WWW-Authenticate", "Bearer"});
+  return refusal;
+}
+
+std::optional<HttpResponse> CheckJsonContentType(const HttpRequest& req) {
+  std::string given = req.Header("content-type");
+  // The media type without its parameters (charset=...), trimmed, in lower case.
+  std::string media = given.substr(0, given.find(';'));
+  while (!media.empty() && (media.back() == ' ' || media.back() == '\t')) media.pop_back();
+  size_t start = media.find_first_not_of(" \t");
+  media = start == std::string::npos ? std::string() : media.substr(start);
+  for (auto& ch : media) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (media.empty() || media == "application/json") return std::nullopt;
+  HttpResponse refusal = JsonResponse(
+      415, {{"error", "Content-Type " + given + " is not accepted: send the body as JSON with Content-Type: "
+                      "application/json (curl: -H 'Content-Type: application/json'; plain -d sends "
+                      "application/x-www-form-urlencoded)"},
+            {"content_type", given},
+            {"accepted", "application/json"}});
+  refusal.headers.push_back({"Accept-Post", "application/json"});
   return refusal;
 }
 

@@ -3,11 +3,13 @@
 // (http_server.cpp, http_client.cpp) see Beast.
 #pragma once
 
+#include <cctype>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -35,7 +37,20 @@ struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  // Extra header fields to send; on HttpClient's answers, the fields received.
   std::vector<std::pair<std::string, std::string>> headers;
+
+  // The first field named `name` (any case), "" if none.
+  std::string Header(std::string_view name) const {
+    for (const auto& [n, v] : headers) {
+      if (n.size() != name.size()) continue;
+      bool same = true;
+      for (size_t i = 0; i < n.size() && same; ++i)
+        same = std::tolower(static_cast<unsigned char>(n[i])) == std::tolower(static_cast<unsigned char>(name[i]));
+      if (same) return v;
+    }
+    return {};
+  }
 };
 
 // Sends the response; may be called from any thread, exactly once.
@@ -52,6 +67,12 @@ inline HttpResponse JsonResponse(int status, const nlohmann::json& body) {
 // WebSocket): otherwise the 401 to send, with a JSON reason. Compared in
 // constant time.
 std::optional<HttpResponse> CheckBearerToken(const HttpRequest& request, const std::string& expected);
+
+// For endpoints that take a JSON body: empty when the request's Content-Type
+// is application/json (with any parameters, e.g. charset=utf-8) or absent;
+// otherwise the 415 to send, with a JSON reason. Note that `curl -d` without
+// -H sends application/x-www-form-urlencoded, which is refused.
+std::optional<HttpResponse> CheckJsonContentType(const HttpRequest& request);
 
 inline HttpResponse ErrorResponse(int status, const std::string& reason) {
   return JsonResponse(status, nlohmann::json{{"error", reason}});

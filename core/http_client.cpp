@@ -65,7 +65,10 @@ Result<HttpResponse> HttpClient::Request(const std::string& method, const std::s
   req.set(http::field::host, impl_->host + ":" + std::to_string(impl_->port));
   req.set(http::field::user_agent, "freshet-client");
   if (!body.empty()) req.set(http::field::content_type, "application/json");
-  for (const auto& [name, value] : headers) req.set(name, value);
+  for (const auto& [name, value] : headers) {
+    if (value.empty()) req.erase(name);  // e.g. {"Content-Type", ""}: send none
+    else req.set(name, value);
+  }
   req.keep_alive(true);
   req.body() = body;
   req.prepare_payload();
@@ -111,6 +114,10 @@ Result<HttpResponse> HttpClient::Request(const std::string& method, const std::s
     out.status = static_cast<int>(res.result_int());
     out.content_type = std::string(res[http::field::content_type]);
     out.body = std::move(res.body());
+    for (const auto& field : res) {
+      if (field.name() == http::field::content_type || field.name() == http::field::content_length) continue;
+      out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    }
     if (!res.keep_alive()) impl_->stream.reset();
     return out;
   }

@@ -24,6 +24,8 @@ class HttpClient {
 
   // Sends one request; reconnects once if the kept-alive connection was closed.
   // A non-2xx answer is still a successful Result: check response.status.
+  // A non-empty body is sent as Content-Type: application/json unless
+  // `headers` says otherwise; a header given with an empty value is not sent.
   Result<HttpResponse> Request(const std::string& method, const std::string& target,
                                const std::string& body = "",
                                const std::vector<std::pair<std::string, std::string>>& headers = {});

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <deque>
 #include <optional>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -168,12 +169,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
  private:
   static constexpr size_t kMaxPipelined = 128;
+  static constexpr std::uint32_t kHeaderLimit = 64 * 1024;  // request line and header fields
 
   void Read() {
     reading_ = true;
     parser_.emplace();
     parser_->body_limit(max_body_);
-    parser_->header_limit(64 * 1024);
+    parser_->header_limit(kHeaderLimit);
     stream_.expires_after(kIdleTimeout);
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
@@ -193,6 +195,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       size_t seq = Enqueue(/*keep_alive=*/false);
       if (ec == http::error::body_limit)
         return SetResponse(seq, ErrorResponse(413, "request body larger than " + std::to_string(max_body_) + " bytes"));
+      if (ec == http::error::header_limit) {
+        // Beast's parser takes the head whole, so the bytes are still in
+        // the buffer: without a line end, the request line (the URL) alone
+        // is too long.
+        auto data = buffer_.data();
+        std::string_view head(static_cast<const char*>(data.data()), data.size());
+        if (head.find("\r\n") == std::string_view::npos)
+          return SetResponse(seq, ErrorResponse(414, "URL too long: the request line and header fields may hold " +
+                                                         std::to_string(kHeaderLimit) + " bytes"));
+        return SetResponse(seq, ErrorResponse(431, "request header fields larger than " +
+                                                       std::to_string(kHeaderLimit) + " bytes"));
+      }
       return SetResponse(seq, ErrorResponse(400, std::string("malformed HTTP request: ") + ec.message()));
     }
     auto& req = parser_->get();

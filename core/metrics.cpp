@@ -21,13 +21,22 @@ void Histogram::Observe(double value) {
   }
 }
 
-double Histogram::Quantile(double q) const {
-  uint64_t total = count();
+double Histogram::Quantile(double q) const { return QuantileOf(BucketCounts(), q); }
+
+std::vector<uint64_t> Histogram::BucketCounts() const {
+  std::vector<uint64_t> counts(bounds_.size() + 1);
+  for (size_t i = 0; i <= bounds_.size(); ++i) counts[i] = buckets_[i].load(std::memory_order_relaxed);
+  return counts;
+}
+
+double Histogram::QuantileOf(const std::vector<uint64_t>& counts, double q) const {
+  uint64_t total = 0;
+  for (uint64_t c : counts) total += c;
   if (total == 0) return 0;
   uint64_t target = static_cast<uint64_t>(std::ceil(q * static_cast<double>(total)));
   uint64_t seen = 0;
-  for (size_t i = 0; i <= bounds_.size(); ++i) {
-    seen += buckets_[i].load(std::memory_order_relaxed);
+  for (size_t i = 0; i < counts.size() && i <= bounds_.size(); ++i) {
+    seen += counts[i];
     if (seen >= target) return i < bounds_.size() ? bounds_[i] : INFINITY;
   }
   return INFINITY;

@@ -39,6 +39,11 @@ class Histogram {
   uint64_t count() const { return count_.load(std::memory_order_relaxed); }
   // The smallest bucket bound below which `q` (0..1) of observations fall.
   double Quantile(double q) const;
+  // Observations per bucket (not cumulative; the last is above every
+  // bound): subtract two snapshots for a window of time.
+  std::vector<uint64_t> BucketCounts() const;
+  // Quantile() over `counts` as BucketCounts() answers them.
+  double QuantileOf(const std::vector<uint64_t>& counts, double q) const;
 
  private:
   std::vector<double> bounds_;

@@ -9,35 +9,94 @@
 # Postgres on :15432) and
 #
 #     pip install pandas psycopg2-binary websockets
+#     (or on Debian/Ubuntu: apt-get install python3-pandas python3-psycopg2 python3-websockets)
 #
-# Run it as a script (`python3 examples/notebook.py`) or open it as a notebook
-# (`pip install jupytext`, then `jupytext --to notebook examples/notebook.py`,
-# or open the .py directly in JupyterLab with jupytext installed). Other
-# addresses: set PG_URL (or FRESHET_PG_URL, as `scripts/services env` does),
-# WRITER_URL, VIEWS_URL and, if `views.feed.token` is set, FEED_TOKEN.
+# Run it as a script (`python3 examples/notebook.py`, `--help` for the
+# options, `--dry-run` to read without sending any command) or open it as a
+# notebook (`pip install jupytext`, then `jupytext --to notebook
+# examples/notebook.py`, or open the .py directly in JupyterLab with jupytext
+# installed). Other addresses: set PG_URL (or FRESHET_PG_URL, as `scripts/services
+# env` does), WRITER_URL, VIEWS_URL and, if `views.feed.token` is set,
+# FEED_TOKEN; DRY_RUN=1 is --dry-run for a notebook.
 
 # %%
+import argparse
 import asyncio
 import concurrent.futures
+import importlib
 import json
 import os
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 
-import pandas as pd
-import psycopg2
-import websockets
+DEPENDENCIES = {"pandas": "pandas", "psycopg2": "psycopg2-binary", "websockets": "websockets"}  # module: pip name
+DEBIAN_PACKAGES = {"pandas": "python3-pandas", "psycopg2": "python3-psycopg2", "websockets": "python3-websockets"}
+
+
+def in_notebook():
+    try:
+        return get_ipython() is not None  # noqa: F821 (IPython defines it)
+    except NameError:
+        return False
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="examples/notebook.py",
+        description="The inventory demo's views from Python: SQL into pandas, read-your-writes after a command, "
+                    "a view's change feed and a live SQL query over WebSocket. Needs the demo running "
+                    "(scripts/demo) and: pip install " + " ".join(DEPENDENCIES.values()),
+        epilog="Environment: PG_URL (or FRESHET_PG_URL), WRITER_URL, VIEWS_URL, FEED_TOKEN, DRY_RUN=1. "
+               "Nothing is sent anywhere before the arguments are parsed, so --help is safe anywhere.")
+    parser.add_argument("--dry-run", action="store_true", default=os.environ.get("DRY_RUN", "") not in ("", "0"),
+                        help="send no command to the writer: only read (SQL, the feeds' snapshots) and print the "
+                             "commands it would send")
+    parser.add_argument("--pg-url", default=os.environ.get("PG_URL") or os.environ.get(
+        "FRESHET_PG_URL", "postgresql://freshet@127.0.0.1:15432/freshet"), help="Postgres URL (default: %(default)s)")
+    parser.add_argument("--writer-url", default=os.environ.get("WRITER_URL", "http://127.0.0.1:8080"),
+                        help="the writer (default: %(default)s)")
+    parser.add_argument("--views-url", default=os.environ.get("VIEWS_URL", "http://127.0.0.1:8081"),
+                        help="the view process (default: %(default)s)")
+    parser.add_argument("--feed-token", default=os.environ.get("FEED_TOKEN", ""),
+                        help="views.feed.token, if the view process requires one")
+    return parser.parse_args(argv)
+
+
+def check_dependencies():
+    """Exits with the line that installs them when a package is missing."""
+    missing = []
+    for module in DEPENDENCIES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        print(f"examples/notebook.py needs Python packages that are not installed: {', '.join(missing)}\n"
+              f"  install them with:  pip install {' '.join(DEPENDENCIES[m] for m in missing)}\n"
+              f"  or on Debian/Ubuntu: apt-get install -y {' '.join(DEBIAN_PACKAGES[m] for m in missing)}",
+              file=sys.stderr)
+        sys.exit(2)
+
+
+# In Jupyter, sys.argv is the kernel's: defaults and environment only.
+ARGS = parse_args([] if in_notebook() else sys.argv[1:])
+check_dependencies()
+
+import pandas as pd  # noqa: E402 (after the check that says how to install it)
+import psycopg2  # noqa: E402
+import websockets  # noqa: E402
 
 try:
     from IPython.display import display
 except ImportError:  # a plain script
     display = print
 
-PG_URL = os.environ.get("PG_URL") or os.environ.get("FRESHET_PG_URL", "postgresql://freshet@127.0.0.1:15432/freshet")
-WRITER_URL = os.environ.get("WRITER_URL", "http://127.0.0.1:8080")
-VIEWS_URL = os.environ.get("VIEWS_URL", "http://127.0.0.1:8081")
-FEED_TOKEN = os.environ.get("FEED_TOKEN", "")
+PG_URL, WRITER_URL, VIEWS_URL, FEED_TOKEN = ARGS.pg_url, ARGS.writer_url, ARGS.views_url, ARGS.feed_token
+DRY_RUN = ARGS.dry_run
+if DRY_RUN:
+    print("dry run: reading only; the commands are printed, not sent")
 WS_URL = VIEWS_URL.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
 
 # Autocommit: every statement sees the views as they are now, not as they were
@@ -54,7 +113,11 @@ def sql(query, params=None):
 
 
 def send_command(command):
-    """POSTs one command to the writer; answers its JSON ({"partition", "offset"} when accepted)."""
+    """POSTs one command to the writer; answers its JSON ({"partition", "offset"} when accepted).
+    With --dry-run: prints it and answers None."""
+    if DRY_RUN:
+        print("dry run, would send:", json.dumps(command))
+        return None
     request = urllib.request.Request(WRITER_URL + "/commands", data=json.dumps(command).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
@@ -117,13 +180,16 @@ def on_hand(store, sku):
 
 before = on_hand(STORE, SKU)
 answer = send_command({"type": "receive", "store": STORE, "sku": SKU, "qty": QTY})
-print("writer answered", answer)
-applied = sql("SELECT freshet.await_offset('stock_levels', %s, %s, '2s') AS applied",
-              (answer["partition"], answer["offset"])).applied.iloc[0]
-after = on_hand(STORE, SKU)
-print(f"{STORE}/{SKU}: on_hand {before} -> {after} (applied: {applied})")
-# Holds unless another client changed the same item meanwhile.
-assert applied and after == before + QTY, (before, after)
+if answer is None:  # --dry-run
+    print(f"{STORE}/{SKU}: on_hand {before}")
+else:
+    print("writer answered", answer)
+    applied = sql("SELECT freshet.await_offset('stock_levels', %s, %s, '2s') AS applied",
+                  (answer["partition"], answer["offset"])).applied.iloc[0]
+    after = on_hand(STORE, SKU)
+    print(f"{STORE}/{SKU}: on_hand {before} -> {after} (applied: {applied})")
+    # Holds unless another client changed the same item meanwhile.
+    assert applied and after == before + QTY, (before, after)
 
 # %% [markdown]
 # ## Follow the change feed
@@ -150,6 +216,8 @@ async def follow_feed(changes_wanted=3, timeout=10):
                         for sku in ("SKU-0002", "SKU-0003", "SKU-0004")[:changes_wanted]:
                             await asyncio.to_thread(send_command, {"type": "receive", "store": STORE, "sku": sku,
                                                                    "qty": 1})
+                        if DRY_RUN:  # no command sent: no change will come
+                            return
                 elif m["type"] == "change":
                     key = "/".join(m["key"])
                     if m["op"] == "delete":
@@ -168,7 +236,8 @@ async def follow_feed(changes_wanted=3, timeout=10):
 
 
 store_rows, feed_changes = run(follow_feed())
-display(feed_changes)
+if len(feed_changes):  # none in a dry run
+    display(feed_changes)
 display(store_rows.sort_values("on_hand").head())
 
 # %% [markdown]
@@ -199,6 +268,8 @@ async def live_low_stock(updates_wanted=1, timeout=10):
         qty = state["on_hand"] - 2
         print(f"selling {qty} of {store}/{sku}:", await asyncio.to_thread(
             send_command, {"type": "sell", "store": store, "sku": sku, "qty": qty}))
+        if DRY_RUN:  # no command sent: no diff will come
+            return low, []
         diffs = []
         while len(diffs) < updates_wanted:
             m = json.loads(await asyncio.wait_for(ws.recv(), timeout))
@@ -210,4 +281,5 @@ async def live_low_stock(updates_wanted=1, timeout=10):
 
 
 low, diffs = run(live_low_stock())
-display(pd.DataFrame(diffs[0]["added"] + diffs[0]["changed"]))
+if diffs:
+    display(pd.DataFrame(diffs[0]["added"] + diffs[0]["changed"]))

@@ -21,6 +21,7 @@ Result<std::unique_ptr<ViewRunner>> ViewRunner::Create(const Config& config) {
   if (!specs.ok()) return specs.status();
   std::unique_ptr<ViewRunner> runner(new ViewRunner());
   runner->config_ = config;
+  runner->created_ms_ = NowMillis();
   for (const ViewSpec& spec : *specs) {
     for (const auto& store : spec.stores) {
       auto view = std::make_unique<ViewThread>();
@@ -194,11 +195,40 @@ nlohmann::json ViewRunner::StatusJson(ViewThread& view) {
                         {"events", view.metrics->events.value()},
                         {"dead_letters", view.metrics->dead_letters.value()}};
   // From the histogram's buckets: an upper bound, not an exact percentile.
+  // Since the process started (a catch-up at start stays in it for good):
   const Histogram& visible = view.metrics->visible_seconds;
   if (visible.count() > 0)
     out["event_to_visible_ms"] = {{"p50_at_most", visible.Quantile(0.5) * 1000},
                                   {"p99_at_most", visible.Quantile(0.99) * 1000},
                                   {"events", visible.count()}};
+  // ...and over the last minute that had events, with when that was: what a
+  // user can act on.
+  const int64_t now = NowMillis();
+  {
+    constexpr int64_t kWindowMs = 60000;
+    std::lock_guard lock(view.visible_mu);
+    auto& snapshots = view.visible_snapshots;
+    std::vector<uint64_t> counts = visible.BucketCounts();
+    if (snapshots.empty()) snapshots.emplace_back(created_ms_, std::vector<uint64_t>(counts.size(), 0));
+    // The baseline: the newest snapshot at least a window old (else the oldest).
+    while (snapshots.size() >= 2 && now - snapshots[1].first >= kWindowMs) snapshots.pop_front();
+    const auto& [since, before] = snapshots.front();
+    std::vector<uint64_t> window(counts.size(), 0);
+    uint64_t events = 0;
+    for (size_t i = 0; i < counts.size() && i < before.size(); ++i) {
+      window[i] = counts[i] >= before[i] ? counts[i] - before[i] : 0;
+      events += window[i];
+    }
+    if (events > 0)
+      view.visible_recent = {{"p50_at_most", visible.QuantileOf(window, 0.5) * 1000},
+                             {"p99_at_most", visible.QuantileOf(window, 0.99) * 1000},
+                             {"events", events},
+                             {"window_ms", now - since},
+                             {"measured_at_ms", now}};
+    if (now - snapshots.back().first >= 1000) snapshots.emplace_back(now, std::move(counts));
+    if (!view.visible_recent.is_null()) out["event_to_visible_recent_ms"] = view.visible_recent;
+  }
+  out["now_ms"] = now;  // the server's clock when this status was taken
   if (!s.error.empty()) out["error"] = s.error;
   if (!s.log_start.empty()) {
     nlohmann::json starts = nlohmann::json::object();
@@ -281,8 +311,18 @@ void ViewRunner::HandleRows(ViewThread& view, const HttpRequest& req, HttpReply 
     --waiting_readers_;
     return reply(ErrorResponse(503, "too many readers waiting for min_offset; retry"));
   }
-  std::thread([this, reply, reached, answer, wait_partition, wait_offset] {
+  std::string topic = view.spec ? SourceTopic(*view.spec, config_.kafka.topic) : config_.kafka.topic;
+  std::thread([this, reply, reached, answer, wait_partition, wait_offset, topic] {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    // A partition the topic does not have never reaches any offset: say so
+    // now instead of after the wait. (If the broker cannot tell, wait.)
+    if (auto count = SourcePartitionCount(topic, wait_partition); count.ok() && wait_partition >= *count) {
+      reply(ErrorResponse(400, "min_offset: partition " + std::to_string(wait_partition) + " does not exist: topic " +
+                                   topic + " has " + std::to_string(*count) + " partition" +
+                                   (*count == 1 ? "" : "s") + " (0-" + std::to_string(*count - 1) + ")"));
+      --waiting_readers_;
+      return;
+    }
     while (!reached() && std::chrono::steady_clock::now() < deadline)
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     if (reached()) reply(answer());
@@ -290,6 +330,21 @@ void ViewRunner::HandleRows(ViewThread& view, const HttpRequest& req, HttpReply 
                                        " offset " + std::to_string(wait_offset) + " within 5 s"));
     --waiting_readers_;
   }).detach();
+}
+
+Result<int> ViewRunner::SourcePartitionCount(const std::string& topic, int32_t partition) {
+  std::lock_guard lock(partition_counts_mu_);
+  auto now = std::chrono::steady_clock::now();
+  auto it = partition_counts_.find(topic);
+  // Partitions can be added to a topic: ask the broker again about one
+  // beyond the known count, at most every few seconds.
+  if (it != partition_counts_.end() &&
+      (partition < it->second.first || now - it->second.second < std::chrono::seconds(5)))
+    return it->second.first;
+  auto count = PartitionCount({config_.kafka.brokers, config_.kafka.client_properties}, topic, std::chrono::seconds(2));
+  if (!count.ok()) return count.status();
+  partition_counts_[topic] = {*count, now};
+  return *count;
 }
 
 void ViewRunner::HandleRebuild(const std::vector<ViewThread*>& matching, const HttpRequest& req, HttpReply reply) {
@@ -348,6 +403,10 @@ WebSocketAccept ViewRunner::HandleFeed(const std::string& name, const HttpReques
   }
   if (!known) return WebSocketAccept::Refuse(ErrorResponse(404, "no such view: " + name));
   if (!chosen) return WebSocketAccept::Refuse(ErrorResponse(404, "view " + name + " has no " + wanted_store + " copy"));
+  if (chosen->spec && chosen->spec->kind == ViewKind::kAggregate && chosen->spec->source.changelog())
+    return WebSocketAccept::Refuse(ErrorResponse(
+        400, "view " + name + " aggregates a changelog when it is read (in its SQL view), so it has no change feed of "
+             "its groups: follow it with live SQL (/sql/feed) instead"));
 
   FeedRequest request;
   auto key = req.query.find("key");

@@ -6,12 +6,17 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "core/config.h"
 #include "core/http.h"
@@ -57,6 +62,12 @@ class ViewRunner {
     std::thread thread;
     std::atomic<bool> engine_stop{false};        // set by Stop, and to restart for a rebuild
     std::atomic<bool> rebuild_requested{false};  // POST /views/{name}/rebuild
+    // Snapshots (ms, bucket counts) of metrics->visible_seconds, about one a
+    // second while the status is asked for, and the recent bound they gave
+    // (StatusJson's "event_to_visible_recent_ms").
+    std::mutex visible_mu;
+    std::deque<std::pair<int64_t, std::vector<uint64_t>>> visible_snapshots;
+    nlohmann::json visible_recent;
 
   };
   ViewRunner() = default;
@@ -64,6 +75,9 @@ class ViewRunner {
   nlohmann::json StatusJson(ViewThread& view);
   ViewStatus Snapshot(ViewThread& view);
   void HandleRows(ViewThread& view, const HttpRequest& request, HttpReply reply);
+  // The partition count of `topic`, cached; asked again of the broker (at
+  // most every 5 s) when `partition` is beyond the cached count.
+  Result<int> SourcePartitionCount(const std::string& topic, int32_t partition);
   // POST /views/{name}/rebuild?store=rocksdb: the RocksDB copy is rebuilt
   // from offset zero beside the live one, inside this process (which holds
   // the database), and swapped in once caught up.
@@ -79,6 +93,9 @@ class ViewRunner {
   std::unique_ptr<Producer> dead_letters_;
   std::unique_ptr<RocksDbStore> rocksdb_;  // opened by Create when a view asks for it
   std::atomic<int> waiting_readers_{0};
+  int64_t created_ms_ = 0;  // the baseline of the first event-to-visible window
+  std::mutex partition_counts_mu_;
+  std::map<std::string, std::pair<int, std::chrono::steady_clock::time_point>> partition_counts_;  // topic -> (count, when asked)
   std::vector<std::unique_ptr<ViewThread>> views_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> stopped_{false};

@@ -81,7 +81,17 @@ function flash(tr) {
 
 const statusName = (s) => s.view ?? s.name;
 const entryId = (s) => `${statusName(s)}|${s.store ?? ""}`;
-const totalLag = (s) => Object.values(s.lag || {}).reduce((a, b) => a + b, 0);
+const totalLag = (s) => Object.values(s.lag || {}).reduce((a, b) => a + Math.max(b, 0), 0);
+// Per partition: its lag, or "empty" for a partition the view has nothing
+// from and nothing waiting in (its next offset is -1), never "-1".
+const partitionLags = (s) => {
+  const parts = new Set([...Object.keys(s.lag || {}), ...Object.keys(s.next_offsets || {})]);
+  return [...parts].sort((a, b) => a - b).map((p) => {
+    const lag = s.lag?.[p], next = s.next_offsets?.[p];
+    const empty = lag < 0 || ((next === undefined || next < 0) && !(lag > 0));
+    return `${p}:${empty ? "empty" : lag ?? "—"}`;
+  }).join(" ");
+};
 
 let statuses = [];
 const samples = new Map();     // entryId -> [{t, eps, lag}]
@@ -89,16 +99,23 @@ const lastEvents = new Map();  // entryId -> {t, events}
 const viewTrs = new Map();
 let selected = {view: params.get("view"), store: params.get("store")};
 
-function record(now) {
+// The server's clock when it took the status (now_ms), else the page's. Ages
+// and rates come from the server's times: a page whose timers or network
+// lag behind (a busy or background tab, a headless browser taking a
+// screenshot) would otherwise add its own delay to "last flush" and divide a
+// few seconds' events by a shorter interval.
+const statusTime = (s, pageNow) => s.now_ms ?? pageNow;
+
+function record(pageNow) {
   for (const s of statuses) {
-    const id = entryId(s), events = s.events_total ?? s.events ?? 0;
+    const id = entryId(s), events = s.events_total ?? s.events ?? 0, t = statusTime(s, pageNow);
     const prev = lastEvents.get(id);
     // A counter that went down means the process restarted: no rate for that interval.
-    const eps = prev && events >= prev.events && now > prev.t ? ((events - prev.events) * 1000) / (now - prev.t) : null;
-    lastEvents.set(id, {t: now, events});
-    const points = samples.get(id) ?? [];
-    points.push({t: now, eps, lag: totalLag(s)});
-    while (points.length && points[0].t < now - HISTORY_MS) points.shift();
+    const eps = prev && events >= prev.events && t > prev.t ? ((events - prev.events) * 1000) / (t - prev.t) : null;
+    lastEvents.set(id, {t, events});
+    const points = samples.get(id) ?? [];  // on the page's clock, as the chart draws them
+    points.push({t: pageNow, eps, lag: totalLag(s)});
+    while (points.length && points[0].t < pageNow - HISTORY_MS) points.shift();
     samples.set(id, points);
   }
 }
@@ -111,17 +128,38 @@ function renderViews(now) {
     const s = byId.get(id);
     tr.dataset.view = statusName(s);
     tr.dataset.store = s.store ?? "";
-    const p99 = s.event_to_visible_ms?.p99_at_most;
+    const t = statusTime(s, now);
     const eps = samples.get(id)?.at(-1)?.eps;
-    const lagParts = Object.entries(s.lag || {}).map(([p, n]) => `${p}:${n}`).join(" ");
+    const lagParts = partitionLags(s);
+    const visible = visibleBound(s, t);
     setCells(tr, ["view", "store", "state", "fresh", "last_flush", "p99", "eps", "lag", "lag_partitions"], [
       statusName(s), s.store ?? "", s.error ? `${s.state}: ${s.error}` : s.state, s.stale ? "stale" : "fresh",
-      s.last_flush_ms ? age(now - s.last_flush_ms) : "never", p99 === undefined ? "—" : `≤ ${format(p99)} ms`,
+      s.last_flush_ms ? age(t - s.last_flush_ms) : "never", visible.text,
       eps === null || eps === undefined ? "—" : Math.round(eps), totalLag(s), lagParts]);
+    const p99Cell = tr.querySelector('td[data-col="p99"]');
+    if (p99Cell && p99Cell.title !== visible.title) p99Cell.title = visible.title;
     tr.classList.toggle("stale", !!s.stale);
     tr.classList.toggle("failed", !["running", "building"].includes(s.state));
     tr.classList.toggle("selected", s === followed);
   });
+}
+
+// The event-to-visible bound to show: over the last minute that had events
+// (event_to_visible_recent_ms), saying how long ago that minute ended when it
+// is not now; else the since-start figure, labelled so.
+function visibleBound(s, t) {
+  const recent = s.event_to_visible_recent_ms, total = s.event_to_visible_ms;
+  if (recent && recent.p99_at_most !== undefined) {
+    const ago = t - recent.measured_at_ms;
+    const when = ago > 5000 ? ` (${age(ago)})` : "";
+    return {text: `≤ ${format(recent.p99_at_most)} ms${when}`,
+      title: `p99 of ${recent.events} events over the ${Math.round(recent.window_ms / 1000)} s up to ` +
+        `${new Date(recent.measured_at_ms).toLocaleTimeString()}: an upper bound (histogram bucket)`};
+  }
+  if (total && total.p99_at_most !== undefined)
+    return {text: `≤ ${format(total.p99_at_most)} ms (since start)`,
+      title: `p99 of ${total.events} events since the view process started: an upper bound (histogram bucket)`};
+  return {text: "—", title: "no event seen yet"};
 }
 
 async function poll() {
@@ -131,6 +169,7 @@ async function poll() {
     statuses = (await res.json()).views ?? [];
     const now = Date.now();
     record(now);
+    if (!selected.view && statuses.length) openDefaultView();
     renderViews(now);
     setBadge($("poll-state"), "ok", `${statuses.length} views · ${new Date(now).toLocaleTimeString()}`);
   } catch (e) {
@@ -206,8 +245,29 @@ let rows = new Map(), sortedKeys = null, known = new Set();
 const changed = new Set(), liveTrs = new Map();
 let renderTimer = null, lastProgress = null;
 
+// Without ?view= in the URL: the view chosen last time (in this browser), if
+// the process still has it, else the first row of the table.
+const LAST_VIEW_KEY = "freshet.dashboard.view";
+function openDefaultView() {
+  let last = null;
+  try {
+    last = JSON.parse(localStorage.getItem(LAST_VIEW_KEY) || "null");
+  } catch {
+    last = null;  // storage disabled or garbled: the first view
+  }
+  const again = last && statuses.find((s) => statusName(s) === last.view && (!last.store || s.store === last.store));
+  const first = [...statuses].sort((a, b) => collator.compare(entryId(a), entryId(b)))[0];
+  const chosen = again ?? first;
+  select(statusName(chosen), again ? last.store : chosen.store);
+}
+
 function select(view, store) {
   selected = {view, store: store || null};
+  try {
+    localStorage.setItem(LAST_VIEW_KEY, JSON.stringify(selected));
+  } catch {
+    // storage disabled: only the URL remembers
+  }
   const url = new URL(location.href);
   url.searchParams.set("view", view);
   store ? url.searchParams.set("store", store) : url.searchParams.delete("store");
@@ -307,7 +367,7 @@ function renderLive() {
 
 function renderFeedInfo() {
   $("feed-offsets").textContent = lastProgress
-    ? `offsets ${Object.entries(lastProgress.offsets).map(([p, o]) => `${p}:${o}`).join(" ")} · ` +
+    ? `offsets ${Object.entries(lastProgress.offsets).map(([p, o]) => `${p}:${o < 0 ? "empty" : o}`).join(" ")} · ` +
       `last progress ${age(Date.now() - lastProgress.at)}`
     : "";
 }

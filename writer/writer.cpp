@@ -296,6 +296,8 @@ void Writer::HandleHttp(HttpRequest&& request, HttpReply reply) {
 }
 
 void Writer::HandleCommands(HttpRequest&& request, HttpReply reply) {
+  // JSON (or an untyped body); a form-encoded one is a client's mistake.
+  if (auto refusal = CheckJsonContentType(request)) return reply(std::move(*refusal));
   nlohmann::json body = nlohmann::json::parse(request.body, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return reply(ErrorResponse(400, "body is not valid JSON"));
   bool single = !body.is_array();

@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Browser test of the live dashboard (web/), in a real headless Chromium.
 
-Opens <views-url>/?view=stock_levels, waits for the live table, sends the
-writer a command that changes one row, and checks that the row's on_hand
-cell shows the new value in place (same <tr>, no reload). Also checks the
-views list and saves a screenshot.
+Opens <views-url>/ and checks that it shows the first view's table with
+the URL following the choice; opens <views-url>/?view=stock_levels, waits
+for the live table, sends the writer a command that changes one row, and
+checks that the row's on_hand cell shows the new value in place (same <tr>,
+no reload). Also checks the views list (empty partitions read "empty"), and,
+under a steady load it sends itself, that the page's last-flush age and
+events/s agree with GET /views (tolerances in check_figures_under_load), and
+saves a screenshot.
 
 Needs Debian's `chromium` and `chromium-driver`; drives chromedriver through
 its WebDriver HTTP API with the Python standard library only:
@@ -18,6 +22,10 @@ DOM excerpt) on failure. Chromium and chromedriver are stopped in all cases.
 
 import argparse
 import base64
+import http.client
+import statistics
+import threading
+import urllib.parse
 import json
 import os
 import shutil
@@ -196,6 +204,37 @@ VIEWS_SCRIPT = """
 const views = [...document.querySelectorAll('#views-table tbody tr[data-view]')].map(tr => tr.dataset.view);
 return views.includes(arguments[0]) ? views : null;
 """
+LAG_CELLS_SCRIPT = """
+return [...document.querySelectorAll('#views-table tbody tr[data-view]')].map(tr => ({
+  view: tr.dataset.view, store: tr.dataset.store,
+  text: (tr.querySelector('td[data-col="lag_partitions"]') || {}).textContent}));
+"""
+LOCATION_SCRIPT = """
+const title = document.getElementById('live-title');
+const rows = document.querySelectorAll('#live-table tbody tr[data-key]').length;
+const first = document.querySelector('#views-table tbody tr[data-view]');
+return rows ? {search: location.search, title: title && title.textContent, rows,
+               first: first && {view: first.dataset.view, store: first.dataset.store}} : null;
+"""
+LATE_ANSWERS_SCRIPT = """
+// Every other answer of GET views reaches the page arguments[0] ms late (0: none).
+if (!window.__freshetFetch) window.__freshetFetch = window.fetch;
+const original = window.__freshetFetch, delay = arguments[0];
+let n = 0;
+window.fetch = delay ? async (url, ...rest) => {
+  const response = await original(url, ...rest);
+  if (String(url) === 'views' && n++ % 2 === 1) await new Promise(r => setTimeout(r, delay));
+  return response;
+} : original;
+return true;
+"""
+FIGURES_SCRIPT = """
+const tr = [...document.querySelectorAll('#views-table tbody tr[data-view]')]
+  .find(tr => tr.dataset.view === arguments[0] && tr.dataset.store === arguments[1]);
+const cell = c => { const td = tr && tr.querySelector(`td[data-col="${c}"]`); return td ? td.textContent : null; };
+return tr ? {last_flush: cell('last_flush'), eps: cell('eps'), p99: cell('p99'),
+             p99_title: (tr.querySelector('td[data-col="p99"]') || {}).title} : null;
+"""
 DIAGNOSTICS_SCRIPT = """
 const text = id => { const e = document.getElementById(id); return e ? e.textContent : '(no #' + id + ')'; };
 const rows = [...document.querySelectorAll('#live-table tbody tr')].slice(0, 5).map(tr => tr.outerHTML);
@@ -204,8 +243,156 @@ return {url: location.href, poll_state: text('poll-state'), feed_state: text('fe
 """
 
 
+def check_partition_lags(browser, views_url, args):
+    """A partition without events reads "empty" in the lag-per-partition
+    column (the view's next offset for it is -1), never "-1"."""
+    status, listing = http_json("GET", views_url + "/views" + (f"?token={args.token}" if args.token else ""))
+    if status != 200:
+        raise Failure(f"GET /views: HTTP {status} {listing}")
+    expected_empty = {(v["view"], v.get("store", "")): sorted(p for p, o in v.get("next_offsets", {}).items() if o < 0)
+                      for v in listing["views"]}
+    cells = browser.run(LAG_CELLS_SCRIPT)
+    for cell in cells:
+        text = cell["text"] or ""
+        if "-1" in text.split(":") or ":-" in text:
+            raise Failure(f"{cell['view']} ({cell['store']}): lag per partition shows a negative lag: {text!r}")
+        for p in expected_empty.get((cell["view"], cell["store"]), []):
+            if f"{p}:empty" not in text.split():
+                raise Failure(f"{cell['view']} ({cell['store']}): partition {p} has no events; the page shows {text!r}")
+    empties = sum(len(v) for v in expected_empty.values())
+    print(f"lag per partition: {len(cells)} rows, {empties} empty partitions shown as 'empty', no -1")
+
+
+def check_default_view(browser, views_url, args):
+    """Plain / opens the first view of the table (no earlier choice in this
+    fresh browser profile), and the URL says which."""
+    page = f"{views_url}/" + (f"?token={args.token}" if args.token else "")
+    print(f"opening {page}")
+    browser.open(page)
+    shown = wait_for(browser, "a table at / without ?view=", LOCATION_SCRIPT, timeout=args.timeout)
+    query = urllib.parse.parse_qs(shown["search"].lstrip("?"))
+    first = shown["first"]
+    if query.get("view") != [first["view"]]:
+        raise Failure(f"/ shows {shown}, but the URL does not name the first view {first['view']}")
+    if first["view"] not in (shown["title"] or ""):
+        raise Failure(f"/ follows {shown['title']!r}, not the first view {first['view']}")
+    print(f"/ opened {first['view']} ({shown['rows']} rows), URL {shown['search']}")
+
+
+def parse_age_ms(text):
+    """ "123 ms ago" / "1.5 s ago" / "2 min ago" -> milliseconds (None otherwise)."""
+    parts = (text or "").split()
+    if len(parts) != 3 or parts[2] != "ago":
+        return None
+    scale = {"ms": 1, "s": 1000, "min": 60_000}.get(parts[1])
+    return None if scale is None else float(parts[0]) * scale
+
+
+class SteadyLoad:
+    """Sends the writer `rate` receive commands a second, to stores the other
+    checks do not look at, on one keep-alive connection, until stopped."""
+
+    def __init__(self, writer_url, rate):
+        self.url = urllib.parse.urlsplit(writer_url)
+        self.rate, self.sent, self.errors = rate, 0, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        conn = http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=10)
+        start = time.monotonic()
+        while not self.stop.is_set():
+            body = json.dumps({"type": "receive", "store": f"load-{self.sent % 4}", "sku": f"L-{self.sent % 50}",
+                               "qty": 1})
+            try:
+                conn.request("POST", "/commands", body, {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    self.errors += 1
+            except OSError:
+                self.errors += 1
+                conn.close()
+                conn = http.client.HTTPConnection(self.url.hostname, self.url.port, timeout=10)
+            self.sent += 1
+            pause = start + self.sent / self.rate - time.monotonic()
+            if pause > 0:
+                self.stop.wait(pause)
+        conn.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(15)
+
+
+def check_figures_under_load(browser, views_url, writer_url, args, view="stock_levels", store="rocksdb"):
+    """Under a steady load, with every other answer of GET /views reaching
+    the page 1.5 s late, the page's figures for one view agree with what
+    GET /views says over the same seconds:
+      - last flush: never older than the oldest flush /views showed, plus 500 ms;
+      - events/s: the median of the page's figures within 30% (or 10 events/s)
+        of the rate of /views' `events` counter over its `now_ms`, and none
+        above twice that (plus 10);
+      - event -> visible: the bound of the last minute (not "since start").
+    """
+    status, listing = http_json("GET", views_url + "/views" + (f"?token={args.token}" if args.token else ""))
+    if status != 200 or not listing["views"] or "now_ms" not in listing["views"][0]:
+        print("figures under load: skipped (the server gives no now_ms: the stand-in server?)")
+        return
+    rate = 80
+    with SteadyLoad(writer_url, rate) as load:
+        time.sleep(3)  # two polls of the page: a rate to show
+        # A page that handles every other answer of GET /views 1.5 s late, as
+        # a busy or throttled tab, a slow network or a headless browser
+        # taking a screenshot does: its figures must still be the server's.
+        browser.run(LATE_ANSWERS_SCRIPT, 1500)
+        server, page = [], []
+        until = time.monotonic() + 10
+        while time.monotonic() < until:
+            _, listing = http_json("GET", views_url + "/views" + (f"?token={args.token}" if args.token else ""))
+            entry = next((v for v in listing["views"] if v["view"] == view and v.get("store") == store), None)
+            if entry is None:
+                raise Failure(f"/views has no {view} ({store})")
+            server.append(entry)
+            page.append(browser.run(FIGURES_SCRIPT, view, store))
+            time.sleep(0.5)
+        browser.run(LATE_ANSWERS_SCRIPT, 0)
+    if load.errors:
+        raise Failure(f"the steady load got {load.errors} errors of {load.sent} commands")
+    server_ages = [e["now_ms"] - e["last_flush_ms"] for e in server]
+    page_ages = [parse_age_ms(p and p["last_flush"]) for p in page]
+    if None in page_ages:
+        raise Failure(f"last flush cells that are not ages: {[p and p['last_flush'] for p in page]}")
+    span = server[-1]["now_ms"] - server[0]["now_ms"]
+    server_rate = (server[-1]["events"] - server[0]["events"]) * 1000 / span
+    page_rates = [float(p["eps"]) for p in page if p["eps"] not in (None, "", "—")]
+    print(f"under {rate} commands/s for {span / 1000:.1f} s: /views {server_rate:.0f} events/s, flush ages "
+          f"{min(server_ages)}-{max(server_ages)} ms; page events/s {page_rates}, flush ages "
+          f"{min(page_ages):.0f}-{max(page_ages):.0f} ms, event -> visible {page[-1]['p99']!r}")
+    if max(page_ages) > max(server_ages) + 500:
+        raise Failure(f"the page showed a flush {max(page_ages):.0f} ms old; /views never showed one older than "
+                      f"{max(server_ages)} ms over the same seconds")
+    if not page_rates:
+        raise Failure("the page showed no events/s under load")
+    page_rate = statistics.median(page_rates)
+    if abs(page_rate - server_rate) > max(0.3 * server_rate, 10):
+        raise Failure(f"the page showed {page_rate:.0f} events/s (median of {page_rates}); /views' counter "
+                      f"gives {server_rate:.0f} events/s")
+    if max(page_rates) > 2 * server_rate + 10:
+        raise Failure(f"the page showed {max(page_rates):.0f} events/s ({page_rates}); /views' counter gives "
+                      f"{server_rate:.0f} events/s")
+    p99 = page[-1]["p99"] or ""
+    if not p99.startswith("≤ ") or "since start" in p99 or "of" not in (page[-1]["p99_title"] or ""):
+        raise Failure(f"event -> visible shows {p99!r} ({page[-1]['p99_title']!r}), not the last minute's bound")
+
+
 def run_test(args, browser):
     views_url, writer_url = args.views_url.rstrip("/"), args.writer_url.rstrip("/")
+    check_default_view(browser, views_url, args)
     page = f"{views_url}/?view=stock_levels" + (f"&token={args.token}" if args.token else "")
     print(f"opening {page}")
     browser.open(page)
@@ -237,6 +424,8 @@ def run_test(args, browser):
 
     views = wait_for(browser, "stock_levels in #views-table", VIEWS_SCRIPT, "stock_levels", timeout=args.timeout)
     print(f"views list shows: {', '.join(sorted(set(views)))}")
+    check_partition_lags(browser, views_url, args)
+    check_figures_under_load(browser, views_url, writer_url, args)
     browser.screenshot(args.screenshot)
     print(f"screenshot: {args.screenshot}")
 

@@ -277,9 +277,16 @@ class Model:
                "stale": False, "last_flush_ms": view.last_flush_ms, "events": view.events,
                "events_total": view.events, "dead_letters": 0, "version": "mock1",
                "table": view.name + "__vmock1"}
+        now_ms = int(time.time() * 1000)
         if visible:
             out["event_to_visible_ms"] = {"p50_at_most": at_most(0.5), "p99_at_most": at_most(0.99),
                                           "events": len(visible)}
+            # The real server's window is the last minute that had events; the
+            # stand-in keeps only recent samples, so it reports them as such.
+            out["event_to_visible_recent_ms"] = {"p50_at_most": at_most(0.5), "p99_at_most": at_most(0.99),
+                                                 "events": len(visible), "window_ms": 60000,
+                                                 "measured_at_ms": now_ms}
+        out["now_ms"] = now_ms  # the server's clock when the status was taken
         return out
 
 

@@ -28,7 +28,14 @@ std::unique_ptr<HttpServer> StartEcho(size_t max_body = 1024) {
       std::thread([reply] { reply(JsonResponse(202, {{"late", true}})); }).detach();
       return;
     }
-    reply(JsonResponse(200, {{"method", req.method}, {"path", req.path}, {"query", req.query}, {"body", req.body}}));
+    if (req.path == "/located") {
+      HttpResponse r = JsonResponse(307, {{"moved", true}});
+      r.headers.emplace_back("Location", "http://elsewhere:1/located");
+      return reply(std::move(r));
+    }
+    reply(JsonResponse(200, {{"method", req.method}, {"path", req.path}, {"query", req.query}, {"body", req.body},
+                             {"content_type", req.headers.count("content-type") ? nlohmann::json(req.Header("content-type"))
+                                                                                 : nlohmann::json(nullptr)}}));
   });
   EXPECT_TRUE(server.ok()) << server.status().ToString();
   return std::move(server.value());
@@ -128,6 +135,85 @@ TEST(HttpServer, PortInUseIsAClearError) {
   auto second = HttpServer::Start(o, [](HttpRequest&&, HttpReply reply) { reply(JsonResponse(200, {})); });
   ASSERT_FALSE(second.ok());
   EXPECT_NE(second.status().message().find(o.listen), std::string::npos) << second.status().message();
+}
+
+// A 100 kB URL is a 414 with a JSON reason (not a generic 400), and the
+// server goes on serving.
+TEST(HttpServer, OverlongUrlGets414) {
+  auto server = StartEcho();
+  HttpClient client("127.0.0.1", server->port());
+  auto res = client.Get("/views/x/rows?key=" + std::string(100 * 1024, 'k'));
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_EQ(res->status, 414) << res->body;
+  auto reason = nlohmann::json::parse(res->body);
+  ASSERT_TRUE(reason.contains("error")) << res->body;
+  EXPECT_NE(reason["error"].get<std::string>().find("URL too long"), std::string::npos) << res->body;
+  HttpClient other("127.0.0.1", server->port());
+  auto ok = other.Get("/still-here");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->status, 200);
+}
+
+// Oversized header fields (a short URL) are a 431, not a 414.
+TEST(HttpServer, OversizedHeaderFieldsGet431) {
+  auto server = StartEcho();
+  HttpClient client("127.0.0.1", server->port());
+  std::vector<std::pair<std::string, std::string>> fields;
+  for (int i = 0; i < 4; ++i) fields.emplace_back("X-Big-" + std::to_string(i), std::string(30 * 1024, 'h'));
+  auto res = client.Request("GET", "/short", "", fields);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_EQ(res->status, 431) << res->body;
+  EXPECT_TRUE(nlohmann::json::parse(res->body).contains("error"));
+}
+
+TEST(HttpClient, SendsJsonBodiesAsApplicationJsonAndCanLeaveTheTypeOut) {
+  auto server = StartEcho();
+  HttpClient client("127.0.0.1", server->port());
+  auto typed = client.Post("/p", R"({"k":1})");
+  ASSERT_TRUE(typed.ok());
+  EXPECT_EQ(nlohmann::json::parse(typed->body)["content_type"], "application/json");
+  auto untyped = client.Request("POST", "/p", R"({"k":1})", {{"Content-Type", ""}});
+  ASSERT_TRUE(untyped.ok());
+  EXPECT_TRUE(nlohmann::json::parse(untyped->body)["content_type"].is_null()) << untyped->body;
+  auto form = client.Request("POST", "/p", "a=1", {{"Content-Type", "application/x-www-form-urlencoded"}});
+  ASSERT_TRUE(form.ok());
+  EXPECT_EQ(nlohmann::json::parse(form->body)["content_type"], "application/x-www-form-urlencoded");
+}
+
+TEST(HttpClient, AnswersCarryTheirHeaderFields) {
+  auto server = StartEcho();
+  HttpClient client("127.0.0.1", server->port());
+  auto res = client.Get("/located");
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ(res->status, 307);
+  EXPECT_EQ(res->Header("location"), "http://elsewhere:1/located");
+  EXPECT_EQ(res->Header("LOCATION"), "http://elsewhere:1/located");
+  EXPECT_EQ(res->Header("server"), "freshet");
+  EXPECT_EQ(res->Header("x-none"), "");
+}
+
+TEST(CheckJsonContentType, AcceptsJsonAndNoTypeRefusesOthersWith415) {
+  auto with = [](const char* type) {
+    HttpRequest r;
+    r.method = "POST";
+    if (type) r.headers["content-type"] = type;
+    return CheckJsonContentType(r);
+  };
+  EXPECT_FALSE(with(nullptr).has_value());
+  EXPECT_FALSE(with("").has_value());
+  EXPECT_FALSE(with("application/json").has_value());
+  EXPECT_FALSE(with("application/json; charset=utf-8").has_value());
+  EXPECT_FALSE(with("Application/JSON;charset=UTF-8").has_value());
+  for (const char* bad : {"application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x",
+                          "application/jsonx", "text/json"}) {
+    auto refusal = with(bad);
+    ASSERT_TRUE(refusal.has_value()) << bad;
+    EXPECT_EQ(refusal->status, 415) << bad;
+    EXPECT_EQ(refusal->content_type, "application/json");
+    auto reason = nlohmann::json::parse(refusal->body);
+    EXPECT_NE(reason["error"].get<std::string>().find("application/json"), std::string::npos) << refusal->body;
+    EXPECT_EQ(reason["content_type"], bad);
+  }
 }
 
 }  // namespace

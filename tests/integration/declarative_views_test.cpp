@@ -185,6 +185,18 @@ TEST_F(DeclarativeViews, MaterializeExactlyAndDeadLetterPoison) {
     ASSERT_TRUE(status.contains("event_to_visible_ms")) << status;
     EXPECT_GT(status["event_to_visible_ms"]["events"].get<int64_t>(), 0);
     EXPECT_GT(status["event_to_visible_ms"]["p99_at_most"].get<double>(), 0);
+    // The last minute's bound, and when it was measured, on the server's clock.
+    ASSERT_TRUE(status.contains("now_ms")) << status;
+    int64_t now = status["now_ms"].get<int64_t>();
+    EXPECT_LE(std::abs(now - NowMillis()), 5000) << status;
+    EXPECT_LE(status["last_flush_ms"].get<int64_t>(), now) << status;
+    ASSERT_TRUE(status.contains("event_to_visible_recent_ms")) << status;
+    const auto& recent = status["event_to_visible_recent_ms"];
+    EXPECT_GT(recent["events"].get<int64_t>(), 0) << status;
+    EXPECT_LE(recent["events"].get<int64_t>(), status["event_to_visible_ms"]["events"].get<int64_t>()) << status;
+    EXPECT_GT(recent["p99_at_most"].get<double>(), 0) << status;
+    EXPECT_EQ(recent["measured_at_ms"], now) << status;
+    EXPECT_GT(recent["window_ms"].get<int64_t>(), 0) << status;
   }
 
   // Read-your-writes from SQL, for an offset reached and one never produced.
@@ -542,6 +554,19 @@ TEST_F(DeclarativeViews, RocksDbCopyServesPointAndPrefixQueries) {
   EXPECT_EQ(client.Get("/views/stock_on_hand/rows?key=a&min_offset=x")->status, 400);
   EXPECT_EQ(client.Get("/views/nope/rows?key=a")->status, 404);
   EXPECT_EQ(client.Get("/views/stock_on_hand/rows?key=s1/k1&min_offset=0:99999999")->status, 504);
+  // A partition the topic does not have: a 400 naming the partition count,
+  // at once (not a 504 after the 5 s wait).
+  auto asked = std::chrono::steady_clock::now();
+  auto no_partition = client.Get("/views/stock_on_hand/rows?key=s1/k1&min_offset=9:1");
+  auto took = std::chrono::steady_clock::now() - asked;
+  ASSERT_TRUE(no_partition.ok());
+  EXPECT_EQ(no_partition->status, 400) << no_partition->body;
+  EXPECT_NE(no_partition->body.find("partition 9 does not exist"), std::string::npos) << no_partition->body;
+  EXPECT_NE(no_partition->body.find("has " + std::to_string(kPartitions) + " partitions"), std::string::npos)
+      << no_partition->body;
+  EXPECT_LT(took, 3s);
+  EXPECT_EQ(client.Get("/views/stock_on_hand/rows?key=s1/k1&min_offset=" + std::to_string(kPartitions) + ":0")->status,
+            400);
 }
 
 TEST_F(DeclarativeViews, BadDefinitionIsRefusedAtStart) {

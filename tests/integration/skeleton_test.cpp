@@ -176,6 +176,36 @@ TEST_F(Skeleton, BadInputGets4xxAndLosesNothing) {
   EXPECT_EQ(nlohmann::json::parse(state->body)["entity"]["on_hand"], 5);
 }
 
+// POST /commands takes JSON: Content-Type application/json (any charset) or
+// none; a form-encoded body (what `curl -d` sends without -H) or any other
+// type is refused with 415 and a JSON reason, and publishes nothing. A
+// 100 kB URL is a 414.
+TEST_F(Skeleton, CommandsTakeJsonOrUntypedBodiesAndRefuseOtherTypesWith415) {
+  const std::string command = R"({"type":"receive","store":"ct","sku":"k","qty":1})";
+  for (const char* accepted : {"application/json", "application/json; charset=utf-8", ""}) {
+    auto r = client_->Request("POST", "/commands", command, {{"Content-Type", accepted}});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->status, 200) << "Content-Type '" << accepted << "': " << r->body;
+  }
+  for (const char* refused : {"application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=b"}) {
+    auto r = client_->Request("POST", "/commands", command, {{"Content-Type", refused}});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->status, 415) << refused << ": " << r->body;
+    EXPECT_EQ(r->content_type, "application/json");
+    auto reason = nlohmann::json::parse(r->body);
+    EXPECT_NE(reason["error"].get<std::string>().find("application/json"), std::string::npos) << r->body;
+  }
+  EXPECT_EQ(Events().size(), 3u) << "one event per accepted command, none for a refused type";
+  auto state = client_->Get("/state/ct/k");
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(nlohmann::json::parse(state->body)["entity"]["on_hand"], 3);
+
+  auto long_url = client_->Get("/state/ct/" + std::string(100 * 1024, 'k'));
+  ASSERT_TRUE(long_url.ok()) << long_url.status().ToString();
+  EXPECT_EQ(long_url->status, 414) << long_url->body;
+  EXPECT_TRUE(nlohmann::json::parse(long_url->body).contains("error"));
+}
+
 TEST_F(Skeleton, RestartedWriterRecoversItsStateFromTheLog) {
   Post({{"type", "receive"}, {"store", "s9"}, {"sku", "z"}, {"qty", 7}}, 200);
   Post({{"type", "reserve"}, {"store", "s9"}, {"sku", "z"}, {"qty", 2}}, 200);
