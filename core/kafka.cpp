@@ -119,8 +119,10 @@ rd_kafka_resp_err_t ProduceOne(rd_kafka_t* rk, const OutgoingMessage& message, v
     err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(message.topic.c_str()),
                             RD_KAFKA_V_PARTITION(message.partition < 0 ? RD_KAFKA_PARTITION_UA : message.partition),
                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                            RD_KAFKA_V_KEY(message.key.data(), message.key.size()),
-                            RD_KAFKA_V_VALUE(const_cast<char*>(message.value.data()), message.value.size()),
+                            RD_KAFKA_V_KEY(message.null_key ? nullptr : message.key.data(),
+                                           message.null_key ? 0 : message.key.size()),
+                            RD_KAFKA_V_VALUE(message.null_value ? nullptr : const_cast<char*>(message.value.data()),
+                                             message.null_value ? 0 : message.value.size()),
                             RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
     rd_kafka_poll(rk, 10);  // deliveries make room

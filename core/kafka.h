@@ -50,6 +50,8 @@ struct OutgoingMessage {
   std::string key;
   std::string value;
   std::vector<KafkaHeader> headers;
+  bool null_key = false;    // send a null key, not an empty one
+  bool null_value = false;  // send a tombstone, not an empty value
 };
 
 // A producer with a transactional.id. Call order: InitTransactions once, then

@@ -251,8 +251,11 @@ Status ViewEngine::DeadLetter(const KafkaMessage& message, const std::string& er
   if (!options_.dead_letters) return Status::Internal("no dead-letter producer");
   OutgoingMessage m;
   m.topic = options_.dead_letter_topic;
+  // As it was: a null key or a tombstone stays null.
   m.key = std::string(message.key());
   m.value = std::string(message.value());
+  m.null_key = !message.has_key();
+  m.null_value = !message.has_value();
   m.headers = {{"freshet.view", projection_->table().view_name},
                {"freshet.error", error},
                {"freshet.source.topic", std::string(message.topic())},
