@@ -1,5 +1,7 @@
 #include "sources/topic_inspector.h"
 
+#include "sources/value_text.h"
+
 #include <algorithm>
 #include <map>
 #include <set>
@@ -8,36 +10,6 @@ namespace freshet {
 namespace {
 
 using json = nlohmann::ordered_json;
-
-bool IsDigits(const std::string& s, size_t from, size_t count) {
-  if (s.size() < from + count) return false;
-  for (size_t i = from; i < from + count; ++i)
-    if (!std::isdigit(static_cast<unsigned char>(s[i]))) return false;
-  return true;
-}
-bool IsDate(const std::string& s) {
-  return s.size() == 10 && IsDigits(s, 0, 4) && s[4] == '-' && IsDigits(s, 5, 2) && s[7] == '-' && IsDigits(s, 8, 2);
-}
-bool IsTimestamp(const std::string& s) {
-  return s.size() > 10 && IsDate(s.substr(0, 10)) && (s[10] == 'T' || s[10] == ' ') && IsDigits(s, 11, 2);
-}
-bool IsUuid(const std::string& s) {
-  if (s.size() != 36) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
-  }
-  return true;
-}
-bool IsDecimal(const std::string& s) {
-  size_t i = s[0] == '-' ? 1 : 0, digits = 0, dots = 0;
-  for (; i < s.size(); ++i) {
-    if (std::isdigit(static_cast<unsigned char>(s[i]))) ++digits;
-    else if (s[i] == '.' && ++dots == 1) continue;
-    else return false;
-  }
-  return digits > 0 && dots == 1;
-}
 
 // What the sample held under one name.
 struct FieldStats {
@@ -55,7 +27,9 @@ void Observe(const json& v, FieldStats* s) {
   else if (v.is_number()) s->kinds.insert("number");
   else if (v.is_string()) {
     const std::string& t = v.get_ref<const std::string&>();
-    s->kinds.insert(IsUuid(t) ? "uuid" : IsDate(t) ? "date" : IsTimestamp(t) ? "timestamp" : IsDecimal(t) ? "decimal" : "string");
+    // Digits without a point stay text: ids and codes ("007") look like that.
+    bool decimal = IsDecimalText(t) && t.find('.') != std::string::npos;
+    s->kinds.insert(IsUuidText(t) ? "uuid" : IsDateText(t) ? "date" : IsTimestampText(t) ? "timestamp" : decimal ? "decimal" : "string");
   } else s->kinds.insert("json");
 }
 

@@ -1,6 +1,7 @@
 #include "views/declarative_projection.h"
 
 #include "sources/record_decoder.h"
+#include "sources/value_text.h"
 
 #include <simdjson.h>
 
@@ -188,50 +189,6 @@ std::string DecimalText(const std::string& bytes, int scale) {
   return (negative && text.find_first_not_of("0.") != std::string::npos ? "-" : "") + text;
 }
 
-bool IsDigits(std::string_view s, size_t from, size_t count) {
-  if (s.size() < from + count) return false;
-  for (size_t i = from; i < from + count; ++i)
-    if (!std::isdigit(static_cast<unsigned char>(s[i]))) return false;
-  return true;
-}
-
-// YYYY-MM-DD, which is how dates and timestamps start.
-bool StartsWithDate(std::string_view s) {
-  return IsDigits(s, 0, 4) && s.size() >= 10 && s[4] == '-' && IsDigits(s, 5, 2) && s[7] == '-' && IsDigits(s, 8, 2);
-}
-
-bool IsDecimalText(std::string_view s) {
-  size_t i = 0;
-  if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
-  size_t digits = 0;
-  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i, ++digits;
-  if (i < s.size() && s[i] == '.') {
-    ++i;
-    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i, ++digits;
-  }
-  if (digits == 0) return false;
-  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
-    ++i;
-    if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
-    if (i >= s.size()) return false;
-    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
-  }
-  return i == s.size();
-}
-
-// 8-4-4-4-12 hex digits, as Postgres prints a uuid.
-bool IsUuidText(std::string_view s) {
-  if (s.size() != 36) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (s[i] != '-') return false;
-    } else if (!std::isxdigit(static_cast<unsigned char>(s[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 // The text form of a present `v` for a column of `sql_type` (what COPY
 // expects) into `out`, or an error naming the column when the event's field
 // has the wrong type.
@@ -300,7 +257,7 @@ Status ColumnText(const FieldValue& v, const std::string& sql_type, const std::s
     return Status::Ok();
   }
   if (sql_type == "date") {
-    if (!IsString(v, &text) || text.size() != 10 || !StartsWithDate(text)) return wrong("a date YYYY-MM-DD");
+    if (!IsString(v, &text) || !IsDateText(text)) return wrong("a date YYYY-MM-DD");
     out->assign(text);
     return Status::Ok();
   }
@@ -347,7 +304,7 @@ Status ColumnText(const FieldValue& v, const std::string& sql_type, const std::s
       auto ts = TimestampOf(integer, 1000);
       if (!ts) return wrong("milliseconds since the epoch within the years 1 to 9999");
       *out = std::move(*ts);
-    } else if (IsString(v, &text) && StartsWithDate(text)) out->assign(text);
+    } else if (IsString(v, &text) && StartsWithDateText(text)) out->assign(text);
     else return wrong("milliseconds since the epoch or a timestamp string");
     return Status::Ok();
   }
