@@ -326,7 +326,6 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
   options.topic = topic;
   options.source = spec->source;
   options.parse_key = ReadsKeyJson(*spec);
-  options.allow_incomplete_log = spec->source.allow_incomplete_log;
   // At-least-once: the same group base as the view processes (the engine
   // adds the table), so a process that follows the rebuilt table continues
   // from the builder's commits.

@@ -667,27 +667,6 @@ Result<std::map<std::string, std::string>> DescribeTopicConfig(const KafkaClient
   return out;
 }
 
-Result<std::map<int32_t, int64_t>> LogStartOffsets(const KafkaClientOptions& options, const std::string& topic,
-                                                   std::chrono::milliseconds timeout) {
-  auto count = PartitionCount(options, topic, timeout);
-  if (!count.ok()) return count.status();
-  auto conf = MakeConf(options, {});
-  if (!conf.ok()) return conf.status();
-  auto handle = NewHandle(RD_KAFKA_CONSUMER, std::move(conf.value()));
-  if (!handle.ok()) return handle.status();
-  std::map<int32_t, int64_t> out;
-  for (int32_t p = 0; p < *count; ++p) {
-    int64_t low = 0, high = 0;
-    rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(handle->get(), topic.c_str(), p, &low, &high,
-                                                               static_cast<int>(timeout.count()));
-    if (err)
-      return Status::Unavailable("topic " + topic + " partition " + std::to_string(p) +
-                                 ": log start offset: " + rd_kafka_err2str(err));
-    out[p] = low;
-  }
-  return out;
-}
-
 Status DeleteRecordsBefore(const KafkaClientOptions& options, const std::string& topic, int32_t partition,
                            int64_t before_offset, std::chrono::milliseconds timeout) {
   auto conf = MakeConf(options, {});

@@ -229,11 +229,6 @@ Result<int> PartitionCount(const KafkaClientOptions& options, const std::string&
 Result<std::map<std::string, std::string>> DescribeTopicConfig(const KafkaClientOptions& options,
                                                                const std::string& topic,
                                                                std::chrono::milliseconds timeout);
-// Admin: the first offset each partition of `topic` still holds (its log
-// start offset). Above 0 when retention, compaction of the head, or
-// delete-records removed the oldest records.
-Result<std::map<int32_t, int64_t>> LogStartOffsets(const KafkaClientOptions& options, const std::string& topic,
-                                                   std::chrono::milliseconds timeout);
 // Admin: deletes every record of `topic`/`partition` before `before_offset`
 // (the log start moves there). For tests and operators' tooling.
 Status DeleteRecordsBefore(const KafkaClientOptions& options, const std::string& topic, int32_t partition,

@@ -213,14 +213,15 @@ Status ViewEngine::Rewind() {
 
 Status ViewEngine::CheckSourceLog() {
   const std::string& view = projection_->table().view_name;
-  auto starts = LogStartOffsets(options_.kafka, options_.topic, std::chrono::seconds(15));
-  if (!starts.ok()) return starts.status();
   log_start_.clear();
-  log_first_ = *starts;
+  log_first_.clear();
   std::vector<int32_t> partitions;
-  for (const auto& [partition, start] : *starts) {
+  for (int32_t partition = 0; partition < partition_count_; ++partition) {
+    auto marks = consumer_->QueryWatermarks(options_.topic, partition, std::chrono::seconds(15));
+    if (!marks.ok()) return marks.status();
     partitions.push_back(partition);
-    if (start > 0) log_start_[partition] = start;
+    log_first_[partition] = marks->first;
+    if (marks->first > 0) log_start_[partition] = marks->first;
   }
   if (log_start_.empty()) return Status::Ok();
   auto stored = StoredOffsets(partitions);
@@ -234,7 +235,7 @@ Status ViewEngine::CheckSourceLog() {
             std::to_string(start) + " (the view needs " + std::to_string(needed) + ")";
   }
   if (gaps.empty()) return Status::Ok();
-  if (options_.allow_incomplete_log) {
+  if (options_.source.allow_incomplete_log) {
     spdlog::warn("view {}: topic {} has lost its beginning ({}); starting from the earliest records left "
                  "(source.allow_incomplete_log)",
                  view, options_.topic, gaps);

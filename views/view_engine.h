@@ -36,7 +36,9 @@ struct ViewEngineOptions {
   KafkaClientOptions kafka;
   std::string topic;
   // How the topic's records are laid out, for projections that read any
-  // source (Projection::reads_records); parse_key: a definition reads $key/ptr.
+  // source (Projection::reads_records), and whether the view may start from
+  // the earliest record left when the log lost its beginning
+  // (source.allow_incomplete_log); parse_key: a definition reads $key/ptr.
   SourceSpec source;
   bool parse_key = false;
   std::string group_id;
@@ -53,10 +55,6 @@ struct ViewEngineOptions {
   // the store with the rows: a crash may apply events twice (aggregates
   // then over-count; latest-row views converge).
   bool at_least_once = false;
-  // The source log may have lost its beginning (records deleted by
-  // retention): start from the earliest record still there. Without it the
-  // view refuses to start where it would silently differ from a full replay.
-  bool allow_incomplete_log = false;
   std::string dead_letter_topic;
   Producer* dead_letters = nullptr;  // shared, thread-safe; required unless stop_on_error
   ChangeFeed* feed = nullptr;        // gets every committed flush; may be null
@@ -119,7 +117,7 @@ class ViewEngine {
   Result<std::map<int32_t, int64_t>> StoredOffsets(const std::vector<int32_t>& partitions);
   Status Rewind();
   // kInvalidArgument when a partition's log starts after the offset this
-  // view needs next (and allow_incomplete_log is off).
+  // view needs next (and source.allow_incomplete_log is off).
   Status CheckSourceLog();
   Status DeadLetter(const KafkaMessage& message, const std::string& error);
   // While building a new version: swaps it in once every partition is

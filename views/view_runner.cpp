@@ -106,7 +106,6 @@ void ViewRunner::RunView(ViewThread& view) {
   if (view.spec) {
     options.source = view.spec->source;
     options.parse_key = ReadsKeyJson(*view.spec);
-    options.allow_incomplete_log = view.spec->source.allow_incomplete_log;
   }
   options.group_id = config_.views.group_id + "." + view.name + (view.store == "rocksdb" ? ".rocksdb" : "");
   options.session_timeout_ms = config_.views.session_timeout_ms;
