@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -34,6 +36,41 @@ class TopicsToDelete {
   KafkaClientOptions kafka_;
   std::vector<std::string> topics_;
 };
+
+// The end (high watermark) of each partition of `topic`: a view has read
+// the topic once its stored offsets reach these.
+inline std::map<int32_t, int64_t> HighWatermarks(const std::string& brokers, const std::string& topic,
+                                                 int partitions) {
+  auto consumer = Consumer::Create({brokers, {}}, "");
+  std::map<int32_t, int64_t> ends;
+  for (int p = 0; p < partitions; ++p) ends[p] = (*consumer)->QueryWatermarks(topic, p, std::chrono::seconds(10))->second;
+  return ends;
+}
+
+// The raw baseline: librdkafka read_committed consumption of `topic` from
+// offset 0 to its end, in records/s; the count read goes to `*records`.
+// Offset 0 rather than "beginning": librdkafka 2.0.2 looks "beginning" up
+// and may wait a fixed 500 ms first, which is not consumption.
+inline double RawConsumeRate(const std::string& brokers, const std::string& topic, int partitions,
+                             int64_t* records = nullptr) {
+  auto consumer = Consumer::Create({brokers, {}}, "");
+  std::vector<TopicPartitionOffset> all;
+  for (int p = 0; p < partitions; ++p) all.push_back({topic, p, 0});
+  (void)(*consumer)->Assign(all);
+  auto started = std::chrono::steady_clock::now();
+  std::set<int32_t> ended;
+  int64_t n = 0;
+  while (static_cast<int>(ended.size()) < partitions) {
+    KafkaMessage m;
+    int32_t eof = -1;
+    auto r = (*consumer)->Poll(std::chrono::milliseconds(100), &m, &eof);
+    if (!r.ok()) continue;
+    if (*r == Consumer::PollOutcome::kMessage) ++n;
+    if (*r == Consumer::PollOutcome::kPartitionEnd) ended.insert(eof);
+  }
+  if (records) *records = n;
+  return n / std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+}
 
 struct LatencySummary {
   double p50_ms = 0, p99_ms = 0, max_ms = 0;

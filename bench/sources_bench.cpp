@@ -156,13 +156,6 @@ class OtherServiceProducer {
   rd_kafka_t* rk_ = nullptr;
 };
 
-std::map<int32_t, int64_t> Ends(const Options& o, const std::string& topic) {
-  auto consumer = Consumer::Create({o.brokers, {}}, "");
-  std::map<int32_t, int64_t> ends;
-  for (int p = 0; p < o.partitions; ++p) ends[p] = (*consumer)->QueryWatermarks(topic, p, std::chrono::seconds(10))->second;
-  return ends;
-}
-
 void ProduceAll(const Options& o, Topic* topics) {
   std::mt19937 rng(1);
   int64_t now = NowMillis();
@@ -261,7 +254,7 @@ void ProduceAll(const Options& o, Topic* topics) {
     t.live_rows = std::count(exists.begin(), exists.end(), 1);
   }
   producer.Flush();
-  for (int s = 0; s < kSourceCount; ++s) topics[s].ends = Ends(o, topics[s].name);
+  for (int s = 0; s < kSourceCount; ++s) topics[s].ends = bench::HighWatermarks(o.brokers, topics[s].name, o.partitions);
 }
 
 // ---- measuring -----------------------------------------------------------------
@@ -270,24 +263,11 @@ void ProduceAll(const Options& o, Topic* topics) {
 // ends; but from offset 0 rather than kOffsetBeginning, whose ListOffsets
 // lookup sometimes waits a fixed 500 ms (see RunView).
 double RawConsume(const Options& o, const std::string& topic, int64_t records) {
-  auto consumer = Consumer::Create({o.brokers, {}}, "");
-  std::vector<TopicPartitionOffset> all;
-  for (int p = 0; p < o.partitions; ++p) all.push_back({topic, p, 0});
-  (void)(*consumer)->Assign(all);
-  auto started = Clock::now();
-  std::set<int32_t> ended;
   int64_t n = 0;
-  while (static_cast<int>(ended.size()) < o.partitions) {
-    KafkaMessage m;
-    int32_t eof = -1;
-    auto r = (*consumer)->Poll(std::chrono::milliseconds(100), &m, &eof);
-    if (!r.ok()) continue;
-    if (*r == Consumer::PollOutcome::kMessage) ++n;
-    if (*r == Consumer::PollOutcome::kPartitionEnd) ended.insert(eof);
-  }
+  double per_s = bench::RawConsumeRate(o.brokers, topic, o.partitions, &n);
   if (n != records) std::fprintf(stderr, "raw consume of %s read %lld records, expected %lld\n", topic.c_str(),
                                   static_cast<long long>(n), static_cast<long long>(records));
-  return n / std::chrono::duration<double>(Clock::now() - started).count();
+  return per_s;
 }
 
 struct Timing {

@@ -63,29 +63,7 @@ std::map<int32_t, int64_t> ProduceEvents(const Options& o, const std::string& to
     (void)(*producer)->Produce({topic, PartitionForKey(store, o.partitions), store, EncodeEventValue(e), {}});
   }
   (void)(*producer)->Flush(std::chrono::seconds(60));
-  auto consumer = Consumer::Create({o.brokers, {}}, "");
-  std::map<int32_t, int64_t> ends;
-  for (int p = 0; p < o.partitions; ++p) ends[p] = (*consumer)->QueryWatermarks(topic, p, std::chrono::seconds(10))->second;
-  return ends;
-}
-
-double RawConsume(const Options& o, const std::string& topic) {
-  auto consumer = Consumer::Create({o.brokers, {}}, "");
-  std::vector<TopicPartitionOffset> all;
-  for (int p = 0; p < o.partitions; ++p) all.push_back({topic, p, kOffsetBeginning});
-  (void)(*consumer)->Assign(all);
-  auto started = Clock::now();
-  std::set<int32_t> ended;
-  int64_t n = 0;
-  while (static_cast<int>(ended.size()) < o.partitions) {
-    KafkaMessage m;
-    int32_t eof = -1;
-    auto r = (*consumer)->Poll(std::chrono::milliseconds(100), &m, &eof);
-    if (!r.ok()) continue;
-    if (*r == Consumer::PollOutcome::kMessage) ++n;
-    if (*r == Consumer::PollOutcome::kPartitionEnd) ended.insert(eof);
-  }
-  return n / std::chrono::duration<double>(Clock::now() - started).count();
+  return bench::HighWatermarks(o.brokers, topic, o.partitions);
 }
 
 // Runs an engine until its stored offsets reach `ends`; returns events/s.
@@ -414,7 +392,7 @@ int main(int argc, char** argv) {
   ViewSpec latest = bench::ParseBenchView(bench::kLatestView);
   MetricsRegistry metrics;
 
-  double raw = RawConsume(o, topic);
+  double raw = bench::RawConsumeRate(o.brokers, topic, o.partitions);
   std::printf("raw read_committed consume   : %9.0f events/s\n", raw);
   std::vector<RowWrite> rows = LatestRows(o);
   double raw_rocks = RawRocksDb(rows, "/tmp/" + topic + "-raw.rocksdb");

@@ -41,6 +41,14 @@ std::unique_ptr<HttpServer> StartEcho(size_t max_body = 1024) {
   return std::move(server.value());
 }
 
+// After a refused request, the server still answers a new connection.
+void ExpectStillServing(const HttpServer& server) {
+  HttpClient other("127.0.0.1", server.port());
+  auto ok = other.Get("/still-here");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->status, 200);
+}
+
 TEST(HttpServer, ServesKeepAliveRequestsWithDecodedQuery) {
   auto server = StartEcho();
   HttpClient client("127.0.0.1", server->port());
@@ -73,11 +81,7 @@ TEST(HttpServer, OversizedBodyGets413WithJsonReason) {
   ASSERT_TRUE(res.ok()) << res.status().ToString();
   EXPECT_EQ(res->status, 413);
   EXPECT_TRUE(nlohmann::json::parse(res->body).contains("error"));
-  // The server keeps serving others.
-  HttpClient other("127.0.0.1", server->port());
-  auto ok = other.Get("/still-here");
-  ASSERT_TRUE(ok.ok());
-  EXPECT_EQ(ok->status, 200);
+  ExpectStillServing(*server);
 }
 
 TEST(HttpServer, MalformedRequestGets400) {
@@ -148,10 +152,7 @@ TEST(HttpServer, OverlongUrlGets414) {
   auto reason = nlohmann::json::parse(res->body);
   ASSERT_TRUE(reason.contains("error")) << res->body;
   EXPECT_NE(reason["error"].get<std::string>().find("URL too long"), std::string::npos) << res->body;
-  HttpClient other("127.0.0.1", server->port());
-  auto ok = other.Get("/still-here");
-  ASSERT_TRUE(ok.ok());
-  EXPECT_EQ(ok->status, 200);
+  ExpectStillServing(*server);
 }
 
 // Oversized header fields (a short URL) are a 431, not a 414.

@@ -7,7 +7,6 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <fstream>
 #include <optional>
 #include <random>
@@ -25,17 +24,6 @@ using namespace std::chrono_literals;
 using namespace freshet::testing;
 
 constexpr int kPartitions = 3;
-
-// Produces `lines` ("key<TAB>value"; an empty key or value is sent as null)
-// with kcat, each with the header source=crm. Returns kcat's exit code.
-int ProduceWithKcat(const std::string& topic, const std::vector<std::string>& lines) {
-  std::string command = "kcat -P -q -b " + KafkaBrokers() + " -t " + topic + " -K '\t' -Z -H source=crm";
-  FILE* pipe = popen(command.c_str(), "w");
-  if (!pipe) return -1;
-  for (const auto& line : lines) std::fprintf(pipe, "%s\n", line.c_str());
-  int status = pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 // What one order id looks like after all its records.
 struct Order {
@@ -97,27 +85,12 @@ class Sources : public ::testing::Test {
     return true;
   }
 
-  // Dead letters per view, with their reasons.
+  // Dead letters per view, each as "reason[ (null key)] @topic:partition:offset".
   std::map<std::string, std::vector<std::string>> DeadLetters(size_t expected) {
     std::map<std::string, std::vector<std::string>> out;
-    auto consumer = Consumer::Create(KafkaOptions(), "");
-    EXPECT_TRUE((*consumer)->Assign({{dlq_, 0, kOffsetBeginning}}).ok());
-    size_t seen = 0;
-    WaitUntil(
-        [&] {
-          KafkaMessage m;
-          auto outcome = (*consumer)->Poll(100ms, &m);
-          if (outcome.ok() && *outcome == Consumer::PollOutcome::kMessage) {
-            out[std::string(*m.header("freshet.view"))].push_back(
-                std::string(*m.header("freshet.error")) + (m.has_key() ? "" : " (null key)") + " @" +
-                std::string(*m.header("freshet.source.topic")) +
-                ":" + std::string(*m.header("freshet.source.partition")) + ":" +
-                std::string(*m.header("freshet.source.offset")));
-            ++seen;
-          }
-          return seen >= expected;
-        },
-        30s, 1ms);
+    for (const DeadLetter& d : ReadDeadLetters(dlq_, expected))
+      out[d.view].push_back(d.error + (d.null_key ? " (null key)" : "") + " @" + d.source_topic + ":" +
+                            std::to_string(d.source_partition) + ":" + std::to_string(d.source_offset));
     return out;
   }
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -147,6 +148,43 @@ RunResult RunFreshet(std::vector<std::string> args, std::map<std::string, std::s
   r.exit_code = p.Wait(timeout);
   r.output = p.Log();
   return r;
+}
+
+int ProduceWithKcat(const std::string& topic, const std::vector<std::string>& lines) {
+  std::string command = "kcat -P -q -b " + KafkaBrokers() + " -t " + topic + " -K '\t' -Z -H source=crm";
+  FILE* pipe = popen(command.c_str(), "w");
+  if (!pipe) return -1;
+  for (const auto& line : lines) std::fprintf(pipe, "%s\n", line.c_str());
+  int status = pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::vector<DeadLetter> ReadDeadLetters(const std::string& topic, size_t count, std::chrono::milliseconds timeout) {
+  std::vector<DeadLetter> out;
+  auto consumer = Consumer::Create(KafkaOptions(), "");
+  if (!consumer.ok() || !(*consumer)->Assign({{topic, 0, kOffsetBeginning}}).ok()) return out;
+  auto header = [](const KafkaMessage& m, const char* name) {
+    auto h = m.header(name);
+    return h ? std::string(*h) : std::string();
+  };
+  WaitUntil(
+      [&] {
+        KafkaMessage m;
+        auto outcome = (*consumer)->Poll(std::chrono::milliseconds(100), &m);
+        if (outcome.ok() && *outcome == Consumer::PollOutcome::kMessage) {
+          DeadLetter d;
+          d.view = header(m, "freshet.view");
+          d.error = header(m, "freshet.error");
+          d.source_topic = header(m, "freshet.source.topic");
+          d.source_partition = std::atoi(header(m, "freshet.source.partition").c_str());
+          d.source_offset = std::atoll(header(m, "freshet.source.offset").c_str());
+          d.null_key = !m.has_key();
+          out.push_back(std::move(d));
+        }
+        return out.size() >= count;
+      },
+      timeout, std::chrono::milliseconds(1));
+  return out;
 }
 
 nlohmann::ordered_json InspectTopic(const std::string& topic, const std::string& view_name, std::string* output) {

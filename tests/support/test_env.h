@@ -70,6 +70,23 @@ class FreshetProcess {
 // it printed (null if none), and everything it said in `output`.
 nlohmann::ordered_json InspectTopic(const std::string& topic, const std::string& view_name, std::string* output);
 
+// Produces `lines` ("key<TAB>value"; an empty key or value is sent as
+// null) with kcat, a client freshet did not write, each with the header
+// source=crm. Returns kcat's exit code.
+int ProduceWithKcat(const std::string& topic, const std::vector<std::string>& lines);
+
+// One record of a dead-letter topic, as its headers describe it.
+struct DeadLetter {
+  std::string view, error, source_topic;
+  int32_t source_partition = -1;
+  int64_t source_offset = -1;
+  bool null_key = false;
+};
+// Reads `topic` (one partition) from the start until `count` dead letters
+// arrived or `timeout` passed; returns those read.
+std::vector<DeadLetter> ReadDeadLetters(const std::string& topic, size_t count,
+                                        std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
 // Runs the freshet binary to completion; returns exit code and output.
 struct RunResult {
   int exit_code = -1;
