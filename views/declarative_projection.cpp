@@ -236,11 +236,11 @@ Status ColumnText(const FieldValue& v, const std::string& sql_type, const std::s
   if (sql_type == "text") {
     if (IsString(v, &text)) out->assign(text);
     else *out = Dump(v);
-    // COPY would fail the whole batch over one such value ($key and headers
-    // are raw bytes; JSON strings are valid UTF-8 already).
+    // COPY would fail the whole batch over one such value. Only the raw
+    // strings ($key, headers) need a UTF-8 check: simdjson validated the rest.
     if (out->find('\0') != std::string::npos)
       return Status::InvalidArgument("column " + column + ": text with a NUL character, which Postgres cannot store");
-    if (!simdjson::validate_utf8(out->data(), out->size()))
+    if (v.kind == FieldValue::kString && !simdjson::validate_utf8(out->data(), out->size()))
       return Status::InvalidArgument("column " + column + ": not valid UTF-8: " + Dump(v));
     return Status::Ok();
   }
