@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "sources/registry_decoder.h"
+
 namespace freshet {
 namespace {
 
@@ -84,7 +86,41 @@ bool FindElement(const SourceRecord& record, const FieldRef& ref, element* out) 
   return false;
 }
 
-RecordDecoder::RecordDecoder(SourceSpec spec, bool parse_key) : spec_(std::move(spec)), parse_key_(parse_key) {}
+RecordDecoder::RecordDecoder(SourceSpec spec, bool parse_key) : spec_(std::move(spec)), parse_key_(parse_key) {
+  if (spec_.uses_registry()) {
+    auto registry = SchemaRegistry::Shared(spec_.schema_registry);
+    if (ThroughRegistry(spec_.format)) value_registry_ = std::make_unique<RegistryDecoder>(spec_.format, registry);
+    if (ThroughRegistry(spec_.key_format))
+      key_registry_ = std::make_unique<RegistryDecoder>(spec_.key_format, registry);
+  }
+}
+
+RecordDecoder::~RecordDecoder() = default;
+
+Status RecordDecoder::DecodeKey(const RawRecord& raw, SourceRecord* out) {
+  std::string_view key = *raw.key;
+  if (key_registry_) {
+    Status st = key_registry_->ToJson(key, &key_text_);
+    if (!st.ok()) return st.WithContext("key");
+    key = key_text_;
+  } else if (!parse_key_) {
+    return Status::Ok();
+  }
+  element parsed;
+  if (key_parser_.parse(key.data(), key.size()).get(parsed) != simdjson::SUCCESS) {
+    if (key_registry_) return Status::InvalidArgument("key: not valid JSON after decoding");
+    return Status::Ok();  // a text key: $key/ptr finds nothing in it
+  }
+  element payload;
+  if (spec_.envelope == SourceEnvelope::kDebezium && Unwrap(parsed, &payload, nullptr)) parsed = payload;
+  out->key_json = parsed;
+  out->has_key_json = true;
+  if (key_registry_) {
+    std::string_view text;
+    out->key_text = parsed.get_string().get(text) == simdjson::SUCCESS ? text : key;
+  }
+  return Status::Ok();
+}
 
 Status RecordDecoder::Decode(const RawRecord& raw, SourceRecord* out) {
   *out = SourceRecord();
@@ -94,13 +130,13 @@ Status RecordDecoder::Decode(const RawRecord& raw, SourceRecord* out) {
     if (!raw.value) return Status::InvalidArgument("event value is null (a tombstone), not a freshet event");
     return DecodeFreshet(*raw.value, out);
   }
-  if (parse_key_ && raw.key) {
-    element key;
-    if (key_parser_.parse(raw.key->data(), raw.key->size()).get(key) == simdjson::SUCCESS) {
-      element payload;
-      if (spec_.envelope == SourceEnvelope::kDebezium && Unwrap(key, &payload, nullptr)) key = payload;
-      out->key_json = key;
-      out->has_key_json = true;
+  if (raw.key) FRESHET_RETURN_IF_ERROR(DecodeKey(raw, out));
+  std::string_view value;
+  if (raw.value) {
+    value = *raw.value;
+    if (value_registry_) {
+      FRESHET_RETURN_IF_ERROR(value_registry_->ToJson(value, &value_text_));
+      value = value_text_;
     }
   }
   switch (spec_.envelope) {
@@ -125,10 +161,10 @@ Status RecordDecoder::Decode(const RawRecord& raw, SourceRecord* out) {
         out->change = SourceRecord::Change::kSkip;
         return Status::Ok();
       }
-      return DecodeDebezium(out);
+      return DecodeDebezium(value, out);
     case SourceEnvelope::kFreshet: break;
   }
-  if (value_parser_.parse(raw.value->data(), raw.value->size()).get(out->data) != simdjson::SUCCESS)
+  if (value_parser_.parse(value.data(), value.size()).get(out->data) != simdjson::SUCCESS)
     return Status::InvalidArgument("value is not valid JSON");
   out->has_data = true;
   if (spec_.envelope == SourceEnvelope::kUpsert) out->type = "upsert";
@@ -162,10 +198,9 @@ Status RecordDecoder::DecodeFreshet(std::string_view value, SourceRecord* out) {
   return Status::Ok();
 }
 
-Status RecordDecoder::DecodeDebezium(SourceRecord* out) {
-  const RawRecord& raw = *out->raw;
+Status RecordDecoder::DecodeDebezium(std::string_view value, SourceRecord* out) {
   element root;
-  if (value_parser_.parse(raw.value->data(), raw.value->size()).get(root) != simdjson::SUCCESS)
+  if (value_parser_.parse(value.data(), value.size()).get(root) != simdjson::SUCCESS)
     return Status::InvalidArgument("value is not valid JSON");
   element payload = root, schema;
   bool has_schema = Unwrap(root, &payload, &schema);

@@ -15,11 +15,15 @@
 
 #include <simdjson.h>
 
+#include <memory>
+
 #include "core/kafka.h"
 #include "core/status.h"
 #include "sources/source_spec.h"
 
 namespace freshet {
+
+class RegistryDecoder;
 
 // One record as the topic holds it.
 struct RawRecord {
@@ -60,6 +64,9 @@ struct SourceRecord {
   simdjson::dom::element data;  // what JSON pointers address: event data, the value, the row
   bool has_key_json = false;
   simdjson::dom::element key_json;  // the key parsed as JSON (Debezium: its payload), for $key/ptr
+  // $key when the key was decoded (source.key_format): a string key's
+  // text, else the key's JSON. Unset: $key is the raw key.
+  std::optional<std::string_view> key_text;
   const RawRecord* raw = nullptr;
   const std::vector<LogicalField>* logical = nullptr;  // of the row's fields; may be null
 
@@ -71,14 +78,18 @@ class RecordDecoder {
  public:
   // `parse_key`: parse keys as JSON (a definition reads $key/ptr).
   RecordDecoder(SourceSpec spec, bool parse_key);
-  // Non-OK: the record is bad (it goes to the dead-letter topic), with a
-  // reason that names what is wrong.
+  ~RecordDecoder();
+  // kInvalidArgument: the record is bad (it goes to the dead-letter topic),
+  // with a reason that names what is wrong. kUnavailable (formats through a
+  // schema registry): the registry cannot be asked now; the record is fine,
+  // decode it again later.
   Status Decode(const RawRecord& raw, SourceRecord* out);
   const SourceSpec& spec() const { return spec_; }
 
  private:
   Status DecodeFreshet(std::string_view value, SourceRecord* out);
-  Status DecodeDebezium(SourceRecord* out);
+  Status DecodeDebezium(std::string_view value, SourceRecord* out);
+  Status DecodeKey(const RawRecord& raw, SourceRecord* out);
   Status ReadTypeAndTime(SourceRecord* out);
   void ReadLogicalTypes(simdjson::dom::element schema);
 
@@ -89,6 +100,9 @@ class RecordDecoder {
   simdjson::dom::parser key_parser_;
   std::vector<LogicalField> logical_;
   std::string type_text_;  // scratch for a $type that is not a view into the record
+  // Formats through a schema registry: the decoders, and the JSON they made.
+  std::unique_ptr<RegistryDecoder> value_registry_, key_registry_;
+  std::string value_text_, key_text_;
 };
 
 // Where `ref` points in `record`: for kData and kKeyPointer the element

@@ -1,5 +1,6 @@
 #include "sources/source_spec.h"
 
+#include <cstdlib>
 #include <set>
 
 namespace freshet {
@@ -29,6 +30,45 @@ Result<std::vector<std::string>> PointerTokens(const std::string& pointer, const
     start = slash + 1;
   }
   return tokens;
+}
+
+// source.schema_registry, with defaults from the environment (so that one
+// setting serves every view of a process, and secrets need not sit in the
+// definitions).
+Status ParseRegistryConfig(const nlohmann::ordered_json* source, const std::string& where, SchemaRegistryConfig* out) {
+  auto env = [](const char* name) {
+    const char* v = std::getenv(name);
+    return std::string(v ? v : "");
+  };
+  out->url = env("FRESHET_SCHEMA_REGISTRY_URL");
+  out->username = env("FRESHET_SCHEMA_REGISTRY_USERNAME");
+  out->password = env("FRESHET_SCHEMA_REGISTRY_PASSWORD");
+  out->token = env("FRESHET_SCHEMA_REGISTRY_TOKEN");
+  auto it = source->find("schema_registry");
+  if (it == source->end()) return Status::Ok();
+  std::string at = where + ".schema_registry";
+  if (!it->is_object()) return Fail(at, "expected an object like {\"url\": \"http://registry:8081\"}");
+  for (auto field = it->begin(); field != it->end(); ++field) {
+    const std::string& key = field.key();
+    if (key == "url" || key == "username" || key == "password" || key == "token") {
+      if (!field->is_string()) return Fail(at + "." + key, "expected a string");
+      std::string value = field->get<std::string>();
+      if (key == "url") out->url = value;
+      else if (key == "username") out->username = value;
+      else if (key == "password") out->password = value;
+      else out->token = value;
+    } else if (key == "connect_timeout_ms" || key == "request_timeout_ms") {
+      if (!field->is_number_integer() || field->get<int64_t>() < 1 || field->get<int64_t>() > 600000)
+        return Fail(at + "." + key, "expected milliseconds from 1 to 600000");
+      (key == "connect_timeout_ms" ? out->connect_timeout_ms : out->request_timeout_ms) = field->get<int>();
+    } else {
+      return Fail(at + "." + key,
+                  "unknown key (known: connect_timeout_ms, password, request_timeout_ms, token, url, username)");
+    }
+  }
+  if (!out->url.empty() && out->url.rfind("http://", 0) != 0 && out->url.rfind("https://", 0) != 0)
+    return Fail(at + ".url", "expected an http:// or https:// URL, got \"" + out->url + "\"");
+  return Status::Ok();
 }
 
 }  // namespace
@@ -71,6 +111,9 @@ const char* FormatName(SourceFormat format) {
   switch (format) {
     case SourceFormat::kFreshet: return "freshet";
     case SourceFormat::kJson: return "json";
+    case SourceFormat::kAvro: return "avro";
+    case SourceFormat::kProtobuf: return "protobuf";
+    case SourceFormat::kJsonSr: return "json_sr";
   }
   return "?";
 }
@@ -92,11 +135,12 @@ Result<SourceSpec> ParseSourceSpec(const nlohmann::ordered_json* source, const s
   if (!source) return spec;
   if (!source->is_object()) return Fail(where, "expected an object like {\"topic\": ..., \"format\": \"json\"}");
   static const std::set<std::string> kKeys = {"topic", "format", "envelope", "type", "timestamp",
-                                              "allow_incomplete_log"};
+                                              "allow_incomplete_log", "key_format", "schema_registry"};
   for (auto it = source->begin(); it != source->end(); ++it)
     if (!kKeys.count(it.key()))
       return Fail(where + "." + it.key(),
-                  "unknown key (known: allow_incomplete_log, envelope, format, timestamp, topic, type)");
+                  "unknown key (known: allow_incomplete_log, envelope, format, key_format, schema_registry, "
+                  "timestamp, topic, type)");
   auto text = [&](const char* key, std::string* out) -> Status {
     auto it = source->find(key);
     if (it == source->end()) return Status::Ok();
@@ -116,9 +160,25 @@ Result<SourceSpec> ParseSourceSpec(const nlohmann::ordered_json* source, const s
   FRESHET_RETURN_IF_ERROR(text("format", &format));
   if (format == "freshet") spec.format = SourceFormat::kFreshet;
   else if (format == "json") spec.format = SourceFormat::kJson;
-  else if (format == "avro" || format == "protobuf" || format == "json_sr")
-    return Fail(where + ".format", format + " (through a schema registry) is not supported yet; use freshet or json");
-  else return Fail(where + ".format", "expected freshet or json");
+  else if (format == "avro") spec.format = SourceFormat::kAvro;
+  else if (format == "protobuf") spec.format = SourceFormat::kProtobuf;
+  else if (format == "json_sr") spec.format = SourceFormat::kJsonSr;
+  else return Fail(where + ".format", "expected freshet, json, avro, protobuf or json_sr");
+  std::string key_format = "json";
+  FRESHET_RETURN_IF_ERROR(text("key_format", &key_format));
+  if (key_format == "json" || key_format == "text") spec.key_format = SourceFormat::kJson;
+  else if (key_format == "avro") spec.key_format = SourceFormat::kAvro;
+  else if (key_format == "protobuf") spec.key_format = SourceFormat::kProtobuf;
+  else if (key_format == "json_sr") spec.key_format = SourceFormat::kJsonSr;
+  else return Fail(where + ".key_format", "expected json (the default: the key as text or JSON), avro, protobuf or json_sr");
+  if (spec.format == SourceFormat::kFreshet && spec.key_format != SourceFormat::kJson)
+    return Fail(where + ".key_format", "the freshet format's keys are text");
+  FRESHET_RETURN_IF_ERROR(ParseRegistryConfig(source, where, &spec.schema_registry));
+  if (spec.uses_registry() && spec.schema_registry.url.empty())
+    return Fail(where + ".schema_registry", std::string("format ") +
+                FormatName(ThroughRegistry(spec.format) ? spec.format : spec.key_format) +
+                " reads its schemas from a schema registry: set schema_registry.url here or "
+                "FRESHET_SCHEMA_REGISTRY_URL");
   std::string envelope = spec.format == SourceFormat::kFreshet ? "freshet" : "append";
   FRESHET_RETURN_IF_ERROR(text("envelope", &envelope));
   if (envelope == "freshet") spec.envelope = SourceEnvelope::kFreshet;

@@ -4,7 +4,14 @@
 //
 //   "source": {"topic": "crm.public.customers", "format": "json", "envelope": "debezium"}
 //
-//  format   freshet (default) | json (any JSON value)
+//  format   freshet (default) | json (any JSON value) | avro | protobuf |
+//           json_sr: the Confluent schema-registry wire format (magic byte,
+//           schema id, payload), each record read with its writer schema
+//  key_format  avro | protobuf | json_sr: keys in the wire format too
+//           (default: the key as text, or as JSON for $key/ptr)
+//  schema_registry  {"url", "username", "password", "token",
+//           "connect_timeout_ms", "request_timeout_ms"}; default: the url
+//           from FRESHET_SCHEMA_REGISTRY_URL (and _USERNAME, _PASSWORD, _TOKEN)
 //  envelope freshet (default for format freshet)
 //           append   each record is an event (default for format json)
 //           upsert   the Kafka key is the row's identity, the value the
@@ -31,10 +38,16 @@
 #include <nlohmann/json.hpp>
 
 #include "core/status.h"
+#include "sources/schema_registry.h"
 
 namespace freshet {
 
-enum class SourceFormat { kFreshet, kJson };
+enum class SourceFormat { kFreshet, kJson, kAvro, kProtobuf, kJsonSr };
+
+// Avro, Protobuf, JSON Schema: framed, with the schema in a registry.
+inline bool ThroughRegistry(SourceFormat format) {
+  return format == SourceFormat::kAvro || format == SourceFormat::kProtobuf || format == SourceFormat::kJsonSr;
+}
 enum class SourceEnvelope { kFreshet, kAppend, kUpsert, kDebezium };
 
 // A reference to one value of a record.
@@ -53,12 +66,15 @@ Result<FieldRef> ParseFieldRef(const std::string& text, const std::string& where
 struct SourceSpec {
   std::string topic;  // "": the writer's topic (kafka.topic)
   SourceFormat format = SourceFormat::kFreshet;
+  SourceFormat key_format = SourceFormat::kJson;  // kJson: text, parsed as JSON for $key/ptr
+  SchemaRegistryConfig schema_registry;           // for formats ThroughRegistry
   SourceEnvelope envelope = SourceEnvelope::kFreshet;
   FieldRef type;       // where $type comes from (not for envelope freshet); empty: none
   FieldRef timestamp;  // where $ts comes from (not for envelope freshet); empty: the Kafka timestamp
   bool allow_incomplete_log = false;
   // Changelog envelopes (upsert, debezium) replace and delete rows; an
   // event stream (freshet, append) only adds events.
+  bool uses_registry() const { return ThroughRegistry(format) || ThroughRegistry(key_format); }
   bool changelog() const { return envelope == SourceEnvelope::kUpsert || envelope == SourceEnvelope::kDebezium; }
 };
 

@@ -3,6 +3,9 @@
 // accepts and what `freshet inspect` guesses, so that a guess always fits.
 #pragma once
 
+#include <cstdint>
+#include <optional>
+#include <string>
 #include <string_view>
 
 namespace freshet {
@@ -18,5 +21,17 @@ bool IsTimestampText(std::string_view s);
 bool IsDecimalText(std::string_view s);
 // 8-4-4-4-12 hex digits, as Postgres prints a uuid.
 bool IsUuidText(std::string_view s);
+
+// Values in the encodings that Debezium's and schema-registry formats use,
+// as the text a column of that type takes.
+
+// `value` units of 1/`units_per_second` s since the epoch as a timestamp
+// ("2024-05-01 12:00:00.123+00"), or nullopt outside years 1-9999.
+std::optional<std::string> TimestampOf(int64_t value, int64_t units_per_second);
+// Days since the epoch as a date (YYYY-MM-DD), or nullopt outside years 1-9999.
+std::optional<std::string> DateOfDays(int64_t days);
+// A decimal: the unscaled value as a big-endian two's-complement integer
+// of any length (Connect Decimal, Avro decimal), and the scale.
+std::string DecimalText(std::string_view bytes, int scale);
 
 }  // namespace freshet

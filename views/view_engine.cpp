@@ -60,6 +60,7 @@ void ViewEngine::PublishStatus() {
   }
   s.rebuild = rebuild_progress_;
   s.log_start = log_start_;
+  s.waiting_for = waiting_for_;
   std::lock_guard lock(status_mu_);
   status_ = std::move(s);
 }
@@ -209,6 +210,22 @@ Status ViewEngine::Rewind() {
     FRESHET_RETURN_IF_ERROR(consumer_->Seek(options_.topic, partition, next < 0 ? kOffsetBeginning : next));
   }
   return Status::Ok();
+}
+
+void ViewEngine::WaitForRegistry(const Status& why, const std::atomic<bool>& stop) {
+  const std::string& view = projection_->table().view_name;
+  if (waiting_for_.empty()) spdlog::warn("view {}: waiting for the schema registry: {}", view, why.message());
+  waiting_for_ = "waiting for the schema registry: " + why.message();
+  // What came before the record is good: make it visible while we wait.
+  if (Status flushed = Flush(); !flushed.ok())
+    spdlog::warn("view {}: flush before waiting failed: {}", view, flushed.message());
+  PublishStatus();
+  auto until = std::chrono::steady_clock::now() + registry_backoff_;
+  while (!stop.load() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  registry_backoff_ = std::min(registry_backoff_ * 2, std::chrono::milliseconds(5000));
+  // Read the record (and anything after it on other partitions) again.
+  if (Status rw = Rewind(); !rw.ok()) spdlog::warn("view {}: rewind failed: {}", view, rw.message());
 }
 
 Status ViewEngine::CheckSourceLog() {
@@ -378,6 +395,17 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
           RawRecord raw = RawRecord::From(message);
           SourceRecord record;
           st = decoder_->Decode(raw, &record);
+          // Only a schema registry that cannot be asked says kUnavailable.
+          if (st.code() == StatusCode::kUnavailable) {
+            WaitForRegistry(st, stop);
+            continue;
+          }
+          if (!waiting_for_.empty()) {
+            spdlog::info("view {}: the schema registry answers again", view);
+            waiting_for_.clear();
+            registry_backoff_ = std::chrono::milliseconds(100);
+            PublishStatus();
+          }
           event_ts = record.ts_ms;
           skipped = st.ok() && record.change == SourceRecord::Change::kSkip;
           if (st.ok() && !skipped) st = projection_->ApplyRecord(record);

@@ -82,6 +82,9 @@ struct ViewStatus {
   bool stale = false;
   bool building = false;  // a new version being built beside the live one
   std::string rebuild;    // progress of `freshet rebuild` (JSON text), "" when none
+  // Why the view is behind while it waits for something outside it (the
+  // schema registry is down), "" when it is not waiting.
+  std::string waiting_for;
   // Partitions whose log starts after offset 0 -> their first offset.
   std::map<int32_t, int64_t> log_start;
 };
@@ -120,6 +123,10 @@ class ViewEngine {
   // view needs next (and source.allow_incomplete_log is off).
   Status CheckSourceLog();
   Status DeadLetter(const KafkaMessage& message, const std::string& error);
+  // A record's schema cannot be fetched (the registry is down): the record
+  // is fine, so it is never dead-lettered. Writes what came before it,
+  // waits (with backoff), and rewinds to read it again.
+  void WaitForRegistry(const Status& why, const std::atomic<bool>& stop);
   // While building a new version: swaps it in once every partition is
   // consumed to its end (checked at most once a second).
   Status MaybeSwapIn();
@@ -147,6 +154,8 @@ class ViewEngine {
   std::string rebuild_progress_;
   std::map<int32_t, int64_t> log_start_;  // partitions that lost their log's beginning
   std::map<int32_t, int64_t> log_first_;  // every partition's first offset, at start
+  std::string waiting_for_;               // see ViewStatus::waiting_for
+  std::chrono::milliseconds registry_backoff_{100};
 
   // The one batch being written while the next is applied.
   struct InFlightWrite {

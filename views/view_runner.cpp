@@ -229,6 +229,7 @@ nlohmann::json ViewRunner::StatusJson(ViewThread& view) {
   }
   out["now_ms"] = now;  // the server's clock when this status was taken
   if (!s.error.empty()) out["error"] = s.error;
+  if (!s.waiting_for.empty()) out["waiting_for"] = s.waiting_for;
   if (!s.log_start.empty()) {
     nlohmann::json starts = nlohmann::json::object();
     for (const auto& [p, start] : s.log_start) starts[std::to_string(p)] = start;

@@ -262,7 +262,12 @@ Result<ViewSpec> ParseOne(const SpecJson& j, const std::string& where) {
   SpecJson identity = j;
   for (const char* k : {"freshness", "delivery", "on_error", "stores"}) identity.erase(k);
   // Where a view may start does not change what its rows are made of.
-  if (identity.contains("source") && identity["source"].is_object()) identity["source"].erase("allow_incomplete_log");
+  // Nor where its schemas are fetched from (a registry's address or
+  // credentials): a schema id names the same schema in any of them.
+  if (identity.contains("source") && identity["source"].is_object()) {
+    identity["source"].erase("allow_incomplete_log");
+    identity["source"].erase("schema_registry");
+  }
   v.version = Fnv1aHex(identity.dump());
   return v;
 }

@@ -41,8 +41,12 @@ TEST(SourceSpec, RefusesWhatItDoesNotKnowNamingTheField) {
     nlohmann::ordered_json j = nlohmann::ordered_json::parse(json);
     return ParseSourceSpec(&j, "v.source").status().message();
   };
-  EXPECT_EQ(bad(R"({"format": "xml"})"), "v.source.format: expected freshet or json");
-  EXPECT_NE(bad(R"({"format": "avro"})").find("not supported yet"), std::string::npos);
+  EXPECT_EQ(bad(R"({"format": "xml"})"), "v.source.format: expected freshet, json, avro, protobuf or json_sr");
+  if (!std::getenv("FRESHET_SCHEMA_REGISTRY_URL"))
+    EXPECT_NE(bad(R"({"format": "avro"})").find("reads its schemas from a schema registry"), std::string::npos);
+  EXPECT_NE(bad(R"({"format": "avro", "schema_registry": {"url": "ftp://x"}})").find("v.source.schema_registry.url"),
+            std::string::npos);
+  EXPECT_NE(bad(R"({"format": "json", "key_format": "xml"})").find("v.source.key_format"), std::string::npos);
   EXPECT_EQ(bad(R"({"format": "json", "envelope": "freshet"})"),
             "v.source.envelope: the freshet envelope goes with the freshet format, and only with it");
   EXPECT_NE(bad(R"({"topic": "a b"})").find("v.source.topic"), std::string::npos);

@@ -1,0 +1,76 @@
+#include "sources/json_text.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+
+namespace freshet {
+
+void AppendJsonString(std::string_view s, std::string* out) {
+  static const char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      default:
+        if (c < 0x20) {
+          out->append("\\u00");
+          out->push_back(kHex[c >> 4]);
+          out->push_back(kHex[c & 15]);
+        } else {
+          out->push_back(ch);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+void AppendBase64String(std::string_view bytes, std::string* out) {
+  static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  out->push_back('"');
+  size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    uint32_t n = (static_cast<uint8_t>(bytes[i]) << 16) | (static_cast<uint8_t>(bytes[i + 1]) << 8) |
+                 static_cast<uint8_t>(bytes[i + 2]);
+    for (int shift = 18; shift >= 0; shift -= 6) out->push_back(kAlphabet[(n >> shift) & 63]);
+  }
+  if (size_t left = bytes.size() - i) {
+    uint32_t n = static_cast<uint8_t>(bytes[i]) << 16;
+    if (left == 2) n |= static_cast<uint8_t>(bytes[i + 1]) << 8;
+    out->push_back(kAlphabet[(n >> 18) & 63]);
+    out->push_back(kAlphabet[(n >> 12) & 63]);
+    out->push_back(left == 2 ? kAlphabet[(n >> 6) & 63] : '=');
+    out->push_back('=');
+  }
+  out->push_back('"');
+}
+
+namespace {
+template <class T>
+void AppendNumber(T v, std::string* out) {
+  char buf[64];
+  auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  out->append(buf, r.ptr);
+}
+}  // namespace
+
+void AppendDouble(double v, std::string* out) {
+  if (std::isnan(v)) out->append("\"NaN\"");
+  else if (std::isinf(v)) out->append(v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+  else AppendNumber(v, out);
+}
+
+void AppendFloat(float v, std::string* out) {
+  if (std::isnan(v) || std::isinf(v)) AppendDouble(v, out);
+  else AppendNumber(v, out);
+}
+
+void AppendInteger(int64_t v, std::string* out) { AppendNumber(v, out); }
+void AppendUnsigned(uint64_t v, std::string* out) { AppendNumber(v, out); }
+
+}  // namespace freshet

@@ -1,0 +1,22 @@
+// Writing JSON text by hand, for the decoders that turn a binary record
+// (Avro, Protobuf) into the JSON a view reads.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace freshet {
+
+// `s` as a JSON string literal (quotes, escapes). `s` must be valid UTF-8.
+void AppendJsonString(std::string_view s, std::string* out);
+// `bytes` as a JSON string of their base64 (as Debezium and Protobuf's JSON
+// mapping write bytes).
+void AppendBase64String(std::string_view bytes, std::string* out);
+// A number in its shortest exact form; NaN and infinities, which JSON has
+// not, as the strings "NaN", "Infinity", "-Infinity".
+void AppendDouble(double v, std::string* out);
+void AppendFloat(float v, std::string* out);
+void AppendInteger(int64_t v, std::string* out);
+void AppendUnsigned(uint64_t v, std::string* out);
+
+}  // namespace freshet

@@ -1,0 +1,270 @@
+// Records in the Confluent wire format: the framing, Avro and Protobuf to
+// the JSON a view reads, and what a declarative view makes of them. The
+// schemas are preloaded into the registry client (no HTTP here; the
+// integration test sr_sources_test talks to a real registry).
+#include "sources/registry_decoder.h"
+
+#include <gtest/gtest.h>
+
+#include <google/protobuf/compiler/parser.h>
+#include <google/protobuf/descriptor.pb.h>
+#include <google/protobuf/dynamic_message.h>
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
+#include "sources/record_decoder.h"
+
+namespace freshet {
+namespace {
+
+// Avro's binary encoding, by hand: a zigzag varint, then bytes.
+void Long(int64_t v, std::string* out) {
+  uint64_t z = (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+  while (z >= 0x80) {
+    out->push_back(static_cast<char>((z & 0x7f) | 0x80));
+    z >>= 7;
+  }
+  out->push_back(static_cast<char>(z));
+}
+void Bytes(std::string_view s, std::string* out) {
+  Long(static_cast<int64_t>(s.size()), out);
+  out->append(s);
+}
+
+// A registry no one answers at: every schema these tests use is preloaded,
+// and any other id is "the registry is down".
+std::shared_ptr<SchemaRegistry> Registry(const std::string& name) {
+  SchemaRegistryConfig config;
+  config.url = "http://127.0.0.1:9/" + name;  // port 9 (discard): refused at once
+  config.connect_timeout_ms = 200;
+  return SchemaRegistry::Shared(config);
+}
+
+const char* kOrderSchema = R"({"type": "record", "name": "Order", "namespace": "shop", "fields": [
+  {"name": "id", "type": "long"},
+  {"name": "customer", "type": {"type": "record", "name": "Customer", "fields": [{"name": "id", "type": "string"}]}},
+  {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 2}},
+  {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+  {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+  {"name": "ref", "type": {"type": "string", "logicalType": "uuid"}},
+  {"name": "tags", "type": {"type": "array", "items": "string"}},
+  {"name": "counts", "type": {"type": "map", "values": "long"}},
+  {"name": "status", "type": {"type": "enum", "name": "Status", "symbols": ["NEW", "PAID"]}},
+  {"name": "note", "type": ["null", "string"], "default": null},
+  {"name": "code", "type": {"type": "fixed", "name": "Code", "size": 2}},
+  {"name": "previous", "type": ["null", "Customer"]}
+]})";
+
+std::string OrderDatum() {
+  std::string d;
+  Long(7, &d);                                       // id
+  Bytes("c1", &d);                                   // customer.id
+  Bytes(std::string("\xfb\x1e", 2), &d);             // amount: -1250 -> -12.50
+  Long(19000, &d);                                   // day
+  Long(1700000000123, &d);                           // at
+  Bytes("123e4567-e89b-12d3-a456-426614174000", &d);  // ref
+  Long(2, &d), Bytes("a", &d), Bytes("b\"", &d), Long(0, &d);  // tags
+  Long(1, &d), Bytes("x", &d), Long(-3, &d), Long(0, &d);      // counts
+  Long(1, &d);                                       // status PAID
+  Long(1, &d), Bytes("hi", &d);                      // note: branch 1
+  d.append("\x01\x02", 2);                           // code
+  Long(0, &d);                                       // previous: null
+  return d;
+}
+
+TEST(WireFormat, ReadsTheHeaderAndTheProtobufMessageIndexes) {
+  WireFrame f;
+  std::vector<int32_t> nested = {1, 0};
+  std::string framed = WireHeader(258, &nested) + "payload";
+  ASSERT_TRUE(ParseWireFrame(framed, true, &f).ok());
+  EXPECT_EQ(f.schema_id, 258);
+  EXPECT_EQ(f.message_indexes, nested);
+  EXPECT_EQ(f.payload, "payload");
+  std::vector<int32_t> first = {0};
+  EXPECT_EQ(WireHeader(1, &first), std::string("\0\0\0\0\1\0", 6));  // [0] is the single byte 0x00
+  ASSERT_TRUE(ParseWireFrame(WireHeader(1, &first) + "x", true, &f).ok());
+  EXPECT_EQ(f.message_indexes, first);
+  ASSERT_TRUE(ParseWireFrame(WireHeader(5, nullptr) + "{}", false, &f).ok());
+  EXPECT_EQ(f.payload, "{}");
+}
+
+TEST(WireFormat, RefusesAWrongMagicByteOrATruncatedHeaderByName) {
+  WireFrame f;
+  EXPECT_NE(ParseWireFrame("{\"a\":1}", false, &f).message().find("wrong magic byte 0x7b"), std::string::npos);
+  EXPECT_NE(ParseWireFrame(std::string("\x01" "0123456789abcdef", 17), false, &f).message().find("GUID"),
+            std::string::npos);
+  EXPECT_NE(ParseWireFrame(std::string("\0\0\1", 3), false, &f).message().find("truncated"), std::string::npos);
+  EXPECT_NE(ParseWireFrame(std::string("\0\0\0\0\1", 5), true, &f).message().find("truncated"), std::string::npos);
+  EXPECT_NE(ParseWireFrame(std::string("\0\0\0\0\1\x04\x02", 7), true, &f).message().find("truncated"),
+            std::string::npos);  // two indexes announced, one there
+}
+
+TEST(AvroJson, DecodesEveryKindOfValueAndTheLogicalTypes) {
+  auto avro = AvroJson::Compile(kOrderSchema);
+  ASSERT_TRUE(avro.ok()) << avro.status().message();
+  std::string json;
+  ASSERT_TRUE((*avro)->ToJson(OrderDatum(), &json).ok());
+  EXPECT_EQ(json,
+            R"({"id":7,"customer":{"id":"c1"},"amount":"-12.50","day":"2022-01-08",)"
+            R"("at":"2023-11-14 22:13:20.123+00","ref":"123e4567-e89b-12d3-a456-426614174000",)"
+            R"("tags":["a","b\""],"counts":{"x":-3},"status":"PAID","note":"hi","code":"AQI=","previous":null})");
+  auto fields = (*avro)->Fields();
+  ASSERT_EQ(fields.size(), 12u);
+  EXPECT_EQ(fields[0].column_type, "bigint");
+  EXPECT_EQ(fields[2].column_type, "numeric");
+  EXPECT_EQ(fields[3].column_type, "date");
+  EXPECT_EQ(fields[4].column_type, "timestamptz");
+  EXPECT_EQ(fields[5].column_type, "uuid");
+  EXPECT_EQ(fields[9].column_type, "text");  // ["null", "string"]
+}
+
+TEST(AvroJson, RefusesATruncatedDatumOrOneWithBytesLeftOver) {
+  auto avro = AvroJson::Compile(kOrderSchema);
+  ASSERT_TRUE(avro.ok());
+  std::string datum = OrderDatum(), json;
+  EXPECT_FALSE((*avro)->ToJson(datum.substr(0, datum.size() - 3), &json).ok());
+  json.clear();
+  EXPECT_NE((*avro)->ToJson(datum + "zz", &json).message().find("left over"), std::string::npos);
+  EXPECT_FALSE(AvroJson::Compile(R"({"type": "record", "name": "X", "fields": [{"name": "a", "type": "Nope"}]})").ok());
+}
+
+const char* kProto = R"(syntax = "proto3";
+package shop;
+import "google/protobuf/timestamp.proto";
+import "google/protobuf/wrappers.proto";
+message Envelope { string id = 1; }
+message Order {
+  message Line { string sku = 1; int64 qty = 2; }
+  enum Status { NEW = 0; PAID = 1; }
+  int64 id = 1;
+  Line first = 2;
+  repeated Line lines = 3;
+  oneof payment { string card = 4; int64 voucher = 5; }
+  google.protobuf.Timestamp at = 6;
+  google.protobuf.Int64Value discount = 7;
+  Status status = 8;
+  map<string, int32> counts = 9;
+  optional string note = 10;
+  bytes blob = 11;
+}
+)";
+
+// The test's own Protobuf serializer: libprotobuf's DynamicMessage over the
+// same .proto text, compiled here.
+class ProtoWriter {
+ public:
+  ProtoWriter() : pool_(google::protobuf::DescriptorPool::generated_pool()) {
+    google::protobuf::io::ArrayInputStream input(kProto, static_cast<int>(strlen(kProto)));
+    google::protobuf::io::Tokenizer tokenizer(&input, nullptr);
+    google::protobuf::FileDescriptorProto file;
+    google::protobuf::compiler::Parser parser;
+    EXPECT_TRUE(parser.Parse(&tokenizer, &file));
+    file.set_name("order.proto");
+    EXPECT_NE(pool_.BuildFile(file), nullptr);
+    factory_.SetDelegateToGeneratedFactory(true);
+  }
+  std::unique_ptr<google::protobuf::Message> New(const std::string& type) {
+    return std::unique_ptr<google::protobuf::Message>(factory_.GetPrototype(pool_.FindMessageTypeByName(type))->New());
+  }
+
+ private:
+  google::protobuf::DescriptorPool pool_;
+  google::protobuf::DynamicMessageFactory factory_{&pool_};
+};
+
+TEST(ProtobufJson, DecodesNestedMessagesOneofsAndWellKnownTypes) {
+  ProtoWriter writer;
+  auto order = writer.New("shop.Order");
+  const auto* d = order->GetDescriptor();
+  const auto* r = order->GetReflection();
+  r->SetInt64(order.get(), d->FindFieldByName("id"), 9000000000);
+  auto* first = r->MutableMessage(order.get(), d->FindFieldByName("first"));
+  first->GetReflection()->SetString(first, first->GetDescriptor()->FindFieldByName("sku"), "A");
+  first->GetReflection()->SetInt64(first, first->GetDescriptor()->FindFieldByName("qty"), 2);
+  r->SetInt64(order.get(), d->FindFieldByName("voucher"), 5);
+  auto* at = r->MutableMessage(order.get(), d->FindFieldByName("at"));
+  at->GetReflection()->SetInt64(at, at->GetDescriptor()->FindFieldByName("seconds"), 1700000000);
+  at->GetReflection()->SetInt32(at, at->GetDescriptor()->FindFieldByName("nanos"), 123456000);
+  auto* discount = r->MutableMessage(order.get(), d->FindFieldByName("discount"));
+  discount->GetReflection()->SetInt64(discount, discount->GetDescriptor()->FindFieldByName("value"), 3);
+  r->SetEnumValue(order.get(), d->FindFieldByName("status"), 1);
+  std::string payload = order->SerializeAsString();
+
+  auto proto = ProtobufJson::Compile(kProto, {});
+  ASSERT_TRUE(proto.ok()) << proto.status().message();
+  std::string json;
+  ASSERT_TRUE((*proto)->ToJson({1}, payload, &json).ok());
+  EXPECT_EQ(json, R"({"id":9000000000,"first":{"sku":"A","qty":2},"lines":[],"voucher":5,)"
+                  R"("at":"2023-11-14 22:13:20.123456+00","discount":3,"status":"PAID","counts":{},"blob":""})");
+
+  auto line = writer.New("shop.Order.Line");
+  line->GetReflection()->SetString(line.get(), line->GetDescriptor()->FindFieldByName("sku"), "B");
+  json.clear();
+  ASSERT_TRUE((*proto)->ToJson({1, 0}, line->SerializeAsString(), &json).ok());  // a nested message
+  EXPECT_EQ(json, R"({"sku":"B","qty":0})");
+  EXPECT_EQ((*proto)->MessageName({1, 0}), "shop.Order.Line");
+  EXPECT_NE((*proto)->ToJson({3}, "", &json).message().find("names no message"), std::string::npos);
+  EXPECT_FALSE((*proto)->ToJson({1}, payload.substr(0, payload.size() - 1), &json).ok());
+  auto fields = (*proto)->Fields({1});
+  ASSERT_GE(fields.size(), 7u);
+  EXPECT_EQ(fields[0].column_type, "bigint");
+  EXPECT_EQ(fields[5].column_type, "timestamptz");
+  EXPECT_EQ(fields[6].column_type, "bigint");  // Int64Value
+}
+
+TEST(RegistryDecoder, ReadsEachRecordWithItsOwnWriterSchema) {
+  auto registry = Registry("evolution");
+  registry->Preload({1, "AVRO", R"({"type": "record", "name": "R", "fields": [{"name": "a", "type": "long"}]})", {}});
+  registry->Preload({2, "AVRO",
+                     R"({"type": "record", "name": "R", "fields": [{"name": "a", "type": "long"},
+                        {"name": "b", "type": ["null", "string"], "default": null}]})",
+                     {}});
+  registry->Preload({3, "PROTOBUF", "syntax = \"proto3\"; message M { int32 x = 1; }", {}});
+  RegistryDecoder decoder(SourceFormat::kAvro, registry);
+  std::string v1, v2, json;
+  Long(1, &v1);
+  Long(2, &v2), Long(1, &v2), Bytes("new", &v2);
+  ASSERT_TRUE(decoder.ToJson(WireHeader(1, nullptr) + v1, &json).ok());
+  EXPECT_EQ(json, R"({"a":1})");
+  ASSERT_TRUE(decoder.ToJson(WireHeader(2, nullptr) + v2, &json).ok());
+  EXPECT_EQ(json, R"({"a":2,"b":"new"})");
+  EXPECT_NE(decoder.ToJson(WireHeader(3, nullptr) + v1, &json).message().find("is a PROTOBUF schema"),
+            std::string::npos);
+  // An id it has not got, with the registry down: wait, never a dead letter.
+  EXPECT_EQ(decoder.ToJson(WireHeader(4, nullptr) + v1, &json).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(decoder.ToJson("{}", &json).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(RecordDecoder, AvroValuesAndKeysReadLikeJson) {
+  auto registry = Registry("record");
+  registry->Preload({11, "AVRO", kOrderSchema, {}});
+  registry->Preload({12, "AVRO", R"("string")", {}});
+  nlohmann::ordered_json source = nlohmann::ordered_json::parse(
+      R"({"format": "avro", "key_format": "avro", "envelope": "upsert",
+          "schema_registry": {"url": "http://127.0.0.1:9/record", "connect_timeout_ms": 200}})");
+  auto spec = ParseSourceSpec(&source, "source");
+  ASSERT_TRUE(spec.ok()) << spec.status().message();
+  RecordDecoder decoder(*spec, true);
+  std::string key = WireHeader(12, nullptr), value = WireHeader(11, nullptr) + OrderDatum();
+  Bytes("o-7", &key);
+  RawRecord raw;
+  raw.topic = "t";
+  raw.key = key;
+  raw.value = value;
+  SourceRecord r;
+  Status st = decoder.Decode(raw, &r);
+  ASSERT_TRUE(st.ok()) << st.message();
+  ASSERT_TRUE(r.key_text.has_value());
+  EXPECT_EQ(*r.key_text, "o-7");
+  simdjson::dom::element e;
+  FieldRef customer = ParseFieldRef("/customer/id", "x").value();
+  ASSERT_TRUE(FindElement(r, customer, &e));
+  EXPECT_EQ(std::string_view(e.get_string().value()), "c1");
+  raw.value = std::nullopt;  // a tombstone deletes the row its key names
+  ASSERT_TRUE(decoder.Decode(raw, &r).ok());
+  EXPECT_EQ(r.change, SourceRecord::Change::kDelete);
+  EXPECT_EQ(*r.key_text, "o-7");
+}
+
+}  // namespace
+}  // namespace freshet
