@@ -152,6 +152,8 @@ Status BindWriter(ConfigObject& o, WriterConfig* c) {
   FRESHET_RETURN_IF_ERROR(o.String("advertise_url", &c->advertise_url));
   FRESHET_RETURN_IF_ERROR(o.Int("session_timeout_ms", &c->session_timeout_ms, 1000, 3600 * 1000));
   FRESHET_RETURN_IF_ERROR(o.Int("idempotency_keys", &c->idempotency_keys, 0, 100000000));
+  FRESHET_RETURN_IF_ERROR(o.String("snapshot_topic", &c->snapshot_topic));
+  FRESHET_RETURN_IF_ERROR(o.Int("snapshot_every_events", &c->snapshot_every_events, 0, 1000000000));
   return o.CheckNoUnknownKeys();
 }
 

@@ -52,6 +52,11 @@ struct WriterConfig {
   std::string advertise_url;                 // how other instances reach this one; default http://<listen>
   int session_timeout_ms = 10000;            // how soon a dead owner's partitions move
   int idempotency_keys = 100000;             // per partition: how many recent keys are remembered
+  // Snapshots of each partition's state, so that recovery reads a snapshot
+  // and the events after it, not the whole history. Topic default:
+  // "<kafka.topic>.snapshots"; 0 events turns snapshots off.
+  std::string snapshot_topic;
+  int snapshot_every_events = 100000;
   std::string token;                         // when set, /commands and /state require it (Bearer)
 };
 

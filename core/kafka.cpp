@@ -195,6 +195,12 @@ Status TransactionalProducer::Produce(const OutgoingMessage& message, DeliveryRe
   return Status::Internal(msg);
 }
 
+Status TransactionalProducer::Flush(std::chrono::milliseconds timeout) {
+  rd_kafka_resp_err_t err = rd_kafka_flush(handle_.get(), static_cast<int>(timeout.count()));
+  if (!err) return Status::Ok();
+  return Status::Unavailable(std::string("flush (transactional.id ") + transactional_id_ + "): " + rd_kafka_err2str(err));
+}
+
 Status TransactionalProducer::Commit(std::chrono::milliseconds timeout) {
   Status st = TxnCall("commit_transaction",
                       rd_kafka_commit_transaction(handle_.get(), static_cast<int>(timeout.count())));

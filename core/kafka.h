@@ -75,6 +75,9 @@ class TransactionalProducer {
   // Queues `message` in the open transaction. `report`, if given, must stay
   // alive until Commit/Abort returns; Commit fills it in.
   Status Produce(const OutgoingMessage& message, DeliveryReport* report);
+  // Waits until every message produced so far in the open transaction is in
+  // the log (still invisible to read_committed until Commit).
+  Status Flush(std::chrono::milliseconds timeout);
   // Flushes and commits. OK means every message of the transaction is durably
   // in the log and visible to read_committed consumers.
   Status Commit(std::chrono::milliseconds timeout);

@@ -95,6 +95,14 @@ nlohmann::json AccountsDomain::EntityToJson(const Account& a) {
 
 std::string AccountsDomain::EntityKeyFromPath(const std::string& account, const std::string&) { return account; }
 
+nlohmann::json AccountsDomain::EntityToSnapshot(const Account& a) { return {a.opened, a.balance, a.overdraft_limit}; }
+
+Result<Account> AccountsDomain::EntityFromSnapshot(const nlohmann::json& j) {
+  if (!j.is_array() || j.size() != 3 || !j[0].is_boolean() || !j[1].is_number_integer() || !j[2].is_number_integer())
+    return Status::InvalidArgument("account snapshot is not [opened, balance, overdraft_limit]");
+  return Account{j[0].get<bool>(), j[1].get<int64_t>(), j[2].get<int64_t>()};
+}
+
 std::unique_ptr<Domain> MakeAccountsDomain() { return std::make_unique<DomainAdapter<AccountsDomain>>("accounts"); }
 
 }  // namespace freshet

@@ -30,6 +30,8 @@ struct AccountsDomain {
   static Account Evolve(const Account& before, const Event& event);
   static nlohmann::json EntityToJson(const Account& account);
   static std::string EntityKeyFromPath(const std::string& account, const std::string& entity);
+  static nlohmann::json EntityToSnapshot(const Account& account);
+  static Result<Account> EntityFromSnapshot(const nlohmann::json& j);
 };
 
 std::unique_ptr<Domain> MakeAccountsDomain();

@@ -9,6 +9,10 @@
 //     static Entity Evolve(const Entity& before, const Event& e);
 //     static nlohmann::json EntityToJson(const Entity& e);
 //     static std::string EntityKeyFromPath(const std::string& partition_key, const std::string& entity);
+//     // Optional: with these two the writer snapshots the partition's state
+//     // and a new owner loads it instead of replaying all history.
+//     static nlohmann::json EntityToSnapshot(const Entity& e);
+//     static Result<Entity> EntityFromSnapshot(const nlohmann::json& j);
 //   };
 //
 // Decide returns Status::Refused("reason") to refuse, or InvalidArgument for
@@ -17,6 +21,7 @@
 // ones, so a refused command or an aborted transaction changes nothing.
 #pragma once
 
+#include <concepts>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -70,6 +75,14 @@ class DomainState {
   // The committed entity as JSON, or null when absent.
   virtual nlohmann::json EntityJson(const std::string& partition_key, const std::string& entity) const = 0;
   virtual size_t entity_count() const = 0;
+
+  // Snapshots. False when the domain cannot save its entities: its
+  // partitions are then always recovered by replaying the log.
+  virtual bool can_snapshot() const = 0;
+  // The committed entities (pending ones are not included), as a JSON array.
+  virtual nlohmann::json SaveEntities() const = 0;
+  // Replaces the committed state with `entities` (from SaveEntities).
+  virtual Status LoadEntities(const nlohmann::json& entities) = 0;
 };
 
 // A domain as the writer sees it, without its types.
@@ -125,6 +138,41 @@ class OverlayState final : public DomainState {
   }
 
   size_t entity_count() const override { return committed_.size(); }
+
+  static constexpr bool kCanSnapshot = requires(const Entity& e, const nlohmann::json& j) {
+    { D::EntityToSnapshot(e) } -> std::convertible_to<nlohmann::json>;
+    { D::EntityFromSnapshot(j) } -> std::convertible_to<Result<Entity>>;
+  };
+
+  bool can_snapshot() const override { return kCanSnapshot; }
+
+  nlohmann::json SaveEntities() const override {
+    nlohmann::json out = nlohmann::json::array();
+    if constexpr (kCanSnapshot) {
+      for (const auto& [key, entity] : committed_) out.push_back({key, D::EntityToSnapshot(entity)});
+    }
+    return out;
+  }
+
+  Status LoadEntities(const nlohmann::json& entities) override {
+    if constexpr (kCanSnapshot) {
+      std::unordered_map<std::string, Entity> loaded;
+      loaded.reserve(entities.size());
+      for (const auto& pair : entities) {
+        if (!pair.is_array() || pair.size() != 2 || !pair[0].is_string())
+          return Status::InvalidArgument("snapshot entity is not [key, entity]");
+        auto entity = D::EntityFromSnapshot(pair[1]);
+        if (!entity.ok()) return entity.status().WithContext("snapshot entity " + pair[0].get<std::string>());
+        loaded.emplace(pair[0].get<std::string>(), std::move(entity.value()));
+      }
+      committed_ = std::move(loaded);
+      pending_.clear();
+      return Status::Ok();
+    } else {
+      (void)entities;
+      return Status::InvalidArgument("this domain does not load snapshots");
+    }
+  }
 
  private:
   std::unordered_map<std::string, Entity> committed_;

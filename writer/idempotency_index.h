@@ -9,6 +9,8 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace freshet {
 
@@ -35,6 +37,20 @@ class IdempotencyIndex {
   }
 
   size_t size() const { return offsets_.size(); }
+
+  // Every key with its offset, oldest first: Put()ting them back in this
+  // order rebuilds the same index (for snapshots).
+  std::vector<std::pair<std::string, int64_t>> Entries() const {
+    std::vector<std::pair<std::string, int64_t>> out;
+    out.reserve(order_.size());
+    for (const auto& key : order_) out.emplace_back(key, offsets_.at(key));
+    return out;
+  }
+
+  void Clear() {
+    offsets_.clear();
+    order_.clear();
+  }
 
  private:
   size_t capacity_;

@@ -165,6 +165,14 @@ std::string InventoryDomain::EntityKeyFromPath(const std::string& store, const s
   return store + '\x1f' + sku;
 }
 
+nlohmann::json InventoryDomain::EntityToSnapshot(const StockItem& item) { return {item.on_hand, item.reserved}; }
+
+Result<StockItem> InventoryDomain::EntityFromSnapshot(const nlohmann::json& j) {
+  if (!j.is_array() || j.size() != 2 || !j[0].is_number_integer() || !j[1].is_number_integer())
+    return Status::InvalidArgument("stock item snapshot is not [on_hand, reserved]");
+  return StockItem{j[0].get<int64_t>(), j[1].get<int64_t>()};
+}
+
 std::unique_ptr<Domain> MakeInventoryDomain() {
   return std::make_unique<DomainAdapter<InventoryDomain>>("inventory");
 }

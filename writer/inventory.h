@@ -32,6 +32,8 @@ struct InventoryDomain {
   static StockItem Evolve(const StockItem& before, const Event& event);
   static nlohmann::json EntityToJson(const StockItem& item);
   static std::string EntityKeyFromPath(const std::string& store, const std::string& sku);
+  static nlohmann::json EntityToSnapshot(const StockItem& item);
+  static Result<StockItem> EntityFromSnapshot(const nlohmann::json& j);
 };
 
 std::unique_ptr<Domain> MakeInventoryDomain();

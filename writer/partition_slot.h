@@ -11,8 +11,13 @@
 //    Kafka transaction per batch (group commit); each is answered only after
 //    the commit. A refused command or an aborted transaction changes nothing.
 //    A fenced owner acknowledges nothing more and falls back to standby.
+//  - snapshots: when the domain supports them, the owner writes the
+//    partition's committed state to the snapshot topic every
+//    `snapshot_every_events` events (in a transaction of its fencing
+//    producer, see partition_snapshot.h), and a slot starts from the newest
+//    snapshot and replays only the events after it.
 //  - log-incomplete: the partition's log no longer starts where recovery
-//    needs it (offset 0: the state is a replay of the whole partition), so
+//    needs it (offset 0, or the offset the loaded snapshot covers), so
 //    the state it would rebuild is wrong. The slot refuses to serve and
 //    says why (refusal()); it never turns back by itself.
 //
@@ -68,6 +73,19 @@ struct WriterMetrics {
   Histogram* batch_size = nullptr;
   Histogram* commit_seconds = nullptr;
   Histogram* takeover_seconds = nullptr;
+  Counter* snapshots = nullptr;         // snapshots committed
+  Counter* snapshot_failures = nullptr;  // snapshots not committed
+  Histogram* snapshot_seconds = nullptr;  // serialize + commit
+  Histogram* recovery_seconds = nullptr;  // a slot's start: snapshot load + replay to the end
+};
+
+// Faults a test can inject into a writer process (FRESHET_WRITER_FAULT), to
+// show what a crash or a zombie at the worst moment leaves behind. Never set
+// in production.
+enum class WriterFault {
+  kNone,
+  kCrashInSnapshot,     // SIGKILL itself with a snapshot's chunks in the log, not committed
+  kStopBeforeSnapshot,  // SIGSTOP itself right before a snapshot's transaction
 };
 
 struct PartitionSlotOptions {
@@ -82,6 +100,12 @@ struct PartitionSlotOptions {
   // Where to claim ownership (key "<topic>/<partition>", value: claim JSON).
   std::string owners_topic;
   std::string claim;  // e.g. {"url": "http://10.0.0.5:8080", "instance": "..."}
+  // Snapshots: empty topic or 0 events turns them off (recovery replays the
+  // whole partition).
+  std::string snapshot_topic;
+  int64_t snapshot_every_events = 100000;
+  std::string instance;  // names the snapshots this instance writes
+  WriterFault fault = WriterFault::kNone;
 };
 
 class PartitionSlot {
@@ -109,6 +133,9 @@ class PartitionSlot {
   int32_t partition() const { return options_.partition; }
   int64_t applied_offset() const { return applied_offset_.load(); }  // last offset in the state
   size_t entity_count() const { return entity_count_.load(); }
+  // The offset the newest snapshot this slot loaded or wrote covers up to
+  // (its next_offset); -1 when none.
+  int64_t snapshot_offset() const { return snapshot_offset_.load(); }
   // Why the slot refuses the partition (role kLogIncomplete), else "".
   std::string refusal() const;
   static const char* RoleName(Role role);
@@ -124,6 +151,17 @@ class PartitionSlot {
 
   void Run();
   Status OpenTail();
+  // Loads the newest snapshot into the state, if there is one to load.
+  Status LoadSnapshot();
+  void ResetState();
+  bool snapshots_enabled() const;
+  // Writes a snapshot when enough events came since the last one.
+  // kFenced when a newer owner took over meanwhile; other failures are
+  // logged and counted, not returned (the commands committed regardless).
+  Status MaybeSnapshot();
+  Status WriteSnapshot();
+  void ReportRecovered();  // once: the state reached the end of the log
+  void LoseToNewerOwner(const Status& why);
   // kConflict when the log starts after next_offset_: records the state
   // needs were deleted. Puts the slot in kLogIncomplete.
   Status CheckLogStart();
@@ -149,6 +187,7 @@ class PartitionSlot {
   std::unique_ptr<Consumer> tail_;
   std::unique_ptr<TransactionalProducer> producer_;
   int64_t next_offset_ = 0;  // the next offset the state has not seen
+  int64_t snapshot_next_offset_ = 0;  // what the newest known snapshot covers
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -161,7 +200,10 @@ class PartitionSlot {
   std::atomic<Role> role_{Role::kStandby};
   std::atomic<int64_t> applied_offset_{-1};
   std::atomic<size_t> entity_count_{0};
+  std::atomic<int64_t> snapshot_offset_{-1};
   std::chrono::steady_clock::time_point takeover_requested_;
+  std::chrono::steady_clock::time_point recovery_started_;
+  bool recovered_ = false;
   std::thread thread_;
 };
 

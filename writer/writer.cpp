@@ -5,10 +5,12 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <cstdlib>
 
 #include "core/thread_name.h"
 #include "writer/accounts.h"
 #include "writer/inventory.h"
+#include "writer/partition_snapshot.h"
 
 namespace freshet {
 namespace {
@@ -68,6 +70,17 @@ std::string DefaultInstanceId() {
   return std::string(host) + "-" + std::to_string(getpid());
 }
 
+// Test-only fault injection (see WriterFault).
+Result<WriterFault> FaultFromEnvironment() {
+  const char* value = std::getenv("FRESHET_WRITER_FAULT");
+  std::string fault = value ? value : "";
+  if (fault.empty()) return WriterFault::kNone;
+  if (fault == "crash-in-snapshot") return WriterFault::kCrashInSnapshot;
+  if (fault == "stop-before-snapshot") return WriterFault::kStopBeforeSnapshot;
+  return Status::InvalidArgument("FRESHET_WRITER_FAULT: expected crash-in-snapshot or stop-before-snapshot, got \"" +
+                                 fault + "\"");
+}
+
 }  // namespace
 
 std::unique_ptr<Domain> MakeDomain(const std::string& name) {
@@ -91,11 +104,28 @@ Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_
                   "retention.ms=-1 and retention.bytes=-1 (cleanup.policy=delete) on the topic, e.g. kafka-configs.sh "
                   "--alter --entity-type topics --entity-name {} --add-config retention.ms=-1,retention.bytes=-1",
                   config.kafka.topic, retention_problem, config.kafka.topic);
+  auto count = PartitionCount(kafka, config.kafka.topic, std::chrono::seconds(15));
+  if (!count.ok()) return count.status();
+  std::string snapshot_topic;
+  if (config.writer.snapshot_every_events > 0) {
+    snapshot_topic = config.writer.snapshot_topic.empty() ? DefaultSnapshotTopic(config.kafka.topic)
+                                                          : config.writer.snapshot_topic;
+    // Partition p's snapshots go to partition p. Only the newest snapshot
+    // matters; older segments go after a week (without any snapshot a
+    // writer replays the whole log, which is kept whole).
+    st = EnsureTopic(kafka, snapshot_topic, *count, config.kafka.replication_factor, std::chrono::seconds(15),
+                     {{"cleanup.policy", "delete"}, {"retention.ms", "604800000"}, {"segment.ms", "3600000"}});
+    if (!st.ok()) return st.WithContext("writer.snapshot_topic " + snapshot_topic);
+    auto snapshot_partitions = PartitionCount(kafka, snapshot_topic, std::chrono::seconds(15));
+    if (!snapshot_partitions.ok()) return snapshot_partitions.status().WithContext("writer.snapshot_topic");
+    if (*snapshot_partitions < *count)
+      return Status::InvalidArgument("writer.snapshot_topic " + snapshot_topic + " has " +
+                                     std::to_string(*snapshot_partitions) + " partitions; it needs as many as " +
+                                     config.kafka.topic + " (" + std::to_string(*count) + ")");
+  }
   st = EnsureTopic(kafka, config.writer.owners_topic, 1, config.kafka.replication_factor, std::chrono::seconds(15),
                    {{"cleanup.policy", "compact"}});
   if (!st.ok()) return st.WithContext("writer.owners_topic " + config.writer.owners_topic);
-  auto count = PartitionCount(kafka, config.kafka.topic, std::chrono::seconds(15));
-  if (!count.ok()) return count.status();
 
   std::unique_ptr<Writer> w(new Writer());
   w->config_ = config;
@@ -123,9 +153,20 @@ Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_
   m.takeover_seconds = &reg.AddHistogram("freshet_writer_takeover_seconds",
                                          "From being assigned a partition to serving it (fence + catch-up + claim)",
                                          LatencyBuckets());
+  m.snapshots = &reg.AddCounter("freshet_writer_snapshots_total", "Partition snapshots", "result=\"committed\"");
+  m.snapshot_failures =
+      &reg.AddCounter("freshet_writer_snapshots_total", "Partition snapshots", "result=\"failed\"");
+  m.snapshot_seconds = &reg.AddHistogram("freshet_writer_snapshot_seconds",
+                                         "Writing one partition snapshot, serializing to commit", LatencyBuckets());
+  m.recovery_seconds = &reg.AddHistogram("freshet_writer_recovery_seconds",
+                                         "From a partition slot's start to its state reaching the end of the log "
+                                         "(snapshot load + replay)",
+                                         LatencyBuckets());
   w->owned_gauge_ = &reg.AddGauge("freshet_writer_owned_partitions", "Partitions this instance serves");
 
   nlohmann::json claim = {{"url", w->advertise_url_}, {"instance", w->instance_id_}};
+  auto fault = FaultFromEnvironment();
+  if (!fault.ok()) return fault.status();
   for (int p = 0; p < *count; ++p) {
     PartitionSlotOptions o;
     o.kafka = kafka;
@@ -138,6 +179,10 @@ Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_
     o.idempotency_keys = static_cast<size_t>(config.writer.idempotency_keys);
     o.owners_topic = config.writer.owners_topic;
     o.claim = claim.dump();
+    o.snapshot_topic = snapshot_topic;
+    o.snapshot_every_events = config.writer.snapshot_every_events;
+    o.instance = w->instance_id_;
+    o.fault = *fault;
     w->slots_.push_back(std::make_unique<PartitionSlot>(o, *w->domain_, m));
   }
   for (auto& slot : w->slots_) slot->Start();
@@ -280,7 +325,8 @@ void Writer::HandleHttp(HttpRequest&& request, HttpReply reply) {
       nlohmann::json p = {{"partition", s->partition()},
                           {"role", PartitionSlot::RoleName(s->role())},
                           {"offset", s->applied_offset()},
-                          {"entities", s->entity_count()}};
+                          {"entities", s->entity_count()},
+                          {"snapshot_offset", s->snapshot_offset()}};
       if (std::string why = s->refusal(); !why.empty()) p["error"] = why;
       partitions.push_back(std::move(p));
     }
