@@ -28,6 +28,7 @@ struct InspectOptions {
   bool from_end = false;
   int timeout_s = 15;
   std::string view_name;    // default: the topic's last dot-separated part
+  std::string schema_registry;  // default: FRESHET_SCHEMA_REGISTRY_URL
 };
 
 int RunWriterCommand(const std::string& config_path);

@@ -2,6 +2,7 @@
 // what its records look like and prints a view definition for it. The
 // summary goes to stderr and the definition to stdout, so that
 // `freshet inspect orders > orders-view.json` keeps only the definition.
+#include <cstdlib>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -82,7 +83,14 @@ int RunInspectCommand(const InspectOptions& options) {
     }
   }
   std::string name = options.view_name.empty() ? options.topic.substr(options.topic.rfind('.') + 1) : options.view_name;
-  Inspection in = InspectSample(sample, options.topic, name);
+  SchemaRegistryConfig registry;
+  if (const char* url = std::getenv("FRESHET_SCHEMA_REGISTRY_URL")) registry.url = url;
+  if (!options.schema_registry.empty()) registry.url = options.schema_registry;
+  for (auto [name_var, field] : {std::pair{"FRESHET_SCHEMA_REGISTRY_USERNAME", &registry.username},
+                                 std::pair{"FRESHET_SCHEMA_REGISTRY_PASSWORD", &registry.password},
+                                 std::pair{"FRESHET_SCHEMA_REGISTRY_TOKEN", &registry.token}})
+    if (const char* v = std::getenv(name_var)) *field = v;
+  Inspection in = InspectSample(sample, options.topic, name, registry);
 
   std::cerr << "topic " << options.topic << ": " << in.records << " records sampled from " << *partitions
             << " partitions (" << (options.from_end ? "the newest" : "the oldest") << "), " << in.tombstones
@@ -100,6 +108,13 @@ int RunInspectCommand(const InspectOptions& options) {
                 << std::string(f.type.size() < 12 ? 12 - f.type.size() : 1, ' ') << "from " << f.pointer << "  ("
                 << f.seen << (f.pointer[0] == '/' ? ", in " + std::to_string(f.present) + " records" : "") << ")\n";
   };
+  if (!in.schema_fields.empty()) {
+    std::cerr << "fields of the writer schema (" << in.schema << "):\n";
+    for (const auto& f : in.schema_fields)
+      std::cerr << "  " << f.pointer << std::string(f.pointer.size() < 20 ? 20 - f.pointer.size() : 1, ' ')
+                << f.column_type << std::string(f.column_type.size() < 12 ? 12 - f.column_type.size() : 1, ' ')
+                << f.declared << "\n";
+  }
   print("key", in.key_fields);
   print("columns", in.fields);
   if (in.definition.is_null()) {

@@ -43,6 +43,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   inspect->add_flag("--from-end", inspect_options.from_end, "Sample the newest records instead of the oldest");
   inspect->add_option("--name", inspect_options.view_name, "The view's name in the printed definition");
+  inspect->add_option("--schema-registry", inspect_options.schema_registry,
+                      "The schema registry's URL, for Avro, Protobuf and JSON Schema topics "
+                      "(default: FRESHET_SCHEMA_REGISTRY_URL)");
   inspect->add_option("--timeout", inspect_options.timeout_s, "Seconds to spend reading")
       ->check(CLI::Range(1, 600))
       ->capture_default_str();

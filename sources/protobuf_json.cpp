@@ -65,18 +65,19 @@ bool DecodeBase64(std::string_view in, std::string* out) {
 // The schema as a FileDescriptorProto named `name`: .proto text, or what
 // some serializers register, a base64 FileDescriptorProto.
 Status ParseFile(const std::string& text, const std::string& name, pb::FileDescriptorProto* file) {
+  // Base64 first: a .proto text always has a ';', base64 never.
+  std::string bytes;
+  if (text.find(';') == std::string::npos && DecodeBase64(text, &bytes) && file->ParseFromString(bytes)) {
+    file->set_name(name);
+    return Status::Ok();
+  }
+  file->Clear();
   pb::io::ArrayInputStream input(text.data(), static_cast<int>(text.size()));
   Collector errors;
   pb::io::Tokenizer tokenizer(&input, &errors);
   pb::compiler::Parser parser;
   parser.RecordErrorsTo(&errors);
   if (parser.Parse(&tokenizer, file) && errors.text.empty()) {
-    file->set_name(name);
-    return Status::Ok();
-  }
-  std::string bytes;
-  file->Clear();
-  if (text.find_first_of(" \n;{") == std::string::npos && DecodeBase64(text, &bytes) && file->ParseFromString(bytes)) {
     file->set_name(name);
     return Status::Ok();
   }

@@ -1,5 +1,6 @@
 #include "sources/registry_decoder.h"
 
+#include <nlohmann/json.hpp>
 #include <simdjson.h>
 
 namespace freshet {
@@ -11,6 +12,28 @@ const char* RegistryType(SourceFormat format) {
     case SourceFormat::kProtobuf: return "PROTOBUF";
     default: return "JSON";
   }
+}
+
+// The top-level properties of a JSON Schema, with the column types their
+// "type" (and "format") suggest.
+std::vector<SchemaField> JsonSchemaFields(const std::string& text) {
+  std::vector<SchemaField> fields;
+  auto schema = nlohmann::ordered_json::parse(text, nullptr, false);
+  if (!schema.is_object() || !schema.contains("properties") || !schema["properties"].is_object()) return fields;
+  for (auto it = schema["properties"].begin(); it != schema["properties"].end(); ++it) {
+    std::string type = it->is_object() && it->contains("type") && (*it)["type"].is_string() ? (*it)["type"].get<std::string>() : "";
+    std::string format = it->is_object() && it->contains("format") && (*it)["format"].is_string() ? (*it)["format"].get<std::string>() : "";
+    std::string column = "jsonb";
+    if (type == "integer") column = "bigint";
+    else if (type == "number") column = "double";
+    else if (type == "boolean") column = "boolean";
+    else if (type == "string")
+      column = format == "date" ? "date" : format == "date-time" ? "timestamptz" : format == "uuid" ? "uuid" : "text";
+    std::string declared = type.empty() ? "any" : type;
+    if (!format.empty()) declared += " (" + format + ")";
+    fields.push_back({"/" + it.key(), column, declared});
+  }
+  return fields;
 }
 
 }  // namespace
@@ -72,6 +95,7 @@ Result<RegistryDecoder::Compiled*> RegistryDecoder::Schema(int32_t id) {
     }
     compiled->error = st.WithContext(where);
   }
+  if (format_ == SourceFormat::kJsonSr && compiled->error.ok()) compiled->json_fields = JsonSchemaFields(schema.text);
   Compiled* out = compiled.get();
   compiled_[id] = std::move(compiled);
   return out;
@@ -104,7 +128,7 @@ Result<std::vector<SchemaField>> RegistryDecoder::Fields(int32_t id, const std::
   if (!c.error.ok()) return c.error;
   if (c.avro) return c.avro->Fields();
   if (c.protobuf) return c.protobuf->Fields(message_indexes);
-  return std::vector<SchemaField>();
+  return c.json_fields;
 }
 
 }  // namespace freshet

@@ -51,6 +51,7 @@ class RegistryDecoder {
     Status error;  // the schema does not compile: every record that names it is bad
     std::unique_ptr<AvroJson> avro;
     std::unique_ptr<ProtobufJson> protobuf;
+    std::vector<SchemaField> json_fields;  // JSON Schema: its top-level properties
   };
   Result<Compiled*> Schema(int32_t id);
   Status CollectImports(const RegisteredSchema& schema, int depth, std::vector<ProtobufJson::Import>* imports);

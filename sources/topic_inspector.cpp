@@ -1,5 +1,7 @@
 #include "sources/topic_inspector.h"
 
+#include "sources/registry_decoder.h"
+
 #include "sources/value_text.h"
 
 #include <algorithm>
@@ -156,7 +158,8 @@ Inspection InspectSample(const std::vector<SampleRecord>& sample, const std::str
     in.format = "unsupported";
     if (wire_format > 0)
       in.why = "the values are in the Confluent schema-registry wire format (magic byte 0, schema id " +
-               std::to_string(schema_id) + "): Avro, Protobuf and JSON Schema are not supported yet";
+               std::to_string(schema_id) + "): give the registry (--schema-registry URL or "
+               "FRESHET_SCHEMA_REGISTRY_URL) to read them";
     else if (in.records == 0) in.why = "the topic holds no records to look at";
     else in.why = "no value in the sample is JSON (" + std::to_string(not_json) + " other, " +
                   std::to_string(in.tombstones) + " null)";
@@ -298,6 +301,103 @@ Inspection InspectSample(const std::vector<SampleRecord>& sample, const std::str
   d["columns"] = nlohmann::ordered_json::object();
   for (const auto& f : in.fields) d["columns"][f.column] = ColumnJson(f);
   in.definition = d;
+  return in;
+}
+
+namespace {
+
+bool Framed(const std::optional<std::string>& bytes) { return bytes && bytes->size() >= 5 && (*bytes)[0] == '\0'; }
+
+// The format of the schema that the first framed record in `sample` names
+// (key or value), or nullopt when none is framed; an error when the
+// registry cannot say.
+Result<std::optional<SourceFormat>> FramedFormat(const std::vector<SampleRecord>& sample, bool keys,
+                                                 SchemaRegistry& registry, std::string* described) {
+  for (const auto& r : sample) {
+    const auto& bytes = keys ? r.key : r.value;
+    if (!Framed(bytes)) continue;
+    WireFrame frame;
+    if (!ParseWireFrame(*bytes, false, &frame).ok()) continue;
+    auto schema = registry.ById(frame.schema_id);
+    if (!schema.ok()) return schema.status();
+    if (described) *described = "schema id " + std::to_string(frame.schema_id) + " (" + (*schema)->type + ")";
+    if ((*schema)->type == "PROTOBUF") return std::optional<SourceFormat>(SourceFormat::kProtobuf);
+    if ((*schema)->type == "JSON") return std::optional<SourceFormat>(SourceFormat::kJsonSr);
+    return std::optional<SourceFormat>(SourceFormat::kAvro);
+  }
+  return std::optional<SourceFormat>();
+}
+
+}  // namespace
+
+Inspection InspectSample(const std::vector<SampleRecord>& sample, const std::string& topic,
+                         const std::string& view_name, const SchemaRegistryConfig& config) {
+  size_t framed = 0;
+  for (const auto& r : sample) framed += Framed(r.value);
+  if (framed == 0 || config.url.empty()) return InspectSample(sample, topic, view_name);
+  auto registry = SchemaRegistry::Shared(config);
+  std::string described;
+  auto value_format = FramedFormat(sample, false, *registry, &described);
+  auto key_format = FramedFormat(sample, true, *registry, nullptr);
+  for (const auto* format : {&value_format, &key_format}) {
+    if (format->ok()) continue;
+    Inspection in = InspectSample(sample, topic, view_name);
+    in.format = "unsupported";
+    in.definition = nullptr;
+    in.why = "the values are in the Confluent schema-registry wire format, but the registry cannot say which "
+             "schema: " + format->status().message();
+    return in;
+  }
+  // Decode what is framed into the JSON a view reads, and inspect that.
+  std::vector<SampleRecord> decoded;
+  size_t bad = 0;
+  std::unique_ptr<RegistryDecoder> values, keys;
+  std::optional<SourceFormat> value_is = value_format.value(), key_is = key_format.value();
+  if (value_is) values = std::make_unique<RegistryDecoder>(*value_is, registry);
+  if (key_is) keys = std::make_unique<RegistryDecoder>(*key_is, registry);
+  std::string json;
+  std::string first_bad;
+  for (const auto& r : sample) {
+    SampleRecord d = r;
+    Status st;
+    if (values && r.value) {
+      st = values->ToJson(*r.value, &json);
+      d.value = json;
+    }
+    if (st.ok() && keys && r.key) {
+      st = keys->ToJson(*r.key, &json).WithContext("key");
+      // A string key reads as that string ($key), as the view will.
+      d.key = json.size() >= 2 && json[0] == '"' ? nlohmann::json::parse(json).get<std::string>() : json;
+    }
+    if (!st.ok()) {
+      if (first_bad.empty()) first_bad = st.message();
+      ++bad;
+      continue;
+    }
+    decoded.push_back(std::move(d));
+  }
+  Inspection in = InspectSample(decoded, topic, view_name);
+  in.records = sample.size();
+  SourceFormat format = value_is ? *value_is : SourceFormat::kJson;
+  in.format = FormatName(format);
+  in.schema = described;
+  in.why = "values in the Confluent schema-registry wire format, " + described + "; " + in.why;
+  if (bad) in.why += "; " + std::to_string(bad) + " records could not be decoded (" + first_bad + ")";
+  if (values) {
+    for (const auto& r : sample) {
+      WireFrame frame;
+      if (!r.value || !ParseWireFrame(*r.value, format == SourceFormat::kProtobuf, &frame).ok()) continue;
+      auto fields = values->Fields(frame.schema_id, frame.message_indexes);
+      if (fields.ok()) in.schema_fields = std::move(fields.value());
+      break;
+    }
+  }
+  if (!in.definition.is_null()) {
+    auto& source = in.definition["source"];
+    source["format"] = in.format;
+    if (key_is) source["key_format"] = FormatName(*key_is);
+    source["schema_registry"] = {{"url", config.url}};
+  }
   return in;
 }
 

@@ -10,6 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sources/schema_field.h"
+#include "sources/schema_registry.h"
+
 namespace freshet {
 
 struct SampleRecord {
@@ -36,11 +39,22 @@ struct Inspection {
   std::vector<InspectedField> key_fields;
   std::vector<InspectedField> fields;
   nlohmann::ordered_json definition;  // null when the topic cannot be read as a view
+  // Records in the schema-registry wire format: the writer schema of the
+  // first one ("schema id 3 (AVRO)") and the fields it declares.
+  std::string schema;
+  std::vector<SchemaField> schema_fields;
 };
 
 // `topic` and `view_name` go into the definition.
 Inspection InspectSample(const std::vector<SampleRecord>& sample, const std::string& topic,
                          const std::string& view_name);
+
+// The same for a sample whose values (and keys) may be in the Confluent
+// schema-registry wire format: they are decoded through `registry` (its url
+// empty: none, and such records are only recognised), and the definition
+// reads them with format avro, protobuf or json_sr.
+Inspection InspectSample(const std::vector<SampleRecord>& sample, const std::string& topic,
+                         const std::string& view_name, const SchemaRegistryConfig& registry);
 
 // `name` turned into a valid, lower-case column or view name.
 std::string IdentifierFor(const std::string& name);

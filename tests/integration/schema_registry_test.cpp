@@ -253,5 +253,46 @@ TEST_F(SchemaRegistrySources, RegistryStoppedMidStreamTheViewWaitsAndCatchesUpLo
   EXPECT_TRUE(ReadDeadLetters(dlq_, 1, 1s).empty());
 }
 
+TEST_F(SchemaRegistrySources, InspectReadsTheThreeFormatsAndPrintsWorkingDefinitions) {
+  std::map<std::string, std::string> topics = {{"avro", Topic("inspect-avro")}, {"protobuf", Topic("inspect-proto")},
+                                               {"json_sr", Topic("inspect-json")}};
+  std::map<std::string, nlohmann::json> refs;
+  for (const auto& [format, topic] : topics) refs[format] = Produce(format, topic);
+  std::string all;
+  for (const auto& [format, topic] : topics) {
+    RunResult r = RunFreshet({"inspect", topic, "--brokers", KafkaBrokers(), "--schema-registry", url_, "--name", format}, {});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("fields of the writer schema"), std::string::npos) << r.output;
+    const std::string marker = "review the guesses before using it):\n";
+    auto at = r.output.find(marker);
+    ASSERT_NE(at, std::string::npos) << r.output;
+    std::string rest = r.output.substr(at + marker.size());
+    auto d = nlohmann::ordered_json::parse(rest.substr(0, rest.find("\n}\n") + 2), nullptr, false);
+    ASSERT_TRUE(d.is_object()) << r.output;
+    EXPECT_EQ(d["source"]["format"], format);
+    EXPECT_EQ(d["source"]["schema_registry"]["url"], url_);
+    EXPECT_EQ(d["source"]["envelope"], "upsert");
+    if (format == "avro") {
+      EXPECT_EQ(d["source"]["key_format"], "avro");
+      EXPECT_EQ(d["columns"]["amount"]["type"], "numeric");
+      EXPECT_EQ(d["columns"]["day"]["type"], "date");
+      EXPECT_EQ(d["columns"]["at"]["type"], "timestamptz");
+    } else if (format == "protobuf") {
+      EXPECT_EQ(d["columns"]["at"]["type"], "timestamptz");
+      EXPECT_EQ(d["columns"]["voucher"]["type"], "bigint");
+    } else {
+      EXPECT_EQ(d["columns"]["amount"]["type"], "numeric");
+    }
+    all += (all.empty() ? "" : ",") + d.dump();
+  }
+  // The printed definitions, as they are, materialize their topics.
+  FreshetProcess views({"views", "--config", WriteConfig("[" + all + "]")}, env_, name_);
+  for (const auto& [format, topic] : topics)
+    ASSERT_TRUE(WaitUntil([&] { return CaughtUp(format, topic); }, 60s, 50ms)) << format << "\n" << views.Log();
+  for (const auto& [format, ref] : refs)
+    EXPECT_EQ(Query("SELECT count(*) FROM " + format)[0][0], std::to_string(ref["rows"].size())) << format;
+  EXPECT_TRUE(ReadDeadLetters(dlq_, 1, 1s).empty());
+}
+
 }  // namespace
 }  // namespace freshet
