@@ -110,6 +110,17 @@ def main():
                         "baseline" if source == "freshet" else against,
                         "" if source == "freshet" else ">= 80% of freshet envelope")
 
+    for r in by.get("recovery", []):
+        # One partition's cold takeover (no standby) after a long history.
+        history = f"{r['events']:,} events, {r['entities']:,} entities"
+        replay, snap, hot = r["replay"], r["snapshot_and_tail"], r["hot_standby"]
+        add("recovery", f"cold takeover by log replay ({history})", f"{replay['seconds']:.2f} s", "baseline")
+        add("recovery", f"cold takeover from snapshot + {r['tail_events']:,}-event tail", f"{snap['seconds']:.2f} s",
+            f"{replay['seconds'] / snap['seconds']:.1f}x faster than replay", "<= 2 s")
+        add("recovery", "first snapshot, written by a takeover that replayed", f"{r['first_snapshot']['seconds']:.2f} s",
+            "replay + snapshot")
+        add("recovery", "hot standby takeover", f"{hot['seconds']:.2f} s", "unchanged by snapshots")
+
     m = json.loads(machine)
     print()
     print(f"freshet {m['freshet']} on {m['cores']} cores, {m['memory_mb']} MB ({m['cpu']}); "

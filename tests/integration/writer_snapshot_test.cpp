@@ -167,6 +167,13 @@ class WriterSnapshot : public ::testing::Test {
     return faulted();
   }
 
+  int64_t HighWatermark() {
+    auto consumer = Consumer::Create(KafkaOptions(), "");
+    if (!consumer.ok()) return -1;
+    auto marks = (*consumer)->QueryWatermarks(topic_, 0, 10s);
+    return marks.ok() ? marks->second : -1;
+  }
+
   static bool Stopped(pid_t pid) {
     std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
     std::string line;
@@ -181,6 +188,7 @@ class WriterSnapshot : public ::testing::Test {
 
 TEST_F(WriterSnapshot, ColdWriterLoadsTheNewestSnapshotAndReplaysOnlyTheTail) {
   std::map<int, int64_t> acked;  // command -> offset
+  int64_t snapshot_offset = -1;
   {
     auto first = StartWriter("first");
     ASSERT_EQ(WaitForRole("first", "owner")["role"], "owner") << first->Log();
@@ -197,12 +205,17 @@ TEST_F(WriterSnapshot, ColdWriterLoadsTheNewestSnapshotAndReplaysOnlyTheTail) {
       acked[n] = offset;
       p = Readyz("first")["partitions"][0];
     }
-    ASSERT_GT(p["snapshot_offset"].get<int64_t>(), 2 * kSnapshotEvery) << p.dump();
+    snapshot_offset = p["snapshot_offset"].get<int64_t>();
+    ASSERT_GT(snapshot_offset, 2 * kSnapshotEvery) << p.dump();
     first->Signal(SIGKILL);
     first->Wait(10s);
   }
   auto expected = ReplayedState();
   ASSERT_EQ(expected.size(), 25u);
+  // Only the tail is needed now: delete everything the snapshot covers. A
+  // writer that replayed from offset 0 would refuse the partition.
+  ASSERT_TRUE(DeleteRecordsBefore(KafkaOptions(), topic_, 0, snapshot_offset, 15s).ok());
+  auto end_before = HighWatermark();
 
   auto cold = StartWriter("cold");
   nlohmann::json p = WaitForRole("cold", "owner");
@@ -222,7 +235,7 @@ TEST_F(WriterSnapshot, ColdWriterLoadsTheNewestSnapshotAndReplaysOnlyTheTail) {
     EXPECT_EQ(Send("cold", n, &offset), 200);
     EXPECT_EQ(offset, acked[n]) << "command " << n;
   }
-  EXPECT_EQ(ReplayedState(), expected) << "retries published nothing";
+  EXPECT_EQ(HighWatermark(), end_before) << "retries published nothing";
 }
 
 TEST_F(WriterSnapshot, CrashWhileWritingASnapshotLeavesNothingANewOwnerLoads) {
