@@ -605,13 +605,35 @@ Status EnsureTopic(const KafkaClientOptions& options, const std::string& topic, 
   rd_kafka_queue_destroy(queue);
   rd_kafka_NewTopic_destroy(new_topic);
   if (!st.ok()) return st;
-  // The topic's leaders take a moment to appear in metadata.
+  // Each broker learns of the topic from the cluster's metadata log on its
+  // own schedule, and a client's metadata or config request goes to
+  // whichever broker it picks: on three brokers, the writer's next request
+  // right after creating its topic met a broker that did not know it yet
+  // ("does not exist") and the writer refused to start. So wait until every
+  // broker answers with the topic. A fresh client asks its only bootstrap
+  // server first.
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (PartitionCount(options, topic, timeout).ok()) return Status::Ok();
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::vector<std::string> brokers;
+  {
+    const rd_kafka_metadata_t* md = nullptr;
+    if (rd_kafka_metadata(handle->get(), 0, nullptr, &md, static_cast<int>(timeout.count())) ==
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+      for (int i = 0; i < md->broker_cnt; ++i)
+        brokers.push_back(std::string(md->brokers[i].host) + ":" + std::to_string(md->brokers[i].port));
+      rd_kafka_metadata_destroy(md);
+    }
   }
-  return Status::Timeout("topic " + topic + " created but not visible in metadata");
+  if (brokers.empty()) brokers.push_back(options.brokers);
+  for (const auto& broker : brokers) {
+    KafkaClientOptions one = options;
+    one.brokers = broker;
+    while (!PartitionCount(one, topic, timeout).ok()) {
+      if (std::chrono::steady_clock::now() >= deadline)
+        return Status::Timeout("topic " + topic + " created but broker " + broker + " does not show it in metadata");
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace freshet
