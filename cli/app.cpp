@@ -1,9 +1,19 @@
-// freshet: one binary, one subcommand per role.
+// The freshet command line over a registry of domains and projections: the
+// stock binary's main and a user's own binary both end up here.
 #include <CLI/CLI.hpp>
 
-#include "cli/commands.h"
+#include <functional>
 
-int main(int argc, char** argv) {
+#include "cli/commands.h"
+#include "freshet/main.h"
+#include "views/view_runner.h"
+#include "writer/writer.h"
+
+namespace freshet {
+
+Registry StockRegistry() { return Registry{StockDomains(), StockProjections()}; }
+
+int Main(int argc, char** argv, const Registry& registry) {
   CLI::App app{"freshet: keeps read views fresh from a Kafka event log"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("freshet ") + FRESHET_VERSION);
@@ -31,7 +41,7 @@ int main(int argc, char** argv) {
                       "view process, or here when none runs)")
       ->check(CLI::IsMember({"postgres", "rocksdb"}));
 
-  freshet::InspectOptions inspect_options;
+  InspectOptions inspect_options;
   auto* inspect = app.add_subcommand(
       "inspect", "Sample a topic, say which format and envelope its records have, and print a view definition for it");
   inspect->add_option("topic", inspect_options.topic, "The topic to look at")->required();
@@ -50,7 +60,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 600))
       ->capture_default_str();
 
-  freshet::DemoLoadOptions load;
+  DemoLoadOptions load;
   auto* demo = app.add_subcommand("demo-load", "Send a stream of realistic inventory commands to a writer");
   demo->add_option("--writer", load.writer_url, "Writer base URL")->capture_default_str();
   demo->add_option("--stores", load.stores, "Number of stores")->check(CLI::Range(1, 1000))->capture_default_str();
@@ -73,11 +83,43 @@ int main(int argc, char** argv) {
     int code = app.exit(e);
     return code == 0 ? 0 : 2;
   }
-  if (*writer) return freshet::RunWriterCommand(config_path);
-  if (*views) return freshet::RunViewsCommand(config_path);
-  if (*check) return freshet::RunCheckConfigCommand(config_path);
-  if (*demo) return freshet::RunDemoLoadCommand(load);
-  if (*inspect) return freshet::RunInspectCommand(inspect_options);
-  if (*rebuild) return freshet::RunRebuildCommand(config_path, rebuild_view, rebuild_store);
+  if (*writer) return RunWriterCommand(config_path, registry.domains);
+  if (*views) return RunViewsCommand(config_path, registry.projections);
+  if (*check) return RunCheckConfigCommand(config_path);
+  if (*demo) return RunDemoLoadCommand(load);
+  if (*inspect) return RunInspectCommand(inspect_options);
+  if (*rebuild) return RunRebuildCommand(config_path, rebuild_view, rebuild_store, registry.projections);
   return 2;
 }
+
+namespace {
+
+// `prog [--config FILE]` for one role.
+int OneRoleMain(int argc, char** argv, const std::string& description, const std::function<int(const std::string&)>& run) {
+  CLI::App app{description};
+  app.set_version_flag("--version", std::string("freshet ") + FRESHET_VERSION);
+  std::string config_path;
+  app.add_option("-c,--config", config_path, "JSON config file (comments allowed); FRESHET_* variables override it")
+      ->check(CLI::ExistingFile);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  return run(config_path);
+}
+
+}  // namespace
+
+int WriterMain(int argc, char** argv, const DomainRegistry& domains) {
+  return OneRoleMain(argc, argv, "Serve commands: decide, publish in Kafka transactions, answer (partition, offset)",
+                     [&](const std::string& path) { return RunWriterCommand(path, domains); });
+}
+
+int ViewsMain(int argc, char** argv, const ProjectionRegistry& projections) {
+  return OneRoleMain(argc, argv, "Consume the topic into the views, exactly once",
+                     [&](const std::string& path) { return RunViewsCommand(path, projections); });
+}
+
+}  // namespace freshet

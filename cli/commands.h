@@ -5,6 +5,9 @@
 #include <cstdint>
 #include <string>
 
+#include "views/projection_registry.h"
+#include "writer/domain_registry.h"
+
 namespace freshet {
 
 struct DemoLoadOptions {
@@ -31,13 +34,14 @@ struct InspectOptions {
   std::string schema_registry;  // default: FRESHET_SCHEMA_REGISTRY_URL
 };
 
-int RunWriterCommand(const std::string& config_path);
-int RunViewsCommand(const std::string& config_path);
+int RunWriterCommand(const std::string& config_path, const DomainRegistry& domains);
+int RunViewsCommand(const std::string& config_path, const ProjectionRegistry& projections);
 int RunCheckConfigCommand(const std::string& config_path);
 int RunDemoLoadCommand(const DemoLoadOptions& options);
 int RunInspectCommand(const InspectOptions& options);
 // `store`: "postgres", "rocksdb", or "" (postgres if the view has it).
-int RunRebuildCommand(const std::string& config_path, const std::string& view_name, const std::string& store);
+int RunRebuildCommand(const std::string& config_path, const std::string& view_name, const std::string& store,
+                      const ProjectionRegistry& projections);
 
 // Blocks SIGINT and SIGTERM in the calling thread (call before starting
 // threads so they inherit the mask), and waits for one of them.

@@ -35,6 +35,7 @@
 #include "core/http_client.h"
 #include "sinks/postgres_sink.h"
 #include "sinks/rocksdb_store.h"
+#include "views/view_runner.h"
 #include "views/rocksdb_view_store.h"
 #include "views/declarative_projection.h"
 #include "views/view_engine.h"
@@ -235,7 +236,8 @@ int RemoteRocksDbRebuild(const Config& config, const std::string& view_name, int
 
 }  // namespace
 
-int RunRebuildCommand(const std::string& config_path, const std::string& view_name, const std::string& store_arg) {
+int RunRebuildCommand(const std::string& config_path, const std::string& view_name, const std::string& store_arg,
+                      const ProjectionRegistry& projections) {
   auto config = LoadConfig(config_path);
   if (!config.ok()) {
     std::cerr << "freshet: config error: " << config.status().message() << "\n";
@@ -320,7 +322,14 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
               << "); rebuilding from the earliest records left (source.allow_incomplete_log)\n";
   }
 
-  TableSpec table = DeclarativeProjection(*spec).table();
+  // One projection to learn the table from, a fresh one for the engine.
+  auto make_projection = [&] { return MakeViewProjection(*spec, projections); };
+  auto probe = make_projection();
+  if (!probe.ok()) {
+    std::cerr << "freshet: rebuild: " << probe.status().message() << "\n";
+    return 2;
+  }
+  TableSpec table = (*probe)->table();
   ViewEngineOptions options;
   options.kafka = kafka;
   options.topic = topic;
@@ -358,7 +367,7 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
     std::cerr << "rebuilding " << view_name << " (rocksdb) into " << table_name << " from offset zero: " << total
               << " offsets in " << *partitions << " partitions; no view process holds " << config->views.rocksdb_path
               << ", so it is built here\n";
-    ViewEngine engine(options, std::make_unique<DeclarativeProjection>(*spec), std::move(view_store.value()), metrics);
+    ViewEngine engine(options, std::move(make_projection().value()), std::move(view_store.value()), metrics);
     return DriveRebuild(engine, view_name, table_name, building, total, [](const std::string&) {});
   }
 
@@ -377,7 +386,7 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
             << table.table_name() << " from offset zero: " << total << " offsets in " << *partitions
             << " partitions; readers keep the live table until the swap\n";
   bool building = (*sink)->building();
-  ViewEngine engine(options, std::make_unique<DeclarativeProjection>(*spec),
+  ViewEngine engine(options, std::move(make_projection().value()),
                     std::make_unique<PostgresViewStore>(std::move(sink.value()), table), metrics);
   // Progress also goes to the registry, where view processes show it in
   // their status endpoint.

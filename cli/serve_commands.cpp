@@ -59,17 +59,22 @@ int RunCheckConfigCommand(const std::string& config_path) {
   return 0;
 }
 
-int RunWriterCommand(const std::string& config_path) {
+int RunWriterCommand(const std::string& config_path, const DomainRegistry& domains) {
   auto config = LoadOrExplain(config_path);
   if (!config.ok()) return 2;
   if (Status st = RequireField(config->kafka.brokers, "kafka.brokers"); !st.ok()) {
     std::cerr << "freshet: config error: " << st.message() << "\n";
     return 2;
   }
+  auto domain = domains.Make(config->writer.domain);
+  if (!domain.ok()) {
+    std::cerr << "freshet: config error: " << domain.status().message() << "\n";
+    return 2;
+  }
   InitLogging(config->log_level, "writer");
   BlockShutdownSignals();
 
-  auto writer = Writer::Start(config.value(), MakeDomain(config->writer.domain));
+  auto writer = Writer::Start(config.value(), std::move(domain.value()));
   if (!writer.ok()) {
     spdlog::error("writer: {}", writer.status().ToString());
     return 1;
@@ -95,7 +100,7 @@ int RunWriterCommand(const std::string& config_path) {
   return 0;
 }
 
-int RunViewsCommand(const std::string& config_path) {
+int RunViewsCommand(const std::string& config_path, const ProjectionRegistry& projections) {
   auto config = LoadOrExplain(config_path);
   if (!config.ok()) return 2;
   for (auto [value, field] : {std::pair{&config->kafka.brokers, "kafka.brokers"}, {&config->postgres.url, "postgres.url"}}) {
@@ -104,7 +109,7 @@ int RunViewsCommand(const std::string& config_path) {
       return 2;
     }
   }
-  auto runner = ViewRunner::Create(config.value());
+  auto runner = ViewRunner::Create(config.value(), projections);
   if (!runner.ok()) {
     std::cerr << "freshet: config error: " << runner.status().message() << "\n";
     return 2;

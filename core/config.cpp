@@ -144,8 +144,6 @@ Status BindWriter(ConfigObject& o, WriterConfig* c) {
   FRESHET_RETURN_IF_ERROR(o.Int("io_threads", &c->io_threads, 1, 64));
   FRESHET_RETURN_IF_ERROR(o.String("domain", &c->domain));
   FRESHET_RETURN_IF_ERROR(o.String("token", &c->token));
-  if (c->domain != "inventory" && c->domain != "accounts")
-    return Status::InvalidArgument("writer.domain: expected \"inventory\" or \"accounts\", got \"" + c->domain + "\"");
   FRESHET_RETURN_IF_ERROR(o.String("group_id", &c->group_id));
   FRESHET_RETURN_IF_ERROR(o.String("owners_topic", &c->owners_topic));
   FRESHET_RETURN_IF_ERROR(o.String("instance_id", &c->instance_id));

@@ -43,7 +43,7 @@ struct WriterConfig {
   int max_body_bytes = 1 << 20;        // larger HTTP bodies get 413
   std::string transactional_id_prefix = "freshet-writer";
   int io_threads = 1;
-  std::string domain = "inventory";          // inventory | accounts
+  std::string domain = "inventory";          // a registered domain: inventory | accounts in the stock binary
   // Writer instances share the partitions through this consumer group
   // (default: "freshet-writers-<topic>").
   std::string group_id;

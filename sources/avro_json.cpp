@@ -27,6 +27,7 @@ struct AvroJson::Node {
   int scale = 0, precision = 0;
   std::vector<const Node*> children;
   std::vector<std::string> field_names;  // records
+  int64_t size = 0;                       // fixed: its size; enum: how many symbols
 };
 
 namespace {
@@ -91,7 +92,17 @@ struct AvroJson::State {
       Node& node = nodes.emplace_back(t == "error" ? "record" : t);
       named[full] = &node;
       if (full != name) named[name] = &node;  // a short name, as references often use
-      if (t == "fixed") ReadLogical(j, &node);
+      if (t == "fixed") {
+        if (!j.contains("size") || !j["size"].is_number_integer() || j["size"].get<int64_t>() < 0)
+          return Status::InvalidArgument("Avro schema: fixed " + full + " without a size");
+        node.size = j["size"].get<int64_t>();
+        ReadLogical(j, &node);
+      }
+      if (t == "enum") {
+        if (!j.contains("symbols") || !j["symbols"].is_array())
+          return Status::InvalidArgument("Avro schema: enum " + full + " without symbols");
+        node.size = static_cast<int64_t>(j["symbols"].size());
+      }
       if (t == "record" || t == "error") {
         node.type = full;
         if (!j.contains("fields") || !j["fields"].is_array())
@@ -191,6 +202,95 @@ void AppendText(const std::optional<std::string>& text, std::string* out) {
 }
 
 Status Walk(avro_value_t* v, const AvroJson::Node* node, int depth, std::string* out);
+
+// Checks that `bytes` hold one datum of the schema, every length and count
+// within the bytes there are, before avro-c reads it: avro-c trusts them
+// (a corrupt length is a huge allocation, a corrupt count of nulls an
+// endless loop). Reads nothing into memory.
+class DatumCheck {
+ public:
+  explicit DatumCheck(std::string_view bytes) : bytes_(bytes), items_left_(1024 + 16 * bytes.size()) {}
+
+  Status Check(const AvroJson::Node* root) {
+    if (!Skip(root, 0)) return Fail(why_.empty() ? "truncated" : why_);
+    if (pos_ != bytes_.size()) return Fail("bytes left over after the datum: not written with this schema");
+    return Status::Ok();
+  }
+
+ private:
+  bool Bad(const std::string& why) {
+    if (why_.empty()) why_ = why;
+    return false;
+  }
+  bool Long(int64_t* out) {
+    uint64_t z = 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+      if (pos_ >= bytes_.size()) return Bad("truncated: a number is cut off");
+      uint8_t b = static_cast<uint8_t>(bytes_[pos_++]);
+      z |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) {
+        *out = static_cast<int64_t>(z >> 1) ^ -static_cast<int64_t>(z & 1);
+        return true;
+      }
+    }
+    return Bad("a number longer than 10 bytes");
+  }
+  bool Take(int64_t n) {
+    if (n < 0 || static_cast<uint64_t>(n) > bytes_.size() - pos_)
+      return Bad("truncated: a length of " + std::to_string(n) + " with " + std::to_string(bytes_.size() - pos_) +
+                 " bytes left");
+    pos_ += static_cast<size_t>(n);
+    return true;
+  }
+  bool Skip(const AvroJson::Node* node, int depth) {
+    if (depth > kMaxDepth) return Bad("nested deeper than " + std::to_string(kMaxDepth) + " levels");
+    const std::string& t = node->type;
+    int64_t n = 0;
+    if (t == "null") return true;
+    if (t == "boolean") return Take(1);
+    if (t == "int" || t == "long") return Long(&n);
+    if (t == "float") return Take(4);
+    if (t == "double") return Take(8);
+    if (t == "bytes" || t == "string") return Long(&n) && Take(n);
+    if (t == "fixed") return Take(node->size);
+    if (t == "enum") {
+      if (!Long(&n)) return false;
+      return n >= 0 && n < node->size ? true : Bad("enum symbol " + std::to_string(n) + " is not in the schema");
+    }
+    if (t == "union") {
+      if (!Long(&n)) return false;
+      if (n < 0 || static_cast<size_t>(n) >= node->children.size())
+        return Bad("union branch " + std::to_string(n) + " is not in the schema");
+      return Skip(node->children[static_cast<size_t>(n)], depth + 1);
+    }
+    if (t == "array" || t == "map") {
+      for (;;) {
+        int64_t count = 0;
+        if (!Long(&count)) return false;
+        if (count == 0) return true;
+        if (count < 0) {
+          int64_t block_bytes = 0;
+          if (!Long(&block_bytes) || block_bytes < 0) return Bad("a bad block size");
+          count = count == INT64_MIN ? INT64_MAX : -count;
+        }
+        if (static_cast<uint64_t>(count) > items_left_) return Bad("more items than a record of this size can hold");
+        items_left_ -= static_cast<uint64_t>(count);
+        for (int64_t i = 0; i < count; ++i) {
+          if (t == "map" && !(Long(&n) && Take(n))) return false;
+          if (!Skip(node->children[0], depth + 1)) return false;
+        }
+      }
+    }
+    for (const AvroJson::Node* field : node->children)  // a record
+      if (!Skip(field, depth + 1)) return false;
+    return true;
+  }
+
+  std::string_view bytes_;
+  size_t pos_ = 0;
+  uint64_t items_left_;  // a bound on array and map items, so that a datum of nulls cannot loop for ever
+  std::string why_;
+};
 
 }  // namespace
 
@@ -330,6 +430,7 @@ Status Walk(avro_value_t* v, const AvroJson::Node* node, int depth, std::string*
 
 Status AvroJson::ToJson(std::string_view payload, std::string* out) {
   State& s = *state_;
+  FRESHET_RETURN_IF_ERROR(DatumCheck(payload).Check(s.root));
   avro_value_reset(&s.value);
   avro_reader_memory_set_source(s.reader.get(), payload.data(), static_cast<int64_t>(payload.size()));
   if (avro_value_read(s.reader.get(), &s.value) != 0) {

@@ -3,6 +3,8 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <string_view>
+#include <type_traits>
 
 namespace freshet {
 
@@ -56,6 +58,12 @@ void AppendNumber(T v, std::string* out) {
   char buf[64];
   auto r = std::to_chars(buf, buf + sizeof(buf), v);
   out->append(buf, r.ptr);
+  // A float written without point or exponent ("18446744073709551616")
+  // would read back as an integer, and one too large for JSON parsers.
+  if constexpr (std::is_floating_point_v<T>) {
+    if (std::string_view(buf, static_cast<size_t>(r.ptr - buf)).find_first_of(".e") == std::string_view::npos)
+      out->append(".0");
+  }
 }
 }  // namespace
 

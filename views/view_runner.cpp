@@ -16,11 +16,34 @@
 
 namespace freshet {
 
-Result<std::unique_ptr<ViewRunner>> ViewRunner::Create(const Config& config) {
+ProjectionRegistry StockProjections() {
+  ProjectionRegistry projections;
+  projections.Add("stock_levels", [] { return std::make_unique<StockLevelsProjection>(); });
+  return projections;
+}
+
+Result<std::unique_ptr<Projection>> MakeViewProjection(const ViewSpec& spec, const ProjectionRegistry& projections) {
+  if (spec.kind != ViewKind::kCpp) return std::unique_ptr<Projection>(std::make_unique<DeclarativeProjection>(spec));
+  auto projection = projections.Make(spec.projection);
+  if (!projection.ok()) return projection.status().WithContext("view " + spec.name + ": projection");
+  if ((*projection)->table().view_name != spec.name)
+    return Status::InvalidArgument("view " + spec.name + ": the C++ projection \"" + spec.projection +
+                                   "\" writes the view \"" + (*projection)->table().view_name +
+                                   "\"; give the definition that name");
+  return projection;
+}
+
+Result<std::unique_ptr<Projection>> ViewRunner::MakeProjection(const ViewThread& view) const {
+  if (view.spec) return MakeViewProjection(*view.spec, projections_);
+  return projections_.Make("stock_levels");
+}
+
+Result<std::unique_ptr<ViewRunner>> ViewRunner::Create(const Config& config, const ProjectionRegistry& projections) {
   auto specs = ParseViewSpecs(config.views.definitions, "views.definitions");
   if (!specs.ok()) return specs.status();
   std::unique_ptr<ViewRunner> runner(new ViewRunner());
   runner->config_ = config;
+  runner->projections_ = projections;
   runner->created_ms_ = NowMillis();
   for (const ViewSpec& spec : *specs) {
     for (const auto& store : spec.stores) {
@@ -32,6 +55,8 @@ Result<std::unique_ptr<ViewRunner>> ViewRunner::Create(const Config& config) {
     }
   }
   if (runner->views_.empty()) {
+    if (!projections.Has("stock_levels"))
+      return Status::InvalidArgument("views.definitions: no views defined (and no stock_levels projection registered)");
     auto view = std::make_unique<ViewThread>();
     view->name = "stock_levels";
     runner->views_.push_back(std::move(view));
@@ -56,7 +81,11 @@ Result<std::unique_ptr<ViewRunner>> ViewRunner::Create(const Config& config) {
   for (auto& view : runner->views_) {
     view->metrics = std::make_unique<ViewMetrics>(runner->metrics_,
                                                   "view=\"" + view->name + "\",store=\"" + view->store + "\"");
-    TableSpec table = view->spec ? DeclarativeProjection(*view->spec).table() : StockLevelsProjection().table();
+    // Also checks, before anything starts, that every C++ view's projection
+    // is registered under that name.
+    auto projection = runner->MakeProjection(*view);
+    if (!projection.ok()) return projection.status();
+    TableSpec table = (*projection)->table();
     view->feed = std::make_unique<ChangeFeed>(view->name, view->store, table, feed_options, *runner->feed_metrics_);
   }
   return runner;
@@ -120,9 +149,8 @@ void ViewRunner::RunView(ViewThread& view) {
 
   auto backoff = std::chrono::milliseconds(500);
   while (!stop_.load()) {
-    std::unique_ptr<Projection> projection;
-    if (view.spec) projection = std::make_unique<DeclarativeProjection>(*view.spec);
-    else projection = std::make_unique<StockLevelsProjection>();
+    // Create checked that it can be made.
+    std::unique_ptr<Projection> projection = std::move(MakeProjection(view).value());
     Result<std::unique_ptr<ViewStore>> store = Status::Internal("no store");
     if (view.store == "rocksdb") {
       bool rebuild = view.rebuild_requested.exchange(false);

@@ -24,17 +24,25 @@
 #include "core/websocket.h"
 #include "sinks/rocksdb_store.h"
 #include "views/live_query.h"
+#include "views/projection_registry.h"
 #include "views/view_engine.h"
 #include "views/view_spec.h"
 
 namespace freshet {
+
+// The projection a view runs: for a "cpp" view the registered C++ one
+// (whose table must carry the view's name), else the definition's own.
+Result<std::unique_ptr<Projection>> MakeViewProjection(const ViewSpec& spec, const ProjectionRegistry& projections);
 
 class ViewRunner {
  public:
   // Validates the definitions (errors name the view and field), opens the
   // RocksDB database if a view has a RocksDB copy, and prepares one runner
   // per view; nothing is started.
-  static Result<std::unique_ptr<ViewRunner>> Create(const Config& config);
+  // C++ projections come from `projections`; with no definitions the view
+  // process runs the registered "stock_levels" alone, if there is one.
+  static Result<std::unique_ptr<ViewRunner>> Create(const Config& config,
+                                                    const ProjectionRegistry& projections = StockProjections());
   ~ViewRunner();
 
   Status Start();
@@ -72,6 +80,7 @@ class ViewRunner {
   };
   ViewRunner() = default;
   void RunView(ViewThread& view);
+  Result<std::unique_ptr<Projection>> MakeProjection(const ViewThread& view) const;
   nlohmann::json StatusJson(ViewThread& view);
   ViewStatus Snapshot(ViewThread& view);
   void HandleRows(ViewThread& view, const HttpRequest& request, HttpReply reply);
@@ -91,6 +100,7 @@ class ViewRunner {
   std::unique_ptr<FeedMetrics> feed_metrics_;
   std::unique_ptr<LiveQueries> live_queries_;
   std::unique_ptr<Producer> dead_letters_;
+  ProjectionRegistry projections_;
   std::unique_ptr<RocksDbStore> rocksdb_;  // opened by Create when a view asks for it
   std::atomic<int> waiting_readers_{0};
   int64_t created_ms_ = 0;  // the baseline of the first event-to-visible window

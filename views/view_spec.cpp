@@ -185,8 +185,20 @@ Result<ViewSpec> ParseOne(const SpecJson& j, const std::string& where) {
     FRESHET_RETURN_IF_ERROR(CheckKeys(j, at, common));
     FRESHET_RETURN_IF_ERROR(ParseColumns(j, "group_by", at, true, &v.key_columns));
     FRESHET_RETURN_IF_ERROR(ParseAggregates(j, at, &v.value_columns));
+  } else if (kind == "cpp") {
+    // A C++ projection registered by the binary (views/projection_registry.h)
+    // defines its own table; the definition only names it and sets how it runs.
+    v.kind = ViewKind::kCpp;
+    common.insert("projection");
+    FRESHET_RETURN_IF_ERROR(CheckKeys(j, at, common));
+    auto projection = StringField(j, "projection", at, "");
+    if (!projection.ok()) return projection.status();
+    if (projection->empty()) return Fail(at + ".projection", "required: the name a C++ projection was registered with");
+    v.projection = *projection;
+    if (v.source.format != SourceFormat::kFreshet)
+      return Fail(at + ".source.format", "a C++ projection reads freshet events: leave format out or set \"freshet\"");
   } else {
-    return Fail(at + ".kind", "expected \"latest\" or \"aggregate\"");
+    return Fail(at + ".kind", "expected \"latest\", \"aggregate\" or \"cpp\"");
   }
   if (v.source.envelope == SourceEnvelope::kUpsert && v.kind == ViewKind::kLatest) {
     // The Kafka key is the row's identity: a tombstone has nothing else.

@@ -38,7 +38,7 @@
 
 namespace freshet {
 
-enum class ViewKind { kLatest, kAggregate };
+enum class ViewKind { kLatest, kAggregate, kCpp };
 enum class AggregateFn { kNone, kCount, kSum, kMin, kMax, kAvg };
 enum class TimeBucket { kNone, kMinute, kHour, kDay };
 
@@ -60,6 +60,7 @@ struct Predicate {
 struct ViewSpec {
   std::string name;
   ViewKind kind = ViewKind::kLatest;
+  std::string projection;  // kCpp: the registered C++ projection's name
   std::vector<SpecColumn> key_columns;    // latest: key; aggregate: group_by
   std::vector<SpecColumn> value_columns;  // latest: columns; aggregate: aggregates
   // std::less<>: looked up by the string_view of each event's type.

@@ -83,9 +83,11 @@ Result<WriterFault> FaultFromEnvironment() {
 
 }  // namespace
 
-std::unique_ptr<Domain> MakeDomain(const std::string& name) {
-  if (name == "accounts") return MakeAccountsDomain();
-  return MakeInventoryDomain();
+DomainRegistry StockDomains() {
+  DomainRegistry domains;
+  domains.AddDecider<InventoryDomain>("inventory");
+  domains.AddDecider<AccountsDomain>("accounts");
+  return domains;
 }
 
 Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_ptr<Domain> domain) {

@@ -16,6 +16,7 @@
 #include "core/http.h"
 #include "core/metrics.h"
 #include "writer/decider.h"
+#include "writer/domain_registry.h"
 #include "writer/owner_directory.h"
 #include "writer/partition_slot.h"
 
@@ -71,7 +72,5 @@ class Writer {
   std::atomic<bool> stopping_{false};
   std::thread membership_thread_;
 };
-
-std::unique_ptr<Domain> MakeDomain(const std::string& name);
 
 }  // namespace freshet
