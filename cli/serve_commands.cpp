@@ -68,7 +68,7 @@ int RunWriterCommand(const std::string& config_path, const DomainRegistry& domai
   }
   auto domain = domains.Make(config->writer.domain);
   if (!domain.ok()) {
-    std::cerr << "freshet: config error: " << domain.status().message() << "\n";
+    std::cerr << "freshet: config error: writer.domain: " << domain.status().message() << "\n";
     return 2;
   }
   InitLogging(config->log_level, "writer");

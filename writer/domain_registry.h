@@ -4,44 +4,23 @@
 // domains here like any user's binary registers its own (freshet/main.h).
 #pragma once
 
-#include <functional>
-#include <map>
 #include <memory>
 #include <string>
-#include <vector>
 
-#include "core/status.h"
+#include "core/named_registry.h"
 #include "writer/decider.h"
 
 namespace freshet {
 
-class DomainRegistry {
+class DomainRegistry : public NamedRegistry<Domain> {
  public:
-  using Factory = std::function<std::unique_ptr<Domain>()>;
+  DomainRegistry() : NamedRegistry<Domain>("domain") {}
 
   // Registers a decider struct (see writer/decider.h) under `name`.
   template <typename D>
   void AddDecider(const std::string& name) {
     Add(name, [name] { return std::make_unique<DomainAdapter<D>>(name); });
   }
-  // Registers any Domain implementation. A second Add of a name replaces it.
-  void Add(const std::string& name, Factory make) { factories_[name] = std::move(make); }
-
-  // kNotFound, naming the registered domains, when `name` is not one.
-  Result<std::unique_ptr<Domain>> Make(const std::string& name) const {
-    auto it = factories_.find(name);
-    if (it == factories_.end())
-      return Status::NotFound("writer.domain: no domain named \"" + name + "\"; registered: " + Names());
-    return it->second();
-  }
-  std::string Names() const {
-    std::string out;
-    for (const auto& [name, _] : factories_) out += (out.empty() ? "" : ", ") + name;
-    return out.empty() ? "(none)" : out;
-  }
-
- private:
-  std::map<std::string, Factory> factories_;
 };
 
 // inventory and accounts: the domains of the stock `freshet` binary.
