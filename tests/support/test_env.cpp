@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -89,8 +90,15 @@ bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds
 FreshetProcess::FreshetProcess(std::vector<std::string> args, std::map<std::string, std::string> env,
                                const std::string& log_name) {
   log_path_ = std::string(FRESHET_TEST_LOG_DIR) + "/" + UniqueName(log_name) + ".log";
+  pid_t parent = getpid();
   pid_ = fork();
   if (pid_ == 0) {
+    // Dies with the test: a test killed by ctest's timeout (or SIGKILL) must
+    // not leave writers and view processes running against stopped brokers.
+    // The signal comes when the forking *thread* ends: create processes on
+    // the test's own thread.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // the test died before prctl
     int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(fd, 1);
     dup2(fd, 2);

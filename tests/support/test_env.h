@@ -43,7 +43,8 @@ bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds
                std::chrono::milliseconds poll_every = std::chrono::milliseconds(20));
 
 // A child process running the real freshet binary. Killed (SIGKILL) on
-// destruction if still running. stdout+stderr go to a log file. Its FRESHET_*
+// destruction if still running, and when the test process dies (create it
+// on the test's own thread: the kernel signals when the forking thread ends). stdout+stderr go to a log file. Its FRESHET_*
 // environment is exactly `env`: nothing is inherited from the suite's shell.
 class FreshetProcess {
  public:
