@@ -210,6 +210,22 @@ TEST_F(SchemaRegistrySources, AvroAcrossASchemaChangeProtobufAndJsonSchemaEqualT
   EXPECT_TRUE(ReadDeadLetters(dlq_, 1, 1s).empty());
 }
 
+TEST_F(SchemaRegistrySources, ProtobufImportsAreFetchedAsSchemaReferences) {
+  std::string topic = Topic("proto-refs");
+  nlohmann::json ref = Produce("protobuf_refs", topic);
+  FreshetProcess views({"views", "--config", WriteConfig("[" + With(R"(
+  {"name": "payments", "kind": "latest",
+   "source": {"topic": "TOPIC", "format": "protobuf", "envelope": "upsert", "schema_registry": {"url": "REGISTRY"}},
+   "key": {"payment_key": "$key"},
+   "columns": {"id": "/id", "currency": "/total/currency", "cents": {"from": "/total/cents", "type": "bigint"}}})",
+                                                                     topic) + "]")},
+                       env_, name_);
+  ASSERT_TRUE(WaitUntil([&] { return CaughtUp("payments", topic); }, 60s, 50ms)) << Status("payments").dump() << views.Log();
+  Rows rows = Query("SELECT payment_key, id, currency, cents::text FROM payments ORDER BY payment_key COLLATE \"C\"");
+  EXPECT_EQ(rows, Expected(ref)) << Dump(rows);
+  EXPECT_TRUE(ReadDeadLetters(dlq_, 1, 1s).empty());
+}
+
 TEST_F(SchemaRegistrySources, BadRecordsAreDeadLetteredWithTheirReasonsAndTheRestMaterialized) {
   std::string topic = Topic("poison");
   nlohmann::json ref = Produce("poison", topic);

@@ -13,6 +13,8 @@ CASE:
   protobuf  a .proto with two top-level messages; records of the second
             (message index [1]) with a nested message and a oneof, a
             Timestamp and an Int64Value.
+  protobuf_refs  a .proto that imports another (registered as a schema
+            reference): Payment { Money total }.
   json_sr   JSON Schema.
   poison    good Avro records around a wrong magic byte, an unknown schema
             id and a truncated payload.
@@ -190,6 +192,37 @@ def case_protobuf(args, registry, out):
                          None if discount is None else str(discount)]
 
 
+def case_protobuf_refs(args, registry, out):
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+    F = descriptor_pb2.FieldDescriptorProto
+    common = descriptor_pb2.FileDescriptorProto(name="shop/money.proto", package="shop.common", syntax="proto3")
+    money = common.message_type.add(name="Money")
+    money.field.add(name="currency", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    money.field.add(name="cents", number=2, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL)
+    main = descriptor_pb2.FileDescriptorProto(name="shop/payment.proto", package="shop", syntax="proto3",
+                                             dependency=["shop/money.proto"])
+    payment = main.message_type.add(name="Payment")
+    payment.field.add(name="id", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    payment.field.add(name="total", number=2, type=F.TYPE_MESSAGE, type_name=".shop.common.Money",
+                      label=F.LABEL_OPTIONAL)
+    pool = descriptor_pool.Default()
+    pool.Add(common)
+    pool.Add(main)
+    Payment = message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.Payment"))
+    ser = ProtobufSerializer(Payment, registry, {"use.deprecated.format": False})
+    keys = StringSerializer()
+    vctx = SerializationContext(args.topic, MessageField.VALUE)
+    rng = random.Random(4)
+    for i in range(60):
+        key = "pay-%d" % rng.randrange(20)
+        m = Payment(id="pay-%d" % i)
+        m.total.currency = rng.choice(["EUR", "USD"])
+        m.total.cents = rng.randrange(1, 10**6)
+        out.send(keys(key), ser(m, vctx))
+        out.rows[key] = [m.id, m.total.currency, str(m.total.cents)]
+
+
 def case_json_sr(args, registry, out):
     from confluent_kafka.schema_registry.json_schema import JSONSerializer
     schema = {"$schema": "http://json-schema.org/draft-07/schema#", "title": "Payment", "type": "object",
@@ -222,7 +255,7 @@ def case_raw(args, out):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("case", choices=["avro", "protobuf", "json_sr", "poison", "raw"])
+    p.add_argument("case", choices=["avro", "protobuf", "protobuf_refs", "json_sr", "poison", "raw"])
     p.add_argument("--brokers", required=True)
     p.add_argument("--registry", required=True)
     p.add_argument("--topic", required=True)
