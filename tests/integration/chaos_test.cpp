@@ -446,9 +446,14 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
       for (int p = 1; p < kPartitions; ++p)
         if (stats.ack_times[p].size() > stats.ack_times[busiest].size()) busiest = p;
     }
-    int leader = md.Topics()[topic_][busiest].leader;
+    auto topics = md.Topics();
+    int leader = topics[topic_][busiest].leader;
     ASSERT_GE(leader, 1);
-    std::string name = "SIGKILL broker " + std::to_string(leader) + ", leader of partition " + std::to_string(busiest);
+    std::string led;  // every partition it leads, the busiest first
+    for (const auto& [p, m] : topics[topic_])
+      if (m.leader == leader && p != busiest) led += "," + std::to_string(p);
+    std::string name = "SIGKILL broker " + std::to_string(leader) + ", leader of partitions " +
+                       std::to_string(busiest) + led;
     auto start = Clock::now();
     ASSERT_TRUE(ChaosServices("kafka-node kill " + std::to_string(leader)));
     recover(name, leader, start, /*restart=*/true);
@@ -485,7 +490,7 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
     auto paused = std::max_element(leads.begin(), leads.end(), [](auto& x, auto& y) { return x.second < y.second; })->first;
     ASSERT_GE(paused, 1);
     std::string name = "SIGSTOP broker " + std::to_string(paused) + " for 20 s, leader of " +
-                       std::to_string(leads[paused]) + " partitions";
+                       std::to_string(leads[paused]) + " of 4 partitions";
     auto start = Clock::now();
     ASSERT_TRUE(ChaosServices("kafka-node pause " + std::to_string(paused)));
     std::this_thread::sleep_for(20s);  // the fault's duration, not a wait for a condition
