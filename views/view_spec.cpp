@@ -190,6 +190,9 @@ Result<ViewSpec> ParseOne(const SpecJson& j, const std::string& where) {
     // defines its own table; the definition only names it and sets how it runs.
     v.kind = ViewKind::kCpp;
     common.insert("projection");
+    // The projection chooses its events itself.
+    common.erase("event_types");
+    common.erase("where");
     FRESHET_RETURN_IF_ERROR(CheckKeys(j, at, common));
     auto projection = StringField(j, "projection", at, "");
     if (!projection.ok()) return projection.status();

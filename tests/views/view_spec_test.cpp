@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "views/declarative_projection.h"
+#include "views/view_runner.h"
+#include "writer/domain_registry.h"
 
 namespace freshet {
 namespace {
@@ -214,6 +216,48 @@ TEST(DeclarativeProjection, ApplyValueReadsEventsAsDecodeEventValueDoes) {
   st = typed.ApplyValue(R"({"type": "T", "data": {"k": "k1", "list": [1, "x"]}})", 0, 9, &ts);
   EXPECT_EQ(st.message(), R"(column second: expected an integer, got string "x")");
   EXPECT_TRUE(typed.TakePending().empty());
+}
+
+TEST(ViewSpec, CppViewNamesARegisteredProjectionAndTakesNoEventFilters) {
+  auto specs = ParseViewSpecs(nlohmann::ordered_json::parse(
+                                  R"([{"name": "stock_levels", "kind": "cpp", "projection": "stock_levels",
+                                       "freshness": {"flush_interval_ms": 20}}])"),
+                              "views.definitions");
+  ASSERT_TRUE(specs.ok()) << specs.status().ToString();
+  EXPECT_EQ((*specs)[0].kind, ViewKind::kCpp);
+  EXPECT_EQ((*specs)[0].projection, "stock_levels");
+  auto made = MakeViewProjection((*specs)[0], StockProjections());
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  EXPECT_EQ((*made)->table().view_name, "stock_levels");
+
+  auto missing = ParseViewSpecs(nlohmann::ordered_json::parse(R"([{"name": "x", "kind": "cpp"}])"), "v");
+  EXPECT_NE(missing.status().message().find("v[0](x).projection"), std::string::npos) << missing.status().ToString();
+  auto filtered = ParseViewSpecs(
+      nlohmann::ordered_json::parse(R"([{"name": "x", "kind": "cpp", "projection": "p", "event_types": ["A"]}])"), "v");
+  EXPECT_FALSE(filtered.ok());
+
+  // Unknown, or registered under another view's name: refused, saying what is registered.
+  auto unknown = ParseViewSpecs(
+      nlohmann::ordered_json::parse(R"([{"name": "seats", "kind": "cpp", "projection": "seats"}])"), "v");
+  ASSERT_TRUE(unknown.ok());
+  auto not_made = MakeViewProjection((*unknown)[0], StockProjections());
+  EXPECT_EQ(not_made.status().message(),
+            "view seats: projection: no C++ projection named \"seats\"; registered: stock_levels");
+  auto renamed = ParseViewSpecs(
+      nlohmann::ordered_json::parse(R"([{"name": "levels", "kind": "cpp", "projection": "stock_levels"}])"), "v");
+  ASSERT_TRUE(renamed.ok());
+  EXPECT_NE(MakeViewProjection((*renamed)[0], StockProjections()).status().message().find("writes the view \"stock_levels\""),
+            std::string::npos);
+}
+
+TEST(DomainRegistry, MakesRegisteredDomainsAndNamesThemWhenAskedForAnother) {
+  DomainRegistry domains = StockDomains();
+  auto inventory = domains.Make("inventory");
+  ASSERT_TRUE(inventory.ok());
+  EXPECT_EQ((*inventory)->name(), "inventory");
+  auto other = domains.Make("bookings");
+  EXPECT_EQ(other.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(other.status().message(), "no domain named \"bookings\"; registered: accounts, inventory");
 }
 
 }  // namespace
