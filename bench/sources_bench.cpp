@@ -63,6 +63,7 @@
 #include "core/envelope.h"
 #include "core/kafka.h"
 #include "core/postgres.h"
+#include "sinks/postgres_sink.h"
 #include "sources/schema_registry.h"
 #include "sources/wire_format.h"
 #include "views/declarative_projection.h"

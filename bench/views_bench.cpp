@@ -33,6 +33,7 @@
 #include "core/envelope.h"
 #include "core/kafka.h"
 #include "core/postgres.h"
+#include "sinks/postgres_sink.h"
 #include "views/declarative_projection.h"
 #include "views/rocksdb_view_store.h"
 #include "views/view_engine.h"

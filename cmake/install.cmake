@@ -25,7 +25,7 @@ install(TARGETS ${FRESHET_INSTALL_TARGETS} freshet
 set(FRESHET_PUBLIC_HEADERS
   core/status.h core/envelope.h core/config.h core/named_registry.h
   writer/decider.h writer/domain_registry.h
-  sinks/postgres_sink.h views/projection.h views/projection_registry.h)
+  sinks/table.h views/projection.h views/projection_registry.h)
 foreach(header ${FRESHET_PUBLIC_HEADERS})
   get_filename_component(dir ${header} DIRECTORY)
   install(FILES ${FRESHET_ROOT}/${header} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/freshet/${dir})

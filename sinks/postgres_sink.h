@@ -23,50 +23,9 @@
 #include <pqxx/transaction_base>
 
 #include "core/status.h"
-
+#include "sinks/table.h"
 
 namespace freshet {
-
-// How a written value combines with the stored one.
-enum class Merge { kReplace, kAdd, kMin, kMax };
-
-struct ColumnSpec {
-  std::string name;
-  std::string sql_type;            // "text", "bigint", "double precision", ...
-  Merge merge = Merge::kReplace;   // kAdd: counters and sums written as deltas
-};
-
-struct TableSpec {
-  // Always explicit: with the default search_path a role named like the
-  // `freshet` schema would otherwise create tables inside it.
-  std::string schema = "public";
-  std::string view_name;         // the stable SQL view readers query
-  std::string version = "1";     // rows live in table <view_name>__v<version>
-  std::vector<ColumnSpec> key_columns;
-  std::vector<ColumnSpec> value_columns;
-  // What the stable SQL view selects from the table; "*" when empty.
-  std::string view_select;
-  // When set, the SQL view aggregates the table: "... GROUP BY <this>".
-  std::string view_group_by;
-  std::string table_name() const { return view_name + "__v" + version; }
-};
-
-// One row to upsert (or delete); values are in text form, std::nullopt is
-// SQL NULL. A flush holds at most one RowWrite per key.
-struct RowWrite {
-  std::vector<std::string> key;
-  std::vector<std::optional<std::string>> values;  // empty when deleted
-  bool deleted = false;
-  // The last event folded into this write (for change feeds); -1: unknown.
-  int32_t partition = -1;
-  int64_t offset = -1;
-};
-
-struct OffsetAdvance {
-  int32_t partition = 0;
-  int64_t expected_next = -1;  // what the store holds now; -1: nothing stored yet
-  int64_t next_offset = 0;     // the first offset NOT yet reflected in the rows
-};
 
 class PostgresSink {
  public:

@@ -36,7 +36,7 @@
 #include <vector>
 
 #include "core/status.h"
-#include "sinks/postgres_sink.h"  // OffsetAdvance
+#include "sinks/table.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;

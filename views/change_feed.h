@@ -39,7 +39,7 @@
 
 #include "core/metrics.h"
 #include "core/websocket.h"
-#include "sinks/postgres_sink.h"
+#include "sinks/table.h"
 #include "views/view_store.h"
 
 namespace freshet {

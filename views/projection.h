@@ -9,7 +9,7 @@
 
 #include "core/envelope.h"
 #include "core/status.h"
-#include "sinks/postgres_sink.h"
+#include "sinks/table.h"
 
 namespace freshet {
 

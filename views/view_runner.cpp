@@ -9,6 +9,7 @@
 #include <set>
 
 #include "core/thread_name.h"
+#include "sinks/postgres_sink.h"
 #include "views/declarative_projection.h"
 #include "views/rocksdb_view_store.h"
 #include "views/stock_levels.h"

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "sinks/postgres_sink.h"
+
 namespace freshet {
 
 namespace {
@@ -110,6 +112,17 @@ std::string EncodeKey(const std::vector<std::string>& parts) {
   }
   return key;
 }
+
+PostgresViewStore::PostgresViewStore(std::unique_ptr<PostgresSink> sink, TableSpec table)
+    : sink_(std::move(sink)), table_(std::move(table)) {}
+PostgresViewStore::~PostgresViewStore() = default;
+std::string PostgresViewStore::table_name() const { return sink_->table().table_name(); }
+Result<std::map<int32_t, int64_t>> PostgresViewStore::LoadOffsets() { return sink_->LoadOffsets(); }
+Result<std::map<int32_t, int64_t>> PostgresViewStore::LiveOffsets() { return sink_->LoadLiveOffsets(); }
+bool PostgresViewStore::building() const { return sink_->building(); }
+Status PostgresViewStore::SwapIn() { return sink_->SwapIn(); }
+Status PostgresViewStore::StillCurrent() { return sink_->StillCurrent(); }
+Result<std::string> PostgresViewStore::RebuildProgress() { return sink_->RebuildProgress(); }
 
 Status PostgresViewStore::Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets,
                                 std::vector<RowChange>* changes) {

@@ -12,9 +12,11 @@
 #include <nlohmann/json.hpp>
 
 #include "core/status.h"
-#include "sinks/postgres_sink.h"
+#include "sinks/table.h"
 
 namespace freshet {
+
+class PostgresSink;  // sinks/postgres_sink.h
 
 // A committed row as change feeds send it: the whole row after the change.
 struct RowChange {
@@ -62,23 +64,24 @@ class ViewStore {
   virtual Result<std::string> RebuildProgress() { return std::string(); }
 };
 
-// Adapts a PostgresSink.
+// Adapts a PostgresSink. Out of line, so that the engine and the feeds do
+// not include libpqxx through this header.
 class PostgresViewStore final : public ViewStore {
  public:
-  explicit PostgresViewStore(std::unique_ptr<PostgresSink> sink, TableSpec table)
-      : sink_(std::move(sink)), table_(std::move(table)) {}
+  PostgresViewStore(std::unique_ptr<PostgresSink> sink, TableSpec table);
+  ~PostgresViewStore() override;
   const char* kind() const override { return "postgres"; }
-  std::string table_name() const override { return sink_->table().table_name(); }
-  Result<std::map<int32_t, int64_t>> LoadOffsets() override { return sink_->LoadOffsets(); }
+  std::string table_name() const override;
+  Result<std::map<int32_t, int64_t>> LoadOffsets() override;
   Status Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets,
                std::vector<RowChange>* changes = nullptr) override;
   // While a new version builds: the live version's rows and offsets.
   Result<std::vector<RowChange>> ReadRows(const std::string& encoded_prefix, size_t limit) override;
-  Result<std::map<int32_t, int64_t>> LiveOffsets() override { return sink_->LoadLiveOffsets(); }
-  bool building() const override { return sink_->building(); }
-  Status SwapIn() override { return sink_->SwapIn(); }
-  Status StillCurrent() override { return sink_->StillCurrent(); }
-  Result<std::string> RebuildProgress() override { return sink_->RebuildProgress(); }
+  Result<std::map<int32_t, int64_t>> LiveOffsets() override;
+  bool building() const override;
+  Status SwapIn() override;
+  Status StillCurrent() override;
+  Result<std::string> RebuildProgress() override;
 
  private:
   std::unique_ptr<PostgresSink> sink_;
