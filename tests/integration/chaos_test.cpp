@@ -603,20 +603,28 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
     for (const auto& store : stores[p]) {
       for (const auto& sku : kSkus) {
         nlohmann::json entity = "unanswered";
-        int port = port_a;
-        for (int hop = 0; hop < 3; ++hop) {
-          HttpClient c("127.0.0.1", static_cast<uint16_t>(port), 10s);
-          auto r = c.Get("/state/" + store + "/" + sku);
-          if (!r.ok()) break;
-          auto body = nlohmann::json::parse(r->body, nullptr, false);
-          if (r->status == 307) {
-            std::string owner = body["owner"];
-            port = std::atoi(owner.substr(owner.rfind(':') + 1).c_str());
-            continue;
-          }
-          if (r->status == 200 || r->status == 404) entity = body.value("entity", nlohmann::json());
-          break;
-        }
+        // A partition may still be moving after the last fault (503 while
+        // its new owner takes over): ask again until an owner answers.
+        WaitUntil(
+            [&] {
+              int port = port_a;
+              for (int hop = 0; hop < 3; ++hop) {
+                HttpClient c("127.0.0.1", static_cast<uint16_t>(port), 10s);
+                auto r = c.Get("/state/" + store + "/" + sku);
+                if (!r.ok()) return false;
+                auto body = nlohmann::json::parse(r->body, nullptr, false);
+                if (r->status == 307) {
+                  std::string owner = body["owner"];
+                  port = std::atoi(owner.substr(owner.rfind(':') + 1).c_str());
+                  continue;
+                }
+                if (r->status != 200 && r->status != 404) return false;
+                entity = body.value("entity", nlohmann::json());
+                return true;
+              }
+              return false;
+            },
+            60s, 100ms);
         EXPECT_EQ(entity, replay.EntityJson(store, sku)) << store << "/" << sku;
         ++state_checked;
       }
