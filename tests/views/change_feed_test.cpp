@@ -1,0 +1,415 @@
+// ChangeFeed driven without a server: a recording WebSocket and an
+// in-memory ViewStore stand in for Beast and the stores, and the test plays
+// the engine's thread (Committed, Tick) and the I/O threads (callbacks).
+#include "views/change_feed.h"
+
+#include <gtest/gtest.h>
+
+#include <limits>
+
+namespace freshet {
+namespace {
+
+// Records what the feed sends; `queued` is what the test says is still
+// waiting on the wire (the feed's backpressure looks at it).
+class RecordingSocket final : public WebSocket {
+ public:
+  using WebSocket::Send;
+  void Send(std::shared_ptr<const std::string> message) override {
+    sent.push_back(std::move(message));
+    ++queued_now;
+  }
+  size_t queued() const override { return queued_now; }
+  void Close(uint16_t code, const std::string& reason) override {
+    close_code = code;
+    close_reason = reason;
+  }
+  bool closed() const override { return close_code != 0; }
+  std::string peer() const override { return "test"; }
+
+  // The JSON messages sent since the last call; the wire drains them.
+  std::vector<nlohmann::json> Take() {
+    std::vector<nlohmann::json> out;
+    for (const auto& m : sent) out.push_back(nlohmann::json::parse(*m));
+    sent.clear();
+    queued_now = 0;
+    return out;
+  }
+
+  std::vector<std::shared_ptr<const std::string>> sent;
+  size_t queued_now = 0;
+  uint16_t close_code = 0;
+  std::string close_reason;
+};
+
+// Rows in memory, in key order; feeds only read snapshots from a store.
+class MemoryStore final : public ViewStore {
+ public:
+  const char* kind() const override { return "memory"; }
+  std::string table_name() const override { return "t__v1"; }
+  Result<std::map<int32_t, int64_t>> LoadOffsets() override { return offsets; }
+  Status Write(const std::vector<RowWrite>&, const std::vector<OffsetAdvance>&,
+               std::vector<RowChange>*) override {
+    return Status::Internal("the feed never writes");
+  }
+  Result<std::vector<RowChange>> ReadRows(const std::string& encoded_prefix, size_t limit) override {
+    std::vector<RowChange> out;
+    for (const auto& [key, row] : rows) {
+      if (out.size() >= limit) break;
+      if (key.rfind(encoded_prefix, 0) == 0) out.push_back(RowChange{{key}, row});
+    }
+    return out;
+  }
+  std::map<std::string, nlohmann::json> rows;
+  std::map<int32_t, int64_t> offsets;
+};
+
+TableSpec Table() {
+  TableSpec t;
+  t.view_name = "t";
+  t.key_columns = {{"k", "text"}};
+  t.value_columns = {{"n", "bigint"}};
+  return t;
+}
+
+RowChange Row(const std::string& key, int64_t n, int64_t offset, int32_t partition = 0) {
+  return RowChange{{key}, {{"k", key}, {"n", n}}, partition, offset};
+}
+
+std::vector<std::string> Types(const std::vector<nlohmann::json>& messages) {
+  std::vector<std::string> out;
+  for (const auto& m : messages) out.push_back(m["type"]);
+  return out;
+}
+
+class ChangeFeedTest : public ::testing::Test {
+ protected:
+  ChangeFeedTest() : metrics_(registry_) {
+    // No timing in these tests: heartbeats never fall due, and batch
+    // frames go out at every flush unless a test says otherwise.
+    options_.heartbeat = std::chrono::hours(1);
+    options_.batch_window = std::chrono::milliseconds(0);
+  }
+
+  void MakeFeed() { feed_ = std::make_unique<ChangeFeed>("t", "memory", Table(), options_, metrics_); }
+
+  // A client that connected and completed the handshake.
+  struct Client {
+    std::shared_ptr<RecordingSocket> socket;
+    WebSocketCallbacks callbacks;
+  };
+  Client Connect(FeedRequest request = {}) {
+    if (!feed_) MakeFeed();
+    Client c{std::make_shared<RecordingSocket>(), {}};
+    c.callbacks = feed_->Attach(c.socket, std::move(request));
+    c.callbacks.on_open();
+    return c;
+  }
+  // Connects and serves its snapshot, so the client is live.
+  Client ConnectLive(FeedRequest request = {}) {
+    Client c = Connect(std::move(request));
+    feed_->Tick(&store_, store_.offsets);
+    c.socket->Take();
+    return c;
+  }
+  void Commit(std::vector<RowChange> rows, int64_t before, int64_t after) {
+    feed_->Committed(std::move(rows), {{0, before}}, {{0, after}});
+  }
+
+  MetricsRegistry registry_;
+  FeedMetrics metrics_;
+  ChangeFeedOptions options_;
+  MemoryStore store_;
+  std::unique_ptr<ChangeFeed> feed_;
+};
+
+TEST_F(ChangeFeedTest, NewClientGetsHelloThenSnapshotThenChanges) {
+  store_.rows = {{"a", {{"k", "a"}, {"n", 1}}}, {"b", {{"k", "b"}, {"n", 2}}}};
+  store_.offsets = {{0, 5}};
+  Client c = Connect();
+  auto hello = c.socket->Take();
+  ASSERT_EQ(Types(hello), (std::vector<std::string>{"hello"}));
+  EXPECT_EQ(hello[0]["columns"], (nlohmann::json{"k", "n"}));
+  EXPECT_EQ(hello[0]["key_columns"], (nlohmann::json{"k"}));
+  EXPECT_TRUE(feed_->snapshots_wanted());
+
+  // Nothing is read while a write is in flight (no store this tick).
+  feed_->Tick(nullptr, store_.offsets);
+  EXPECT_TRUE(c.socket->Take().empty());
+
+  feed_->Tick(&store_, store_.offsets);
+  auto snapshot = c.socket->Take();
+  ASSERT_EQ(Types(snapshot), (std::vector<std::string>{"snapshot"}));
+  EXPECT_EQ(snapshot[0]["done"], true);
+  EXPECT_EQ(snapshot[0]["rows"].size(), 2u);
+  EXPECT_EQ(snapshot[0]["offsets"], (nlohmann::json{{"0", 5}}));
+  EXPECT_FALSE(feed_->snapshots_wanted());
+
+  Commit({Row("a", 3, 5)}, 5, 6);
+  auto changes = c.socket->Take();
+  ASSERT_EQ(Types(changes), (std::vector<std::string>{"change", "progress"}));
+  EXPECT_EQ(changes[0]["op"], "upsert");
+  EXPECT_EQ(changes[0]["row"]["n"], 3);
+  EXPECT_EQ(changes[0]["offset"], 5);
+  EXPECT_EQ(changes[1]["offsets"], (nlohmann::json{{"0", 6}}));
+}
+
+TEST_F(ChangeFeedTest, SnapshotIsSentInChunks) {
+  options_.snapshot_chunk_rows = 2;
+  for (const char* k : {"a", "b", "c", "d", "e"}) store_.rows[k] = {{"k", k}, {"n", 0}};
+  Client c = Connect();
+  c.socket->Take();
+  feed_->Tick(&store_, store_.offsets);
+  auto chunks = c.socket->Take();
+  ASSERT_EQ(chunks.size(), 3u);
+  EXPECT_EQ(chunks[0]["done"], false);
+  EXPECT_EQ(chunks[2]["done"], true);
+  EXPECT_EQ(chunks[0]["rows"].size() + chunks[1]["rows"].size() + chunks[2]["rows"].size(), 5u);
+}
+
+TEST_F(ChangeFeedTest, FilteredClientGetsOnlyItsKeys) {
+  FeedRequest request;
+  request.filter = {"b", true};
+  Client c = ConnectLive(request);
+  Commit({Row("a", 1, 0), Row("b", 2, 1), Row("bb", 3, 2)}, 0, 3);
+  auto messages = c.socket->Take();
+  ASSERT_EQ(Types(messages), (std::vector<std::string>{"change", "progress"}));
+  EXPECT_EQ(messages[0]["key"], (nlohmann::json{"b"}));
+}
+
+// A client whose socket is busy gets, once it drains, only the latest
+// change of each key, in the order the latest changes were committed.
+TEST_F(ChangeFeedTest, SlowClientGetsTheLatestChangePerKey) {
+  options_.max_in_flight = 1;
+  Client c = ConnectLive();
+  c.socket->queued_now = 1;  // the wire is full
+  Commit({Row("a", 1, 0), Row("b", 1, 1)}, 0, 2);
+  Commit({Row("a", 2, 2)}, 2, 3);
+  Commit({Row("a", 3, 3)}, 3, 4);
+  EXPECT_TRUE(c.socket->sent.empty());
+  EXPECT_EQ(metrics_.coalesced.value(), 2u);
+  EXPECT_EQ(metrics_.pending_changes.load(), 2);
+
+  std::vector<nlohmann::json> got;
+  while (true) {
+    c.socket->queued_now = 0;
+    c.callbacks.on_drained();
+    auto messages = c.socket->Take();
+    if (messages.empty()) break;
+    got.insert(got.end(), messages.begin(), messages.end());
+  }
+  ASSERT_EQ(Types(got), (std::vector<std::string>{"change", "change", "progress"}));
+  EXPECT_EQ(got[0]["key"], (nlohmann::json{"b"}));
+  EXPECT_EQ(got[1]["key"], (nlohmann::json{"a"}));
+  EXPECT_EQ(got[1]["row"]["n"], 3);
+  EXPECT_EQ(got[2]["offsets"], (nlohmann::json{{"0", 4}}));
+  EXPECT_EQ(metrics_.pending_changes.load(), 0);
+}
+
+TEST_F(ChangeFeedTest, ClientTooFarBehindIsResetAndGetsAFreshSnapshot) {
+  options_.max_in_flight = 1;
+  options_.max_pending = 2;
+  Client c = ConnectLive();
+  c.socket->queued_now = 1;
+  Commit({Row("a", 1, 0), Row("b", 1, 1)}, 0, 2);
+  EXPECT_TRUE(c.socket->sent.empty());  // two keys pending: still within bounds
+  Commit({Row("c", 1, 2)}, 2, 3);
+  auto reset = c.socket->Take();
+  ASSERT_EQ(Types(reset), (std::vector<std::string>{"reset"}));
+  EXPECT_NE(reset[0]["reason"].get<std::string>().find("more than 2 changes pending"), std::string::npos);
+  EXPECT_EQ(metrics_.resets.value(), 1u);
+  EXPECT_EQ(metrics_.pending_changes.load(), 0);
+  EXPECT_TRUE(feed_->snapshots_wanted());
+
+  // Until the snapshot, it gets no changes; then the snapshot holds them.
+  Commit({Row("d", 1, 3)}, 3, 4);
+  EXPECT_TRUE(c.socket->Take().empty());
+  for (const char* k : {"a", "b", "c", "d"}) store_.rows[k] = {{"k", k}, {"n", 1}};
+  store_.offsets = {{0, 4}};
+  feed_->Tick(&store_, store_.offsets);
+  auto snapshot = c.socket->Take();
+  ASSERT_EQ(Types(snapshot), (std::vector<std::string>{"snapshot"}));
+  EXPECT_EQ(snapshot[0]["rows"].size(), 4u);
+  EXPECT_EQ(snapshot[0]["offsets"], (nlohmann::json{{"0", 4}}));
+}
+
+// Batch clients that follow every row share one frame per flush: the same
+// bytes, built once, with the offsets riding along.
+TEST_F(ChangeFeedTest, BatchClientsShareOneFrame) {
+  FeedRequest batch;
+  batch.batch = true;
+  Client first = ConnectLive(batch);
+  Client second = ConnectLive(batch);
+  Commit({Row("a", 1, 0), Row("b", 2, 1)}, 0, 2);
+  ASSERT_EQ(first.socket->sent.size(), 1u);
+  ASSERT_EQ(second.socket->sent.size(), 1u);
+  EXPECT_EQ(first.socket->sent[0], second.socket->sent[0]);  // one shared message
+  auto frame = first.socket->Take()[0];
+  EXPECT_EQ(frame["type"], "changes");
+  EXPECT_EQ(frame["changes"].size(), 2u);
+  EXPECT_EQ(frame["offsets"], (nlohmann::json{{"0", 2}}));
+}
+
+TEST_F(ChangeFeedTest, BatchFrameWaitsForItsWindow) {
+  options_.batch_window = std::chrono::hours(1);
+  FeedRequest batch;
+  batch.batch = true;
+  Client c = ConnectLive(batch);
+  EXPECT_EQ(feed_->TimeUntilDue(), std::chrono::milliseconds::max());
+  Commit({Row("a", 1, 0)}, 0, 1);  // the first frame goes out at once
+  ASSERT_EQ(c.socket->Take().size(), 1u);
+  Commit({Row("a", 2, 1)}, 1, 2);
+  Commit({Row("b", 1, 2)}, 2, 3);
+  EXPECT_TRUE(c.socket->sent.empty());
+  EXPECT_GT(feed_->TimeUntilDue(), std::chrono::minutes(59));
+}
+
+// A batch client whose socket is still busy when the frame goes out takes
+// the slow path: coalesced per key, and reset past max_pending.
+TEST_F(ChangeFeedTest, BusyBatchClientFallsBackToItsPendingListAndIsReset) {
+  options_.max_pending = 2;
+  FeedRequest batch;
+  batch.batch = true;
+  Client busy = ConnectLive(batch);
+  Client quick = ConnectLive(batch);
+  busy.socket->queued_now = 2;  // a batch client's in-flight limit
+  Commit({Row("a", 1, 0), Row("a", 2, 1)}, 0, 2);
+  EXPECT_TRUE(busy.socket->sent.empty());
+  EXPECT_EQ(quick.socket->Take().size(), 1u);
+
+  busy.socket->queued_now = 0;
+  busy.callbacks.on_drained();
+  auto pending = busy.socket->Take();
+  ASSERT_EQ(Types(pending), (std::vector<std::string>{"changes", "progress"}));
+  ASSERT_EQ(pending[0]["changes"].size(), 1u);  // "a" coalesced
+  EXPECT_EQ(pending[0]["changes"][0]["row"]["n"], 2);
+
+  busy.socket->queued_now = 2;
+  Commit({Row("a", 3, 2), Row("b", 1, 3), Row("c", 1, 4)}, 2, 5);
+  EXPECT_EQ(Types(busy.socket->Take()), (std::vector<std::string>{"reset"}));
+  EXPECT_EQ(Types(quick.socket->Take()), (std::vector<std::string>{"changes"}));
+}
+
+class ChangeFeedResume : public ChangeFeedTest {
+ protected:
+  // One client keeps the feed recording; two flushes of two changes each.
+  void SetUp() override {
+    watcher_ = ConnectLive();
+    Commit({Row("a", 1, 0), Row("b", 1, 1)}, 0, 2);
+    Commit({Row("a", 2, 2), Row("c", 1, 3)}, 2, 4);
+    watcher_.socket->Take();
+  }
+  FeedRequest From(int64_t offset) {
+    FeedRequest r;
+    r.from = std::map<int32_t, int64_t>{{0, offset}};
+    return r;
+  }
+  Client watcher_;
+};
+
+TEST_F(ChangeFeedResume, ReconnectGetsExactlyTheChangesItMissed) {
+  Client c = Connect(From(2));
+  EXPECT_FALSE(feed_->snapshots_wanted());
+  auto messages = c.socket->Take();
+  ASSERT_EQ(Types(messages), (std::vector<std::string>{"hello", "resume", "change", "change", "progress"}));
+  EXPECT_EQ(messages[1]["offsets"], (nlohmann::json{{"0", 2}}));
+  EXPECT_EQ(messages[2]["offset"], 2);
+  EXPECT_EQ(messages[3]["offset"], 3);
+  EXPECT_EQ(messages[4]["offsets"], (nlohmann::json{{"0", 4}}));
+  EXPECT_EQ(metrics_.resumes.value(), 1u);
+}
+
+TEST_F(ChangeFeedResume, ReconnectAtTheEndGetsNoChanges) {
+  Client c = Connect(From(4));
+  EXPECT_EQ(Types(c.socket->Take()), (std::vector<std::string>{"hello", "resume", "progress"}));
+}
+
+TEST_F(ChangeFeedResume, OffsetsTheHistoryDoesNotCoverGetASnapshot) {
+  Client ahead = Connect(From(5));
+  EXPECT_EQ(Types(ahead.socket->Take()), (std::vector<std::string>{"hello"}));
+  EXPECT_TRUE(feed_->snapshots_wanted());
+  FeedRequest other_partition;
+  other_partition.from = std::map<int32_t, int64_t>{{1, 0}};
+  Client elsewhere = Connect(other_partition);
+  EXPECT_EQ(Types(elsewhere.socket->Take()), (std::vector<std::string>{"hello"}));
+}
+
+TEST_F(ChangeFeedResume, HistoryKeepsOnlyTheNewestChanges) {
+  options_.history_changes = 2;
+  MakeFeed();
+  watcher_ = ConnectLive();
+  Commit({Row("a", 1, 0), Row("b", 1, 1)}, 0, 2);
+  Commit({Row("a", 2, 2), Row("c", 1, 3)}, 2, 4);  // the first flush is dropped
+  Client old = Connect(From(0));
+  EXPECT_EQ(Types(old.socket->Take()), (std::vector<std::string>{"hello"}));
+  Client recent = Connect(From(2));
+  EXPECT_EQ(Types(recent.socket->Take()),
+            (std::vector<std::string>{"hello", "resume", "change", "change", "progress"}));
+}
+
+// After a restart or a rebalance a partition's history starts over: the
+// gap between flushes was never seen, so nobody resumes across it.
+TEST_F(ChangeFeedResume, AGapInOffsetsStartsTheHistoryOver) {
+  Commit({Row("d", 1, 10)}, 10, 11);
+  Client before_gap = Connect(From(2));
+  EXPECT_EQ(Types(before_gap.socket->Take()), (std::vector<std::string>{"hello"}));
+  Client after_gap = Connect(From(10));
+  EXPECT_EQ(Types(after_gap.socket->Take()),
+            (std::vector<std::string>{"hello", "resume", "change", "progress"}));
+}
+
+TEST_F(ChangeFeedResume, ResetAllDropsTheHistoryAndResnapshotsEveryone) {
+  feed_->ResetAll("a new version went live");
+  EXPECT_EQ(Types(watcher_.socket->Take()), (std::vector<std::string>{"reset"}));
+  Client c = Connect(From(2));
+  EXPECT_EQ(Types(c.socket->Take()), (std::vector<std::string>{"hello"}));
+  EXPECT_TRUE(feed_->snapshots_wanted());
+}
+
+TEST_F(ChangeFeedTest, RecordsOnlyWhileSomeoneMayResume) {
+  options_.keep_history_after_last_client = std::chrono::hours(1);
+  MakeFeed();
+  EXPECT_FALSE(feed_->recording());
+  Client c = ConnectLive();
+  EXPECT_TRUE(feed_->recording());
+  c.callbacks.on_close();
+  EXPECT_EQ(feed_->clients(), 0u);
+  EXPECT_TRUE(feed_->recording());  // kept for a reconnect
+}
+
+TEST_F(ChangeFeedTest, HistoryIsDroppedWhenNobodyCameBack) {
+  options_.keep_history_after_last_client = std::chrono::milliseconds(0);
+  MakeFeed();
+  Client c = ConnectLive();
+  Commit({Row("a", 1, 0)}, 0, 1);
+  c.callbacks.on_close();
+  EXPECT_FALSE(feed_->recording());
+  FeedRequest from;
+  from.from = std::map<int32_t, int64_t>{{0, 0}};
+  Client back = Connect(from);
+  EXPECT_EQ(Types(back.socket->Take()), (std::vector<std::string>{"hello"}));
+}
+
+TEST_F(ChangeFeedTest, ClosesAClientThatSendsAMessage) {
+  Client c = ConnectLive();
+  c.callbacks.on_message("hi");
+  EXPECT_EQ(c.socket->close_code, kClosePolicy);
+}
+
+TEST(ParseFeedOffsets, ReadsPartitionOffsetPairs) {
+  auto offsets = ParseFeedOffsets("0:120,1:88");
+  ASSERT_TRUE(offsets.ok());
+  EXPECT_EQ(*offsets, (std::map<int32_t, int64_t>{{0, 120}, {1, 88}}));
+  EXPECT_TRUE(ParseFeedOffsets("")->empty());
+}
+
+TEST(ParseFeedOffsets, RefusesMalformedPairsNamingThem) {
+  for (const char* bad : {"0", "0:", ":5", "x:1", "0:1x", "-1:5", "0:-5", "0:1,,1:2"}) {
+    auto offsets = ParseFeedOffsets(bad);
+    EXPECT_EQ(offsets.status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+  EXPECT_NE(ParseFeedOffsets("0:1,zz").status().message().find("\"zz\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace freshet
