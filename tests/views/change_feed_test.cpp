@@ -82,9 +82,9 @@ std::vector<std::string> Types(const std::vector<nlohmann::json>& messages) {
   return out;
 }
 
-class ChangeFeedTest : public ::testing::Test {
+class ChangeFeedClients : public ::testing::Test {
  protected:
-  ChangeFeedTest() : metrics_(registry_) {
+  ChangeFeedClients() : metrics_(registry_) {
     // No timing in these tests: heartbeats never fall due, and batch
     // frames go out at every flush unless a test says otherwise.
     options_.heartbeat = std::chrono::hours(1);
@@ -123,7 +123,7 @@ class ChangeFeedTest : public ::testing::Test {
   std::unique_ptr<ChangeFeed> feed_;
 };
 
-TEST_F(ChangeFeedTest, NewClientGetsHelloThenSnapshotThenChanges) {
+TEST_F(ChangeFeedClients, NewClientGetsHelloThenSnapshotThenChanges) {
   store_.rows = {{"a", {{"k", "a"}, {"n", 1}}}, {"b", {{"k", "b"}, {"n", 2}}}};
   store_.offsets = {{0, 5}};
   Client c = Connect();
@@ -154,7 +154,7 @@ TEST_F(ChangeFeedTest, NewClientGetsHelloThenSnapshotThenChanges) {
   EXPECT_EQ(changes[1]["offsets"], (nlohmann::json{{"0", 6}}));
 }
 
-TEST_F(ChangeFeedTest, SnapshotIsSentInChunks) {
+TEST_F(ChangeFeedClients, SnapshotIsSentInChunks) {
   options_.snapshot_chunk_rows = 2;
   for (const char* k : {"a", "b", "c", "d", "e"}) store_.rows[k] = {{"k", k}, {"n", 0}};
   Client c = Connect();
@@ -167,7 +167,7 @@ TEST_F(ChangeFeedTest, SnapshotIsSentInChunks) {
   EXPECT_EQ(chunks[0]["rows"].size() + chunks[1]["rows"].size() + chunks[2]["rows"].size(), 5u);
 }
 
-TEST_F(ChangeFeedTest, FilteredClientGetsOnlyItsKeys) {
+TEST_F(ChangeFeedClients, FilteredClientGetsOnlyItsKeys) {
   FeedRequest request;
   request.filter = {"b", true};
   Client c = ConnectLive(request);
@@ -179,7 +179,7 @@ TEST_F(ChangeFeedTest, FilteredClientGetsOnlyItsKeys) {
 
 // A client whose socket is busy gets, once it drains, only the latest
 // change of each key, in the order the latest changes were committed.
-TEST_F(ChangeFeedTest, SlowClientGetsTheLatestChangePerKey) {
+TEST_F(ChangeFeedClients, SlowClientGetsTheLatestChangePerKey) {
   options_.max_in_flight = 1;
   Client c = ConnectLive();
   c.socket->queued_now = 1;  // the wire is full
@@ -206,7 +206,7 @@ TEST_F(ChangeFeedTest, SlowClientGetsTheLatestChangePerKey) {
   EXPECT_EQ(metrics_.pending_changes.load(), 0);
 }
 
-TEST_F(ChangeFeedTest, ClientTooFarBehindIsResetAndGetsAFreshSnapshot) {
+TEST_F(ChangeFeedClients, ClientTooFarBehindIsResetAndGetsAFreshSnapshot) {
   options_.max_in_flight = 1;
   options_.max_pending = 2;
   Client c = ConnectLive();
@@ -235,7 +235,7 @@ TEST_F(ChangeFeedTest, ClientTooFarBehindIsResetAndGetsAFreshSnapshot) {
 
 // Batch clients that follow every row share one frame per flush: the same
 // bytes, built once, with the offsets riding along.
-TEST_F(ChangeFeedTest, BatchClientsShareOneFrame) {
+TEST_F(ChangeFeedClients, BatchClientsShareOneFrame) {
   FeedRequest batch;
   batch.batch = true;
   Client first = ConnectLive(batch);
@@ -250,7 +250,7 @@ TEST_F(ChangeFeedTest, BatchClientsShareOneFrame) {
   EXPECT_EQ(frame["offsets"], (nlohmann::json{{"0", 2}}));
 }
 
-TEST_F(ChangeFeedTest, BatchFrameWaitsForItsWindow) {
+TEST_F(ChangeFeedClients, BatchFrameWaitsForItsWindow) {
   options_.batch_window = std::chrono::hours(1);
   FeedRequest batch;
   batch.batch = true;
@@ -266,7 +266,7 @@ TEST_F(ChangeFeedTest, BatchFrameWaitsForItsWindow) {
 
 // A batch client whose socket is still busy when the frame goes out takes
 // the slow path: coalesced per key, and reset past max_pending.
-TEST_F(ChangeFeedTest, BusyBatchClientFallsBackToItsPendingListAndIsReset) {
+TEST_F(ChangeFeedClients, BusyBatchClientFallsBackToItsPendingListAndIsReset) {
   options_.max_pending = 2;
   FeedRequest batch;
   batch.batch = true;
@@ -290,7 +290,7 @@ TEST_F(ChangeFeedTest, BusyBatchClientFallsBackToItsPendingListAndIsReset) {
   EXPECT_EQ(Types(quick.socket->Take()), (std::vector<std::string>{"changes"}));
 }
 
-class ChangeFeedResume : public ChangeFeedTest {
+class ChangeFeedResume : public ChangeFeedClients {
  protected:
   // One client keeps the feed recording; two flushes of two changes each.
   void SetUp() override {
@@ -366,7 +366,7 @@ TEST_F(ChangeFeedResume, ResetAllDropsTheHistoryAndResnapshotsEveryone) {
   EXPECT_TRUE(feed_->snapshots_wanted());
 }
 
-TEST_F(ChangeFeedTest, RecordsOnlyWhileSomeoneMayResume) {
+TEST_F(ChangeFeedClients, RecordsOnlyWhileSomeoneMayResume) {
   options_.keep_history_after_last_client = std::chrono::hours(1);
   MakeFeed();
   EXPECT_FALSE(feed_->recording());
@@ -377,7 +377,7 @@ TEST_F(ChangeFeedTest, RecordsOnlyWhileSomeoneMayResume) {
   EXPECT_TRUE(feed_->recording());  // kept for a reconnect
 }
 
-TEST_F(ChangeFeedTest, HistoryIsDroppedWhenNobodyCameBack) {
+TEST_F(ChangeFeedClients, HistoryIsDroppedWhenNobodyCameBack) {
   options_.keep_history_after_last_client = std::chrono::milliseconds(0);
   MakeFeed();
   Client c = ConnectLive();
@@ -390,7 +390,7 @@ TEST_F(ChangeFeedTest, HistoryIsDroppedWhenNobodyCameBack) {
   EXPECT_EQ(Types(back.socket->Take()), (std::vector<std::string>{"hello"}));
 }
 
-TEST_F(ChangeFeedTest, ClosesAClientThatSendsAMessage) {
+TEST_F(ChangeFeedClients, ClosesAClientThatSendsAMessage) {
   Client c = ConnectLive();
   c.callbacks.on_message("hi");
   EXPECT_EQ(c.socket->close_code, kClosePolicy);
