@@ -146,8 +146,11 @@ Status ViewEngine::StartFlush() {
   // Everything else that touches the store waits for it (FinishFlush).
   InFlightWrite* b = batch.get();
   b->done = std::async(std::launch::async, [this, b, rows = projection_->TakePending()] {
-    return store_->Write(rows, options_.at_least_once ? std::vector<OffsetAdvance>{} : b->advances,
-                         b->feeding ? &b->changes : nullptr);
+    Status written = store_->Write(rows, options_.at_least_once ? std::vector<OffsetAdvance>{} : b->advances,
+                                   b->feeding ? &b->changes : nullptr);
+    // Readers waiting for these offsets need not wait for FinishFlush.
+    if (written.ok() && options_.on_commit) options_.on_commit();
+    return written;
   });
   in_flight_ = std::move(batch);
   return Status::Ok();
@@ -305,6 +308,7 @@ Status ViewEngine::MaybeSwapIn() {
     if (high > 0 && (it == stored->end() || it->second < high - 1)) return Status::Ok();
   }
   FRESHET_RETURN_IF_ERROR(store_->SwapIn());
+  if (options_.on_commit) options_.on_commit();
   if (options_.feed) options_.feed->ResetAll("a new version of the view is live");
   return Status::Ok();
 }

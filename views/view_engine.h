@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <future>
 #include <chrono>
 #include <map>
@@ -58,6 +59,10 @@ struct ViewEngineOptions {
   std::string dead_letter_topic;
   Producer* dead_letters = nullptr;  // shared, thread-safe; required unless stop_on_error
   ChangeFeed* feed = nullptr;        // gets every committed flush; may be null
+  // Called when a store write has committed and when a new version went
+  // live: what readers waiting for an offset (min_offset) wake up on. Runs
+  // on the engine's threads; must not block. May be empty.
+  std::function<void()> on_commit;
 };
 
 // A view's metrics, registered once per process and shared by the engines

@@ -71,6 +71,7 @@ Result<std::unique_ptr<ViewRunner>> ViewRunner::Create(const Config& config, con
     runner->rocksdb_ = std::move(store.value());
   }
   runner->feed_metrics_ = std::make_unique<FeedMetrics>(runner->metrics_);
+  runner->offset_waiters_ = std::make_unique<OffsetWaiters>(kMaxOffsetWaits);
   std::set<std::string> names;
   for (const auto& view : runner->views_) names.insert(view->name);
   runner->live_queries_ = std::make_unique<LiveQueries>(config, names, runner->metrics_);
@@ -92,13 +93,7 @@ Result<std::unique_ptr<ViewRunner>> ViewRunner::Create(const Config& config, con
   return runner;
 }
 
-ViewRunner::~ViewRunner() {
-  Stop();
-  // Readers waiting for a min_offset hold on to the views: let them answer.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(6);
-  while (waiting_readers_.load() > 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-}
+ViewRunner::~ViewRunner() { Stop(); }
 
 Status ViewRunner::Start() {
   auto producer = Producer::Create({config_.kafka.brokers, config_.kafka.client_properties});
@@ -121,6 +116,8 @@ void ViewRunner::Stop() {
   for (auto& view : views_) view->engine_stop = true;
   for (auto& view : views_)
     if (view->thread.joinable()) view->thread.join();
+  // Their checks read the views' store: answered (a last check) before it goes.
+  offset_waiters_->Stop();
 }
 
 void ViewRunner::RunView(ViewThread& view) {
@@ -147,6 +144,7 @@ void ViewRunner::RunView(ViewThread& view) {
   options.dead_letter_topic = config_.kafka.dead_letter_topic;
   options.dead_letters = dead_letters_.get();
   options.feed = view.feed.get();
+  options.on_commit = [this] { offset_waiters_->Notify(); };
 
   auto backoff = std::chrono::milliseconds(500);
   while (!stop_.load()) {
@@ -335,30 +333,30 @@ void ViewRunner::HandleRows(ViewThread& view, const HttpRequest& req, HttpReply 
   };
   if (reached()) return reply(answer());
   // Read-your-writes: wait (bounded) until the view has applied the offset
-  // the writer returned, off the I/O thread.
-  if (waiting_readers_.fetch_add(1) >= 256) {
-    --waiting_readers_;
-    return reply(ErrorResponse(503, "too many readers waiting for min_offset; retry"));
-  }
+  // the writer returned. The waiters check again at every commit of an
+  // engine (on_commit), on their own thread: no thread per reader.
   std::string topic = view.spec ? SourceTopic(*view.spec, config_.kafka.topic) : config_.kafka.topic;
-  std::thread([this, reply, reached, answer, wait_partition, wait_offset, topic] {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    // A partition the topic does not have never reaches any offset: say so
-    // now instead of after the wait. (If the broker cannot tell, wait.)
-    if (auto count = SourcePartitionCount(topic, wait_partition); count.ok() && wait_partition >= *count) {
-      reply(ErrorResponse(400, "min_offset: partition " + std::to_string(wait_partition) + " does not exist: topic " +
-                                   topic + " has " + std::to_string(*count) + " partition" +
-                                   (*count == 1 ? "" : "s") + " (0-" + std::to_string(*count - 1) + ")"));
-      --waiting_readers_;
-      return;
-    }
-    while (!reached() && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    if (reached()) reply(answer());
-    else reply(ErrorResponse(504, "the view has not reached partition " + std::to_string(wait_partition) +
-                                       " offset " + std::to_string(wait_offset) + " within 5 s"));
-    --waiting_readers_;
-  }).detach();
+  OffsetWaiters::Wait wait;
+  // A partition the topic does not have never reaches any offset: say so
+  // now instead of after the wait. (If the broker cannot tell, wait.)
+  wait.admit = [this, topic, wait_partition]() -> Status {
+    auto count = SourcePartitionCount(topic, wait_partition);
+    if (!count.ok() || wait_partition < *count) return Status::Ok();
+    return Status::InvalidArgument("min_offset: partition " + std::to_string(wait_partition) +
+                                   " does not exist: topic " + topic + " has " + std::to_string(*count) +
+                                   " partition" + (*count == 1 ? "" : "s") + " (0-" + std::to_string(*count - 1) + ")");
+  };
+  wait.reached = reached;
+  wait.done = [reply, answer, wait_partition, wait_offset](const Status& st) {
+    if (st.ok()) return reply(answer());
+    if (st.code() == StatusCode::kTimeout)
+      return reply(ErrorResponse(504, "the view has not reached partition " + std::to_string(wait_partition) +
+                                          " offset " + std::to_string(wait_offset) + " within 5 s"));
+    reply(ErrorResponse(HttpStatusFor(st), st.message()));
+  };
+  wait.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  if (Status held = offset_waiters_->Add(std::move(wait)); !held.ok())
+    return reply(ErrorResponse(HttpStatusFor(held), held.message()));
 }
 
 Result<int> ViewRunner::SourcePartitionCount(const std::string& topic, int32_t partition) {

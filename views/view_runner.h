@@ -24,6 +24,7 @@
 #include "core/websocket.h"
 #include "sinks/rocksdb_store.h"
 #include "views/live_query.h"
+#include "views/offset_waiters.h"
 #include "views/projection_registry.h"
 #include "views/view_engine.h"
 #include "views/view_spec.h"
@@ -102,7 +103,9 @@ class ViewRunner {
   std::unique_ptr<Producer> dead_letters_;
   ProjectionRegistry projections_;
   std::unique_ptr<RocksDbStore> rocksdb_;  // opened by Create when a view asks for it
-  std::atomic<int> waiting_readers_{0};
+  // Readers waiting for a min_offset (HandleRows), answered as flushes land.
+  static constexpr size_t kMaxOffsetWaits = 256;
+  std::unique_ptr<OffsetWaiters> offset_waiters_;
   int64_t created_ms_ = 0;  // the baseline of the first event-to-visible window
   std::mutex partition_counts_mu_;
   std::map<std::string, std::pair<int, std::chrono::steady_clock::time_point>> partition_counts_;  // topic -> (count, when asked)
