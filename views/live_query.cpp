@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <list>
 #include <optional>
 #include <pqxx/pqxx>
 
@@ -59,6 +60,11 @@ struct LiveQueries::Shared {
         errors(metrics.AddCounter("freshet_sql_feed_errors_total", "Live SQL queries ended by an error")) {}
 
   void Notify(const std::string& view);
+  // Starts a session's thread, and first joins the threads of sessions
+  // that ended (they have returned: the join does not wait).
+  void StartSession(const std::shared_ptr<LiveQuerySession>& session);
+  // Joins every session thread; Stop closed their sessions first.
+  void JoinSessions();
 
   const Config config;
   const std::set<std::string> views;
@@ -66,8 +72,12 @@ struct LiveQueries::Shared {
   std::string disabled;  // why live SQL is off; empty when on
   std::mutex mu;
   std::vector<std::weak_ptr<LiveQuerySession>> sessions;
+  struct SessionThread {
+    std::shared_ptr<LiveQuerySession> session;
+    std::thread thread;
+  };
+  std::list<SessionThread> session_threads;  // under mu
   std::atomic<int> connected{0};
-  std::atomic<int> threads{0};
   std::atomic<bool> stop{false};
   Gauge& clients;
   Counter& runs;
@@ -75,19 +85,18 @@ struct LiveQueries::Shared {
   Counter& errors;
 };
 
-// One client: its query, its connection, its thread.
-class LiveQuerySession : public std::enable_shared_from_this<LiveQuerySession> {
+// One client: its query, its connection, its thread (which Shared owns).
+class LiveQuerySession {
  public:
   LiveQuerySession(std::shared_ptr<LiveQueries::Shared> shared, std::shared_ptr<WebSocket> socket)
       : shared_(std::move(shared)), socket_(std::move(socket)) {}
 
-  void Start() {
-    ++shared_->threads;
-    std::thread([self = shared_from_this()] {
-      self->Run();
-      --self->shared_->threads;
-    }).detach();
+  // The session's thread: returns once the session is closed or stopped.
+  void Run() {
+    Serve();
+    ended_ = true;
   }
+  bool ended() const { return ended_.load(); }
 
   void OnMessage(std::string message) {
     auto request = ParseLiveQueryRequest(message);
@@ -115,7 +124,7 @@ class LiveQuerySession : public std::enable_shared_from_this<LiveQuerySession> {
   }
 
  private:
-  void Run() {
+  void Serve() {
     std::unique_lock lock(mu_);
     while (!closed_ && !shared_->stop.load()) {
       if (next_) {
@@ -245,6 +254,7 @@ class LiveQuerySession : public std::enable_shared_from_this<LiveQuerySession> {
   std::set<std::string> reads_;              // views current_ names; empty: any
   bool dirty_ = false;
   bool closed_ = false;
+  std::atomic<bool> ended_{false};
   // Only the session's thread touches these.
   std::unique_ptr<pqxx::connection> conn_;
   KeyedRows last_;
@@ -261,6 +271,30 @@ void LiveQueries::Shared::Notify(const std::string& view) {
       it = sessions.erase(it);
     }
   }
+}
+
+void LiveQueries::Shared::StartSession(const std::shared_ptr<LiveQuerySession>& session) {
+  std::lock_guard lock(mu);
+  if (stop.load()) return;  // Stop closed every session: its socket is closing
+  for (auto it = session_threads.begin(); it != session_threads.end();) {
+    if (!it->session->ended()) {
+      ++it;
+      continue;
+    }
+    it->thread.join();
+    it = session_threads.erase(it);
+  }
+  session_threads.push_back({session, std::thread([session] { session->Run(); })});
+}
+
+void LiveQueries::Shared::JoinSessions() {
+  std::list<SessionThread> joining;
+  {
+    std::lock_guard lock(mu);
+    joining.swap(session_threads);
+  }
+  // Each ends after its current statement, bounded by the statement timeout.
+  for (auto& s : joining) s.thread.join();
 }
 
 LiveQueries::LiveQueries(const Config& config, std::set<std::string> view_names, MetricsRegistry& metrics)
@@ -322,10 +356,7 @@ void LiveQueries::Stop() {
       if (auto s = weak.lock()) s->Close();
   }
   if (listener_.joinable()) listener_.join();
-  // Sessions end their current statement (bounded by the statement timeout).
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(shared_->config.views.sql.statement_timeout_ms + 2000);
-  while (shared_->threads.load() > 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  shared_->JoinSessions();
 }
 
 WebSocketAccept LiveQueries::Attach(std::shared_ptr<WebSocket> socket) {
@@ -343,7 +374,7 @@ WebSocketAccept LiveQueries::Attach(std::shared_ptr<WebSocket> socket) {
     shared_->sessions.push_back(session);
   }
   WebSocketAccept accept;
-  accept.callbacks.on_open = [session] { session->Start(); };
+  accept.callbacks.on_open = [session, shared = shared_] { shared->StartSession(session); };
   accept.callbacks.on_message = [session](std::string message) { session->OnMessage(std::move(message)); };
   accept.callbacks.on_close = [session, shared = shared_] {
     session->Close();

@@ -38,6 +38,9 @@ class LiveQueries {
   // starts listening for flushes. Failing here disables live SQL (each
   // client is told why); the views still run.
   void Start();
+  // Closes every session and joins the listener and the session threads
+  // (each ends after its current statement, bounded by the statement
+  // timeout). Idempotent.
   void Stop();
 
   // Refuses (503) beyond views.sql.max_clients.

@@ -157,6 +157,23 @@ TEST_F(LiveQueryTest, DiffsForSelectedRowsOnlyAndClearRefusals) {
   EXPECT_FALSE(WsClient::Connect(static_cast<uint16_t>(port_), "/nowhere", {}, &status, &body));
   EXPECT_EQ(status, 404);
   EXPECT_NE(body.find("no WebSocket endpoint"), std::string::npos) << body;
+
+  // Clients come and go: each new session is served while the ended ones'
+  // threads are joined, and the process still stops at once on SIGTERM
+  // with a client connected (its session thread joined, not left behind).
+  ws.reset();
+  for (int i = 0; i < 3; ++i) {
+    auto next = WsClient::Connect(static_cast<uint16_t>(port_), "/sql/feed");
+    ASSERT_TRUE(next) << views.Log();
+    next->Send(Query("SELECT store, sku, on_hand FROM stock WHERE store = 's2'"));
+    EXPECT_EQ(Next(*next)["type"], "result") << i;
+  }
+  auto connected = WsClient::Connect(static_cast<uint16_t>(port_), "/sql/feed");
+  ASSERT_TRUE(connected) << views.Log();
+  connected->Send(Query("SELECT store, sku, on_hand FROM stock WHERE store = 's2'"));
+  EXPECT_EQ(Next(*connected)["type"], "result");
+  views.Signal(SIGTERM);
+  EXPECT_EQ(views.Wait(20s), 0) << views.Log();
 }
 
 }  // namespace
