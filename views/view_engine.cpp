@@ -21,7 +21,11 @@ ViewMetrics::ViewMetrics(MetricsRegistry& registry, const std::string& labels)
 
 ViewEngine::ViewEngine(ViewEngineOptions options, std::unique_ptr<Projection> projection,
                        std::unique_ptr<ViewStore> store, ViewMetrics& metrics)
-    : options_(std::move(options)), projection_(std::move(projection)), store_(std::move(store)), metrics_(metrics) {}
+    : options_(std::move(options)),
+      projection_(std::move(projection)),
+      store_(std::move(store)),
+      metrics_(metrics),
+      writes_("flush-" + projection_->table().view_name) {}
 
 ViewEngine::~ViewEngine() = default;
 
@@ -145,7 +149,7 @@ Status ViewEngine::StartFlush() {
   // next batch: the flush was half of the time a view spent catching up.
   // Everything else that touches the store waits for it (FinishFlush).
   InFlightWrite* b = batch.get();
-  b->done = std::async(std::launch::async, [this, b, rows = projection_->TakePending()] {
+  b->done = writes_.Submit([this, b, rows = projection_->TakePending()] {
     Status written = store_->Write(rows, options_.at_least_once ? std::vector<OffsetAdvance>{} : b->advances,
                                    b->feeding ? &b->changes : nullptr);
     // Readers waiting for these offsets need not wait for FinishFlush.

@@ -29,6 +29,7 @@
 #include "sources/record_decoder.h"
 #include "views/change_feed.h"
 #include "views/view_store.h"
+#include "views/write_pipeline.h"
 #include "views/projection.h"
 
 namespace freshet {
@@ -177,6 +178,10 @@ class ViewEngine {
 
   mutable std::mutex status_mu_;
   ViewStatus status_;
+
+  // Runs StartFlush's writes. Last, so it is destroyed first: a write still
+  // running uses the store and its InFlightWrite.
+  WritePipeline writes_;
 };
 
 }  // namespace freshet
