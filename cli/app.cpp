@@ -5,18 +5,25 @@
 #include <functional>
 
 #include "cli/commands.h"
+#include "core/kafka.h"
 #include "freshet/main.h"
 #include "views/view_runner.h"
 #include "writer/writer.h"
 
 namespace freshet {
 
+namespace {
+
+std::string VersionText() { return std::string("freshet ") + FRESHET_VERSION + " (librdkafka " + KafkaLibraryVersion() + ")"; }
+
+}  // namespace
+
 Registry StockRegistry() { return Registry{StockDomains(), StockProjections()}; }
 
 int Main(int argc, char** argv, const Registry& registry) {
   CLI::App app{"freshet: keeps read views fresh from a Kafka event log"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("freshet ") + FRESHET_VERSION);
+  app.set_version_flag("--version", VersionText());
 
   std::string config_path;
   auto* writer = app.add_subcommand("writer", "Serve commands: decide, publish in Kafka transactions, answer (partition, offset)");
@@ -97,7 +104,7 @@ namespace {
 // `prog [--config FILE]` for one role.
 int OneRoleMain(int argc, char** argv, const std::string& description, const std::function<int(const std::string&)>& run) {
   CLI::App app{description};
-  app.set_version_flag("--version", std::string("freshet ") + FRESHET_VERSION);
+  app.set_version_flag("--version", VersionText());
   std::string config_path;
   app.add_option("-c,--config", config_path, "JSON config file (comments allowed); FRESHET_* variables override it")
       ->check(CLI::ExistingFile);

@@ -133,6 +133,8 @@ rd_kafka_resp_err_t ProduceOne(rd_kafka_t* rk, const OutgoingMessage& message, v
 
 }  // namespace
 
+std::string KafkaLibraryVersion() { return rd_kafka_version_str(); }
+
 void KafkaHandleDeleter::operator()(rd_kafka_s* rk) const {
   if (rk) rd_kafka_destroy(rk);
 }

@@ -214,6 +214,9 @@ class Consumer {
   bool closed_ = false;
 };
 
+// The librdkafka version linked in, e.g. "2.8.0".
+std::string KafkaLibraryVersion();
+
 // Admin: creates `topic` unless it exists. OK if it already exists.
 Status EnsureTopic(const KafkaClientOptions& options, const std::string& topic, int partitions,
                    int replication_factor, std::chrono::milliseconds timeout,

@@ -368,6 +368,7 @@ def main(argv):
     t.check("the build stage installs every mapped -dev package", not other_missing, f"missing: {other_missing}")
 
     options = set(re.findall(r"option\(\s*(FRESHET_\w+)", cmake_text))
+    options |= set(re.findall(r"set\(\s*(FRESHET_\w+)\s+[^)]*\bCACHE\b", cmake_text))
     used = set(re.findall(r"-D(FRESHET_\w+)=", dockerfile))
     t.check("Dockerfile's -DFRESHET_* options exist in CMakeLists.txt", used <= options,
             f"unknown: {sorted(used - options)}")
@@ -375,7 +376,13 @@ def main(argv):
             re.search(r"cmake\s+--build\s+/build\s+--target\s+freshet\b", dockerfile) is not None)
     t.check("runtime stage copies /build/freshet to /usr/local/bin/freshet",
             re.search(r"COPY\s+--from=\S+\s+/build/freshet\s+/usr/local/bin/freshet", runtime_body) is not None)
-    runtime_needed = ["librdkafka1", "libpqxx-6.4", "librocksdb7.8", "libsimdjson14", "libspdlog1.10", "libfmt9", "libjemalloc2",
+    # librdkafka is the 2.8.0 the build stage built (scripts/librdkafka),
+    # copied to the path of the binary's rpath.
+    t.check("runtime stage copies the librdkafka the build stage built",
+            re.search(r"COPY\s+--from=\S+\s+/opt/freshet/librdkafka/\S+/lib/\s+/opt/freshet/librdkafka/\S+/lib/",
+                      runtime_body) is not None)
+    runtime_needed = ["libssl3", "libsasl2-2", "libzstd1", "liblz4-1", "libavro23", "libprotobuf32", "libprotoc32",
+                      "libcurl4", "libpqxx-6.4", "librocksdb7.8", "libsimdjson14", "libspdlog1.10", "libfmt9", "libjemalloc2",
                       "libboost-system1.81.0", "ca-certificates"]
     t.check("runtime stage installs the runtime libraries", set(runtime_needed) <= runtime_pkgs,
             f"missing: {sorted(set(runtime_needed) - runtime_pkgs)}")
