@@ -25,6 +25,8 @@ def main():
         add("writer", "in process", f"{r['commands_per_s']:,.0f} cmd/s",
             f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms", ">= 200,000/s")
     for r in by.get("writer_http", []):
+        if r.get("command") == "sell":
+            continue  # in the writer-against-Postgres rows below
         lat = r["latency"]
         per_request = r.get("commands_per_request", 1)
         what = "1 command per request" if per_request == 1 else f"{per_request} commands per request"
@@ -113,6 +115,22 @@ def main():
                     add("sources", f"{what} over {label[source]} -> {store_label}", f"{per_s:,.0f} rec/s",
                         "baseline" if source == "freshet" else against,
                         "" if source == "freshet" else target)
+
+    # The same decision (sell one unit if stock allows, record the event) by
+    # the writer over HTTP and as one Postgres transaction, per client count.
+    postgres = {r["clients"]: r for r in by.get("postgres_sell", [])}
+    for r in by.get("writer_http", []):
+        if r.get("command") != "sell" or r.get("commands_per_request", 1) != 1:
+            continue
+        clients, lat = r["clients"], r["latency"]
+        pg = postgres.get(clients)
+        against = ""
+        if pg:
+            against = (f"Postgres {pg['tps']:,.0f}/s p50 {pg['latency']['p50_ms']:.2f} ms p99 "
+                       f"{pg['latency']['p99_ms']:.1f} ms: {r['commands_per_s'] / pg['tps']:.2f}x")
+        target = {64: ">= 2x Postgres, p99 <= Postgres's", 1: "p50 <= 3 ms"}.get(clients, "")
+        add("vs postgres", f"writer sell over HTTP, {clients} client(s), 1 command per request",
+            f"{r['commands_per_s']:,.0f} cmd/s p50 {lat['p50_ms']:.2f} ms p99 {lat['p99_ms']:.1f} ms", against, target)
 
     for r in by.get("recovery", []):
         # One partition's cold takeover (no standby) after a long history.

@@ -45,6 +45,10 @@ struct Options {
   int max_batch = 2048;
   int producer_nice = Config().writer.producer_main_thread_nice;
   std::string mode = "both";
+  // HTTP: "receive" (always accepted) or "sell" of one unit, after every
+  // (store, sku) is stocked: the guarded decrement bench/run compares with
+  // the same transaction in Postgres.
+  std::string command = "receive";
   std::vector<std::string> kafka_props;
   std::string json_path;
   bool print_metrics = false;
@@ -189,7 +193,7 @@ nlohmann::json RunHttp(Writer& writer, const Options& o) {
         for (int i = 0; i < o.pipeline; ++i) {
           nlohmann::json commands = nlohmann::json::array();
           for (int c = 0; c < o.commands_per_request; ++c)
-            commands.push_back({{"type", "receive"}, {"store", "store-" + std::to_string(rng() % o.stores)},
+            commands.push_back({{"type", o.command}, {"store", "store-" + std::to_string(rng() % o.stores)},
                                 {"sku", "sku-" + std::to_string(rng() % 100)}, {"qty", 1}});
           std::string body = o.commands_per_request == 1 ? commands[0].dump() : commands.dump();
           wire += "POST /commands HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: " +
@@ -229,7 +233,7 @@ nlohmann::json RunHttp(Writer& writer, const Options& o) {
               rate, lat.p50_ms, lat.p99_ms, o.http_clients, o.pipeline, o.commands_per_request,
               static_cast<unsigned long long>(failed.load()));
   (*server)->Stop();
-  return {{"stage", "writer_http"}, {"commands_per_s", rate}, {"latency", bench::ToJson(lat)},
+  return {{"stage", "writer_http"}, {"command", o.command}, {"commands_per_s", rate}, {"latency", bench::ToJson(lat)},
           {"clients", o.http_clients}, {"pipeline", o.pipeline}, {"commands_per_request", o.commands_per_request}, {"partitions", o.partitions}, {"failed", failed.load()}};
 }
 
@@ -256,6 +260,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
   app.add_option("--mode", o.mode, "inprocess, http or both")->check(CLI::IsMember({"inprocess", "http", "both"}));
+  app.add_option("--command", o.command, "HTTP: receive, or sell (each (store, sku) is stocked first)")
+      ->check(CLI::IsMember({"receive", "sell"}))
+      ->capture_default_str();
   app.add_option("--kafka-prop", o.kafka_props, "Extra librdkafka property k=v (repeatable)");
   app.add_option("--json", o.json_path, "Append results as JSON lines to this file");
   app.add_flag("--print-metrics", o.print_metrics, "Print the writer's /metrics at the end (batch sizes, commit times)");
@@ -297,6 +304,20 @@ int main(int argc, char** argv) {
     Options warm = o;
     warm.seconds = 1;
     RunInProcess(**writer, warm, /*print=*/false);
+  }
+  if (o.command == "sell") {
+    // Stock every (store, sku) once, so that no sell is refused.
+    std::atomic<int> pending{o.stores * 100};
+    for (int s = 0; s < o.stores; ++s) {
+      for (int k = 0; k < 100; ++k) {
+        Command c;
+        c.type = "receive";
+        c.partition_key = "store-" + std::to_string(s);
+        c.data = {{"sku", "sku-" + std::to_string(k)}, {"qty", 100000000}};
+        (*writer)->Submit(std::move(c), [&](Result<CommandAck>) { --pending; });
+      }
+    }
+    while (pending.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   if (o.mode != "http") {
     TxnTotals before = ReadTxnTotals(**writer);
