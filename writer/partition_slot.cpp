@@ -472,7 +472,11 @@ void PartitionSlot::ServeOnce() {
     // `linger` (as a Kafka producer's linger.ms). Under load the commands
     // queued during the previous commit have waited that long already, so
     // they go at once instead of lingering on top of a commit.
-    if (queue_.size() < options_.max_batch && options_.linger.count() > 0) {
+    // Lingering only pays when others are sending too: a client alone (the
+    // recent batches held one command each) gets its commit at once, not a
+    // linger later. An average, so that one small batch under load does not
+    // switch lingering off.
+    if (queue_.size() < options_.max_batch && options_.linger.count() > 0 && recent_batch_commands_ > 1.2) {
       cv_.wait_until(lock, oldest_queued_ + options_.linger,
                      [&] { return stopping_ || queue_.size() >= options_.max_batch; });
     }
@@ -480,6 +484,7 @@ void PartitionSlot::ServeOnce() {
       batch.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
+    recent_batch_commands_ = 0.8 * recent_batch_commands_ + 0.2 * static_cast<double>(batch.size());
     // What is left over waited at least as long as this batch: no linger.
     if (!queue_.empty()) oldest_queued_ = std::chrono::steady_clock::time_point{};
   }

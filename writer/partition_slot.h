@@ -193,6 +193,9 @@ class PartitionSlot {
   std::condition_variable cv_;
   std::deque<Work> queue_;
   std::chrono::steady_clock::time_point oldest_queued_;  // when queue_ last became non-empty
+  // Commands per batch, a moving average: lingering waits only while it
+  // shows other clients sending at the same time.
+  double recent_batch_commands_ = 2;
   bool stopping_ = false;
   std::string refusal_;
 
