@@ -4,6 +4,8 @@
 #include <cmath>
 #include <ctime>
 
+#include "sources/json_text.h"
+
 namespace freshet {
 namespace {
 
@@ -119,7 +121,7 @@ Status RocksDbViewStore::Write(const std::vector<RowWrite>& rows, const std::vec
       std::string text = "{";
       for (size_t i = 0; i < table_.value_columns.size() && i < row.values.size(); ++i) {
         if (i) text.push_back(',');
-        AppendJsonString(&text, table_.value_columns[i].name);
+        AppendJsonString(table_.value_columns[i].name, &text);
         text.push_back(':');
         AppendTypedColumn(&text, row.values[i], table_.value_columns[i].sql_type);
       }

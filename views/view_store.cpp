@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "sinks/postgres_sink.h"
+#include "sources/json_text.h"
 
 namespace freshet {
 
@@ -43,29 +44,6 @@ nlohmann::json TypedColumn(const std::optional<std::string>& text, const std::st
   return *text;
 }
 
-void AppendJsonString(std::string* out, std::string_view text) {
-  static const char kHex[] = "0123456789abcdef";
-  out->push_back('"');
-  for (char c : text) {
-    switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out->append("\\u00");
-          out->push_back(kHex[(c >> 4) & 0xf]);
-          out->push_back(kHex[c & 0xf]);
-        } else {
-          out->push_back(c);  // UTF-8 passes through as bytes
-        }
-    }
-  }
-  out->push_back('"');
-}
-
 void AppendTypedColumn(std::string* out, const std::optional<std::string>& text, const std::string& sql_type) {
   if (!text) {
     out->append("null");
@@ -86,7 +64,7 @@ void AppendTypedColumn(std::string* out, const std::optional<std::string>& text,
   } else if (sql_type == "jsonb" && nlohmann::json::accept(*text)) {
     out->append(*text);
   } else {
-    AppendJsonString(out, *text);
+    AppendJsonString(*text, out);
   }
 }
 

@@ -33,8 +33,6 @@ nlohmann::json TypedColumn(const std::optional<std::string>& text, const std::st
 // The same value appended as JSON text, without building a json value:
 // RocksDB stores a row per write, and nlohmann's object cost showed there.
 void AppendTypedColumn(std::string* out, const std::optional<std::string>& text, const std::string& sql_type);
-// `text` as a JSON string literal.
-void AppendJsonString(std::string* out, std::string_view text);
 // A full-row write (values as stored, not deltas) as a RowChange.
 RowChange ToRowChange(const TableSpec& table, const RowWrite& full_row);
 // Key columns joined by '\x1f': how RocksDB stores keys and feeds filter them.
