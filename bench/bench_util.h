@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -16,6 +17,16 @@
 #include "core/kafka.h"
 
 namespace freshet::bench {
+
+// The local services scripts/services starts, unless the environment names others.
+inline std::string EnvOr(const char* name, const char* fallback) {
+  const char* value = std::getenv(name);
+  return value && *value ? value : fallback;
+}
+inline std::string DefaultBrokers() { return EnvOr("FRESHET_KAFKA_BROKERS", "127.0.0.1:19092"); }
+inline std::string DefaultPostgresUrl() {
+  return EnvOr("FRESHET_PG_URL", "postgresql://freshet@127.0.0.1:15432/freshet");
+}
 
 // Deletes a run's throwaway topics when it goes out of scope: a local
 // broker that keeps every run's topics grows slower, run after run

@@ -43,9 +43,8 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
 struct Options {
-  std::string brokers = std::getenv("FRESHET_KAFKA_BROKERS") ? std::getenv("FRESHET_KAFKA_BROKERS") : "127.0.0.1:19092";
-  std::string pg_url = std::getenv("FRESHET_PG_URL") ? std::getenv("FRESHET_PG_URL")
-                                                       : "postgresql://freshet@127.0.0.1:15432/freshet";
+  std::string brokers = bench::DefaultBrokers();
+  std::string pg_url = bench::DefaultPostgresUrl();
   std::string freshet = FRESHET_BINARY;
   int clients = 1000;
   int rate = 1000;     // changes per second

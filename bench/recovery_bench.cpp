@@ -26,7 +26,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Options {
-  std::string brokers = std::getenv("FRESHET_KAFKA_BROKERS") ? std::getenv("FRESHET_KAFKA_BROKERS") : "127.0.0.1:19092";
+  std::string brokers = bench::DefaultBrokers();
   int64_t events = 1000000;
   int64_t entities = 100000;
   int64_t snapshot_every = 100000;

@@ -44,9 +44,8 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Options {
-  std::string brokers = std::getenv("FRESHET_KAFKA_BROKERS") ? std::getenv("FRESHET_KAFKA_BROKERS") : "127.0.0.1:19092";
-  std::string pg_url = std::getenv("FRESHET_PG_URL") ? std::getenv("FRESHET_PG_URL")
-                                                       : "postgresql://freshet@127.0.0.1:15432/freshet";
+  std::string brokers = bench::DefaultBrokers();
+  std::string pg_url = bench::DefaultPostgresUrl();
   int events = 300000;
   int partitions = 4;
   int keys = 10000;

@@ -32,7 +32,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Options {
-  std::string brokers = std::getenv("FRESHET_KAFKA_BROKERS") ? std::getenv("FRESHET_KAFKA_BROKERS") : "127.0.0.1:19092";
+  std::string brokers = bench::DefaultBrokers();
   int partitions = 8;
   double seconds = 10;
   int inflight = 16384;
