@@ -187,7 +187,10 @@ class PartitionSlot {
   std::unique_ptr<Consumer> tail_;
   std::unique_ptr<TransactionalProducer> producer_;
   int64_t next_offset_ = 0;  // the next offset the state has not seen
-  int64_t snapshot_next_offset_ = 0;  // what the newest known snapshot covers
+  // Where the events counted towards the next snapshot start: the newest
+  // snapshot's offset, or where a failed one was tried (so that a failing
+  // snapshot is not retried after every batch).
+  int64_t snapshot_next_offset_ = 0;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -159,19 +159,15 @@ Result<std::optional<PartitionSnapshot>> LoadLatestSnapshot(const KafkaClientOpt
         assembly.clear_cut();
       }
     }
-    if (!newest.empty() && !assembly.cut()) {
+    // A cut after the newest whole one means a newer snapshot began before
+    // `start`: read further back, unless retention took its beginning (then
+    // the whole one before it is still true).
+    if (!newest.empty() && (!assembly.cut() || start == low)) {
       auto snapshot = DecodeSnapshot(newest);
       if (!snapshot.ok()) return snapshot.status().WithContext("snapshot topic " + snapshot_topic);
       return std::optional<PartitionSnapshot>(std::move(snapshot.value()));
     }
-    if (start == low) {
-      if (!newest.empty()) {  // the newest one lost its beginning to retention: the one before is still true
-        auto snapshot = DecodeSnapshot(newest);
-        if (!snapshot.ok()) return snapshot.status().WithContext("snapshot topic " + snapshot_topic);
-        return std::optional<PartitionSnapshot>(std::move(snapshot.value()));
-      }
-      return std::optional<PartitionSnapshot>();
-    }
+    if (start == low) return std::optional<PartitionSnapshot>();
   }
 }
 
