@@ -67,6 +67,8 @@ Command MakeCommand(std::mt19937& rng, int stores) {
 struct TxnTotals {
   double transactions = 0, events = 0, commit_seconds = 0;
   double within_20ms = 0;  // commits that took at most 20 ms
+  // freshet_writer_phase_seconds: sum and count per phase.
+  std::vector<std::pair<double, double>> phases;
 };
 
 double MetricValue(const std::string& text, const std::string& name) {
@@ -76,9 +78,15 @@ double MetricValue(const std::string& text, const std::string& name) {
 
 TxnTotals ReadTxnTotals(Writer& writer) {
   std::string text = "\n" + writer.metrics().RenderPrometheus();
-  return {MetricValue(text, "freshet_writer_commit_seconds_count"), MetricValue(text, "freshet_writer_batch_events_sum"),
-          MetricValue(text, "freshet_writer_commit_seconds_sum"),
-          MetricValue(text, "freshet_writer_commit_seconds_bucket{le=\"0.02\"}")};
+  TxnTotals t{MetricValue(text, "freshet_writer_commit_seconds_count"),
+              MetricValue(text, "freshet_writer_batch_events_sum"), MetricValue(text, "freshet_writer_commit_seconds_sum"),
+              MetricValue(text, "freshet_writer_commit_seconds_bucket{le=\"0.02\"}"), {}};
+  for (int i = 0; i < static_cast<int>(WriterPhase::kCount); ++i) {
+    std::string labels = std::string("{phase=\"") + WriterPhaseName(static_cast<WriterPhase>(i)) + "\"}";
+    t.phases.emplace_back(MetricValue(text, "freshet_writer_phase_seconds_sum" + labels),
+                          MetricValue(text, "freshet_writer_phase_seconds_count" + labels));
+  }
+  return t;
 }
 
 void PrintTxnDelta(const TxnTotals& before, const TxnTotals& after, double seconds) {
@@ -89,6 +97,18 @@ void PrintTxnDelta(const TxnTotals& before, const TxnTotals& after, double secon
               "%.2f%% over 20 ms\n",
               txns / seconds, (after.events - before.events) / txns,
               1000 * (after.commit_seconds - before.commit_seconds) / txns, 100 * slow / txns);
+  // Mean time per phase (freshet_writer_phase_seconds), each over its own
+  // count: parse per request, queue per command, the rest per batch.
+  std::string line = "                    phases, mean ms:";
+  for (size_t i = 0; i < after.phases.size(); ++i) {
+    double count = after.phases[i].second - before.phases[i].second;
+    if (count <= 0) continue;
+    char cell[64];
+    std::snprintf(cell, sizeof(cell), " %s %.3f", WriterPhaseName(static_cast<WriterPhase>(i)),
+                  1000 * (after.phases[i].first - before.phases[i].first) / count);
+    line += cell;
+  }
+  std::printf("%s\n", line.c_str());
 }
 
 // Lets the load run for `seconds`, then stops it: the rate counts what was

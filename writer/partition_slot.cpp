@@ -13,7 +13,26 @@ namespace {
 
 constexpr auto kTxnTimeout = std::chrono::seconds(30);
 
+double SecondsBetween(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
+  return std::chrono::duration<double>(to - from).count();
+}
+
 }  // namespace
+
+const char* WriterPhaseName(WriterPhase phase) {
+  switch (phase) {
+    case WriterPhase::kParse: return "parse";
+    case WriterPhase::kQueue: return "queue";
+    case WriterPhase::kLinger: return "linger";
+    case WriterPhase::kDecide: return "decide";
+    case WriterPhase::kBegin: return "begin";
+    case WriterPhase::kProduce: return "produce";
+    case WriterPhase::kCommit: return "commit";
+    case WriterPhase::kAnswer: return "answer";
+    case WriterPhase::kCount: break;
+  }
+  return "unknown";
+}
 
 PartitionSlot::PartitionSlot(PartitionSlotOptions options, const Domain& domain, WriterMetrics metrics)
     : options_(std::move(options)),
@@ -103,8 +122,9 @@ void PartitionSlot::Submit(Command command, CommandDone done) {
       Work w;
       w.command = std::move(command);
       w.done = std::move(done);
+      w.queued_at = std::chrono::steady_clock::now();
       queue_.push_back(std::move(w));
-      if (queue_.size() == 1) oldest_queued_ = std::chrono::steady_clock::now();
+      if (queue_.size() == 1) oldest_queued_ = w.queued_at;
       // The slot waits for the first command, then (lingering) for a full
       // batch: only those two moments need a wake-up.
       if (queue_.size() == 1 || queue_.size() == options_.max_batch) cv_.notify_all();
@@ -125,8 +145,9 @@ void PartitionSlot::Query(std::string partition_key, std::string entity, QueryDo
       w.query_key = std::move(partition_key);
       w.query_entity = std::move(entity);
       w.query_done = std::move(done);
+      w.queued_at = std::chrono::steady_clock::now();
       queue_.push_back(std::move(w));
-      if (queue_.size() == 1) oldest_queued_ = std::chrono::steady_clock::now();
+      if (queue_.size() == 1) oldest_queued_ = w.queued_at;
       cv_.notify_all();
       return;
     }
@@ -477,10 +498,14 @@ void PartitionSlot::ServeOnce() {
     // linger later. An average, so that one small batch under load does not
     // switch lingering off.
     if (queue_.size() < options_.max_batch && options_.linger.count() > 0 && recent_batch_commands_ > 1.2) {
+      auto linger_started = std::chrono::steady_clock::now();
       cv_.wait_until(lock, oldest_queued_ + options_.linger,
                      [&] { return stopping_ || queue_.size() >= options_.max_batch; });
+      metrics_.ObservePhase(WriterPhase::kLinger, SecondsBetween(linger_started, std::chrono::steady_clock::now()));
     }
+    auto taken = std::chrono::steady_clock::now();
     while (!queue_.empty() && batch.size() < options_.max_batch) {
+      metrics_.ObservePhase(WriterPhase::kQueue, SecondsBetween(queue_.front().queued_at, taken));
       batch.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
@@ -499,6 +524,8 @@ void PartitionSlot::ProcessBatch(std::deque<Work>& batch) {
     int64_t known_offset = -1;  // a retry of a command committed earlier
     int64_t same_as = -1;       // a retry of a command earlier in this batch
   };
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point decide_started = Clock::now();
   std::vector<Outcome> outcomes(batch.size());
   std::vector<OutgoingMessage> messages;
   std::unordered_map<std::string, size_t> batch_keys;
@@ -535,12 +562,22 @@ void PartitionSlot::ProcessBatch(std::deque<Work>& batch) {
     }
   }
 
+  Clock::time_point decided = Clock::now();
+  metrics_.ObservePhase(WriterPhase::kDecide, SecondsBetween(decide_started, decided));
   std::vector<DeliveryReport> reports(messages.size());
   if (!messages.empty()) {
-    auto started = std::chrono::steady_clock::now();
+    Clock::time_point started = decided;
     Status st = producer_->Begin();
+    Clock::time_point begun = Clock::now();
+    metrics_.ObservePhase(WriterPhase::kBegin, SecondsBetween(started, begun));
     for (size_t i = 0; st.ok() && i < messages.size(); ++i) st = producer_->Produce(messages[i], &reports[i]);
+    // Commit would flush too; flushing first tells the produce round trip
+    // (with the partition's registration) apart from EndTxn.
+    if (st.ok()) st = producer_->Flush(kTxnTimeout);
+    Clock::time_point produced = Clock::now();
+    metrics_.ObservePhase(WriterPhase::kProduce, SecondsBetween(begun, produced));
     if (st.ok()) st = producer_->Commit(kTxnTimeout);
+    metrics_.ObservePhase(WriterPhase::kCommit, SecondsBetween(produced, Clock::now()));
     for (size_t i = 0; st.ok() && i < reports.size(); ++i)
       if (reports[i].offset < 0) st = Status::Internal("commit succeeded but a delivery report is missing");
     if (!st.ok()) {
@@ -572,6 +609,7 @@ void PartitionSlot::ProcessBatch(std::deque<Work>& batch) {
     if (metrics_.batch_size) metrics_.batch_size->Observe(static_cast<double>(messages.size()));
   }
 
+  Clock::time_point answer_started = Clock::now();
   auto offset_of = [&](size_t i) {
     const Outcome& o = outcomes[i];
     return o.event_count ? reports[o.first_event + o.event_count - 1].offset : applied_offset_.load();
@@ -609,6 +647,7 @@ void PartitionSlot::ProcessBatch(std::deque<Work>& batch) {
     if (metrics_.accepted) metrics_.accepted->Add();
     w.done(CommandAck{options_.partition, offset, false});
   }
+  metrics_.ObservePhase(WriterPhase::kAnswer, SecondsBetween(answer_started, Clock::now()));
   // After the answers: a snapshot never delays the commands it follows.
   if (!messages.empty()) {
     Status st = MaybeSnapshot();

@@ -25,6 +25,7 @@
 // recognised after a restart or a takeover too.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -63,6 +64,16 @@ struct EntityReading {
 };
 using QueryDone = std::function<void(Result<EntityReading>)>;
 
+// Where a command's time goes inside the writer, one histogram each
+// (freshet_writer_phase_seconds{phase=...}). Per HTTP request: kParse (the
+// body to commands). Per command: kQueue (submitted until its batch is
+// taken, lingering included). Per batch: kLinger (the slot waiting for company), kDecide,
+// kBegin, kProduce (handing the events to librdkafka and waiting until
+// the broker has them: AddPartitionsToTxn and the produce round trip),
+// kCommit (EndTxn), kAnswer (running the callbacks).
+enum class WriterPhase { kParse, kQueue, kLinger, kDecide, kBegin, kProduce, kCommit, kAnswer, kCount };
+const char* WriterPhaseName(WriterPhase phase);
+
 struct WriterMetrics {
   Counter* accepted = nullptr;
   Counter* refused = nullptr;
@@ -77,6 +88,12 @@ struct WriterMetrics {
   Counter* snapshot_failures = nullptr;  // snapshots not committed
   Histogram* snapshot_seconds = nullptr;  // serialize + commit
   Histogram* recovery_seconds = nullptr;  // a slot's start: snapshot load + replay to the end
+  std::array<Histogram*, static_cast<size_t>(WriterPhase::kCount)> phase_seconds{};
+
+  // Records `seconds` for `phase`, if that histogram is registered.
+  void ObservePhase(WriterPhase phase, double seconds) const {
+    if (Histogram* h = phase_seconds[static_cast<size_t>(phase)]) h->Observe(seconds);
+  }
 };
 
 // Faults a test can inject into a writer process (FRESHET_WRITER_FAULT), to
@@ -144,6 +161,7 @@ class PartitionSlot {
   struct Work {
     Command command;
     CommandDone done;
+    std::chrono::steady_clock::time_point queued_at;
     bool is_query = false;
     std::string query_key, query_entity;
     QueryDone query_done;

@@ -164,6 +164,16 @@ Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_
                                          "From a partition slot's start to its state reaching the end of the log "
                                          "(snapshot load + replay)",
                                          LatencyBuckets());
+  // Fine buckets: most phases take microseconds, a transaction's milliseconds.
+  std::vector<double> phase_buckets = {0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002,
+                                       0.005,   0.01,    0.02,    0.05,   0.1,    0.5,    1};
+  for (size_t i = 0; i < m.phase_seconds.size(); ++i) {
+    std::string phase = WriterPhaseName(static_cast<WriterPhase>(i));
+    m.phase_seconds[i] = &reg.AddHistogram("freshet_writer_phase_seconds",
+                                           "Where a command's time goes in the writer, by phase (see partition_slot.h)",
+                                           phase_buckets, "phase=\"" + phase + "\"");
+  }
+  w->writer_metrics_ = m;
   w->owned_gauge_ = &reg.AddGauge("freshet_writer_owned_partitions", "Partitions this instance serves");
 
   nlohmann::json claim = {{"url", w->advertise_url_}, {"instance", w->instance_id_}};
@@ -344,6 +354,7 @@ void Writer::HandleHttp(HttpRequest&& request, HttpReply reply) {
 }
 
 void Writer::HandleCommands(HttpRequest&& request, HttpReply reply) {
+  auto parse_started = std::chrono::steady_clock::now();
   // JSON (or an untyped body); a form-encoded one is a client's mistake.
   if (auto refusal = CheckJsonContentType(request)) return reply(std::move(*refusal));
   nlohmann::json body = nlohmann::json::parse(request.body, nullptr, /*allow_exceptions=*/false);
@@ -373,6 +384,9 @@ void Writer::HandleCommands(HttpRequest&& request, HttpReply reply) {
     }
     commands.push_back(std::move(command.value()));
   }
+  writer_metrics_.ObservePhase(
+      WriterPhase::kParse,
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - parse_started).count());
 
   if (single) {
     int32_t p = PartitionOf(commands[0].partition_key);

@@ -64,6 +64,7 @@ class Writer {
   std::string advertise_url_;
   std::string retention_problem_;  // why the event topic may lose events, or ""
   MetricsRegistry metrics_;
+  WriterMetrics writer_metrics_;  // the slots' metrics, registered in metrics_
   Gauge* owned_gauge_ = nullptr;
   std::vector<std::unique_ptr<PartitionSlot>> slots_;
   std::unique_ptr<OwnerDirectory> directory_;
