@@ -64,6 +64,7 @@
 #include "core/kafka.h"
 #include "core/postgres.h"
 #include "sinks/postgres_sink.h"
+#include "sources/record_decoder.h"
 #include "sources/schema_registry.h"
 #include "sources/wire_format.h"
 #include "views/declarative_projection.h"
@@ -84,6 +85,7 @@ struct Options {
   int groups = 10000;  // customers: the aggregates' groups
   int rounds = 1;
   std::string json_path;
+  bool decode_only = false;
 };
 
 enum Source { kFreshet, kUpsert, kAppend, kDebezium, kAvro, kProtobuf, kSourceCount };
@@ -564,6 +566,61 @@ double Median(std::vector<double> v) {
   return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
+double ThreadCpuSeconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
+}
+
+// Decoding alone, in memory, no Kafka and no store: what RecordDecoder
+// costs per record for each source the views read, as the latest view
+// (upsert topics) and the aggregate (append topics) decode them. Stable
+// where the view runs are noisy; and what `perf record` should look at.
+void DecodeOnly(const Options& o) {
+  std::mt19937 rng(1);
+  int64_t now = NowMillis();
+  const int n = std::min(o.events, 200000);
+  struct Case {
+    Source source;
+    std::vector<std::string> values, keys;
+  };
+  std::vector<Case> cases;
+  for (Source s : {kUpsert, kAvro, kAppend, kProtobuf}) {
+    Case c{s, {}, {}};
+    for (int i = 0; i < n; ++i) {
+      Order order = NextOrder(rng, o);
+      std::string json = "{" + Fields(order, false) + R"(,"type":"OrderPlaced","ts":)" + std::to_string(now) + "}";
+      c.values.push_back(s == kAvro ? AvroOrder(order, now) : s == kProtobuf ? ProtobufOrder(order, now) : json);
+      c.keys.push_back(s == kUpsert || s == kAvro ? order.id : order.customer);
+    }
+    cases.push_back(std::move(c));
+  }
+  for (int round = 0; round < std::max(1, o.rounds); ++round) {
+    for (const Case& c : cases) {
+      bool latest = c.source == kUpsert || c.source == kAvro;
+      ViewSpec spec = ParseView(latest ? LatestView(c.source, "decode") : AggregateView(c.source, "decode"));
+      RecordDecoder decoder(spec.source, false);
+      SourceRecord record;
+      int64_t bad = 0;
+      // This thread's CPU time, not the wall clock: other processes share
+      // the cores, and a decoder only spends CPU.
+      double started = ThreadCpuSeconds();
+      for (int i = 0; i < n; ++i) {
+        RawRecord raw;
+        raw.topic = "decode-only";
+        raw.partition = 0;
+        raw.offset = i;
+        raw.key = c.keys[static_cast<size_t>(i)];
+        raw.value = c.values[static_cast<size_t>(i)];
+        if (!decoder.Decode(raw, &record).ok()) ++bad;
+      }
+      double s = ThreadCpuSeconds() - started;
+      std::printf("decode only, %-17s: %7.0f ns CPU per record (%d records%s)\n", kSourceLabel[c.source],
+                  s * 1e9 / n, n, bad ? ", some refused!" : "");
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -578,8 +635,20 @@ int main(int argc, char** argv) {
   app.add_option("--rounds", o.rounds, "measure every view this many times (alternating sources); report the median")
       ->capture_default_str();
   app.add_option("--json", o.json_path, "Append results as JSON lines to this file");
+  app.add_flag("--decode-only", o.decode_only,
+               "only decode records in memory (no Kafka, no store): RecordDecoder's cost per record and source");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
+  if (o.decode_only) {
+    // The views' registry, preloaded as below.
+    SchemaRegistryConfig config;
+    config.url = kRegistryUrl;
+    auto registry = SchemaRegistry::Shared(config);
+    registry->Preload({kAvroSchemaId, "AVRO", kAvroSchema, {}});
+    registry->Preload({kProtobufSchemaId, "PROTOBUF", kProtobufSchema, {}});
+    DecodeOnly(o);
+    return 0;
+  }
 
   std::string base = "bench-sources-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
   bench::TopicsToDelete throwaway(o.brokers);

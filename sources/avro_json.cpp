@@ -2,6 +2,7 @@
 
 #include <avro.h>
 
+#include <cstring>
 #include <deque>
 #include <map>
 
@@ -17,17 +18,32 @@ namespace freshet {
 // type and the children in avro-c's order (record fields, union branches,
 // array items, map values).
 struct AvroJson::Node {
+  // What the decoder switches on, so that no record compares type names.
+  enum Kind { kNull, kBoolean, kInt, kLong, kFloat, kDouble, kBytes, kString, kFixed, kEnum, kUnion, kArray, kMap, kRecord };
   enum Logical {
     kNone, kDecimal, kDate, kTimeMillis, kTimeMicros, kTimestampMillis, kTimestampMicros,
     kLocalTimestampMillis, kLocalTimestampMicros, kUuid
   };
-  explicit Node(std::string t) : type(std::move(t)) {}
+  explicit Node(std::string t) : type(std::move(t)), kind(KindOf(type)) {}
   std::string type;  // the Avro type name: record, long, ...; a named type's full name for records
+  Kind kind;
   Logical logical = kNone;
   int scale = 0, precision = 0;
   std::vector<const Node*> children;
   std::vector<std::string> field_names;  // records
+  std::vector<std::string> field_keys;   // records: each name as the JSON text `"name":`, made once
   int64_t size = 0;                       // fixed: its size; enum: how many symbols
+  std::vector<std::string> symbols;       // enums
+
+  static Kind KindOf(const std::string& t) {
+    static const std::pair<const char*, Kind> kKinds[] = {
+        {"null", kNull},   {"boolean", kBoolean}, {"int", kInt},     {"long", kLong},   {"float", kFloat},
+        {"double", kDouble}, {"bytes", kBytes},   {"string", kString}, {"fixed", kFixed}, {"enum", kEnum},
+        {"union", kUnion}, {"array", kArray},     {"map", kMap}};
+    for (const auto& [name, kind] : kKinds)
+      if (t == name) return kind;
+    return kRecord;  // "record", or a record's full name
+  }
 };
 
 namespace {
@@ -35,30 +51,18 @@ namespace {
 struct SchemaDeleter {
   void operator()(avro_schema_t s) const { avro_schema_decref(s); }
 };
-struct IfaceDeleter {
-  void operator()(avro_value_iface_t* i) const { avro_value_iface_decref(i); }
-};
-struct ReaderDeleter {
-  void operator()(avro_reader_t r) const { avro_reader_free(r); }
-};
 
 constexpr int kMaxDepth = 64;  // a recursive schema's data nests at most this deep
 
 }  // namespace
 
 struct AvroJson::State {
+  // avro-c parses the schema at Compile, as the check that it is one; the
+  // datums are read by DatumReader below, over `nodes`.
   std::unique_ptr<std::remove_pointer_t<avro_schema_t>, SchemaDeleter> schema;
-  std::unique_ptr<avro_value_iface_t, IfaceDeleter> iface;
-  avro_value_t value{};
-  bool has_value = false;
-  std::unique_ptr<std::remove_pointer_t<avro_reader_t>, ReaderDeleter> reader;
   std::deque<Node> nodes;
   std::map<std::string, Node*> named;
   const Node* root = nullptr;
-
-  ~State() {
-    if (has_value) avro_value_decref(&value);
-  }
 
   Result<const Node*> Build(const nlohmann::json& j, const std::string& ns) {
     if (j.is_string()) {
@@ -102,6 +106,7 @@ struct AvroJson::State {
         if (!j.contains("symbols") || !j["symbols"].is_array())
           return Status::InvalidArgument("Avro schema: enum " + full + " without symbols");
         node.size = static_cast<int64_t>(j["symbols"].size());
+        for (const auto& symbol : j["symbols"]) node.symbols.push_back(symbol.is_string() ? symbol.get<std::string>() : "");
       }
       if (t == "record" || t == "error") {
         node.type = full;
@@ -114,6 +119,9 @@ struct AvroJson::State {
           if (!child.ok()) return child.status();
           node.children.push_back(*child);
           node.field_names.push_back(field.value("name", std::string()));
+          std::string key;
+          AppendJsonString(node.field_names.back(), &key);
+          node.field_keys.push_back(key + ":");
         }
       }
       return &node;
@@ -172,12 +180,6 @@ Result<std::unique_ptr<AvroJson>> AvroJson::Compile(const std::string& schema_te
   if (avro_schema_from_json_length(schema_text.data(), schema_text.size(), &schema) != 0)
     return Status::InvalidArgument(std::string("Avro schema refused by avro-c: ") + avro_strerror());
   state->schema.reset(schema);
-  state->iface.reset(avro_generic_class_from_schema(schema));
-  if (!state->iface) return Status::InvalidArgument(std::string("Avro schema: ") + avro_strerror());
-  if (avro_generic_value_new(state->iface.get(), &state->value) != 0)
-    return Status::InvalidArgument(std::string("Avro schema: ") + avro_strerror());
-  state->has_value = true;
-  state->reader.reset(avro_reader_memory(nullptr, 0));
   return std::unique_ptr<AvroJson>(new AvroJson(std::move(state)));
 }
 
@@ -201,18 +203,18 @@ void AppendText(const std::optional<std::string>& text, std::string* out) {
   else out->append("null");  // outside years 1-9999: no column can hold it
 }
 
-Status Walk(avro_value_t* v, const AvroJson::Node* node, int depth, std::string* out);
-
-// Checks that `bytes` hold one datum of the schema, every length and count
-// within the bytes there are, before avro-c reads it: avro-c trusts them
-// (a corrupt length is a huge allocation, a corrupt count of nulls an
-// endless loop). Reads nothing into memory.
-class DatumCheck {
+// Reads one binary datum straight from its bytes, following the schema's
+// nodes, and writes its JSON in the same pass: no generic value is built
+// and nothing is allocated but the output (this was avro-c's generic value
+// plus a walk over it, three times the cost). Every length and count is
+// checked against the bytes there are before it is used, so a corrupt
+// datum is refused, never a huge allocation or an endless loop.
+class DatumReader {
  public:
-  explicit DatumCheck(std::string_view bytes) : bytes_(bytes), items_left_(1024 + 16 * bytes.size()) {}
+  explicit DatumReader(std::string_view bytes) : bytes_(bytes), items_left_(1024 + 16 * bytes.size()) {}
 
-  Status Check(const AvroJson::Node* root) {
-    if (!Skip(root, 0)) return Fail(why_.empty() ? "truncated" : why_);
+  Status Read(const AvroJson::Node* root, std::string* out) {
+    if (!Value(root, 0, out)) return Fail(why_.empty() ? "truncated" : why_);
     if (pos_ != bytes_.size()) return Fail("bytes left over after the datum: not written with this schema");
     return Status::Ok();
   }
@@ -222,68 +224,172 @@ class DatumCheck {
     if (why_.empty()) why_ = why;
     return false;
   }
-  bool Long(int64_t* out) {
+  // A zigzag varint of at most `max_bytes` (int: 5, long: 10).
+  bool Varint(int64_t* out, int max_bytes) {
     uint64_t z = 0;
-    for (int shift = 0; shift < 70; shift += 7) {
+    for (int i = 0; i < max_bytes; ++i) {
       if (pos_ >= bytes_.size()) return Bad("truncated: a number is cut off");
       uint8_t b = static_cast<uint8_t>(bytes_[pos_++]);
-      z |= static_cast<uint64_t>(b & 0x7f) << shift;
+      z |= static_cast<uint64_t>(b & 0x7f) << (7 * i);
       if (!(b & 0x80)) {
         *out = static_cast<int64_t>(z >> 1) ^ -static_cast<int64_t>(z & 1);
         return true;
       }
     }
-    return Bad("a number longer than 10 bytes");
+    return Bad("a number longer than " + std::to_string(max_bytes) + " bytes");
   }
-  bool Take(int64_t n) {
+  bool Long(int64_t* out) { return Varint(out, 10); }
+  bool Int(int32_t* out) {
+    int64_t v = 0;
+    if (!Varint(&v, 5)) return false;
+    if (v < INT32_MIN || v > INT32_MAX) return Bad("an int out of range");
+    *out = static_cast<int32_t>(v);
+    return true;
+  }
+  bool Take(int64_t n, std::string_view* out) {
     if (n < 0 || static_cast<uint64_t>(n) > bytes_.size() - pos_)
       return Bad("truncated: a length of " + std::to_string(n) + " with " + std::to_string(bytes_.size() - pos_) +
                  " bytes left");
+    *out = bytes_.substr(pos_, static_cast<size_t>(n));
     pos_ += static_cast<size_t>(n);
     return true;
   }
-  bool Skip(const AvroJson::Node* node, int depth) {
-    if (depth > kMaxDepth) return Bad("nested deeper than " + std::to_string(kMaxDepth) + " levels");
-    const std::string& t = node->type;
+  bool Sized(std::string_view* out) {
     int64_t n = 0;
-    if (t == "null") return true;
-    if (t == "boolean") return Take(1);
-    if (t == "int" || t == "long") return Long(&n);
-    if (t == "float") return Take(4);
-    if (t == "double") return Take(8);
-    if (t == "bytes" || t == "string") return Long(&n) && Take(n);
-    if (t == "fixed") return Take(node->size);
-    if (t == "enum") {
-      if (!Long(&n)) return false;
-      return n >= 0 && n < node->size ? true : Bad("enum symbol " + std::to_string(n) + " is not in the schema");
-    }
-    if (t == "union") {
-      if (!Long(&n)) return false;
-      if (n < 0 || static_cast<size_t>(n) >= node->children.size())
-        return Bad("union branch " + std::to_string(n) + " is not in the schema");
-      return Skip(node->children[static_cast<size_t>(n)], depth + 1);
-    }
-    if (t == "array" || t == "map") {
-      for (;;) {
-        int64_t count = 0;
-        if (!Long(&count)) return false;
-        if (count == 0) return true;
-        if (count < 0) {
-          int64_t block_bytes = 0;
-          if (!Long(&block_bytes) || block_bytes < 0) return Bad("a bad block size");
-          count = count == INT64_MIN ? INT64_MAX : -count;
+    return Long(&n) && Take(n, out);
+  }
+  // A string or map key, written as a JSON string.
+  bool Text(const char* what, std::string* out) {
+    std::string_view text;
+    if (!Sized(&text)) return false;
+    if (!AppendJsonStringIfUtf8(text, out)) return Bad(std::string(what) + " that is not valid UTF-8");
+    return true;
+  }
+
+  bool Value(const AvroJson::Node* node, int depth, std::string* out) {
+    using Node = AvroJson::Node;
+    if (depth > kMaxDepth) return Bad("nested deeper than " + std::to_string(kMaxDepth) + " levels");
+    std::string_view bytes;
+    switch (node->kind) {
+      case Node::kNull: out->append("null"); return true;
+      case Node::kBoolean:
+        if (!Take(1, &bytes)) return false;
+        out->append(bytes[0] ? "true" : "false");
+        return true;
+      case Node::kInt: {
+        int32_t i = 0;
+        if (!Int(&i)) return false;
+        if (node->logical == Node::kDate) AppendText(DateOfDays(i), out);
+        else if (node->logical == Node::kTimeMillis) AppendJsonString(TimeOfDay(i, 1000), out);
+        else AppendInteger(i, out);
+        return true;
+      }
+      case Node::kLong: {
+        int64_t i = 0;
+        if (!Long(&i)) return false;
+        switch (node->logical) {
+          case Node::kTimestampMillis: AppendTimestamp(i, 1000, true, out); break;
+          case Node::kTimestampMicros: AppendTimestamp(i, 1000000, true, out); break;
+          // A wall-clock time in no zone: without the +00 (timestamptz reads it in the session's zone).
+          case Node::kLocalTimestampMillis: AppendTimestamp(i, 1000, false, out); break;
+          case Node::kLocalTimestampMicros: AppendTimestamp(i, 1000000, false, out); break;
+          case Node::kTimeMicros: AppendJsonString(TimeOfDay(i, 1000000), out); break;
+          default: AppendInteger(i, out);
         }
-        if (static_cast<uint64_t>(count) > items_left_) return Bad("more items than a record of this size can hold");
-        items_left_ -= static_cast<uint64_t>(count);
-        for (int64_t i = 0; i < count; ++i) {
-          if (t == "map" && !(Long(&n) && Take(n))) return false;
-          if (!Skip(node->children[0], depth + 1)) return false;
+        return true;
+      }
+      case Node::kFloat: {
+        if (!Take(4, &bytes)) return false;
+        float f = 0;
+        std::memcpy(&f, bytes.data(), 4);  // little-endian, as Avro writes it (and as x86 and ARM are)
+        AppendFloat(f, out);
+        return true;
+      }
+      case Node::kDouble: {
+        if (!Take(8, &bytes)) return false;
+        double d = 0;
+        std::memcpy(&d, bytes.data(), 8);
+        AppendDouble(d, out);
+        return true;
+      }
+      case Node::kBytes:
+      case Node::kFixed:
+        if (!(node->kind == Node::kBytes ? Sized(&bytes) : Take(node->size, &bytes))) return false;
+        if (node->logical == Node::kDecimal && bytes.size() <= 1024) AppendDecimal(bytes, node->scale, out);
+        else AppendBase64String(bytes, out);
+        return true;
+      case Node::kString: return Text("a string", out);
+      case Node::kEnum: {
+        int64_t n = 0;
+        if (!Long(&n)) return false;
+        if (n < 0 || n >= static_cast<int64_t>(node->symbols.size()))
+          return Bad("enum symbol " + std::to_string(n) + " is not in the schema");
+        AppendJsonString(node->symbols[static_cast<size_t>(n)], out);
+        return true;
+      }
+      case Node::kUnion: {
+        int64_t n = 0;
+        if (!Long(&n)) return false;
+        if (n < 0 || static_cast<size_t>(n) >= node->children.size())
+          return Bad("union branch " + std::to_string(n) + " is not in the schema");
+        return Value(node->children[static_cast<size_t>(n)], depth + 1, out);
+      }
+      case Node::kArray:
+      case Node::kMap: {
+        bool map = node->kind == Node::kMap;
+        out->push_back(map ? '{' : '[');
+        bool first = true;
+        for (;;) {
+          int64_t count = 0;
+          if (!Long(&count)) return false;
+          if (count == 0) break;
+          if (count < 0) {
+            int64_t block_bytes = 0;
+            if (!Long(&block_bytes) || block_bytes < 0) return Bad("a bad block size");
+            count = count == INT64_MIN ? INT64_MAX : -count;
+          }
+          if (static_cast<uint64_t>(count) > items_left_) return Bad("more items than a record of this size can hold");
+          items_left_ -= static_cast<uint64_t>(count);
+          for (int64_t i = 0; i < count; ++i) {
+            if (!first) out->push_back(',');
+            first = false;
+            if (map) {
+              if (!Text("a map key", out)) return false;
+              out->push_back(':');
+            }
+            if (!Value(node->children[0], depth + 1, out)) return false;
+          }
         }
+        out->push_back(map ? '}' : ']');
+        return true;
+      }
+      case Node::kRecord: {
+        out->push_back('{');
+        for (size_t i = 0; i < node->children.size(); ++i) {
+          if (i) out->push_back(',');
+          out->append(node->field_keys[i]);
+          if (!Value(node->children[i], depth + 1, out)) return false;
+        }
+        out->push_back('}');
+        return true;
       }
     }
-    for (const AvroJson::Node* field : node->children)  // a record
-      if (!Skip(field, depth + 1)) return false;
-    return true;
+    return Bad("a value of an unknown type");
+  }
+
+  static void AppendTimestamp(int64_t value, int64_t per_second, bool zoned, std::string* out) {
+    out->push_back('"');
+    if (AppendTimestampText(value, per_second, zoned, out)) {
+      out->push_back('"');
+    } else {
+      out->pop_back();
+      out->append("null");  // outside years 1-9999: no column can hold it
+    }
+  }
+  static void AppendDecimal(std::string_view bytes, int scale, std::string* out) {
+    out->push_back('"');
+    AppendDecimalText(bytes, scale, out);
+    out->push_back('"');
   }
 
   std::string_view bytes_;
@@ -294,155 +400,8 @@ class DatumCheck {
 
 }  // namespace
 
-namespace {
-
-Status Walk(avro_value_t* v, const AvroJson::Node* node, int depth, std::string* out) {
-  using Node = AvroJson::Node;
-  if (depth > kMaxDepth) return Fail("nested deeper than " + std::to_string(kMaxDepth) + " levels");
-  switch (avro_value_get_type(v)) {
-    case AVRO_STRING: {
-      const char* s = nullptr;
-      size_t size = 0;
-      avro_value_get_string(v, &s, &size);
-      std::string_view text(s, size > 0 ? size - 1 : 0);  // avro-c counts the NUL
-      if (!simdjson::validate_utf8(text.data(), text.size())) return Fail("a string that is not valid UTF-8");
-      AppendJsonString(text, out);
-      return Status::Ok();
-    }
-    case AVRO_BYTES:
-    case AVRO_FIXED: {
-      const void* b = nullptr;
-      size_t size = 0;
-      if (avro_value_get_type(v) == AVRO_BYTES) avro_value_get_bytes(v, &b, &size);
-      else avro_value_get_fixed(v, &b, &size);
-      std::string_view bytes(static_cast<const char*>(b), size);
-      if (node->logical == Node::kDecimal && size <= 1024) AppendJsonString(DecimalText(bytes, node->scale), out);
-      else AppendBase64String(bytes, out);
-      return Status::Ok();
-    }
-    case AVRO_INT32: {
-      int32_t i = 0;
-      avro_value_get_int(v, &i);
-      if (node->logical == Node::kDate) AppendText(DateOfDays(i), out);
-      else if (node->logical == Node::kTimeMillis) AppendJsonString(TimeOfDay(i, 1000), out);
-      else AppendInteger(i, out);
-      return Status::Ok();
-    }
-    case AVRO_INT64: {
-      int64_t i = 0;
-      avro_value_get_long(v, &i);
-      switch (node->logical) {
-        case Node::kTimestampMillis: AppendText(TimestampOf(i, 1000), out); break;
-        case Node::kTimestampMicros: AppendText(TimestampOf(i, 1000000), out); break;
-        case Node::kLocalTimestampMillis:
-        case Node::kLocalTimestampMicros: {
-          // A wall-clock time in no zone: without the +00 (timestamptz reads it in the session's zone).
-          auto ts = TimestampOf(i, node->logical == Node::kLocalTimestampMillis ? 1000 : 1000000);
-          if (ts) ts->resize(ts->size() - 3);
-          AppendText(ts, out);
-          break;
-        }
-        case Node::kTimeMicros: AppendJsonString(TimeOfDay(i, 1000000), out); break;
-        default: AppendInteger(i, out);
-      }
-      return Status::Ok();
-    }
-    case AVRO_FLOAT: {
-      float f = 0;
-      avro_value_get_float(v, &f);
-      AppendFloat(f, out);
-      return Status::Ok();
-    }
-    case AVRO_DOUBLE: {
-      double d = 0;
-      avro_value_get_double(v, &d);
-      AppendDouble(d, out);
-      return Status::Ok();
-    }
-    case AVRO_BOOLEAN: {
-      int b = 0;
-      avro_value_get_boolean(v, &b);
-      out->append(b ? "true" : "false");
-      return Status::Ok();
-    }
-    case AVRO_NULL: out->append("null"); return Status::Ok();
-    case AVRO_ENUM: {
-      int symbol = 0;
-      avro_value_get_enum(v, &symbol);
-      const char* name = avro_schema_enum_get(avro_value_get_schema(v), symbol);
-      if (!name) return Fail("enum symbol " + std::to_string(symbol) + " is not in the schema");
-      AppendJsonString(name, out);
-      return Status::Ok();
-    }
-    case AVRO_RECORD: {
-      size_t count = 0;
-      avro_value_get_size(v, &count);
-      if (count != node->children.size()) return Fail("record " + node->type + " does not match its schema");
-      out->push_back('{');
-      for (size_t i = 0; i < count; ++i) {
-        avro_value_t field;
-        const char* name = nullptr;
-        avro_value_get_by_index(v, i, &field, &name);
-        if (i) out->push_back(',');
-        AppendJsonString(name ? name : node->field_names[i], out);
-        out->push_back(':');
-        FRESHET_RETURN_IF_ERROR(Walk(&field, node->children[i], depth + 1, out));
-      }
-      out->push_back('}');
-      return Status::Ok();
-    }
-    case AVRO_MAP:
-    case AVRO_ARRAY: {
-      bool map = avro_value_get_type(v) == AVRO_MAP;
-      size_t count = 0;
-      avro_value_get_size(v, &count);
-      out->push_back(map ? '{' : '[');
-      for (size_t i = 0; i < count; ++i) {
-        avro_value_t item;
-        const char* key = nullptr;
-        avro_value_get_by_index(v, i, &item, &key);
-        if (i) out->push_back(',');
-        if (map) {
-          std::string_view k = key ? key : "";
-          if (!simdjson::validate_utf8(k.data(), k.size())) return Fail("a map key that is not valid UTF-8");
-          AppendJsonString(k, out);
-          out->push_back(':');
-        }
-        FRESHET_RETURN_IF_ERROR(Walk(&item, node->children[0], depth + 1, out));
-      }
-      out->push_back(map ? '}' : ']');
-      return Status::Ok();
-    }
-    case AVRO_UNION: {
-      int discriminant = 0;
-      avro_value_t branch;
-      avro_value_get_discriminant(v, &discriminant);
-      if (avro_value_get_current_branch(v, &branch) != 0 || discriminant < 0 ||
-          static_cast<size_t>(discriminant) >= node->children.size())
-        return Fail("union branch " + std::to_string(discriminant) + " is not in the schema");
-      return Walk(&branch, node->children[static_cast<size_t>(discriminant)], depth + 1, out);
-    }
-    default: return Fail("a value of an unknown type");
-  }
-}
-
-}  // namespace
-
 Status AvroJson::ToJson(std::string_view payload, std::string* out) {
-  State& s = *state_;
-  FRESHET_RETURN_IF_ERROR(DatumCheck(payload).Check(s.root));
-  avro_value_reset(&s.value);
-  avro_reader_memory_set_source(s.reader.get(), payload.data(), static_cast<int64_t>(payload.size()));
-  if (avro_value_read(s.reader.get(), &s.value) != 0) {
-    std::string why = avro_strerror();
-    return Fail("cannot be read with its writer schema (truncated or not written with it): " + why);
-  }
-  // A whole datum leaves nothing over (avro_reader_is_eof answers only for
-  // files): one more byte must not be there.
-  char extra = 0;
-  if (avro_read(s.reader.get(), &extra, 1) == 0)
-    return Fail("bytes left over after the datum: not written with this schema");
-  return Walk(&s.value, s.root, 0, out);
+  return DatumReader(payload).Read(state_->root, out);
 }
 
 std::vector<SchemaField> AvroJson::Fields() const {

@@ -6,30 +6,47 @@
 #include <string_view>
 #include <type_traits>
 
+#include <simdjson.h>
+
 namespace freshet {
 
 void AppendJsonString(std::string_view s, std::string* out) {
   static const char kHex[] = "0123456789abcdef";
   out->push_back('"');
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
+  // Runs that need no escape are appended whole: a decoder writes every
+  // string of every record through here.
+  size_t run = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out->append(s.data() + run, i - run);
+    run = i + 1;
     switch (c) {
       case '"': out->append("\\\""); break;
       case '\\': out->append("\\\\"); break;
       case '\n': out->append("\\n"); break;
       case '\r': out->append("\\r"); break;
       case '\t': out->append("\\t"); break;
-      default:
-        if (c < 0x20) {
-          out->append("\\u00");
-          out->push_back(kHex[c >> 4]);
-          out->push_back(kHex[c & 15]);
-        } else {
-          out->push_back(ch);
-        }
+      default: {
+        const char escaped[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+        out->append(escaped, sizeof(escaped));
+      }
     }
   }
+  out->append(s.data() + run, s.size() - run);
   out->push_back('"');
+}
+
+bool IsValidUtf8(std::string_view s) {
+  for (char c : s)
+    if (static_cast<unsigned char>(c) >= 0x80) return simdjson::validate_utf8(s.data(), s.size());
+  return true;
+}
+
+bool AppendJsonStringIfUtf8(std::string_view s, std::string* out) {
+  if (!IsValidUtf8(s)) return false;
+  AppendJsonString(s, out);
+  return true;
 }
 
 void AppendBase64String(std::string_view bytes, std::string* out) {

@@ -9,6 +9,11 @@ namespace freshet {
 
 // `s` as a JSON string literal (quotes, escapes). `s` must be valid UTF-8.
 void AppendJsonString(std::string_view s, std::string* out);
+// The same for bytes that may not be UTF-8: false (and *out unchanged)
+// when they are not. One pass for the common ASCII text.
+bool AppendJsonStringIfUtf8(std::string_view s, std::string* out);
+// Whether `s` is valid UTF-8; quick for ASCII, as most text is.
+bool IsValidUtf8(std::string_view s);
 // `bytes` as a JSON string of their base64 (as Debezium and Protobuf's JSON
 // mapping write bytes).
 void AppendBase64String(std::string_view bytes, std::string* out);

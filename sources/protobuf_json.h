@@ -42,7 +42,16 @@ class ProtobufJson {
 
   // Appends the JSON of the message of type `message_indexes` (the wire
   // format's path: top-level message, then nested) in `payload` to *out.
+  //
+  // Most messages are read straight from their wire format; what that
+  // reader does not handle (maps, groups, a message field sent twice,
+  // required fields, Struct, Duration, FieldMask) is parsed into a
+  // DynamicMessage and written from it by reflection. Both write the same
+  // JSON for the same bytes.
   Status ToJson(const std::vector<int32_t>& message_indexes, std::string_view payload, std::string* out);
+  // The same, always through DynamicMessage: for tests that hold the direct
+  // reader to it.
+  Status ToJsonByReflection(const std::vector<int32_t>& message_indexes, std::string_view payload, std::string* out);
 
   // The fields of the first top-level message, for `freshet inspect`.
   std::vector<SchemaField> Fields(const std::vector<int32_t>& message_indexes) const;
@@ -52,6 +61,7 @@ class ProtobufJson {
  private:
   struct State;
   explicit ProtobufJson(std::unique_ptr<State> state);
+  Status Decode(const std::vector<int32_t>& message_indexes, std::string_view payload, bool direct, std::string* out);
   std::unique_ptr<State> state_;
 };
 

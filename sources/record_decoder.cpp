@@ -52,6 +52,17 @@ LogicalType LogicalTypeNamed(std::string_view name) {
   return LogicalType::kNone;
 }
 
+// Parses `text`, which is `owned` when it is a string of ours (what a
+// registry format decoded to): then in place, with simdjson's padding
+// reserved, instead of being copied into the parser's buffer first.
+simdjson::error_code ParseJson(simdjson::dom::parser& parser, std::string_view text, std::string* owned, element* out) {
+  if (owned) {
+    owned->reserve(owned->size() + simdjson::SIMDJSON_PADDING);
+    return parser.parse(owned->data(), owned->size(), false).get(*out);
+  }
+  return parser.parse(text.data(), text.size()).get(*out);
+}
+
 }  // namespace
 
 RawRecord RawRecord::From(const KafkaMessage& message) {
@@ -107,7 +118,7 @@ Status RecordDecoder::DecodeKey(const RawRecord& raw, SourceRecord* out) {
     return Status::Ok();
   }
   element parsed;
-  if (key_parser_.parse(key.data(), key.size()).get(parsed) != simdjson::SUCCESS) {
+  if (ParseJson(key_parser_, key, key_registry_ ? &key_text_ : nullptr, &parsed) != simdjson::SUCCESS) {
     if (key_registry_) return Status::InvalidArgument("key: not valid JSON after decoding");
     return Status::Ok();  // a text key: $key/ptr finds nothing in it
   }
@@ -164,7 +175,7 @@ Status RecordDecoder::Decode(const RawRecord& raw, SourceRecord* out) {
       return DecodeDebezium(value, out);
     case SourceEnvelope::kFreshet: break;
   }
-  if (value_parser_.parse(value.data(), value.size()).get(out->data) != simdjson::SUCCESS)
+  if (ParseJson(value_parser_, value, value_registry_ ? &value_text_ : nullptr, &out->data) != simdjson::SUCCESS)
     return Status::InvalidArgument("value is not valid JSON");
   out->has_data = true;
   if (spec_.envelope == SourceEnvelope::kUpsert) out->type = "upsert";

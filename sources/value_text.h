@@ -28,10 +28,15 @@ bool IsUuidText(std::string_view s);
 // `value` units of 1/`units_per_second` s since the epoch as a timestamp
 // ("2024-05-01 12:00:00.123+00"), or nullopt outside years 1-9999.
 std::optional<std::string> TimestampOf(int64_t value, int64_t units_per_second);
+// The same appended to *out, without "+00" unless `zoned`; false (and *out
+// unchanged) outside years 1-9999.
+bool AppendTimestampText(int64_t value, int64_t units_per_second, bool zoned, std::string* out);
 // Days since the epoch as a date (YYYY-MM-DD), or nullopt outside years 1-9999.
 std::optional<std::string> DateOfDays(int64_t days);
 // A decimal: the unscaled value as a big-endian two's-complement integer
 // of any length (Connect Decimal, Avro decimal), and the scale.
 std::string DecimalText(std::string_view bytes, int scale);
+// The same, appended to *out.
+void AppendDecimalText(std::string_view bytes, int scale, std::string* out);
 
 }  // namespace freshet

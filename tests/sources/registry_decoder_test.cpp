@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include <google/protobuf/compiler/parser.h>
 #include <google/protobuf/descriptor.pb.h>
 #include <google/protobuf/dynamic_message.h>
@@ -210,6 +212,155 @@ TEST(ProtobufJson, DecodesNestedMessagesOneofsAndWellKnownTypes) {
   EXPECT_EQ(fields[0].column_type, "bigint");
   EXPECT_EQ(fields[5].column_type, "timestamptz");
   EXPECT_EQ(fields[6].column_type, "bigint");  // Int64Value
+}
+
+// The direct wire reader must write what reflection writes, byte for byte,
+// for every message it reads; and give up (ToJson then answers as
+// reflection does) on the rest. Random messages of every field kind, with
+// fields repeated, out of order, unknown, packed and not, and now and then
+// a wrong wire type or a cut.
+const char* kEveryKindProto = R"(syntax = "proto3";
+package kinds;
+import "google/protobuf/timestamp.proto";
+import "google/protobuf/wrappers.proto";
+message All {
+  enum Colour { RED = 0; GREEN = 1; BLUE = 5; }
+  message Inner { string s = 1; sint32 z = 2; repeated int32 r = 3; Inner next = 4; }
+  int32 i32 = 1; int64 i64 = 2; uint32 u32 = 3; uint64 u64 = 4; sint32 s32 = 5; sint64 s64 = 6;
+  fixed32 f32 = 7; fixed64 f64 = 8; sfixed32 sf32 = 9; sfixed64 sf64 = 10; float fl = 11; double db = 12;
+  bool b = 13; string str = 14; bytes by = 15; Colour colour = 16; Inner inner = 17;
+  repeated int64 ri64 = 18; repeated double rdb = 19; repeated string rstr = 20; repeated Inner rinner = 21;
+  repeated Colour rcolour = 22; optional int32 oi32 = 23; optional string ostr = 24;
+  oneof choice { int32 c_int = 25; string c_str = 26; Inner c_inner = 27; }
+  google.protobuf.Timestamp at = 28; google.protobuf.StringValue sv = 29; google.protobuf.Int32Value iv = 30;
+  repeated sint64 rs64 = 31; repeated fixed32 rf32 = 32; repeated bool rb = 33;
+}
+)";
+
+const char* kProto2 = R"(syntax = "proto2";
+message Old { enum E { A = 1; B = 2; } optional E e = 1; optional int32 n = 2 [default = 7]; repeated E re = 3; }
+)";
+
+void Varint(uint64_t v, std::string* out) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+// One random message of kinds.All (or of Inner, `inner`), as wire bytes.
+std::string RandomMessage(std::mt19937& rng, int depth, bool inner) {
+  std::string out;
+  int fields = static_cast<int>(rng() % 12);
+  auto number = [&]() -> uint64_t {
+    if (rng() % 20 == 0) return 40 + rng() % 3;  // unknown to the schema
+    return inner ? 1 + rng() % 4 : 1 + rng() % 33;
+  };
+  auto random_value = [&]() -> uint64_t {
+    switch (rng() % 4) {
+      case 0: return rng() % 4;
+      case 1: return static_cast<uint64_t>(-static_cast<int64_t>(rng() % 300));
+      case 2: return (static_cast<uint64_t>(rng()) << 32) | rng();
+      default: return rng() % 100000;
+    }
+  };
+  for (int i = 0; i < fields; ++i) {
+    uint64_t n = number();
+    // The wire type the field wants, mostly; sometimes any.
+    static const int kWire[] = {0, 0, 0, 0, 0, 0, 0, 5, 1, 5, 1, 5, 1, 0, 2, 2, 0, 2, 2, 1, 2, 2, 0, 0, 2, 0, 2, 2, 2, 2, 2, 0, 5, 0};
+    static const int kInnerWire[] = {0, 2, 0, 0, 2};
+    int wire = inner ? kInnerWire[n < 5 ? n : 0] : kWire[n < 34 ? n : 0];
+    bool repeated_scalar = !inner && (n == 18 || n == 19 || n == 22 || n == 31 || n == 32 || n == 33);
+    if (inner && n == 3) repeated_scalar = true;
+    if (repeated_scalar && rng() % 2) wire = 2;  // packed
+    if (n >= 40 || rng() % 40 == 0) wire = std::vector<int>{0, 1, 2, 5}[rng() % 4];
+    Varint(n << 3 | static_cast<uint64_t>(wire), &out);
+    if (wire == 0) {
+      Varint(random_value(), &out);
+    } else if (wire == 1 || wire == 5) {
+      uint64_t v = random_value();
+      out.append(reinterpret_cast<const char*>(&v), wire == 1 ? 8 : 4);
+    } else {
+      std::string body;
+      bool message = !inner ? (n == 17 || n == 21 || n == 27 || n == 28 || n == 29 || n == 30) : n == 4;
+      if (repeated_scalar) {
+        int count = static_cast<int>(rng() % 4);
+        for (int k = 0; k < count; ++k) {
+          uint64_t v = random_value();
+          if (n == 19) body.append(reinterpret_cast<const char*>(&v), 8);
+          else if (n == 32) body.append(reinterpret_cast<const char*>(&v), 4);
+          else Varint(v, &body);
+        }
+      } else if (message && depth < 3) {
+        if (!inner && n == 28) {  // a Timestamp: seconds, nanos
+          Varint(1 << 3, &body), Varint(rng() % 4000000000u, &body);
+          if (rng() % 2) Varint(2 << 3, &body), Varint(rng() % 1000000000, &body);
+        } else if (!inner && n >= 29) {  // a wrapper: its value
+          if (rng() % 4) {
+            Varint(n == 29 ? (1 << 3 | 2) : (1 << 3), &body);
+            if (n == 29) Varint(3, &body), body.append(rng() % 8 ? "a\"b" : "\xff\xfe\x01", 3);
+            else Varint(random_value(), &body);
+          }
+        } else {
+          body = RandomMessage(rng, depth + 1, true);
+        }
+      } else {
+        static const char* kTexts[] = {"", "x", "h\xc3\xa9llo", "\"q\"\n", "\xc3", "tab\there"};
+        body = kTexts[rng() % 6];
+      }
+      Varint(body.size(), &out);
+      out.append(body);
+    }
+  }
+  if (rng() % 30 == 0 && !out.empty()) out.resize(rng() % out.size());  // cut short
+  return out;
+}
+
+std::string Hex(std::string_view bytes) {
+  std::string out;
+  char buf[4];
+  for (unsigned char c : bytes) {
+    std::snprintf(buf, sizeof(buf), "%02x", c);
+    out += buf;
+  }
+  return out;
+}
+
+TEST(ProtobufJson, DirectReaderWritesWhatReflectionWrites) {
+  auto all = ProtobufJson::Compile(kEveryKindProto, {});
+  ASSERT_TRUE(all.ok()) << all.status().message();
+  auto old = ProtobufJson::Compile(kProto2, {});
+  ASSERT_TRUE(old.ok()) << old.status().message();
+  std::mt19937 rng(19);
+  int decoded = 0, refused = 0;
+  for (int i = 0; i < 20000; ++i) {
+    bool proto2 = i % 10 == 9;
+    std::string payload;
+    if (proto2) {
+      for (int k = 0, n = static_cast<int>(rng() % 4); k < n; ++k) {
+        uint64_t field = 1 + rng() % 3;
+        Varint(field << 3, &payload);
+        Varint(rng() % 4, &payload);  // 0 and 3 are not values of E: a closed enum keeps them aside
+      }
+    } else {
+      payload = RandomMessage(rng, 0, false);
+    }
+    ProtobufJson& proto = proto2 ? **old : **all;
+    std::string direct, reflected;
+    Status a = proto.ToJson({0}, payload, &direct);
+    Status b = proto.ToJsonByReflection({0}, payload, &reflected);
+    ASSERT_EQ(a.ok(), b.ok()) << i << ": " << a.message() << " / " << b.message() << "; payload " << Hex(payload);
+    if (a.ok()) {
+      ASSERT_EQ(direct, reflected) << "message " << i << "; payload " << Hex(payload);
+      ++decoded;
+    } else {
+      EXPECT_EQ(a.message(), b.message());
+      ++refused;
+    }
+  }
+  EXPECT_GT(decoded, 10000);  // the comparison is mostly of decoded messages
+  EXPECT_GT(refused, 100);
 }
 
 TEST(RegistryDecoder, ReadsEachRecordWithItsOwnWriterSchema) {
