@@ -162,6 +162,8 @@ Status BindViews(ConfigObject& o, ViewsConfig* c) {
   FRESHET_RETURN_IF_ERROR(o.Int("max_batch_rows", &c->max_batch_rows, 1, 10000000));
   FRESHET_RETURN_IF_ERROR(o.Int("session_timeout_ms", &c->session_timeout_ms, 1000, 3600 * 1000));
   FRESHET_RETURN_IF_ERROR(o.String("rocksdb_path", &c->rocksdb_path));
+  FRESHET_RETURN_IF_ERROR(o.String("advertise_url", &c->advertise_url));
+  FRESHET_RETURN_IF_ERROR(o.String("owners_topic", &c->owners_topic));
   nlohmann::json ignored;  // read in order by ParseConfig; here only marked as known
   FRESHET_RETURN_IF_ERROR(o.Raw("definitions", &ignored));
   auto feed = o.Object("feed");

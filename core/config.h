@@ -91,6 +91,12 @@ struct ViewsConfig {
   int session_timeout_ms = 10000;
   // The RocksDB database of views with "stores": ["rocksdb"] (one per process).
   std::string rocksdb_path = "freshet-views.rocksdb";
+  // Scale-out of the RocksDB copies (docs/scale-out.md): how the other view
+  // processes reach this one. Set, the process claims the partitions it
+  // serves in owners_topic and answers reads of the others' partitions by
+  // asking them; empty, it answers from its own copy alone (one process).
+  std::string advertise_url;
+  std::string owners_topic = "freshet-view-owners";  // compacted, one partition
   // Declarative view definitions (see views/view_spec.h), validated by the
   // views component. Empty: the built-in stock_levels view only.
   nlohmann::ordered_json definitions = nlohmann::ordered_json::array();

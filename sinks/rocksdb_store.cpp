@@ -381,11 +381,21 @@ Result<std::optional<std::string>> RocksDbStore::Get(const std::string& table, c
 Result<std::vector<std::pair<std::string, std::string>>> RocksDbStore::Scan(const std::string& table,
                                                                             const std::string& prefix,
                                                                             size_t limit) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (limit == 0) return out;
+  Status st = ScanEach(table, prefix, [&](std::string_view key, std::string_view value) {
+    out.emplace_back(std::string(key), std::string(value));
+    return out.size() < limit;
+  });
+  if (!st.ok()) return st;
+  return out;
+}
+
+Status RocksDbStore::ScanEach(const std::string& table, const std::string& prefix,
+                              const std::function<bool(std::string_view, std::string_view)>& visit) const {
   std::shared_lock tables_lock(tables_mu_);
   auto found = FindTable(table);
   if (!found.ok()) return found.status();
-  std::vector<std::pair<std::string, std::string>> out;
-  if (limit == 0) return out;
   // The upper bound stops the iterator at the end of the prefix instead of
   // at the first key beyond it, which matters when deletes left tombstones.
   const std::string end = PrefixEnd(prefix);
@@ -393,10 +403,12 @@ Result<std::vector<std::pair<std::string, std::string>>> RocksDbStore::Scan(cons
   rocksdb::ReadOptions ro;
   if (!end.empty()) ro.iterate_upper_bound = &end_slice;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, *found));
-  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix) && out.size() < limit; it->Next())
-    out.emplace_back(it->key().ToString(), it->value().ToString());
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    rocksdb::Slice k = it->key(), v = it->value();
+    if (!visit(std::string_view(k.data(), k.size()), std::string_view(v.data(), v.size()))) break;
+  }
   if (!it->status().ok()) return FromRocks(it->status(), Context(table) + ": scanning prefix");
-  return out;
+  return Status::Ok();
 }
 
 Status RocksDbStore::Checkpoint(const std::string& dir) const {

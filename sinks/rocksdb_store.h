@@ -26,12 +26,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -100,6 +102,10 @@ class RocksDbStore {
   Result<std::vector<std::pair<std::string, std::string>>> Scan(const std::string& table,
                                                                 const std::string& prefix,
                                                                 size_t limit) const;
+  // Calls `visit(key, value)` for every row whose key starts with `prefix`,
+  // in key order, from one consistent snapshot, until `visit` returns false.
+  Status ScanEach(const std::string& table, const std::string& prefix,
+                  const std::function<bool(std::string_view key, std::string_view value)>& visit) const;
 
   // Writes a self-consistent copy of the database (rows, offsets and aliases
   // as of one instant) to `dir`, which must not exist yet. The copy opens

@@ -5,25 +5,9 @@
 #include <ctime>
 
 #include "sources/json_text.h"
+#include "views/partition_rows.h"
 
 namespace freshet {
-namespace {
-
-nlohmann::json Combine(const ColumnSpec& c, const nlohmann::json& stored, const nlohmann::json& written) {
-  if (c.merge == Merge::kReplace || stored.is_null()) return written;
-  if (written.is_null()) return stored;
-  switch (c.merge) {
-    case Merge::kAdd:
-      if (stored.is_number_integer() && written.is_number_integer()) return stored.get<int64_t>() + written.get<int64_t>();
-      return stored.get<double>() + written.get<double>();
-    case Merge::kMin: return written < stored ? written : stored;
-    case Merge::kMax: return written > stored ? written : stored;
-    case Merge::kReplace: break;
-  }
-  return written;
-}
-
-}  // namespace
 
 // A table of `view`: "<view>__v" followed by a version (letters and digits).
 static bool IsVersionOf(const std::string& table, const std::string& view) {
@@ -35,7 +19,11 @@ static bool IsVersionOf(const std::string& table, const std::string& view) {
 }
 
 Result<std::unique_ptr<RocksDbViewStore>> RocksDbViewStore::Open(RocksDbStore& store, const std::string& topic,
-                                                                 const TableSpec& table, bool rebuild) {
+                                                                 const TableSpec& definition, bool rebuild) {
+  // "p": rows are stored as partition shares (views/partition_rows.h). A
+  // table of the earlier layout is another version, rebuilt beside it.
+  TableSpec table = definition;
+  table.version += "p";
   auto alias = [&](const std::string& name) -> Result<std::string> {
     auto got = store.ResolveAlias(name);
     if (got.ok()) return *got;
@@ -113,9 +101,14 @@ Status RocksDbViewStore::Write(const std::vector<RowWrite>& rows, const std::vec
       value[table_.value_columns[i].name] = TypedColumn(row.values[i], table_.value_columns[i].sql_type);
     return value;
   };
+  // Shares merged earlier in this batch: the engine hands over one run of
+  // rows per partition, so a share can come twice in one write.
+  std::map<std::string, nlohmann::json> merged;
+  std::vector<const RowWrite*> merged_rows;  // for the feed, once all are merged
   for (const RowWrite& row : rows) {
     KvWrite w;
-    w.key = EncodeKey(row.key);
+    const std::string encoded = EncodeKey(row.key);
+    w.key = ShareKey(encoded, row.partition);
     if (!row.deleted && !merges) {
       // Replaced rows (a latest-row view): the JSON text is written directly.
       std::string text = "{";
@@ -129,23 +122,43 @@ Status RocksDbViewStore::Write(const std::vector<RowWrite>& rows, const std::vec
       w.value = std::move(text);
       if (changes) changes->push_back(FullRow(row, value_json(row)));
     } else if (!row.deleted) {
-      // Deltas (an aggregate): merged with the stored row.
+      // Deltas (an aggregate): merged with the stored share.
       nlohmann::json value = value_json(row);
-      auto stored = store_.Get(table, w.key);
-      if (!stored.ok()) return stored.status();
-      if (*stored) {
-        nlohmann::json old = nlohmann::json::parse(**stored, nullptr, false);
-        for (const auto& c : table_.value_columns)
-          value[c.name] = Combine(c, old.is_object() ? old.value(c.name, nlohmann::json()) : nlohmann::json(), value[c.name]);
+      auto earlier = merged.find(w.key);
+      nlohmann::json old;
+      if (earlier != merged.end()) {
+        old = earlier->second;
+      } else {
+        auto stored = store_.Get(table, w.key);
+        if (!stored.ok()) return stored.status();
+        if (*stored) old = nlohmann::json::parse(**stored, nullptr, false);
       }
+      for (const auto& c : table_.value_columns)
+        value[c.name] = CombineColumn(c, old.is_object() ? old.value(c.name, nlohmann::json()) : nlohmann::json(),
+                                      value[c.name]);
       w.value = value.dump();
-      if (changes) changes->push_back(FullRow(row, std::move(value)));
-    } else if (changes) {
-      changes->push_back(RowChange{row.key, nullptr, row.partition, row.offset});
+      merged[w.key] = std::move(value);
+      if (changes) merged_rows.push_back(&row);
+    } else {
+      merged.erase(w.key);
+      if (changes) changes->push_back(RowChange{row.key, nullptr, row.partition, row.offset});
     }
     writes.push_back(std::move(w));
   }
-  return store_.Write(table, topic_, writes, offsets).WithContext("view " + table_.view_name + " (rocksdb)");
+  FRESHET_RETURN_IF_ERROR(
+      store_.Write(table, topic_, writes, offsets).WithContext("view " + table_.view_name + " (rocksdb)"));
+  // A feed sends the whole row: every local partition's share of it, as
+  // committed now (this thread is the table's only writer).
+  for (const RowWrite* row : merged_rows) {
+    nlohmann::json whole;
+    Status read = store_.ScanEach(table, SharesOf(EncodeKey(row->key)), [&](std::string_view, std::string_view value) {
+      AddShare(table_, nlohmann::json::parse(value, nullptr, false), &whole);
+      return true;
+    });
+    if (!read.ok()) return read.WithContext("view " + table_.view_name + " (rocksdb): reading a changed row back");
+    changes->push_back(FullRow(*row, whole.is_object() ? std::move(whole) : nlohmann::json::object()));
+  }
+  return Status::Ok();
 }
 
 RowChange RocksDbViewStore::FullRow(const RowWrite& row, nlohmann::json value) const {
@@ -158,20 +171,39 @@ RowChange RocksDbViewStore::FullRow(const RowWrite& row, nlohmann::json value) c
 
 Result<std::vector<RowChange>> RocksDbViewStore::ReadRows(const std::string& encoded_prefix, size_t limit) {
   // While a new version is built, readers (and feed snapshots) get the live one.
-  auto scanned = store_.Scan(live_table_.empty() ? table_name_ : live_table_, encoded_prefix, limit);
-  if (!scanned.ok()) return scanned.status();
+  auto shares = ReadShares(store_, live_table_.empty() ? table_name_ : live_table_, encoded_prefix, {}, limit);
+  if (!shares.ok()) return shares.status();
   std::vector<RowChange> out;
-  out.reserve(scanned->size());
-  for (const auto& [key, value] : *scanned) {
-    nlohmann::json parsed = RowJson(key, value);
-    std::vector<std::string> parts = parsed["key"].get<std::vector<std::string>>();
+  for (auto& [key, value] : MergeShares(table_, std::move(*shares), limit)) {
     RowWrite row;
-    row.key = parts;
-    out.push_back(FullRow(row, parsed["value"].is_object() ? parsed["value"] : nlohmann::json::object()));
+    row.key = DecodeKey(key);
+    out.push_back(FullRow(row, value.is_object() ? std::move(value) : nlohmann::json::object()));
   }
   return out;
 }
 
+Result<std::vector<RowShare>> RocksDbViewStore::ReadShares(const RocksDbStore& store, const std::string& table,
+                                                           const std::string& encoded_prefix,
+                                                           const std::set<int32_t>& partitions, size_t limit) {
+  std::vector<RowShare> out;
+  std::string last_key;
+  size_t keys = 0;
+  Status st = store.ScanEach(table, encoded_prefix, [&](std::string_view stored, std::string_view value) {
+    std::string_view key;
+    int32_t partition = -1;
+    if (!SplitShareKey(stored, &key, &partition)) return true;
+    if (!partitions.empty() && !partitions.count(partition)) return true;
+    if (keys == 0 || key != last_key) {
+      if (keys == limit) return false;
+      ++keys;
+      last_key = std::string(key);
+    }
+    out.push_back(RowShare{std::string(key), partition, nlohmann::json::parse(value, nullptr, false)});
+    return true;
+  });
+  if (!st.ok()) return st;
+  return out;
+}
 
 std::string RocksDbViewStore::KeyFromUrl(const std::string& text) {
   std::string key = text;
@@ -181,15 +213,7 @@ std::string RocksDbViewStore::KeyFromUrl(const std::string& text) {
 }
 
 nlohmann::json RocksDbViewStore::RowJson(const std::string& key, const std::string& value) {
-  nlohmann::json parts = nlohmann::json::array();
-  size_t start = 0;
-  for (;;) {
-    size_t sep = key.find('\x1f', start);
-    parts.push_back(key.substr(start, sep == std::string::npos ? std::string::npos : sep - start));
-    if (sep == std::string::npos) break;
-    start = sep + 1;
-  }
-  return {{"key", parts}, {"value", nlohmann::json::parse(value, nullptr, false)}};
+  return {{"key", DecodeKey(key)}, {"value", nlohmann::json::parse(value, nullptr, false)}};
 }
 
 }  // namespace freshet

@@ -2,7 +2,9 @@
 // for point and prefix queries over HTTP.
 //
 // Row key: the key columns' text joined by '\x1f' (so "?prefix=store-01/"
-// selects every row of store-01). Row value: a JSON object of the value
+// selects every row of store-01), stored once per source partition that has
+// a share in the row (views/partition_rows.h), so that several processes can
+// each hold the partitions they own. Row value: a JSON object of the value
 // columns, numbers as numbers. Columns that merge (sums, counts, min, max)
 // are combined with the stored row here, in the one thread that writes the
 // table, before the batch commits with the offsets.
@@ -17,11 +19,13 @@
 #pragma once
 
 #include <memory>
+#include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "sinks/rocksdb_store.h"
+#include "views/partition_rows.h"
 #include "views/view_store.h"
 
 namespace freshet {
@@ -35,8 +39,9 @@ class RocksDbViewStore final : public ViewStore {
   // built beside the live one (or the unfinished rebuild resumed). `store`
   // is shared by every view of the process.
   static Result<std::unique_ptr<RocksDbViewStore>> Open(RocksDbStore& store, const std::string& topic,
-                                                        const TableSpec& table, bool rebuild = false);
+                                                        const TableSpec& definition, bool rebuild = false);
   const char* kind() const override { return "rocksdb"; }
+  bool keeps_partition_shares() const override { return true; }
   Result<std::map<int32_t, int64_t>> LoadOffsets() override;
   Status Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets,
                std::vector<RowChange>* changes = nullptr) override;
@@ -49,6 +54,12 @@ class RocksDbViewStore final : public ViewStore {
   // The alias under which an unfinished build of `view` is recorded.
   static std::string BuildingAlias(const std::string& view) { return view + ".building"; }
 
+  // The shares (views/partition_rows.h) of the rows of `table` whose
+  // encoded key starts with `encoded_prefix`, from `partitions` (every one
+  // when empty), for at most `limit` keys, in key order.
+  static Result<std::vector<RowShare>> ReadShares(const RocksDbStore& store, const std::string& table,
+                                                  const std::string& encoded_prefix,
+                                                  const std::set<int32_t>& partitions, size_t limit);
   // The encoded key (see EncodeKey) of `/`-separated text from a URL.
   static std::string KeyFromUrl(const std::string& slash_separated);
   // {"key": [...], "value": {...}} for one stored row.

@@ -94,11 +94,28 @@ Status ViewEngine::OnAssign(std::vector<TopicPartitionOffset>& assigned) {
     stored_next_[tp.partition] = it == stored->end() ? -1 : it->second;
     pending_next_[tp.partition] = stored_next_[tp.partition];
     at_end_[tp.partition] = false;
+    serving_[tp.partition] = false;
     last_flush_ms_ = NowMillis();
     spdlog::info("view {}: assigned partition {} from offset {}", projection_->table().view_name, tp.partition,
                  it == stored->end() ? std::string("beginning") : std::to_string(it->second));
+    if (options_.on_partition) options_.on_partition(tp.partition, PartitionState::kLoading);
   }
+  AnnounceServing();
   return Status::Ok();
+}
+
+void ViewEngine::AnnounceServing() {
+  if (!options_.on_partition) return;
+  for (auto& [partition, serving] : serving_) {
+    if (serving) continue;
+    // Readers of a version being built get the live one, which this engine
+    // does not write: nothing to catch up with.
+    bool caught_up = store_->building() ||
+                     (at_end_[partition] && !in_flight_ && pending_next_[partition] == stored_next_[partition]);
+    if (!caught_up) continue;
+    serving = true;
+    options_.on_partition(partition, PartitionState::kServing);
+  }
 }
 
 void ViewEngine::OnRevoke(const std::vector<TopicPartitionOffset>& revoked) {
@@ -106,13 +123,38 @@ void ViewEngine::OnRevoke(const std::vector<TopicPartitionOffset>& revoked) {
   // next owner simply starts from the stored offsets.
   Status st = Flush();
   if (!st.ok()) spdlog::warn("view {}: flush on revoke failed: {}", projection_->table().view_name, st.message());
-  (void)projection_->TakePending();
+  DropPending();
   pending_events_ = 0;
   for (const auto& tp : revoked) {
+    if (options_.on_partition && serving_.count(tp.partition))
+      options_.on_partition(tp.partition, PartitionState::kReleased);
+    serving_.erase(tp.partition);
     stored_next_.erase(tp.partition);
     pending_next_.erase(tp.partition);
     at_end_.erase(tp.partition);
   }
+}
+
+void ViewEngine::StageShares(int32_t partition) {
+  if (partition == share_partition_) return;
+  if (share_partition_ >= 0 && projection_->pending_rows() > 0) {
+    std::vector<RowWrite> rows = projection_->TakePending();
+    for (RowWrite& row : rows) row.partition = share_partition_;
+    staged_rows_.insert(staged_rows_.end(), std::make_move_iterator(rows.begin()), std::make_move_iterator(rows.end()));
+  }
+  share_partition_ = partition;
+}
+
+std::vector<RowWrite> ViewEngine::TakeRows() {
+  if (!store_->keeps_partition_shares()) return projection_->TakePending();
+  StageShares(-1);
+  return std::move(staged_rows_);
+}
+
+void ViewEngine::DropPending() {
+  (void)projection_->TakePending();
+  staged_rows_.clear();
+  share_partition_ = -1;
 }
 
 Status ViewEngine::Flush() {
@@ -133,7 +175,7 @@ Status ViewEngine::StartFlush() {
   if (options_.dead_letters) {
     Status dl = options_.dead_letters->Flush(std::chrono::seconds(30));
     if (!dl.ok()) {
-      (void)projection_->TakePending();
+      DropPending();
       pending_events_ = 0;
       pending_event_times_.clear();
       return dl.WithContext("dead-letter topic " + options_.dead_letter_topic);
@@ -149,7 +191,7 @@ Status ViewEngine::StartFlush() {
   // next batch: the flush was half of the time a view spent catching up.
   // Everything else that touches the store waits for it (FinishFlush).
   InFlightWrite* b = batch.get();
-  b->done = writes_.Submit([this, b, rows = projection_->TakePending()] {
+  b->done = writes_.Submit([this, b, rows = TakeRows()] {
     Status written = store_->Write(rows, options_.at_least_once ? std::vector<OffsetAdvance>{} : b->advances,
                                    b->feeding ? &b->changes : nullptr);
     // Readers waiting for these offsets need not wait for FinishFlush.
@@ -172,7 +214,7 @@ Status ViewEngine::FinishFlush() {
     metrics_.flush_failures.Add();
     // What was applied after this batch builds on it: dropped too; the
     // caller rewinds to the stored offsets.
-    (void)projection_->TakePending();
+    DropPending();
     pending_events_ = 0;
     pending_event_times_.clear();
     return st;
@@ -203,7 +245,7 @@ Status ViewEngine::Rewind() {
   // process may have taken over): read them again, then seek every owned
   // partition back to them.
   (void)FinishFlush();  // its failure is why we are here, or it landed
-  (void)projection_->TakePending();
+  DropPending();
   pending_events_ = 0;
   pending_event_times_.clear();
   std::vector<int32_t> partitions;
@@ -385,6 +427,7 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
     }
     if (failed.ok() && idle) {
       PublishStatus();
+      AnnounceServing();
       Status swap = MaybeSwapIn();
       if (!swap.ok()) spdlog::warn("view {}: {}", view, swap.message());
     }
@@ -395,6 +438,7 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
       int32_t partition = message.partition();
       at_end_[partition] = false;
       if (!pending_next_.count(partition)) continue;  // a message from before a revoke
+      if (store_->keeps_partition_shares()) StageShares(partition);
       int64_t event_ts = 0;
       bool skipped = false;
       Status st;
@@ -440,7 +484,7 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
         Status dl = DeadLetter(message, st.message());
         if (!dl.ok()) {
           spdlog::warn("view {}: {}; rewinding", view, dl.message());
-          (void)projection_->TakePending();
+          DropPending();
           pending_events_ = 0;
           (void)Rewind();
           continue;
@@ -461,7 +505,8 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
                (pending_events_ >= options_.max_batch_events || *outcome == Consumer::PollOutcome::kTimeout ||
                 std::chrono::steady_clock::now() >= oldest_pending_ + options_.flush_interval);
     if (!due && failed.ok()) continue;
-    if (failed.ok() && in_flight_ && !WriteDone() && projection_->pending_rows() < options_.max_batch_events)
+    if (failed.ok() && in_flight_ && !WriteDone() &&
+        projection_->pending_rows() + staged_rows_.size() < options_.max_batch_events)
       continue;  // keep applying while the store writes (see max_batch_events)
     // Land the previous write, then start this one: at most one in flight.
     Status st = failed;
@@ -476,7 +521,7 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
       // store, which follows the new table from its stored offsets.
       (void)FinishFlush();
       pending_events_ = 0;
-      (void)projection_->TakePending();
+      DropPending();
       (void)consumer_->Close();
       return current;
     }

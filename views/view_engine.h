@@ -28,6 +28,7 @@
 #include "core/metrics.h"
 #include "sources/record_decoder.h"
 #include "views/change_feed.h"
+#include "views/view_owners.h"
 #include "views/view_store.h"
 #include "views/write_pipeline.h"
 #include "views/projection.h"
@@ -64,6 +65,12 @@ struct ViewEngineOptions {
   // live: what readers waiting for an offset (min_offset) wake up on. Runs
   // on the engine's threads; must not block. May be empty.
   std::function<void()> on_commit;
+  // Told when a partition is assigned (kLoading), when its rows have caught
+  // up with the log as it was then (kServing: read to its end and written;
+  // at once while a new version builds, since readers get the live one),
+  // and when it is revoked (kReleased). Runs on the engine's thread. May be
+  // empty.
+  std::function<void(int32_t partition, PartitionState state)> on_partition;
 };
 
 // A view's metrics, registered once per process and shared by the engines
@@ -112,6 +119,13 @@ class ViewEngine {
  private:
   Status OnAssign(std::vector<TopicPartitionOffset>& assigned);
   void OnRevoke(const std::vector<TopicPartitionOffset>& revoked);
+  // For a store of partition shares: the projection's pending rows are of
+  // `partition` from now on; those of the partition before are staged,
+  // marked with it. TakeRows hands over the staged and pending rows;
+  // DropPending forgets them.
+  void StageShares(int32_t partition);
+  std::vector<RowWrite> TakeRows();
+  void DropPending();
   // Writes the pending rows and waits for them (and any write in flight).
   Status Flush();
   // Starts writing the pending rows beside the consuming thread (at most one
@@ -137,6 +151,8 @@ class ViewEngine {
   // consumed to its end (checked at most once a second).
   Status MaybeSwapIn();
   void PublishStatus();
+  // kServing for the assigned partitions that have caught up since.
+  void AnnounceServing();
 
   ViewEngineOptions options_;
   std::unique_ptr<Projection> projection_;
@@ -150,10 +166,13 @@ class ViewEngine {
   std::map<int32_t, int64_t> stored_next_;
   std::map<int32_t, int64_t> pending_next_;
   size_t pending_events_ = 0;
+  std::vector<RowWrite> staged_rows_;  // see StageShares
+  int32_t share_partition_ = -1;       // whose rows the projection holds
   std::chrono::steady_clock::time_point oldest_pending_;
   std::vector<int64_t> pending_event_times_;  // ts of events in the batch, for latency
   int64_t last_flush_ms_ = 0;
   std::map<int32_t, bool> at_end_;  // assigned partitions consumed to their end
+  std::map<int32_t, bool> serving_;  // assigned partitions announced as serving
   int partition_count_ = 0;
   std::chrono::steady_clock::time_point last_swap_check_;
   std::chrono::steady_clock::time_point last_rebuild_check_;

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <set>
+#include <sstream>
 
 #include "core/thread_name.h"
 #include "sinks/postgres_sink.h"
@@ -70,6 +71,10 @@ Result<std::unique_ptr<ViewRunner>> ViewRunner::Create(const Config& config, con
     if (!store.ok()) return store.status().WithContext("views.rocksdb_path");
     runner->rocksdb_ = std::move(store.value());
   }
+  if (runner->rocksdb_ && !config.views.advertise_url.empty())
+    runner->owners_ = std::make_unique<ViewOwners>(KafkaClientOptions{config.kafka.brokers, config.kafka.client_properties},
+                                                   config.views.owners_topic, config.views.group_id,
+                                                   config.views.advertise_url);
   runner->feed_metrics_ = std::make_unique<FeedMetrics>(runner->metrics_);
   runner->offset_waiters_ = std::make_unique<OffsetWaiters>(kMaxOffsetWaits);
   std::set<std::string> names;
@@ -88,6 +93,7 @@ Result<std::unique_ptr<ViewRunner>> ViewRunner::Create(const Config& config, con
     auto projection = runner->MakeProjection(*view);
     if (!projection.ok()) return projection.status();
     TableSpec table = (*projection)->table();
+    view->table = table;
     view->feed = std::make_unique<ChangeFeed>(view->name, view->store, table, feed_options, *runner->feed_metrics_);
   }
   return runner;
@@ -99,6 +105,12 @@ Status ViewRunner::Start() {
   auto producer = Producer::Create({config_.kafka.brokers, config_.kafka.client_properties});
   if (!producer.ok()) return producer.status();
   dead_letters_ = std::move(producer.value());
+  if (owners_) {
+    // Before the views start: they claim their partitions in it.
+    FRESHET_RETURN_IF_ERROR(owners_->Start(config_.kafka.replication_factor));
+    scale_out_reads_ = std::make_unique<ScaleOutReads>(*owners_, kScaleOutReadThreads);
+    spdlog::info("views: scale-out reads on, advertised as {} (instance {})", owners_->url(), owners_->instance());
+  }
   for (auto& view : views_) view->thread = std::thread([this, v = view.get()] {
       SetThreadName("view-" + v->name);
       RunView(*v);
@@ -116,6 +128,8 @@ void ViewRunner::Stop() {
   for (auto& view : views_) view->engine_stop = true;
   for (auto& view : views_)
     if (view->thread.joinable()) view->thread.join();
+  scale_out_reads_.reset();  // its reads use the views and the store
+  if (owners_) owners_->Stop();
   // Their checks read the views' store: answered (a last check) before it goes.
   offset_waiters_->Stop();
 }
@@ -145,6 +159,19 @@ void ViewRunner::RunView(ViewThread& view) {
   options.dead_letters = dead_letters_.get();
   options.feed = view.feed.get();
   options.on_commit = [this] { offset_waiters_->Notify(); };
+  if (owners_ && view.store == "rocksdb") {
+    options.on_partition = [this, &view](int32_t partition, PartitionState state) {
+      {
+        std::lock_guard lock(view.mu);
+        if (state == PartitionState::kReleased) view.partitions.erase(partition);
+        else view.partitions[partition] = state;
+      }
+      Status claimed = owners_->Claim(view.name, partition, state);
+      if (!claimed.ok())
+        spdlog::warn("view {}: claiming partition {} as {}: {}", view.name, partition, PartitionStateName(state),
+                     claimed.message());
+    };
+  }
 
   auto backoff = std::chrono::milliseconds(500);
   while (!stop_.load()) {
@@ -186,6 +213,7 @@ void ViewRunner::RunView(ViewThread& view) {
       view.engine = &engine;
     }
     Status st = engine.Run(view.engine_stop);
+    ReleasePartitions(view);  // an engine that failed may not have been revoked
     std::lock_guard lock(view.mu);
     view.last = engine.Snapshot();
     view.engine = nullptr;
@@ -203,6 +231,16 @@ void ViewRunner::RunView(ViewThread& view) {
   }
   std::lock_guard lock(view.mu);
   view.last.state = "stopped";
+}
+
+void ViewRunner::ReleasePartitions(ViewThread& view) {
+  if (!owners_) return;
+  std::map<int32_t, PartitionState> held;
+  {
+    std::lock_guard lock(view.mu);
+    held.swap(view.partitions);
+  }
+  for (const auto& [partition, state] : held) (void)owners_->Claim(view.name, partition, PartitionState::kReleased);
 }
 
 ViewStatus ViewRunner::Snapshot(ViewThread& view) {
@@ -276,66 +314,93 @@ void ViewRunner::HandleRows(ViewThread& view, const HttpRequest& req, HttpReply 
   auto prefix = req.query.find("prefix");
   if ((key == req.query.end()) == (prefix == req.query.end()))
     return reply(ErrorResponse(400, "give exactly one of key=a/b or prefix=a/"));
-  size_t limit = 100;
+  RowsQuery query;
+  if (key != req.query.end()) query.key = key->second;
+  else query.prefix = prefix->second;
   if (auto l = req.query.find("limit"); l != req.query.end()) {
     char* end = nullptr;
     long n = std::strtol(l->second.c_str(), &end, 10);
     if (l->second.empty() || *end != '\0' || n < 1 || n > 10000)
       return reply(ErrorResponse(400, "limit: expected an integer from 1 to 10000"));
-    limit = static_cast<size_t>(n);
+    query.limit = static_cast<size_t>(n);
   }
-  int32_t wait_partition = -1;
-  int64_t wait_offset = -1;
   if (auto m = req.query.find("min_offset"); m != req.query.end()) {
     auto colon = m->second.find(':');
     char* end1 = nullptr;
     char* end2 = nullptr;
     std::string p = m->second.substr(0, colon), o = colon == std::string::npos ? "" : m->second.substr(colon + 1);
-    wait_partition = static_cast<int32_t>(std::strtol(p.c_str(), &end1, 10));
-    wait_offset = std::strtoll(o.c_str(), &end2, 10);
-    if (p.empty() || o.empty() || *end1 != '\0' || *end2 != '\0' || wait_partition < 0 || wait_offset < 0)
+    query.wait_partition = static_cast<int32_t>(std::strtol(p.c_str(), &end1, 10));
+    query.wait_offset = std::strtoll(o.c_str(), &end2, 10);
+    if (p.empty() || o.empty() || *end1 != '\0' || *end2 != '\0' || query.wait_partition < 0 || query.wait_offset < 0)
       return reply(ErrorResponse(400, "min_offset: expected partition:offset, e.g. 3:1042"));
   }
-  // Readers follow the view's alias: the live version, also while a new one
-  // is being built, and its offsets.
-  auto live_offsets = [this, &view]() -> Result<std::pair<std::string, std::map<int32_t, int64_t>>> {
-    auto table = rocksdb_->ResolveAlias(view.name);
-    if (!table.ok()) return table.status();
-    auto offsets = rocksdb_->LoadOffsets(*table, view.spec ? SourceTopic(*view.spec, config_.kafka.topic) : config_.kafka.topic);
-    if (!offsets.ok()) return offsets.status();
-    return std::pair{*table, *offsets};
-  };
-  auto answer = [this, &view, live_offsets, key_text = key == req.query.end() ? std::string() : key->second,
-                 prefix_text = prefix == req.query.end() ? std::string() : prefix->second, limit]() {
-    auto live = live_offsets();
-    if (!live.ok()) return ErrorResponse(HttpStatusFor(live.status()), live.status().message());
-    const std::string& table = live->first;
+  // partitions=1,5,9: another view process asks for this one's shares of
+  // the partitions it serves (ScaleOutReads).
+  std::set<int32_t> asked;
+  bool forwarded = false;
+  if (auto f = req.query.find("partitions"); f != req.query.end()) {
+    forwarded = true;
+    std::stringstream list(f->second);
+    for (std::string item; std::getline(list, item, ',');) {
+      char* end = nullptr;
+      long p = std::strtol(item.c_str(), &end, 10);
+      if (item.empty() || *end != '\0' || p < 0) return reply(ErrorResponse(400, "partitions: expected 0,3,7"));
+      asked.insert(static_cast<int32_t>(p));
+    }
+  }
+  std::string topic = view.spec ? SourceTopic(*view.spec, config_.kafka.topic) : config_.kafka.topic;
+  if (scale_out_reads_ && !forwarded) {
+    auto count = SourcePartitionCount(topic, 0);
+    if (!count.ok()) return reply(ErrorResponse(503, "topic " + topic + ": " + count.status().message()));
+    // A reader waiting for a partition the topic does not have: say so now.
+    if (query.wait_partition >= *count)
+      return reply(ErrorResponse(400, "min_offset: partition " + std::to_string(query.wait_partition) +
+                                          " does not exist: topic " + topic + " has " + std::to_string(*count) +
+                                          " partitions"));
+    std::string encoded = query.key.empty() ? RocksDbViewStore::KeyFromUrl(query.prefix)
+                                            : SharesOf(RocksDbViewStore::KeyFromUrl(query.key));
+    size_t limit = query.limit;
+    return scale_out_reads_->Read(view.name, view.table, *count, std::move(query),
+                                  [this, &view, encoded, limit](const std::set<int32_t>& partitions) {
+                                    return ReadOwnShares(view, partitions, encoded, limit);
+                                  },
+                                  std::move(reply));
+  }
+  auto answer = [this, &view, query, asked, forwarded]() {
+    auto own = ReadOwnShares(view, asked, query.key.empty() ? RocksDbViewStore::KeyFromUrl(query.prefix)
+                                                            : SharesOf(RocksDbViewStore::KeyFromUrl(query.key)),
+                             query.limit);
+    if (!own.ok()) {
+      HttpResponse r = ErrorResponse(HttpStatusFor(own.status()), own.status().message());
+      if (r.status == 503) r.headers.emplace_back("Retry-After", "1");
+      return r;
+    }
+    if (forwarded) return JsonResponse(200, ShareAnswerJson(*own));
     nlohmann::json rows = nlohmann::json::array();
-    if (!key_text.empty()) {
-      auto got = rocksdb_->Get(table, RocksDbViewStore::KeyFromUrl(key_text));
-      if (!got.ok()) return ErrorResponse(HttpStatusFor(got.status()), got.status().message());
-      if (*got) rows.push_back(RocksDbViewStore::RowJson(RocksDbViewStore::KeyFromUrl(key_text), **got));
-    } else {
-      auto scanned = rocksdb_->Scan(table, RocksDbViewStore::KeyFromUrl(prefix_text), limit);
-      if (!scanned.ok()) return ErrorResponse(HttpStatusFor(scanned.status()), scanned.status().message());
-      for (const auto& [k, v] : *scanned) rows.push_back(RocksDbViewStore::RowJson(k, v));
+    for (auto& [k, v] : MergeShares(view.table, std::move(own->shares), query.limit)) {
+      nlohmann::json row = RocksDbViewStore::RowJson(k, "{}");
+      row["value"] = std::move(v);
+      rows.push_back(std::move(row));
     }
     nlohmann::json offsets = nlohmann::json::object();
-    for (const auto& [p, next] : live->second) offsets[std::to_string(p)] = next;
-    return JsonResponse(200, {{"view", view.name}, {"table", table}, {"rows", rows}, {"next_offsets", offsets}});
+    for (const auto& [p, next] : own->next_offsets) offsets[std::to_string(p)] = next;
+    return JsonResponse(200, {{"view", view.name}, {"table", own->table}, {"rows", rows}, {"next_offsets", offsets}});
   };
-  auto reached = [live_offsets, wait_partition, wait_offset] {
+  int32_t wait_partition = query.wait_partition;
+  int64_t wait_offset = query.wait_offset;
+  auto reached = [this, &view, topic, wait_partition, wait_offset] {
     if (wait_partition < 0) return true;
-    auto live = live_offsets();
-    if (!live.ok()) return false;
-    auto it = live->second.find(wait_partition);
-    return it != live->second.end() && it->second > wait_offset;
+    auto table = rocksdb_->ResolveAlias(view.name);
+    if (!table.ok()) return false;
+    auto offsets = rocksdb_->LoadOffsets(*table, topic);
+    if (!offsets.ok()) return false;
+    auto it = offsets->find(wait_partition);
+    return it != offsets->end() && it->second > wait_offset;
   };
   if (reached()) return reply(answer());
   // Read-your-writes: wait (bounded) until the view has applied the offset
   // the writer returned. The waiters check again at every commit of an
   // engine (on_commit), on their own thread: no thread per reader.
-  std::string topic = view.spec ? SourceTopic(*view.spec, config_.kafka.topic) : config_.kafka.topic;
   OffsetWaiters::Wait wait;
   // A partition the topic does not have never reaches any offset: say so
   // now instead of after the wait. (If the broker cannot tell, wait.)
@@ -357,6 +422,35 @@ void ViewRunner::HandleRows(ViewThread& view, const HttpRequest& req, HttpReply 
   wait.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   if (Status held = offset_waiters_->Add(std::move(wait)); !held.ok())
     return reply(ErrorResponse(HttpStatusFor(held), held.message()));
+}
+
+Result<ShareAnswer> ViewRunner::ReadOwnShares(ViewThread& view, const std::set<int32_t>& partitions,
+                                              const std::string& encoded_prefix, size_t limit) {
+  // Another process's read of partitions it believes are ours: each must
+  // still be, and caught up (a moved partition's rows here are stale).
+  if (scale_out_reads_ && !partitions.empty()) {
+    std::lock_guard lock(view.mu);
+    for (int32_t p : partitions) {
+      auto it = view.partitions.find(p);
+      if (it == view.partitions.end() || it->second != PartitionState::kServing || !owners_->ServedHere(view.name, p))
+        return Status::Unavailable("view " + view.name + ": partition " + std::to_string(p) +
+                                   " is not served by this process (" + owners_->url() + ") now; retry");
+    }
+  }
+  // Readers follow the view's alias: the live version, also while a new one
+  // is being built, and its offsets.
+  auto table = rocksdb_->ResolveAlias(view.name);
+  if (!table.ok()) return table.status();
+  auto offsets = rocksdb_->LoadOffsets(*table, view.spec ? SourceTopic(*view.spec, config_.kafka.topic) : config_.kafka.topic);
+  if (!offsets.ok()) return offsets.status();
+  auto shares = RocksDbViewStore::ReadShares(*rocksdb_, *table, encoded_prefix, partitions, limit);
+  if (!shares.ok()) return shares.status();
+  ShareAnswer out;
+  out.table = *table;
+  out.shares = std::move(*shares);
+  for (const auto& [p, next] : *offsets)
+    if (partitions.empty() || partitions.count(p)) out.next_offsets[p] = next;
+  return out;
 }
 
 Result<int> ViewRunner::SourcePartitionCount(const std::string& topic, int32_t partition) {

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -26,6 +27,7 @@
 #include "views/live_query.h"
 #include "views/offset_waiters.h"
 #include "views/projection_registry.h"
+#include "views/scale_out_reads.h"
 #include "views/view_engine.h"
 #include "views/view_spec.h"
 
@@ -65,6 +67,10 @@ class ViewRunner {
     std::unique_ptr<ViewSpec> spec;  // null: the built-in stock_levels C++ projection
     std::unique_ptr<ViewMetrics> metrics;
     std::unique_ptr<ChangeFeed> feed;
+    TableSpec table;  // the projection's, for merging partition shares
+    // With scale-out: the partitions this process's engine holds, and how
+    // far along each is (guarded by mu).
+    std::map<int32_t, PartitionState> partitions;
     std::mutex mu;
     ViewEngine* engine = nullptr;    // while running
     ViewStatus last;                 // when not running
@@ -85,6 +91,13 @@ class ViewRunner {
   nlohmann::json StatusJson(ViewThread& view);
   ViewStatus Snapshot(ViewThread& view);
   void HandleRows(ViewThread& view, const HttpRequest& request, HttpReply reply);
+  // This process's shares of `partitions` (every one when empty) of the
+  // rows under `encoded_prefix`; with scale-out, kUnavailable unless each
+  // partition is served here now.
+  Result<ShareAnswer> ReadOwnShares(ViewThread& view, const std::set<int32_t>& partitions,
+                                    const std::string& encoded_prefix, size_t limit);
+  // Gives back the partitions an engine held when it stopped.
+  void ReleasePartitions(ViewThread& view);
   // The partition count of `topic`, cached; asked again of the broker (at
   // most every 5 s) when `partition` is beyond the cached count.
   Result<int> SourcePartitionCount(const std::string& topic, int32_t partition);
@@ -103,6 +116,10 @@ class ViewRunner {
   std::unique_ptr<Producer> dead_letters_;
   ProjectionRegistry projections_;
   std::unique_ptr<RocksDbStore> rocksdb_;  // opened by Create when a view asks for it
+  // Scale-out (views.advertise_url set, and a view has a RocksDB copy).
+  std::unique_ptr<ViewOwners> owners_;
+  std::unique_ptr<ScaleOutReads> scale_out_reads_;
+  static constexpr int kScaleOutReadThreads = 4;
   // Readers waiting for a min_offset (HandleRows), answered as flushes land.
   static constexpr size_t kMaxOffsetWaits = 256;
   std::unique_ptr<OffsetWaiters> offset_waiters_;

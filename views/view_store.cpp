@@ -91,6 +91,18 @@ std::string EncodeKey(const std::vector<std::string>& parts) {
   return key;
 }
 
+std::vector<std::string> DecodeKey(std::string_view encoded) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (;;) {
+    size_t sep = encoded.find('\x1f', start);
+    parts.emplace_back(encoded.substr(start, sep == std::string_view::npos ? std::string_view::npos : sep - start));
+    if (sep == std::string_view::npos) break;
+    start = sep + 1;
+  }
+  return parts;
+}
+
 PostgresViewStore::PostgresViewStore(std::unique_ptr<PostgresSink> sink, TableSpec table)
     : sink_(std::move(sink)), table_(std::move(table)) {}
 PostgresViewStore::~PostgresViewStore() = default;

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -37,12 +38,18 @@ void AppendTypedColumn(std::string* out, const std::optional<std::string>& text,
 RowChange ToRowChange(const TableSpec& table, const RowWrite& full_row);
 // Key columns joined by '\x1f': how RocksDB stores keys and feeds filter them.
 std::string EncodeKey(const std::vector<std::string>& parts);
+// The key columns again.
+std::vector<std::string> DecodeKey(std::string_view encoded);
 
 class ViewStore {
  public:
   virtual ~ViewStore() = default;
   virtual const char* kind() const = 0;  // "postgres", "rocksdb"
   virtual std::string table_name() const = 0;  // the table this store writes
+  // True when rows are stored per source partition (RowWrite::partition
+  // names the share, views/partition_rows.h): the engine then hands over
+  // the rows of one partition at a time.
+  virtual bool keeps_partition_shares() const { return false; }
   virtual Result<std::map<int32_t, int64_t>> LoadOffsets() = 0;
   // With `changes`, also returns the committed rows as they are stored
   // after the write, for change feeds (costs a little: off unless asked).
