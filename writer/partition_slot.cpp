@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <csignal>
 #include <unordered_map>
 
@@ -207,7 +208,7 @@ void PartitionSlot::Run() {
       }
       st = TakeOver();
       if (!st.ok() && role_ == Role::kLogIncomplete) {
-        producer_.reset();
+        producers_.clear();
         continue;
       }
       if (!st.ok()) {
@@ -226,7 +227,7 @@ void PartitionSlot::Run() {
     }
   }
   FailQueued(Status::Unavailable("writer is shutting down"));
-  producer_.reset();
+  producers_.clear();
   if (tail_) (void)tail_->Close();
   role_ = Role::kStopped;
 }
@@ -314,20 +315,21 @@ Status PartitionSlot::WriteSnapshot() {
                  s.next_offset);
     raise(SIGSTOP);
   }
-  FRESHET_RETURN_IF_ERROR(producer_->Begin());
-  Status st = ProduceSnapshot(*producer_, options_.snapshot_topic, options_.partition, s);
+  TransactionalProducer& producer = NextProducer();
+  FRESHET_RETURN_IF_ERROR(producer.Begin());
+  Status st = ProduceSnapshot(producer, options_.snapshot_topic, options_.partition, s);
   if (st.ok() && options_.fault == WriterFault::kCrashInSnapshot) {
-    st = producer_->Flush(kTxnTimeout);
+    st = producer.Flush(kTxnTimeout);
     spdlog::warn("partition {}: FRESHET_WRITER_FAULT: crashing with the snapshot at offset {} in the log, not "
                  "committed (flush: {})",
                  options_.partition, s.next_offset, st.ToString());
     spdlog::default_logger()->flush();
     raise(SIGKILL);
   }
-  if (st.ok()) st = producer_->Commit(kTxnTimeout);
+  if (st.ok()) st = producer.Commit(kTxnTimeout);
   if (!st.ok()) {
     if (st.code() != StatusCode::kFenced) {
-      Status abort = producer_->Abort(kTxnTimeout);
+      Status abort = producer.Abort(kTxnTimeout);
       if (abort.code() == StatusCode::kFenced) st = abort;
     }
     return st;
@@ -389,20 +391,26 @@ Status PartitionSlot::TakeOver() {
     std::lock_guard lock(mu_);
     role_ = Role::kTakingOver;
   }
-  auto producer = TransactionalProducer::Create(options_.kafka, options_.transactional_id,
-                                                options_.producer_main_thread_nice);
-  if (!producer.ok()) return producer.status();
-  producer_ = std::move(producer.value());
-  // Fences the previous owner: its open transaction is aborted and its next
-  // commit fails. init_transactions may time out while the coordinator
-  // loads; keep trying while we still want the partition.
-  for (;;) {
-    Status st = producer_->InitTransactions(kTxnTimeout);
-    if (st.ok()) break;
-    if (st.code() != StatusCode::kUnavailable) return st;
-    if (stopping() || !want_owner_) return Status::Unavailable("takeover abandoned");
-    spdlog::warn("partition {}: {}; retrying", options_.partition, st.message());
+  producers_.clear();
+  turn_ = 0;
+  for (int i = 0; i < std::max(1, options_.producers); ++i) {
+    std::string id = options_.transactional_id + (i == 0 ? "" : "." + std::to_string(i));
+    auto producer = TransactionalProducer::Create(options_.kafka, id, options_.producer_main_thread_nice);
+    if (!producer.ok()) return producer.status();
+    producers_.push_back(std::move(producer.value()));
+    // Fences the previous owner's producer with this id: its open
+    // transaction is aborted and its next commit fails. init_transactions
+    // may time out while the coordinator loads; keep trying while we still
+    // want the partition.
+    for (;;) {
+      Status st = producers_.back()->InitTransactions(kTxnTimeout);
+      if (st.ok()) break;
+      if (st.code() != StatusCode::kUnavailable) return st;
+      if (stopping() || !want_owner_) return Status::Unavailable("takeover abandoned");
+      spdlog::warn("partition {}: {}; retrying", options_.partition, st.message());
+    }
   }
+  // Only now, with every id fenced, can no earlier owner commit anything more.
   FRESHET_RETURN_IF_ERROR(CatchUp());
   ReportRecovered();
   FRESHET_RETURN_IF_ERROR(Claim());
@@ -445,12 +453,13 @@ Status PartitionSlot::Claim() {
   if (options_.owners_topic.empty()) return Status::Ok();
   // Written with the fencing producer: a claim commits only while we own
   // the transactional.id, so the owners topic never names a zombie last.
-  FRESHET_RETURN_IF_ERROR(producer_->Begin());
+  TransactionalProducer& producer = NextProducer();
+  FRESHET_RETURN_IF_ERROR(producer.Begin());
   OutgoingMessage claim{options_.owners_topic, 0, options_.topic + "/" + std::to_string(options_.partition),
                         options_.claim, {}};
-  Status st = producer_->Produce(claim, nullptr);
-  if (st.ok()) st = producer_->Commit(kTxnTimeout);
-  if (!st.ok() && st.code() != StatusCode::kFenced) (void)producer_->Abort(kTxnTimeout);
+  Status st = producer.Produce(claim, nullptr);
+  if (st.ok()) st = producer.Commit(kTxnTimeout);
+  if (!st.ok() && st.code() != StatusCode::kFenced) (void)producer.Abort(kTxnTimeout);
   return st.WithContext("claiming the partition");
 }
 
@@ -465,7 +474,7 @@ void PartitionSlot::BecomeStandby(const std::string& why) {
     rest.swap(queue_);
   }
   FailAll(rest, Status::Unavailable("partition " + std::to_string(options_.partition) + " moved: " + why), metrics_);
-  producer_.reset();
+  producers_.clear();
   state_->DropPending();
   (void)tail_->Resume({{options_.topic, options_.partition, 0}});
   Status st = tail_->Seek(options_.topic, options_.partition, next_offset_ > 0 ? next_offset_ : kOffsetBeginning);
@@ -480,6 +489,12 @@ void PartitionSlot::FailQueued(const Status& status) {
     rest.swap(queue_);
   }
   FailAll(rest, status, metrics_);
+}
+
+TransactionalProducer& PartitionSlot::NextProducer() {
+  TransactionalProducer& producer = *producers_[turn_];
+  turn_ = (turn_ + 1) % producers_.size();
+  return producer;
 }
 
 void PartitionSlot::ServeOnce() {
@@ -567,16 +582,17 @@ void PartitionSlot::ProcessBatch(std::deque<Work>& batch) {
   std::vector<DeliveryReport> reports(messages.size());
   if (!messages.empty()) {
     Clock::time_point started = decided;
-    Status st = producer_->Begin();
+    TransactionalProducer& producer = NextProducer();
+    Status st = producer.Begin();
     Clock::time_point begun = Clock::now();
     metrics_.ObservePhase(WriterPhase::kBegin, SecondsBetween(started, begun));
-    for (size_t i = 0; st.ok() && i < messages.size(); ++i) st = producer_->Produce(messages[i], &reports[i]);
+    for (size_t i = 0; st.ok() && i < messages.size(); ++i) st = producer.Produce(messages[i], &reports[i]);
     // Commit would flush too; flushing first tells the produce round trip
     // (with the partition's registration) apart from EndTxn.
-    if (st.ok()) st = producer_->Flush(kTxnTimeout);
+    if (st.ok()) st = producer.Flush(kTxnTimeout);
     Clock::time_point produced = Clock::now();
     metrics_.ObservePhase(WriterPhase::kProduce, SecondsBetween(begun, produced));
-    if (st.ok()) st = producer_->Commit(kTxnTimeout);
+    if (st.ok()) st = producer.Commit(kTxnTimeout);
     metrics_.ObservePhase(WriterPhase::kCommit, SecondsBetween(produced, Clock::now()));
     for (size_t i = 0; st.ok() && i < reports.size(); ++i)
       if (reports[i].offset < 0) st = Status::Internal("commit succeeded but a delivery report is missing");
@@ -585,7 +601,7 @@ void PartitionSlot::ProcessBatch(std::deque<Work>& batch) {
       // hear "not committed, retry".
       state_->DropPending();
       if (st.code() != StatusCode::kFenced) {
-        Status abort = producer_->Abort(kTxnTimeout);
+        Status abort = producer.Abort(kTxnTimeout);
         if (abort.code() == StatusCode::kFenced) st = abort;
       }
       FailAll(batch, Status::Unavailable("partition " + std::to_string(options_.partition) +

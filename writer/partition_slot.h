@@ -36,6 +36,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core/kafka.h"
 #include "core/metrics.h"
@@ -109,7 +110,16 @@ struct PartitionSlotOptions {
   KafkaClientOptions kafka;
   std::string topic;
   int32_t partition = 0;
+  // The first of the partition's transactional.ids; the others are this
+  // with ".1", ".2", ... (see `producers`).
   std::string transactional_id;
+  // Transactional producers used in turn, each with its own transactional.id,
+  // all fenced by a new owner. Two keep a transaction from starting right
+  // after the same producer's previous commit, which the broker answers with
+  // CONCURRENT_TRANSACTIONS while that commit's markers are being written
+  // (librdkafka then waits a fixed 20 ms). Transactions still run one at a
+  // time, in order.
+  int producers = 2;
   int producer_main_thread_nice = 0;  // see TransactionalProducer::Create
   std::chrono::milliseconds linger{2};
   size_t max_batch = 1024;
@@ -188,6 +198,8 @@ class PartitionSlot {
   Status TakeOver();
   Status CatchUp();
   Status Claim();
+  // The producer for the next transaction (one transaction each, in turn).
+  TransactionalProducer& NextProducer();
   void ServeOnce();
   void ProcessBatch(std::deque<Work>& batch);
   void BecomeStandby(const std::string& why);
@@ -203,7 +215,10 @@ class PartitionSlot {
   std::unique_ptr<DomainState> state_;
   IdempotencyIndex idempotency_;
   std::unique_ptr<Consumer> tail_;
-  std::unique_ptr<TransactionalProducer> producer_;
+  // The partition's fencing producers (options_.producers of them), used in
+  // turn; empty unless owner or taking over.
+  std::vector<std::unique_ptr<TransactionalProducer>> producers_;
+  size_t turn_ = 0;  // index of the producer of the next transaction
   int64_t next_offset_ = 0;  // the next offset the state has not seen
   // Where the events counted towards the next snapshot start: the newest
   // snapshot's offset, or where a failed one was tried (so that a failing

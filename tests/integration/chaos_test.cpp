@@ -460,21 +460,24 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
   }
 
   // 2. SIGKILL the transaction coordinator: the broker that coordinates the
-  // most of the writers' transactional.ids (freshet-writer-<topic>-<p>).
+  // most of the writers' transactional.ids (freshet-writer-<topic>-<p> and
+  // its ".1", the partition's two producers).
   {
     auto topics = md.Topics();
     const auto& txn_state = topics["__transaction_state"];
     ASSERT_FALSE(txn_state.empty());
     std::map<int, int> coordinated;  // broker -> transactional.ids it coordinates
     for (int p = 0; p < kPartitions; ++p) {
-      std::string txn_id = "freshet-writer-" + topic_ + "-" + std::to_string(p);
-      coordinated[txn_state.at(TransactionStatePartition(txn_id, static_cast<int>(txn_state.size()))).leader]++;
+      for (std::string suffix : {"", ".1"}) {
+        std::string txn_id = "freshet-writer-" + topic_ + "-" + std::to_string(p) + suffix;
+        coordinated[txn_state.at(TransactionStatePartition(txn_id, static_cast<int>(txn_state.size()))).leader]++;
+      }
     }
     auto coordinator = std::max_element(coordinated.begin(), coordinated.end(),
                                         [](auto& x, auto& y) { return x.second < y.second; })->first;
     ASSERT_GE(coordinator, 1);
     std::string name = "SIGKILL broker " + std::to_string(coordinator) + ", transaction coordinator of " +
-                       std::to_string(coordinated[coordinator]) + " of 4 partitions";
+                       std::to_string(coordinated[coordinator]) + " of the 8 transactional.ids of 4 partitions";
     auto start = Clock::now();
     ASSERT_TRUE(ChaosServices("kafka-node kill " + std::to_string(coordinator)));
     recover(name, coordinator, start, /*restart=*/true);
