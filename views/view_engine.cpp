@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <limits>
 #include <thread>
 
 namespace freshet {
@@ -75,6 +76,7 @@ Result<std::map<int32_t, int64_t>> ViewEngine::StoredOffsets(const std::vector<i
 }
 
 Status ViewEngine::OnAssign(std::vector<TopicPartitionOffset>& assigned) {
+  InRebalance scope(in_rebalance_);
   // The write in flight must land first: offsets are read from the store.
   if (Status previous = FinishFlush(); !previous.ok()) {
     spdlog::warn("view {}: flush failed: {}; rewinding", projection_->table().view_name, previous.message());
@@ -95,12 +97,12 @@ Status ViewEngine::OnAssign(std::vector<TopicPartitionOffset>& assigned) {
     pending_next_[tp.partition] = stored_next_[tp.partition];
     at_end_[tp.partition] = false;
     serving_[tp.partition] = false;
+    serve_from_.erase(tp.partition);  // asked after the rebalance (AnnounceServing)
     last_flush_ms_ = NowMillis();
     spdlog::info("view {}: assigned partition {} from offset {}", projection_->table().view_name, tp.partition,
                  it == stored->end() ? std::string("beginning") : std::to_string(it->second));
     if (options_.on_partition) options_.on_partition(tp.partition, PartitionState::kLoading);
   }
-  AnnounceServing();
   return Status::Ok();
 }
 
@@ -108,9 +110,17 @@ void ViewEngine::AnnounceServing() {
   if (!options_.on_partition) return;
   for (auto& [partition, serving] : serving_) {
     if (serving) continue;
+    if (!serve_from_.count(partition)) {
+      // Readers may be sent here once the rows reach the log's end as it
+      // was after the assignment (or once the partition is read to its end,
+      // for a log that ends in transaction markers). Asked here, not inside
+      // the rebalance callback, where a slow broker call held up the group.
+      auto marks = consumer_->QueryWatermarks(options_.topic, partition, std::chrono::seconds(2));
+      serve_from_[partition] = marks.ok() ? marks->second : std::numeric_limits<int64_t>::max();
+    }
     // Readers of a version being built get the live one, which this engine
     // does not write: nothing to catch up with.
-    bool caught_up = store_->building() ||
+    bool caught_up = store_->building() || stored_next_[partition] >= serve_from_[partition] ||
                      (at_end_[partition] && !in_flight_ && pending_next_[partition] == stored_next_[partition]);
     if (!caught_up) continue;
     serving = true;
@@ -119,6 +129,7 @@ void ViewEngine::AnnounceServing() {
 }
 
 void ViewEngine::OnRevoke(const std::vector<TopicPartitionOffset>& revoked) {
+  InRebalance scope(in_rebalance_);
   // Write what we have while we still own the partitions; if that fails the
   // next owner simply starts from the stored offsets.
   Status st = Flush();
@@ -129,6 +140,7 @@ void ViewEngine::OnRevoke(const std::vector<TopicPartitionOffset>& revoked) {
     if (options_.on_partition && serving_.count(tp.partition))
       options_.on_partition(tp.partition, PartitionState::kReleased);
     serving_.erase(tp.partition);
+    serve_from_.erase(tp.partition);
     stored_next_.erase(tp.partition);
     pending_next_.erase(tp.partition);
     at_end_.erase(tp.partition);
@@ -237,6 +249,7 @@ Status ViewEngine::FinishFlush() {
   stored_next_ = batch->next;
   last_flush_ms_ = now;
   PublishStatus();
+  if (!in_rebalance_) AnnounceServing();
   return Status::Ok();
 }
 

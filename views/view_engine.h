@@ -173,6 +173,13 @@ class ViewEngine {
   int64_t last_flush_ms_ = 0;
   std::map<int32_t, bool> at_end_;  // assigned partitions consumed to their end
   std::map<int32_t, bool> serving_;  // assigned partitions announced as serving
+  std::map<int32_t, int64_t> serve_from_;  // the log's end after the assignment
+  bool in_rebalance_ = false;              // inside OnAssign / OnRevoke
+  struct InRebalance {
+    explicit InRebalance(bool& flag) : flag_(flag) { flag_ = true; }
+    ~InRebalance() { flag_ = false; }
+    bool& flag_;
+  };
   int partition_count_ = 0;
   std::chrono::steady_clock::time_point last_swap_check_;
   std::chrono::steady_clock::time_point last_rebuild_check_;

@@ -233,6 +233,27 @@ void ViewRunner::RunView(ViewThread& view) {
   view.last.state = "stopped";
 }
 
+HttpResponse ViewRunner::OwnersJson(const std::string& view) {
+  if (!owners_)
+    return ErrorResponse(404, "view " + view + ": scale-out is off in this process (set views.advertise_url)");
+  auto count = SourcePartitionCount(
+      [&] {
+        for (auto& v : views_)
+          if (v->name == view && v->spec) return SourceTopic(*v->spec, config_.kafka.topic);
+        return config_.kafka.topic;
+      }(),
+      0);
+  if (!count.ok()) return ErrorResponse(503, count.status().message());
+  nlohmann::json partitions = nlohmann::json::object();
+  for (int32_t p = 0; p < *count; ++p) {
+    auto owner = owners_->Find(view, p);
+    partitions[std::to_string(p)] =
+        owner ? nlohmann::json{{"url", owner->url}, {"instance", owner->instance}, {"state", PartitionStateName(owner->state)}}
+              : nlohmann::json{{"state", "unclaimed"}};
+  }
+  return JsonResponse(200, {{"view", view}, {"this_process", owners_->url()}, {"partitions", partitions}});
+}
+
 void ViewRunner::ReleasePartitions(ViewThread& view) {
   if (!owners_) return;
   std::map<int32_t, PartitionState> held;
@@ -441,16 +462,33 @@ Result<ShareAnswer> ViewRunner::ReadOwnShares(ViewThread& view, const std::set<i
   // is being built, and its offsets.
   auto table = rocksdb_->ResolveAlias(view.name);
   if (!table.ok()) return table.status();
-  auto offsets = rocksdb_->LoadOffsets(*table, view.spec ? SourceTopic(*view.spec, config_.kafka.topic) : config_.kafka.topic);
-  if (!offsets.ok()) return offsets.status();
-  auto shares = RocksDbViewStore::ReadShares(*rocksdb_, *table, encoded_prefix, partitions, limit);
-  if (!shares.ok()) return shares.status();
-  ShareAnswer out;
-  out.table = *table;
-  out.shares = std::move(*shares);
-  for (const auto& [p, next] : *offsets)
-    if (partitions.empty() || partitions.count(p)) out.next_offsets[p] = next;
-  return out;
+  const std::string topic = view.spec ? SourceTopic(*view.spec, config_.kafka.topic) : config_.kafka.topic;
+  auto offsets_of = [&](const std::map<int32_t, int64_t>& all) {
+    std::map<int32_t, int64_t> out;
+    for (const auto& [p, next] : all)
+      if (partitions.empty() || partitions.count(p)) out[p] = next;
+    return out;
+  };
+  // Rows and offsets commit together, but are read apart: a write landing
+  // in between would pair newer rows with older offsets. Such a write
+  // changes the offsets, so read again until they held still.
+  for (int attempt = 0;; ++attempt) {
+    auto before = rocksdb_->LoadOffsets(*table, topic);
+    if (!before.ok()) return before.status();
+    auto shares = RocksDbViewStore::ReadShares(*rocksdb_, *table, encoded_prefix, partitions, limit);
+    if (!shares.ok()) return shares.status();
+    auto after = rocksdb_->LoadOffsets(*table, topic);
+    if (!after.ok()) return after.status();
+    ShareAnswer out;
+    out.next_offsets = offsets_of(*after);
+    if (out.next_offsets != offsets_of(*before)) {
+      if (attempt < 20) continue;
+      return Status::Unavailable("view " + view.name + ": its rows changed under 20 reads in a row; retry");
+    }
+    out.table = *table;
+    out.shares = std::move(*shares);
+    return out;
+  }
 }
 
 Result<int> ViewRunner::SourcePartitionCount(const std::string& topic, int32_t partition) {
@@ -601,6 +639,7 @@ void ViewRunner::HandleHttp(HttpRequest&& req, HttpReply reply) {
         return reply(ErrorResponse(404, "view " + name + " has no RocksDB copy; add \"rocksdb\" to its \"stores\""));
       }
       if (what == "rebuild") return HandleRebuild(matching, req, std::move(reply));
+      if (what == "owners") return reply(OwnersJson(name));
       return reply(ErrorResponse(404, "no such endpoint for view " + name + ": " + what));
     }
     return reply(ErrorResponse(404, "no such view: " + name));

@@ -51,7 +51,8 @@ class ViewRunner {
   Status Start();
   void Stop();  // flushes every view and leaves the groups
 
-  // GET /views, /views/{name}/status, /views/{name}/rows, /healthz,
+  // GET /views, /views/{name}/status, /views/{name}/rows,
+  // /views/{name}/owners (scale-out), /healthz,
   // POST /views/{name}/rebuild,
   // /metrics, and the dashboard page at / (files of web/).
   void HandleHttp(HttpRequest&& request, HttpReply reply);
@@ -96,6 +97,8 @@ class ViewRunner {
   // partition is served here now.
   Result<ShareAnswer> ReadOwnShares(ViewThread& view, const std::set<int32_t>& partitions,
                                     const std::string& encoded_prefix, size_t limit);
+  // GET /views/{name}/owners: which process serves which partition.
+  HttpResponse OwnersJson(const std::string& view);
   // Gives back the partitions an engine held when it stopped.
   void ReleasePartitions(ViewThread& view);
   // The partition count of `topic`, cached; asked again of the broker (at

@@ -1,0 +1,246 @@
+// Three view processes share a RocksDB view over 12 partitions
+// (views.advertise_url set): every process answers every read, and the
+// answer is the whole view, never its own share. The aggregate is grouped
+// by sku while the topic is partitioned by store, so every group has shares
+// in several processes. One process is SIGKILLed while events flow; every
+// read in between is checked against the log at the offsets it reports:
+// only right answers, 503s, or waits.
+#include <signal.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
+#include <thread>
+
+#include "core/envelope.h"
+#include "core/http_client.h"
+#include "tests/support/test_env.h"
+
+namespace freshet {
+namespace {
+
+using namespace std::chrono_literals;
+using namespace freshet::testing;
+
+constexpr int kPartitions = 12;
+constexpr int kProcesses = 3;
+
+using SkuTotals = std::map<std::string, std::pair<int64_t, int64_t>>;  // sku -> (sum of deltas, events)
+
+// One committed event of the log, decoded once.
+struct LoggedDelta {
+  int32_t partition;
+  int64_t offset;
+  std::string sku;
+  int64_t delta;
+};
+
+std::vector<LoggedDelta> DecodeLog(const std::vector<ReadRecord>& log) {
+  std::vector<LoggedDelta> out;
+  for (const ReadRecord& r : log) {
+    auto event = DecodeEventValue(r.value);
+    if (!event.ok()) continue;
+    out.push_back({r.partition, r.offset, event->data["sku"].get<std::string>(), event->data["delta"].get<int64_t>()});
+  }
+  return out;
+}
+
+// The view as the log says it is once each partition is read up to
+// (excluding) `next`: what a read reporting those offsets must hold.
+SkuTotals TotalsAt(const std::vector<LoggedDelta>& log, const std::map<int32_t, int64_t>& next) {
+  SkuTotals totals;
+  for (const LoggedDelta& d : log) {
+    auto it = next.find(d.partition);
+    if (it == next.end() || d.offset >= it->second) continue;
+    auto& t = totals[d.sku];
+    t.first += d.delta;
+    t.second += 1;
+  }
+  return totals;
+}
+
+struct Read {
+  int status = 0;
+  SkuTotals rows;
+  std::map<int32_t, int64_t> next;
+  size_t partitions_served = 0;  // over all the processes that answered
+  std::string body;
+};
+
+Read ReadAllRows(HttpClient& client, const std::string& target = "/views/per_sku/rows?prefix=&limit=1000") {
+  Read out;
+  auto r = client.Get(target);
+  if (!r.ok()) return out;  // the process is gone: no answer at all
+  out.status = r->status;
+  out.body = r->body;
+  if (r->status != 200) return out;
+  auto json = nlohmann::json::parse(r->body);
+  for (const auto& row : json["rows"])
+    out.rows[row["key"][0].get<std::string>()] = {row["value"]["total"].get<int64_t>(),
+                                                  row["value"]["events"].get<int64_t>()};
+  for (const auto& [p, next] : json["next_offsets"].items()) out.next[std::stoi(p)] = next.get<int64_t>();
+  for (const auto& [url, partitions] : json["served_by"].items()) out.partitions_served += partitions.size();
+  return out;
+}
+
+class ScaleOut : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    topic_ = UniqueName("scale-out");
+    ASSERT_TRUE(EnsureTopic(KafkaOptions(), topic_, kPartitions, 1, 30s).ok());
+    config_ = std::string(FRESHET_TEST_LOG_DIR) + "/" + topic_ + ".json";
+    std::ofstream(config_) << R"({"views": {"definitions": [
+        {"name": "per_sku", "kind": "aggregate", "stores": ["rocksdb"], "group_by": {"sku": "/sku"},
+         "aggregates": {"total": {"fn": "sum", "from": "/delta", "type": "bigint"}, "events": {"fn": "count"}},
+         "freshness": {"flush_interval_ms": 20}}]}})";
+    group_ = UniqueName("scale-views");
+    owners_ = UniqueName("scale-owners");
+    for (int i = 0; i < kProcesses; ++i) ports_.push_back(FreePort());
+    db_url_ = CreateTestDatabase("scale_out");
+  }
+
+  std::unique_ptr<FreshetProcess> StartProcess(int i) {
+    std::string url = "http://127.0.0.1:" + std::to_string(ports_[i]);
+    std::map<std::string, std::string> env = {
+        {"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
+        {"FRESHET_KAFKA_TOPIC", topic_},
+        {"FRESHET_POSTGRES_URL", db_url_},
+        {"FRESHET_VIEWS_GROUP_ID", group_},
+        {"FRESHET_VIEWS_OWNERS_TOPIC", owners_},
+        {"FRESHET_VIEWS_LISTEN", "127.0.0.1:" + std::to_string(ports_[i])},
+        {"FRESHET_VIEWS_ADVERTISE_URL", url},
+        {"FRESHET_VIEWS_ROCKSDB_PATH", std::string(FRESHET_TEST_LOG_DIR) + "/" + topic_ + "-" + std::to_string(i) + ".rocksdb"},
+        {"FRESHET_VIEWS_SESSION_TIMEOUT_MS", "3000"},
+        {"FRESHET_LOG_LEVEL", "info"}};
+    return std::make_unique<FreshetProcess>(std::vector<std::string>{"views", "--config", config_}, env,
+                                            "scale-out-" + std::to_string(i));
+  }
+
+  std::string topic_, config_, group_, owners_, db_url_;
+  std::vector<int> ports_;
+};
+
+TEST_F(ScaleOut, EveryProcessAnswersWholeViewsAndASigkillNeverYieldsAWrongRead) {
+  auto started = std::chrono::steady_clock::now();
+  auto phase = [&](const char* what) {
+    std::cout << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count()
+              << " ms: " << what << std::endl;
+  };
+  DeltaStream first = ProduceDeltaStream(topic_, kPartitions, 20000, 500, 11);
+  phase("produced the first half");
+  std::vector<std::unique_ptr<FreshetProcess>> processes;
+  for (int i = 0; i < kProcesses; ++i) processes.push_back(StartProcess(i));
+  std::vector<std::unique_ptr<HttpClient>> clients;
+  for (int i = 0; i < kProcesses; ++i)
+    clients.push_back(std::make_unique<HttpClient>("127.0.0.1", static_cast<uint16_t>(ports_[i]), 10s));
+
+  // Every process gives the whole view: each sku's total over all stores.
+  std::vector<LoggedDelta> log = DecodeLog(ReadAll(topic_, kPartitions));
+  std::map<int32_t, int64_t> ends;
+  for (int32_t p = 0; p < kPartitions; ++p) ends[p] = first.last_offset.count(p) ? first.last_offset[p] + 1 : 0;
+  SkuTotals expected = TotalsAt(log, ends);
+  ASSERT_EQ(expected.size(), 60u);
+  // Once the group has settled, the partitions are spread over all three.
+  ASSERT_TRUE(WaitUntil([&] {
+    auto r = clients[0]->Get("/views/per_sku/rows?prefix=&limit=1");
+    return r.ok() && r->status == 200 &&
+           nlohmann::json::parse(r->body)["served_by"].size() == static_cast<size_t>(kProcesses);
+  }, 90s, 50ms)) << clients[0]->Get("/views/per_sku/rows?prefix=&limit=1")->body << "\n" << processes[2]->Log();
+  for (int i = 0; i < kProcesses; ++i) {
+    ASSERT_TRUE(WaitUntil([&] { return ReadAllRows(*clients[i]).rows == expected; }, 90s, 50ms))
+        << "process " << i << ": " << ReadAllRows(*clients[i]).body << "\n" << processes[i]->Log();
+  }
+  phase("every process answers the whole view");
+  // Point reads and limited prefix reads, on every process.
+  for (int i = 0; i < kProcesses; ++i) {
+    for (const auto& [sku, totals] : expected) {
+      auto r = clients[i]->Get("/views/per_sku/rows?key=" + sku);
+      ASSERT_TRUE(r.ok());
+      ASSERT_EQ(r->status, 200) << r->body;
+      auto rows = nlohmann::json::parse(r->body)["rows"];
+      ASSERT_EQ(rows.size(), 1u) << r->body;
+      EXPECT_EQ(rows[0]["value"]["total"].get<int64_t>(), totals.first) << sku << " on process " << i;
+      EXPECT_EQ(rows[0]["value"]["events"].get<int64_t>(), totals.second) << sku << " on process " << i;
+    }
+    auto limited = nlohmann::json::parse(clients[i]->Get("/views/per_sku/rows?prefix=sku-1&limit=5")->body)["rows"];
+    ASSERT_EQ(limited.size(), 5u);
+    auto it = expected.lower_bound("sku-1");
+    for (const auto& row : limited) {
+      EXPECT_EQ(row["key"][0].get<std::string>(), it->first);
+      EXPECT_EQ(row["value"]["total"].get<int64_t>(), it->second.first);
+      ++it;
+    }
+    auto missing = clients[i]->Get("/views/per_sku/rows?key=no-such-sku");
+    ASSERT_EQ(missing->status, 200);
+    EXPECT_TRUE(nlohmann::json::parse(missing->body)["rows"].empty());
+  }
+
+  // Events flow while process 2 is SIGKILLed; the survivors keep being read.
+  std::atomic<bool> producing{true};
+  DeltaStream second;
+  std::thread producer([&] {
+    second = ProduceDeltaStream(topic_, kPartitions, 20000, 100, 12);
+    producing = false;
+  });
+  std::vector<Read> during;
+  auto read_survivors = [&] {
+    for (int i = 0; i < 2; ++i) during.push_back(ReadAllRows(*clients[i]));
+  };
+  for (int k = 0; k < 20; ++k) read_survivors();
+  processes[2]->Signal(SIGKILL);
+  EXPECT_EQ(processes[2]->Wait(10s), 128 + SIGKILL);
+  auto killed_at = std::chrono::steady_clock::now();
+  phase("killed process 2");
+  while (producing || std::chrono::steady_clock::now() - killed_at < 8s) read_survivors();
+  producer.join();
+  phase("produced the second half");
+
+  // After the rebalance the survivors serve everything, exactly.
+  log = DecodeLog(ReadAll(topic_, kPartitions));
+  for (int32_t p = 0; p < kPartitions; ++p) {
+    int64_t last = std::max(first.last_offset.count(p) ? first.last_offset[p] : -1,
+                            second.last_offset.count(p) ? second.last_offset[p] : -1);
+    ends[p] = last + 1;
+  }
+  expected = TotalsAt(log, ends);
+  for (int i = 0; i < 2; ++i)
+    ASSERT_TRUE(WaitUntil([&] { return ReadAllRows(*clients[i]).rows == expected; }, 90s, 50ms))
+        << "process " << i << ": " << ReadAllRows(*clients[i]).body << "\n" << processes[i]->Log();
+  phase("the survivors answer the whole view");
+  auto after = nlohmann::json::parse(clients[0]->Get("/views/per_sku/rows?prefix=&limit=1")->body)["served_by"];
+  EXPECT_EQ(after.size(), 2u) << after.dump();
+
+  // Every read in between: right at the offsets it reports, or a 503.
+  int right = 0, unavailable = 0;
+  std::map<std::string, int> reasons;
+  for (const Read& r : during) {
+    if (r.status == 503) {
+      ++unavailable;
+      auto why = nlohmann::json::parse(r.body, nullptr, false);
+      std::string reason = why.is_object() ? why.value("error", r.body) : r.body;
+      // Partition numbers and URLs vary; the kind of reason is what counts.
+      reasons[reason.substr(0, 60)]++;
+      continue;
+    }
+    ASSERT_EQ(r.status, 200) << r.body;
+    ASSERT_EQ(r.partitions_served, static_cast<size_t>(kPartitions)) << "a read must cover every partition: " << r.body;
+    std::map<int32_t, int64_t> at;
+    for (const auto& [p, next] : r.next) at[p] = std::max<int64_t>(next, 0);
+    ASSERT_EQ(r.rows, TotalsAt(log, at)) << r.body;
+    ++right;
+  }
+  std::cout << during.size() << " reads during the kill: " << right << " right, " << unavailable << " 503\n";
+  for (const auto& [reason, count] : reasons) std::cout << "  503 x" << count << ": " << reason << "\n";
+  EXPECT_GT(right, 0);
+  RecordProperty("reads_right", right);
+  RecordProperty("reads_503", unavailable);
+
+  for (int i = 0; i < 2; ++i) {
+    processes[i]->Signal(SIGTERM);
+    EXPECT_EQ(processes[i]->Wait(30s), 0) << processes[i]->Log();
+  }
+}
+
+}  // namespace
+}  // namespace freshet
