@@ -43,7 +43,6 @@ struct Options {
   int stores = 1000;
   int linger_ms = 2;
   int max_batch = 2048;
-  int producer_nice = Config().writer.producer_main_thread_nice;
   std::string mode = "both";
   // HTTP: "receive" (always accepted) or "sell" of one unit, after every
   // (store, sku) is stocked: the guarded decrement bench/run compares with
@@ -273,8 +272,6 @@ int main(int argc, char** argv) {
   app.add_option("--stores", o.stores, "Distinct partition keys")->capture_default_str();
   app.add_option("--linger-ms", o.linger_ms)->capture_default_str();
   app.add_option("--max-batch", o.max_batch)->capture_default_str();
-  app.add_option("--producer-nice", o.producer_nice, "writer.producer_main_thread_nice")
-      ->check(CLI::Range(0, 19))->capture_default_str();
   app.add_option("--commands-per-request", o.commands_per_request,
                  "HTTP: commands in each POST /commands (more than 1: a JSON array, one batch)")
       ->capture_default_str()
@@ -295,7 +292,6 @@ int main(int argc, char** argv) {
   config.kafka.partitions = o.partitions;
   config.writer.linger_ms = o.linger_ms;
   config.writer.max_batch = o.max_batch;
-  config.writer.producer_main_thread_nice = o.producer_nice;
   config.writer.owners_topic = "bench-writer-owners";
   config.writer.session_timeout_ms = 10000;
   for (const auto& kv : o.kafka_props) {

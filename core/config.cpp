@@ -138,7 +138,6 @@ Status BindWriter(ConfigObject& o, WriterConfig* c) {
   FRESHET_RETURN_IF_ERROR(o.String("listen", &c->listen));
   FRESHET_RETURN_IF_ERROR(o.Int("linger_ms", &c->linger_ms, 0, 10000));
   FRESHET_RETURN_IF_ERROR(o.Int("max_batch", &c->max_batch, 1, 1000000));
-  FRESHET_RETURN_IF_ERROR(o.Int("producer_main_thread_nice", &c->producer_main_thread_nice, 0, 19));
   FRESHET_RETURN_IF_ERROR(o.Int("max_body_bytes", &c->max_body_bytes, 64, 1 << 30));
   FRESHET_RETURN_IF_ERROR(o.String("transactional_id_prefix", &c->transactional_id_prefix));
   FRESHET_RETURN_IF_ERROR(o.Int("io_threads", &c->io_threads, 1, 64));

@@ -36,11 +36,6 @@ struct WriterConfig {
   std::string listen = "127.0.0.1:8080";
   int linger_ms = 2;                   // group commit: how long a batch may wait to fill
   int max_batch = 1024;                // group commit: commands per Kafka transaction
-  // Nice value of each transactional producer's librdkafka main thread,
-  // which busy-waits for up to 1 ms per transaction in librdkafka 2.0.2 to
-  // 2.3. freshet builds against 2.8.0 (scripts/librdkafka), where it made no
-  // difference (bench/README.md), hence 0: left alone.
-  int producer_main_thread_nice = 0;
   int max_body_bytes = 1 << 20;        // larger HTTP bodies get 413
   std::string transactional_id_prefix = "freshet-writer";
   int io_threads = 1;

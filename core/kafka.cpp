@@ -2,10 +2,6 @@
 
 #include <librdkafka/rdkafka.h>
 
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <thread>
@@ -30,36 +26,6 @@ Result<ConfPtr> MakeConf(const KafkaClientOptions& options,
   for (const auto& [k, v] : defaults) FRESHET_RETURN_IF_ERROR(SetProperty(conf.get(), k, v));
   for (const auto& [k, v] : options.properties) FRESHET_RETURN_IF_ERROR(SetProperty(conf.get(), k, v));
   return conf;
-}
-
-// librdkafka 2.0.2's main thread busy-waits whenever its next timer is less
-// than 1 ms away (its wait is rounded down to 0 ms; librdkafka #4684, fixed
-// in 2.4.0), and a transactional producer arms such a timer in every
-// transaction. The spin only fills idle CPU once the thread runs at a low
-// priority. Threads inherit their creator's nice value, and the main thread
-// creates the broker threads it learns of (the transaction coordinator's
-// among them): those get the creating application thread's value back.
-struct ThreadNice {
-  int main = 0;
-  int others = 0;
-  // Both in one pointer-sized opaque, so that no allocation has to outlive
-  // the client's threads.
-  void* Pack() const { return reinterpret_cast<void*>(static_cast<intptr_t>((main + 20) << 8 | (others + 20))); }
-  static ThreadNice Unpack(void* p) {
-    auto v = static_cast<int>(reinterpret_cast<intptr_t>(p));
-    return {(v >> 8) - 20, (v & 0xff) - 20};
-  }
-};
-
-rd_kafka_resp_err_t SetThreadNice(rd_kafka_t*, rd_kafka_thread_type_t type, const char*, void* ic_opaque) {
-  ThreadNice nice = ThreadNice::Unpack(ic_opaque);
-  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)),
-              type == RD_KAFKA_THREAD_MAIN ? nice.main : nice.others);
-  return RD_KAFKA_RESP_ERR_NO_ERROR;
-}
-
-rd_kafka_resp_err_t AddThreadNice(rd_kafka_t* rk, const rd_kafka_conf_t*, void* ic_opaque, char*, size_t) {
-  return rd_kafka_interceptor_add_on_thread_start(rk, "freshet-thread-nice", &SetThreadNice, ic_opaque);
 }
 
 Result<KafkaHandle> NewHandle(rd_kafka_type_t type, ConfPtr conf) {
@@ -142,17 +108,13 @@ void KafkaHandleDeleter::operator()(rd_kafka_s* rk) const {
 // ---- TransactionalProducer -------------------------------------------------
 
 Result<std::unique_ptr<TransactionalProducer>> TransactionalProducer::Create(
-    const KafkaClientOptions& options, const std::string& transactional_id, int main_thread_nice) {
+    const KafkaClientOptions& options, const std::string& transactional_id) {
   auto conf = MakeConf(options, {{"transactional.id", transactional_id},
                                  {"enable.idempotence", "true"},
                                  {"acks", "all"},
                                  {"linger.ms", "1"}});
   if (!conf.ok()) return conf.status();
   rd_kafka_conf_set_dr_msg_cb(conf->get(), &OnDelivery);
-  if (main_thread_nice > 0) {
-    ThreadNice nice{std::min(main_thread_nice, 19), getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)))};
-    rd_kafka_conf_interceptor_add_on_new(conf->get(), "freshet-thread-nice", &AddThreadNice, nice.Pack());
-  }
   auto handle = NewHandle(RD_KAFKA_PRODUCER, std::move(conf.value()));
   if (!handle.ok()) return handle.status();
   return std::unique_ptr<TransactionalProducer>(

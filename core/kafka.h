@@ -60,10 +60,8 @@ struct OutgoingMessage {
 // this one and stop serving what it wrote for.
 class TransactionalProducer {
  public:
-  // `main_thread_nice` > 0 lowers the priority of librdkafka's main thread,
-  // which spins for up to 1 ms in every transaction (see kafka.cpp).
-  static Result<std::unique_ptr<TransactionalProducer>> Create(
-      const KafkaClientOptions& options, const std::string& transactional_id, int main_thread_nice = 0);
+  static Result<std::unique_ptr<TransactionalProducer>> Create(const KafkaClientOptions& options,
+                                                               const std::string& transactional_id);
   ~TransactionalProducer();
   TransactionalProducer(const TransactionalProducer&) = delete;
   TransactionalProducer& operator=(const TransactionalProducer&) = delete;

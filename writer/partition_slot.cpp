@@ -395,7 +395,7 @@ Status PartitionSlot::TakeOver() {
   turn_ = 0;
   for (int i = 0; i < std::max(1, options_.producers); ++i) {
     std::string id = options_.transactional_id + (i == 0 ? "" : "." + std::to_string(i));
-    auto producer = TransactionalProducer::Create(options_.kafka, id, options_.producer_main_thread_nice);
+    auto producer = TransactionalProducer::Create(options_.kafka, id);
     if (!producer.ok()) return producer.status();
     producers_.push_back(std::move(producer.value()));
     // Fences the previous owner's producer with this id: its open

@@ -120,7 +120,6 @@ struct PartitionSlotOptions {
   // (librdkafka then waits a fixed 20 ms). Transactions still run one at a
   // time, in order.
   int producers = 2;
-  int producer_main_thread_nice = 0;  // see TransactionalProducer::Create
   std::chrono::milliseconds linger{2};
   size_t max_batch = 1024;
   size_t idempotency_keys = 100000;

@@ -185,7 +185,6 @@ Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_
     o.topic = config.kafka.topic;
     o.partition = p;
     o.transactional_id = config.writer.transactional_id_prefix + "-" + config.kafka.topic + "-" + std::to_string(p);
-    o.producer_main_thread_nice = config.writer.producer_main_thread_nice;
     o.linger = std::chrono::milliseconds(config.writer.linger_ms);
     o.max_batch = static_cast<size_t>(config.writer.max_batch);
     o.idempotency_keys = static_cast<size_t>(config.writer.idempotency_keys);

@@ -63,17 +63,6 @@ TEST(Config, OutOfRangeIsRefused) {
   EXPECT_NE(c.status().message().find("kafka.partitions"), std::string::npos);
 }
 
-TEST(Config, ProducerMainThreadNiceDefaultsTo0AndStaysInRange) {
-  // 0 since freshet builds against librdkafka 2.8.0, whose main thread no
-  // longer spins (19 helped with 2.0.2).
-  auto c = ParseConfig("{}", "test.json", kNoEnv);
-  ASSERT_TRUE(c.ok());
-  EXPECT_EQ(c->writer.producer_main_thread_nice, 0);
-  c = ParseConfig(R"({"writer": {"producer_main_thread_nice": 20}})", "test.json", kNoEnv);
-  ASSERT_FALSE(c.ok());
-  EXPECT_NE(c.status().message().find("writer.producer_main_thread_nice"), std::string::npos) << c.status().message();
-}
-
 TEST(Config, InvalidJsonSaysWhere) {
   auto c = ParseConfig("{\"kafka\": }", "bad.json", kNoEnv);
   ASSERT_FALSE(c.ok());

@@ -1,12 +1,7 @@
 // The producer and consumer wrappers against the real broker: what a
 // read_committed consumer sees, and fencing through transactional.id.
-#include <dirent.h>
-#include <sys/resource.h>
 
 #include <gtest/gtest.h>
-
-#include <fstream>
-#include <map>
 
 #include "core/kafka.h"
 #include "tests/support/test_env.h"
@@ -111,46 +106,6 @@ TEST(KafkaAdmin, UnreachableBrokerIsAClearError) {
   auto count = PartitionCount(bad, "x", 2s);
   ASSERT_FALSE(count.ok());
   EXPECT_NE(count.status().message().find("127.0.0.1:1"), std::string::npos) << count.status().message();
-}
-
-// How many threads of this process run at `nice`, by thread name.
-std::map<std::string, int> ThreadsAtNice(int nice) {
-  std::map<std::string, int> names;
-  DIR* dir = opendir("/proc/self/task");
-  if (!dir) return names;
-  while (dirent* entry = readdir(dir)) {
-    if (entry->d_name[0] == '.') continue;
-    std::string comm;
-    std::getline(std::ifstream(std::string("/proc/self/task/") + entry->d_name + "/comm"), comm);
-    if (getpriority(PRIO_PROCESS, static_cast<id_t>(std::stoi(entry->d_name))) == nice) ++names[comm];
-  }
-  closedir(dir);
-  return names;
-}
-
-TEST_F(KafkaTransactions, MainThreadNiceAppliesToThatProducersMainThreadOnly) {
-  ASSERT_TRUE(ThreadsAtNice(7).empty());
-  auto plain = MakeProducer(UniqueName("tid-plain"));
-  EXPECT_TRUE(ThreadsAtNice(7).empty());
-
-  auto nice = TransactionalProducer::Create(KafkaOptions(), UniqueName("tid-nice"), /*main_thread_nice=*/7);
-  ASSERT_TRUE(nice.ok()) << nice.status().ToString();
-  // The broker threads the main thread creates (the transaction
-  // coordinator's among them) would inherit its nice value; they get the
-  // application's back. A new thread is briefly named after its creator,
-  // hence the wait.
-  ASSERT_TRUE((*nice)->InitTransactions(30s).ok());
-  std::map<std::string, int> expected = {{"rdk:main", 1}};
-  bool settled = testing::WaitUntil([&] { return ThreadsAtNice(7) == expected; }, 10s, 10ms);
-  EXPECT_TRUE(settled) << "threads at nice 7: " << ::testing::PrintToString(ThreadsAtNice(7));
-
-  // And it still commits.
-  DeliveryReport report;
-  ASSERT_TRUE((*nice)->Begin().ok());
-  ASSERT_TRUE((*nice)->Produce(Msg(topic_, "from-the-nice-producer"), &report).ok());
-  ASSERT_TRUE((*nice)->Commit(30s).ok());
-  EXPECT_GE(report.offset, 0);
-  EXPECT_EQ(ThreadsAtNice(7), expected) << "after a commit, every broker thread exists";
 }
 
 TEST(KafkaAdmin, DeleteTopicsRemovesThemAndIgnoresMissingOnes) {
