@@ -142,6 +142,13 @@ def main():
         add("recovery", "first snapshot, written by a takeover that replayed", f"{r['first_snapshot']['seconds']:.2f} s",
             "replay + snapshot")
         add("recovery", "hot standby takeover", f"{hot['seconds']:.2f} s", "unchanged by snapshots")
+    for r in by.get("scale_out_reads", []):
+        one, three = r["one_process"], r["three_processes"]
+        add("scale-out", f"point reads, one process with all {r['partitions']} partitions ({r['clients']} clients)",
+            f"{one['reads_per_s']:,.0f} reads/s", f"p50 {one['p50_ms']:.2f} ms, p99 {one['p99_ms']:.2f} ms")
+        add("scale-out", "point reads through one of three processes (asks the other two)",
+            f"{three['reads_per_s']:,.0f} reads/s",
+            f"p50 {three['p50_ms']:.2f} ms, p99 {three['p99_ms']:.2f} ms; {three['reads_per_s'] / one['reads_per_s']:.2f}x")
 
     m = json.loads(machine)
     print()

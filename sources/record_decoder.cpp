@@ -52,14 +52,18 @@ LogicalType LogicalTypeNamed(std::string_view name) {
   return LogicalType::kNone;
 }
 
-// Parses `text`, which is `owned` when it is a string of ours (what a
-// registry format decoded to): then in place, with simdjson's padding
-// reserved, instead of being copied into the parser's buffer first.
-simdjson::error_code ParseJson(simdjson::dom::parser& parser, std::string_view text, std::string* owned, element* out) {
-  if (owned) {
-    owned->reserve(owned->size() + simdjson::SIMDJSON_PADDING);
+// Room for simdjson's padding after `text`, reserved when it is made, so
+// that it can be parsed in place (ParseJson).
+void ReservePadding(std::string* text) { text->reserve(text->size() + simdjson::SIMDJSON_PADDING); }
+
+// Parses `text`: in place when it has the padding reserved after it (a
+// string of ours: what a registry format decoded to), instead of being
+// copied into the parser's buffer first. Never reallocates `text`: views
+// into it stay valid.
+simdjson::error_code ParseJson(simdjson::dom::parser& parser, std::string_view text, const std::string* owned,
+                               element* out) {
+  if (owned && owned->capacity() >= owned->size() + simdjson::SIMDJSON_PADDING)
     return parser.parse(owned->data(), owned->size(), false).get(*out);
-  }
   return parser.parse(text.data(), text.size()).get(*out);
 }
 
@@ -106,19 +110,63 @@ RecordDecoder::RecordDecoder(SourceSpec spec, bool parse_key) : spec_(std::move(
   }
 }
 
-RecordDecoder::~RecordDecoder() = default;
+RecordDecoder::~RecordDecoder() {
+  if (shared_) shared_->Leave();
+}
+
+Status RecordDecoder::FromRegistry(const RawRecord& raw) {
+  bool key = raw.key && key_registry_, value = raw.value && value_registry_;
+  if (!key && !value) {  // nothing to decode (a tombstone, ...)
+    decoded_.key.clear();
+    decoded_.value.clear();
+    return Status::Ok();
+  }
+  // Records read from Kafka (a topic and an offset) can be shared; others
+  // (tests, tools) are just decoded.
+  DecodedRecords::Partition* partition = nullptr;
+  if (!raw.topic.empty() && raw.partition >= 0 && raw.offset >= 0) {
+    if (!shared_) {
+      shared_ = DecodedRecords::For(spec_);
+      shared_->Join();
+    }
+    if (shared_->shared()) {
+      if (raw.topic != shared_topic_) {
+        shared_topic_ = raw.topic;
+        shared_partitions_.clear();
+      }
+      auto& p = shared_partitions_[raw.partition];
+      if (!p) p = shared_->partition(raw.topic, raw.partition);
+      partition = p;
+    }
+  }
+  if (!partition || !partition->Find(raw.offset, &decoded_)) {
+    decoded_.key_status = Status::Ok();
+    decoded_.value_status = Status::Ok();
+    decoded_.key.clear();
+    decoded_.value.clear();
+    if (key) decoded_.key_status = key_registry_->ToJson(*raw.key, &decoded_.key).WithContext("key");
+    if (decoded_.key_status.ok() && value)
+      decoded_.value_status = value_registry_->ToJson(*raw.value, &decoded_.value);
+    // "Ask again later" is not an answer to keep.
+    if (partition && decoded_.key_status.code() != StatusCode::kUnavailable &&
+        decoded_.value_status.code() != StatusCode::kUnavailable)
+      partition->Put(raw.offset, decoded_);
+  }
+  ReservePadding(&decoded_.key);
+  ReservePadding(&decoded_.value);
+  if (!decoded_.key_status.ok()) return decoded_.key_status;
+  return decoded_.value_status;
+}
 
 Status RecordDecoder::DecodeKey(const RawRecord& raw, SourceRecord* out) {
   std::string_view key = *raw.key;
   if (key_registry_) {
-    Status st = key_registry_->ToJson(key, &key_text_);
-    if (!st.ok()) return st.WithContext("key");
-    key = key_text_;
+    key = decoded_.key;  // decoded by FromRegistry
   } else if (!parse_key_) {
     return Status::Ok();
   }
   element parsed;
-  if (ParseJson(key_parser_, key, key_registry_ ? &key_text_ : nullptr, &parsed) != simdjson::SUCCESS) {
+  if (ParseJson(key_parser_, key, key_registry_ ? &decoded_.key : nullptr, &parsed) != simdjson::SUCCESS) {
     if (key_registry_) return Status::InvalidArgument("key: not valid JSON after decoding");
     return Status::Ok();  // a text key: $key/ptr finds nothing in it
   }
@@ -141,14 +189,12 @@ Status RecordDecoder::Decode(const RawRecord& raw, SourceRecord* out) {
     if (!raw.value) return Status::InvalidArgument("event value is null (a tombstone), not a freshet event");
     return DecodeFreshet(*raw.value, out);
   }
+  if (value_registry_ || key_registry_) FRESHET_RETURN_IF_ERROR(FromRegistry(raw));
   if (raw.key) FRESHET_RETURN_IF_ERROR(DecodeKey(raw, out));
   std::string_view value;
   if (raw.value) {
     value = *raw.value;
-    if (value_registry_) {
-      FRESHET_RETURN_IF_ERROR(value_registry_->ToJson(value, &value_text_));
-      value = value_text_;
-    }
+    if (value_registry_) value = decoded_.value;
   }
   switch (spec_.envelope) {
     case SourceEnvelope::kAppend:
@@ -175,7 +221,7 @@ Status RecordDecoder::Decode(const RawRecord& raw, SourceRecord* out) {
       return DecodeDebezium(value, out);
     case SourceEnvelope::kFreshet: break;
   }
-  if (ParseJson(value_parser_, value, value_registry_ ? &value_text_ : nullptr, &out->data) != simdjson::SUCCESS)
+  if (ParseJson(value_parser_, value, value_registry_ ? &decoded_.value : nullptr, &out->data) != simdjson::SUCCESS)
     return Status::InvalidArgument("value is not valid JSON");
   out->has_data = true;
   if (spec_.envelope == SourceEnvelope::kUpsert) out->type = "upsert";

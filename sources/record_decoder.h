@@ -15,10 +15,12 @@
 
 #include <simdjson.h>
 
+#include <map>
 #include <memory>
 
 #include "core/kafka.h"
 #include "core/status.h"
+#include "sources/decoded_records.h"
 #include "sources/source_spec.h"
 
 namespace freshet {
@@ -90,6 +92,10 @@ class RecordDecoder {
   Status DecodeFreshet(std::string_view value, SourceRecord* out);
   Status DecodeDebezium(std::string_view value, SourceRecord* out);
   Status DecodeKey(const RawRecord& raw, SourceRecord* out);
+  // Registry formats: the key's and the value's JSON into decoded_, from
+  // another decoder of the process that read the record already, or
+  // decoded here (and shared).
+  Status FromRegistry(const RawRecord& raw);
   Status ReadTypeAndTime(SourceRecord* out);
   void ReadLogicalTypes(simdjson::dom::element schema);
 
@@ -102,7 +108,12 @@ class RecordDecoder {
   std::string type_text_;  // scratch for a $type that is not a view into the record
   // Formats through a schema registry: the decoders, and the JSON they made.
   std::unique_ptr<RegistryDecoder> value_registry_, key_registry_;
-  std::string value_text_, key_text_;
+  DecodedRecords::Decoded decoded_;
+  // Shared with the process's other decoders of the same topic and formats
+  // (joined on the first record read from Kafka); the partitions seen.
+  std::shared_ptr<DecodedRecords> shared_;
+  std::string shared_topic_;
+  std::map<int32_t, DecodedRecords::Partition*> shared_partitions_;
 };
 
 // Where `ref` points in `record`: for kData and kKeyPointer the element

@@ -417,5 +417,83 @@ TEST(RecordDecoder, AvroValuesAndKeysReadLikeJson) {
   EXPECT_EQ(*r.key_text, "o-7");
 }
 
+// source.key_format protobuf: a message key (here with a nested message
+// index) reads as JSON: $key is its JSON text, $key/ptr a field of it; a
+// key that does not decode is a bad record whose reason says "key".
+TEST(RecordDecoder, ProtobufKeysReadLikeJsonKeys) {
+  auto registry = Registry("protobuf-keys");
+  registry->Preload({21, "PROTOBUF", R"(syntax = "proto3";
+package keys;
+message Other { string x = 1; }
+message Outer { message Key { string id = 1; int32 region = 2; } })", {}});
+  registry->Preload({22, "PROTOBUF", "syntax = \"proto3\"; message V { int64 qty = 1; }", {}});
+  nlohmann::ordered_json source = nlohmann::ordered_json::parse(
+      R"({"format": "protobuf", "key_format": "protobuf", "envelope": "upsert",
+          "schema_registry": {"url": "http://127.0.0.1:9/protobuf-keys", "connect_timeout_ms": 200}})");
+  auto spec = ParseSourceSpec(&source, "source");
+  ASSERT_TRUE(spec.ok()) << spec.status().message();
+  RecordDecoder decoder(*spec, true);
+  const std::vector<int32_t> key_type = {1, 0}, value_type = {0};  // keys.Outer.Key; V
+  std::string key = WireHeader(21, &key_type) + std::string("\x0a\x03o-7\x10\x03", 7);  // id "o-7", region 3
+  std::string value = WireHeader(22, &value_type) + std::string("\x08\x05", 2);         // qty 5
+  RawRecord raw;
+  raw.topic = "t";
+  raw.key = key;
+  raw.value = value;
+  SourceRecord r;
+  Status st = decoder.Decode(raw, &r);
+  ASSERT_TRUE(st.ok()) << st.message();
+  ASSERT_TRUE(r.key_text.has_value());
+  EXPECT_EQ(*r.key_text, R"({"id":"o-7","region":3})");
+  simdjson::dom::element e;
+  ASSERT_TRUE(FindElement(r, ParseFieldRef("$key/id", "x").value(), &e));
+  EXPECT_EQ(std::string_view(e.get_string().value()), "o-7");
+  ASSERT_TRUE(FindElement(r, ParseFieldRef("$key/region", "x").value(), &e));
+  EXPECT_EQ(e.get_int64().value(), 3);
+  ASSERT_TRUE(FindElement(r, ParseFieldRef("/qty", "x").value(), &e));
+  EXPECT_EQ(e.get_int64().value(), 5);
+  // A tombstone deletes the row its key names.
+  raw.value = std::nullopt;
+  ASSERT_TRUE(decoder.Decode(raw, &r).ok());
+  EXPECT_EQ(r.change, SourceRecord::Change::kDelete);
+  EXPECT_EQ(*r.key_text, R"({"id":"o-7","region":3})");
+  // A key in plain text where the wire format is expected: a bad record.
+  raw.key = std::string_view("o-7");
+  raw.value = value;
+  st = decoder.Decode(raw, &r);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message().rfind("key: ", 0), 0u) << st.message();
+}
+
+// An Avro record as the key: $key/ptr reads into it.
+TEST(RecordDecoder, AvroRecordKeysReadByPointer) {
+  auto registry = Registry("avro-record-keys");
+  registry->Preload({31, "AVRO", R"({"type": "record", "name": "K", "fields": [
+      {"name": "tenant", "type": "string"}, {"name": "n", "type": "long"}]})", {}});
+  nlohmann::ordered_json source = nlohmann::ordered_json::parse(
+      R"({"format": "json", "key_format": "avro", "envelope": "upsert",
+          "schema_registry": {"url": "http://127.0.0.1:9/avro-record-keys", "connect_timeout_ms": 200}})");
+  auto spec = ParseSourceSpec(&source, "source");
+  ASSERT_TRUE(spec.ok()) << spec.status().message();
+  RecordDecoder decoder(*spec, true);
+  std::string key = WireHeader(31, nullptr);
+  Bytes("acme", &key);
+  Long(42, &key);
+  std::string value = R"({"qty": 1})";
+  RawRecord raw;
+  raw.topic = "t";
+  raw.key = key;
+  raw.value = value;
+  SourceRecord r;
+  Status st = decoder.Decode(raw, &r);
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_EQ(*r.key_text, R"({"tenant":"acme","n":42})");
+  simdjson::dom::element e;
+  ASSERT_TRUE(FindElement(r, ParseFieldRef("$key/tenant", "x").value(), &e));
+  EXPECT_EQ(std::string_view(e.get_string().value()), "acme");
+  ASSERT_TRUE(FindElement(r, ParseFieldRef("$key/n", "x").value(), &e));
+  EXPECT_EQ(e.get_int64().value(), 42);
+}
+
 }  // namespace
 }  // namespace freshet

@@ -1,0 +1,165 @@
+// DecodedRecords: decoders of one topic in one process decode each record
+// once between them.
+#include "sources/decoded_records.h"
+
+#include <gtest/gtest.h>
+
+#include "sources/record_decoder.h"
+#include "sources/wire_format.h"
+
+namespace freshet {
+namespace {
+
+void Long(int64_t v, std::string* out) {
+  uint64_t z = (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+  while (z >= 0x80) {
+    out->push_back(static_cast<char>((z & 0x7f) | 0x80));
+    z >>= 7;
+  }
+  out->push_back(static_cast<char>(z));
+}
+
+// An Avro upsert source whose registry (never asked: port 9) holds schema 1,
+// a record {id: long, name: string}, and schema 2, a string for keys. The
+// registry client lives while someone holds it: the test does.
+struct AvroSource {
+  SourceSpec spec;
+  std::shared_ptr<SchemaRegistry> registry;
+};
+AvroSource Avro(const std::string& topic) {
+  nlohmann::ordered_json source = nlohmann::ordered_json::parse(
+      R"({"format": "avro", "key_format": "avro", "envelope": "upsert",
+          "schema_registry": {"url": "http://127.0.0.1:9/decoded-records", "connect_timeout_ms": 200}})");
+  source["topic"] = topic;
+  SourceSpec spec = ParseSourceSpec(&source, "source").value();
+  auto registry = SchemaRegistry::Shared(spec.schema_registry);
+  registry->Preload({1, "AVRO", R"({"type": "record", "name": "R", "fields": [
+      {"name": "id", "type": "long"}, {"name": "name", "type": "string"}]})", {}});
+  registry->Preload({2, "AVRO", R"("string")", {}});
+  return {spec, registry};
+}
+
+struct Record {
+  std::string key, value;
+  RawRecord raw;
+};
+
+// Records at offsets 0.. of partition 0 of `topic`; `bad` ones truncated.
+std::vector<Record> Records(const std::string& topic, int n, int bad_every = 0) {
+  std::vector<Record> records(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    Record& r = records[static_cast<size_t>(i)];
+    std::string name = "n" + std::to_string(i);
+    r.key = WireHeader(2, nullptr);
+    Long(static_cast<int64_t>(name.size()), &r.key);
+    r.key += name;
+    r.value = WireHeader(1, nullptr);
+    Long(i, &r.value);
+    Long(static_cast<int64_t>(name.size()), &r.value);
+    r.value += name;
+    if (bad_every && i % bad_every == 0) r.value.pop_back();
+  }
+  for (int i = 0; i < n; ++i) {
+    Record& r = records[static_cast<size_t>(i)];
+    r.raw.topic = topic;
+    r.raw.partition = 0;
+    r.raw.offset = i;
+    r.raw.key = r.key;
+    r.raw.value = r.value;
+  }
+  return records;
+}
+
+std::string Name(const SourceRecord& r) {
+  simdjson::dom::element e;
+  FieldRef name = ParseFieldRef("/name", "x").value();
+  if (!FindElement(r, name, &e)) return "";
+  return std::string(e.get_string().value());
+}
+
+TEST(DecodedRecords, TwoDecodersOfOneTopicDecodeEachRecordOnce) {
+  AvroSource source = Avro("decoded-records-two");
+  const SourceSpec& spec = source.spec;
+  auto records = Records(spec.topic, 1000, 100);
+  RecordDecoder a(spec, false), b(spec, false);
+  int bad = 0;
+  for (const Record& r : records) {
+    SourceRecord ra, rb;
+    Status sa = a.Decode(r.raw, &ra);
+    Status sb = b.Decode(r.raw, &rb);
+    ASSERT_EQ(sa.ok(), sb.ok()) << r.raw.offset;
+    if (!sa.ok()) {
+      // A bad record is bad for both, for the same reason, decoded once.
+      EXPECT_EQ(sa.message(), sb.message());
+      ++bad;
+      continue;
+    }
+    EXPECT_EQ(Name(ra), "n" + std::to_string(r.raw.offset));
+    EXPECT_EQ(Name(rb), Name(ra));
+    ASSERT_TRUE(rb.key_text.has_value());
+    EXPECT_EQ(*rb.key_text, Name(ra));
+  }
+  EXPECT_EQ(bad, 10);
+  auto shared = DecodedRecords::For(spec);
+  // b joined at its first record, which a had read alone: both decoded
+  // that one; a, first to each of the others, decoded them for both.
+  EXPECT_EQ(shared->decoded(), 1000u);
+  EXPECT_EQ(shared->reused(), 999u);
+}
+
+TEST(DecodedRecords, ADecoderAloneKeepsNothing) {
+  AvroSource source = Avro("decoded-records-alone");
+  const SourceSpec& spec = source.spec;
+  auto records = Records(spec.topic, 100);
+  RecordDecoder a(spec, false);
+  SourceRecord r;
+  for (const Record& record : records) ASSERT_TRUE(a.Decode(record.raw, &r).ok());
+  EXPECT_EQ(DecodedRecords::For(spec)->decoded(), 0u);
+}
+
+TEST(DecodedRecords, ADecoderFurtherBehindThanTheRingDecodesForItself) {
+  AvroSource source = Avro("decoded-records-behind");
+  const SourceSpec& spec = source.spec;
+  const int n = static_cast<int>(DecodedRecords::kSlotsPerPartition) + 10;
+  auto records = Records(spec.topic, n);
+  RecordDecoder a(spec, false), b(spec, false);
+  SourceRecord r;
+  ASSERT_TRUE(b.Decode(records[0].raw, &r).ok());  // b joins (alone: nothing shared yet)
+  for (const Record& record : records) ASSERT_TRUE(a.Decode(record.raw, &r).ok());
+  // b starts again at offset 0: the first 10 records' slots hold newer ones now.
+  for (const Record& record : records) {
+    ASSERT_TRUE(b.Decode(record.raw, &r).ok());
+    EXPECT_EQ(Name(r), "n" + std::to_string(record.raw.offset));
+  }
+  auto shared = DecodedRecords::For(spec);
+  EXPECT_EQ(shared->decoded(), static_cast<uint64_t>(n) + 10);
+  EXPECT_EQ(shared->reused(), static_cast<uint64_t>(n) - 10);
+}
+
+TEST(DecodedRecords, AnUnreachableRegistryIsNotKeptAsAnAnswer) {
+  AvroSource source = Avro("decoded-records-unavailable");
+  const SourceSpec& spec = source.spec;
+  Record r = Records(spec.topic, 1)[0];
+  r.value = WireHeader(77, nullptr) + "x";  // an id not preloaded, and the registry is down
+  r.raw.value = r.value;
+  RecordDecoder a(spec, false), b(spec, false);
+  SourceRecord out;
+  EXPECT_EQ(a.Decode(r.raw, &out).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(b.Decode(r.raw, &out).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(DecodedRecords::For(spec)->decoded(), 0u);
+  EXPECT_EQ(DecodedRecords::For(spec)->reused(), 0u);
+}
+
+TEST(DecodedRecords, DecodersOfOtherFormatsOrTopicsShareNothing) {
+  SourceSpec avro = Avro("decoded-records-other").spec;
+  SourceSpec json_key = avro;
+  json_key.key_format = SourceFormat::kJson;
+  SourceSpec other_topic = Avro("decoded-records-other-2").spec;
+  auto kept = DecodedRecords::For(avro);  // one per configuration while someone holds it
+  EXPECT_NE(kept, DecodedRecords::For(json_key));
+  EXPECT_NE(kept, DecodedRecords::For(other_topic));
+  EXPECT_EQ(kept, DecodedRecords::For(Avro("decoded-records-other").spec));
+}
+
+}  // namespace
+}  // namespace freshet
