@@ -56,24 +56,17 @@ void DecodedRecords::Partition::Put(int64_t offset, const Decoded& decoded) {
   slot.decoded.value = decoded.value;
 }
 
-uint64_t DecodedRecords::decoded() const {
+uint64_t DecodedRecords::Sum(uint64_t Partition::*counter) const {
   std::lock_guard lock(mu_);
   uint64_t n = 0;
   for (const auto& [where, p] : partitions_) {
     std::lock_guard partition_lock(p->mu_);
-    n += p->put_;
+    n += (*p).*counter;
   }
   return n;
 }
 
-uint64_t DecodedRecords::reused() const {
-  std::lock_guard lock(mu_);
-  uint64_t n = 0;
-  for (const auto& [where, p] : partitions_) {
-    std::lock_guard partition_lock(p->mu_);
-    n += p->reused_;
-  }
-  return n;
-}
+uint64_t DecodedRecords::decoded() const { return Sum(&Partition::put_); }
+uint64_t DecodedRecords::reused() const { return Sum(&Partition::reused_); }
 
 }  // namespace freshet

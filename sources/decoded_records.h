@@ -85,6 +85,8 @@ class DecodedRecords {
   uint64_t reused() const;
 
  private:
+  uint64_t Sum(uint64_t Partition::*counter) const;
+
   std::atomic<int> readers_{0};
   mutable std::mutex mu_;  // guards partitions_ (not what is in them)
   std::map<std::pair<std::string, int32_t>, std::unique_ptr<Partition>> partitions_;

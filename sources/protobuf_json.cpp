@@ -136,8 +136,8 @@ class WireReader {
     // Pass 1: every field on the wire, in order.
     size_t pos = 0;
     while (pos < bytes.size()) {
-      uint64_t tag = 0;
-      if (!Varint(bytes, &pos, &tag) || tag >> 3 == 0 || tag >> 3 > 536870911) return false;
+      uint32_t tag = 0;
+      if (!Tag(bytes, &pos, &tag)) return false;
       Entry e;
       e.wire = static_cast<int>(tag & 7);
       switch (e.wire) {
@@ -220,6 +220,22 @@ class WireReader {
       if (!(c & 0x80)) {
         *out = v;
         return true;
+      }
+    }
+    return false;
+  }
+  // A field's tag: a varint of at most 5 bytes that fits 32 bits, with a
+  // field number, as Protobuf's parser reads it.
+  static bool Tag(std::string_view b, size_t* pos, uint32_t* out) {
+    uint32_t v = 0;
+    for (int i = 0; i < 5; ++i) {
+      if (*pos >= b.size()) return false;
+      auto c = static_cast<uint8_t>(b[(*pos)++]);
+      if (i == 4 && c >= 16) return false;
+      v |= static_cast<uint32_t>(c & 0x7f) << (7 * i);
+      if (!(c & 0x80)) {
+        *out = v;
+        return v >> 3 != 0;
       }
     }
     return false;

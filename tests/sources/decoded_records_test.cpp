@@ -6,18 +6,12 @@
 
 #include "sources/record_decoder.h"
 #include "sources/wire_format.h"
+#include "tests/sources/wire_bytes.h"
 
 namespace freshet {
 namespace {
 
-void Long(int64_t v, std::string* out) {
-  uint64_t z = (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
-  while (z >= 0x80) {
-    out->push_back(static_cast<char>((z & 0x7f) | 0x80));
-    z >>= 7;
-  }
-  out->push_back(static_cast<char>(z));
-}
+using test_bytes::Long;
 
 // An Avro upsert source whose registry (never asked: port 9) holds schema 1,
 // a record {id: long, name: string}, and schema 2, a string for keys. The

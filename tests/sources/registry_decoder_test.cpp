@@ -15,23 +15,12 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include "sources/record_decoder.h"
+#include "tests/sources/wire_bytes.h"
 
 namespace freshet {
 namespace {
 
-// Avro's binary encoding, by hand: a zigzag varint, then bytes.
-void Long(int64_t v, std::string* out) {
-  uint64_t z = (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
-  while (z >= 0x80) {
-    out->push_back(static_cast<char>((z & 0x7f) | 0x80));
-    z >>= 7;
-  }
-  out->push_back(static_cast<char>(z));
-}
-void Bytes(std::string_view s, std::string* out) {
-  Long(static_cast<int64_t>(s.size()), out);
-  out->append(s);
-}
+using namespace test_bytes;
 
 // A registry no one answers at: every schema these tests use is preloaded,
 // and any other id is "the registry is down".
@@ -40,6 +29,30 @@ std::shared_ptr<SchemaRegistry> Registry(const std::string& name) {
   config.url = "http://127.0.0.1:9/" + name;  // port 9 (discard): refused at once
   config.connect_timeout_ms = 200;
   return SchemaRegistry::Shared(config);
+}
+
+// A source definition's "source" object, parsed.
+SourceSpec Spec(const std::string& source_json) {
+  nlohmann::ordered_json source = nlohmann::ordered_json::parse(source_json);
+  auto spec = ParseSourceSpec(&source, "source");
+  EXPECT_TRUE(spec.ok()) << spec.status().message();
+  return spec.ok() ? *spec : SourceSpec();
+}
+
+// A record of topic t with `key` and `value` (which it points into).
+RawRecord Raw(std::string_view key, std::string_view value) {
+  RawRecord raw;
+  raw.topic = "t";
+  raw.key = key;
+  raw.value = value;
+  return raw;
+}
+
+// The JSON text of what `ref` finds in `record`, "" when nothing.
+std::string At(const SourceRecord& record, const std::string& ref) {
+  simdjson::dom::element e;
+  if (!FindElement(record, ParseFieldRef(ref, "ref").value(), &e)) return "";
+  return simdjson::to_string(e);
 }
 
 const char* kOrderSchema = R"({"type": "record", "name": "Order", "namespace": "shop", "fields": [
@@ -219,35 +232,11 @@ TEST(ProtobufJson, DecodesNestedMessagesOneofsAndWellKnownTypes) {
 // reflection does) on the rest. Random messages of every field kind, with
 // fields repeated, out of order, unknown, packed and not, and now and then
 // a wrong wire type or a cut.
-const char* kEveryKindProto = R"(syntax = "proto3";
-package kinds;
-import "google/protobuf/timestamp.proto";
-import "google/protobuf/wrappers.proto";
-message All {
-  enum Colour { RED = 0; GREEN = 1; BLUE = 5; }
-  message Inner { string s = 1; sint32 z = 2; repeated int32 r = 3; Inner next = 4; }
-  int32 i32 = 1; int64 i64 = 2; uint32 u32 = 3; uint64 u64 = 4; sint32 s32 = 5; sint64 s64 = 6;
-  fixed32 f32 = 7; fixed64 f64 = 8; sfixed32 sf32 = 9; sfixed64 sf64 = 10; float fl = 11; double db = 12;
-  bool b = 13; string str = 14; bytes by = 15; Colour colour = 16; Inner inner = 17;
-  repeated int64 ri64 = 18; repeated double rdb = 19; repeated string rstr = 20; repeated Inner rinner = 21;
-  repeated Colour rcolour = 22; optional int32 oi32 = 23; optional string ostr = 24;
-  oneof choice { int32 c_int = 25; string c_str = 26; Inner c_inner = 27; }
-  google.protobuf.Timestamp at = 28; google.protobuf.StringValue sv = 29; google.protobuf.Int32Value iv = 30;
-  repeated sint64 rs64 = 31; repeated fixed32 rf32 = 32; repeated bool rb = 33;
-}
-)";
 
 const char* kProto2 = R"(syntax = "proto2";
 message Old { enum E { A = 1; B = 2; } optional E e = 1; optional int32 n = 2 [default = 7]; repeated E re = 3; }
 )";
 
-void Varint(uint64_t v, std::string* out) {
-  while (v >= 0x80) {
-    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out->push_back(static_cast<char>(v));
-}
 
 // One random message of kinds.All (or of Inner, `inner`), as wire bytes.
 std::string RandomMessage(std::mt19937& rng, int depth, bool inner) {
@@ -427,40 +416,27 @@ package keys;
 message Other { string x = 1; }
 message Outer { message Key { string id = 1; int32 region = 2; } })", {}});
   registry->Preload({22, "PROTOBUF", "syntax = \"proto3\"; message V { int64 qty = 1; }", {}});
-  nlohmann::ordered_json source = nlohmann::ordered_json::parse(
-      R"({"format": "protobuf", "key_format": "protobuf", "envelope": "upsert",
-          "schema_registry": {"url": "http://127.0.0.1:9/protobuf-keys", "connect_timeout_ms": 200}})");
-  auto spec = ParseSourceSpec(&source, "source");
-  ASSERT_TRUE(spec.ok()) << spec.status().message();
-  RecordDecoder decoder(*spec, true);
+  RecordDecoder decoder(Spec(R"({"format": "protobuf", "key_format": "protobuf", "envelope": "upsert",
+      "schema_registry": {"url": "http://127.0.0.1:9/protobuf-keys", "connect_timeout_ms": 200}})"), true);
   const std::vector<int32_t> key_type = {1, 0}, value_type = {0};  // keys.Outer.Key; V
   std::string key = WireHeader(21, &key_type) + std::string("\x0a\x03o-7\x10\x03", 7);  // id "o-7", region 3
   std::string value = WireHeader(22, &value_type) + std::string("\x08\x05", 2);         // qty 5
-  RawRecord raw;
-  raw.topic = "t";
-  raw.key = key;
-  raw.value = value;
+  RawRecord raw = Raw(key, value);
   SourceRecord r;
   Status st = decoder.Decode(raw, &r);
   ASSERT_TRUE(st.ok()) << st.message();
   ASSERT_TRUE(r.key_text.has_value());
   EXPECT_EQ(*r.key_text, R"({"id":"o-7","region":3})");
-  simdjson::dom::element e;
-  ASSERT_TRUE(FindElement(r, ParseFieldRef("$key/id", "x").value(), &e));
-  EXPECT_EQ(std::string_view(e.get_string().value()), "o-7");
-  ASSERT_TRUE(FindElement(r, ParseFieldRef("$key/region", "x").value(), &e));
-  EXPECT_EQ(e.get_int64().value(), 3);
-  ASSERT_TRUE(FindElement(r, ParseFieldRef("/qty", "x").value(), &e));
-  EXPECT_EQ(e.get_int64().value(), 5);
+  EXPECT_EQ(At(r, "$key/id"), "\"o-7\"");
+  EXPECT_EQ(At(r, "$key/region"), "3");
+  EXPECT_EQ(At(r, "/qty"), "5");
   // A tombstone deletes the row its key names.
   raw.value = std::nullopt;
   ASSERT_TRUE(decoder.Decode(raw, &r).ok());
   EXPECT_EQ(r.change, SourceRecord::Change::kDelete);
   EXPECT_EQ(*r.key_text, R"({"id":"o-7","region":3})");
   // A key in plain text where the wire format is expected: a bad record.
-  raw.key = std::string_view("o-7");
-  raw.value = value;
-  st = decoder.Decode(raw, &r);
+  st = decoder.Decode(Raw("o-7", value), &r);
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(st.message().rfind("key: ", 0), 0u) << st.message();
 }
@@ -470,29 +446,17 @@ TEST(RecordDecoder, AvroRecordKeysReadByPointer) {
   auto registry = Registry("avro-record-keys");
   registry->Preload({31, "AVRO", R"({"type": "record", "name": "K", "fields": [
       {"name": "tenant", "type": "string"}, {"name": "n", "type": "long"}]})", {}});
-  nlohmann::ordered_json source = nlohmann::ordered_json::parse(
-      R"({"format": "json", "key_format": "avro", "envelope": "upsert",
-          "schema_registry": {"url": "http://127.0.0.1:9/avro-record-keys", "connect_timeout_ms": 200}})");
-  auto spec = ParseSourceSpec(&source, "source");
-  ASSERT_TRUE(spec.ok()) << spec.status().message();
-  RecordDecoder decoder(*spec, true);
+  RecordDecoder decoder(Spec(R"({"format": "json", "key_format": "avro", "envelope": "upsert",
+      "schema_registry": {"url": "http://127.0.0.1:9/avro-record-keys", "connect_timeout_ms": 200}})"), true);
   std::string key = WireHeader(31, nullptr);
   Bytes("acme", &key);
   Long(42, &key);
-  std::string value = R"({"qty": 1})";
-  RawRecord raw;
-  raw.topic = "t";
-  raw.key = key;
-  raw.value = value;
   SourceRecord r;
-  Status st = decoder.Decode(raw, &r);
+  Status st = decoder.Decode(Raw(key, R"({"qty": 1})"), &r);
   ASSERT_TRUE(st.ok()) << st.message();
   EXPECT_EQ(*r.key_text, R"({"tenant":"acme","n":42})");
-  simdjson::dom::element e;
-  ASSERT_TRUE(FindElement(r, ParseFieldRef("$key/tenant", "x").value(), &e));
-  EXPECT_EQ(std::string_view(e.get_string().value()), "acme");
-  ASSERT_TRUE(FindElement(r, ParseFieldRef("$key/n", "x").value(), &e));
-  EXPECT_EQ(e.get_int64().value(), 42);
+  EXPECT_EQ(At(r, "$key/tenant"), "\"acme\"");
+  EXPECT_EQ(At(r, "$key/n"), "42");
 }
 
 }  // namespace
