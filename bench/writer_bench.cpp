@@ -41,7 +41,7 @@ struct Options {
   int pipeline = 1;  // requests each HTTP client sends before reading the answers
   int commands_per_request = 1;  // > 1: each request is a JSON array (a batch)
   int stores = 1000;
-  int linger_ms = 2;
+  int linger_ms = Config().writer.linger_ms;
   int max_batch = 2048;
   std::string mode = "both";
   // HTTP: "receive" (always accepted) or "sell" of one unit, after every

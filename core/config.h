@@ -34,7 +34,7 @@ struct PostgresConfig {
 
 struct WriterConfig {
   std::string listen = "127.0.0.1:8080";
-  int linger_ms = 2;                   // group commit: how long a batch may wait to fill
+  int linger_ms = 5;                   // group commit: how long a batch may wait to fill (under load)
   int max_batch = 1024;                // group commit: commands per Kafka transaction
   int max_body_bytes = 1 << 20;        // larger HTTP bodies get 413
   std::string transactional_id_prefix = "freshet-writer";

@@ -14,6 +14,12 @@ namespace {
 
 constexpr auto kTxnTimeout = std::chrono::seconds(30);
 
+// The slot lingers for company only while its recent batches averaged more
+// commands than this. At 8 clients over 8 partitions (1.3 per batch)
+// lingering added latency and no company; at 64 (4.8 per batch) a longer
+// linger made fewer, larger transactions (bench/README.md).
+constexpr double kLingerAboveCommandsPerBatch = 2.0;
+
 double SecondsBetween(std::chrono::steady_clock::time_point from, std::chrono::steady_clock::time_point to) {
   return std::chrono::duration<double>(to - from).count();
 }
@@ -508,11 +514,13 @@ void PartitionSlot::ServeOnce() {
     // `linger` (as a Kafka producer's linger.ms). Under load the commands
     // queued during the previous commit have waited that long already, so
     // they go at once instead of lingering on top of a commit.
-    // Lingering only pays when others are sending too: a client alone (the
-    // recent batches held one command each) gets its commit at once, not a
-    // linger later. An average, so that one small batch under load does not
-    // switch lingering off.
-    if (queue_.size() < options_.max_batch && options_.linger.count() > 0 && recent_batch_commands_ > 1.2) {
+    // Lingering only pays when several clients send to this partition at
+    // once: a client alone, or a few spread over the partitions (recent
+    // batches of one or two commands), gets its commit at once, not a linger
+    // later. An average, so that one small batch under load does not switch
+    // lingering off.
+    if (queue_.size() < options_.max_batch && options_.linger.count() > 0 &&
+        recent_batch_commands_ > kLingerAboveCommandsPerBatch) {
       auto linger_started = std::chrono::steady_clock::now();
       cv_.wait_until(lock, oldest_queued_ + options_.linger,
                      [&] { return stopping_ || queue_.size() >= options_.max_batch; });

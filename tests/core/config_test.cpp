@@ -11,13 +11,13 @@ TEST(Config, AcceptsCommentsAndKeepsDefaults) {
   auto c = ParseConfig(R"({
     // where the broker is
     "kafka": {"brokers": "127.0.0.1:9092", "partitions": 8}, /* inline */
-    "writer": {"linger_ms": 5}
+    "writer": {"linger_ms": 7}
   })", "test.json", kNoEnv);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->kafka.brokers, "127.0.0.1:9092");
   EXPECT_EQ(c->kafka.partitions, 8);
   EXPECT_EQ(c->kafka.topic, "inventory");
-  EXPECT_EQ(c->writer.linger_ms, 5);
+  EXPECT_EQ(c->writer.linger_ms, 7);
   EXPECT_EQ(c->views.flush_interval_ms, 100);
 }
 
