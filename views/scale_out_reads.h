@@ -10,8 +10,9 @@
 // the read 503 with Retry-After: a reader gets a right answer, a 503, or a
 // wait (min_offset), never a partial one.
 //
-// The peers are asked on a few threads of its own (blocking HTTP, one
-// kept-alive connection per peer and thread), not on the HTTP server's.
+// The owners are asked at once, each on one of a few threads of its own
+// (blocking HTTP, one kept-alive connection per peer and thread), not on
+// the HTTP server's.
 #pragma once
 
 #include <condition_variable>
@@ -19,6 +20,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -26,6 +28,7 @@
 #include <vector>
 
 #include "core/http.h"
+#include "core/http_client.h"
 #include "core/status.h"
 #include "sinks/table.h"
 #include "views/partition_rows.h"
@@ -59,7 +62,7 @@ class ScaleOutReads {
   using LocalRead = std::function<Result<ShareAnswer>(const std::set<int32_t>& partitions)>;
 
   ScaleOutReads(const ViewOwners& owners, int threads);
-  ~ScaleOutReads();  // answers queued reads with 503, joins the threads
+  ~ScaleOutReads();  // finishes the reads already queued, joins the threads
   ScaleOutReads(const ScaleOutReads&) = delete;
   ScaleOutReads& operator=(const ScaleOutReads&) = delete;
 
@@ -69,14 +72,17 @@ class ScaleOutReads {
             LocalRead local, HttpReply reply);
 
  private:
+  using Peers = std::map<std::string, std::unique_ptr<HttpClient>>;
+  struct PendingRead;
   void Run();
-  HttpResponse Answer(const std::string& view, const TableSpec& table, int partition_count, const RowsQuery& query,
-                      const LocalRead& local, std::map<std::string, std::unique_ptr<class HttpClient>>& peers);
+  // Asks `url` for its shares of `read` (in place when it is this process);
+  // the last owner to answer replies.
+  void AskOwner(const std::shared_ptr<PendingRead>& read, const std::string& url, Peers& peers);
 
   const ViewOwners& owners_;
   std::mutex mu_;
   std::condition_variable wake_;
-  std::deque<std::function<void(std::map<std::string, std::unique_ptr<HttpClient>>&)>> queue_;
+  std::deque<std::function<void(Peers&)>> queue_;
   bool stopping_ = false;
   std::vector<std::thread> threads_;
   static constexpr size_t kMaxQueued = 1024;
