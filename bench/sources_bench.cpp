@@ -50,6 +50,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <optional>
 #include <random>
@@ -87,6 +88,8 @@ struct Options {
   int rounds = 1;
   std::string json_path;
   bool decode_only = false;
+  int live_events = 200000;  // the two-view live run's records
+  int live_rate = 50000;     // and their rate
 };
 
 enum Source { kFreshet, kUpsert, kAppend, kDebezium, kAvro, kProtobuf, kSourceCount };
@@ -431,7 +434,10 @@ struct ViewRun {
 // Runs engines over `topic` side by side, each on a thread of its own, as
 // `freshet views` runs the views of one process, until every one's stored
 // offsets reach the topic's end; the timing covers them all.
-Timing RunViews(const Options& o, const Topic& topic, std::vector<ViewRun> runs) {
+// `while_running`, when given, runs on a thread of its own once the
+// engines have started (a producer of live records), and is joined.
+Timing RunViews(const Options& o, const Topic& topic, std::vector<ViewRun> runs,
+                const std::function<void()>& while_running = nullptr) {
   std::vector<std::unique_ptr<ViewEngine>> engines;
   std::vector<std::unique_ptr<Producer>> producers;
   for (ViewRun& run : runs) {
@@ -457,6 +463,8 @@ Timing RunViews(const Options& o, const Topic& topic, std::vector<ViewRun> runs)
   double cpu_started = ProcessCpuSeconds();
   std::vector<std::thread> runners;
   for (auto& engine : engines) runners.emplace_back([&stop, e = engine.get()] { (void)e->Run(stop); });
+  std::thread live;
+  if (while_running) live = std::thread(while_running);
   std::optional<Clock::time_point> first;
   for (;;) {
     bool done = true;
@@ -478,6 +486,7 @@ Timing RunViews(const Options& o, const Topic& topic, std::vector<ViewRun> runs)
   t.per_s = static_cast<double>(topic.records) / t.total_s;
   stop = true;
   for (auto& runner : runners) runner.join();
+  if (live.joinable()) live.join();
   for (const ViewRun& run : runs)
     if (uint64_t dead = run.metrics->dead_letters.value(); dead > 0)
       std::fprintf(stderr, "view %s over %s: %llu records dead-lettered\n", run.spec.name.c_str(), topic.name.c_str(),
@@ -586,6 +595,47 @@ ViewSpec ParseView(const std::string& definition) {
   return specs->front();
 }
 
+// Two latest views over the Avro topic `topic` in this process, into
+// RocksDB, side by side; `while_running` as RunViews. Reports how many
+// records were decoded and how many taken from the other view's decode.
+nlohmann::json TwoAvroViews(const Options& o, const Topic& topic, MetricsRegistry& metrics, const std::string& what,
+                            const std::function<void()>& while_running) {
+  ViewSpec a = ParseView(LatestView(kAvro, topic.name)), b = a;
+  a.name += "_a";
+  b.name += "_b";
+  std::shared_ptr<DecodedRecords> shared = DecodedRecords::For(a.source);  // kept for its counts
+  uint64_t decoded_before = shared->decoded(), reused_before = shared->reused();
+  std::vector<std::string> dirs;
+  std::vector<std::unique_ptr<RocksDbStore>> dbs;
+  std::vector<std::unique_ptr<ViewMetrics>> view_metrics;
+  std::vector<ViewRun> runs;
+  for (const ViewSpec* spec : {&a, &b}) {
+    dirs.push_back("/tmp/" + topic.name + "-" + spec->name + ".rocksdb");
+    auto rocks = RocksDbStore::Open(dirs.back(), {});
+    if (!rocks.ok()) {
+      std::cerr << rocks.status().ToString() << "\n";
+      return {};
+    }
+    dbs.push_back(std::move(rocks.value()));
+    DeclarativeProjection shape(*spec);
+    view_metrics.push_back(std::make_unique<ViewMetrics>(metrics, "view=\"" + spec->name + "\",store=\"rocksdb\",what=\"" + what + "\""));
+    runs.push_back({std::move(RocksDbViewStore::Open(*dbs.back(), topic.name, shape.table()).value()), *spec,
+                    view_metrics.back().get()});
+  }
+  Timing t = RunViews(o, topic, std::move(runs), while_running);
+  dbs.clear();
+  for (const std::string& dir : dirs) std::filesystem::remove_all(dir);
+  uint64_t decoded = shared->decoded() - decoded_before, reused = shared->reused() - reused_before;
+  std::printf("two latest views over Avro upsert -> RocksDB, one process, %s: both caught up in %.2f s, %.2f us "
+              "CPU per record for both; of %lld records (%lld tombstones, nothing to decode) read by each view, "
+              "%llu decoded, %llu taken from the other view's decode\n",
+              what.c_str(), t.total_s, t.cpu_us, static_cast<long long>(topic.records),
+              static_cast<long long>(topic.tombstones), static_cast<unsigned long long>(decoded),
+              static_cast<unsigned long long>(reused));
+  return {{"seconds", t.total_s}, {"cpu_us_per_record_both", t.cpu_us}, {"decoded", decoded}, {"reused", reused},
+          {"records", topic.records}, {"tombstones", topic.tombstones}};
+}
+
 double Median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -661,6 +711,8 @@ int main(int argc, char** argv) {
   app.add_option("--rounds", o.rounds, "measure every view this many times (alternating sources); report the median")
       ->capture_default_str();
   app.add_option("--json", o.json_path, "Append results as JSON lines to this file");
+  app.add_option("--live-events", o.live_events, "records of the two-view live run")->capture_default_str();
+  app.add_option("--live-rate", o.live_rate, "their rate, records/s")->capture_default_str();
   app.add_flag("--decode-only", o.decode_only,
                "only decode records in memory (no Kafka, no store): RecordDecoder's cost per record and source");
   CLI11_PARSE(app, argc, argv);
@@ -800,45 +852,41 @@ int main(int argc, char** argv) {
   std::printf("target (reported, not asserted): Avro and Protobuf at least 70%% of the same view over JSON: %s\n",
               registry_met ? "met" : "not met");
 
-  // Two views of one process over the Avro topic, side by side from offset
-  // zero: each record should be decoded once between them (DecodedRecords),
-  // not once per view.
+  // Two views of one process over one Avro topic: each record should be
+  // decoded once between them (DecodedRecords), not once per view. Side by
+  // side from offset zero over the topic above (a rebuild of both), and
+  // live: following a fresh topic at the head while records arrive.
   nlohmann::json two_views;
+  two_views["rebuild"] = TwoAvroViews(o, topics[kAvro], metrics, "rebuild from offset zero", nullptr);
   {
-    ViewSpec a = ParseView(LatestView(kAvro, topics[kAvro].name)), b = a;
-    a.name += "_a";
-    b.name += "_b";
-    std::shared_ptr<DecodedRecords> shared = DecodedRecords::For(a.source);  // kept for its counts
-    std::vector<std::string> dirs;
-    std::vector<std::unique_ptr<RocksDbStore>> dbs;
-    std::vector<std::unique_ptr<ViewMetrics>> view_metrics;
-    std::vector<ViewRun> runs;
-    for (const ViewSpec* spec : {&a, &b}) {
-      dirs.push_back("/tmp/" + topics[kAvro].name + "-" + spec->name + ".rocksdb");
-      auto rocks = RocksDbStore::Open(dirs.back(), {});
-      if (!rocks.ok()) {
-        std::cerr << rocks.status().ToString() << "\n";
-        return 1;
-      }
-      dbs.push_back(std::move(rocks.value()));
-      DeclarativeProjection shape(*spec);
-      view_metrics.push_back(std::make_unique<ViewMetrics>(metrics, "view=\"" + spec->name + "\",store=\"rocksdb\""));
-      runs.push_back({std::move(RocksDbViewStore::Open(*dbs.back(), topics[kAvro].name, shape.table()).value()), *spec,
-                      view_metrics.back().get()});
+    Topic live;
+    live.name = base + "-avro-live";
+    throwaway.Add(live.name);
+    throwaway.Add(live.name + "-dlq");
+    if (Status st = EnsureTopic({o.brokers, {}}, live.name, o.partitions, 1, std::chrono::seconds(30)); !st.ok()) {
+      std::cerr << st.ToString() << "\n";
+      return 1;
     }
-    Timing t = RunViews(o, topics[kAvro], std::move(runs));
-    dbs.clear();
-    for (const std::string& dir : dirs) std::filesystem::remove_all(dir);
-    uint64_t decoded = shared->decoded(), reused = shared->reused();
-    std::printf("\ntwo latest views over Avro upsert -> RocksDB, one process: both caught up in %.2f s "
-                "(%.0f records/s each), %.2f us CPU per record for both; records decoded %llu, taken from the "
-                "other view's decode %llu (%lld records, %lld of them tombstones with nothing to decode, "
-                "read by each view)\n",
-                t.total_s, t.per_s, t.cpu_us, static_cast<unsigned long long>(decoded),
-                static_cast<unsigned long long>(reused), static_cast<long long>(topics[kAvro].records),
-                static_cast<long long>(topics[kAvro].tombstones));
-    two_views = {{"seconds", t.total_s}, {"per_s_each", t.per_s}, {"cpu_us_per_record_both", t.cpu_us},
-                 {"decoded", decoded}, {"reused", reused}, {"records", topics[kAvro].records}};
+    // The records first, so that the partitions' ends are known (an
+    // idempotent producer, no transactions: offsets 0..n-1 per partition).
+    std::mt19937 rng(2);
+    std::vector<std::pair<std::string, std::string>> records;  // key, value
+    for (int i = 0; i < o.live_events; ++i) {
+      Order order = NextOrder(rng, o);
+      records.emplace_back(order.id, AvroOrder(order, NowMillis()));
+      ++live.ends[PartitionForKey(order.id, o.partitions)];
+    }
+    live.records = o.live_events;
+    two_views["live"] = TwoAvroViews(o, live, metrics, "live, " + std::to_string(o.live_rate) + " records/s", [&] {
+      OtherServiceProducer producer(o.brokers);
+      auto start = Clock::now();
+      for (size_t i = 0; i < records.size(); ++i) {
+        std::this_thread::sleep_until(start + std::chrono::microseconds(static_cast<int64_t>(i) * 1000000 / o.live_rate));
+        producer.Produce(live.name, PartitionForKey(records[i].first, o.partitions), records[i].first,
+                         &records[i].second);
+      }
+      producer.Flush();
+    });
   }
 
   nlohmann::json raw, bytes, tombstones;
