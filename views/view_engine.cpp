@@ -133,7 +133,11 @@ void ViewEngine::OnRevoke(const std::vector<TopicPartitionOffset>& revoked) {
   // Write what we have while we still own the partitions; if that fails the
   // next owner simply starts from the stored offsets.
   Status st = Flush();
-  if (!st.ok()) spdlog::warn("view {}: flush on revoke failed: {}", projection_->table().view_name, st.message());
+  if (!st.ok()) {
+    spdlog::warn("view {}: flush on revoke failed: {}", projection_->table().view_name, st.message());
+    // The partitions we keep lose their pending rows too: read them again.
+    rewind_needed_ = true;
+  }
   DropPending();
   pending_events_ = 0;
   for (const auto& tp : revoked) {
@@ -379,6 +383,10 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
   // librdkafka's default heartbeat (3 s) would let a shorter session expire
   // between heartbeats: the group would rebalance forever.
   kafka.properties["heartbeat.interval.ms"] = std::to_string(std::max(100, options_.session_timeout_ms / 4));
+  // Cooperative: a process joining or leaving moves only the partitions that
+  // change hands, and the others keep being read (and, with scale-out,
+  // served) through the rebalance. Every process of a group must agree.
+  kafka.properties.emplace("partition.assignment.strategy", "cooperative-sticky");
   // At-least-once keeps its offsets in the group, so each version of the
   // view (each table) has a group of its own: a rebuilt table starts from
   // offset zero, and a process that follows it continues the builder's commits.
