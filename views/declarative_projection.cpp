@@ -463,6 +463,11 @@ Status DeclarativeProjection::ApplyParsed(const Parsed& event) {
   bool deletes = event.change == SourceRecord::Change::kDelete || spec_.delete_on.count(event.type) > 0;
   if (!deletes && !spec_.event_types.empty() && !spec_.event_types.count(event.type)) return Status::Ok();
   FRESHET_RETURN_IF_ERROR(KeyOf(event));
+  if (separate_partitions_) {
+    // After the key's '\x1f': the shares of one key stay together, sorted.
+    uint32_t p = static_cast<uint32_t>(event.raw->partition);
+    for (int shift = 24; shift >= 0; shift -= 8) joined_.push_back(static_cast<char>((p >> shift) & 0xff));
+  }
 
   if (spec_.kind == ViewKind::kLatest) {
     RowWrite row;

@@ -33,6 +33,10 @@ class DeclarativeProjection final : public Projection {
   bool reads_records() const override { return true; }
   Status ApplyRecord(const SourceRecord& record) override;
   std::vector<RowWrite> TakePending() override;
+  bool SeparatePartitions() override {
+    separate_partitions_ = true;
+    return true;
+  }
   size_t pending_rows() const override { return kind_latest_.size() + aggregates_.size(); }
   const ViewSpec& spec() const { return spec_; }
 
@@ -70,7 +74,8 @@ class DeclarativeProjection final : public Projection {
   std::optional<Where> where_;
   std::unique_ptr<RecordDecoder> decoder_;  // for ApplyValue
   std::vector<std::string> key_texts_;  // scratch, reused per event
-  std::string joined_;                  // scratch: the key texts joined
+  std::string joined_;                  // scratch: the key texts joined (and the partition, see below)
+  bool separate_partitions_ = false;    // pending rows keyed by (key, partition): SeparatePartitions
   std::vector<std::optional<double>> inputs_;  // scratch: an aggregate's inputs
   // Pending changes by joined key; TakePending sorts them by key so that
   // concurrent writers lock rows in one order.

@@ -43,6 +43,13 @@ class Projection {
   virtual Status ApplyRecord(const SourceRecord& /*record*/) {
     return Status::Internal("this projection reads only freshet events");
   }
+  // Asked once, before any event, by a store that keeps each source
+  // partition's share of a row apart (views/partition_rows.h): from now on
+  // coalesce per (partition, key) and name the partition in each RowWrite.
+  // A projection that cannot returns false, and the engine hands over the
+  // rows of one partition at a time instead (each run of a partition's
+  // events coalesced on its own: slower for aggregates).
+  virtual bool SeparatePartitions() { return false; }
   // Hands over the pending changes (coalesced: one row write per key) and
   // forgets them.
   virtual std::vector<RowWrite> TakePending() = 0;

@@ -26,7 +26,9 @@ ViewEngine::ViewEngine(ViewEngineOptions options, std::unique_ptr<Projection> pr
       projection_(std::move(projection)),
       store_(std::move(store)),
       metrics_(metrics),
-      writes_("flush-" + projection_->table().view_name) {}
+      writes_("flush-" + projection_->table().view_name) {
+  stage_shares_ = store_->keeps_partition_shares() && !projection_->SeparatePartitions();
+}
 
 ViewEngine::~ViewEngine() = default;
 
@@ -162,7 +164,7 @@ void ViewEngine::StageShares(int32_t partition) {
 }
 
 std::vector<RowWrite> ViewEngine::TakeRows() {
-  if (!store_->keeps_partition_shares()) return projection_->TakePending();
+  if (!stage_shares_) return projection_->TakePending();
   StageShares(-1);
   return std::move(staged_rows_);
 }
@@ -459,7 +461,7 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
       int32_t partition = message.partition();
       at_end_[partition] = false;
       if (!pending_next_.count(partition)) continue;  // a message from before a revoke
-      if (store_->keeps_partition_shares()) StageShares(partition);
+      if (stage_shares_) StageShares(partition);
       int64_t event_ts = 0;
       bool skipped = false;
       Status st;

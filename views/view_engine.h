@@ -166,6 +166,9 @@ class ViewEngine {
   std::map<int32_t, int64_t> stored_next_;
   std::map<int32_t, int64_t> pending_next_;
   size_t pending_events_ = 0;
+  // The store keeps partition shares and the projection cannot keep them
+  // apart itself (Projection::SeparatePartitions): see StageShares.
+  bool stage_shares_ = false;
   std::vector<RowWrite> staged_rows_;  // see StageShares
   int32_t share_partition_ = -1;       // whose rows the projection holds
   std::chrono::steady_clock::time_point oldest_pending_;
