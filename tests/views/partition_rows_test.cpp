@@ -97,8 +97,11 @@ TEST(PartitionShares, RocksDbStoreKeepsSharesApartAndReadsWholeRows) {
                               {{0, -1, 3}, {1, -1, 1}, {2, -1, 1}}, &changes)
                   .ok());
   ASSERT_EQ(changes.size(), 4u);
-  for (const RowChange& c : changes)
-    if (c.key[0] == "10:00") EXPECT_EQ(c.row["total"], 14) << "a feed gets the whole row";
+  for (const RowChange& c : changes) {
+    if (c.key[0] == "10:00") {
+      EXPECT_EQ(c.row["total"], 14) << "a feed gets the whole row";
+    }
+  }
 
   auto shares = RocksDbViewStore::ReadShares(**db, (*store)->table_name(), "10:00", {0}, 10);
   ASSERT_TRUE(shares.ok());
