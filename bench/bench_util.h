@@ -1,6 +1,10 @@
 // Small helpers shared by the benchmarks: latency percentiles, JSON output.
 #pragma once
 
+#include <fcntl.h>
+#include <spawn.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -17,6 +21,22 @@
 #include "core/kafka.h"
 
 namespace freshet::bench {
+
+// Starts `args` (args[0] a path) with stdout and stderr in `log`; -1 if it
+// cannot be started. The caller signals and waits for it.
+inline pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  pid_t pid = -1;
+  if (posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ) != 0) pid = -1;
+  posix_spawn_file_actions_destroy(&actions);
+  return pid;
+}
 
 // The local services scripts/services starts, unless the environment names others.
 inline std::string EnvOr(const char* name, const char* fallback) {

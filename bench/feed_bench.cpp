@@ -32,7 +32,6 @@
 #include "core/http_client.h"
 #include "core/kafka.h"
 
-extern char** environ;
 
 namespace freshet {
 namespace {
@@ -140,20 +139,6 @@ class Client : public std::enable_shared_from_this<Client> {
   bool sample_;
 };
 
-pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  pid_t pid = -1;
-  if (posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ) != 0) pid = -1;
-  posix_spawn_file_actions_destroy(&actions);
-  return pid;
-}
-
 int Run(const Options& o) {
   std::string topic = "feed-bench-" + std::to_string(getpid()) + "-" + std::to_string(NowMillis());
   KafkaClientOptions kafka{o.brokers, {}};
@@ -190,7 +175,7 @@ int Run(const Options& o) {
                                  {"columns", {{"n", {{"from", "/n"}, {"type", "bigint"}}},
                                               {"ts", {{"from", "$ts"}, {"type", "bigint"}}}}},
                                  {"freshness", {{"flush_interval_ms", o.flush_ms}}}}})}}}};
-  pid_t views = Spawn({o.freshet, "views", "--config", dir + "/freshet.json"}, dir + "/views.log");
+  pid_t views = bench::Spawn({o.freshet, "views", "--config", dir + "/freshet.json"}, dir + "/views.log");
   if (views < 0) {
     std::cerr << "cannot start " << o.freshet << "\n";
     return 1;

@@ -43,20 +43,6 @@ struct Options {
 
 constexpr int kPartitions = 12;
 
-pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  pid_t pid = -1;
-  if (posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ) != 0) pid = -1;
-  posix_spawn_file_actions_destroy(&actions);
-  return pid;
-}
-
 // A port on 127.0.0.1 that was free a moment ago.
 int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -167,7 +153,7 @@ int Run(const Options& o) {
                                             {"postgres", {{"url", o.pg_url}}},
                                             {"log_level", "warn"},
                                             {"views", views}};
-    pid_t pid = Spawn({o.freshet, "views", "--config", config}, config + ".log");
+    pid_t pid = bench::Spawn({o.freshet, "views", "--config", config}, config + ".log");
     return std::pair{pid, port};
   };
   // Caught up: every sku's events are counted, read through `port`, and
