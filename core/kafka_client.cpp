@@ -1,0 +1,46 @@
+#include "core/kafka_client.h"
+
+namespace freshet {
+namespace {
+
+Status SetProperty(rd_kafka_conf_t* conf, const std::string& name, const std::string& value) {
+  char err[512];
+  if (rd_kafka_conf_set(conf, name.c_str(), value.c_str(), err, sizeof(err)) != RD_KAFKA_CONF_OK)
+    return Status::InvalidArgument("kafka property " + name + "=" + value + ": " + err);
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string KafkaLibraryVersion() { return rd_kafka_version_str(); }
+
+void KafkaHandleDeleter::operator()(rd_kafka_s* rk) const {
+  if (rk) rd_kafka_destroy(rk);
+}
+
+Result<KafkaConf> MakeKafkaConf(const KafkaClientOptions& options,
+                                const std::map<std::string, std::string>& defaults) {
+  if (options.brokers.empty()) return Status::InvalidArgument("kafka.brokers: required");
+  KafkaConf conf(rd_kafka_conf_new());
+  FRESHET_RETURN_IF_ERROR(SetProperty(conf.get(), "bootstrap.servers", options.brokers));
+  for (const auto& [k, v] : defaults) FRESHET_RETURN_IF_ERROR(SetProperty(conf.get(), k, v));
+  for (const auto& [k, v] : options.properties) FRESHET_RETURN_IF_ERROR(SetProperty(conf.get(), k, v));
+  return conf;
+}
+
+Result<KafkaHandle> NewKafkaHandle(rd_kafka_type_t type, KafkaConf conf) {
+  char err[512];
+  rd_kafka_t* rk = rd_kafka_new(type, conf.get(), err, sizeof(err));
+  if (!rk) return Status::InvalidArgument(std::string("kafka client: ") + err);
+  (void)conf.release();  // rd_kafka_new took ownership
+  return KafkaHandle(rk);
+}
+
+KafkaPartitionList ToPartitionList(const std::vector<TopicPartitionOffset>& partitions) {
+  KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
+  for (const auto& tp : partitions)
+    rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition)->offset = tp.offset;
+  return list;
+}
+
+}  // namespace freshet
