@@ -34,6 +34,21 @@ Result<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text, 
   return std::make_pair(host, static_cast<uint16_t>(port));
 }
 
+std::string PercentEncode(const std::string& text) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
 std::string UrlDecode(const std::string& text) {
   std::string out;
   out.reserve(text.size());

@@ -85,6 +85,9 @@ int HttpStatusFor(const Status& status);
 Result<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text, const std::string& field);
 
 std::string UrlDecode(const std::string& text);
+// Percent-encodes everything but unreserved characters and '/', for a
+// query value (a view's key "a/b" stays readable).
+std::string PercentEncode(const std::string& text);
 
 // Splits "/a/b?x=1&y=2" into decoded path and query map.
 void SplitTarget(const std::string& target, std::string* path, std::map<std::string, std::string>* query);

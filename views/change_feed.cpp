@@ -3,18 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include "core/envelope.h"
+#include "views/partition_rows.h"
 
 #include <algorithm>
+#include <tuple>
 
 namespace freshet {
 
 namespace {
-
-nlohmann::json OffsetsJson(const std::map<int32_t, int64_t>& offsets) {
-  nlohmann::json out = nlohmann::json::object();
-  for (const auto& [p, next] : offsets) out[std::to_string(p)] = std::max<int64_t>(next, 0);
-  return out;
-}
 
 std::shared_ptr<const std::string> Message(const nlohmann::json& j) {
   return std::make_shared<const std::string>(j.dump());
@@ -50,6 +46,30 @@ Result<std::map<int32_t, int64_t>> ParseFeedOffsets(const std::string& text) {
       return Status::InvalidArgument("from: expected partition:offset pairs separated by commas, e.g. 0:120,1:88; got \"" +
                                      pair + "\"");
     out[static_cast<int32_t>(partition)] = offset;
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+nlohmann::json FeedOffsetsJson(const std::map<int32_t, int64_t>& offsets) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [p, next] : offsets) out[std::to_string(p)] = std::max<int64_t>(next, 0);
+  return out;
+}
+
+Result<std::set<int32_t>> ParsePartitionList(const std::string& text) {
+  std::set<int32_t> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    char* end = nullptr;
+    long p = std::strtol(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || p < 0 || p > INT32_MAX)
+      return Status::InvalidArgument("partitions: expected partition numbers separated by commas, e.g. 0,3,7; got \"" +
+                                     text + "\"");
+    out.insert(static_cast<int32_t>(p));
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
@@ -126,14 +146,30 @@ WebSocketCallbacks ChangeFeed::Attach(std::shared_ptr<WebSocket> socket, FeedReq
   return callbacks;
 }
 
-bool ChangeFeed::CanResume(const std::map<int32_t, int64_t>& from) const {
-  if (last_.empty()) return false;  // no history yet
-  for (const auto& [p, last] : last_) {
+bool ChangeFeed::CanResume(const FeedRequest& request) const {
+  if (last_.empty() || !request.from) return false;  // no history yet
+  if (request.shares && !options_.share_messages) return false;
+  const std::map<int32_t, int64_t>& from = *request.from;
+  auto covered = [&](int32_t p) {
+    auto last = last_.find(p);
     auto it = from.find(p);
-    if (it == from.end()) return false;
-    if (it->second < floor_.at(p) || it->second > last) return false;
+    return last != last_.end() && it != from.end() && it->second >= floor_.at(p) && it->second <= last->second;
+  };
+  if (!request.partitions.empty()) {
+    for (int32_t p : request.partitions)
+      if (!covered(p)) return false;
+    return true;
   }
+  for (const auto& [p, last] : last_)
+    if (!covered(p)) return false;
   return true;
+}
+
+std::string ChangeFeed::PendingKey(const Client& client, const Change& change) {
+  // A forwarding process gets every change (no coalescing): it relays each
+  // offset once to its own clients. It is reset if it falls behind.
+  if (client.request.shares) return ShareKey(change.key, change.partition) + std::to_string(change.offset);
+  return change.key;
 }
 
 void ChangeFeed::OnOpen(uint64_t id) {
@@ -144,31 +180,34 @@ void ChangeFeed::OnOpen(uint64_t id) {
   c.opened = true;
   c.socket->Send(std::make_shared<const std::string>(hello_));
   metrics_.messages.Add();
-  if (c.request.from && CanResume(*c.request.from)) {
-    metrics_.resumes.Add();
-
-    c.socket->Send(Message({{"type", "resume"}, {"offsets", OffsetsJson(*c.request.from)}}));
-    metrics_.messages.Add();
-    c.live = true;
-    const auto& from = *c.request.from;
-    for (const auto& flush : history_)
-      for (const ChangePtr& change : flush) {
-        auto f = from.find(change->partition);
-        if (f != from.end() && change->offset >= f->second && c.request.filter.Matches(change->key)) Enqueue(c, change);
-      }
-    c.progress = ProgressMessage(last_);
-    Pump(c);
-    return;
-  }
+  if (CanResume(c.request)) return Resume(c);
   snapshots_wanted_ = true;  // served by the engine's next Tick
 }
 
+void ChangeFeed::Resume(Client& c) {
+  metrics_.resumes.Add();
+  c.socket->Send(Message({{"type", "resume"}, {"offsets", FeedOffsetsJson(*c.request.from)}}));
+  metrics_.messages.Add();
+  c.live = true;
+  const auto& from = *c.request.from;
+  for (const auto& flush : history_)
+    for (const ChangePtr& change : flush) {
+      auto f = from.find(change->partition);
+      if (f != from.end() && change->offset >= f->second && c.request.Wants(change->partition) &&
+          c.request.filter.Matches(change->key))
+        Enqueue(c, change);
+    }
+  c.progress = ProgressMessage(last_);
+  Pump(c);
+}
+
 std::shared_ptr<const std::string> ChangeFeed::ProgressMessage(const std::map<int32_t, int64_t>& offsets) const {
-  return Message({{"type", "progress"}, {"offsets", OffsetsJson(offsets)}, {"ts_ms", NowMillis()}});
+  return Message({{"type", "progress"}, {"offsets", FeedOffsetsJson(offsets)}, {"ts_ms", NowMillis()}});
 }
 
 void ChangeFeed::Enqueue(Client& c, const ChangePtr& change) {
-  auto found = c.pending_by_key.find(change->key);
+  std::string key = PendingKey(c, *change);
+  auto found = c.pending_by_key.find(key);
   if (found != c.pending_by_key.end()) {
     // Latest wins; it moves to the back so offsets stay in order per partition.
     c.pending.erase(found->second);
@@ -177,7 +216,7 @@ void ChangeFeed::Enqueue(Client& c, const ChangePtr& change) {
     metrics_.PendingChanged(+1);
   }
   c.pending.push_back(change);
-  c.pending_by_key[change->key] = std::prev(c.pending.end());
+  c.pending_by_key[std::move(key)] = std::prev(c.pending.end());
 }
 
 size_t ChangeFeed::InFlightLimit(const Client& c) const {
@@ -194,16 +233,16 @@ void ChangeFeed::Pump(Client& c) {
       std::string message = R"({"type":"changes","changes":[)";
       for (size_t n = 0; n < 10000 && !c.pending.empty(); ++n) {
         if (n) message += ',';
-        message += *c.pending.front()->message;
-        c.pending_by_key.erase(c.pending.front()->key);
+        message += *MessageFor(c, *c.pending.front());
+        c.pending_by_key.erase(PendingKey(c, *c.pending.front()));
         c.pending.pop_front();
         metrics_.PendingChanged(-1);
       }
       message += "]}";
       c.socket->Send(std::move(message));
     } else {
-      c.socket->Send(c.pending.front()->message);
-      c.pending_by_key.erase(c.pending.front()->key);
+      c.socket->Send(MessageFor(c, *c.pending.front()));
+      c.pending_by_key.erase(PendingKey(c, *c.pending.front()));
       c.pending.pop_front();
       metrics_.PendingChanged(-1);
     }
@@ -246,6 +285,10 @@ void ChangeFeed::Committed(std::vector<RowChange> changes, const std::map<int32_
                         {"row", std::move(rc.row)}, {"partition", rc.partition}, {"offset", rc.offset},
                         {"committed_ms", committed_ms}};
     change->message = std::make_shared<const std::string>(j.dump());
+    if (options_.share_messages && rc.has_share)
+      change->share_message = Message({{"type", "change"}, {"key", std::move(j["key"])}, {"share", std::move(rc.share)},
+                                       {"partition", rc.partition}, {"offset", rc.offset},
+                                       {"committed_ms", committed_ms}});
     built.push_back(std::move(change));
   }
 
@@ -278,7 +321,8 @@ void ChangeFeed::Committed(std::vector<RowChange> changes, const std::map<int32_
   bool outbox_used = false;
   for (auto& [id, c] : clients_) {
     if (!c.opened || !c.live) continue;
-    bool everything = c.request.filter.encoded.empty() && c.pending.empty();
+    bool everything = c.request.filter.encoded.empty() && c.request.partitions.empty() && !c.request.shares &&
+                      c.pending.empty();
     if (c.in_outbox || (everything && c.request.batch)) {
       if (built.empty() && !c.in_outbox) {
         c.progress = progress;
@@ -298,7 +342,7 @@ void ChangeFeed::Committed(std::vector<RowChange> changes, const std::map<int32_
       continue;
     }
     for (const ChangePtr& change : built)
-      if (c.request.filter.Matches(change->key)) Enqueue(c, change);
+      if (c.request.Wants(change->partition) && c.request.filter.Matches(change->key)) Enqueue(c, change);
     if (c.pending.size() > options_.max_pending) {
       Reset(c, "client fell behind: more than " + std::to_string(options_.max_pending) + " changes pending");
       continue;
@@ -326,7 +370,7 @@ void ChangeFeed::SendOutbox() {
   if (!outbox_.empty()) {
     std::string message = R"({"type":"changes","changes":[)";
     for (size_t i = 0; i < outbox_.size(); ++i) message += (i ? "," : "") + *outbox_[i]->message;
-    frame = std::make_shared<const std::string>(message + R"(],"offsets":)" + OffsetsJson(last_).dump() + "}");
+    frame = std::make_shared<const std::string>(message + R"(],"offsets":)" + FeedOffsetsJson(last_).dump() + "}");
   }
   auto progress = ProgressMessage(last_);
   for (auto& [id, c] : clients_) {
@@ -368,6 +412,13 @@ void ChangeFeed::Tick(ViewStore* store, const std::map<int32_t, int64_t>& offset
   bool wanted;
   {
     std::lock_guard lock(mu_);
+    if (store && !store->building() && !last_.empty()) {
+      // A partition the engine holds that no recorded flush has touched yet
+      // (just assigned, already at the log's end): its history starts
+      // here, empty, so that a forwarding process can resume it at once.
+      for (const auto& [p, next] : offsets)
+        if (!last_.count(p)) floor_[p] = last_[p] = std::max<int64_t>(next, 0);
+    }
     wanted = snapshots_wanted_;
     auto now = std::chrono::steady_clock::now();
     if (!outbox_.empty() && now - last_batch_sent_ >= options_.batch_window) SendOutbox();
@@ -403,8 +454,10 @@ void ChangeFeed::ServeSnapshots(ViewStore& store, const std::map<int32_t, int64_
     std::lock_guard lock(mu_);
     snapshots_wanted_ = false;
     for (auto& [id, c] : clients_)
-      if (c.opened && !c.live) waiting[{c.request.filter.encoded, c.request.filter.exact}].push_back(id);
+      if (c.opened && !c.live && !c.request.shares)
+        waiting[{c.request.filter.encoded, c.request.filter.exact}].push_back(id);
   }
+  ServeShareSnapshots(store, offsets);
   for (const auto& [filter, ids] : waiting) {
     auto rows = store.ReadRows(filter.first, filter.second ? 2 : options_.max_snapshot_rows);
     if (!rows.ok()) {
@@ -422,7 +475,7 @@ void ChangeFeed::ServeSnapshots(ViewStore& store, const std::map<int32_t, int64_
     auto emit = [&](bool done) {
       nlohmann::json m = {{"type", "snapshot"}, {"rows", std::move(batch)}, {"done", done}};
       if (done) {
-        m["offsets"] = OffsetsJson(offsets);
+        m["offsets"] = FeedOffsetsJson(offsets);
         if (truncated) m["truncated"] = true;
       }
       chunks.push_back(Message(m));
@@ -444,6 +497,59 @@ void ChangeFeed::ServeSnapshots(ViewStore& store, const std::map<int32_t, int64_
       metrics_.messages.Add(chunks.size());
       metrics_.snapshots.Add();
       c.live = true;
+    }
+  }
+}
+
+void ChangeFeed::ServeShareSnapshots(ViewStore& store, const std::map<int32_t, int64_t>& offsets) {
+  // Forwarding processes: each partition's shares of the rows, read once
+  // per distinct filter and partition set.
+  std::map<std::tuple<std::string, bool, std::set<int32_t>>, std::vector<uint64_t>> waiting;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, c] : clients_) {
+      if (!c.opened || c.live || !c.request.shares) continue;
+      // A partition that came to this process after the client asked may
+      // be resumable now (see Tick).
+      if (CanResume(c.request)) {
+        Resume(c);
+        continue;
+      }
+      waiting[{c.request.filter.encoded, c.request.filter.exact, c.request.partitions}].push_back(id);
+    }
+  }
+  for (const auto& [filter, ids] : waiting) {
+    const auto& [encoded, exact, partitions] = filter;
+    auto shares = store.ReadPartitionShares(exact ? SharesOf(encoded) : encoded, partitions,
+                                            exact ? 1 : options_.max_snapshot_rows);
+    if (!shares.ok()) {
+      spdlog::warn("view {}: feed snapshot failed: {}", view_, shares.status().message());
+      std::lock_guard lock(mu_);
+      snapshots_wanted_ = true;
+      continue;
+    }
+    std::vector<std::shared_ptr<const std::string>> chunks;
+    nlohmann::json batch = nlohmann::json::array();
+    for (RowShare& share : *shares) {
+      batch.push_back({{"key", DecodeKey(share.key)}, {"partition", share.partition}, {"share", std::move(share.value)}});
+      if (batch.size() == options_.snapshot_chunk_rows) {
+        chunks.push_back(Message({{"type", "snapshot"}, {"shares", std::move(batch)}, {"done", false}}));
+        batch = nlohmann::json::array();
+      }
+    }
+    std::map<int32_t, int64_t> asked;
+    for (const auto& [p, next] : offsets)
+      if (partitions.empty() || partitions.count(p)) asked[p] = next;
+    chunks.push_back(Message({{"type", "snapshot"}, {"shares", std::move(batch)}, {"done", true},
+                              {"offsets", FeedOffsetsJson(asked)}}));
+    std::lock_guard lock(mu_);
+    for (uint64_t id : ids) {
+      auto it = clients_.find(id);
+      if (it == clients_.end() || it->second.live) continue;
+      for (const auto& chunk : chunks) it->second.socket->Send(chunk);
+      metrics_.messages.Add(chunks.size());
+      metrics_.snapshots.Add();
+      it->second.live = true;
     }
   }
 }

@@ -33,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -55,6 +56,9 @@ struct ChangeFeedOptions {
   // the frame rate, not the bytes, is what costs with many clients.
   std::chrono::milliseconds batch_window{20};
   std::chrono::milliseconds keep_history_after_last_client{10 * 60 * 1000};
+  // Also build each change's share message, for the feeds other processes
+  // forward (scale-out; views/feed_relay.h).
+  bool share_messages = false;
 };
 
 // Process-wide feed metrics.
@@ -85,6 +89,12 @@ struct FeedRequest {
   FeedFilter filter;
   std::optional<std::map<int32_t, int64_t>> from;  // resume point: next offset per partition
   bool batch = false;                               // one "changes" message per flush
+  // Another process forwarding this feed (views/feed_relay.h) asks for some
+  // partitions only, and for each change as the partition's share of the
+  // row, which it merges with the other partitions' shares itself.
+  std::set<int32_t> partitions;  // empty: every partition
+  bool shares = false;
+  bool Wants(int32_t partition) const { return partitions.empty() || partitions.count(partition) > 0; }
 };
 
 class ChangeFeed {
@@ -124,6 +134,7 @@ class ChangeFeed {
     int32_t partition = -1;
     int64_t offset = -1;
     std::shared_ptr<const std::string> message;
+    std::shared_ptr<const std::string> share_message;  // with share_messages
   };
   using ChangePtr = std::shared_ptr<const Change>;
   struct Client {
@@ -139,6 +150,8 @@ class ChangeFeed {
   };
 
   void OnOpen(uint64_t id);
+  // Sends a client the changes since its `from` (CanResume held; mu_ held).
+  void Resume(Client& client);
   void Enqueue(Client& client, const ChangePtr& change);
   void Pump(Client& client);
   size_t InFlightLimit(const Client& client) const;
@@ -146,7 +159,13 @@ class ChangeFeed {
   void SendOutbox();  // mu_ held
   void ServeSnapshots(ViewStore& store, const std::map<int32_t, int64_t>& offsets);
   std::shared_ptr<const std::string> ProgressMessage(const std::map<int32_t, int64_t>& offsets) const;
-  bool CanResume(const std::map<int32_t, int64_t>& from) const;
+  bool CanResume(const FeedRequest& request) const;
+  // The key a slow client's pending changes coalesce by.
+  static std::string PendingKey(const Client& client, const Change& change);
+  static const std::shared_ptr<const std::string>& MessageFor(const Client& client, const Change& change) {
+    return client.request.shares && change.share_message ? change.share_message : change.message;
+  }
+  void ServeShareSnapshots(ViewStore& store, const std::map<int32_t, int64_t>& offsets);
 
   const std::string view_;
   const std::string store_;
@@ -174,5 +193,9 @@ class ChangeFeed {
 
 // Parses "0:120,1:88" (partition:next offset pairs).
 Result<std::map<int32_t, int64_t>> ParseFeedOffsets(const std::string& text);
+// {"partition": next offset, ...}, as feed messages carry offsets.
+nlohmann::json FeedOffsetsJson(const std::map<int32_t, int64_t>& offsets);
+// Parses "0,3,7" (the partitions= of a forwarded read or feed).
+Result<std::set<int32_t>> ParsePartitionList(const std::string& text);
 
 }  // namespace freshet

@@ -120,7 +120,12 @@ Status RocksDbViewStore::Write(const std::vector<RowWrite>& rows, const std::vec
       }
       text.push_back('}');
       w.value = std::move(text);
-      if (changes) changes->push_back(FullRow(row, value_json(row)));
+      if (changes) {
+        nlohmann::json value = value_json(row);
+        changes->push_back(FullRow(row, value));
+        changes->back().has_share = true;
+        changes->back().share = std::move(value);
+      }
     } else if (!row.deleted) {
       // Deltas (an aggregate): merged with the stored share.
       nlohmann::json value = value_json(row);
@@ -141,7 +146,7 @@ Status RocksDbViewStore::Write(const std::vector<RowWrite>& rows, const std::vec
       if (changes) merged_rows.push_back(&row);
     } else {
       merged.erase(w.key);
-      if (changes) changes->push_back(RowChange{row.key, nullptr, row.partition, row.offset});
+      if (changes) changes->push_back(RowChange{row.key, nullptr, row.partition, row.offset, true, nullptr});
     }
     writes.push_back(std::move(w));
   }
@@ -157,12 +162,14 @@ Status RocksDbViewStore::Write(const std::vector<RowWrite>& rows, const std::vec
     });
     if (!read.ok()) return read.WithContext("view " + table_.view_name + " (rocksdb): reading a changed row back");
     changes->push_back(FullRow(*row, whole.is_object() ? std::move(whole) : nlohmann::json::object()));
+    changes->back().has_share = true;
+    changes->back().share = merged.at(ShareKey(EncodeKey(row->key), row->partition));
   }
   return Status::Ok();
 }
 
 RowChange RocksDbViewStore::FullRow(const RowWrite& row, nlohmann::json value) const {
-  RowChange change{row.key, nlohmann::json::object(), row.partition, row.offset};
+  RowChange change{row.key, nlohmann::json::object(), row.partition, row.offset, false, nullptr};
   for (size_t i = 0; i < table_.key_columns.size() && i < row.key.size(); ++i)
     change.row[table_.key_columns[i].name] = TypedColumn(row.key[i], table_.key_columns[i].sql_type);
   for (auto& [column, v] : value.items()) change.row[column] = std::move(v);
@@ -180,6 +187,12 @@ Result<std::vector<RowChange>> RocksDbViewStore::ReadRows(const std::string& enc
     out.push_back(FullRow(row, value.is_object() ? std::move(value) : nlohmann::json::object()));
   }
   return out;
+}
+
+Result<std::vector<RowShare>> RocksDbViewStore::ReadPartitionShares(const std::string& encoded_prefix,
+                                                                    const std::set<int32_t>& partitions,
+                                                                    size_t limit) {
+  return ReadShares(store_, live_table_.empty() ? table_name_ : live_table_, encoded_prefix, partitions, limit);
 }
 
 Result<std::vector<RowShare>> RocksDbViewStore::ReadShares(const RocksDbStore& store, const std::string& table,

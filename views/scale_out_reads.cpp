@@ -9,21 +9,6 @@
 namespace freshet {
 namespace {
 
-std::string PercentEncode(const std::string& text) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
-
 HttpResponse Unavailable(const std::string& reason) {
   HttpResponse r = ErrorResponse(503, reason);
   r.headers.emplace_back("Retry-After", "1");

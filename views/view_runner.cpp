@@ -94,7 +94,10 @@ Result<std::unique_ptr<ViewRunner>> ViewRunner::Create(const Config& config, con
     if (!projection.ok()) return projection.status();
     TableSpec table = (*projection)->table();
     view->table = table;
-    view->feed = std::make_unique<ChangeFeed>(view->name, view->store, table, feed_options, *runner->feed_metrics_);
+    ChangeFeedOptions options = feed_options;
+    // Other processes forward this process's partitions of the view.
+    options.share_messages = runner->owners_ && view->store == "rocksdb";
+    view->feed = std::make_unique<ChangeFeed>(view->name, view->store, table, options, *runner->feed_metrics_);
   }
   return runner;
 }
@@ -109,6 +112,10 @@ Status ViewRunner::Start() {
     // Before the views start: they claim their partitions in it.
     FRESHET_RETURN_IF_ERROR(owners_->Start(config_.kafka.replication_factor));
     scale_out_reads_ = std::make_unique<ScaleOutReads>(*owners_, kScaleOutReadThreads);
+    FeedRelayOptions relay;
+    relay.token = config_.views.feed.token;
+    relay.max_pending = static_cast<size_t>(config_.views.feed.max_pending);
+    feed_relays_ = std::make_unique<FeedRelays>(*owners_, relay, *feed_metrics_);
     spdlog::info("views: scale-out reads on, advertised as {} (instance {})", owners_->url(), owners_->instance());
   }
   for (auto& view : views_) view->thread = std::thread([this, v = view.get()] {
@@ -123,6 +130,7 @@ void ViewRunner::Stop() {
   if (stopped_.exchange(true)) return;
   // Tell feed clients first: their close frames go out while the views flush.
   for (auto& view : views_) view->feed->CloseAll(kCloseGoingAway, "the view process is shutting down");
+  feed_relays_.reset();  // they read the owners
   live_queries_->Stop();
   stop_ = true;
   for (auto& view : views_) view->engine_stop = true;
@@ -361,13 +369,9 @@ void ViewRunner::HandleRows(ViewThread& view, const HttpRequest& req, HttpReply 
   bool forwarded = false;
   if (auto f = req.query.find("partitions"); f != req.query.end()) {
     forwarded = true;
-    std::stringstream list(f->second);
-    for (std::string item; std::getline(list, item, ',');) {
-      char* end = nullptr;
-      long p = std::strtol(item.c_str(), &end, 10);
-      if (item.empty() || *end != '\0' || p < 0) return reply(ErrorResponse(400, "partitions: expected 0,3,7"));
-      asked.insert(static_cast<int32_t>(p));
-    }
+    auto partitions = ParsePartitionList(f->second);
+    if (!partitions.ok()) return reply(ErrorResponse(400, partitions.status().message()));
+    asked = *partitions;
   }
   std::string topic = view.spec ? SourceTopic(*view.spec, config_.kafka.topic) : config_.kafka.topic;
   if (scale_out_reads_ && !forwarded) {
@@ -588,6 +592,18 @@ WebSocketAccept ViewRunner::HandleFeed(const std::string& name, const HttpReques
       return WebSocketAccept::Refuse(ErrorResponse(400, "batch: expected 0 or 1"));
     request.batch = batch->second == "1";
   }
+  if (auto listed = req.query.find("partitions"); listed != req.query.end()) {
+    auto partitions = ParsePartitionList(listed->second);
+    if (!partitions.ok()) return WebSocketAccept::Refuse(ErrorResponse(400, partitions.status().message()));
+    request.partitions = *partitions;
+  }
+  if (auto shares = req.query.find("shares"); shares != req.query.end()) {
+    if (shares->second != "0" && shares->second != "1")
+      return WebSocketAccept::Refuse(ErrorResponse(400, "shares: expected 0 or 1"));
+    request.shares = shares->second == "1";
+    if (request.shares && chosen->store != "rocksdb")
+      return WebSocketAccept::Refuse(ErrorResponse(400, "shares=1: only a RocksDB copy keeps partition shares"));
+  }
   if (feed_metrics_->connected.load() >= config_.views.feed.max_clients) {
     HttpResponse busy = ErrorResponse(503, "too many feed clients (views.feed.max_clients = " +
                                                std::to_string(config_.views.feed.max_clients) + ")");
@@ -595,6 +611,36 @@ WebSocketAccept ViewRunner::HandleFeed(const std::string& name, const HttpReques
     return WebSocketAccept::Refuse(busy);
   }
   WebSocketAccept accept;
+  if (feed_relays_ && chosen->store == "rocksdb" && request.partitions.empty()) {
+    // Scale-out: the whole view, relayed from the partitions' owners.
+    std::string topic = chosen->spec ? SourceTopic(*chosen->spec, config_.kafka.topic) : config_.kafka.topic;
+    auto count = SourcePartitionCount(topic, 0);
+    if (!count.ok()) {
+      HttpResponse r = ErrorResponse(503, "topic " + topic + ": " + count.status().message());
+      r.headers.emplace_back("Retry-After", "1");
+      return WebSocketAccept::Refuse(r);
+    }
+    std::string filter_query;
+    if (key != req.query.end()) filter_query = "key=" + PercentEncode(key->second);
+    if (prefix != req.query.end()) filter_query = "prefix=" + PercentEncode(prefix->second);
+    accept.callbacks = feed_relays_->Attach(chosen->name, chosen->table, *count, std::move(filter_query),
+                                            std::move(socket), std::move(request));
+    return accept;
+  }
+  if (owners_ && !request.partitions.empty()) {
+    // Another process forwards these partitions: they must be served here.
+    std::lock_guard lock(chosen->mu);
+    for (int32_t p : request.partitions) {
+      auto it = chosen->partitions.find(p);
+      if (it == chosen->partitions.end() || it->second != PartitionState::kServing ||
+          !owners_->ServedHere(chosen->name, p)) {
+        HttpResponse r = ErrorResponse(503, "view " + name + ": partition " + std::to_string(p) +
+                                                " is not served by this process (" + owners_->url() + ") now; retry");
+        r.headers.emplace_back("Retry-After", "1");
+        return WebSocketAccept::Refuse(r);
+      }
+    }
+  }
   accept.callbacks = chosen->feed->Attach(std::move(socket), std::move(request));
   return accept;
 }

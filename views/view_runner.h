@@ -27,6 +27,7 @@
 #include "views/live_query.h"
 #include "views/offset_waiters.h"
 #include "views/projection_registry.h"
+#include "views/feed_relay.h"
 #include "views/scale_out_reads.h"
 #include "views/view_engine.h"
 #include "views/view_spec.h"
@@ -122,6 +123,7 @@ class ViewRunner {
   // Scale-out (views.advertise_url set, and a view has a RocksDB copy).
   std::unique_ptr<ViewOwners> owners_;
   std::unique_ptr<ScaleOutReads> scale_out_reads_;
+  std::unique_ptr<FeedRelays> feed_relays_;
   static constexpr int kScaleOutReadThreads = 4;
   // Readers waiting for a min_offset (HandleRows), answered as flushes land.
   static constexpr size_t kMaxOffsetWaits = 256;

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,6 +15,7 @@
 
 #include "core/status.h"
 #include "sinks/table.h"
+#include "views/partition_rows.h"
 
 namespace freshet {
 
@@ -25,6 +27,11 @@ struct RowChange {
   nlohmann::json row;  // {column: value} of every column; null when deleted
   int32_t partition = -1;
   int64_t offset = -1;
+  // A store that keeps partition shares also gives this partition's share
+  // of the row (its value columns; null once deleted): feeds forwarded to
+  // another process merge shares themselves (views/feed_relay.h).
+  bool has_share = false;
+  nlohmann::json share;
 };
 
 // A column's text as a JSON value of the column's SQL type: a number for
@@ -58,6 +65,13 @@ class ViewStore {
   // Up to `limit` rows whose encoded key starts with `encoded_prefix`, in
   // key order: feed snapshots.
   virtual Result<std::vector<RowChange>> ReadRows(const std::string& encoded_prefix, size_t limit) = 0;
+  // The shares of `partitions` of up to `limit` rows under `encoded_prefix`
+  // (only stores that keep partition shares): forwarded feeds' snapshots.
+  virtual Result<std::vector<RowShare>> ReadPartitionShares(const std::string& /*encoded_prefix*/,
+                                                            const std::set<int32_t>& /*partitions*/,
+                                                            size_t /*limit*/) {
+    return Status::InvalidArgument(std::string(kind()) + " stores keep no partition shares");
+  }
   // A new version being built beside the live one (see PostgresSink).
   virtual bool building() const { return false; }
   // The offsets of the version readers see (the live one while building).

@@ -4,18 +4,23 @@
 // by sku while the topic is partitioned by store, so every group has shares
 // in several processes. One process is SIGKILLed while events flow; every
 // read in between is checked against the log at the offsets it reports:
-// only right answers, 503s, or waits.
+// only right answers, 503s, or waits. A feed client on one process follows
+// the whole view across the kill: every change once, and at every progress
+// message exactly the view the log gives at its offsets.
 #include <signal.h>
 
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <fstream>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "core/envelope.h"
 #include "core/http_client.h"
 #include "tests/support/test_env.h"
+#include "tests/support/ws_client.h"
 
 namespace freshet {
 namespace {
@@ -83,6 +88,130 @@ Read ReadAllRows(HttpClient& client, const std::string& target = "/views/per_sku
   for (const auto& [url, partitions] : json["served_by"].items()) out.partitions_served += partitions.size();
   return out;
 }
+
+// A feed client that keeps reading on a thread of its own. It keeps the rows
+// it holds after every snapshot and progress message, with the offsets that
+// message gave: each must be the log's view at those offsets.
+class FeedFollower {
+ public:
+  using State = std::pair<std::map<int32_t, int64_t>, SkuTotals>;
+  explicit FeedFollower(uint16_t port) {
+    client_ = WsClient::Connect(port, "/views/per_sku/feed");
+    if (client_) thread_ = std::thread([this] { Run(); });
+  }
+  ~FeedFollower() { Stop(); }
+  bool connected() const { return client_ != nullptr; }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  std::vector<State> states() {
+    std::lock_guard lock(mu_);
+    return states_;
+  }
+  SkuTotals rows() {
+    std::lock_guard lock(mu_);
+    return rows_;
+  }
+  std::map<int32_t, int64_t> offsets() {
+    std::lock_guard lock(mu_);
+    return offsets_;
+  }
+  // Problems seen so far (each a sentence), and counts.
+  std::vector<std::string> problems() {
+    std::lock_guard lock(mu_);
+    return problems_;
+  }
+  int changes() {
+    std::lock_guard lock(mu_);
+    return changes_;
+  }
+  int resets() {
+    std::lock_guard lock(mu_);
+    return resets_;
+  }
+
+ private:
+  void Run() {
+    while (!stop_) {
+      auto message = client_->Next(100ms);
+      if (!message) {
+        if (client_->closed()) {
+          std::lock_guard lock(mu_);
+          problems_.push_back("the feed closed (code " + std::to_string(client_->close_code()) + ")");
+          return;
+        }
+        continue;
+      }
+      std::lock_guard lock(mu_);
+      Take(*message);
+    }
+  }
+
+  void Take(const nlohmann::json& m) {
+    const std::string type = m.value("type", "");
+    if (type == "snapshot") {
+      if (!in_snapshot_) rows_.clear();
+      in_snapshot_ = true;
+      for (const auto& r : m["rows"]) SetRow(r["key"][0].get<std::string>(), r["row"]);
+      if (m.value("done", false)) {
+        in_snapshot_ = false;
+        offsets_.clear();
+        for (const auto& [p, next] : m["offsets"].items()) offsets_[std::stoi(p)] = next.get<int64_t>();
+        delivered_.clear();
+        Check("snapshot");
+      }
+    } else if (type == "change") {
+      int32_t p = m["partition"].get<int32_t>();
+      int64_t offset = m["offset"].get<int64_t>();
+      if (!delivered_.insert({p, offset}).second)
+        problems_.push_back("offset " + std::to_string(offset) + " of partition " + std::to_string(p) + " came twice");
+      if (offsets_.count(p) && offset < offsets_[p])
+        problems_.push_back("offset " + std::to_string(offset) + " of partition " + std::to_string(p) +
+                            " is behind the feed's own offsets (" + std::to_string(offsets_[p]) + ")");
+      offsets_[p] = offset + 1;
+      if (m["row"].is_null()) rows_.erase(m["key"][0].get<std::string>());
+      else SetRow(m["key"][0].get<std::string>(), m["row"]);
+      ++changes_;
+    } else if (type == "progress") {
+      for (const auto& [p, next] : m["offsets"].items()) {
+        int64_t n = next.get<int64_t>();
+        if (n < offsets_[std::stoi(p)]) problems_.push_back("progress went back on partition " + p);
+        offsets_[std::stoi(p)] = n;
+      }
+      Check("progress");
+    } else if (type == "reset") {
+      ++resets_;
+    } else if (type != "hello" && type != "resume") {
+      problems_.push_back("unexpected message " + m.dump());
+    }
+  }
+
+  void SetRow(const std::string& sku, const nlohmann::json& row) {
+    rows_[sku] = {row["total"].get<int64_t>(), row["events"].get<int64_t>()};
+  }
+
+  void Check(const char* what) {
+    for (int32_t p = 0; p < kPartitions; ++p)
+      if (!offsets_.count(p)) {
+        problems_.push_back(std::string(what) + " without partition " + std::to_string(p));
+        return;
+      }
+    states_.push_back({offsets_, rows_});
+  }
+
+  std::unique_ptr<WsClient> client_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  SkuTotals rows_;
+  std::map<int32_t, int64_t> offsets_;
+  std::set<std::pair<int32_t, int64_t>> delivered_;
+  std::vector<std::string> problems_;
+  std::vector<State> states_;
+  bool in_snapshot_ = false;
+  int changes_ = 0, resets_ = 0;
+};
 
 class ScaleOut : public ::testing::Test {
  protected:
@@ -152,6 +281,11 @@ TEST_F(ScaleOut, EveryProcessAnswersWholeViewsAndASigkillNeverYieldsAWrongRead) 
         << "process " << i << ": " << ReadAllRows(*clients[i]).body << "\n" << processes[i]->Log();
   }
   phase("every process answers the whole view");
+  // A feed of the whole view on process 0, through the kill below.
+  FeedFollower feed(static_cast<uint16_t>(ports_[0]));
+  ASSERT_TRUE(feed.connected());
+  ASSERT_TRUE(WaitUntil([&] { return feed.rows() == expected; }, 30s, 20ms))
+      << feed.rows().size() << " rows; problems: " << (feed.problems().empty() ? "" : feed.problems()[0]);
   // Point reads and limited prefix reads, on every process.
   for (int i = 0; i < kProcesses; ++i) {
     for (const auto& [sku, totals] : expected) {
@@ -208,6 +342,23 @@ TEST_F(ScaleOut, EveryProcessAnswersWholeViewsAndASigkillNeverYieldsAWrongRead) 
     ASSERT_TRUE(WaitUntil([&] { return ReadAllRows(*clients[i]).rows == expected; }, 90s, 50ms))
         << "process " << i << ": " << ReadAllRows(*clients[i]).body << "\n" << processes[i]->Log();
   phase("the survivors answer the whole view");
+  // The feed followed every change of every partition, each once.
+  auto feed_reached_ends = [&] {
+    auto offsets = feed.offsets();
+    for (const auto& [p, end] : ends)
+      if (offsets[p] < end) return false;
+    return true;
+  };
+  ASSERT_TRUE(WaitUntil([&] { return feed.rows() == expected && feed_reached_ends(); }, 30s, 20ms))
+      << feed.rows().size() << " rows, " << feed.changes() << " changes";
+  feed.Stop();
+  for (const std::string& problem : feed.problems()) ADD_FAILURE() << "feed: " << problem;
+  EXPECT_EQ(feed.resets(), 0) << "a moved partition's new owner should resume where the feed was";
+  auto states = feed.states();
+  for (const auto& [offsets, rows] : states) ASSERT_EQ(rows, TotalsAt(log, offsets)) << "feed state at some offsets";
+  std::cout << "feed on process 0: " << feed.changes() << " changes, " << states.size()
+            << " states checked against the log\n";
+  EXPECT_GT(feed.changes(), 0);
   auto after = nlohmann::json::parse(clients[0]->Get("/views/per_sku/rows?prefix=&limit=1")->body)["served_by"];
   EXPECT_EQ(after.size(), 2u) << after.dump();
 

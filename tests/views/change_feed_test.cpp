@@ -56,11 +56,21 @@ class MemoryStore final : public ViewStore {
     std::vector<RowChange> out;
     for (const auto& [key, row] : rows) {
       if (out.size() >= limit) break;
-      if (key.rfind(encoded_prefix, 0) == 0) out.push_back(RowChange{{key}, row});
+      if (key.rfind(encoded_prefix, 0) == 0) out.push_back(RowChange{{key}, row, -1, -1, false, nullptr});
     }
     return out;
   }
+  Result<std::vector<RowShare>> ReadPartitionShares(const std::string& encoded_prefix,
+                                                    const std::set<int32_t>& partitions, size_t limit) override {
+    std::vector<RowShare> out;
+    for (const RowShare& share : shares)
+      if (out.size() < limit && share.key.rfind(encoded_prefix, 0) == 0 &&
+          (partitions.empty() || partitions.count(share.partition)))
+        out.push_back(share);
+    return out;
+  }
   std::map<std::string, nlohmann::json> rows;
+  std::vector<RowShare> shares;
   std::map<int32_t, int64_t> offsets;
 };
 
@@ -73,7 +83,7 @@ TableSpec Table() {
 }
 
 RowChange Row(const std::string& key, int64_t n, int64_t offset, int32_t partition = 0) {
-  return RowChange{{key}, {{"k", key}, {"n", n}}, partition, offset};
+  return RowChange{{key}, {{"k", key}, {"n", n}}, partition, offset, false, nullptr};
 }
 
 std::vector<std::string> Types(const std::vector<nlohmann::json>& messages) {
@@ -409,6 +419,77 @@ TEST(ParseFeedOffsets, RefusesMalformedPairsNamingThem) {
     EXPECT_EQ(offsets.status().code(), StatusCode::kInvalidArgument) << bad;
   }
   EXPECT_NE(ParseFeedOffsets("0:1,zz").status().message().find("\"zz\""), std::string::npos);
+}
+
+// What another view process's relay asks for (views/feed_relay.h): some
+// partitions only, each change as that partition's share, none coalesced.
+RowChange ShareRow(const std::string& key, int64_t n, int64_t offset, int32_t partition) {
+  RowChange change = Row(key, n * 10, offset, partition);  // the whole local row differs from the share
+  change.has_share = true;
+  change.share = {{"n", n}};
+  return change;
+}
+
+TEST_F(ChangeFeedClients, AForwardingProcessGetsSharesOfItsPartitionsOnlyAndEveryOffset) {
+  options_.share_messages = true;
+  store_.shares = {RowShare{"a", 1, {{"n", 4}}}, RowShare{"a", 2, {{"n", 5}}}, RowShare{"b", 2, {{"n", 6}}}};
+  store_.offsets = {{1, 10}, {2, 20}};
+  FeedRequest request;
+  request.partitions = {2};
+  request.shares = true;
+  request.batch = true;
+  Client c = Connect(request);
+  feed_->Tick(&store_, store_.offsets);
+  auto snapshot = c.socket->Take();
+  ASSERT_EQ(Types(snapshot), (std::vector<std::string>{"hello", "snapshot"}));
+  EXPECT_EQ(snapshot[1]["shares"], (nlohmann::json{{{"key", {"a"}}, {"partition", 2}, {"share", {{"n", 5}}}},
+                                                    {{"key", {"b"}}, {"partition", 2}, {"share", {{"n", 6}}}}}));
+  EXPECT_EQ(snapshot[1]["offsets"], (nlohmann::json{{"2", 20}}));
+
+  // The socket is busy: the changes wait, and the same key's two changes
+  // of partition 2 both stay (a relay sends each offset on).
+  c.socket->queued_now = 100;
+  feed_->Committed({ShareRow("a", 7, 10, 1), ShareRow("a", 8, 20, 2), ShareRow("a", 9, 21, 2)}, {{1, 10}, {2, 20}},
+                   {{1, 11}, {2, 22}});
+  c.socket->Take();
+  c.callbacks.on_drained();
+  auto changes = c.socket->Take();
+  ASSERT_FALSE(changes.empty());
+  ASSERT_EQ(changes[0]["type"], "changes");
+  ASSERT_EQ(changes[0]["changes"].size(), 2u) << changes[0].dump();
+  EXPECT_EQ(changes[0]["changes"][0]["share"], (nlohmann::json{{"n", 8}}));
+  EXPECT_EQ(changes[0]["changes"][0]["offset"], 20);
+  EXPECT_EQ(changes[0]["changes"][1]["share"], (nlohmann::json{{"n", 9}}));
+  EXPECT_FALSE(changes[0]["changes"][0].contains("row"));
+}
+
+TEST_F(ChangeFeedClients, APartitionJustAssignedCanBeResumedBeforeItsFirstFlush) {
+  options_.share_messages = true;
+  Client other = ConnectLive();  // history is being kept
+  Commit({Row("a", 1, 4)}, 4, 5);
+  // Partition 3 came to this process at offset 40 and has had nothing to
+  // write since: a relay resumes it from 40 without a snapshot.
+  feed_->Tick(&store_, {{0, 5}, {3, 40}});
+  FeedRequest request;
+  request.partitions = {3};
+  request.shares = true;
+  request.from = std::map<int32_t, int64_t>{{3, 40}};
+  Client c = Connect(request);
+  EXPECT_EQ(Types(c.socket->Take()), (std::vector<std::string>{"hello", "resume", "progress"}));
+  // Offsets before the history's start are not resumable.
+  request.from = std::map<int32_t, int64_t>{{3, 39}};
+  Client late = Connect(request);
+  EXPECT_EQ(Types(late.socket->Take()), (std::vector<std::string>{"hello"}));
+  EXPECT_TRUE(feed_->snapshots_wanted());
+}
+
+TEST(FeedRequestParsing, PartitionLists) {
+  EXPECT_EQ(*ParsePartitionList("0,3,7"), (std::set<int32_t>{0, 3, 7}));
+  EXPECT_EQ(*ParsePartitionList("5"), (std::set<int32_t>{5}));
+  EXPECT_FALSE(ParsePartitionList("").ok());
+  EXPECT_FALSE(ParsePartitionList("1,,2").ok());
+  EXPECT_FALSE(ParsePartitionList("-1").ok());
+  EXPECT_FALSE(ParsePartitionList("x").ok());
 }
 
 }  // namespace
