@@ -381,7 +381,9 @@ class FeedRelays::Relay : public std::enable_shared_from_this<Relay> {
 FeedRelays::FeedRelays(const ViewOwners& owners, FeedRelayOptions options, FeedMetrics& metrics)
     : owners_(owners), options_(std::move(options)), metrics_(metrics) {}
 
-FeedRelays::~FeedRelays() {
+FeedRelays::~FeedRelays() { Stop(); }
+
+void FeedRelays::Stop() {
   CloseAll(kCloseGoingAway, "the view process is shutting down");
   loop_.Stop();
 }

@@ -50,7 +50,7 @@ struct FeedRelayOptions {
 class FeedRelays {
  public:
   FeedRelays(const ViewOwners& owners, FeedRelayOptions options, FeedMetrics& metrics);
-  ~FeedRelays();  // CloseAll, then joins the thread
+  ~FeedRelays();  // Stop()
   FeedRelays(const FeedRelays&) = delete;
   FeedRelays& operator=(const FeedRelays&) = delete;
 
@@ -60,6 +60,10 @@ class FeedRelays {
   WebSocketCallbacks Attach(std::string view, TableSpec table, int partition_count, std::string filter_query,
                             std::shared_ptr<WebSocket> socket, FeedRequest request);
   void CloseAll(uint16_t code, const std::string& reason);
+  // Closes every client (1001) and its upstreams and joins the thread.
+  // Clients' sockets may still report their close later: that is safe
+  // while this object lives. Idempotent.
+  void Stop();
 
  private:
   class Relay;

@@ -130,7 +130,7 @@ void ViewRunner::Stop() {
   if (stopped_.exchange(true)) return;
   // Tell feed clients first: their close frames go out while the views flush.
   for (auto& view : views_) view->feed->CloseAll(kCloseGoingAway, "the view process is shutting down");
-  feed_relays_.reset();  // they read the owners
+  if (feed_relays_) feed_relays_->Stop();  // before the owners they read stop
   live_queries_->Stop();
   stop_ = true;
   for (auto& view : views_) view->engine_stop = true;
