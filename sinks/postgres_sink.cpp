@@ -59,6 +59,120 @@ class OffsetMoved : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A RowWrite from a row of text columns: the key columns, then the values.
+RowWrite RowFromText(const pqxx::row& r, size_t key_count) {
+  RowWrite row;
+  for (size_t i = 0; i < r.size(); ++i) {
+    const auto& field = r[static_cast<int>(i)];
+    if (i < key_count) row.key.push_back(field.c_str());
+    else row.values.push_back(field.is_null() ? std::nullopt : std::optional<std::string>(field.c_str()));
+  }
+  return row;
+}
+
+// This session's temporary tables that Write copies into before one
+// statement applies them: the rows to upsert and the keys to delete.
+void CreateStagingTables(pqxx::work& tx, const TableSpec& table) {
+  tx.exec("CREATE TEMP TABLE IF NOT EXISTS " + QuoteIdent(StagingName(table)) + " (LIKE " + QualifiedTable(table) +
+          " INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
+  std::string key_defs;
+  for (const auto& k : table.key_columns) key_defs += (key_defs.empty() ? "" : ", ") + QuoteIdent(k.name) + " " + k.sql_type;
+  tx.exec("CREATE TEMP TABLE IF NOT EXISTS " + QuoteIdent(DeletesName(table)) + " (" + key_defs +
+          ") ON COMMIT DELETE ROWS");
+}
+
+enum class RowsToCopy {
+  kDeletedKeys,  // the keys of the deleted rows, into the deletes table
+  kUpserts,      // keys and values of the other rows, into the staging table
+};
+
+// libpqxx 6.4's stream_to only takes fixed tuples; a view's column count is
+// only known at run time, so lines are built here in COPY's text format and
+// handed to tablewriter (deprecated, but the one 6.4 API that writes a raw
+// COPY line).
+void CopyRows(pqxx::work& tx, const std::string& into, const TableSpec& table, const std::vector<RowWrite>& rows,
+              RowsToCopy which) {
+  const bool deletes = which == RowsToCopy::kDeletedKeys;
+  // tablewriter pastes the names as given: quoted, a column may be called
+  // "offset" or "order".
+  std::vector<std::string> columns;
+  for (const auto& c : table.key_columns) columns.push_back(QuoteIdent(c.name));
+  if (!deletes)
+    for (const auto& c : table.value_columns) columns.push_back(QuoteIdent(c.name));
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  pqxx::tablewriter copy(tx, into, columns.begin(), columns.end());
+  std::string line;
+  for (const RowWrite& row : rows) {
+    if (row.deleted != deletes) continue;
+    line.clear();
+    for (const auto& k : row.key) {
+      if (!line.empty()) line += '\t';
+      AppendCopyField(k, &line);
+    }
+    if (!deletes) {
+      for (const auto& v : row.values) {
+        line += '\t';
+        if (v) AppendCopyField(*v, &line);
+        else line += "\\N";
+      }
+    }
+    copy.write_raw_line(line);
+  }
+  copy.complete();
+#pragma GCC diagnostic pop
+}
+
+// Applies the staged upserts and appends each row as stored after merging
+// (only Postgres knows it) to `full_rows`, with the partition and offset of
+// the write it came from.
+void UpsertReturningStoredRows(pqxx::work& tx, const std::string& upsert_returning, const TableSpec& table,
+                               const std::vector<RowWrite>& rows, std::vector<RowWrite>* full_rows) {
+  std::map<std::vector<std::string>, const RowWrite*> by_key;
+  for (const RowWrite& row : rows)
+    if (!row.deleted) by_key[row.key] = &row;
+  for (const auto& r : tx.exec(upsert_returning)) {
+    RowWrite full = RowFromText(r, table.key_columns.size());
+    if (auto it = by_key.find(full.key); it != by_key.end()) {
+      full.partition = it->second->partition;
+      full.offset = it->second->offset;
+    }
+    full_rows->push_back(std::move(full));
+  }
+}
+
+// Moves each partition's stored next offset, in the transaction of the rows
+// it covers. Throws OffsetMoved when another process moved it first.
+void AdvanceOffsets(pqxx::work& tx, const std::string& owner, const std::string& topic,
+                    const std::vector<OffsetAdvance>& offsets) {
+  for (const OffsetAdvance& o : offsets) {
+    pqxx::result r;
+    if (o.expected_next < 0) {
+      r = tx.exec_params(
+          "INSERT INTO freshet.offsets (view_name, topic, partition, next_offset) VALUES ($1, $2, $3, $4) "
+          "ON CONFLICT DO NOTHING",
+          owner, topic, o.partition, o.next_offset);
+    } else {
+      r = tx.exec_params(
+          "UPDATE freshet.offsets SET next_offset = $4, updated_at = now() "
+          "WHERE view_name = $1 AND topic = $2 AND partition = $3 AND next_offset = $5",
+          owner, topic, o.partition, o.next_offset, o.expected_next);
+    }
+    if (r.affected_rows() != 1)
+      throw OffsetMoved("partition " + std::to_string(o.partition) + ": stored offset is no longer " +
+                        std::to_string(o.expected_next) + " (another process advanced it)");
+  }
+}
+
+// Delivered at commit: SQL clients can react to fresh data without polling.
+void NotifyFlush(pqxx::work& tx, const std::string& view, const std::string& owner,
+                 const std::vector<OffsetAdvance>& offsets) {
+  nlohmann::json offsets_json = nlohmann::json::object();
+  for (const OffsetAdvance& o : offsets) offsets_json[std::to_string(o.partition)] = o.next_offset;
+  tx.exec_params("SELECT pg_notify('freshet_flush', $1)",
+                 nlohmann::json{{"view", view}, {"table", owner}, {"next_offsets", offsets_json}}.dump());
+}
+
 }  // namespace
 
 Status ApplyMigrations(pqxx::connection& conn) {
@@ -354,16 +468,7 @@ Result<std::vector<RowWrite>> PostgresSink::ReadRows(size_t limit) {
                           std::to_string(limit));
     std::vector<RowWrite> rows;
     rows.reserve(result.size());
-    const size_t nk = table_.key_columns.size();
-    for (const auto& r : result) {
-      RowWrite row;
-      for (size_t i = 0; i < r.size(); ++i) {
-        if (i < nk) row.key.push_back(r[static_cast<int>(i)].c_str());
-        else row.values.push_back(r[static_cast<int>(i)].is_null() ? std::nullopt
-                                                                   : std::optional<std::string>(r[static_cast<int>(i)].c_str()));
-      }
-      rows.push_back(std::move(row));
-    }
+    for (const auto& r : result) rows.push_back(RowFromText(r, table_.key_columns.size()));
     return rows;
   } catch (const std::exception& e) {
     return Status::Unavailable("view " + table_.view_name + ": reading rows: " + e.what());
@@ -379,87 +484,19 @@ Status PostgresSink::Write(const std::vector<RowWrite>& rows, const std::vector<
     pqxx::work tx(*conn_);
     // The staging table is temporary: a new session (after a reconnect) needs its own.
     if (staging_backend_pid_ != conn_->backendpid()) {
-      tx.exec("CREATE TEMP TABLE IF NOT EXISTS " + QuoteIdent(StagingName(table_)) + " (LIKE " +
-              QualifiedTable(table_) + " INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
-      std::string key_defs;
-      for (const auto& k : table_.key_columns)
-        key_defs += (key_defs.empty() ? "" : ", ") + QuoteIdent(k.name) + " " + k.sql_type;
-      tx.exec("CREATE TEMP TABLE IF NOT EXISTS " + QuoteIdent(DeletesName(table_)) + " (" + key_defs +
-              ") ON COMMIT DELETE ROWS");
+      CreateStagingTables(tx, table_);
       staging_backend_pid_ = conn_->backendpid();
     }
     size_t deletes = 0;
     for (const RowWrite& row : rows) deletes += row.deleted;
     if (deletes > 0) {
-      std::vector<std::string> key_names;
-      // tablewriter pastes the names as given: quoted, a column may be
-      // called "offset" or "order".
-      for (const auto& k : table_.key_columns) key_names.push_back(QuoteIdent(k.name));
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-      pqxx::tablewriter copy(tx, DeletesName(table_), key_names.begin(), key_names.end());
-#pragma GCC diagnostic pop
-      std::string line;
-      for (const RowWrite& row : rows) {
-        if (!row.deleted) continue;
-        line.clear();
-        for (const auto& k : row.key) {
-          if (!line.empty()) line += '\t';
-          AppendCopyField(k, &line);
-        }
-        copy.write_raw_line(line);
-      }
-      copy.complete();
+      CopyRows(tx, DeletesName(table_), table_, rows, RowsToCopy::kDeletedKeys);
       tx.exec(delete_sql_);
     }
     if (rows.size() > deletes) {
-      std::vector<std::string> columns;
-      for (const auto& c : table_.key_columns) columns.push_back(QuoteIdent(c.name));
-      for (const auto& c : table_.value_columns) columns.push_back(QuoteIdent(c.name));
-      // libpqxx 6.4's stream_to only takes fixed tuples; a view's column
-      // count is only known at run time, so lines are built here in COPY's
-      // text format and handed to tablewriter (deprecated, but the one
-      // 6.4 API that writes a raw COPY line).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-      pqxx::tablewriter copy(tx, StagingName(table_), columns.begin(), columns.end());
-      std::string line;
-      for (const RowWrite& row : rows) {
-        if (row.deleted) continue;
-        line.clear();
-        for (const auto& k : row.key) {
-          if (!line.empty()) line += '\t';
-          AppendCopyField(k, &line);
-        }
-        for (const auto& v : row.values) {
-          line += '\t';
-          if (v) AppendCopyField(*v, &line);
-          else line += "\\N";
-        }
-        copy.write_raw_line(line);
-      }
-      copy.complete();
-#pragma GCC diagnostic pop
+      CopyRows(tx, StagingName(table_), table_, rows, RowsToCopy::kUpserts);
       if (full_rows && merges_) {
-        // The stored row after merging is only known to Postgres: ask for it.
-        std::map<std::vector<std::string>, const RowWrite*> by_key;
-        for (const RowWrite& row : rows)
-          if (!row.deleted) by_key[row.key] = &row;
-        auto returned = tx.exec(upsert_sql_ + returning_sql_);
-        const size_t nk = table_.key_columns.size();
-        for (const auto& r : returned) {
-          RowWrite full;
-          for (size_t i = 0; i < r.size(); ++i) {
-            const auto& field = r[static_cast<int>(i)];
-            if (i < nk) full.key.push_back(field.c_str());
-            else full.values.push_back(field.is_null() ? std::nullopt : std::optional<std::string>(field.c_str()));
-          }
-          if (auto it = by_key.find(full.key); it != by_key.end()) {
-            full.partition = it->second->partition;
-            full.offset = it->second->offset;
-          }
-          full_rows->push_back(std::move(full));
-        }
+        UpsertReturningStoredRows(tx, upsert_sql_ + returning_sql_, table_, rows, full_rows);
       } else {
         tx.exec(upsert_sql_);
       }
@@ -468,28 +505,8 @@ Status PostgresSink::Write(const std::vector<RowWrite>& rows, const std::vector<
       for (const RowWrite& row : rows)
         if (row.deleted || !merges_) full_rows->push_back(row);
     }
-    for (const OffsetAdvance& o : offsets) {
-      pqxx::result r;
-      if (o.expected_next < 0) {
-        r = tx.exec_params(
-            "INSERT INTO freshet.offsets (view_name, topic, partition, next_offset) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT DO NOTHING",
-            owner, topic_, o.partition, o.next_offset);
-      } else {
-        r = tx.exec_params(
-            "UPDATE freshet.offsets SET next_offset = $4, updated_at = now() "
-            "WHERE view_name = $1 AND topic = $2 AND partition = $3 AND next_offset = $5",
-            owner, topic_, o.partition, o.next_offset, o.expected_next);
-      }
-      if (r.affected_rows() != 1)
-        throw OffsetMoved("partition " + std::to_string(o.partition) + ": stored offset is no longer " +
-                          std::to_string(o.expected_next) + " (another process advanced it)");
-    }
-    // Delivered at commit: SQL clients can react to fresh data without polling.
-    nlohmann::json offsets_json = nlohmann::json::object();
-    for (const OffsetAdvance& o : offsets) offsets_json[std::to_string(o.partition)] = o.next_offset;
-    tx.exec_params("SELECT pg_notify('freshet_flush', $1)",
-                   nlohmann::json{{"view", view}, {"table", owner}, {"next_offsets", offsets_json}}.dump());
+    AdvanceOffsets(tx, owner, topic_, offsets);
+    NotifyFlush(tx, view, owner, offsets);
     tx.commit();
     return Status::Ok();
   } catch (const OffsetMoved& e) {
