@@ -2,7 +2,7 @@
 // underneath, kept in websocket_client.cpp).
 //
 // A view process forwards feeds from the other processes that share a view
-// (views/feed_relay.h): many connections, each mostly idle, so they share one
+// (live/feed_relay.h): many connections, each mostly idle, so they share one
 // thread instead of having one each. Everything a connection does (its
 // callbacks, Send, Close) happens on the loop's thread; other threads hand
 // work to it with Post.

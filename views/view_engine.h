@@ -27,7 +27,7 @@
 #include "core/kafka.h"
 #include "core/metrics.h"
 #include "sources/record_decoder.h"
-#include "views/change_feed.h"
+#include "live/change_feed.h"
 #include "views/view_owners.h"
 #include "views/view_store.h"
 #include "views/write_pipeline.h"

@@ -29,7 +29,7 @@ struct RowChange {
   int64_t offset = -1;
   // A store that keeps partition shares also gives this partition's share
   // of the row (its value columns; null once deleted): feeds forwarded to
-  // another process merge shares themselves (views/feed_relay.h).
+  // another process merge shares themselves (live/feed_relay.h).
   bool has_share = false;
   nlohmann::json share;
 };

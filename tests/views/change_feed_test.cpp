@@ -1,7 +1,7 @@
 // ChangeFeed driven without a server: a recording WebSocket and an
 // in-memory ViewStore stand in for Beast and the stores, and the test plays
 // the engine's thread (Committed, Tick) and the I/O threads (callbacks).
-#include "views/change_feed.h"
+#include "live/change_feed.h"
 
 #include <gtest/gtest.h>
 
@@ -421,7 +421,7 @@ TEST(ParseFeedOffsets, RefusesMalformedPairsNamingThem) {
   EXPECT_NE(ParseFeedOffsets("0:1,zz").status().message().find("\"zz\""), std::string::npos);
 }
 
-// What another view process's relay asks for (views/feed_relay.h): some
+// What another view process's relay asks for (live/feed_relay.h): some
 // partitions only, each change as that partition's share, none coalesced.
 RowChange ShareRow(const std::string& key, int64_t n, int64_t offset, int32_t partition) {
   RowChange change = Row(key, n * 10, offset, partition);  // the whole local row differs from the share

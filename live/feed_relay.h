@@ -33,7 +33,7 @@
 #include "core/websocket.h"
 #include "core/websocket_client.h"
 #include "sinks/table.h"
-#include "views/change_feed.h"
+#include "live/change_feed.h"
 #include "views/view_owners.h"
 
 namespace freshet {

@@ -1,4 +1,4 @@
-#include "views/feed_relay.h"
+#include "live/feed_relay.h"
 
 #include <spdlog/spdlog.h>
 

@@ -1,4 +1,4 @@
-#include "views/change_feed.h"
+#include "live/change_feed.h"
 
 #include <spdlog/spdlog.h>
 

@@ -1,4 +1,4 @@
-#include "views/live_sql.h"
+#include "live/sql_query.h"
 
 #include <gtest/gtest.h>
 

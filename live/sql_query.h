@@ -1,6 +1,6 @@
-// The pure parts of live SQL queries: what a client may send, which views a
-// query reads, and the diff between two results. No I/O here, so each is
-// unit-tested on its own.
+// The pure parts of live SQL queries (live/sql_feed.h is the I/O): what a
+// client may send, which views a query reads, and the diff between two
+// results. No I/O here, so each is unit-tested on its own.
 #pragma once
 
 #include <map>

@@ -1,5 +1,7 @@
 // LiveQueries: reactive SQL over the freshet views (GET /sql/feed; the
-// protocol is in docs/live-protocol.md).
+// protocol is in docs/live-protocol.md): the sessions, their connections
+// and threads. What a query may be and how results are diffed is in
+// live/sql_query.h.
 //
 // Each WebSocket client has a session with its own Postgres connection, as
 // a login role that holds only freshet_reader, and its own thread. Its

@@ -1,4 +1,4 @@
-#include "views/live_query.h"
+#include "live/sql_feed.h"
 
 #include <spdlog/spdlog.h>
 
@@ -9,7 +9,7 @@
 #include "core/envelope.h"
 #include "core/postgres.h"
 #include "sinks/postgres_sink.h"
-#include "views/live_sql.h"
+#include "live/sql_query.h"
 
 namespace freshet {
 

@@ -57,7 +57,7 @@ struct ChangeFeedOptions {
   std::chrono::milliseconds batch_window{20};
   std::chrono::milliseconds keep_history_after_last_client{10 * 60 * 1000};
   // Also build each change's share message, for the feeds other processes
-  // forward (scale-out; views/feed_relay.h).
+  // forward (scale-out; live/feed_relay.h).
   bool share_messages = false;
 };
 
@@ -89,7 +89,7 @@ struct FeedRequest {
   FeedFilter filter;
   std::optional<std::map<int32_t, int64_t>> from;  // resume point: next offset per partition
   bool batch = false;                               // one "changes" message per flush
-  // Another process forwarding this feed (views/feed_relay.h) asks for some
+  // Another process forwarding this feed (live/feed_relay.h) asks for some
   // partitions only, and for each change as the partition's share of the
   // row, which it merges with the other partitions' shares itself.
   std::set<int32_t> partitions;  // empty: every partition
