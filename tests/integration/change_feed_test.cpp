@@ -13,6 +13,7 @@
 
 #include "core/envelope.h"
 #include "core/http_client.h"
+#include "tests/support/integration_fixture.h"
 #include "tests/support/test_env.h"
 #include "tests/support/ws_client.h"
 
@@ -108,23 +109,16 @@ long RssKb(pid_t pid) {
   return -1;
 }
 
-class ChangeFeedTest : public ::testing::Test {
+class ChangeFeedTest : public IntegrationFixture {
  protected:
+  ChangeFeedTest() : IntegrationFixture("feed") {}
+
   void SetUp() override {
-    topic_ = UniqueName("feed");
-    db_url_ = CreateTestDatabase("feed");
-    ASSERT_TRUE(EnsureTopic(KafkaOptions(), topic_, kPartitions, 1, 30s).ok());
-    config_path_ = std::string(FRESHET_TEST_LOG_DIR) + "/" + topic_ + ".json";
-    std::ofstream(config_path_) << R"({"views": {"definitions": )" << kDefinitions << "}}";
-    port_ = FreePort();
-    env_ = {{"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
-            {"FRESHET_KAFKA_TOPIC", topic_},
-            {"FRESHET_POSTGRES_URL", db_url_},
-            {"FRESHET_VIEWS_GROUP_ID", UniqueName("feed-views")},
-            {"FRESHET_VIEWS_LISTEN", "127.0.0.1:" + std::to_string(port_)},
-            {"FRESHET_VIEWS_ROCKSDB_PATH", std::string(FRESHET_TEST_LOG_DIR) + "/" + topic_ + ".rocksdb"},
-            {"FRESHET_VIEWS_FLUSH_INTERVAL_MS", "20"},
-            {"FRESHET_VIEWS_FEED_TOKEN", kToken}};
+    ASSERT_TRUE(CreateTopicAndDatabase(kPartitions));
+    config_path_ = WriteViewsConfig(kDefinitions);
+    env_["FRESHET_VIEWS_ROCKSDB_PATH"] = TestFile(".rocksdb");
+    env_["FRESHET_VIEWS_FLUSH_INTERVAL_MS"] = "20";
+    env_["FRESHET_VIEWS_FEED_TOKEN"] = kToken;
     producer_ = std::move(TransactionalProducer::Create(KafkaOptions(), UniqueName("feed-producer")).value());
     ASSERT_TRUE(producer_->InitTransactions(30s).ok());
   }
@@ -214,9 +208,7 @@ class ChangeFeedTest : public ::testing::Test {
     return true;
   }
 
-  std::string topic_, db_url_, config_path_;
-  int port_ = 0;
-  std::map<std::string, std::string> env_;
+  std::string config_path_;
   std::unique_ptr<TransactionalProducer> producer_;
   int produced_ = 0;
   std::map<std::string, int64_t> stock_;  // "store/sku" -> on_hand

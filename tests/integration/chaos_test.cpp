@@ -39,6 +39,7 @@
 
 #include "core/envelope.h"
 #include "core/http_client.h"
+#include "tests/support/integration_fixture.h"
 #include "tests/support/test_env.h"
 #include "writer/inventory.h"
 
@@ -264,8 +265,10 @@ double LongestGap(const std::vector<Clock::time_point>& times, Clock::time_point
   return Seconds(std::max(longest, end - last));
 }
 
-class Chaos : public ::testing::Test {
+class Chaos : public IntegrationFixture {
  protected:
+  Chaos() : IntegrationFixture("chaos") {}
+
   static void SetUpTestSuite() {
     cluster_started_ = Clock::now();
     cluster_ok_ = ChaosServices("kafka-start --brokers 3");
@@ -274,8 +277,10 @@ class Chaos : public ::testing::Test {
 
   void SetUp() override {
     ASSERT_TRUE(cluster_ok_) << "could not start the chaos cluster (scripts/services kafka-start --brokers 3)";
-    topic_ = UniqueName("chaos");
-    db_url_ = CreateTestDatabase("chaos");
+    CreateDatabase();
+    env_["FRESHET_KAFKA_BROKERS"] = ChaosBrokers();
+    env_["FRESHET_VIEWS_ROCKSDB_PATH"] = TestFile(".rocksdb");
+    env_["FRESHET_VIEWS_SESSION_TIMEOUT_MS"] = "6000";
   }
 
   // The cluster's data stays between runs: leave no topics behind for its
@@ -285,16 +290,13 @@ class Chaos : public ::testing::Test {
       (void)DeleteTopics({ChaosBrokers(), {}}, {topic_, topic_ + "-owners", topic_ + ".snapshots"}, 15s);
   }
 
-  std::map<std::string, std::string> WriterEnv(const std::string& name, int port) {
-    return {{"FRESHET_KAFKA_BROKERS", ChaosBrokers()},
-            {"FRESHET_KAFKA_TOPIC", topic_},
-            {"FRESHET_KAFKA_PARTITIONS", std::to_string(kPartitions)},
-            // The event topic on all three brokers (the writer's default is 1).
-            {"FRESHET_KAFKA_REPLICATION_FACTOR", "3"},
-            {"FRESHET_WRITER_LISTEN", "127.0.0.1:" + std::to_string(port)},
-            {"FRESHET_WRITER_INSTANCE_ID", name},
-            {"FRESHET_WRITER_OWNERS_TOPIC", topic_ + "-owners"},
-            {"FRESHET_WRITER_SESSION_TIMEOUT_MS", "6000"}};
+  std::map<std::string, std::string> ChaosWriterEnv(const std::string& name, int port) {
+    std::map<std::string, std::string> env = WriterEnv(name, port, kPartitions);
+    env["FRESHET_KAFKA_BROKERS"] = ChaosBrokers();
+    // The event topic on all three brokers (the writer's default is 1).
+    env["FRESHET_KAFKA_REPLICATION_FACTOR"] = "3";
+    env["FRESHET_WRITER_SESSION_TIMEOUT_MS"] = "6000";
+    return env;
   }
 
   static int OwnedCount(int port) {
@@ -322,7 +324,6 @@ class Chaos : public ::testing::Test {
 
   static inline Clock::time_point cluster_started_;
   static inline bool cluster_ok_ = false;
-  std::string topic_, db_url_;
 };
 
 TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
@@ -330,11 +331,11 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
   MetadataClient md;
 
   // ---- Writers, views, load ----
-  int port_a = FreePort(), port_b = FreePort(), views_port = FreePort();
-  FreshetProcess writer_a({"writer"}, WriterEnv("a", port_a), "chaos-writer-a");
+  int port_a = FreePort(), port_b = FreePort();
+  FreshetProcess writer_a({"writer"}, ChaosWriterEnv("a", port_a), "chaos-writer-a");
   ASSERT_TRUE(WaitUntil([&] { return OwnedCount(port_a) == kPartitions || !writer_a.running(); }, 60s, 50ms));
   ASSERT_TRUE(writer_a.running()) << writer_a.Log();
-  FreshetProcess writer_b({"writer"}, WriterEnv("b", port_b), "chaos-writer-b");
+  FreshetProcess writer_b({"writer"}, ChaosWriterEnv("b", port_b), "chaos-writer-b");
   ASSERT_TRUE(WaitUntil([&] {
     int a = OwnedCount(port_a), b = OwnedCount(port_b);
     return (a > 0 && b > 0 && a + b == kPartitions) || !writer_b.running();
@@ -349,21 +350,12 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
   ASSERT_EQ(topics_at_start[topic_].size(), static_cast<size_t>(kPartitions));
   for (const auto& [p, m] : topics_at_start[topic_]) EXPECT_EQ(m.replicas.size(), 3u) << "partition " << p;
 
-  std::string config = std::string(FRESHET_TEST_LOG_DIR) + "/" + topic_ + ".json";
-  std::ofstream(config) << R"({"views": {"definitions": [
+  std::string config = WriteViewsConfig(R"([
       {"name": "stock_levels", "kind": "aggregate", "stores": ["postgres", "rocksdb"],
        "group_by": {"store": "/store", "sku": "/sku"},
        "aggregates": {"on_hand": {"fn": "sum", "from": "/delta", "type": "bigint"}},
-       "freshness": {"flush_interval_ms": 20}}]}})";
-  FreshetProcess views({"views", "--config", config},
-                       {{"FRESHET_KAFKA_BROKERS", ChaosBrokers()},
-                        {"FRESHET_KAFKA_TOPIC", topic_},
-                        {"FRESHET_POSTGRES_URL", db_url_},
-                        {"FRESHET_VIEWS_GROUP_ID", UniqueName("chaos-views")},
-                        {"FRESHET_VIEWS_LISTEN", "127.0.0.1:" + std::to_string(views_port)},
-                        {"FRESHET_VIEWS_ROCKSDB_PATH", std::string(FRESHET_TEST_LOG_DIR) + "/" + topic_ + ".rocksdb"},
-                        {"FRESHET_VIEWS_SESSION_TIMEOUT_MS", "6000"}},
-                       "chaos-views");
+       "freshness": {"flush_interval_ms": 20}}])");
+  FreshetProcess views({"views", "--config", config}, env_, "chaos-views");
 
   // Stores per partition, so that every partition has its own steady load
   // and a stall of one is visible in its own acknowledgements.
@@ -637,7 +629,7 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
   // ---- The views: Postgres and RocksDB, row by row ----
   int64_t target = 0;
   for (const auto& [p, next] : next_offsets) target += next;
-  HttpClient view_client("127.0.0.1", static_cast<uint16_t>(views_port), 10s);
+  HttpClient view_client("127.0.0.1", static_cast<uint16_t>(port_), 10s);
   // The RocksDB copy's offsets come with its rows (the live version's).
   auto rocksdb_progress = [&] {
     auto r = view_client.Get("/views/stock_levels/rows?prefix=&limit=1");

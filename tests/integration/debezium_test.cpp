@@ -8,10 +8,10 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <random>
 
 #include "core/http_client.h"
+#include "tests/support/integration_fixture.h"
 #include "tests/support/test_env.h"
 
 namespace freshet {
@@ -59,16 +59,22 @@ std::string Show(const Rows& rows) {
   return out + "(" + std::to_string(rows.size()) + " rows)";
 }
 
-class Debezium : public ::testing::Test {
+// db_url_ is the views' database; source_url_ the one the connector reads.
+class Debezium : public IntegrationFixture {
  protected:
+  Debezium() : IntegrationFixture("dbz") {}
+
   void SetUp() override {
-    name_ = UniqueName("dbz");
+    name_ = topic_;
     for (auto& c : name_)
       if (c == '-') c = '_';
+    topic_ = name_ + ".public.customers";  // where the connector writes the table's changes
     source_url_ = CreateTestDatabase("dbzsrc");
     source_db_ = source_url_.substr(source_url_.rfind('/') + 1);
-    view_url_ = CreateTestDatabase("dbzview");
-    ASSERT_TRUE(EnsureTopic(KafkaOptions(), name_ + "-dlq", 1, 1, 30s).ok());
+    CreateDatabase();
+    env_["FRESHET_KAFKA_TOPIC"] = name_ + "-writer";
+    env_["FRESHET_KAFKA_DEAD_LETTER_TOPIC"] = name_ + "-dlq";
+    ASSERT_TRUE(CreateTopic(name_ + "-dlq", 1));
     pqxx::connection conn(source_url_);
     pqxx::nontransaction tx(conn);
     tx.exec("CREATE TABLE customers (id integer PRIMARY KEY, email text, balance numeric(12,2), "
@@ -82,7 +88,6 @@ class Debezium : public ::testing::Test {
                               &output);
     ASSERT_EQ(rc, 0) << output;
     started_ = true;
-    topic_ = name_ + ".public.customers";
   }
 
   void TearDown() override {
@@ -96,11 +101,21 @@ class Debezium : public ::testing::Test {
   // with the same instance recovers from what the killed one stored.
   std::unique_ptr<FreshetProcess> StartViews(const std::string& log_name, const std::string& instance = "main",
                                              const std::string& definitions = "", const std::string& view_url = "") {
-    std::string config = std::string(FRESHET_TEST_LOG_DIR) + "/" + name_ + log_name + ".json";
-    if (!definitions.empty()) std::ofstream(config) << R"({"views": {"definitions": )" << definitions << "}}";
-    else std::ofstream(config) << R"({"views": {"definitions": [
+    std::string config = WriteViewsConfig(definitions.empty() ? Definitions() : definitions, log_name + ".json");
+    std::map<std::string, std::string> env = env_;
+    if (!view_url.empty()) env["FRESHET_POSTGRES_URL"] = view_url;
+    env["FRESHET_VIEWS_GROUP_ID"] = name_ + "-" + instance;
+    if (instance != "main") env["FRESHET_VIEWS_LISTEN"] = Loopback(FreePort());
+    env["FRESHET_VIEWS_ROCKSDB_PATH"] = TestFile("-" + instance + ".rocksdb");
+    return std::make_unique<FreshetProcess>(std::vector<std::string>{"views", "--config", config}, env, log_name);
+  }
+
+  // A latest view of the table and an aggregate over it, both in Postgres,
+  // the latest one in RocksDB too.
+  std::string Definitions() const {
+    return R"([
       {"name": "customers", "kind": "latest",
-       "source": {"topic": ")" << topic_ << R"(", "format": "json", "envelope": "debezium"},
+       "source": {"topic": ")" + topic_ + R"(", "format": "json", "envelope": "debezium"},
        "key": {"id": {"from": "/id", "type": "bigint"}},
        "columns": {"email": "/email", "balance": {"from": "/balance", "type": "numeric"},
                    "updated": {"from": "/updated", "type": "timestamptz"},
@@ -108,24 +123,15 @@ class Debezium : public ::testing::Test {
                    "born": {"from": "/born", "type": "date"}},
        "stores": ["postgres", "rocksdb"], "freshness": {"flush_interval_ms": 20}},
       {"name": "balance_per_region", "kind": "aggregate",
-       "source": {"topic": ")" << topic_ << R"(", "format": "json", "envelope": "debezium"},
+       "source": {"topic": ")" + topic_ + R"(", "format": "json", "envelope": "debezium"},
        "group_by": {"region": "/region"},
        "aggregates": {"customers": {"fn": "count"}, "balance": {"fn": "sum", "from": "/balance"},
                       "biggest": {"fn": "max", "from": "/balance"}},
-       "freshness": {"flush_interval_ms": 20}}]}})";
-    std::map<std::string, std::string> env = {
-        {"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
-        {"FRESHET_KAFKA_TOPIC", name_ + "-writer"},
-        {"FRESHET_KAFKA_DEAD_LETTER_TOPIC", name_ + "-dlq"},
-        {"FRESHET_POSTGRES_URL", view_url.empty() ? view_url_ : view_url},
-        {"FRESHET_VIEWS_GROUP_ID", name_ + "-" + instance},
-        {"FRESHET_VIEWS_LISTEN", "127.0.0.1:" + std::to_string(instance == "main" ? port_ : FreePort())},
-        {"FRESHET_VIEWS_ROCKSDB_PATH", std::string(FRESHET_TEST_LOG_DIR) + "/" + name_ + "-" + instance + ".rocksdb"}};
-    return std::make_unique<FreshetProcess>(std::vector<std::string>{"views", "--config", config}, env, log_name);
+       "freshness": {"flush_interval_ms": 20}}])";
   }
 
   // Waits until the view holds exactly the source table's rows.
-  ::testing::AssertionResult Mirrors(std::chrono::seconds budget) { return Mirrors(view_url_, budget); }
+  ::testing::AssertionResult Mirrors(std::chrono::seconds budget) { return Mirrors(db_url_, budget); }
   ::testing::AssertionResult Mirrors(const std::string& view_url, std::chrono::seconds budget) {
     Rows source, view;
     bool same = WaitUntil(
@@ -145,7 +151,7 @@ class Debezium : public ::testing::Test {
   // The aggregate view equals the same aggregate computed on the source
   // (only where the view process runs it: the main instance).
   bool AggregatesMatch(const std::string& view_url) {
-    if (view_url != view_url_) return true;
+    if (view_url != db_url_) return true;
     Rows source = Read(source_url_,
                        "SELECT coalesce(region, '<null>'), count(*)::text, round(sum(balance), 2)::text, "
                        "round(max(balance), 2)::text FROM customers GROUP BY region ORDER BY 1");
@@ -168,8 +174,7 @@ class Debezium : public ::testing::Test {
     return out;
   }
 
-  std::string name_, source_url_, source_db_, view_url_, topic_;
-  int port_ = FreePort();
+  std::string name_, source_url_, source_db_;
   bool started_ = false;
   std::string last_rows_answer_;
   std::string last_aggregates_;
@@ -201,7 +206,7 @@ TEST_F(Debezium, LatestViewMirrorsTheSourceTableThroughChangesAndAViewCrash) {
   tx.exec("DELETE FROM customers WHERE id = 2");                  // a delete and its tombstone
   tx.exec("UPDATE customers SET id = 10 WHERE id = 3");            // a key change: delete, tombstone, create
   ASSERT_TRUE(Mirrors(60s)) << views->Log();
-  EXPECT_EQ(Read(view_url_, "SELECT id::text FROM customers ORDER BY id"), (Rows{{"1"}, {"10"}}));
+  EXPECT_EQ(Read(db_url_, "SELECT id::text FROM customers ORDER BY id"), (Rows{{"1"}, {"10"}}));
 
   // A stream of changes, with the view process killed in the middle of it.
   std::mt19937 rng(11);
@@ -220,7 +225,7 @@ TEST_F(Debezium, LatestViewMirrorsTheSourceTableThroughChangesAndAViewCrash) {
     }
   };
   for (int i = 0; i < 1500; ++i) change(i);
-  ASSERT_TRUE(WaitUntil([&] { return Read(view_url_, "SELECT count(*) FROM customers")[0][0] != "2"; }, 60s));
+  ASSERT_TRUE(WaitUntil([&] { return Read(db_url_, "SELECT count(*) FROM customers")[0][0] != "2"; }, 60s));
   views->Signal(SIGKILL);
   views->Wait(10s);
   for (int i = 1500; i < 3000; ++i) change(i);

@@ -7,13 +7,13 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <set>
 #include <random>
 #include <thread>
 
 #include "core/envelope.h"
 #include "core/http_client.h"
+#include "tests/support/integration_fixture.h"
 #include "tests/support/test_env.h"
 #include "tests/support/ws_client.h"
 
@@ -55,24 +55,17 @@ const char* kOnHandV2 = R"([{"name": "stock_on_hand", "kind": "latest", "key": {
                             "columns": {"on_hand": {"from": "/on_hand", "type": "bigint"},
                                         "last_qty": {"from": "/qty", "type": "bigint"}}}])";
 
-class DeclarativeViews : public ::testing::Test {
+class DeclarativeViews : public IntegrationFixture {
  protected:
+  DeclarativeViews() : IntegrationFixture("decl") {}
+
   void SetUp() override {
-    topic_ = UniqueName("decl");
     dlq_ = topic_ + "-dlq";
-    db_url_ = CreateTestDatabase("decl");
-    ASSERT_TRUE(EnsureTopic(KafkaOptions(), topic_, kPartitions, 1, 30s).ok());
-    ASSERT_TRUE(EnsureTopic(KafkaOptions(), dlq_, 1, 1, 30s).ok());
-    config_path_ = std::string(FRESHET_TEST_LOG_DIR) + "/" + topic_ + ".json";
-    std::ofstream(config_path_) << R"({"views": {"definitions": )" << kDefinitions << "}}";
-    port_ = FreePort();
-    env_ = {{"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
-            {"FRESHET_KAFKA_TOPIC", topic_},
-            {"FRESHET_KAFKA_DEAD_LETTER_TOPIC", dlq_},
-            {"FRESHET_POSTGRES_URL", db_url_},
-            {"FRESHET_VIEWS_GROUP_ID", UniqueName("decl-views")},
-            {"FRESHET_VIEWS_LISTEN", "127.0.0.1:" + std::to_string(port_)},
-            {"FRESHET_VIEWS_FLUSH_INTERVAL_MS", "20"}};
+    ASSERT_TRUE(CreateTopicAndDatabase(kPartitions));
+    ASSERT_TRUE(CreateTopic(dlq_, 1));
+    config_path_ = WriteViewsConfig(kDefinitions);
+    env_["FRESHET_KAFKA_DEAD_LETTER_TOPIC"] = dlq_;
+    env_["FRESHET_VIEWS_FLUSH_INTERVAL_MS"] = "20";
   }
 
   // Stock events with the state after them, plus poison in between.
@@ -123,9 +116,7 @@ class DeclarativeViews : public ::testing::Test {
     return true;
   }
 
-  std::string topic_, dlq_, db_url_, config_path_;
-  int port_ = 0;
-  std::map<std::string, std::string> env_;
+  std::string dlq_, config_path_;
 };
 
 TEST_F(DeclarativeViews, MaterializeExactlyAndDeadLetterPoison) {
@@ -263,7 +254,7 @@ TEST_F(DeclarativeViews, ChangedDefinitionIsBuiltBesideAndSwappedIn) {
   const char* v1 = kOnHandV1;
   const char* v2 = kOnHandV2;
   Reference ref = Produce(20000);
-  std::ofstream(config_path_) << R"({"views": {"definitions": )" << v1 << "}}";
+  WriteViewsConfig(v1);
   {
     FreshetProcess views({"views", "--config", config_path_}, env_, "decl-v1");
     ASSERT_TRUE(WaitUntil([&] { return CaughtUp("stock_on_hand", ref); }, 90s, 50ms)) << views.Log();
@@ -296,7 +287,7 @@ TEST_F(DeclarativeViews, ChangedDefinitionIsBuiltBesideAndSwappedIn) {
       if (r.columns() == 4) ++reads_of_v2;
     }
   });
-  std::ofstream(config_path_) << R"({"views": {"definitions": )" << v2 << "}}";
+  WriteViewsConfig(v2);
   FreshetProcess views({"views", "--config", config_path_}, env_, "decl-v2");
   // A feed client that connects while v2 builds gets the live (v1) rows,
   // complete, and once v2 is live a reset and the v2 rows.
@@ -364,9 +355,8 @@ TEST_F(DeclarativeViews, AnOutdatedDefinitionWaitsInsteadOfSwappingBack) {
   const char* v1 = kOnHandV1;
   const char* v2 = kOnHandV2;
   Reference ref = Produce(5000);
-  std::string v2_path = config_path_ + ".v2.json";
-  std::ofstream(config_path_) << R"({"views": {"definitions": )" << v1 << "}}";
-  std::ofstream(v2_path) << R"({"views": {"definitions": )" << v2 << "}}";
+  WriteViewsConfig(v1);
+  std::string v2_path = WriteViewsConfig(v2, ".v2.json");
   FreshetProcess old_process({"views", "--config", config_path_}, env_, "decl-old");
   ASSERT_TRUE(WaitUntil([&] { return CaughtUp("stock_on_hand", ref); }, 90s, 50ms)) << old_process.Log();
   pqxx::connection conn(db_url_);
@@ -415,7 +405,7 @@ TEST_F(DeclarativeViews, AtLeastOnceCommitsToTheGroupAndLosesNothingOnSigkill) {
     {"name": "sales_alo", "kind": "aggregate", "delivery": "at_least_once", "event_types": ["StockSold"],
      "group_by": {"store": "/store"}, "aggregates": {"sales": {"fn": "count"}},
      "freshness": {"max_batch_rows": 200}}])";
-  std::ofstream(config_path_) << R"({"views": {"definitions": )" << defs << "}}";
+  WriteViewsConfig(defs);
   Reference ref = Produce(20000);
   auto stock_rows = [&] { return StockLevels(db_url_, "stock_alo"); };
   auto sales_rows = [&] {
@@ -492,9 +482,9 @@ TEST_F(DeclarativeViews, RocksDbCopyServesPointAndPrefixQueries) {
      "group_by": {"store": "/store"},
      "aggregates": {"units": {"fn": "sum", "from": "/qty", "type": "bigint"}, "sales": {"fn": "count"}},
      "freshness": {"flush_interval_ms": 5, "max_batch_rows": 50}}])";
-  std::ofstream(config_path_) << R"({"views": {"definitions": )" << defs << "}}";
+  WriteViewsConfig(defs);
   auto env = env_;
-  env["FRESHET_VIEWS_ROCKSDB_PATH"] = std::string(FRESHET_TEST_LOG_DIR) + "/" + topic_ + ".rocksdb";
+  env["FRESHET_VIEWS_ROCKSDB_PATH"] = TestFile(".rocksdb");
   Reference ref = Produce(3000);
   FreshetProcess views({"views", "--config", config_path_}, env, "decl-rocks");
   HttpClient client("127.0.0.1", static_cast<uint16_t>(port_), 10s);
@@ -570,8 +560,8 @@ TEST_F(DeclarativeViews, RocksDbCopyServesPointAndPrefixQueries) {
 }
 
 TEST_F(DeclarativeViews, BadDefinitionIsRefusedAtStart) {
-  std::ofstream(config_path_) << R"({"views": {"definitions": [{"name": "x", "kind": "latest", "key": {"a": "/a"},
-                                   "columns": {"b": {"from": "/b", "type": "money"}}}]}})";
+  WriteViewsConfig(R"([{"name": "x", "kind": "latest", "key": {"a": "/a"},
+                       "columns": {"b": {"from": "/b", "type": "money"}}}])");
   auto r = RunFreshet({"views", "--config", config_path_}, env_);
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("views.definitions[0](x).columns.b.type"), std::string::npos) << r.output;

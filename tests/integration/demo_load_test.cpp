@@ -13,6 +13,7 @@
 
 #include "core/envelope.h"
 #include "core/http_client.h"
+#include "tests/support/integration_fixture.h"
 #include "tests/support/test_env.h"
 
 namespace freshet {
@@ -39,19 +40,9 @@ Summary ParseSummary(const std::string& output) {
   return s;
 }
 
-class DemoLoad : public ::testing::Test {
+class DemoLoad : public IntegrationFixture {
  protected:
-  void SetUp() override { topic_ = UniqueName("demoload"); }
-
-  std::map<std::string, std::string> WriterEnv(int port, const std::string& instance) {
-    return {{"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
-            {"FRESHET_KAFKA_TOPIC", topic_},
-            {"FRESHET_KAFKA_PARTITIONS", std::to_string(kPartitions)},
-            {"FRESHET_WRITER_LISTEN", "127.0.0.1:" + std::to_string(port)},
-            {"FRESHET_WRITER_INSTANCE_ID", instance},
-            {"FRESHET_WRITER_OWNERS_TOPIC", topic_ + "-owners"},
-            {"FRESHET_WRITER_SESSION_TIMEOUT_MS", "3000"}};
-  }
+  DemoLoad() : IntegrationFixture("demoload") {}
 
   static nlohmann::json Readyz(int port) {
     HttpClient c("127.0.0.1", static_cast<uint16_t>(port), 5s);
@@ -94,8 +85,6 @@ class DemoLoad : public ::testing::Test {
     }
     EXPECT_EQ(partitions.size(), static_cast<size_t>(kPartitions)) << "the demo's stores must cover every partition";
   }
-
-  std::string topic_;
 };
 
 // A writer SIGTERMed and restarted on the same port in the middle of the
@@ -103,7 +92,7 @@ class DemoLoad : public ::testing::Test {
 // takes its partitions), exits 0 and reports its retries.
 TEST_F(DemoLoad, RetriesThroughAWriterRestartAndPublishesEachCommandOnce) {
   int port = FreePort();
-  auto writer = std::make_unique<FreshetProcess>(std::vector<std::string>{"writer"}, WriterEnv(port, "w"), "demoload-w1");
+  auto writer = std::make_unique<FreshetProcess>(std::vector<std::string>{"writer"}, WriterEnv("w", port, kPartitions), "demoload-w1");
   ASSERT_TRUE(WaitUntil([&] { return Owned(port) == kPartitions; }, 60s, 50ms)) << writer->Log();
 
   constexpr int kStores = 4, kSkus = 20;
@@ -118,7 +107,7 @@ TEST_F(DemoLoad, RetriesThroughAWriterRestartAndPublishesEachCommandOnce) {
   ASSERT_EQ(writer->Wait(30s), 0) << writer->Log();
   std::this_thread::sleep_for(1s);  // nobody listens: connections are refused
   ASSERT_TRUE(load.running()) << "demo-load gave up while the writer was down\n" << load.Log();
-  writer = std::make_unique<FreshetProcess>(std::vector<std::string>{"writer"}, WriterEnv(port, "w"), "demoload-w2");
+  writer = std::make_unique<FreshetProcess>(std::vector<std::string>{"writer"}, WriterEnv("w", port, kPartitions), "demoload-w2");
 
   ASSERT_EQ(load.Wait(180s), 0) << load.Log() << "\n" << writer->Log();
   Summary summary = ParseSummary(load.Log());
@@ -137,7 +126,7 @@ TEST_F(DemoLoad, WaitsForAWriterThatIsNotUpYet) {
                       {}, "demoload-early");
   std::this_thread::sleep_for(2s);
   ASSERT_TRUE(load.running()) << load.Log();
-  FreshetProcess writer({"writer"}, WriterEnv(port, "w"), "demoload-late-writer");
+  FreshetProcess writer({"writer"}, WriterEnv("w", port, kPartitions), "demoload-late-writer");
   ASSERT_EQ(load.Wait(120s), 0) << load.Log() << "\n" << writer.Log();
   Summary summary = ParseSummary(load.Log());
   EXPECT_GT(summary.retries, 0) << load.Log();
@@ -148,10 +137,10 @@ TEST_F(DemoLoad, WaitsForAWriterThatIsNotUpYet) {
 // 307s to the other for the partitions it does not own.
 TEST_F(DemoLoad, FollowsRedirectsToThePartitionsOwner) {
   int a = FreePort();
-  FreshetProcess writer_a({"writer"}, WriterEnv(a, "a"), "demoload-a");
+  FreshetProcess writer_a({"writer"}, WriterEnv("a", a, kPartitions), "demoload-a");
   ASSERT_TRUE(WaitUntil([&] { return Owned(a) == kPartitions; }, 60s, 50ms)) << writer_a.Log();
   int b = FreePort();
-  FreshetProcess writer_b({"writer"}, WriterEnv(b, "b"), "demoload-b");
+  FreshetProcess writer_b({"writer"}, WriterEnv("b", b, kPartitions), "demoload-b");
   ASSERT_TRUE(WaitUntil([&] { return Owned(a) > 0 && Owned(b) > 0 && Owned(a) + Owned(b) == kPartitions; }, 60s, 50ms))
       << writer_b.Log();
   // b's claims reach a through the owners topic: a redirects instead of 503.

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "core/kafka.h"
+#include "tests/support/integration_fixture.h"
 #include "tests/support/test_env.h"
 
 namespace freshet {
@@ -26,13 +27,11 @@ OutgoingMessage Msg(const std::string& topic, const std::string& value) {
   return OutgoingMessage{topic, 0, "k", value, {{"freshet.type", "Test"}}};
 }
 
-class KafkaTransactions : public ::testing::Test {
+class KafkaTransactions : public testing::IntegrationFixture {
  protected:
-  void SetUp() override {
-    topic_ = UniqueName("txn");
-    ASSERT_TRUE(EnsureTopic(KafkaOptions(), topic_, 1, 1, 30s).ok());
-  }
-  std::string topic_;
+  KafkaTransactions() : IntegrationFixture("txn") {}
+
+  void SetUp() override { ASSERT_TRUE(CreateTopic(topic_, 1)); }
 };
 
 TEST_F(KafkaTransactions, CommittedIsSeenAndAbortedNever) {

@@ -5,10 +5,10 @@
 // stays usable after each error.
 #include <gtest/gtest.h>
 
-#include <fstream>
 
 #include "core/envelope.h"
 #include "core/http_client.h"
+#include "tests/support/integration_fixture.h"
 #include "tests/support/test_env.h"
 #include "tests/support/ws_client.h"
 
@@ -20,24 +20,17 @@ using namespace freshet::testing;
 
 constexpr int kPartitions = 2;
 
-class LiveQueryTest : public ::testing::Test {
+class LiveQueryTest : public IntegrationFixture {
  protected:
+  LiveQueryTest() : IntegrationFixture("live") {}
+
   void SetUp() override {
-    topic_ = UniqueName("live");
-    db_url_ = CreateTestDatabase("live");
-    ASSERT_TRUE(EnsureTopic(KafkaOptions(), topic_, kPartitions, 1, 30s).ok());
-    config_path_ = std::string(FRESHET_TEST_LOG_DIR) + "/" + topic_ + ".json";
-    std::ofstream(config_path_) << R"({"views": {"definitions": [
+    ASSERT_TRUE(CreateTopicAndDatabase(kPartitions));
+    config_path_ = WriteViewsConfig(R"([
       {"name": "stock", "kind": "aggregate", "group_by": {"store": "/store", "sku": "/sku"},
-       "aggregates": {"on_hand": {"fn": "sum", "from": "/delta", "type": "bigint"}}}]}})";
-    port_ = FreePort();
-    env_ = {{"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
-            {"FRESHET_KAFKA_TOPIC", topic_},
-            {"FRESHET_POSTGRES_URL", db_url_},
-            {"FRESHET_VIEWS_GROUP_ID", UniqueName("live-views")},
-            {"FRESHET_VIEWS_LISTEN", "127.0.0.1:" + std::to_string(port_)},
-            {"FRESHET_VIEWS_FLUSH_INTERVAL_MS", "20"},
-            {"FRESHET_VIEWS_SQL_STATEMENT_TIMEOUT_MS", "300"}};
+       "aggregates": {"on_hand": {"fn": "sum", "from": "/delta", "type": "bigint"}}}])");
+    env_["FRESHET_VIEWS_FLUSH_INTERVAL_MS"] = "20";
+    env_["FRESHET_VIEWS_SQL_STATEMENT_TIMEOUT_MS"] = "300";
     producer_ = std::move(TransactionalProducer::Create(KafkaOptions(), UniqueName("live-producer")).value());
     ASSERT_TRUE(producer_->InitTransactions(30s).ok());
   }
@@ -73,9 +66,7 @@ class LiveQueryTest : public ::testing::Test {
     return nlohmann::json{{"sql", sql}, {"key", key}, {"min_interval_ms", 20}}.dump();
   }
 
-  std::string topic_, db_url_, config_path_;
-  int port_ = 0;
-  std::map<std::string, std::string> env_;
+  std::string config_path_;
   std::unique_ptr<TransactionalProducer> producer_;
   std::map<std::pair<std::string, std::string>, int64_t> stock_;
 };

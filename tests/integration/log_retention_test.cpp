@@ -9,6 +9,7 @@
 
 #include "core/envelope.h"
 #include "core/http_client.h"
+#include "tests/support/integration_fixture.h"
 #include "tests/support/test_env.h"
 #include "writer/writer.h"
 
@@ -20,20 +21,15 @@ using namespace freshet::testing;
 
 constexpr int kPartitions = 3;
 
-class LogRetention : public ::testing::Test {
+// port_ is the port of the writer StartWriter started last.
+class LogRetention : public IntegrationFixture {
  protected:
-  void SetUp() override { topic_ = UniqueName("retention"); }
+  LogRetention() : IntegrationFixture("retention") {}
 
   std::unique_ptr<FreshetProcess> StartWriter(const std::string& name,
                                               const std::map<std::string, std::string>& extra_env = {}) {
     port_ = FreePort();
-    std::map<std::string, std::string> env = {{"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
-                                              {"FRESHET_KAFKA_TOPIC", topic_},
-                                              {"FRESHET_KAFKA_PARTITIONS", std::to_string(kPartitions)},
-                                              {"FRESHET_WRITER_LISTEN", "127.0.0.1:" + std::to_string(port_)},
-                                              {"FRESHET_WRITER_INSTANCE_ID", name},
-                                              {"FRESHET_WRITER_OWNERS_TOPIC", topic_ + "-owners"},
-                                              {"FRESHET_WRITER_SESSION_TIMEOUT_MS", "3000"}};
+    std::map<std::string, std::string> env = WriterEnv(name, port_, kPartitions);
     env.insert(extra_env.begin(), extra_env.end());
     return std::make_unique<FreshetProcess>(std::vector<std::string>{"writer"}, env, "writer-" + name);
   }
@@ -78,9 +74,6 @@ class LogRetention : public ::testing::Test {
       if (PartitionForKey(store, kPartitions) == partition) return store;
     }
   }
-
-  std::string topic_;
-  int port_ = 0;
 };
 
 TEST_F(LogRetention, WriterCreatesTheEventTopicToKeepEveryRecord) {

@@ -6,12 +6,12 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <random>
 #include <thread>
 
 #include "core/envelope.h"
 #include "core/http_client.h"
+#include "tests/support/integration_fixture.h"
 #include "tests/support/test_env.h"
 #include "tests/support/ws_client.h"
 
@@ -23,23 +23,16 @@ using namespace freshet::testing;
 
 constexpr int kPartitions = 3;
 
-class RebuildTest : public ::testing::Test {
+class RebuildTest : public IntegrationFixture {
  protected:
+  RebuildTest() : IntegrationFixture("rebuild") {}
+
   void SetUp() override {
-    topic_ = UniqueName("rebuild");
-    db_url_ = CreateTestDatabase("rebuild");
-    ASSERT_TRUE(EnsureTopic(KafkaOptions(), topic_, kPartitions, 1, 30s).ok());
-    config_path_ = std::string(FRESHET_TEST_LOG_DIR) + "/" + topic_ + ".json";
-    std::ofstream(config_path_) << R"({"views": {"definitions": [
+    ASSERT_TRUE(CreateTopicAndDatabase(kPartitions));
+    config_path_ = WriteViewsConfig(R"([
       {"name": "stock", "kind": "aggregate", "group_by": {"store": "/store", "sku": "/sku"},
-       "aggregates": {"on_hand": {"fn": "sum", "from": "/delta", "type": "bigint"}}}]}})";
-    port_ = FreePort();
-    env_ = {{"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
-            {"FRESHET_KAFKA_TOPIC", topic_},
-            {"FRESHET_POSTGRES_URL", db_url_},
-            {"FRESHET_VIEWS_GROUP_ID", UniqueName("rebuild-views")},
-            {"FRESHET_VIEWS_LISTEN", "127.0.0.1:" + std::to_string(port_)},
-            {"FRESHET_VIEWS_FLUSH_INTERVAL_MS", "20"}};
+       "aggregates": {"on_hand": {"fn": "sum", "from": "/delta", "type": "bigint"}}}])");
+    env_["FRESHET_VIEWS_FLUSH_INTERVAL_MS"] = "20";
     producer_ = std::move(TransactionalProducer::Create(KafkaOptions(), UniqueName("rebuild-producer")).value());
     ASSERT_TRUE(producer_->InitTransactions(30s).ok());
   }
@@ -85,9 +78,7 @@ class RebuildTest : public ::testing::Test {
     return r.empty() || r[0][0].is_null() ? "" : r[0][0].as<std::string>();
   }
 
-  std::string topic_, db_url_, config_path_;
-  int port_ = 0;
-  std::map<std::string, std::string> env_;
+  std::string config_path_;
   std::unique_ptr<TransactionalProducer> producer_;
   std::map<std::pair<std::string, std::string>, int64_t> stock_;
   int64_t total_ = 0;
@@ -197,10 +188,10 @@ TEST_F(RebuildTest, AnInterruptedRebuildResumes) {
 // process keeps the rebuilt table. With no process running, the command
 // builds it itself.
 TEST_F(RebuildTest, RocksDbCopyIsRebuiltInTheProcessThatHoldsIt) {
-  std::ofstream(config_path_) << R"({"views": {"definitions": [
+  WriteViewsConfig(R"([
     {"name": "stock", "kind": "aggregate", "stores": ["rocksdb"], "group_by": {"store": "/store", "sku": "/sku"},
-     "aggregates": {"on_hand": {"fn": "sum", "from": "/delta", "type": "bigint"}}}]}})";
-  env_["FRESHET_VIEWS_ROCKSDB_PATH"] = std::string(FRESHET_TEST_LOG_DIR) + "/" + topic_ + ".rocksdb";
+     "aggregates": {"on_hand": {"fn": "sum", "from": "/delta", "type": "bigint"}}}])");
+  env_["FRESHET_VIEWS_ROCKSDB_PATH"] = TestFile(".rocksdb");
   // (rows, sum of on_hand, table) as the rows endpoint answers.
   struct Read {
     int64_t rows = -1, sum = 0;
@@ -303,9 +294,9 @@ TEST_F(RebuildTest, RocksDbCopyIsRebuiltInTheProcessThatHoldsIt) {
   // A changed definition is built beside the live table too: until the
   // swap, readers get complete old rows (no "events" column), then complete
   // new ones.
-  std::ofstream(config_path_) << R"({"views": {"definitions": [
+  WriteViewsConfig(R"([
     {"name": "stock", "kind": "aggregate", "stores": ["rocksdb"], "group_by": {"store": "/store", "sku": "/sku"},
-     "aggregates": {"on_hand": {"fn": "sum", "from": "/delta", "type": "bigint"}, "events": {"fn": "count"}}}]}})";
+     "aggregates": {"on_hand": {"fn": "sum", "from": "/delta", "type": "bigint"}, "events": {"fn": "count"}}}])");
   FreshetProcess changed({"views", "--config", config_path_}, env_, "rebuild-rocks-3");
   std::vector<Read> seen;
   ASSERT_TRUE(WaitUntil([&] {

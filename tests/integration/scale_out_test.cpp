@@ -12,13 +12,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <fstream>
 #include <mutex>
 #include <set>
 #include <thread>
 
 #include "core/envelope.h"
 #include "core/http_client.h"
+#include "tests/support/integration_fixture.h"
 #include "tests/support/test_env.h"
 #include "tests/support/ws_client.h"
 
@@ -213,40 +213,33 @@ class FeedFollower {
   int changes_ = 0, resets_ = 0;
 };
 
-class ScaleOut : public ::testing::Test {
+class ScaleOut : public IntegrationFixture {
  protected:
+  ScaleOut() : IntegrationFixture("scale-out") {}
+
   void SetUp() override {
-    topic_ = UniqueName("scale-out");
-    ASSERT_TRUE(EnsureTopic(KafkaOptions(), topic_, kPartitions, 1, 30s).ok());
-    config_ = std::string(FRESHET_TEST_LOG_DIR) + "/" + topic_ + ".json";
-    std::ofstream(config_) << R"({"views": {"definitions": [
+    ASSERT_TRUE(CreateTopicAndDatabase(kPartitions));
+    config_ = WriteViewsConfig(R"([
         {"name": "per_sku", "kind": "aggregate", "stores": ["rocksdb"], "group_by": {"sku": "/sku"},
          "aggregates": {"total": {"fn": "sum", "from": "/delta", "type": "bigint"}, "events": {"fn": "count"}},
-         "freshness": {"flush_interval_ms": 20}}]}})";
-    group_ = UniqueName("scale-views");
+         "freshness": {"flush_interval_ms": 20}}])");
     owners_ = UniqueName("scale-owners");
     for (int i = 0; i < kProcesses; ++i) ports_.push_back(FreePort());
-    db_url_ = CreateTestDatabase("scale_out");
   }
 
   std::unique_ptr<FreshetProcess> StartProcess(int i) {
-    std::string url = "http://127.0.0.1:" + std::to_string(ports_[i]);
-    std::map<std::string, std::string> env = {
-        {"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
-        {"FRESHET_KAFKA_TOPIC", topic_},
-        {"FRESHET_POSTGRES_URL", db_url_},
-        {"FRESHET_VIEWS_GROUP_ID", group_},
-        {"FRESHET_VIEWS_OWNERS_TOPIC", owners_},
-        {"FRESHET_VIEWS_LISTEN", "127.0.0.1:" + std::to_string(ports_[i])},
-        {"FRESHET_VIEWS_ADVERTISE_URL", url},
-        {"FRESHET_VIEWS_ROCKSDB_PATH", std::string(FRESHET_TEST_LOG_DIR) + "/" + topic_ + "-" + std::to_string(i) + ".rocksdb"},
-        {"FRESHET_VIEWS_SESSION_TIMEOUT_MS", "3000"},
-        {"FRESHET_LOG_LEVEL", "info"}};
+    std::map<std::string, std::string> env = env_;
+    env["FRESHET_VIEWS_OWNERS_TOPIC"] = owners_;
+    env["FRESHET_VIEWS_LISTEN"] = Loopback(ports_[i]);
+    env["FRESHET_VIEWS_ADVERTISE_URL"] = "http://" + Loopback(ports_[i]);
+    env["FRESHET_VIEWS_ROCKSDB_PATH"] = TestFile("-" + std::to_string(i) + ".rocksdb");
+    env["FRESHET_VIEWS_SESSION_TIMEOUT_MS"] = "3000";
+    env["FRESHET_LOG_LEVEL"] = "info";
     return std::make_unique<FreshetProcess>(std::vector<std::string>{"views", "--config", config_}, env,
                                             "scale-out-" + std::to_string(i));
   }
 
-  std::string topic_, config_, group_, owners_, db_url_;
+  std::string config_, owners_;
   std::vector<int> ports_;
 };
 

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "core/http_client.h"
+#include "tests/support/integration_fixture.h"
 #include "tests/support/test_env.h"
 
 namespace freshet {
@@ -23,14 +24,16 @@ using Rows = std::vector<std::vector<std::optional<std::string>>>;
 
 constexpr int kPartitions = 2;
 
-class SchemaRegistrySources : public ::testing::Test {
+class SchemaRegistrySources : public IntegrationFixture {
  protected:
+  SchemaRegistrySources() : IntegrationFixture("sr") {}
+
   static void SetUpTestSuite() {
     std::string out;
     ASSERT_EQ(RunProjectScript("schema-registry setup", &out), 0) << out;
     dir_ = std::string(FRESHET_TEST_LOG_DIR) + "/schema-registry";
     (void)RunProjectScript("schema-registry stop --dir " + dir_, &out);  // a leftover of a crashed run
-    port_ = FreePort();
+    registry_port_ = FreePort();
     ASSERT_TRUE(StartRegistry());
   }
   static void TearDownTestSuite() {
@@ -39,8 +42,8 @@ class SchemaRegistrySources : public ::testing::Test {
   }
   static bool StartRegistry() {
     std::string out;
-    int rc = RunProjectScript("schema-registry start --dir " + dir_ + " --port " + std::to_string(port_), &out);
-    url_ = "http://127.0.0.1:" + std::to_string(port_) + "/apis/ccompat/v7";
+    int rc = RunProjectScript("schema-registry start --dir " + dir_ + " --port " + std::to_string(registry_port_), &out);
+    url_ = "http://127.0.0.1:" + std::to_string(registry_port_) + "/apis/ccompat/v7";
     EXPECT_EQ(rc, 0) << out;
     return rc == 0;
   }
@@ -49,24 +52,21 @@ class SchemaRegistrySources : public ::testing::Test {
     return RunProjectScript("schema-registry stop --dir " + dir_, &out) == 0;
   }
 
+  // Every view names its own source topic: the test has no topic_ of its
+  // own (topic_ only names its files), and the views get no writer's topic.
   void SetUp() override {
     dlq_ = UniqueName("sr-dlq");
-    db_url_ = CreateTestDatabase("sr");
-    ASSERT_TRUE(EnsureTopic(KafkaOptions(), dlq_, 1, 1, 30s).ok());
-    http_port_ = FreePort();
-    name_ = UniqueName("sr");
-    env_ = {{"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
-            {"FRESHET_KAFKA_DEAD_LETTER_TOPIC", dlq_},
-            {"FRESHET_POSTGRES_URL", db_url_},
-            {"FRESHET_VIEWS_GROUP_ID", UniqueName("sr-views")},
-            {"FRESHET_VIEWS_LISTEN", "127.0.0.1:" + std::to_string(http_port_)},
-            {"FRESHET_VIEWS_ROCKSDB_PATH", std::string(FRESHET_TEST_LOG_DIR) + "/" + name_ + ".rocksdb"},
-            {"FRESHET_VIEWS_FLUSH_INTERVAL_MS", "20"}};
+    CreateDatabase();
+    ASSERT_TRUE(CreateTopic(dlq_, 1));
+    env_.erase("FRESHET_KAFKA_TOPIC");
+    env_["FRESHET_KAFKA_DEAD_LETTER_TOPIC"] = dlq_;
+    env_["FRESHET_VIEWS_ROCKSDB_PATH"] = TestFile(".rocksdb");
+    env_["FRESHET_VIEWS_FLUSH_INTERVAL_MS"] = "20";
   }
 
   std::string Topic(const std::string& what) {
     std::string topic = UniqueName("sr-" + what);
-    EXPECT_TRUE(EnsureTopic(KafkaOptions(), topic, kPartitions, 1, 30s).ok());
+    EXPECT_TRUE(CreateTopic(topic, kPartitions));
     return topic;
   }
 
@@ -84,13 +84,11 @@ class SchemaRegistrySources : public ::testing::Test {
   std::string WriteConfig(const std::string& definitions) {
     std::string text = definitions;
     for (size_t at; (at = text.find("REGISTRY")) != std::string::npos;) text.replace(at, 8, url_);
-    std::string path = std::string(FRESHET_TEST_LOG_DIR) + "/" + name_ + ".json";
-    std::ofstream(path) << R"({"views": {"definitions": )" << text << "}}";
-    return path;
+    return WriteViewsConfig(text);
   }
 
   nlohmann::json Status(const std::string& view) {
-    HttpClient client("127.0.0.1", static_cast<uint16_t>(http_port_), 5s);
+    HttpClient client("127.0.0.1", static_cast<uint16_t>(port_), 5s);
     auto r = client.Get("/views/" + view + "/status");
     if (!r.ok() || r->status != 200) return nullptr;
     auto status = nlohmann::json::parse(r->body, nullptr, false);
@@ -144,14 +142,12 @@ class SchemaRegistrySources : public ::testing::Test {
   }
 
   static std::string dir_, url_;
-  static int port_;
-  std::string dlq_, db_url_, name_;
-  int http_port_ = 0;
-  std::map<std::string, std::string> env_;
+  static int registry_port_;
+  std::string dlq_;
 };
 
 std::string SchemaRegistrySources::dir_, SchemaRegistrySources::url_;
-int SchemaRegistrySources::port_ = 0;
+int SchemaRegistrySources::registry_port_ = 0;
 
 const char* kAvroView = R"({"name": "orders", "kind": "latest",
    "source": {"topic": "TOPIC", "format": "avro", "key_format": "avro", "envelope": "upsert",
@@ -188,7 +184,7 @@ TEST_F(SchemaRegistrySources, AvroAcrossASchemaChangeProtobufAndJsonSchemaEqualT
    "key": {"payment_key": "$key"},
    "columns": {"id": {"from": "/id", "type": "bigint"}, "customer": "/customer/id",
                "amount": {"from": "/amount", "type": "numeric"}}})", json) + "]";
-  FreshetProcess views({"views", "--config", WriteConfig(definitions)}, env_, name_);
+  FreshetProcess views({"views", "--config", WriteConfig(definitions)}, env_, prefix_);
   for (const auto& [view, topic] : std::vector<std::pair<std::string, std::string>>{
            {"orders", avro}, {"pb_orders", proto}, {"payments", json}})
     ASSERT_TRUE(WaitUntil([&] { return CaughtUp(view, topic); }, 60s, 50ms))
@@ -219,7 +215,7 @@ TEST_F(SchemaRegistrySources, ProtobufImportsAreFetchedAsSchemaReferences) {
    "key": {"payment_key": "$key"},
    "columns": {"id": "/id", "currency": "/total/currency", "cents": {"from": "/total/cents", "type": "bigint"}}})",
                                                                      topic) + "]")},
-                       env_, name_);
+                       env_, prefix_);
   ASSERT_TRUE(WaitUntil([&] { return CaughtUp("payments", topic); }, 60s, 50ms)) << Status("payments").dump() << views.Log();
   Rows rows = Query("SELECT payment_key, id, currency, cents::text FROM payments ORDER BY payment_key COLLATE \"C\"");
   EXPECT_EQ(rows, Expected(ref)) << Dump(rows);
@@ -231,7 +227,7 @@ TEST_F(SchemaRegistrySources, BadRecordsAreDeadLetteredWithTheirReasonsAndTheRes
   nlohmann::json ref = Produce("poison", topic);
   std::string view = With(kAvroView, topic);
   view.replace(view.find(R"("key_format": "avro", )"), 22, "");  // keys are plain text here
-  FreshetProcess views({"views", "--config", WriteConfig("[" + view + "]")}, env_, name_);
+  FreshetProcess views({"views", "--config", WriteConfig("[" + view + "]")}, env_, prefix_);
   ASSERT_TRUE(WaitUntil([&] { return CaughtUp("orders", topic); }, 60s, 50ms)) << views.Log();
   Rows rows = Query(kAvroQuery);
   EXPECT_EQ(rows, Expected(ref)) << Dump(rows);
@@ -251,7 +247,7 @@ TEST_F(SchemaRegistrySources, RegistryStoppedMidStreamTheViewWaitsAndCatchesUpLo
   // v1 records produced; the v2 ones serialized (v2 registered) and held back.
   nlohmann::json ref = Produce("avro", topic, held);
   ASSERT_GT(ref.value("held", 0), 0);
-  FreshetProcess views({"views", "--config", WriteConfig("[" + With(kAvroView, topic) + "]")}, env_, name_);
+  FreshetProcess views({"views", "--config", WriteConfig("[" + With(kAvroView, topic) + "]")}, env_, prefix_);
   ASSERT_TRUE(WaitUntil([&] { return CaughtUp("orders", topic); }, 60s, 50ms)) << views.Log();
 
   ASSERT_TRUE(StopRegistry());
@@ -302,7 +298,7 @@ TEST_F(SchemaRegistrySources, InspectReadsTheThreeFormatsAndPrintsWorkingDefinit
     all += (all.empty() ? "" : ",") + d.dump();
   }
   // The printed definitions, as they are, materialize their topics.
-  FreshetProcess views({"views", "--config", WriteConfig("[" + all + "]")}, env_, name_);
+  FreshetProcess views({"views", "--config", WriteConfig("[" + all + "]")}, env_, prefix_);
   for (const auto& [format, topic] : topics)
     ASSERT_TRUE(WaitUntil([&] { return CaughtUp(format, topic); }, 60s, 50ms)) << format << "\n" << views.Log();
   for (const auto& [format, ref] : refs)

@@ -7,7 +7,6 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <optional>
 #include <random>
 #include <set>
@@ -15,6 +14,7 @@
 
 #include "core/envelope.h"
 #include "core/http_client.h"
+#include "tests/support/integration_fixture.h"
 #include "tests/support/test_env.h"
 
 namespace freshet {
@@ -31,31 +31,21 @@ struct Order {
   int64_t qty = 0;
 };
 
-class Sources : public ::testing::Test {
+// topic_ is the writer's event topic (FRESHET_KAFKA_TOPIC); orders_topic_
+// is another service's.
+class Sources : public IntegrationFixture {
  protected:
+  Sources() : IntegrationFixture("src-writer") {}
+
   void SetUp() override {
-    writer_topic_ = UniqueName("src-writer");
     orders_topic_ = UniqueName("src-orders");
     dlq_ = UniqueName("src-dlq");
-    db_url_ = CreateTestDatabase("src");
-    for (const auto& t : {writer_topic_, orders_topic_})
-      ASSERT_TRUE(EnsureTopic(KafkaOptions(), t, kPartitions, 1, 30s).ok());
-    ASSERT_TRUE(EnsureTopic(KafkaOptions(), dlq_, 1, 1, 30s).ok());
-    port_ = FreePort();
-    env_ = {{"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
-            {"FRESHET_KAFKA_TOPIC", writer_topic_},
-            {"FRESHET_KAFKA_DEAD_LETTER_TOPIC", dlq_},
-            {"FRESHET_POSTGRES_URL", db_url_},
-            {"FRESHET_VIEWS_GROUP_ID", UniqueName("src-views")},
-            {"FRESHET_VIEWS_LISTEN", "127.0.0.1:" + std::to_string(port_)},
-            {"FRESHET_VIEWS_ROCKSDB_PATH", std::string(FRESHET_TEST_LOG_DIR) + "/" + orders_topic_ + ".rocksdb"},
-            {"FRESHET_VIEWS_FLUSH_INTERVAL_MS", "20"}};
-  }
-
-  std::string WriteConfig(const std::string& definitions) {
-    std::string path = std::string(FRESHET_TEST_LOG_DIR) + "/" + orders_topic_ + ".json";
-    std::ofstream(path) << R"({"views": {"definitions": )" << definitions << "}}";
-    return path;
+    ASSERT_TRUE(CreateTopicAndDatabase(kPartitions));
+    ASSERT_TRUE(CreateTopic(orders_topic_, kPartitions));
+    ASSERT_TRUE(CreateTopic(dlq_, 1));
+    env_["FRESHET_KAFKA_DEAD_LETTER_TOPIC"] = dlq_;
+    env_["FRESHET_VIEWS_ROCKSDB_PATH"] = TestFile(".rocksdb");
+    env_["FRESHET_VIEWS_FLUSH_INTERVAL_MS"] = "20";
   }
 
   nlohmann::json Status(const std::string& view, const std::string& store = "postgres") {
@@ -70,7 +60,7 @@ class Sources : public ::testing::Test {
   // Every partition of `topic` read to its end by `view`: next offsets at
   // the high watermarks (a transactional topic ends with a commit marker).
   bool CaughtUp(const std::string& view, const std::string& topic, const std::string& store = "postgres") {
-    bool transactional = topic == writer_topic_;
+    bool transactional = topic == topic_;
     nlohmann::json s = Status(view, store);
     if (s.is_null() || !s.contains("next_offsets")) return false;
     auto consumer = Consumer::Create(KafkaOptions(), "");
@@ -94,9 +84,7 @@ class Sources : public ::testing::Test {
     return out;
   }
 
-  std::string writer_topic_, orders_topic_, dlq_, db_url_;
-  int port_ = 0;
-  std::map<std::string, std::string> env_;
+  std::string orders_topic_, dlq_;
 };
 
 const char* kDefinitions = R"([
@@ -174,7 +162,7 @@ TEST_F(Sources, PlainJsonUpsertAndAppendViewsBesideTheWritersTopic) {
   ASSERT_TRUE((*producer)->Begin().ok());
   for (int i = 0; i < 30; ++i) {
     Event e{i % 3 ? "StockReceived" : "StockSold", "", NowMillis(), {{"store", "s" + std::to_string(i % 4)}}};
-    ASSERT_TRUE((*producer)->Produce({writer_topic_, -1, "s" + std::to_string(i % 4), EncodeEventValue(e), {}}, nullptr).ok());
+    ASSERT_TRUE((*producer)->Produce({topic_, -1, "s" + std::to_string(i % 4), EncodeEventValue(e), {}}, nullptr).ok());
   }
   ASSERT_TRUE((*producer)->Commit(30s).ok());
 
@@ -188,12 +176,12 @@ TEST_F(Sources, PlainJsonUpsertAndAppendViewsBesideTheWritersTopic) {
   std::string definitions = kDefinitions;
   for (size_t at; (at = definitions.find("ORDERS")) != std::string::npos;) definitions.replace(at, 6, orders_topic_);
   for (size_t at; (at = definitions.find("CLICKS")) != std::string::npos;) definitions.replace(at, 6, clicks_topic);
-  FreshetProcess views({"views", "--config", WriteConfig(definitions)}, env_, "src-views");
+  FreshetProcess views({"views", "--config", WriteViewsConfig(definitions)}, env_, "src-views");
   for (const auto& [view, topic, store] : std::vector<std::tuple<std::string, std::string, std::string>>{
            {"orders", orders_topic_, "postgres"},
            {"orders", orders_topic_, "rocksdb"},
            {"units_per_customer", orders_topic_, "postgres"},
-           {"writer_events", writer_topic_, "postgres"},
+           {"writer_events", topic_, "postgres"},
            {"page_views", clicks_topic, "postgres"}})
     ASSERT_TRUE(WaitUntil([&] { return CaughtUp(view, topic, store); }, 90s, 50ms))
         << view << " " << store << "\n" << Status(view, store).dump() << "\n" << views.Log();
@@ -282,7 +270,7 @@ TEST_F(Sources, PlainJsonUpsertAndAppendViewsBesideTheWritersTopic) {
 
   // A rebuild of the view over the other service's topic, from offset zero,
   // swaps in while a reader reads: the reader only ever sees the whole table.
-  std::string config = std::string(FRESHET_TEST_LOG_DIR) + "/" + orders_topic_ + ".json";
+  std::string config = TestFile(".json");
   std::atomic<bool> reading{true};
   std::atomic<int> reads{0}, wrong{0};
   std::string seen;
@@ -351,15 +339,15 @@ TEST_F(Sources, InspectPrintsDefinitionsThatMaterializeTheTopic) {
   ASSERT_TRUE((*producer)->Begin().ok());
   for (int i = 0; i < 25; ++i) {
     Event e{"StockReceived", "c" + std::to_string(i), NowMillis(), {{"store", "s" + std::to_string(i % 4)}, {"qty", i}}};
-    ASSERT_TRUE((*producer)->Produce({writer_topic_, -1, "s" + std::to_string(i % 4), EncodeEventValue(e), {}}, nullptr).ok());
+    ASSERT_TRUE((*producer)->Produce({topic_, -1, "s" + std::to_string(i % 4), EncodeEventValue(e), {}}, nullptr).ok());
   }
   ASSERT_TRUE((*producer)->Commit(30s).ok());
-  nlohmann::ordered_json events = InspectTopic(writer_topic_, "events", &said);
+  nlohmann::ordered_json events = InspectTopic(topic_, "events", &said);
   ASSERT_FALSE(events.is_null()) << said;
   EXPECT_EQ(events["columns"]["qty"]["type"], "bigint") << said;
   EXPECT_NE(said.find("format freshet, envelope freshet"), std::string::npos) << said;
 
-  FreshetProcess views({"views", "--config", WriteConfig(nlohmann::ordered_json::array({upsert, append, events}).dump())},
+  FreshetProcess views({"views", "--config", WriteViewsConfig(nlohmann::ordered_json::array({upsert, append, events}).dump())},
                        env_, "src-inspected");
   ASSERT_TRUE(WaitUntil([&] { return CaughtUp("accounts", orders_topic_); }, 60s, 50ms)) << views.Log();
   ASSERT_TRUE(WaitUntil([&] { return CaughtUp("clicks", append_topic); }, 60s, 50ms)) << views.Log();
@@ -368,7 +356,7 @@ TEST_F(Sources, InspectPrintsDefinitionsThatMaterializeTheTopic) {
   EXPECT_EQ(tx.exec("SELECT count(*) FROM accounts")[0][0].as<size_t>(), live.size());
   EXPECT_EQ(tx.exec("SELECT count(*) FROM clicks")[0][0].as<size_t>(), clicks.size());
   EXPECT_EQ(tx.exec("SELECT sum(ms) FROM clicks")[0][0].as<int64_t>(), 119 * 120 / 2);
-  ASSERT_TRUE(WaitUntil([&] { return CaughtUp("events", writer_topic_); }, 60s, 50ms)) << views.Log();
+  ASSERT_TRUE(WaitUntil([&] { return CaughtUp("events", topic_); }, 60s, 50ms)) << views.Log();
   EXPECT_EQ(tx.exec("SELECT count(*), sum(qty) FROM events WHERE type = 'StockReceived'")[0][1].as<int64_t>(), 24 * 25 / 2);
   EXPECT_EQ(tx.exec("SELECT count(*) FROM events")[0][0].as<int64_t>(), 25);
 }
@@ -377,7 +365,7 @@ TEST_F(Sources, UpsertViewWithoutAKeyFromTheKafkaKeyIsRefusedAtStart) {
   std::string definitions = R"([{"name": "orders", "kind": "latest",
      "source": {"topic": ")" + orders_topic_ + R"(", "format": "json", "envelope": "upsert"},
      "key": {"id": "/id"}, "columns": {"customer": "/customer"}}])";
-  auto result = RunFreshet({"views", "--config", WriteConfig(definitions)}, env_, 30s);
+  auto result = RunFreshet({"views", "--config", WriteViewsConfig(definitions)}, env_, 30s);
   EXPECT_EQ(result.exit_code, 2) << result.output;
   EXPECT_NE(result.output.find("views.definitions[0](orders).key.id: an upsert source's rows are identified by the "
                                "Kafka key"),
@@ -407,7 +395,7 @@ TEST_F(Sources, ViewOverATopicThatLostItsBeginningRefusesUnlessAllowed) {
        "key": {"k": "$key"}, "columns": {"n": {"from": "/n", "type": "bigint"}}}])";
   };
   {
-    FreshetProcess views({"views", "--config", WriteConfig(definitions(false))}, env_, "src-truncated");
+    FreshetProcess views({"views", "--config", WriteViewsConfig(definitions(false))}, env_, "src-truncated");
     nlohmann::json s;
     ASSERT_TRUE(WaitUntil([&] { s = Status("numbers"); return !s.is_null() && s["state"] == "stopped"; }, 60s, 50ms))
         << s.dump() << "\n" << views.Log();
@@ -421,7 +409,7 @@ TEST_F(Sources, ViewOverATopicThatLostItsBeginningRefusesUnlessAllowed) {
     views.Signal(SIGTERM);
     views.Wait(30s);
   }
-  FreshetProcess views({"views", "--config", WriteConfig(definitions(true))}, env_, "src-allowed");
+  FreshetProcess views({"views", "--config", WriteViewsConfig(definitions(true))}, env_, "src-allowed");
   ASSERT_TRUE(WaitUntil([&] { return CaughtUp("numbers", orders_topic_); }, 60s, 50ms)) << views.Log();
   pqxx::connection conn(db_url_);
   pqxx::nontransaction tx(conn);

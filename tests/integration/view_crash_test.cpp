@@ -8,12 +8,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <fstream>
 #include <iostream>
 #include <random>
 
 #include "core/envelope.h"
 #include "core/http_client.h"
+#include "tests/support/integration_fixture.h"
 #include "tests/support/test_env.h"
 
 namespace freshet {
@@ -26,31 +26,26 @@ constexpr int kPartitions = 4;
 constexpr int kEvents = 100000;
 constexpr int kKills = 20;
 
-TEST(ViewCrash, SigkillMidStreamLosesAndDoublesNothing) {
-  std::string topic = UniqueName("crash");
-  ASSERT_TRUE(EnsureTopic(KafkaOptions(), topic, kPartitions, 1, 30s).ok());
-  DeltaStream produced = ProduceDeltaStream(topic, kPartitions, kEvents);
+class ViewCrash : public IntegrationFixture {
+ protected:
+  ViewCrash() : IntegrationFixture("crash") {}
+};
+
+TEST_F(ViewCrash, SigkillMidStreamLosesAndDoublesNothing) {
+  ASSERT_TRUE(CreateTopicAndDatabase(kPartitions));
+  DeltaStream produced = ProduceDeltaStream(topic_, kPartitions, kEvents);
   int64_t final_progress = produced.final_progress();
 
-  std::string db_url = CreateTestDatabase("crash");
   // stock_levels as a declarative view kept in both stores, each with its
   // own offsets: the kills hit both.
-  std::string config = std::string(FRESHET_TEST_LOG_DIR) + "/" + topic + ".json";
-  std::ofstream(config) << R"({"views": {"definitions": [
+  std::string config = WriteViewsConfig(R"([
       {"name": "stock_levels", "kind": "aggregate", "stores": ["postgres", "rocksdb"],
        "group_by": {"store": "/store", "sku": "/sku"},
        "aggregates": {"on_hand": {"fn": "sum", "from": "/delta", "type": "bigint"}},
-       "freshness": {"flush_interval_ms": 5, "max_batch_rows": 150}}]}})";
-  int port = FreePort();
-  std::map<std::string, std::string> env = {
-      {"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
-      {"FRESHET_KAFKA_TOPIC", topic},
-      {"FRESHET_POSTGRES_URL", db_url},
-      {"FRESHET_VIEWS_GROUP_ID", UniqueName("crash-views")},
-      {"FRESHET_VIEWS_LISTEN", "127.0.0.1:" + std::to_string(port)},
-      {"FRESHET_VIEWS_ROCKSDB_PATH", std::string(FRESHET_TEST_LOG_DIR) + "/" + topic + ".rocksdb"},
-      {"FRESHET_VIEWS_SESSION_TIMEOUT_MS", "2000"},
-      {"FRESHET_LOG_LEVEL", "warn"}};
+       "freshness": {"flush_interval_ms": 5, "max_batch_rows": 150}}])");
+  env_["FRESHET_VIEWS_ROCKSDB_PATH"] = TestFile(".rocksdb");
+  env_["FRESHET_VIEWS_SESSION_TIMEOUT_MS"] = "2000";
+  env_["FRESHET_LOG_LEVEL"] = "warn";
   const std::vector<std::string> args = {"views", "--config", config};
 
   // Kill at 20 random moments: each time the stored offsets pass a random
@@ -61,12 +56,12 @@ TEST(ViewCrash, SigkillMidStreamLosesAndDoublesNothing) {
   std::sort(targets.begin(), targets.end());
   int kills_done = 0;
   for (int64_t target : targets) {
-    if (StoredProgress(db_url) >= target) continue;  // passed already: the next point
-    FreshetProcess views(args, env, "crash-views");
-    bool reached = WaitUntil([&] { return StoredProgress(db_url) >= target || !views.running(); }, 120s, 1ms);
+    if (StoredProgress(db_url_) >= target) continue;  // passed already: the next point
+    FreshetProcess views(args, env_, "crash-views");
+    bool reached = WaitUntil([&] { return StoredProgress(db_url_) >= target || !views.running(); }, 120s, 1ms);
     ASSERT_TRUE(reached) << views.Log();
     ASSERT_TRUE(views.running()) << views.Log();
-    if (StoredProgress(db_url) >= final_progress) break;  // too fast to catch mid-stream
+    if (StoredProgress(db_url_) >= final_progress) break;  // too fast to catch mid-stream
     views.Signal(SIGKILL);
     EXPECT_EQ(views.Wait(10s), 128 + SIGKILL);
     ++kills_done;
@@ -75,9 +70,9 @@ TEST(ViewCrash, SigkillMidStreamLosesAndDoublesNothing) {
   RecordProperty("kills", kills_done);
   EXPECT_GE(kills_done, 12) << "the stream finished before the kills could land mid-stream";
 
-  FreshetProcess views(args, env, "crash-views-final");
-  ASSERT_TRUE(WaitUntil([&] { return StoredProgress(db_url) >= final_progress; }, 180s, 20ms)) << views.Log();
-  HttpClient client("127.0.0.1", static_cast<uint16_t>(port), 10s);
+  FreshetProcess views(args, env_, "crash-views-final");
+  ASSERT_TRUE(WaitUntil([&] { return StoredProgress(db_url_) >= final_progress; }, 180s, 20ms)) << views.Log();
+  HttpClient client("127.0.0.1", static_cast<uint16_t>(port_), 10s);
   auto rocksdb_progress = [&] {
     auto r = client.Get("/views/stock_levels/status");
     if (!r.ok() || r->status != 200) return int64_t{0};
@@ -91,14 +86,14 @@ TEST(ViewCrash, SigkillMidStreamLosesAndDoublesNothing) {
   ASSERT_TRUE(WaitUntil([&] { return rocksdb_progress() >= final_progress; }, 180s, 20ms)) << views.Log();
 
   // Postgres, row by row.
-  auto actual = StockLevels(db_url);
+  auto actual = StockLevels(db_url_);
   ASSERT_EQ(actual.size(), produced.reference.size());
   for (const auto& [key, expected] : produced.reference) {
     auto it = actual.find(key);
     ASSERT_NE(it, actual.end()) << key.first << "/" << key.second << " missing";
     EXPECT_EQ(it->second, expected) << key.first << "/" << key.second;
   }
-  pqxx::connection conn(db_url);
+  pqxx::connection conn(db_url_);
   pqxx::nontransaction tx(conn);
   for (const auto& row : tx.exec("SELECT partition, next_offset FROM freshet.offsets"))
     EXPECT_EQ(row[1].as<int64_t>(), produced.last_offset[row[0].as<int32_t>()] + 1);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "core/http_client.h"
+#include "tests/support/integration_fixture.h"
 #include "tests/support/test_env.h"
 
 namespace freshet {
@@ -15,21 +16,21 @@ using namespace freshet::testing;
 
 constexpr int kPartitions = 4;
 
-class ViewResilience : public ::testing::Test {
+class ViewResilience : public IntegrationFixture {
  protected:
+  ViewResilience() : IntegrationFixture("resilience") {}
+
   void SetUp() override {
-    topic_ = UniqueName("resilience");
-    ASSERT_TRUE(EnsureTopic(KafkaOptions(), topic_, kPartitions, 1, 30s).ok());
-    db_url_ = CreateTestDatabase("resilience");
-    env_ = {{"FRESHET_KAFKA_BROKERS", KafkaBrokers()},     {"FRESHET_KAFKA_TOPIC", topic_},
-            {"FRESHET_POSTGRES_URL", db_url_},             {"FRESHET_VIEWS_GROUP_ID", UniqueName("resilience")},
-            {"FRESHET_VIEWS_FLUSH_INTERVAL_MS", "5"},      {"FRESHET_VIEWS_MAX_BATCH_ROWS", "150"},
-            {"FRESHET_VIEWS_SESSION_TIMEOUT_MS", "2000"},  {"FRESHET_LOG_LEVEL", "warn"}};
+    ASSERT_TRUE(CreateTopicAndDatabase(kPartitions));
+    env_["FRESHET_VIEWS_FLUSH_INTERVAL_MS"] = "5";
+    env_["FRESHET_VIEWS_MAX_BATCH_ROWS"] = "150";
+    env_["FRESHET_VIEWS_SESSION_TIMEOUT_MS"] = "2000";
+    env_["FRESHET_LOG_LEVEL"] = "warn";
   }
 
   std::map<std::string, std::string> EnvWithPort(int port) {
     auto env = env_;
-    env["FRESHET_VIEWS_LISTEN"] = "127.0.0.1:" + std::to_string(port);
+    env["FRESHET_VIEWS_LISTEN"] = Loopback(port);
     return env;
   }
 
@@ -40,8 +41,6 @@ class ViewResilience : public ::testing::Test {
       EXPECT_EQ(actual[key], expected) << key.first << "/" << key.second;
   }
 
-  std::string topic_, db_url_;
-  std::map<std::string, std::string> env_;
 };
 
 TEST_F(ViewResilience, PostgresCrashRestartMidStreamLosesAndDoublesNothing) {

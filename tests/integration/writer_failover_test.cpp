@@ -12,6 +12,7 @@
 
 #include "core/envelope.h"
 #include "core/http_client.h"
+#include "tests/support/integration_fixture.h"
 #include "tests/support/test_env.h"
 #include "writer/inventory.h"
 
@@ -28,22 +29,15 @@ struct WriterInstance {
   std::unique_ptr<FreshetProcess> process;
 };
 
-class WriterFailover : public ::testing::Test {
+class WriterFailover : public IntegrationFixture {
  protected:
-  void SetUp() override { topic_ = UniqueName("failover"); }
+  WriterFailover() : IntegrationFixture("failover") {}
 
   WriterInstance StartWriter(const std::string& name) {
     WriterInstance w;
     w.port = FreePort();
-    std::map<std::string, std::string> env = {
-        {"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
-        {"FRESHET_KAFKA_TOPIC", topic_},
-        {"FRESHET_KAFKA_PARTITIONS", std::to_string(kPartitions)},
-        {"FRESHET_WRITER_LISTEN", "127.0.0.1:" + std::to_string(w.port)},
-        {"FRESHET_WRITER_INSTANCE_ID", name},
-        {"FRESHET_WRITER_OWNERS_TOPIC", topic_ + "-owners"},
-        {"FRESHET_WRITER_SESSION_TIMEOUT_MS", "3000"}};
-    w.process = std::make_unique<FreshetProcess>(std::vector<std::string>{"writer"}, env, "writer-" + name);
+    w.process = std::make_unique<FreshetProcess>(std::vector<std::string>{"writer"},
+                                                 WriterEnv(name, w.port, kPartitions), "writer-" + name);
     return w;
   }
 
@@ -63,8 +57,6 @@ class WriterFailover : public ::testing::Test {
     for (const auto& p : j["partitions"]) owned += p["role"] == "owner";
     return owned;
   }
-
-  std::string topic_;
 };
 
 // Sends one command until it is answered 2xx or 4xx (refused), following

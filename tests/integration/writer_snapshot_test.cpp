@@ -17,6 +17,7 @@
 
 #include "core/envelope.h"
 #include "core/http_client.h"
+#include "tests/support/integration_fixture.h"
 #include "tests/support/test_env.h"
 #include "writer/partition_snapshot.h"
 
@@ -35,22 +36,16 @@ struct ChunkRecord {
   std::string chunk;  // "i/n"
 };
 
-class WriterSnapshot : public ::testing::Test {
+class WriterSnapshot : public IntegrationFixture {
  protected:
-  void SetUp() override { topic_ = UniqueName("snapshot"); }
+  WriterSnapshot() : IntegrationFixture("snapshot") {}
 
   std::unique_ptr<FreshetProcess> StartWriter(const std::string& instance,
                                               const std::map<std::string, std::string>& extra_env = {}) {
     ports_[instance] = FreePort();
-    std::map<std::string, std::string> env = {
-        {"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
-        {"FRESHET_KAFKA_TOPIC", topic_},
-        {"FRESHET_KAFKA_PARTITIONS", "1"},
-        {"FRESHET_WRITER_LISTEN", "127.0.0.1:" + std::to_string(ports_[instance])},
-        {"FRESHET_WRITER_INSTANCE_ID", instance},
-        {"FRESHET_WRITER_OWNERS_TOPIC", topic_ + "-owners"},
-        {"FRESHET_WRITER_SESSION_TIMEOUT_MS", "2000"},
-        {"FRESHET_WRITER_SNAPSHOT_EVERY_EVENTS", std::to_string(kSnapshotEvery)}};
+    std::map<std::string, std::string> env = WriterEnv(instance, ports_[instance], 1);
+    env["FRESHET_WRITER_SESSION_TIMEOUT_MS"] = "2000";
+    env["FRESHET_WRITER_SNAPSHOT_EVERY_EVENTS"] = std::to_string(kSnapshotEvery);
     env.insert(extra_env.begin(), extra_env.end());
     return std::make_unique<FreshetProcess>(std::vector<std::string>{"writer"}, env, "writer-" + instance);
   }
@@ -182,7 +177,6 @@ class WriterSnapshot : public ::testing::Test {
     return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'T';
   }
 
-  std::string topic_;
   std::map<std::string, int> ports_;
 };
 

@@ -1,12 +1,15 @@
-// The walking skeleton end to end, with the real freshet binary: a command
-// accepted over HTTP by `freshet writer` shows up as a row that
-// `freshet views` wrote into Postgres; a refused command publishes nothing.
+// Commands through the real freshet binary, end to end: a command accepted
+// over HTTP by `freshet writer` shows up as a row that `freshet views` wrote
+// into Postgres; a refused command or bad input publishes nothing; a batch
+// is answered command by command; a restarted writer recovers its state
+// from the log.
 #include <signal.h>
 
 #include <gtest/gtest.h>
 
 #include "core/envelope.h"
 #include "core/http_client.h"
+#include "tests/support/integration_fixture.h"
 #include "tests/support/test_env.h"
 
 namespace freshet {
@@ -17,20 +20,17 @@ using namespace freshet::testing;
 
 constexpr int kPartitions = 2;
 
-class Skeleton : public ::testing::Test {
+// One writer and, where a test starts one, one view process, sharing env_.
+class WriterCommands : public IntegrationFixture {
  protected:
+  WriterCommands() : IntegrationFixture("commands") {}
+
   void SetUp() override {
-    topic_ = UniqueName("skeleton");
-    db_url_ = CreateTestDatabase("skeleton");
+    CreateDatabase();
     writer_port_ = FreePort();
-    env_ = {{"FRESHET_KAFKA_BROKERS", KafkaBrokers()},
-            {"FRESHET_KAFKA_TOPIC", topic_},
-            {"FRESHET_KAFKA_PARTITIONS", std::to_string(kPartitions)},
-            {"FRESHET_WRITER_LISTEN", "127.0.0.1:" + std::to_string(writer_port_)},
-            {"FRESHET_POSTGRES_URL", db_url_},
-            {"FRESHET_VIEWS_GROUP_ID", UniqueName("views")},
-            {"FRESHET_VIEWS_LISTEN", "127.0.0.1:" + std::to_string(FreePort())},
-            {"FRESHET_VIEWS_FLUSH_INTERVAL_MS", "20"}};
+    env_["FRESHET_KAFKA_PARTITIONS"] = std::to_string(kPartitions);
+    env_["FRESHET_WRITER_LISTEN"] = Loopback(writer_port_);
+    env_["FRESHET_VIEWS_FLUSH_INTERVAL_MS"] = "20";
     writer_ = std::make_unique<FreshetProcess>(std::vector<std::string>{"writer"}, env_, "writer");
     client_ = std::make_unique<HttpClient>("127.0.0.1", writer_port_);
     bool ready = WaitUntil([&] {
@@ -61,14 +61,12 @@ class Skeleton : public ::testing::Test {
 
   std::vector<ReadRecord> Events() { return ReadAll(topic_, kPartitions); }
 
-  std::string topic_, db_url_;
   int writer_port_ = 0;
-  std::map<std::string, std::string> env_;
   std::unique_ptr<FreshetProcess> writer_;
   std::unique_ptr<HttpClient> client_;
 };
 
-TEST_F(Skeleton, AcceptedCommandBecomesAPostgresRow) {
+TEST_F(WriterCommands, AcceptedCommandBecomesAPostgresRow) {
   nlohmann::json ack = Post({{"type", "receive"}, {"store", "store-1"}, {"sku", "A-1"}, {"qty", 10}}, 200);
   EXPECT_EQ(ack["partition"], PartitionForKey("store-1", kPartitions));
   ASSERT_GE(ack["offset"].get<int64_t>(), 0);
@@ -99,7 +97,7 @@ TEST_F(Skeleton, AcceptedCommandBecomesAPostgresRow) {
   EXPECT_EQ(views.Wait(30s), 0) << views.Log();
 }
 
-TEST_F(Skeleton, BatchAnswersEachCommandInItsPlace) {
+TEST_F(WriterCommands, BatchAnswersEachCommandInItsPlace) {
   nlohmann::json batch = nlohmann::json::array(
       {{{"type", "receive"}, {"store", "store-3"}, {"sku", "C"}, {"qty", 2}, {"id", "first"}},
        {{"type", "sell"}, {"store", "store-3"}, {"sku", "C"}, {"qty", 5}},
@@ -126,7 +124,7 @@ TEST_F(Skeleton, BatchAnswersEachCommandInItsPlace) {
   EXPECT_EQ(Events().size(), 2u) << "one event per accepted command, none for the refusal or the retry";
 }
 
-TEST_F(Skeleton, CommandBelowZeroIsRefusedAndPublishesNothing) {
+TEST_F(WriterCommands, CommandBelowZeroIsRefusedAndPublishesNothing) {
   Post({{"type", "receive"}, {"store", "store-2"}, {"sku", "B"}, {"qty", 3}}, 200);
   nlohmann::json refusal = Post({{"type", "sell"}, {"store", "store-2"}, {"sku", "B"}, {"qty", 4}}, 409);
   EXPECT_EQ(refusal["refused"], true);
@@ -141,7 +139,7 @@ TEST_F(Skeleton, CommandBelowZeroIsRefusedAndPublishesNothing) {
   EXPECT_EQ(nlohmann::json::parse(state->body)["entity"]["on_hand"], 3);
 }
 
-TEST_F(Skeleton, BadInputGets4xxAndLosesNothing) {
+TEST_F(WriterCommands, BadInputGets4xxAndLosesNothing) {
   Post({{"type", "receive"}, {"store", "s"}, {"sku", "k"}, {"qty", 5}}, 200);
 
   auto malformed = client_->Post("/commands", "{not json");
@@ -180,7 +178,7 @@ TEST_F(Skeleton, BadInputGets4xxAndLosesNothing) {
 // none; a form-encoded body (what `curl -d` sends without -H) or any other
 // type is refused with 415 and a JSON reason, and publishes nothing. A
 // 100 kB URL is a 414.
-TEST_F(Skeleton, CommandsTakeJsonOrUntypedBodiesAndRefuseOtherTypesWith415) {
+TEST_F(WriterCommands, CommandsTakeJsonOrUntypedBodiesAndRefuseOtherTypesWith415) {
   const std::string command = R"({"type":"receive","store":"ct","sku":"k","qty":1})";
   for (const char* accepted : {"application/json", "application/json; charset=utf-8", ""}) {
     auto r = client_->Request("POST", "/commands", command, {{"Content-Type", accepted}});
@@ -206,7 +204,7 @@ TEST_F(Skeleton, CommandsTakeJsonOrUntypedBodiesAndRefuseOtherTypesWith415) {
   EXPECT_TRUE(nlohmann::json::parse(long_url->body).contains("error"));
 }
 
-TEST_F(Skeleton, RestartedWriterRecoversItsStateFromTheLog) {
+TEST_F(WriterCommands, RestartedWriterRecoversItsStateFromTheLog) {
   Post({{"type", "receive"}, {"store", "s9"}, {"sku", "z"}, {"qty", 7}}, 200);
   Post({{"type", "reserve"}, {"store", "s9"}, {"sku", "z"}, {"qty", 2}}, 200);
   writer_->Signal(SIGTERM);
