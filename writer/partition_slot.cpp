@@ -24,6 +24,29 @@ double SecondsBetween(std::chrono::steady_clock::time_point from, std::chrono::s
   return std::chrono::duration<double>(to - from).count();
 }
 
+// Begin, produce, flush, commit: one transaction holding `messages`, each
+// phase timed. OK means every message is in the log with its offset in
+// `reports`.
+Status ProduceInOneTransaction(TransactionalProducer& producer, const std::vector<OutgoingMessage>& messages,
+                               std::vector<DeliveryReport>& reports, const WriterMetrics& metrics,
+                               std::chrono::steady_clock::time_point started) {
+  using Clock = std::chrono::steady_clock;
+  Status st = producer.Begin();
+  Clock::time_point begun = Clock::now();
+  metrics.ObservePhase(WriterPhase::kBegin, SecondsBetween(started, begun));
+  for (size_t i = 0; st.ok() && i < messages.size(); ++i) st = producer.Produce(messages[i], &reports[i]);
+  // Commit would flush too; flushing first tells the produce round trip
+  // (with the partition's registration) apart from EndTxn.
+  if (st.ok()) st = producer.Flush(kTxnTimeout);
+  Clock::time_point produced = Clock::now();
+  metrics.ObservePhase(WriterPhase::kProduce, SecondsBetween(begun, produced));
+  if (st.ok()) st = producer.Commit(kTxnTimeout);
+  metrics.ObservePhase(WriterPhase::kCommit, SecondsBetween(produced, Clock::now()));
+  for (size_t i = 0; st.ok() && i < reports.size(); ++i)
+    if (reports[i].offset < 0) st = Status::Internal("commit succeeded but a delivery report is missing");
+  return st;
+}
+
 }  // namespace
 
 const char* WriterPhaseName(WriterPhase phase) {
@@ -539,21 +562,37 @@ void PartitionSlot::ServeOnce() {
   ProcessBatch(batch);
 }
 
+struct PartitionSlot::CommandOutcome {
+  Status status;              // non-OK: refused or invalid
+  size_t first_event = 0;     // index into the batch's delivery reports
+  size_t event_count = 0;
+  int64_t known_offset = -1;  // a retry of a command committed earlier
+  int64_t same_as = -1;       // a retry of a command earlier in this batch
+};
+
 void PartitionSlot::ProcessBatch(std::deque<Work>& batch) {
-  struct Outcome {
-    Status status;              // non-OK: refused or invalid
-    size_t first_event = 0;     // index into `reports`
-    size_t event_count = 0;
-    int64_t known_offset = -1;  // a retry of a command committed earlier
-    int64_t same_as = -1;       // a retry of a command earlier in this batch
-  };
   using Clock = std::chrono::steady_clock;
   Clock::time_point decide_started = Clock::now();
-  std::vector<Outcome> outcomes(batch.size());
   std::vector<OutgoingMessage> messages;
+  std::vector<CommandOutcome> outcomes = DecideBatch(batch, &messages);
+  Clock::time_point decided = Clock::now();
+  metrics_.ObservePhase(WriterPhase::kDecide, SecondsBetween(decide_started, decided));
+  std::vector<DeliveryReport> reports(messages.size());
+  if (!messages.empty() && !CommitBatch(batch, messages, reports, decided)) return;
+  AnswerBatch(batch, outcomes, reports);
+  // After the answers: a snapshot never delays the commands it follows.
+  if (!messages.empty()) {
+    Status st = MaybeSnapshot();
+    if (st.code() == StatusCode::kFenced) LoseToNewerOwner(st);
+  }
+}
+
+std::vector<PartitionSlot::CommandOutcome> PartitionSlot::DecideBatch(const std::deque<Work>& batch,
+                                                                      std::vector<OutgoingMessage>* messages) {
+  std::vector<CommandOutcome> outcomes(batch.size());
   std::unordered_map<std::string, size_t> batch_keys;
   for (size_t i = 0; i < batch.size(); ++i) {
-    Work& w = batch[i];
+    const Work& w = batch[i];
     if (w.is_query) continue;
     const std::string& key = w.command.id;
     if (!key.empty()) {
@@ -572,7 +611,7 @@ void PartitionSlot::ProcessBatch(std::deque<Work>& batch) {
       continue;
     }
     if (!key.empty()) batch_keys[key] = i;
-    outcomes[i].first_event = messages.size();
+    outcomes[i].first_event = messages->size();
     outcomes[i].event_count = events->size();
     for (const Event& e : events.value()) {
       OutgoingMessage m;
@@ -581,61 +620,55 @@ void PartitionSlot::ProcessBatch(std::deque<Work>& batch) {
       m.key = w.command.partition_key;
       m.value = EncodeEventValue(e);
       m.headers = {{kTypeHeader, e.type}, {kSchemaHeader, kSchemaVersion}};
-      messages.push_back(std::move(m));
+      messages->push_back(std::move(m));
     }
   }
+  return outcomes;
+}
 
-  Clock::time_point decided = Clock::now();
-  metrics_.ObservePhase(WriterPhase::kDecide, SecondsBetween(decide_started, decided));
-  std::vector<DeliveryReport> reports(messages.size());
-  if (!messages.empty()) {
-    Clock::time_point started = decided;
-    TransactionalProducer& producer = NextProducer();
-    Status st = producer.Begin();
-    Clock::time_point begun = Clock::now();
-    metrics_.ObservePhase(WriterPhase::kBegin, SecondsBetween(started, begun));
-    for (size_t i = 0; st.ok() && i < messages.size(); ++i) st = producer.Produce(messages[i], &reports[i]);
-    // Commit would flush too; flushing first tells the produce round trip
-    // (with the partition's registration) apart from EndTxn.
-    if (st.ok()) st = producer.Flush(kTxnTimeout);
-    Clock::time_point produced = Clock::now();
-    metrics_.ObservePhase(WriterPhase::kProduce, SecondsBetween(begun, produced));
-    if (st.ok()) st = producer.Commit(kTxnTimeout);
-    metrics_.ObservePhase(WriterPhase::kCommit, SecondsBetween(produced, Clock::now()));
-    for (size_t i = 0; st.ok() && i < reports.size(); ++i)
-      if (reports[i].offset < 0) st = Status::Internal("commit succeeded but a delivery report is missing");
-    if (!st.ok()) {
-      // Nothing of this batch is acknowledged: the overlay goes, the clients
-      // hear "not committed, retry".
-      state_->DropPending();
-      if (st.code() != StatusCode::kFenced) {
-        Status abort = producer.Abort(kTxnTimeout);
-        if (abort.code() == StatusCode::kFenced) st = abort;
-      }
-      FailAll(batch, Status::Unavailable("partition " + std::to_string(options_.partition) +
-                                         ": not committed, retry: " + st.message()),
-              metrics_);
-      if (st.code() == StatusCode::kFenced) {
-        LoseToNewerOwner(st);
-      } else {
-        spdlog::warn("partition {}: transaction failed, batch dropped: {}", options_.partition, st.message());
-      }
-      return;
-    }
-    state_->CommitPending();
-    for (const auto& r : reports) {
-      next_offset_ = std::max(next_offset_, r.offset + 1);
-      applied_offset_ = std::max(applied_offset_.load(), r.offset);
-    }
-    entity_count_ = state_->entity_count();
-    if (metrics_.commit_seconds)
-      metrics_.commit_seconds->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    if (metrics_.batch_size) metrics_.batch_size->Observe(static_cast<double>(messages.size()));
+bool PartitionSlot::CommitBatch(std::deque<Work>& batch, const std::vector<OutgoingMessage>& messages,
+                                std::vector<DeliveryReport>& reports, std::chrono::steady_clock::time_point started) {
+  TransactionalProducer& producer = NextProducer();
+  Status st = ProduceInOneTransaction(producer, messages, reports, metrics_, started);
+  if (!st.ok()) {
+    AbandonBatch(batch, producer, st);
+    return false;
   }
+  state_->CommitPending();
+  for (const auto& r : reports) {
+    next_offset_ = std::max(next_offset_, r.offset + 1);
+    applied_offset_ = std::max(applied_offset_.load(), r.offset);
+  }
+  entity_count_ = state_->entity_count();
+  if (metrics_.commit_seconds)
+    metrics_.commit_seconds->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  if (metrics_.batch_size) metrics_.batch_size->Observe(static_cast<double>(messages.size()));
+  return true;
+}
 
-  Clock::time_point answer_started = Clock::now();
+void PartitionSlot::AbandonBatch(std::deque<Work>& batch, TransactionalProducer& producer, Status why) {
+  // Nothing of this batch is acknowledged: the overlay goes, the clients
+  // hear "not committed, retry".
+  state_->DropPending();
+  if (why.code() != StatusCode::kFenced) {
+    Status abort = producer.Abort(kTxnTimeout);
+    if (abort.code() == StatusCode::kFenced) why = abort;
+  }
+  FailAll(batch, Status::Unavailable("partition " + std::to_string(options_.partition) +
+                                     ": not committed, retry: " + why.message()),
+          metrics_);
+  if (why.code() == StatusCode::kFenced) {
+    LoseToNewerOwner(why);
+  } else {
+    spdlog::warn("partition {}: transaction failed, batch dropped: {}", options_.partition, why.message());
+  }
+}
+
+void PartitionSlot::AnswerBatch(std::deque<Work>& batch, const std::vector<CommandOutcome>& outcomes,
+                                const std::vector<DeliveryReport>& reports) {
+  auto answer_started = std::chrono::steady_clock::now();
   auto offset_of = [&](size_t i) {
-    const Outcome& o = outcomes[i];
+    const CommandOutcome& o = outcomes[i];
     return o.event_count ? reports[o.first_event + o.event_count - 1].offset : applied_offset_.load();
   };
   for (size_t i = 0; i < batch.size(); ++i) {
@@ -645,14 +678,14 @@ void PartitionSlot::ProcessBatch(std::deque<Work>& batch) {
                                  state_->EntityJson(w.query_key, w.query_entity)});
       continue;
     }
-    Outcome& o = outcomes[i];
+    const CommandOutcome& o = outcomes[i];
     if (o.known_offset >= 0) {
       if (metrics_.duplicates) metrics_.duplicates->Add();
       w.done(CommandAck{options_.partition, o.known_offset, true});
       continue;
     }
     if (o.same_as >= 0) {
-      const Outcome& first = outcomes[static_cast<size_t>(o.same_as)];
+      const CommandOutcome& first = outcomes[static_cast<size_t>(o.same_as)];
       if (!first.status.ok()) {
         w.done(first.status);
       } else {
@@ -671,12 +704,7 @@ void PartitionSlot::ProcessBatch(std::deque<Work>& batch) {
     if (metrics_.accepted) metrics_.accepted->Add();
     w.done(CommandAck{options_.partition, offset, false});
   }
-  metrics_.ObservePhase(WriterPhase::kAnswer, SecondsBetween(answer_started, Clock::now()));
-  // After the answers: a snapshot never delays the commands it follows.
-  if (!messages.empty()) {
-    Status st = MaybeSnapshot();
-    if (st.code() == StatusCode::kFenced) LoseToNewerOwner(st);
-  }
+  metrics_.ObservePhase(WriterPhase::kAnswer, SecondsBetween(answer_started, std::chrono::steady_clock::now()));
 }
 
 void PartitionSlot::LoseToNewerOwner(const Status& why) {

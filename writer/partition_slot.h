@@ -200,7 +200,22 @@ class PartitionSlot {
   // The producer for the next transaction (one transaction each, in turn).
   TransactionalProducer& NextProducer();
   void ServeOnce();
+  // Decides a batch, commits its events in one transaction, answers every
+  // command in it, then maybe snapshots.
   void ProcessBatch(std::deque<Work>& batch);
+  struct CommandOutcome;  // what deciding one command came to
+  // Decides each command of `batch` against the state (its pending overlay,
+  // so later commands see earlier ones), answering retries from the
+  // idempotency index; appends the events to produce to `messages`.
+  std::vector<CommandOutcome> DecideBatch(const std::deque<Work>& batch, std::vector<OutgoingMessage>* messages);
+  // Produces `messages` in one transaction; `reports` gets their offsets.
+  // false: nothing was committed, the pending overlay is dropped and every
+  // command of `batch` answered "retry".
+  bool CommitBatch(std::deque<Work>& batch, const std::vector<OutgoingMessage>& messages,
+                   std::vector<DeliveryReport>& reports, std::chrono::steady_clock::time_point started);
+  void AbandonBatch(std::deque<Work>& batch, TransactionalProducer& producer, Status why);
+  void AnswerBatch(std::deque<Work>& batch, const std::vector<CommandOutcome>& outcomes,
+                   const std::vector<DeliveryReport>& reports);
   void BecomeStandby(const std::string& why);
   void FailQueued(const Status& status);
   static void FailAll(std::deque<Work>& batch, const Status& status, const WriterMetrics& metrics);
