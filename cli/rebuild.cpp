@@ -22,6 +22,7 @@
 #include <functional>
 #include <ctime>
 #include <iostream>
+#include <optional>
 #include <pqxx/pqxx>
 #include <thread>
 
@@ -234,23 +235,30 @@ int RemoteRocksDbRebuild(const Config& config, const std::string& view_name, int
   }
 }
 
-}  // namespace
+// The config, the view and the copy of it that the command line names.
+struct RebuildTarget {
+  Config config;
+  ViewSpec spec;
+  std::string store;  // "postgres" or "rocksdb"
+};
 
-int RunRebuildCommand(const std::string& config_path, const std::string& view_name, const std::string& store_arg,
-                      const ProjectionRegistry& projections) {
+// nullopt (exit code 2) after saying what is wrong with the config or the
+// command line.
+std::optional<RebuildTarget> ResolveRebuildTarget(const std::string& config_path, const std::string& view_name,
+                                                  const std::string& store_arg) {
   auto config = LoadConfig(config_path);
   if (!config.ok()) {
     std::cerr << "freshet: config error: " << config.status().message() << "\n";
-    return 2;
+    return std::nullopt;
   }
   if (Status st = RequireField(config->kafka.brokers, "kafka.brokers"); !st.ok()) {
     std::cerr << "freshet: config error: " << st.message() << "\n";
-    return 2;
+    return std::nullopt;
   }
   auto specs = ParseViewSpecs(config->views.definitions, "views.definitions");
   if (!specs.ok()) {
     std::cerr << "freshet: config error: " << specs.status().message() << "\n";
-    return 2;
+    return std::nullopt;
   }
   const ViewSpec* spec = nullptr;
   std::string known;
@@ -261,7 +269,7 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
   if (!spec) {
     std::cerr << "freshet: rebuild: no view named \"" << view_name << "\" in views.definitions"
               << (known.empty() ? "" : " (known: " + known + ")") << "\n";
-    return 2;
+    return std::nullopt;
   }
   bool has_postgres = false, has_rocksdb = false;
   for (const auto& s : spec->stores) {
@@ -273,36 +281,31 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
     std::cerr << "freshet: rebuild: --store: view " << view_name << " has no " << store << " copy (its stores: "
               << (has_postgres ? "postgres" : "") << (has_postgres && has_rocksdb ? ", " : "")
               << (has_rocksdb ? "rocksdb" : "") << ")\n";
-    return 2;
+    return std::nullopt;
   }
   if (store == "postgres") {
     if (Status st = RequireField(config->postgres.url, "postgres.url"); !st.ok()) {
       std::cerr << "freshet: config error: " << st.message() << "\n";
-      return 2;
+      return std::nullopt;
     }
   }
-  InitLogging(config->log_level == "info" ? "warn" : config->log_level, "rebuild");
+  return RebuildTarget{std::move(config.value()), *spec, store};
+}
 
-  KafkaClientOptions kafka{config->kafka.brokers, config->kafka.client_properties};
-  const std::string topic = SourceTopic(*spec, config->kafka.topic);
-  auto dead_letters = Producer::Create(kafka);
-  auto consumer = Consumer::Create(kafka, "");
-  auto partitions = PartitionCount(kafka, topic, std::chrono::seconds(15));
-  if (!dead_letters.ok() || !consumer.ok() || !partitions.ok()) {
-    std::cerr << "freshet: rebuild: kafka: "
-              << (!partitions.ok() ? partitions.status().message() : "cannot create clients") << "\n";
-    return 1;
-  }
-  // A rebuild replays the topic from offset zero: one that has lost its
-  // beginning would silently give other rows than the live version has.
+// The offsets a rebuild replays: every partition's high watermark, summed.
+// A rebuild replays the topic from offset zero: one that has lost its
+// beginning would silently give other rows than the live version has, so
+// that is refused unless the view allows it. -1 (exit code 1) after saying
+// why.
+int64_t OffsetsToReplay(Consumer& consumer, const std::string& topic, int32_t partitions, const ViewSpec& spec) {
   int64_t total = 0;
   std::string lost;
-  for (int32_t p = 0; p < *partitions; ++p) {
-    auto marks = (*consumer)->QueryWatermarks(topic, p, std::chrono::seconds(10));
+  for (int32_t p = 0; p < partitions; ++p) {
+    auto marks = consumer.QueryWatermarks(topic, p, std::chrono::seconds(10));
     if (!marks.ok()) {
       std::cerr << "freshet: rebuild: kafka: topic " << topic << " partition " << p << ": "
                 << marks.status().message() << "\n";
-      return 1;
+      return -1;
     }
     total += marks->second;
     if (marks->first > 0)
@@ -310,87 +313,107 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
               std::to_string(marks->first);
   }
   if (!lost.empty()) {
-    if (!spec->source.allow_incomplete_log) {
-      std::cerr << "freshet: rebuild: view " << view_name << ": topic " << topic
+    if (!spec.source.allow_incomplete_log) {
+      std::cerr << "freshet: rebuild: view " << spec.name << ": topic " << topic
                 << " has lost its beginning (" << lost
                 << "); a rebuild from what is left would silently differ from the live view. Restore the "
                    "records, or set \"source\": {\"allow_incomplete_log\": true} on the view to rebuild from the "
                    "earliest records left.\n";
-      return 1;
+      return -1;
     }
     std::cerr << "rebuild: topic " << topic << " has lost its beginning (" << lost
               << "); rebuilding from the earliest records left (source.allow_incomplete_log)\n";
   }
+  return total;
+}
 
-  // One projection to learn the table from, a fresh one for the engine.
-  auto make_projection = [&] { return MakeViewProjection(*spec, projections); };
-  auto probe = make_projection();
-  if (!probe.ok()) {
-    std::cerr << "freshet: rebuild: " << probe.status().message() << "\n";
-    return 2;
-  }
-  TableSpec table = (*probe)->table();
+// Everything both copies' rebuilds need, settled before either starts.
+struct RebuildJob {
+  const RebuildTarget& target;
+  const ProjectionRegistry& projections;
+  std::string topic;
+  int32_t partitions;
+  int64_t total;    // offsets to replay
+  TableSpec table;  // as the view's projection declares it
+  ViewEngineOptions options;
+};
+
+ViewEngineOptions RebuildEngineOptions(const RebuildTarget& target, const KafkaClientOptions& kafka,
+                                       const std::string& topic, Producer* dead_letters) {
+  const Config& config = target.config;
+  const ViewSpec& spec = target.spec;
   ViewEngineOptions options;
   options.kafka = kafka;
   options.topic = topic;
-  options.source = spec->source;
-  options.parse_key = ReadsKeyJson(*spec);
+  options.source = spec.source;
+  options.parse_key = ReadsKeyJson(spec);
   // At-least-once: the same group base as the view processes (the engine
   // adds the table), so a process that follows the rebuilt table continues
   // from the builder's commits.
-  options.group_id = config->views.group_id + "." + view_name + (store == "rocksdb" ? ".rocksdb" : "") +
-                     (spec->exactly_once ? ".rebuild" : "");
-  options.at_least_once = !spec->exactly_once;
-  options.session_timeout_ms = config->views.session_timeout_ms;
+  options.group_id = config.views.group_id + "." + spec.name + (target.store == "rocksdb" ? ".rocksdb" : "") +
+                     (spec.exactly_once ? ".rebuild" : "");
+  options.at_least_once = !spec.exactly_once;
+  options.session_timeout_ms = config.views.session_timeout_ms;
   options.flush_interval = std::chrono::milliseconds(1000);  // throughput over freshness: nobody reads it yet
   options.max_batch_events = 100000;
-  options.stop_on_error = spec->stop_on_error;
-  options.dead_letter_topic = config->kafka.dead_letter_topic;
-  options.dead_letters = dead_letters->get();
-  MetricsRegistry registry;
-  ViewMetrics metrics(registry, "view=\"" + view_name + "\",store=\"" + store + "\"");
+  options.stop_on_error = spec.stop_on_error;
+  options.dead_letter_topic = config.kafka.dead_letter_topic;
+  options.dead_letters = dead_letters;
+  return options;
+}
 
-  if (store == "rocksdb") {
-    auto db = RocksDbStore::Open(config->views.rocksdb_path, {});
-    if (!db.ok()) {
-      if (db.status().code() == StatusCode::kUnavailable) return RemoteRocksDbRebuild(*config, view_name, total);
-      std::cerr << "freshet: rebuild: views.rocksdb_path: " << db.status().message() << "\n";
-      return 1;
-    }
-    auto view_store = RocksDbViewStore::Open(**db, topic, table, /*rebuild=*/true);
-    if (!view_store.ok()) {
-      std::cerr << "freshet: rebuild: " << view_store.status().message() << "\n";
-      return 1;
-    }
-    std::string table_name = (*view_store)->table_name();
-    bool building = (*view_store)->building();
-    std::cerr << "rebuilding " << view_name << " (rocksdb) into " << table_name << " from offset zero: " << total
-              << " offsets in " << *partitions << " partitions; no view process holds " << config->views.rocksdb_path
-              << ", so it is built here\n";
-    ViewEngine engine(options, std::move(make_projection().value()), std::move(view_store.value()), metrics);
-    return DriveRebuild(engine, view_name, table_name, building, total, [](const std::string&) {});
+// Builds the RocksDB copy here, or in the view process that holds the
+// database.
+int RebuildRocksDb(const RebuildJob& job, ViewMetrics& metrics) {
+  const Config& config = job.target.config;
+  const std::string& view_name = job.target.spec.name;
+  auto db = RocksDbStore::Open(config.views.rocksdb_path, {});
+  if (!db.ok()) {
+    if (db.status().code() == StatusCode::kUnavailable) return RemoteRocksDbRebuild(config, view_name, job.total);
+    std::cerr << "freshet: rebuild: views.rocksdb_path: " << db.status().message() << "\n";
+    return 1;
   }
+  auto view_store = RocksDbViewStore::Open(**db, job.topic, job.table, /*rebuild=*/true);
+  if (!view_store.ok()) {
+    std::cerr << "freshet: rebuild: " << view_store.status().message() << "\n";
+    return 1;
+  }
+  std::string table_name = (*view_store)->table_name();
+  bool building = (*view_store)->building();
+  std::cerr << "rebuilding " << view_name << " (rocksdb) into " << table_name << " from offset zero: " << job.total
+            << " offsets in " << job.partitions << " partitions; no view process holds " << config.views.rocksdb_path
+            << ", so it is built here\n";
+  ViewEngine engine(job.options, std::move(MakeViewProjection(job.target.spec, job.projections).value()),
+                    std::move(view_store.value()), metrics);
+  return DriveRebuild(engine, view_name, table_name, building, job.total, [](const std::string&) {});
+}
 
-  auto version = RebuildVersion(config->postgres.url, table);
+// Builds a new version of the Postgres copy beside the live one (or resumes
+// the unfinished one), reporting progress to the view registry.
+int RebuildPostgres(const RebuildJob& job, ViewMetrics& metrics) {
+  const std::string& url = job.target.config.postgres.url;
+  const std::string& view_name = job.target.spec.name;
+  TableSpec table = job.table;
+  auto version = RebuildVersion(url, table);
   if (!version.ok()) {
     std::cerr << "freshet: rebuild: " << version.status().message() << "\n";
     return 1;
   }
   table.version = version->first;
-  auto sink = PostgresSink::Open(config->postgres.url, topic, table);
+  auto sink = PostgresSink::Open(url, job.topic, table);
   if (!sink.ok()) {
     std::cerr << "freshet: rebuild: " << sink.status().message() << "\n";
     return 1;
   }
   std::cerr << (version->second ? "resuming the rebuild of " : "rebuilding ") << view_name << " into "
-            << table.table_name() << " from offset zero: " << total << " offsets in " << *partitions
+            << table.table_name() << " from offset zero: " << job.total << " offsets in " << job.partitions
             << " partitions; readers keep the live table until the swap\n";
   bool building = (*sink)->building();
-  ViewEngine engine(options, std::move(make_projection().value()),
+  ViewEngine engine(job.options, std::move(MakeViewProjection(job.target.spec, job.projections).value()),
                     std::make_unique<PostgresViewStore>(std::move(sink.value()), table), metrics);
   // Progress also goes to the registry, where view processes show it in
   // their status endpoint.
-  auto registry_conn = ConnectPostgres(config->postgres.url);
+  auto registry_conn = ConnectPostgres(url);
   auto report = [&](const std::string& progress) {
     if (!registry_conn.ok()) return;
     try {
@@ -401,7 +424,44 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
       spdlog::warn("rebuild: reporting progress: {}", e.what());
     }
   };
-  return DriveRebuild(engine, view_name, table.table_name(), building, total, report);
+  return DriveRebuild(engine, view_name, table.table_name(), building, job.total, report);
+}
+
+}  // namespace
+
+int RunRebuildCommand(const std::string& config_path, const std::string& view_name, const std::string& store_arg,
+                      const ProjectionRegistry& projections) {
+  auto target = ResolveRebuildTarget(config_path, view_name, store_arg);
+  if (!target) return 2;
+  const Config& config = target->config;
+  InitLogging(config.log_level == "info" ? "warn" : config.log_level, "rebuild");
+
+  KafkaClientOptions kafka{config.kafka.brokers, config.kafka.client_properties};
+  const std::string topic = SourceTopic(target->spec, config.kafka.topic);
+  auto dead_letters = Producer::Create(kafka);
+  auto consumer = Consumer::Create(kafka, "");
+  auto partitions = PartitionCount(kafka, topic, std::chrono::seconds(15));
+  if (!dead_letters.ok() || !consumer.ok() || !partitions.ok()) {
+    std::cerr << "freshet: rebuild: kafka: "
+              << (!partitions.ok() ? partitions.status().message() : "cannot create clients") << "\n";
+    return 1;
+  }
+  int64_t total = OffsetsToReplay(**consumer, topic, *partitions, target->spec);
+  if (total < 0) return 1;
+
+  // One projection to learn the table from; each rebuild makes a fresh one
+  // for its engine.
+  auto probe = MakeViewProjection(target->spec, projections);
+  if (!probe.ok()) {
+    std::cerr << "freshet: rebuild: " << probe.status().message() << "\n";
+    return 2;
+  }
+  RebuildJob job{*target, projections, topic, *partitions, total, (*probe)->table(),
+                 RebuildEngineOptions(*target, kafka, topic, dead_letters->get())};
+  MetricsRegistry registry;
+  ViewMetrics metrics(registry, "view=\"" + view_name + "\",store=\"" + target->store + "\"");
+  if (target->store == "rocksdb") return RebuildRocksDb(job, metrics);
+  return RebuildPostgres(job, metrics);
 }
 
 }  // namespace freshet
