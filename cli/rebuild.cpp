@@ -22,6 +22,7 @@
 #include <functional>
 #include <ctime>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <pqxx/pqxx>
 #include <thread>
@@ -84,16 +85,71 @@ std::string ProgressLine(const std::string& view_name, int64_t done, int64_t tot
   return line;
 }
 
+// Blocks SIGINT and SIGTERM in this thread and the threads it starts after
+// this call, so that the progress loop takes them (WaitForStopSignal)
+// instead of the process dying in the middle of a write.
+sigset_t BlockStopSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+// Waits up to a second; true if a stop signal came.
+bool WaitForStopSignal(const sigset_t& signals) {
+  timespec tick{1, 0};
+  int sig = sigtimedwait(&signals, nullptr, &tick);
+  return sig == SIGINT || sig == SIGTERM;
+}
+
+// Progress lines on stderr: one line rewritten in place on a terminal, a
+// line every 5 s otherwise (a log should not get one a second).
+class ProgressPrinter {
+ public:
+  ProgressPrinter() : terminal_(isatty(STDERR_FILENO)), last_line_(std::chrono::steady_clock::now()) {}
+  void Print(const std::string& line) {
+    auto now = std::chrono::steady_clock::now();
+    if (terminal_) {
+      std::cerr << "\r" << line << "   " << std::flush;
+    } else if (now - last_line_ >= std::chrono::seconds(5)) {
+      std::cerr << line << "\n";
+      last_line_ = now;
+    }
+  }
+  // Ends the line rewritten in place, before other output.
+  void EndLine() {
+    if (terminal_) std::cerr << "\n";
+  }
+
+ private:
+  const bool terminal_;
+  std::chrono::steady_clock::time_point last_line_;
+};
+
+int64_t OffsetsDone(const std::map<int32_t, int64_t>& next_offsets) {
+  int64_t done = 0;
+  for (const auto& [p, next] : next_offsets) done += std::max<int64_t>(next, 0);
+  return done;
+}
+
+// The new version is live: swapped in, or, when no version was live,
+// caught up with the topic in place.
+bool RebuildIsLive(const ViewStatus& status, bool building) {
+  if (status.state != "running") return false;
+  if (building) return !status.building;
+  bool caught_up = !status.lag.empty();
+  for (const auto& [p, lag] : status.lag) caught_up &= lag == 0;
+  return caught_up;
+}
+
 // Runs `engine` until the new version is live (or, when nothing was live,
 // until it has caught up), printing progress; 0, 1 (failed) or 130
 // (interrupted).
 int DriveRebuild(ViewEngine& engine, const std::string& view_name, const std::string& table_name, bool building,
                  int64_t total, const std::function<void(const std::string&)>& report) {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // before the engine's threads start
+  sigset_t signals = BlockStopSignals();  // before the engine's threads start
   std::atomic<bool> stop{false};
   Status result;
   std::atomic<bool> finished{false};
@@ -102,42 +158,29 @@ int DriveRebuild(ViewEngine& engine, const std::string& view_name, const std::st
     finished = true;
   });
 
-  const bool terminal = isatty(STDERR_FILENO);
   auto started = std::chrono::steady_clock::now();
-  auto last_line = started;
+  ProgressPrinter printer;
   int64_t first_done = -1;
   bool interrupted = false;
   for (;;) {
-    timespec tick{1, 0};
-    int sig = sigtimedwait(&signals, nullptr, &tick);
-    if (sig == SIGINT || sig == SIGTERM) {
+    if (WaitForStopSignal(signals)) {
       interrupted = true;
       break;
     }
     ViewStatus status = engine.Snapshot();
-    int64_t done = 0;
-    for (const auto& [p, next] : status.next_offsets) done += std::max<int64_t>(next, 0);
+    int64_t done = OffsetsDone(status.next_offsets);
     if (first_done < 0 && status.state == "running") first_done = done;
     double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     double rate = elapsed > 0 && first_done >= 0 ? (done - first_done) / elapsed : 0;
     double eta = rate > 0 ? (total - done) / rate : -1;
-    std::string line = ProgressLine(view_name, done, total, rate, eta);
-    auto now = std::chrono::steady_clock::now();
+    printer.Print(ProgressLine(view_name, done, total, rate, eta));
     report(nlohmann::json{{"state", "running"}, {"table", table_name}, {"done", std::min(done, total)},
                           {"total", total}, {"events_per_s", rate}, {"eta_s", eta}}.dump());
-    if (terminal) std::cerr << "\r" << line << "   " << std::flush;
-    else if (now - last_line >= std::chrono::seconds(5)) {
-      std::cerr << line << "\n";
-      last_line = now;
-    }
-    if (finished || (building && !status.building && status.state == "running")) break;
-    bool caught_up = !status.lag.empty();
-    for (const auto& [p, lag] : status.lag) caught_up &= lag == 0;
-    if (!building && caught_up && status.state == "running") break;  // there was no live table: built in place
+    if (finished || RebuildIsLive(status, building)) break;
   }
   stop = true;
   runner.join();
-  if (terminal) std::cerr << "\n";
+  printer.EndLine();
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (!result.ok()) {
     report(nlohmann::json{{"state", "failed"}, {"table", table_name}, {"error", result.message()}}.dump());
@@ -156,23 +199,19 @@ int DriveRebuild(ViewEngine& engine, const std::string& view_name, const std::st
   return 0;
 }
 
-// The RocksDB copy is held by a running view process: ask it to rebuild and
-// follow the progress it reports.
-int RemoteRocksDbRebuild(const Config& config, const std::string& view_name, int64_t total) {
-  auto address = ParseHostPort(config.views.listen, "views.listen");
-  if (!address.ok()) {
-    std::cerr << "freshet: config error: " << address.status().message() << "\n";
-    return 2;
-  }
-  HttpClient http(address->first, address->second, std::chrono::seconds(10));
-  std::vector<std::pair<std::string, std::string>> auth;
-  if (!config.views.feed.token.empty()) auth.push_back({"Authorization", "Bearer " + config.views.feed.token});
-  auto live_table = [&]() -> std::string {
-    auto r = http.Request("GET", "/views/" + view_name + "/rows?prefix=&limit=1", "", auth);
-    if (!r.ok() || r->status != 200) return "";
-    return nlohmann::json::parse(r->body, nullptr, false).value("table", "");
-  };
-  std::string before = live_table();
+using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
+
+// The table the view process serves `view_name` from, "" if it does not say.
+std::string LiveTable(HttpClient& http, const HttpHeaders& auth, const std::string& view_name) {
+  auto r = http.Request("GET", "/views/" + view_name + "/rows?prefix=&limit=1", "", auth);
+  if (!r.ok() || r->status != 200) return "";
+  return nlohmann::json::parse(r->body, nullptr, false).value("table", "");
+}
+
+// Asks the view process to rebuild its RocksDB copy: 0 once it rebuilds
+// (one already running counts), else the exit code after saying why not.
+int AskViewProcessToRebuild(HttpClient& http, const HttpHeaders& auth, const Config& config,
+                            const std::string& view_name) {
   auto asked = http.Request("POST", "/views/" + view_name + "/rebuild?store=rocksdb", "", auth);
   if (!asked.ok()) {
     std::cerr << "freshet: rebuild: the view process holding " << config.views.rocksdb_path << " does not answer at "
@@ -185,21 +224,20 @@ int RemoteRocksDbRebuild(const Config& config, const std::string& view_name, int
     std::cerr << "freshet: rebuild: the view process refused (HTTP " << asked->status << "): " << asked->body << "\n";
     return 1;
   }
-  std::cerr << "rebuilding " << view_name << " (rocksdb) inside the view process at " << config.views.listen
-            << " from offset zero: " << total << " offsets; readers keep the live table until the swap\n";
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  const bool terminal = isatty(STDERR_FILENO);
+  return 0;
+}
+
+// Follows the view process's status until a table other than `before` is
+// live; 0, 1 (the rebuild stopped) or 130 (interrupted: the rebuild goes
+// on without us).
+int FollowRemoteRebuild(HttpClient& http, const HttpHeaders& auth, const std::string& view_name,
+                        const std::string& before, int64_t total) {
+  sigset_t signals = BlockStopSignals();
   auto started = std::chrono::steady_clock::now();
-  auto last_line = started;
+  ProgressPrinter printer;
   for (;;) {
-    timespec tick{1, 0};
-    int sig = sigtimedwait(&signals, nullptr, &tick);
-    if (sig == SIGINT || sig == SIGTERM) {
-      if (terminal) std::cerr << "\n";
+    if (WaitForStopSignal(signals)) {
+      printer.EndLine();
       std::cerr << "stopped following; the rebuild goes on in the view process (see /views/" << view_name
                 << "/status)\n";
       return 130;
@@ -210,20 +248,14 @@ int RemoteRocksDbRebuild(const Config& config, const std::string& view_name, int
     if (status.contains("stores")) status = status["stores"]["rocksdb"];
     int64_t done = 0;
     for (const auto& [p, next] : status["next_offsets"].items()) done += std::max<int64_t>(next.get<int64_t>(), 0);
-    std::string now_live = live_table();
+    std::string now_live = LiveTable(http, auth, view_name);
     bool swapped = status.value("state", "") == "running" && !now_live.empty() && now_live != before;
     double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     double rate = elapsed > 0 ? done / elapsed : 0;
     double eta = rate > 0 ? (total - done) / rate : -1;
-    std::string line = ProgressLine(view_name, done, total, rate, eta);
-    auto now = std::chrono::steady_clock::now();
-    if (terminal) std::cerr << "\r" << line << "   " << std::flush;
-    else if (now - last_line >= std::chrono::seconds(5)) {
-      std::cerr << line << "\n";
-      last_line = now;
-    }
+    printer.Print(ProgressLine(view_name, done, total, rate, eta));
     if (swapped) {
-      if (terminal) std::cerr << "\n";
+      printer.EndLine();
       std::cerr << view_name << ": " << now_live << " is live after " << Duration(elapsed)
                 << "; the previous table was dropped\n";
       return 0;
@@ -233,6 +265,24 @@ int RemoteRocksDbRebuild(const Config& config, const std::string& view_name, int
       return 1;
     }
   }
+}
+
+// The RocksDB copy is held by a running view process: ask it to rebuild and
+// follow the progress it reports.
+int RemoteRocksDbRebuild(const Config& config, const std::string& view_name, int64_t total) {
+  auto address = ParseHostPort(config.views.listen, "views.listen");
+  if (!address.ok()) {
+    std::cerr << "freshet: config error: " << address.status().message() << "\n";
+    return 2;
+  }
+  HttpClient http(address->first, address->second, std::chrono::seconds(10));
+  HttpHeaders auth;
+  if (!config.views.feed.token.empty()) auth.push_back({"Authorization", "Bearer " + config.views.feed.token});
+  std::string before = LiveTable(http, auth, view_name);
+  if (int refused = AskViewProcessToRebuild(http, auth, config, view_name)) return refused;
+  std::cerr << "rebuilding " << view_name << " (rocksdb) inside the view process at " << config.views.listen
+            << " from offset zero: " << total << " offsets; readers keep the live table until the swap\n";
+  return FollowRemoteRebuild(http, auth, view_name, before, total);
 }
 
 // The config, the view and the copy of it that the command line names.
