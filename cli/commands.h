@@ -2,6 +2,7 @@
 // code: 0 success, 1 runtime failure, 2 bad usage or configuration.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -47,5 +48,7 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
 // threads so they inherit the mask), and waits for one of them.
 void BlockShutdownSignals();
 int WaitForShutdownSignal();
+// Waits at most `timeout`: the signal, or 0 if none came.
+int WaitForShutdownSignalFor(std::chrono::milliseconds timeout);
 
 }  // namespace freshet

@@ -12,7 +12,6 @@
 // /views/{name}/rebuild) and this command follows its progress; otherwise
 // it is built here, and a view process started later resumes an
 // unfinished one.
-#include <signal.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -85,24 +84,10 @@ std::string ProgressLine(const std::string& view_name, int64_t done, int64_t tot
   return line;
 }
 
-// Blocks SIGINT and SIGTERM in this thread and the threads it starts after
-// this call, so that the progress loop takes them (WaitForStopSignal)
-// instead of the process dying in the middle of a write.
-sigset_t BlockStopSignals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  return signals;
-}
-
-// Waits up to a second; true if a stop signal came.
-bool WaitForStopSignal(const sigset_t& signals) {
-  timespec tick{1, 0};
-  int sig = sigtimedwait(&signals, nullptr, &tick);
-  return sig == SIGINT || sig == SIGTERM;
-}
+// The progress loops wait for SIGINT and SIGTERM (blocked with
+// BlockShutdownSignals) a second at a time, so that a stop ends the rebuild
+// cleanly instead of killing the process in the middle of a write.
+bool WaitForStopSignal() { return WaitForShutdownSignalFor(std::chrono::seconds(1)) != 0; }
 
 // Progress lines on stderr: one line rewritten in place on a terminal, a
 // line every 5 s otherwise (a log should not get one a second).
@@ -149,7 +134,7 @@ bool RebuildIsLive(const ViewStatus& status, bool building) {
 // (interrupted).
 int DriveRebuild(ViewEngine& engine, const std::string& view_name, const std::string& table_name, bool building,
                  int64_t total, const std::function<void(const std::string&)>& report) {
-  sigset_t signals = BlockStopSignals();  // before the engine's threads start
+  BlockShutdownSignals();  // before the engine's threads start
   std::atomic<bool> stop{false};
   Status result;
   std::atomic<bool> finished{false};
@@ -163,7 +148,7 @@ int DriveRebuild(ViewEngine& engine, const std::string& view_name, const std::st
   int64_t first_done = -1;
   bool interrupted = false;
   for (;;) {
-    if (WaitForStopSignal(signals)) {
+    if (WaitForStopSignal()) {
       interrupted = true;
       break;
     }
@@ -232,11 +217,11 @@ int AskViewProcessToRebuild(HttpClient& http, const HttpHeaders& auth, const Con
 // on without us).
 int FollowRemoteRebuild(HttpClient& http, const HttpHeaders& auth, const std::string& view_name,
                         const std::string& before, int64_t total) {
-  sigset_t signals = BlockStopSignals();
+  BlockShutdownSignals();
   auto started = std::chrono::steady_clock::now();
   ProgressPrinter printer;
   for (;;) {
-    if (WaitForStopSignal(signals)) {
+    if (WaitForStopSignal()) {
       printer.EndLine();
       std::cerr << "stopped following; the rebuild goes on in the view process (see /views/" << view_name
                 << "/status)\n";

@@ -23,24 +23,33 @@ Result<Config> LoadOrExplain(const std::string& path) {
   return config;
 }
 
-}  // namespace
-
-void BlockShutdownSignals() {
+sigset_t ShutdownSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  return set;
+}
+
+}  // namespace
+
+void BlockShutdownSignals() {
+  sigset_t set = ShutdownSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
 int WaitForShutdownSignal() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
+  sigset_t set = ShutdownSignals();
   int sig = 0;
   sigwait(&set, &sig);
   return sig;
+}
+
+int WaitForShutdownSignalFor(std::chrono::milliseconds timeout) {
+  sigset_t set = ShutdownSignals();
+  timespec wait{static_cast<time_t>(timeout.count() / 1000), static_cast<long>(timeout.count() % 1000) * 1000000};
+  int sig = sigtimedwait(&set, nullptr, &wait);
+  return sig == SIGINT || sig == SIGTERM ? sig : 0;
 }
 
 int RunCheckConfigCommand(const std::string& config_path) {
