@@ -60,7 +60,7 @@ class IntegrationFixture : public ::testing::Test {
   std::string views_group_;
   std::string db_url_;  // set by CreateDatabase
   int port_ = 0;        // the views' HTTP port in ViewsEnv()
-  std::map<std::string, std::string> env_;
+  std::map<std::string, std::string> env_;  // ViewsEnv(), set by CreateDatabase; tests add to it
 };
 
 }  // namespace freshet::testing
