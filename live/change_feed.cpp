@@ -78,7 +78,11 @@ Result<std::set<int32_t>> ParsePartitionList(const std::string& text) {
 
 ChangeFeed::ChangeFeed(std::string view, std::string store, const TableSpec& table, ChangeFeedOptions options,
                        FeedMetrics& metrics)
-    : view_(std::move(view)), store_(std::move(store)), options_(options), metrics_(metrics) {
+    : view_(std::move(view)),
+      store_(std::move(store)),
+      options_(options),
+      clock_(options.clock ? *options.clock : SystemClock()),
+      metrics_(metrics) {
   nlohmann::json keys = nlohmann::json::array(), columns = nlohmann::json::array();
   for (const auto& c : table.key_columns) {
     keys.push_back(c.name);
@@ -100,7 +104,7 @@ size_t ChangeFeed::clients() const {
 bool ChangeFeed::recording() {
   std::lock_guard lock(mu_);
   if (!clients_.empty()) return true;
-  if (std::chrono::steady_clock::now() - last_client_left_ < options_.keep_history_after_last_client &&
+  if (clock_.Now() - last_client_left_ < options_.keep_history_after_last_client &&
       last_client_left_ != std::chrono::steady_clock::time_point{})
     return true;
   if (!history_.empty() || !last_.empty()) {
@@ -141,7 +145,7 @@ WebSocketCallbacks ChangeFeed::Attach(std::shared_ptr<WebSocket> socket, FeedReq
     if (auto it = clients_.find(id); it != clients_.end())
       metrics_.PendingChanged(-static_cast<int64_t>(it->second.pending.size()));
     clients_.erase(id);
-    last_client_left_ = std::chrono::steady_clock::now();
+    last_client_left_ = clock_.Now();
   };
   return callbacks;
 }
@@ -202,7 +206,7 @@ void ChangeFeed::Resume(Client& c) {
 }
 
 std::shared_ptr<const std::string> ChangeFeed::ProgressMessage(const std::map<int32_t, int64_t>& offsets) const {
-  return Message({{"type", "progress"}, {"offsets", FeedOffsetsJson(offsets)}, {"ts_ms", NowMillis()}});
+  return Message({{"type", "progress"}, {"offsets", FeedOffsetsJson(offsets)}, {"ts_ms", clock_.WallMillis()}});
 }
 
 void ChangeFeed::Enqueue(Client& c, const ChangePtr& change) {
@@ -275,7 +279,7 @@ void ChangeFeed::Committed(std::vector<RowChange> changes, const std::map<int32_
   });
   std::vector<ChangePtr> built;
   built.reserve(changes.size());
-  const int64_t committed_ms = NowMillis();
+  const int64_t committed_ms = clock_.WallMillis();
   for (RowChange& rc : changes) {
     auto change = std::make_shared<Change>();
     change->key = EncodeKey(rc.key);
@@ -352,9 +356,9 @@ void ChangeFeed::Committed(std::vector<RowChange> changes, const std::map<int32_
   }
   if (outbox_used) {
     outbox_.insert(outbox_.end(), built.begin(), built.end());
-    if (std::chrono::steady_clock::now() - last_batch_sent_ >= options_.batch_window) SendOutbox();
+    if (clock_.Now() - last_batch_sent_ >= options_.batch_window) SendOutbox();
   }
-  last_progress_ = std::chrono::steady_clock::now();
+  last_progress_ = clock_.Now();
 }
 
 void ChangeFeed::SendOutbox() {
@@ -393,7 +397,7 @@ void ChangeFeed::SendOutbox() {
     Pump(c);
   }
   outbox_.clear();
-  last_batch_sent_ = std::chrono::steady_clock::now();
+  last_batch_sent_ = clock_.Now();
 }
 
 bool ChangeFeed::snapshots_wanted() const {
@@ -404,7 +408,7 @@ bool ChangeFeed::snapshots_wanted() const {
 std::chrono::milliseconds ChangeFeed::TimeUntilDue() const {
   std::lock_guard lock(mu_);
   if (outbox_.empty()) return std::chrono::milliseconds::max();
-  auto left = last_batch_sent_ + options_.batch_window - std::chrono::steady_clock::now();
+  auto left = last_batch_sent_ + options_.batch_window - clock_.Now();
   return std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(left));
 }
 
@@ -420,7 +424,7 @@ void ChangeFeed::Tick(ViewStore* store, const std::map<int32_t, int64_t>& offset
         if (!last_.count(p)) floor_[p] = last_[p] = std::max<int64_t>(next, 0);
     }
     wanted = snapshots_wanted_;
-    auto now = std::chrono::steady_clock::now();
+    auto now = clock_.Now();
     if (!outbox_.empty() && now - last_batch_sent_ >= options_.batch_window) SendOutbox();
     if (now - last_progress_ >= options_.heartbeat) {
       last_progress_ = now;

@@ -38,6 +38,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/metrics.h"
 #include "core/websocket.h"
 #include "sinks/table.h"
@@ -59,6 +60,7 @@ struct ChangeFeedOptions {
   // Also build each change's share message, for the feeds other processes
   // forward (scale-out; live/feed_relay.h).
   bool share_messages = false;
+  const Clock* clock = nullptr;  // null: SystemClock(); tests give a ManualClock
 };
 
 // Process-wide feed metrics.
@@ -170,6 +172,7 @@ class ChangeFeed {
   const std::string view_;
   const std::string store_;
   const ChangeFeedOptions options_;
+  const Clock& clock_;
   FeedMetrics& metrics_;
   std::string hello_;
 

@@ -492,5 +492,70 @@ TEST(FeedRequestParsing, PartitionLists) {
   EXPECT_FALSE(ParsePartitionList("x").ok());
 }
 
+// Time-driven behaviour, on a clock that moves only when the test says.
+class ChangeFeedTime : public ChangeFeedClients {
+ protected:
+  ChangeFeedTime() { options_.clock = &clock_; }
+  ManualClock clock_;
+};
+
+TEST_F(ChangeFeedTime, AQuietFeedSendsProgressOnlyOnceTheHeartbeatIsDue) {
+  options_.heartbeat = std::chrono::seconds(5);
+  store_.offsets = {{0, 7}};
+  Client c = ConnectLive();
+  feed_->Tick(&store_, store_.offsets);  // the snapshot's tick counted as the last progress
+  clock_.Advance(std::chrono::milliseconds(4900));
+  feed_->Tick(&store_, store_.offsets);
+  EXPECT_TRUE(c.socket->Take().empty());
+  clock_.Advance(std::chrono::milliseconds(200));
+  feed_->Tick(&store_, store_.offsets);
+  auto beat = c.socket->Take();
+  ASSERT_EQ(Types(beat), (std::vector<std::string>{"progress"}));
+  EXPECT_EQ(beat[0]["offsets"], (nlohmann::json{{"0", 7}}));
+  EXPECT_EQ(beat[0]["ts_ms"], clock_.WallMillis());
+}
+
+TEST_F(ChangeFeedTime, HistoryOutlivesTheLastClientOnlyForItsKeepTime) {
+  options_.keep_history_after_last_client = std::chrono::minutes(10);
+  Client c = ConnectLive();
+  ASSERT_TRUE(feed_->recording());
+  Commit({Row("a", 1, 0)}, 0, 1);
+  c.callbacks.on_close();
+  clock_.Advance(std::chrono::minutes(9));
+  EXPECT_TRUE(feed_->recording());
+  Commit({Row("a", 2, 1)}, 1, 2);
+  FeedRequest back;
+  back.from = std::map<int32_t, int64_t>{{0, 1}};
+  Client again = Connect(back);
+  EXPECT_EQ(Types(again.socket->Take()), (std::vector<std::string>{"hello", "resume", "change", "progress"}));
+  again.callbacks.on_close();
+  clock_.Advance(std::chrono::minutes(11));
+  EXPECT_FALSE(feed_->recording());  // and the history is gone
+  Client late = Connect(back);
+  EXPECT_EQ(Types(late.socket->Take()), (std::vector<std::string>{"hello"}));
+  EXPECT_TRUE(feed_->snapshots_wanted());
+}
+
+TEST_F(ChangeFeedTime, BatchFramesWaitOutTheirWindow) {
+  options_.batch_window = std::chrono::milliseconds(20);
+  FeedRequest request;
+  request.batch = true;
+  Client c = ConnectLive(request);
+  // The first frame after a quiet spell goes at once...
+  Commit({Row("a", 1, 0)}, 0, 1);
+  EXPECT_EQ(Types(c.socket->Take()), (std::vector<std::string>{"changes"}));
+  // ...the next waits until the window has passed since it.
+  clock_.Advance(std::chrono::milliseconds(5));
+  Commit({Row("b", 1, 1)}, 1, 2);
+  EXPECT_TRUE(c.socket->Take().empty());
+  EXPECT_EQ(feed_->TimeUntilDue(), std::chrono::milliseconds(15));
+  clock_.Advance(std::chrono::milliseconds(15));
+  feed_->Tick(&store_, {{0, 2}});
+  auto frame = c.socket->Take();
+  ASSERT_EQ(Types(frame), (std::vector<std::string>{"changes"}));
+  EXPECT_EQ(frame[0]["changes"][0]["key"], (nlohmann::json{"b"}));
+  EXPECT_EQ(frame[0]["offsets"], (nlohmann::json{{"0", 2}}));
+}
+
 }  // namespace
 }  // namespace freshet
