@@ -74,7 +74,7 @@
 #include "views/view_engine.h"
 
 using namespace freshet;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
@@ -439,7 +439,7 @@ struct ViewRun {
 Timing RunViews(const Options& o, const Topic& topic, std::vector<ViewRun> runs,
                 const std::function<void()>& while_running = nullptr) {
   std::vector<std::unique_ptr<ViewEngine>> engines;
-  std::vector<std::unique_ptr<Producer>> producers;
+  std::vector<std::unique_ptr<DeadLetterSink>> producers;
   for (ViewRun& run : runs) {
     ViewEngineOptions options;
     options.kafka = {o.brokers, {}};
@@ -449,7 +449,7 @@ Timing RunViews(const Options& o, const Topic& topic, std::vector<ViewRun> runs,
     options.group_id = "bench-" + topic.name + "-" + run.spec.name + "-" + run.store->kind();
     options.flush_interval = std::chrono::milliseconds(run.spec.flush_interval_ms);
     options.max_batch_events = 50000;
-    producers.push_back(std::move(Producer::Create(options.kafka).value()));
+    producers.push_back(KafkaDeadLetters(std::move(Producer::Create(options.kafka).value())));
     options.dead_letters = producers.back().get();
     options.dead_letter_topic = topic.name + "-dlq";
     std::vector<OffsetAdvance> from_zero;
@@ -459,17 +459,17 @@ Timing RunViews(const Options& o, const Topic& topic, std::vector<ViewRun> runs,
                                                    std::move(run.store), *run.metrics));
   }
   std::atomic<bool> stop{false};
-  auto started = Clock::now();
+  auto started = SteadyClock::now();
   double cpu_started = ProcessCpuSeconds();
   std::vector<std::thread> runners;
   for (auto& engine : engines) runners.emplace_back([&stop, e = engine.get()] { (void)e->Run(stop); });
   std::thread live;
   if (while_running) live = std::thread(while_running);
-  std::optional<Clock::time_point> first;
+  std::optional<SteadyClock::time_point> first;
   for (;;) {
     bool done = true;
     for (size_t i = 0; i < engines.size(); ++i) {
-      if (!first && runs[i].metrics->events.value() + runs[i].metrics->dead_letters.value() > 0) first = Clock::now();
+      if (!first && runs[i].metrics->events.value() + runs[i].metrics->dead_letters.value() > 0) first = SteadyClock::now();
       auto offsets = engines[i]->Snapshot().next_offsets;
       for (const auto& [p, end] : topic.ends)
         if (end > 0 && (!offsets.count(p) || offsets[p] < end)) done = false;
@@ -477,7 +477,7 @@ Timing RunViews(const Options& o, const Topic& topic, std::vector<ViewRun> runs,
     if (done) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  auto caught_up = Clock::now();
+  auto caught_up = SteadyClock::now();
   if (!first) first = caught_up;
   Timing t;
   t.cpu_us = (ProcessCpuSeconds() - cpu_started) * 1e6 / static_cast<double>(topic.records);
@@ -747,7 +747,7 @@ int main(int argc, char** argv) {
   std::shared_ptr<SchemaRegistry> registry = SchemaRegistry::Shared(registry_config);
   registry->Preload({kAvroSchemaId, "AVRO", kAvroSchema, {}});
   registry->Preload({kProtobufSchemaId, "PROTOBUF", kProtobufSchema, {}});
-  auto produced_at = Clock::now();
+  auto produced_at = SteadyClock::now();
   try {
     ProduceAll(o, topics);
   } catch (const std::exception& e) {
@@ -756,7 +756,7 @@ int main(int argc, char** argv) {
   }
   std::printf("produced %d records into each of %d topics (%d partitions) in %.1f s\n", o.events, kSourceCount,
               o.partitions,
-              std::chrono::duration<double>(Clock::now() - produced_at).count());
+              std::chrono::duration<double>(SteadyClock::now() - produced_at).count());
   for (int s = 0; s < kSourceCount; ++s)
     std::printf("  %-17s mean value %3.0f B, %lld tombstones\n", kSourceLabel[s], topics[s].mean_value_bytes(),
                 static_cast<long long>(topics[s].tombstones));
@@ -879,7 +879,7 @@ int main(int argc, char** argv) {
     live.records = o.live_events;
     two_views["live"] = TwoAvroViews(o, live, metrics, "live, " + std::to_string(o.live_rate) + " records/s", [&] {
       OtherServiceProducer producer(o.brokers);
-      auto start = Clock::now();
+      auto start = SteadyClock::now();
       for (size_t i = 0; i < records.size(); ++i) {
         std::this_thread::sleep_until(start + std::chrono::microseconds(static_cast<int64_t>(i) * 1000000 / o.live_rate));
         producer.Produce(live.name, PartitionForKey(records[i].first, o.partitions), records[i].first,

@@ -39,7 +39,7 @@
 #include "views/view_engine.h"
 
 using namespace freshet;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
@@ -77,12 +77,12 @@ double RunView(const Options& o, const std::string& topic, std::unique_ptr<ViewS
   options.group_id = "bench-" + topic + "-" + store->kind();
   options.flush_interval = std::chrono::milliseconds(100);
   options.max_batch_events = 50000;
-  auto producer = Producer::Create(options.kafka);
-  options.dead_letters = producer->get();
+  auto dead_letters = KafkaDeadLetters(std::move(Producer::Create(options.kafka).value()));
+  options.dead_letters = dead_letters.get();
   options.dead_letter_topic = topic + "-dlq";
   ViewEngine engine(options, std::make_unique<DeclarativeProjection>(std::move(spec)), std::move(store), view_metrics);
   std::atomic<bool> stop{false};
-  auto started = Clock::now();
+  auto started = SteadyClock::now();
   std::thread runner([&] { (void)engine.Run(stop); });
   while (until) {
     if (until->load()) {
@@ -100,7 +100,7 @@ double RunView(const Options& o, const std::string& topic, std::unique_ptr<ViewS
     if (done) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  double seconds = std::chrono::duration<double>(SteadyClock::now() - started).count();
   stop = true;
   runner.join();
   return o.events / seconds;
@@ -129,7 +129,7 @@ double RawRocksDb(const std::vector<RowWrite>& rows, const std::string& dir) {
   rocksdb::DB* raw = nullptr;
   if (!rocksdb::DB::Open(options, dir, &raw).ok()) return 0;
   std::unique_ptr<rocksdb::DB> db(raw);
-  auto started = Clock::now();
+  auto started = SteadyClock::now();
   for (size_t start = 0; start < rows.size(); start += 50000) {
     rocksdb::WriteBatch batch;
     for (size_t i = start; i < std::min(rows.size(), start + 50000); ++i) {
@@ -138,7 +138,7 @@ double RawRocksDb(const std::vector<RowWrite>& rows, const std::string& dir) {
     }
     if (!db->Write(rocksdb::WriteOptions(), &batch).ok()) return 0;
   }
-  double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  double seconds = std::chrono::duration<double>(SteadyClock::now() - started).count();
   db.reset();
   std::filesystem::remove_all(dir);
   return rows.size() / seconds;
@@ -155,7 +155,7 @@ double RawCopyUpsert(const Options& o, const std::vector<RowWrite>& rows) {
     tx.exec("CREATE TABLE public.bench_raw_upsert (eid text PRIMARY KEY, store text, sku text, qty bigint)");
     tx.exec("CREATE TEMP TABLE bench_raw_staging (LIKE public.bench_raw_upsert) ON COMMIT DELETE ROWS");
   }
-  auto started = Clock::now();
+  auto started = SteadyClock::now();
   std::vector<std::string> columns = {"eid", "store", "sku", "qty"};
   for (size_t start = 0; start < rows.size(); start += 50000) {
     pqxx::work tx(**conn);
@@ -173,7 +173,7 @@ double RawCopyUpsert(const Options& o, const std::vector<RowWrite>& rows) {
             "store = excluded.store, sku = excluded.sku, qty = excluded.qty");
     tx.commit();
   }
-  double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  double seconds = std::chrono::duration<double>(SteadyClock::now() - started).count();
   pqxx::nontransaction(**conn).exec("DROP TABLE public.bench_raw_upsert");
   return rows.size() / seconds;
 }
@@ -255,8 +255,8 @@ nlohmann::json Freshness(const Options& o, const ViewSpec& spec, MetricsRegistry
   // and also from the moment its first event was made (its oldest event's
   // timestamp): event-to-visible, exactly, for the worst event of the tick.
   struct CommittedTick {
-    Clock::time_point produced;
-    Clock::time_point committed;
+    SteadyClock::time_point produced;
+    SteadyClock::time_point committed;
     std::map<int32_t, int64_t> last;  // last offset of the tick per partition
   };
   std::mutex ticks_mu;
@@ -267,7 +267,7 @@ nlohmann::json Freshness(const Options& o, const ViewSpec& spec, MetricsRegistry
     size_t next = 0;
     while (watching) {
       std::map<int32_t, int64_t> stored = load();
-      auto now = Clock::now();
+      auto now = SteadyClock::now();
       std::lock_guard lock(ticks_mu);
       for (; next < ticks.size(); ++next) {
         bool visible = true;
@@ -301,11 +301,11 @@ nlohmann::json Freshness(const Options& o, const ViewSpec& spec, MetricsRegistry
   auto producer = TransactionalProducer::Create({o.brokers, {}}, topic + "-tx");
   (void)(*producer)->InitTransactions(std::chrono::seconds(30));
   std::mt19937 rng(7);
-  auto start = Clock::now();
+  auto start = SteadyClock::now();
   int64_t sent = 0;
   std::vector<int64_t> commit_micros;
   for (int tick = 0; tick < o.freshness_seconds * 100; ++tick) {
-    auto produced = Clock::now();
+    auto produced = SteadyClock::now();
     (void)(*producer)->Begin();
     std::vector<DeliveryReport> reports(static_cast<size_t>(o.rate) / 100 + 1);
     size_t n = 0;
@@ -315,9 +315,9 @@ nlohmann::json Freshness(const Options& o, const ViewSpec& spec, MetricsRegistry
       (void)(*producer)->Produce({topic, PartitionForKey(store, o.partitions), store, EncodeEventValue(e), {}},
                                  &reports[n]);
     }
-    auto begun = Clock::now();
+    auto begun = SteadyClock::now();
     Status committed = (*producer)->Commit(std::chrono::seconds(10));
-    auto now = Clock::now();
+    auto now = SteadyClock::now();
     commit_micros.push_back(std::chrono::duration_cast<std::chrono::microseconds>(now - begun).count());
     if (committed.ok() && n > 0) {
       CommittedTick t{produced, now, {}};
@@ -384,10 +384,10 @@ int main(int argc, char** argv) {
     std::cerr << st.ToString() << "\n";
     return 1;
   }
-  auto produced_at = Clock::now();
+  auto produced_at = SteadyClock::now();
   auto ends = ProduceEvents(o, topic);
   std::printf("produced %d events (~150 B) into %d partitions in %.1f s\n", o.events, o.partitions,
-              std::chrono::duration<double>(Clock::now() - produced_at).count());
+              std::chrono::duration<double>(SteadyClock::now() - produced_at).count());
   ViewSpec aggregate = bench::ParseBenchView(bench::kAggregateView);
   ViewSpec latest = bench::ParseBenchView(bench::kLatestView);
   MetricsRegistry metrics;

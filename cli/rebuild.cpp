@@ -374,7 +374,7 @@ struct RebuildJob {
 };
 
 ViewEngineOptions RebuildEngineOptions(const RebuildTarget& target, const KafkaClientOptions& kafka,
-                                       const std::string& topic, Producer* dead_letters) {
+                                       const std::string& topic, DeadLetterSink* dead_letters) {
   const Config& config = target.config;
   const ViewSpec& spec = target.spec;
   ViewEngineOptions options;
@@ -481,6 +481,7 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
               << (!partitions.ok() ? partitions.status().message() : "cannot create clients") << "\n";
     return 1;
   }
+  std::unique_ptr<DeadLetterSink> dead_letter_sink = KafkaDeadLetters(std::move(dead_letters.value()));
   int64_t total = OffsetsToReplay(**consumer, topic, *partitions, target->spec);
   if (total < 0) return 1;
 
@@ -492,7 +493,7 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
     return 2;
   }
   RebuildJob job{*target, projections, topic, *partitions, total, (*probe)->table(),
-                 RebuildEngineOptions(*target, kafka, topic, dead_letters->get())};
+                 RebuildEngineOptions(*target, kafka, topic, dead_letter_sink.get())};
   MetricsRegistry registry;
   ViewMetrics metrics(registry, "view=\"" + view_name + "\",store=\"" + target->store + "\"");
   if (target->store == "rocksdb") return RebuildRocksDb(job, metrics);

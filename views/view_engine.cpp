@@ -25,6 +25,8 @@ ViewEngine::ViewEngine(ViewEngineOptions options, std::unique_ptr<Projection> pr
     : options_(std::move(options)),
       projection_(std::move(projection)),
       store_(std::move(store)),
+      env_(options_.env ? *options_.env : KafkaEngineEnv()),
+      clock_(env_.clock()),
       metrics_(metrics),
       writes_("flush-" + projection_->table().view_name) {
   stage_shares_ = store_->keeps_partition_shares() && !projection_->SeparatePartitions();
@@ -56,10 +58,10 @@ void ViewEngine::PublishStatus() {
   }
   // Transaction markers count in the lag; a view is stale only when it has
   // not flushed for longer than it may lag while something is waiting.
-  s.stale = total_lag > 1 && NowMillis() - last_flush_ms_ > options_.max_lag.count();
+  s.stale = total_lag > 1 && clock_.WallMillis() - last_flush_ms_ > options_.max_lag.count();
   s.building = store_->building();
   // A rebuild runs in another process; it reports through the registry.
-  auto now = std::chrono::steady_clock::now();
+  auto now = clock_.Now();
   if (now - last_rebuild_check_ >= std::chrono::seconds(2)) {
     last_rebuild_check_ = now;
     auto progress = store_->RebuildProgress();
@@ -100,7 +102,7 @@ Status ViewEngine::OnAssign(std::vector<TopicPartitionOffset>& assigned) {
     at_end_[tp.partition] = false;
     serving_[tp.partition] = false;
     serve_from_.erase(tp.partition);  // asked after the rebalance (AnnounceServing)
-    last_flush_ms_ = NowMillis();
+    last_flush_ms_ = clock_.WallMillis();
     spdlog::info("view {}: assigned partition {} from offset {}", projection_->table().view_name, tp.partition,
                  it == stored->end() ? std::string("beginning") : std::to_string(it->second));
     if (options_.on_partition) options_.on_partition(tp.partition, PartitionState::kLoading);
@@ -188,7 +190,7 @@ Status ViewEngine::StartFlush() {
     int64_t stored = stored_next_[partition];
     if (next != stored) batch->advances.push_back({partition, stored, next});
   }
-  batch->started = std::chrono::steady_clock::now();
+  batch->started = clock_.Now();
   // Dead letters must be durable before the offsets that skip them are.
   if (options_.dead_letters) {
     Status dl = options_.dead_letters->Flush(std::chrono::seconds(30));
@@ -237,9 +239,9 @@ Status ViewEngine::FinishFlush() {
     pending_event_times_.clear();
     return st;
   }
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - batch->started).count();
+  double seconds = std::chrono::duration<double>(clock_.Now() - batch->started).count();
   metrics_.flush_seconds.Observe(seconds);
-  int64_t now = NowMillis();
+  int64_t now = clock_.WallMillis();
   for (int64_t ts : batch->event_times) metrics_.visible_seconds.Observe(static_cast<double>(now - ts) / 1000.0);
   metrics_.flushes.Add();
   if (options_.at_least_once && !batch->advances.empty()) {
@@ -288,7 +290,7 @@ void ViewEngine::WaitForRegistry(const Status& why, const std::atomic<bool>& sto
   if (Status flushed = Flush(); !flushed.ok())
     spdlog::warn("view {}: flush before waiting failed: {}", view, flushed.message());
   PublishStatus();
-  auto until = std::chrono::steady_clock::now() + registry_backoff_;
+  auto until = std::chrono::steady_clock::now() + registry_backoff_;  // a real wait, whatever the clock
   while (!stop.load() && std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   registry_backoff_ = std::min(registry_backoff_ * 2, std::chrono::milliseconds(5000));
@@ -333,21 +335,21 @@ Status ViewEngine::CheckSourceLog() {
       "records left (normal for a topic with finite retention)");
 }
 
-Status ViewEngine::DeadLetter(const KafkaMessage& message, const std::string& error) {
+Status ViewEngine::DeadLetter(const RawRecord& record, const std::string& error) {
   if (!options_.dead_letters) return Status::Internal("no dead-letter producer");
   OutgoingMessage m;
   m.topic = options_.dead_letter_topic;
   // As it was: a null key or a tombstone stays null.
-  m.key = std::string(message.key());
-  m.value = std::string(message.value());
-  m.null_key = !message.has_key();
-  m.null_value = !message.has_value();
+  m.key = std::string(record.key.value_or(std::string_view()));
+  m.value = std::string(record.value.value_or(std::string_view()));
+  m.null_key = !record.key;
+  m.null_value = !record.value;
   m.headers = {{"freshet.view", projection_->table().view_name},
                {"freshet.error", error},
-               {"freshet.source.topic", std::string(message.topic())},
-               {"freshet.source.partition", std::to_string(message.partition())},
-               {"freshet.source.offset", std::to_string(message.offset())}};
-  if (auto type = message.header(kTypeHeader)) m.headers.push_back({kTypeHeader, std::string(*type)});
+               {"freshet.source.topic", std::string(record.topic)},
+               {"freshet.source.partition", std::to_string(record.partition)},
+               {"freshet.source.offset", std::to_string(record.offset)}};
+  if (auto type = record.Header(kTypeHeader)) m.headers.push_back({kTypeHeader, std::string(*type)});
   FRESHET_RETURN_IF_ERROR(options_.dead_letters->Produce(m));
   metrics_.dead_letters.Add();
   return Status::Ok();
@@ -355,7 +357,7 @@ Status ViewEngine::DeadLetter(const KafkaMessage& message, const std::string& er
 
 Status ViewEngine::MaybeSwapIn() {
   if (!store_->building() || pending_events_ > 0) return Status::Ok();
-  auto now = std::chrono::steady_clock::now();
+  auto now = clock_.Now();
   if (now - last_swap_check_ < std::chrono::seconds(1)) return Status::Ok();
   last_swap_check_ = now;
   std::vector<int32_t> all;
@@ -394,10 +396,10 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
   // offset zero, and a process that follows it continues the builder's commits.
   std::string group = options_.group_id + (options_.at_least_once ? "." + store_->table_name() : "");
   if (projection_->reads_records()) decoder_ = std::make_unique<RecordDecoder>(options_.source, options_.parse_key);
-  auto consumer = Consumer::Create(kafka, group);
+  auto consumer = env_.NewConsumer(kafka, group);
   if (!consumer.ok()) return consumer.status();
   consumer_ = std::move(consumer.value());
-  auto count = PartitionCount(options_.kafka, options_.topic, std::chrono::seconds(15));
+  auto count = env_.PartitionCount(options_.kafka, options_.topic);
   if (!count.ok()) return count.status();
   partition_count_ = *count;
   if (Status log = CheckSourceLog(); !log.ok()) {
@@ -406,7 +408,7 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
     return log;
   }
   FRESHET_RETURN_IF_ERROR(consumer_->Subscribe(
-      {options_.topic}, [this](std::vector<TopicPartitionOffset>& a) { return OnAssign(a); },
+      options_.topic, [this](std::vector<TopicPartitionOffset>& a) { return OnAssign(a); },
       [this](const std::vector<TopicPartitionOffset>& r) { OnRevoke(r); }));
 
   auto backoff = std::chrono::milliseconds(100);
@@ -414,7 +416,7 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
     auto wait = std::chrono::milliseconds(100);
     if (pending_events_ > 0) {
       auto due = oldest_pending_ + options_.flush_interval;
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due - std::chrono::steady_clock::now());
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due - clock_.Now());
       // Caught up means no message within a moment: then flush at once
       // instead of waiting out the interval (freshness).
       wait = std::max(std::chrono::milliseconds(0), std::min({wait, left, std::chrono::milliseconds(2)}));
@@ -423,7 +425,7 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
     // Notice a finished write soon: its rows are visible, its status and
     // feed changes should be too.
     if (in_flight_) wait = std::min(wait, std::chrono::milliseconds(1));
-    KafkaMessage message;
+    RawRecord message;
     int32_t eof_partition = -1;
     auto outcome = consumer_->Poll(wait, &message, &eof_partition);
     if (!outcome.ok()) {
@@ -458,7 +460,7 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
     // hold exactly the flushes the feed has been handed.
     if (options_.feed) options_.feed->Tick(in_flight_ ? nullptr : store_.get(), stored_next_);
     if (failed.ok() && *outcome == Consumer::PollOutcome::kMessage) {
-      int32_t partition = message.partition();
+      int32_t partition = message.partition;
       at_end_[partition] = false;
       if (!pending_next_.count(partition)) continue;  // a message from before a revoke
       if (stage_shares_) StageShares(partition);
@@ -467,9 +469,8 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
       Status st;
       try {
         if (decoder_) {
-          RawRecord raw = RawRecord::From(message);
           SourceRecord record;
-          st = decoder_->Decode(raw, &record);
+          st = decoder_->Decode(message, &record);
           // Only a schema registry that cannot be asked says kUnavailable.
           if (st.code() == StatusCode::kUnavailable) {
             WaitForRegistry(st, stop);
@@ -485,7 +486,7 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
           skipped = st.ok() && record.change == SourceRecord::Change::kSkip;
           if (st.ok() && !skipped) st = projection_->ApplyRecord(record);
         } else {
-          st = projection_->ApplyValue(message.value(), partition, message.offset(), &event_ts);
+          st = projection_->ApplyValue(message.value.value_or(std::string_view()), partition, message.offset, &event_ts);
         }
       } catch (const std::exception& e) {
         // One record must not take the process down (and again after every
@@ -495,10 +496,10 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
       if (!st.ok()) {
         if (options_.stop_on_error) {
           // Stop before the bad event: what came before it is still written.
-          pending_next_[partition] = message.offset();
+          pending_next_[partition] = message.offset;
           Status flushed = Flush();
           std::string reason = "stopped at partition " + std::to_string(partition) + " offset " +
-                               std::to_string(message.offset()) + ": " + st.message();
+                               std::to_string(message.offset) + ": " + st.message();
           spdlog::error("view {}: {}", view, reason);
           (void)consumer_->Close();
           if (!flushed.ok()) spdlog::warn("view {}: final flush failed: {}", view, flushed.message());
@@ -512,21 +513,21 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
           (void)Rewind();
           continue;
         }
-        spdlog::warn("view {}: partition {} offset {}: dead-lettered: {}", view, partition, message.offset(), st.message());
+        spdlog::warn("view {}: partition {} offset {}: dead-lettered: {}", view, partition, message.offset, st.message());
       } else if (!skipped) {
         metrics_.events.Add();
-        int64_t ts = event_ts > 0 ? event_ts : message.timestamp_ms();
+        int64_t ts = event_ts > 0 ? event_ts : message.timestamp_ms;
         if (pending_event_times_.size() < 4096) pending_event_times_.push_back(ts);
       }
-      if (pending_events_ == 0) oldest_pending_ = std::chrono::steady_clock::now();
-      pending_next_[partition] = message.offset() + 1;
+      if (pending_events_ == 0) oldest_pending_ = clock_.Now();
+      pending_next_[partition] = message.offset + 1;
       ++pending_events_;
     }
     // A flush is due when the batch is full, when the oldest pending event
     // has waited flush_interval, or when nothing more is there to read.
     bool due = pending_events_ > 0 &&
                (pending_events_ >= options_.max_batch_events || *outcome == Consumer::PollOutcome::kTimeout ||
-                std::chrono::steady_clock::now() >= oldest_pending_ + options_.flush_interval);
+                clock_.Now() >= oldest_pending_ + options_.flush_interval);
     if (!due && failed.ok()) continue;
     if (failed.ok() && in_flight_ && !WriteDone() &&
         projection_->pending_rows() + staged_rows_.size() < options_.max_batch_events)

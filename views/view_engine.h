@@ -27,6 +27,7 @@
 #include "core/kafka.h"
 #include "core/metrics.h"
 #include "sources/record_decoder.h"
+#include "views/engine_env.h"
 #include "live/change_feed.h"
 #include "views/view_owners.h"
 #include "views/view_store.h"
@@ -59,7 +60,9 @@ struct ViewEngineOptions {
   // then over-count; latest-row views converge).
   bool at_least_once = false;
   std::string dead_letter_topic;
-  Producer* dead_letters = nullptr;  // shared, thread-safe; required unless stop_on_error
+  DeadLetterSink* dead_letters = nullptr;  // shared, thread-safe; required unless stop_on_error
+  // Kafka and the clock (views/engine_env.h); null: KafkaEngineEnv().
+  EngineEnv* env = nullptr;
   ChangeFeed* feed = nullptr;        // gets every committed flush; may be null
   // Called when a store write has committed and when a new version went
   // live: what readers waiting for an offset (min_offset) wake up on. Runs
@@ -142,7 +145,7 @@ class ViewEngine {
   // kInvalidArgument when a partition's log starts after the offset this
   // view needs next (and source.allow_incomplete_log is off).
   Status CheckSourceLog();
-  Status DeadLetter(const KafkaMessage& message, const std::string& error);
+  Status DeadLetter(const RawRecord& record, const std::string& error);
   // A record's schema cannot be fetched (the registry is down): the record
   // is fine, so it is never dead-lettered. Writes what came before it,
   // waits (with backoff), and rewinds to read it again.
@@ -157,7 +160,9 @@ class ViewEngine {
   ViewEngineOptions options_;
   std::unique_ptr<Projection> projection_;
   std::unique_ptr<ViewStore> store_;
-  std::unique_ptr<Consumer> consumer_;
+  EngineEnv& env_;
+  const Clock& clock_;
+  std::unique_ptr<SourceConsumer> consumer_;
   std::unique_ptr<RecordDecoder> decoder_;  // when the projection reads records
   ViewMetrics& metrics_;
 

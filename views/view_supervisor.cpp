@@ -100,7 +100,7 @@ ViewSupervisor::~ViewSupervisor() { Stop(); }
 Status ViewSupervisor::Start() {
   auto producer = Producer::Create({config_.kafka.brokers, config_.kafka.client_properties});
   if (!producer.ok()) return producer.status();
-  dead_letters_ = std::move(producer.value());
+  dead_letters_ = KafkaDeadLetters(std::move(producer.value()));
   if (owners_) {
     // Before the views start: they claim their partitions in it.
     FRESHET_RETURN_IF_ERROR(owners_->Start(config_.kafka.replication_factor));

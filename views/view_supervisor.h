@@ -111,7 +111,7 @@ class ViewSupervisor {
   Config config_;
   ProjectionRegistry projections_;
   std::unique_ptr<FeedMetrics> feed_metrics_;
-  std::unique_ptr<Producer> dead_letters_;
+  std::unique_ptr<DeadLetterSink> dead_letters_;
   std::unique_ptr<RocksDbStore> rocksdb_;  // opened by Create when a view asks for it
   std::unique_ptr<ViewOwners> owners_;     // scale-out (views.advertise_url set, and a view has a RocksDB copy)
   std::function<void()> on_commit_;
