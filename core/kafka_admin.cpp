@@ -1,10 +1,9 @@
 // The admin calls of core/kafka.h: topics, their configuration, record
 // deletion. Each call opens a short-lived client of its own.
-#include "core/kafka.h"
-
 #include <chrono>
 #include <thread>
 
+#include "core/kafka.h"
 #include "core/kafka_client.h"
 
 namespace freshet {
@@ -14,8 +13,10 @@ using AdminQueue = std::unique_ptr<rd_kafka_queue_t, KafkaDestroy<rd_kafka_queue
 using AdminEvent = std::unique_ptr<rd_kafka_event_t, KafkaDestroy<rd_kafka_event_destroy>>;
 using Metadata = std::unique_ptr<const rd_kafka_metadata_t, KafkaDestroy<rd_kafka_metadata_destroy>>;
 using NewTopicRequest = std::unique_ptr<rd_kafka_NewTopic_t, KafkaDestroy<rd_kafka_NewTopic_destroy>>;
-using DeleteTopicRequest = std::unique_ptr<rd_kafka_DeleteTopic_t, KafkaDestroy<rd_kafka_DeleteTopic_destroy>>;
-using ConfigResource = std::unique_ptr<rd_kafka_ConfigResource_t, KafkaDestroy<rd_kafka_ConfigResource_destroy>>;
+using DeleteTopicRequest =
+    std::unique_ptr<rd_kafka_DeleteTopic_t, KafkaDestroy<rd_kafka_DeleteTopic_destroy>>;
+using ConfigResource =
+    std::unique_ptr<rd_kafka_ConfigResource_t, KafkaDestroy<rd_kafka_ConfigResource_destroy>>;
 using DeleteRecordsRequest =
     std::unique_ptr<rd_kafka_DeleteRecords_t, KafkaDestroy<rd_kafka_DeleteRecords_destroy>>;
 
@@ -28,8 +29,8 @@ Result<KafkaHandle> NewAdminHandle(const KafkaClientOptions& options) {
 
 // Waits for the answer to an admin request sent to `queue`; `what` names the
 // request in errors.
-Result<AdminEvent> AwaitAdminEvent(rd_kafka_queue_t* queue, const std::string& what, const KafkaClientOptions& options,
-                                   std::chrono::milliseconds timeout) {
+Result<AdminEvent> AwaitAdminEvent(rd_kafka_queue_t* queue, const std::string& what,
+                                   const KafkaClientOptions& options, std::chrono::milliseconds timeout) {
   AdminEvent event(rd_kafka_queue_poll(queue, static_cast<int>(timeout.count())));
   if (!event) return Status::Timeout(what + ": no answer from " + options.brokers);
   if (rd_kafka_event_error(event.get()))
@@ -38,11 +39,12 @@ Result<AdminEvent> AwaitAdminEvent(rd_kafka_queue_t* queue, const std::string& w
 }
 
 // Sends the CreateTopics request; OK if the topic exists already.
-Status CreateTopic(rd_kafka_t* rk, const KafkaClientOptions& options, const std::string& topic, int partitions,
-                   int replication_factor, std::chrono::milliseconds timeout,
+Status CreateTopic(rd_kafka_t* rk, const KafkaClientOptions& options, const std::string& topic,
+                   int partitions, int replication_factor, std::chrono::milliseconds timeout,
                    const std::map<std::string, std::string>& topic_config) {
   char err[512];
-  NewTopicRequest new_topic(rd_kafka_NewTopic_new(topic.c_str(), partitions, replication_factor, err, sizeof(err)));
+  NewTopicRequest new_topic(
+      rd_kafka_NewTopic_new(topic.c_str(), partitions, replication_factor, err, sizeof(err)));
   if (!new_topic) return Status::InvalidArgument("topic " + topic + ": " + err);
   for (const auto& [name, value] : topic_config)
     rd_kafka_NewTopic_set_config(new_topic.get(), name.c_str(), value.c_str());
@@ -54,7 +56,8 @@ Status CreateTopic(rd_kafka_t* rk, const KafkaClientOptions& options, const std:
   if (!event.ok()) return event.status();
   const rd_kafka_CreateTopics_result_t* result = rd_kafka_event_CreateTopics_result(event->get());
   size_t count = 0;
-  const rd_kafka_topic_result_t** results = result ? rd_kafka_CreateTopics_result_topics(result, &count) : nullptr;
+  const rd_kafka_topic_result_t** results =
+      result ? rd_kafka_CreateTopics_result_topics(result, &count) : nullptr;
   if (count == 1 && rd_kafka_topic_result_error(results[0]) &&
       rd_kafka_topic_result_error(results[0]) != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
     return Status::Internal(what + ": " + rd_kafka_topic_result_error_string(results[0]));
@@ -67,7 +70,8 @@ std::vector<std::string> BrokerAddresses(rd_kafka_t* rk, const KafkaClientOption
                                          std::chrono::milliseconds timeout) {
   std::vector<std::string> brokers;
   const rd_kafka_metadata_t* md = nullptr;
-  if (rd_kafka_metadata(rk, 0, nullptr, &md, static_cast<int>(timeout.count())) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+  if (rd_kafka_metadata(rk, 0, nullptr, &md, static_cast<int>(timeout.count())) ==
+      RD_KAFKA_RESP_ERR_NO_ERROR) {
     Metadata owned(md);
     for (int i = 0; i < md->broker_cnt; ++i)
       brokers.push_back(std::string(md->brokers[i].host) + ":" + std::to_string(md->brokers[i].port));
@@ -91,7 +95,8 @@ Status AwaitTopicOnEveryBroker(rd_kafka_t* rk, const KafkaClientOptions& options
     one.brokers = broker;
     while (!PartitionCount(one, topic, timeout).ok()) {
       if (std::chrono::steady_clock::now() >= deadline)
-        return Status::Timeout("topic " + topic + " created but broker " + broker + " does not show it in metadata");
+        return Status::Timeout("topic " + topic + " created but broker " + broker +
+                               " does not show it in metadata");
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
@@ -135,7 +140,8 @@ Status DeleteTopics(const KafkaClientOptions& options, const std::vector<std::st
   if (!event.ok()) return event.status();
   size_t count = 0;
   const rd_kafka_DeleteTopics_result_t* result = rd_kafka_event_DeleteTopics_result(event->get());
-  const rd_kafka_topic_result_t** results = result ? rd_kafka_DeleteTopics_result_topics(result, &count) : nullptr;
+  const rd_kafka_topic_result_t** results =
+      result ? rd_kafka_DeleteTopics_result_topics(result, &count) : nullptr;
   for (size_t i = 0; i < count; ++i) {
     rd_kafka_resp_err_t err = rd_kafka_topic_result_error(results[i]);
     if (err && err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
@@ -204,7 +210,8 @@ Status DeleteRecordsBefore(const KafkaClientOptions& options, const std::string&
   auto event = AwaitAdminEvent(queue.get(), what, options, timeout);
   if (!event.ok()) return event.status();
   const rd_kafka_DeleteRecords_result_t* result = rd_kafka_event_DeleteRecords_result(event->get());
-  const rd_kafka_topic_partition_list_t* done = result ? rd_kafka_DeleteRecords_result_offsets(result) : nullptr;
+  const rd_kafka_topic_partition_list_t* done =
+      result ? rd_kafka_DeleteRecords_result_offsets(result) : nullptr;
   if (!done || done->cnt != 1) return Status::Internal(what + ": no answer for the partition");
   if (done->elems[0].err) return Status::Unavailable(what + ": " + rd_kafka_err2str(done->elems[0].err));
   return Status::Ok();
@@ -219,8 +226,10 @@ std::string RetentionProblem(const std::map<std::string, std::string>& config) {
   auto add = [&](const std::string& p) { problems += (problems.empty() ? "" : "; ") + p; };
   std::string ms = value("retention.ms"), bytes = value("retention.bytes"), policy = value("cleanup.policy");
   if (!ms.empty() && ms != "-1") add("retention.ms=" + ms + " deletes records older than that");
-  if (!bytes.empty() && bytes != "-1") add("retention.bytes=" + bytes + " deletes the oldest records beyond that size");
-  if (policy.find("compact") != std::string::npos) add("cleanup.policy=" + policy + " removes superseded records");
+  if (!bytes.empty() && bytes != "-1")
+    add("retention.bytes=" + bytes + " deletes the oldest records beyond that size");
+  if (policy.find("compact") != std::string::npos)
+    add("cleanup.policy=" + policy + " removes superseded records");
   return problems;
 }
 

@@ -20,7 +20,9 @@ namespace freshet {
 template <auto Destroy>
 struct KafkaDestroy {
   template <typename T>
-  void operator()(T* p) const { Destroy(p); }
+  void operator()(T* p) const {
+    Destroy(p);
+  }
 };
 
 using KafkaConf = std::unique_ptr<rd_kafka_conf_t, KafkaDestroy<rd_kafka_conf_destroy>>;
@@ -29,7 +31,8 @@ using KafkaPartitionList =
 using KafkaError = std::unique_ptr<rd_kafka_error_t, KafkaDestroy<rd_kafka_error_destroy>>;
 
 // bootstrap.servers, then `defaults`, then options.properties (which win).
-Result<KafkaConf> MakeKafkaConf(const KafkaClientOptions& options, const std::map<std::string, std::string>& defaults);
+Result<KafkaConf> MakeKafkaConf(const KafkaClientOptions& options,
+                                const std::map<std::string, std::string>& defaults);
 Result<KafkaHandle> NewKafkaHandle(rd_kafka_type_t type, KafkaConf conf);
 
 KafkaPartitionList ToPartitionList(const std::vector<TopicPartitionOffset>& partitions);

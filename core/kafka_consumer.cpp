@@ -1,6 +1,5 @@
 // KafkaMessage and Consumer (core/kafka.h).
 #include "core/kafka.h"
-
 #include "core/kafka_client.h"
 
 namespace freshet {
@@ -64,8 +63,8 @@ struct ConsumerRebalance {
     return protocol && std::string(protocol) == "COOPERATIVE";
   }
 
-  static void Callback(rd_kafka_t* rk, rd_kafka_resp_err_t err,
-                       rd_kafka_topic_partition_list_t* partitions, void* opaque) {
+  static void Callback(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* partitions,
+                       void* opaque) {
     auto* consumer = static_cast<Consumer*>(opaque);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
       std::vector<TopicPartitionOffset> assigned = ToVector(partitions);
@@ -140,7 +139,8 @@ Status Consumer::Subscribe(const std::vector<std::string>& topics, AssignHook on
   on_assign_ = std::move(on_assign);
   on_revoke_ = std::move(on_revoke);
   KafkaPartitionList list(rd_kafka_topic_partition_list_new(static_cast<int>(topics.size())));
-  for (const auto& t : topics) rd_kafka_topic_partition_list_add(list.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
+  for (const auto& t : topics)
+    rd_kafka_topic_partition_list_add(list.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
   rd_kafka_resp_err_t err = rd_kafka_subscribe(handle_.get(), list.get());
   if (err) return Status::Internal(std::string("subscribe: ") + rd_kafka_err2str(err));
   return Status::Ok();
@@ -241,8 +241,8 @@ Result<int64_t> Consumer::Position(const std::string& topic, int32_t partition) 
 Result<std::pair<int64_t, int64_t>> Consumer::QueryWatermarks(const std::string& topic, int32_t partition,
                                                               std::chrono::milliseconds timeout) {
   int64_t low = 0, high = 0;
-  rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(
-      handle_.get(), topic.c_str(), partition, &low, &high, static_cast<int>(timeout.count()));
+  rd_kafka_resp_err_t err = rd_kafka_query_watermark_offsets(handle_.get(), topic.c_str(), partition, &low,
+                                                             &high, static_cast<int>(timeout.count()));
   if (err)
     return Status::Unavailable("watermarks of " + topic + "[" + std::to_string(partition) +
                                "]: " + rd_kafka_err2str(err));
@@ -251,7 +251,8 @@ Result<std::pair<int64_t, int64_t>> Consumer::QueryWatermarks(const std::string&
 
 int64_t Consumer::CachedHighWatermark(const std::string& topic, int32_t partition) {
   int64_t low = -1, high = -1;
-  if (rd_kafka_get_watermark_offsets(handle_.get(), topic.c_str(), partition, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR)
+  if (rd_kafka_get_watermark_offsets(handle_.get(), topic.c_str(), partition, &low, &high) !=
+      RD_KAFKA_RESP_ERR_NO_ERROR)
     return -1;
   return high;
 }

@@ -1,6 +1,5 @@
 // TransactionalProducer and Producer (core/kafka.h).
 #include "core/kafka.h"
-
 #include "core/kafka_client.h"
 
 namespace freshet {
@@ -36,14 +35,15 @@ rd_kafka_resp_err_t ProduceOne(rd_kafka_t* rk, const OutgoingMessage& message, v
   KafkaHeaders headers = MakeHeaders(message.headers);
   rd_kafka_resp_err_t err;
   for (;;) {
-    err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(message.topic.c_str()),
-                            RD_KAFKA_V_PARTITION(message.partition < 0 ? RD_KAFKA_PARTITION_UA : message.partition),
-                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                            RD_KAFKA_V_KEY(message.null_key ? nullptr : message.key.data(),
-                                           message.null_key ? 0 : message.key.size()),
-                            RD_KAFKA_V_VALUE(message.null_value ? nullptr : const_cast<char*>(message.value.data()),
-                                             message.null_value ? 0 : message.value.size()),
-                            RD_KAFKA_V_HEADERS(headers.get()), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    err = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(message.topic.c_str()),
+        RD_KAFKA_V_PARTITION(message.partition < 0 ? RD_KAFKA_PARTITION_UA : message.partition),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(message.null_key ? nullptr : message.key.data(),
+                       message.null_key ? 0 : message.key.size()),
+        RD_KAFKA_V_VALUE(message.null_value ? nullptr : const_cast<char*>(message.value.data()),
+                         message.null_value ? 0 : message.value.size()),
+        RD_KAFKA_V_HEADERS(headers.get()), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
     if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
     rd_kafka_poll(rk, 10);  // deliveries make room
   }
@@ -74,16 +74,18 @@ TransactionalProducer::~TransactionalProducer() = default;
 Status TransactionalProducer::TxnCall(const char* what, rd_kafka_error_t* error) {
   if (!error) return Status::Ok();
   KafkaError owned(error);
-  std::string msg = std::string(what) + " (transactional.id " + transactional_id_ +
-                    "): " + rd_kafka_error_string(error);
+  std::string msg =
+      std::string(what) + " (transactional.id " + transactional_id_ + "): " + rd_kafka_error_string(error);
   rd_kafka_resp_err_t code = rd_kafka_error_code(error);
   if (rd_kafka_error_is_fatal(error) || IsFencedCode(code)) {
     // Fatal errors other than fencing also end this producer's life; the
     // caller treats them alike: destroy it and stop serving.
     return Status::Fenced(msg);
   }
-  if (rd_kafka_error_txn_requires_abort(error)) return Status::Conflict(msg + " (transaction must be aborted)");
-  if (rd_kafka_error_is_retriable(error) || code == RD_KAFKA_RESP_ERR__TIMED_OUT) return Status::Unavailable(msg);
+  if (rd_kafka_error_txn_requires_abort(error))
+    return Status::Conflict(msg + " (transaction must be aborted)");
+  if (rd_kafka_error_is_retriable(error) || code == RD_KAFKA_RESP_ERR__TIMED_OUT)
+    return Status::Unavailable(msg);
   return Status::Internal(msg);
 }
 
@@ -107,7 +109,8 @@ Status TransactionalProducer::Produce(const OutgoingMessage& message, DeliveryRe
 Status TransactionalProducer::Flush(std::chrono::milliseconds timeout) {
   rd_kafka_resp_err_t err = rd_kafka_flush(handle_.get(), static_cast<int>(timeout.count()));
   if (!err) return Status::Ok();
-  return Status::Unavailable(std::string("flush (transactional.id ") + transactional_id_ + "): " + rd_kafka_err2str(err));
+  return Status::Unavailable(std::string("flush (transactional.id ") + transactional_id_ +
+                             "): " + rd_kafka_err2str(err));
 }
 
 Status TransactionalProducer::Commit(std::chrono::milliseconds timeout) {
