@@ -26,10 +26,14 @@ double SecondsBetween(std::chrono::steady_clock::time_point from, std::chrono::s
 
 // Begin, produce, flush, commit: one transaction holding `messages`, each
 // phase timed. OK means every message is in the log with its offset in
-// `reports`.
+// `reports`. On failure, `*outcome_unknown` says whether the transaction may
+// have committed all the same: a commit that timed out or failed with an
+// error that does not say "aborted" (the coordinator can die after writing
+// its decision and before answering).
 Status ProduceInOneTransaction(TransactionalProducer& producer, const std::vector<OutgoingMessage>& messages,
                                std::vector<DeliveryReport>& reports, const WriterMetrics& metrics,
-                               std::chrono::steady_clock::time_point started) {
+                               std::chrono::steady_clock::time_point started, bool* outcome_unknown) {
+  *outcome_unknown = false;
   using Clock = std::chrono::steady_clock;
   Status st = producer.Begin();
   Clock::time_point begun = Clock::now();
@@ -40,10 +44,16 @@ Status ProduceInOneTransaction(TransactionalProducer& producer, const std::vecto
   if (st.ok()) st = producer.Flush(kTxnTimeout);
   Clock::time_point produced = Clock::now();
   metrics.ObservePhase(WriterPhase::kProduce, SecondsBetween(begun, produced));
-  if (st.ok()) st = producer.Commit(kTxnTimeout);
+  if (st.ok()) {
+    st = producer.Commit(kTxnTimeout);
+    *outcome_unknown = !st.ok() && st.code() != StatusCode::kConflict && st.code() != StatusCode::kFenced;
+  }
   metrics.ObservePhase(WriterPhase::kCommit, SecondsBetween(produced, Clock::now()));
   for (size_t i = 0; st.ok() && i < reports.size(); ++i)
-    if (reports[i].offset < 0) st = Status::Internal("commit succeeded but a delivery report is missing");
+    if (reports[i].offset < 0) {
+      st = Status::Internal("commit succeeded but a delivery report is missing");
+      *outcome_unknown = true;  // committed, at offsets we do not know
+    }
   return st;
 }
 
@@ -629,7 +639,12 @@ std::vector<PartitionSlot::CommandOutcome> PartitionSlot::DecideBatch(const std:
 bool PartitionSlot::CommitBatch(std::deque<Work>& batch, const std::vector<OutgoingMessage>& messages,
                                 std::vector<DeliveryReport>& reports, std::chrono::steady_clock::time_point started) {
   TransactionalProducer& producer = NextProducer();
-  Status st = ProduceInOneTransaction(producer, messages, reports, metrics_, started);
+  bool outcome_unknown = false;
+  Status st = ProduceInOneTransaction(producer, messages, reports, metrics_, started, &outcome_unknown);
+  if (!st.ok() && outcome_unknown) {
+    ReloadAfterUnknownCommit(batch, st);
+    return false;
+  }
   if (!st.ok()) {
     AbandonBatch(batch, producer, st);
     return false;
@@ -644,6 +659,26 @@ bool PartitionSlot::CommitBatch(std::deque<Work>& batch, const std::vector<Outgo
     metrics_.commit_seconds->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   if (metrics_.batch_size) metrics_.batch_size->Observe(static_cast<double>(messages.size()));
   return true;
+}
+
+void PartitionSlot::ReloadAfterUnknownCommit(std::deque<Work>& batch, const Status& why) {
+  // Aborting now could fail while the commit completes anyway, and "not
+  // committed" would then be a lie that a retry turns into a duplicate. So
+  // the slot takes its partition over again: init_transactions makes the
+  // coordinator finish or abort the transaction, and the catch-up reads
+  // whatever committed (with its command ids) before any retry is answered.
+  state_->DropPending();
+  FailAll(batch, Status::Unavailable("partition " + std::to_string(options_.partition) +
+                                     ": the transaction's outcome is unknown (" + why.message() +
+                                     "); retry with the same id: it is answered once the log is read again"),
+          metrics_);
+  spdlog::warn("partition {}: commit outcome unknown, taking the partition over again: {}", options_.partition,
+               why.message());
+  {
+    std::lock_guard lock(mu_);
+    takeover_requested_ = std::chrono::steady_clock::now();
+  }
+  BecomeStandby("commit outcome unknown");  // still wanting ownership: the next turn takes it over
 }
 
 void PartitionSlot::AbandonBatch(std::deque<Work>& batch, TransactionalProducer& producer, Status why) {

@@ -209,11 +209,15 @@ class PartitionSlot {
   // idempotency index; appends the events to produce to `messages`.
   std::vector<CommandOutcome> DecideBatch(const std::deque<Work>& batch, std::vector<OutgoingMessage>* messages);
   // Produces `messages` in one transaction; `reports` gets their offsets.
-  // false: nothing was committed, the pending overlay is dropped and every
-  // command of `batch` answered "retry".
+  // false: not committed as far as the slot knows; the pending overlay is
+  // dropped and every command of `batch` answered "retry" (when the commit
+  // may have gone through, after the slot reads the log again).
   bool CommitBatch(std::deque<Work>& batch, const std::vector<OutgoingMessage>& messages,
                    std::vector<DeliveryReport>& reports, std::chrono::steady_clock::time_point started);
   void AbandonBatch(std::deque<Work>& batch, TransactionalProducer& producer, Status why);
+  // The commit may have gone through: answer "retry", then take the
+  // partition over again so the log says what committed.
+  void ReloadAfterUnknownCommit(std::deque<Work>& batch, const Status& why);
   void AnswerBatch(std::deque<Work>& batch, const std::vector<CommandOutcome>& outcomes,
                    const std::vector<DeliveryReport>& reports);
   void BecomeStandby(const std::string& why);
