@@ -12,11 +12,10 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/kafka.h"
 
@@ -74,7 +73,8 @@ inline std::map<int32_t, int64_t> HighWatermarks(const std::string& brokers, con
                                                  int partitions) {
   auto consumer = Consumer::Create({brokers, {}}, "");
   std::map<int32_t, int64_t> ends;
-  for (int p = 0; p < partitions; ++p) ends[p] = (*consumer)->QueryWatermarks(topic, p, std::chrono::seconds(10))->second;
+  for (int p = 0; p < partitions; ++p)
+    ends[p] = (*consumer)->QueryWatermarks(topic, p, std::chrono::seconds(10))->second;
   return ends;
 }
 
@@ -113,7 +113,9 @@ inline LatencySummary Summarize(std::vector<int64_t> micros) {
   s.count = micros.size();
   if (micros.empty()) return s;
   std::sort(micros.begin(), micros.end());
-  auto at = [&](double q) { return micros[std::min(micros.size() - 1, static_cast<size_t>(q * micros.size()))] / 1000.0; };
+  auto at = [&](double q) {
+    return micros[std::min(micros.size() - 1, static_cast<size_t>(q * micros.size()))] / 1000.0;
+  };
   s.p50_ms = at(0.50);
   s.p99_ms = at(0.99);
   s.max_ms = micros.back() / 1000.0;

@@ -10,28 +10,24 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <string.h>
 #include <sys/wait.h>
 
+#include <CLI/CLI.hpp>
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
-
-#include <string.h>
-
-#include <atomic>
-#include <filesystem>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <thread>
-
-#include <CLI/CLI.hpp>
 
 #include "bench/bench_util.h"
 #include "core/envelope.h"
 #include "core/http_client.h"
 #include "core/kafka.h"
-
 
 namespace freshet {
 namespace {
@@ -46,7 +42,7 @@ struct Options {
   std::string pg_url = bench::DefaultPostgresUrl();
   std::string freshet = FRESHET_BINARY;
   int clients = 1000;
-  int rate = 1000;     // changes per second
+  int rate = 1000;  // changes per second
   int seconds = 20;
   int keys = 1000;
   int flush_ms = 20;
@@ -57,7 +53,9 @@ struct Options {
 };
 
 int64_t NowMicros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 // One client: reads forever, counts changes and samples latencies.
@@ -70,8 +68,8 @@ class Client : public std::enable_shared_from_this<Client> {
     ws_.next_layer().async_connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port),
                                    [self = shared_from_this(), port](beast::error_code ec) {
                                      if (ec) return self->Fail(ec);
-                                     self->ws_.async_handshake("127.0.0.1:" + std::to_string(port), self->target_,
-                                                               [self](beast::error_code ec2) {
+                                     self->ws_.async_handshake("127.0.0.1:" + std::to_string(port),
+                                                               self->target_, [self](beast::error_code ec2) {
                                                                  if (ec2) return self->Fail(ec2);
                                                                  self->Read();
                                                                });
@@ -119,10 +117,12 @@ class Client : public std::enable_shared_from_this<Client> {
           latencies_us.push_back(now - std::strtoll(m.data() + at, nullptr, 10) * 1000);
           // The row's ts is the event's own time: event-to-client.
           size_t ts = Find(m, R"("ts":)", at);
-          if (ts != std::string_view::npos) event_latencies_us.push_back(now - std::strtoll(m.data() + ts + 5, nullptr, 10) * 1000);
+          if (ts != std::string_view::npos)
+            event_latencies_us.push_back(now - std::strtoll(m.data() + ts + 5, nullptr, 10) * 1000);
         }
       }
-    } else if (Find(m, R"("type":"snapshot")") != std::string_view::npos && Find(m, R"("done":true)") != std::string_view::npos) {
+    } else if (Find(m, R"("type":"snapshot")") != std::string_view::npos &&
+               Find(m, R"("done":true)") != std::string_view::npos) {
       snapshot_done = true;
     } else if (Find(m, R"("type":"reset")") != std::string_view::npos) {
       ++resets;
@@ -167,14 +167,14 @@ int Run(const Options& o) {
         {"feed", o.batch_window_ms >= 0
                      ? nlohmann::json{{"max_clients", o.clients + 10}, {"batch_window_ms", o.batch_window_ms}}
                      : nlohmann::json{{"max_clients", o.clients + 10}}},
-        {"definitions",
-         nlohmann::json::array({{{"name", "fanout"},
-                                 {"kind", "latest"},
-                                 {"stores", {"rocksdb"}},
-                                 {"key", {{"id", "/id"}}},
-                                 {"columns", {{"n", {{"from", "/n"}, {"type", "bigint"}}},
-                                              {"ts", {{"from", "$ts"}, {"type", "bigint"}}}}},
-                                 {"freshness", {{"flush_interval_ms", o.flush_ms}}}}})}}}};
+        {"definitions", nlohmann::json::array({{{"name", "fanout"},
+                                                {"kind", "latest"},
+                                                {"stores", {"rocksdb"}},
+                                                {"key", {{"id", "/id"}}},
+                                                {"columns",
+                                                 {{"n", {{"from", "/n"}, {"type", "bigint"}}},
+                                                  {"ts", {{"from", "$ts"}, {"type", "bigint"}}}}},
+                                                {"freshness", {{"flush_interval_ms", o.flush_ms}}}}})}}}};
   pid_t views = bench::Spawn({o.freshet, "views", "--config", dir + "/freshet.json"}, dir + "/views.log");
   if (views < 0) {
     std::cerr << "cannot start " << o.freshet << "\n";
@@ -304,12 +304,13 @@ int Run(const Options& o) {
               o.batch ? " (batch=1)" : "", o.flush_ms);
   std::printf("delivered %lld change messages in %.1f s: %.0f/s\n", static_cast<long long>(delivered), window,
               delivered / window);
-  std::printf("commit-to-client latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu samples)\n", lat.p50_ms, lat.p99_ms,
-              lat.max_ms, lat.count);
-  std::printf("event-to-client latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", event_lat.p50_ms, event_lat.p99_ms,
-              event_lat.max_ms);
+  std::printf("commit-to-client latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu samples)\n", lat.p50_ms,
+              lat.p99_ms, lat.max_ms, lat.count);
+  std::printf("event-to-client latency: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", event_lat.p50_ms,
+              event_lat.p99_ms, event_lat.max_ms);
   std::printf("per client: %lld..%lld changes of %lld sent; %d clients short, %d resets\n",
-              static_cast<long long>(least), static_cast<long long>(most), static_cast<long long>(sent), behind, resets);
+              static_cast<long long>(least), static_cast<long long>(most), static_cast<long long>(sent),
+              behind, resets);
   bench::AppendResult(o.json_path, {{"bench", "feed_fanout"},
                                     {"clients", o.clients},
                                     {"connected", connected},
@@ -336,8 +337,10 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", o.seconds, "length of the measured window")->capture_default_str();
   app.add_option("--keys", o.keys, "distinct keys the changes cycle over")->capture_default_str();
   app.add_option("--flush-ms", o.flush_ms, "the view's flush interval")->capture_default_str();
-  app.add_option("--warmup-seconds", o.warmup_seconds, "load offered before the measured window")->capture_default_str();
-  app.add_option("--batch-window-ms", o.batch_window_ms, "views.feed.batch_window_ms (-1: the default)")->capture_default_str();
+  app.add_option("--warmup-seconds", o.warmup_seconds, "load offered before the measured window")
+      ->capture_default_str();
+  app.add_option("--batch-window-ms", o.batch_window_ms, "views.feed.batch_window_ms (-1: the default)")
+      ->capture_default_str();
   app.add_flag("--batch", o.batch, "clients ask for batch=1 (one message per flush)");
   app.add_option("--freshet", o.freshet, "the freshet binary")->capture_default_str();
   app.add_option("--json", o.json_path, "append the result as one JSON line to this file");

@@ -8,9 +8,9 @@
 // The history is produced straight into the topic (inventory events, each
 // with an idempotency key), as a writer would have written it. One
 // partition, so that every figure is one partition's recovery.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <iostream>
 #include <thread>
 
@@ -36,7 +36,8 @@ struct Options {
 // `count` StockReceived events starting at event number `first`, cycling
 // over `entities` SKUs in 100 stores.
 Status ProduceHistory(const Options& o, const std::string& topic, int64_t first, int64_t count) {
-  KafkaClientOptions kafka{o.brokers, {{"compression.type", "lz4"}, {"linger.ms", "20"}, {"batch.size", "1000000"}}};
+  KafkaClientOptions kafka{o.brokers,
+                           {{"compression.type", "lz4"}, {"linger.ms", "20"}, {"batch.size", "1000000"}}};
   auto producer = Producer::Create(kafka);
   if (!producer.ok()) return producer.status();
   int64_t per_store = std::max<int64_t>(1, o.entities / 100);
@@ -48,9 +49,11 @@ Status ProduceHistory(const Options& o, const std::string& topic, int64_t first,
     e.type = "StockReceived";
     e.id = "cmd-" + std::to_string(i);
     e.ts_ms = 1700000000000 + i;
-    e.data = {{"store", store}, {"sku", "sku-" + std::to_string(entity)}, {"qty", 1}, {"delta", 1},
+    e.data = {{"store", store},     {"sku", "sku-" + std::to_string(entity)},
+              {"qty", 1},           {"delta", 1},
               {"on_hand", on_hand}, {"reserved", 0}};
-    OutgoingMessage m{topic, 0, store, EncodeEventValue(e), {{kTypeHeader, e.type}, {kSchemaHeader, kSchemaVersion}}};
+    OutgoingMessage m{
+        topic, 0, store, EncodeEventValue(e), {{kTypeHeader, e.type}, {kSchemaHeader, kSchemaVersion}}};
     for (;;) {
       Status st = (*producer)->Produce(m);
       if (st.ok()) break;
@@ -99,7 +102,8 @@ Result<Takeover> TakeOver(const Options& o, const std::string& topic, const std:
   while (slot.role() != PartitionSlot::Role::kOwner) {
     if (slot.role() == PartitionSlot::Role::kStopped || slot.role() == PartitionSlot::Role::kLogIncomplete)
       return Status::Internal(std::string("slot ended as ") + PartitionSlot::RoleName(slot.role()));
-    if (Clock::now() - started > std::chrono::minutes(10)) return Status::Timeout("takeover took over 10 minutes");
+    if (Clock::now() - started > std::chrono::minutes(10))
+      return Status::Timeout("takeover took over 10 minutes");
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   Takeover t;
@@ -112,7 +116,10 @@ Result<Takeover> TakeOver(const Options& o, const std::string& topic, const std:
 }
 
 nlohmann::json ToJson(const Takeover& t) {
-  return {{"seconds", t.seconds}, {"offset", t.offset}, {"entities", t.entities}, {"snapshot_offset", t.snapshot_offset}};
+  return {{"seconds", t.seconds},
+          {"offset", t.offset},
+          {"entities", t.entities},
+          {"snapshot_offset", t.snapshot_offset}};
 }
 
 }  // namespace
@@ -122,8 +129,10 @@ int main(int argc, char** argv) {
   CLI::App app{"Cold writer takeover after a long history: log replay against snapshot + tail"};
   app.add_option("--brokers", o.brokers, "Kafka bootstrap servers");
   app.add_option("--events", o.events, "events of history in the partition")->check(CLI::PositiveNumber);
-  app.add_option("--entities", o.entities, "live entities (SKUs) the history is spread over")->check(CLI::PositiveNumber);
-  app.add_option("--snapshot-every", o.snapshot_every, "writer.snapshot_every_events")->check(CLI::PositiveNumber);
+  app.add_option("--entities", o.entities, "live entities (SKUs) the history is spread over")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--snapshot-every", o.snapshot_every, "writer.snapshot_every_events")
+      ->check(CLI::PositiveNumber);
   app.add_option("--json", o.json_path, "append a JSON line with the results to this file");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
@@ -136,9 +145,10 @@ int main(int argc, char** argv) {
   cleanup.Add(snapshot_topic);
   cleanup.Add(topic + "-owners");
   KafkaClientOptions kafka{o.brokers, {}};
-  for (const auto& [name, config] :
-       std::vector<std::pair<std::string, std::map<std::string, std::string>>>{
-           {topic, KeepForeverTopicConfig()}, {snapshot_topic, {}}, {topic + "-owners", {{"cleanup.policy", "compact"}}}}) {
+  for (const auto& [name, config] : std::vector<std::pair<std::string, std::map<std::string, std::string>>>{
+           {topic, KeepForeverTopicConfig()},
+           {snapshot_topic, {}},
+           {topic + "-owners", {{"cleanup.policy", "compact"}}}}) {
     Status st = EnsureTopic(kafka, name, 1, 1, std::chrono::seconds(30), config);
     if (!st.ok()) {
       std::cerr << "creating " << name << ": " << st.ToString() << "\n";
@@ -156,8 +166,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   double produce_s = std::chrono::duration<double>(Clock::now() - produce_started).count();
-  std::cout << "history: " << o.events << " events over " << o.entities << " entities produced in " << produce_s
-            << " s\n";
+  std::cout << "history: " << o.events << " events over " << o.entities << " entities produced in "
+            << produce_s << " s\n";
 
   auto domain = MakeInventoryDomain();
   // 1. No snapshot: the cold instance replays the whole partition. Snapshots
@@ -168,8 +178,8 @@ int main(int argc, char** argv) {
     std::cerr << "replay takeover: " << replay.status().ToString() << "\n";
     return 1;
   }
-  std::cout << "cold takeover, log replay of " << replay->offset + 1 << " offsets: " << replay->seconds << " s ("
-            << replay->entities << " entities)\n";
+  std::cout << "cold takeover, log replay of " << replay->offset + 1 << " offsets: " << replay->seconds
+            << " s (" << replay->entities << " entities)\n";
 
   // 2. The first owner with snapshots on replays too, and snapshots what it
   //    replayed before serving.
@@ -193,8 +203,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::cout << "cold takeover, snapshot up to " << snapshot_load->snapshot_offset << " + tail of "
-            << snapshot_load->offset + 1 - first->offset - 1 << " offsets: " << snapshot_load->seconds << " s ("
-            << snapshot_load->entities << " entities)\n";
+            << snapshot_load->offset + 1 - first->offset - 1 << " offsets: " << snapshot_load->seconds
+            << " s (" << snapshot_load->entities << " entities)\n";
 
   // 4. A hot standby, for comparison: it has applied everything already.
   auto hot = TakeOver(o, topic, snapshot_topic, *domain, "hot", /*hot=*/true);

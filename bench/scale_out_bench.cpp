@@ -7,20 +7,19 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <random>
 #include <thread>
-
-#include <CLI/CLI.hpp>
 
 #include "bench/bench_util.h"
 #include "core/envelope.h"
@@ -72,7 +71,8 @@ nlohmann::json MeasureReads(const Options& o, int port, const std::string& label
         std::string target = "/views/per_sku/rows?key=sku-" + std::to_string(rng() % o.skus);
         auto t0 = std::chrono::steady_clock::now();
         auto r = client.Get(target);
-        auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+        auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+                      .count();
         if (!r.ok() || r->status != 200) {
           ++errors[c];
           continue;
@@ -91,8 +91,8 @@ nlohmann::json MeasureReads(const Options& o, int port, const std::string& label
   }
   auto s = bench::Summarize(all);
   double rate = static_cast<double>(all.size()) / o.seconds;
-  std::printf("  %-44s %9.0f reads/s  p50 %6.2f ms  p99 %6.2f ms  (%d errors)\n", label.c_str(), rate, s.p50_ms,
-              s.p99_ms, failed);
+  std::printf("  %-44s %9.0f reads/s  p50 %6.2f ms  p99 %6.2f ms  (%d errors)\n", label.c_str(), rate,
+              s.p50_ms, s.p99_ms, failed);
   nlohmann::json out = bench::ToJson(s);
   out["reads_per_s"] = rate;
   out["errors"] = failed;
@@ -118,8 +118,12 @@ int Run(const Options& o) {
     std::mt19937 rng(7);
     for (int i = 0; i < o.events; ++i) {
       std::string store = "store-" + std::to_string(rng() % 100);
-      Event e{"StockAdjusted", "", NowMillis(),
-              {{"store", store}, {"sku", "sku-" + std::to_string(rng() % o.skus)}, {"delta", static_cast<int>(rng() % 10)}}};
+      Event e{"StockAdjusted",
+              "",
+              NowMillis(),
+              {{"store", store},
+               {"sku", "sku-" + std::to_string(rng() % o.skus)},
+               {"delta", static_cast<int>(rng() % 10)}}};
       OutgoingMessage m{topic, PartitionForKey(store, kPartitions), store, EncodeEventValue(e), {}};
       // A full local queue: let it drain, then send the event again.
       for (int attempt = 0; !(*producer)->Produce(m).ok(); ++attempt) {
@@ -164,7 +168,8 @@ int Run(const Options& o) {
       auto r = client.Get("/views/per_sku/rows?prefix=&limit=10000");
       if (r.ok() && r->status == 200) {
         int64_t events = 0;
-        nlohmann::json body = nlohmann::json::parse(r->body);  // named: a range-for over a temporary's member dangles
+        nlohmann::json body =
+            nlohmann::json::parse(r->body);  // named: a range-for over a temporary's member dangles
         for (const auto& row : body["rows"]) events += row["value"]["events"].get<int64_t>();
         size_t serving = body.contains("served_by") ? body["served_by"].size() : 1;
         if (events == o.events && serving == processes) return true;
@@ -177,10 +182,13 @@ int Run(const Options& o) {
     for (const auto& [pid, port] : processes) kill(pid, SIGTERM);
     for (const auto& [pid, port] : processes) waitpid(pid, nullptr, 0);
   };
-  nlohmann::json result = {{"bench", "scale_out_reads"}, {"events", o.events}, {"skus", o.skus},
-                           {"partitions", kPartitions}, {"clients", o.clients}};
-  std::printf("point reads of an aggregate with shares in every partition, %d clients, %d s each:\n", o.clients,
-              o.seconds);
+  nlohmann::json result = {{"bench", "scale_out_reads"},
+                           {"events", o.events},
+                           {"skus", o.skus},
+                           {"partitions", kPartitions},
+                           {"clients", o.clients}};
+  std::printf("point reads of an aggregate with shares in every partition, %d clients, %d s each:\n",
+              o.clients, o.seconds);
 
   std::vector<std::pair<pid_t, int>> one = {start(0, false, topic + "-single")};
   if (!wait_whole(one[0].second, 1)) {

@@ -42,10 +42,11 @@
 // ids of a latest view, records counted by an aggregate).
 //
 //   build/bench/sources_bench --events 1000000 --rounds 3
-#include <CLI/CLI.hpp>
 #include <librdkafka/rdkafka.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -53,12 +54,10 @@
 #include <functional>
 #include <iostream>
 #include <optional>
+#include <pqxx/pqxx>
 #include <random>
 #include <set>
 #include <thread>
-
-#include <pqxx/pqxx>
-#include <sys/resource.h>
 
 #include "bench/bench_util.h"
 #include "core/envelope.h"
@@ -94,8 +93,8 @@ struct Options {
 
 enum Source { kFreshet, kUpsert, kAppend, kDebezium, kAvro, kProtobuf, kSourceCount };
 const char* kSourceName[] = {"freshet", "upsert", "append", "debezium", "avro", "protobuf"};
-const char* kSourceLabel[] = {"freshet envelope", "JSON upsert", "JSON append", "Debezium JSON", "Avro upsert",
-                              "Protobuf append"};
+const char* kSourceLabel[] = {"freshet envelope", "JSON upsert", "JSON append",
+                              "Debezium JSON",    "Avro upsert", "Protobuf append"};
 // The same view over JSON, which the registry formats are compared with.
 Source JsonTwin(Source s) { return s == kAvro ? kUpsert : s == kProtobuf ? kAppend : s; }
 
@@ -121,7 +120,8 @@ struct Topic {
   int64_t live_rows = 0;  // rows a latest view over the topic ends with (a check)
   double raw_per_s = 0;
   double mean_value_bytes() const {
-    return records > tombstones ? static_cast<double>(value_bytes) / static_cast<double>(records - tombstones) : 0;
+    return records > tombstones ? static_cast<double>(value_bytes) / static_cast<double>(records - tombstones)
+                                : 0;
   }
 };
 
@@ -165,7 +165,9 @@ void Varint(uint64_t v, std::string* out) {
   }
   out->push_back(static_cast<char>(v));
 }
-void AvroLong(int64_t v, std::string* out) { Varint((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63), out); }
+void AvroLong(int64_t v, std::string* out) {
+  Varint((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63), out);
+}
 void AvroString(const std::string& v, std::string* out) {
   AvroLong(static_cast<int64_t>(v.size()), out);
   out->append(v);
@@ -228,19 +230,22 @@ class OtherServiceProducer {
   explicit OtherServiceProducer(const std::string& brokers) {
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     char err[512];
-    for (auto [k, v] : {std::pair{"bootstrap.servers", brokers.c_str()}, {"enable.idempotence", "true"},
-                        {"acks", "all"}, {"linger.ms", "5"}})
+    for (auto [k, v] : {std::pair{"bootstrap.servers", brokers.c_str()},
+                        {"enable.idempotence", "true"},
+                        {"acks", "all"},
+                        {"linger.ms", "5"}})
       if (rd_kafka_conf_set(conf, k, v, err, sizeof(err)) != RD_KAFKA_CONF_OK) throw std::runtime_error(err);
     rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (!rk_) throw std::runtime_error(err);
   }
   ~OtherServiceProducer() { rd_kafka_destroy(rk_); }
   // `value` nullptr: a tombstone.
-  void Produce(const std::string& topic, int32_t partition, const std::string& key, const std::string* value) {
+  void Produce(const std::string& topic, int32_t partition, const std::string& key,
+               const std::string* value) {
     for (;;) {
       rd_kafka_resp_err_t err = rd_kafka_producev(
-          rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-          RD_KAFKA_V_KEY(key.data(), key.size()),
+          rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key.data(), key.size()),
           RD_KAFKA_V_VALUE(value ? const_cast<char*>(value->data()) : nullptr, value ? value->size() : 0),
           RD_KAFKA_V_END);
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
@@ -274,12 +279,19 @@ void ProduceAll(const Options& o, Topic* topics) {
     for (int i = 0; i < o.events; ++i) {
       Order order = NextOrder(rng, o);
       live[id_number(order)] = 1;
-      Event e{"OrderPlaced", "", now + i / 1000,
-              {{"id", order.id}, {"customer", order.customer}, {"amount", std::stod(order.amount)}, {"qty", order.qty},
-               {"status", order.status}, {"channel", order.channel}}};
+      Event e{"OrderPlaced",
+              "",
+              now + i / 1000,
+              {{"id", order.id},
+               {"customer", order.customer},
+               {"amount", std::stod(order.amount)},
+               {"qty", order.qty},
+               {"status", order.status},
+               {"channel", order.channel}}};
       std::string value = EncodeEventValue(e);
       t.value_bytes += static_cast<int64_t>(value.size());
-      (void)(*producer)->Produce({t.name, PartitionForKey(order.id, o.partitions), order.id, std::move(value), {}});
+      (void)(*producer)->Produce(
+          {t.name, PartitionForKey(order.id, o.partitions), order.id, std::move(value), {}});
     }
     (void)(*producer)->Flush(std::chrono::seconds(60));
     t.records = o.events;
@@ -297,7 +309,8 @@ void ProduceAll(const Options& o, Topic* topics) {
         ++t.tombstones;
         continue;
       }
-      std::string value = "{" + Fields(order, false) + R"(,"type":"OrderPlaced","ts":)" + std::to_string(now + i / 1000) + "}";
+      std::string value = "{" + Fields(order, false) + R"(,"type":"OrderPlaced","ts":)" +
+                          std::to_string(now + i / 1000) + "}";
       t.value_bytes += static_cast<int64_t>(value.size());
       producer.Produce(t.name, PartitionForKey(order.id, o.partitions), order.id, &value);
     }
@@ -309,7 +322,8 @@ void ProduceAll(const Options& o, Topic* topics) {
     Topic& t = topics[kAppend];
     for (int i = 0; i < o.events; ++i) {
       Order order = NextOrder(rng, o);
-      std::string value = "{" + Fields(order, false) + R"(,"type":"OrderPlaced","ts":)" + std::to_string(now + i / 1000) + "}";
+      std::string value = "{" + Fields(order, false) + R"(,"type":"OrderPlaced","ts":)" +
+                          std::to_string(now + i / 1000) + "}";
       t.value_bytes += static_cast<int64_t>(value.size());
       producer.Produce(t.name, PartitionForKey(order.customer, o.partitions), order.customer, &value);
     }
@@ -339,8 +353,8 @@ void ProduceAll(const Options& o, Topic* topics) {
                 R"("after":null,"source":)" + source + R"(,"op":"d","ts_ms":)" + std::to_string(ts + 3) + "}";
         exists[n] = 0;
       } else {
-        value = R"({"before":null,"after":{)" + Fields(order, true) + R"(},"source":)" + source + R"(,"op":")" +
-                (exists[n] ? "u" : "c") + R"(","ts_ms":)" + std::to_string(ts + 3) + "}";
+        value = R"({"before":null,"after":{)" + Fields(order, true) + R"(},"source":)" + source +
+                R"(,"op":")" + (exists[n] ? "u" : "c") + R"(","ts_ms":)" + std::to_string(ts + 3) + "}";
         exists[n] = 1;
       }
       t.value_bytes += static_cast<int64_t>(value.size());
@@ -384,7 +398,8 @@ void ProduceAll(const Options& o, Topic* topics) {
     t.records = o.events;
   }
   producer.Flush();
-  for (int s = 0; s < kSourceCount; ++s) topics[s].ends = bench::HighWatermarks(o.brokers, topics[s].name, o.partitions);
+  for (int s = 0; s < kSourceCount; ++s)
+    topics[s].ends = bench::HighWatermarks(o.brokers, topics[s].name, o.partitions);
 }
 
 // ---- measuring -----------------------------------------------------------------
@@ -395,8 +410,9 @@ void ProduceAll(const Options& o, Topic* topics) {
 double RawConsume(const Options& o, const std::string& topic, int64_t records) {
   int64_t n = 0;
   double per_s = bench::RawConsumeRate(o.brokers, topic, o.partitions, &n);
-  if (n != records) std::fprintf(stderr, "raw consume of %s read %lld records, expected %lld\n", topic.c_str(),
-                                  static_cast<long long>(n), static_cast<long long>(records));
+  if (n != records)
+    std::fprintf(stderr, "raw consume of %s read %lld records, expected %lld\n", topic.c_str(),
+                 static_cast<long long>(n), static_cast<long long>(records));
   return per_s;
 }
 
@@ -410,7 +426,9 @@ struct Timing {
 double ProcessCpuSeconds() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
-  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  auto s = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
   return s(u.ru_utime) + s(u.ru_stime);
 }
 
@@ -454,7 +472,8 @@ Timing RunViews(const Options& o, const Topic& topic, std::vector<ViewRun> runs,
     options.dead_letter_topic = topic.name + "-dlq";
     std::vector<OffsetAdvance> from_zero;
     for (const auto& [p, end] : topic.ends) from_zero.push_back({p, -1, 0});
-    if (Status st = run.store->Write({}, from_zero); !st.ok()) std::cerr << "storing offset 0: " << st.ToString() << "\n";
+    if (Status st = run.store->Write({}, from_zero); !st.ok())
+      std::cerr << "storing offset 0: " << st.ToString() << "\n";
     engines.push_back(std::make_unique<ViewEngine>(options, std::make_unique<DeclarativeProjection>(run.spec),
                                                    std::move(run.store), *run.metrics));
   }
@@ -469,7 +488,8 @@ Timing RunViews(const Options& o, const Topic& topic, std::vector<ViewRun> runs,
   for (;;) {
     bool done = true;
     for (size_t i = 0; i < engines.size(); ++i) {
-      if (!first && runs[i].metrics->events.value() + runs[i].metrics->dead_letters.value() > 0) first = SteadyClock::now();
+      if (!first && runs[i].metrics->events.value() + runs[i].metrics->dead_letters.value() > 0)
+        first = SteadyClock::now();
       auto offsets = engines[i]->Snapshot().next_offsets;
       for (const auto& [p, end] : topic.ends)
         if (end > 0 && (!offsets.count(p) || offsets[p] < end)) done = false;
@@ -489,8 +509,8 @@ Timing RunViews(const Options& o, const Topic& topic, std::vector<ViewRun> runs,
   if (live.joinable()) live.join();
   for (const ViewRun& run : runs)
     if (uint64_t dead = run.metrics->dead_letters.value(); dead > 0)
-      std::fprintf(stderr, "view %s over %s: %llu records dead-lettered\n", run.spec.name.c_str(), topic.name.c_str(),
-                   static_cast<unsigned long long>(dead));
+      std::fprintf(stderr, "view %s over %s: %llu records dead-lettered\n", run.spec.name.c_str(),
+                   topic.name.c_str(), static_cast<unsigned long long>(dead));
   return t;
 }
 
@@ -516,8 +536,8 @@ void DropPostgresView(const Options& o, const std::string& topic, const TableSpe
 Timing RunOnce(const Options& o, const Topic& topic, const ViewSpec& spec, const std::string& store,
                MetricsRegistry& metrics, int round) {
   DeclarativeProjection shape(spec);
-  ViewMetrics view_metrics(metrics, "view=\"" + spec.name + "\",store=\"" + store + "\",round=\"" +
-                                        std::to_string(round) + "\"");
+  ViewMetrics view_metrics(
+      metrics, "view=\"" + spec.name + "\",store=\"" + store + "\",round=\"" + std::to_string(round) + "\"");
   if (store == "rocksdb") {
     std::string dir = "/tmp/" + topic.name + "-" + spec.name + ".rocksdb";
     auto rocks = RocksDbStore::Open(dir, {});
@@ -525,8 +545,9 @@ Timing RunOnce(const Options& o, const Topic& topic, const ViewSpec& spec, const
       std::cerr << rocks.status().ToString() << "\n";
       return {};
     }
-    Timing t = RunView(o, topic, std::move(RocksDbViewStore::Open(**rocks, topic.name, shape.table()).value()), spec,
-                           view_metrics);
+    Timing t =
+        RunView(o, topic, std::move(RocksDbViewStore::Open(**rocks, topic.name, shape.table()).value()), spec,
+                view_metrics);
     rocks->reset();
     std::filesystem::remove_all(dir);
     return t;
@@ -536,8 +557,8 @@ Timing RunOnce(const Options& o, const Topic& topic, const ViewSpec& spec, const
     std::cerr << sink.status().ToString() << "\n";
     return {};
   }
-  Timing t =
-      RunView(o, topic, std::make_unique<PostgresViewStore>(std::move(sink.value()), shape.table()), spec, view_metrics);
+  Timing t = RunView(o, topic, std::make_unique<PostgresViewStore>(std::move(sink.value()), shape.table()),
+                     spec, view_metrics);
   // A check that the view did its work: a latest view holds the live rows,
   // an aggregate counted every record.
   try {
@@ -546,7 +567,8 @@ Timing RunOnce(const Options& o, const Topic& topic, const ViewSpec& spec, const
     bool latest = spec.kind == ViewKind::kLatest;
     int64_t expected = latest ? topic.live_rows : topic.records;
     auto got = tx.exec1(std::string(latest ? "SELECT count(*)" : "SELECT sum(orders)") + " FROM " +
-                        tx.quote_name(shape.table().table_name()))[0].as<int64_t>();
+                        tx.quote_name(shape.table().table_name()))[0]
+                   .as<int64_t>();
     if (got != expected)
       std::fprintf(stderr, "view %s over %s: %lld %s in Postgres, expected %lld\n", spec.name.c_str(),
                    topic.name.c_str(), static_cast<long long>(got), latest ? "rows" : "records counted",
@@ -578,7 +600,8 @@ std::string LatestView(Source s, const std::string& topic) {
 std::string AggregateView(Source s, const std::string& topic) {
   std::string source;
   if (s == kAppend || s == kProtobuf)
-    source = R"("source": {"topic": ")" + topic + R"(", "format": ")" + (s == kProtobuf ? "protobuf" : "json") +
+    source = R"("source": {"topic": ")" + topic + R"(", "format": ")" +
+             (s == kProtobuf ? "protobuf" : "json") +
              R"(", "envelope": "append", "schema_registry": {"url": ")" + kRegistryUrl + R"("}},)";
   return std::string(R"({"name": "src_agg_)") + kSourceName[s] + R"(", "kind": "aggregate", )" + source +
          R"( "group_by": {"customer": "/customer"},
@@ -598,8 +621,8 @@ ViewSpec ParseView(const std::string& definition) {
 // Two latest views over the Avro topic `topic` in this process, into
 // RocksDB, side by side; `while_running` as RunViews. Reports how many
 // records were decoded and how many taken from the other view's decode.
-nlohmann::json TwoAvroViews(const Options& o, const Topic& topic, MetricsRegistry& metrics, const std::string& what,
-                            const std::function<void()>& while_running) {
+nlohmann::json TwoAvroViews(const Options& o, const Topic& topic, MetricsRegistry& metrics,
+                            const std::string& what, const std::function<void()>& while_running) {
   ViewSpec a = ParseView(LatestView(kAvro, topic.name)), b = a;
   a.name += "_a";
   b.name += "_b";
@@ -618,7 +641,8 @@ nlohmann::json TwoAvroViews(const Options& o, const Topic& topic, MetricsRegistr
     }
     dbs.push_back(std::move(rocks.value()));
     DeclarativeProjection shape(*spec);
-    view_metrics.push_back(std::make_unique<ViewMetrics>(metrics, "view=\"" + spec->name + "\",store=\"rocksdb\",what=\"" + what + "\""));
+    view_metrics.push_back(std::make_unique<ViewMetrics>(
+        metrics, "view=\"" + spec->name + "\",store=\"rocksdb\",what=\"" + what + "\""));
     runs.push_back({std::move(RocksDbViewStore::Open(*dbs.back(), topic.name, shape.table()).value()), *spec,
                     view_metrics.back().get()});
   }
@@ -626,14 +650,15 @@ nlohmann::json TwoAvroViews(const Options& o, const Topic& topic, MetricsRegistr
   dbs.clear();
   for (const std::string& dir : dirs) std::filesystem::remove_all(dir);
   uint64_t decoded = shared->decoded() - decoded_before, reused = shared->reused() - reused_before;
-  std::printf("two latest views over Avro upsert -> RocksDB, one process, %s: both caught up in %.2f s, %.2f us "
-              "CPU per record for both; of %lld records (%lld tombstones, nothing to decode) read by each view, "
-              "%llu decoded, %llu taken from the other view's decode\n",
-              what.c_str(), t.total_s, t.cpu_us, static_cast<long long>(topic.records),
-              static_cast<long long>(topic.tombstones), static_cast<unsigned long long>(decoded),
-              static_cast<unsigned long long>(reused));
-  return {{"seconds", t.total_s}, {"cpu_us_per_record_both", t.cpu_us}, {"decoded", decoded}, {"reused", reused},
-          {"records", topic.records}, {"tombstones", topic.tombstones}};
+  std::printf(
+      "two latest views over Avro upsert -> RocksDB, one process, %s: both caught up in %.2f s, %.2f us "
+      "CPU per record for both; of %lld records (%lld tombstones, nothing to decode) read by each view, "
+      "%llu decoded, %llu taken from the other view's decode\n",
+      what.c_str(), t.total_s, t.cpu_us, static_cast<long long>(topic.records),
+      static_cast<long long>(topic.tombstones), static_cast<unsigned long long>(decoded),
+      static_cast<unsigned long long>(reused));
+  return {{"seconds", t.total_s}, {"cpu_us_per_record_both", t.cpu_us}, {"decoded", decoded},
+          {"reused", reused},     {"records", topic.records},           {"tombstones", topic.tombstones}};
 }
 
 double Median(std::vector<double> v) {
@@ -665,8 +690,11 @@ void DecodeOnly(const Options& o) {
     Case c{s, {}, {}};
     for (int i = 0; i < n; ++i) {
       Order order = NextOrder(rng, o);
-      std::string json = "{" + Fields(order, false) + R"(,"type":"OrderPlaced","ts":)" + std::to_string(now) + "}";
-      c.values.push_back(s == kAvro ? AvroOrder(order, now) : s == kProtobuf ? ProtobufOrder(order, now) : json);
+      std::string json =
+          "{" + Fields(order, false) + R"(,"type":"OrderPlaced","ts":)" + std::to_string(now) + "}";
+      c.values.push_back(s == kAvro       ? AvroOrder(order, now)
+                         : s == kProtobuf ? ProtobufOrder(order, now)
+                                          : json);
       c.keys.push_back(s == kUpsert || s == kAvro ? order.id : order.customer);
     }
     cases.push_back(std::move(c));
@@ -701,20 +729,24 @@ void DecodeOnly(const Options& o) {
 
 int main(int argc, char** argv) {
   Options o;
-  CLI::App app{"freshet sources benchmark: views over other services' topics next to the freshet envelope "
-               "(needs scripts/services start)"};
-  app.add_option("--events", o.events, "records in each of the four topics (each view rebuilds from offset zero)")
+  CLI::App app{
+      "freshet sources benchmark: views over other services' topics next to the freshet envelope "
+      "(needs scripts/services start)"};
+  app.add_option("--events", o.events,
+                 "records in each of the four topics (each view rebuilds from offset zero)")
       ->capture_default_str();
   app.add_option("--partitions", o.partitions)->capture_default_str();
   app.add_option("--keys", o.keys, "order ids: rows of the latest views")->capture_default_str();
   app.add_option("--groups", o.groups, "customers: groups of the aggregates")->capture_default_str();
-  app.add_option("--rounds", o.rounds, "measure every view this many times (alternating sources); report the median")
+  app.add_option("--rounds", o.rounds,
+                 "measure every view this many times (alternating sources); report the median")
       ->capture_default_str();
   app.add_option("--json", o.json_path, "Append results as JSON lines to this file");
   app.add_option("--live-events", o.live_events, "records of the two-view live run")->capture_default_str();
   app.add_option("--live-rate", o.live_rate, "their rate, records/s")->capture_default_str();
-  app.add_flag("--decode-only", o.decode_only,
-               "only decode records in memory (no Kafka, no store): RecordDecoder's cost per record and source");
+  app.add_flag(
+      "--decode-only", o.decode_only,
+      "only decode records in memory (no Kafka, no store): RecordDecoder's cost per record and source");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
   if (o.decode_only) {
@@ -728,14 +760,16 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  std::string base = "bench-sources-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+  std::string base =
+      "bench-sources-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
   bench::TopicsToDelete throwaway(o.brokers);
   Topic topics[kSourceCount];
   for (int s = 0; s < kSourceCount; ++s) {
     topics[s].name = base + "-" + kSourceName[s];
     throwaway.Add(topics[s].name);
     throwaway.Add(topics[s].name + "-dlq");
-    if (Status st = EnsureTopic({o.brokers, {}}, topics[s].name, o.partitions, 1, std::chrono::seconds(30)); !st.ok()) {
+    if (Status st = EnsureTopic({o.brokers, {}}, topics[s].name, o.partitions, 1, std::chrono::seconds(30));
+        !st.ok()) {
       std::cerr << st.ToString() << "\n";
       return 1;
     }
@@ -754,12 +788,12 @@ int main(int argc, char** argv) {
     std::cerr << "producing: " << e.what() << "\n";
     return 1;
   }
-  std::printf("produced %d records into each of %d topics (%d partitions) in %.1f s\n", o.events, kSourceCount,
-              o.partitions,
+  std::printf("produced %d records into each of %d topics (%d partitions) in %.1f s\n", o.events,
+              kSourceCount, o.partitions,
               std::chrono::duration<double>(SteadyClock::now() - produced_at).count());
   for (int s = 0; s < kSourceCount; ++s)
-    std::printf("  %-17s mean value %3.0f B, %lld tombstones\n", kSourceLabel[s], topics[s].mean_value_bytes(),
-                static_cast<long long>(topics[s].tombstones));
+    std::printf("  %-17s mean value %3.0f B, %lld tombstones\n", kSourceLabel[s],
+                topics[s].mean_value_bytes(), static_cast<long long>(topics[s].tombstones));
 
   for (int s = 0; s < kSourceCount; ++s) {
     topics[s].raw_per_s = RawConsume(o, topics[s].name, topics[s].records);
@@ -796,18 +830,19 @@ int main(int argc, char** argv) {
         Cell& c = cells[i];
         Timing t = RunOnce(o, topics[c.source], c.spec, kStores[st], metrics, round);
         c.runs[st].push_back(t);
-        std::printf("%-9s over %-17s -> %-8s: %9.0f records/s until caught up  (rebuild of %d "
-                    "records: %.2f s, of which %.2f s before the first record; %.2f us CPU per record)\n",
-                    c.kind, kSourceLabel[c.source], kStoreLabel[st], t.per_s, o.events, t.total_s, t.startup_s,
-                    t.cpu_us);
+        std::printf(
+            "%-9s over %-17s -> %-8s: %9.0f records/s until caught up  (rebuild of %d "
+            "records: %.2f s, of which %.2f s before the first record; %.2f us CPU per record)\n",
+            c.kind, kSourceLabel[c.source], kStoreLabel[st], t.per_s, o.events, t.total_s, t.startup_s,
+            t.cpu_us);
         std::fflush(stdout);
       }
     }
   }
 
   // The table: each source against the same kind and store over freshet.
-  std::printf("\n%-9s  %-17s  %-8s  %15s  %10s  %10s  %13s  %9s  %10s\n", "view", "source", "store", "records/s",
-              "vs freshet", "vs JSON", "raw consume/s", "rebuild s", "CPU us/rec");
+  std::printf("\n%-9s  %-17s  %-8s  %15s  %10s  %10s  %13s  %9s  %10s\n", "view", "source", "store",
+              "records/s", "vs freshet", "vs JSON", "raw consume/s", "rebuild s", "CPU us/rec");
   nlohmann::json latest, aggregate;
   bool all_met = true, registry_met = true;
   for (int st = 0; st < 2; ++st) {
@@ -833,9 +868,9 @@ int main(int argc, char** argv) {
       double vs_json = json > 0 ? per_s / json : 0;
       if (json > 0 && vs_json < 0.7) registry_met = false;
       std::string vs_json_text = json > 0 ? std::to_string(static_cast<int>(100 * vs_json + 0.5)) + "%" : "";
-      std::printf("%-9s  %-17s  %-8s  %15.0f  %9.0f%%  %10s  %13.0f  %9.2f  %10.2f\n", c.kind, kSourceLabel[c.source],
-                  kStoreLabel[st], per_s, 100 * ratio, vs_json_text.c_str(), topics[c.source].raw_per_s, rebuild,
-                  cpu_us);
+      std::printf("%-9s  %-17s  %-8s  %15.0f  %9.0f%%  %10s  %13.0f  %9.2f  %10.2f\n", c.kind,
+                  kSourceLabel[c.source], kStoreLabel[st], per_s, 100 * ratio, vs_json_text.c_str(),
+                  topics[c.source].raw_per_s, rebuild, cpu_us);
       nlohmann::json& out = std::string(c.kind) == "latest" ? latest : aggregate;
       const std::string store = kStores[st];
       auto& cell = out[kSourceName[c.source]];
@@ -847,10 +882,13 @@ int main(int argc, char** argv) {
       if (o.rounds > 1) cell[store + "_runs"] = rates(c);
     }
   }
-  std::printf("target (reported, not asserted): every source at least 80%% of the same view over the freshet "
-              "envelope: %s\n", all_met ? "met" : "not met");
-  std::printf("target (reported, not asserted): Avro and Protobuf at least 70%% of the same view over JSON: %s\n",
-              registry_met ? "met" : "not met");
+  std::printf(
+      "target (reported, not asserted): every source at least 80%% of the same view over the freshet "
+      "envelope: %s\n",
+      all_met ? "met" : "not met");
+  std::printf(
+      "target (reported, not asserted): Avro and Protobuf at least 70%% of the same view over JSON: %s\n",
+      registry_met ? "met" : "not met");
 
   // Two views of one process over one Avro topic: each record should be
   // decoded once between them (DecodedRecords), not once per view. Side by
@@ -863,7 +901,8 @@ int main(int argc, char** argv) {
     live.name = base + "-avro-live";
     throwaway.Add(live.name);
     throwaway.Add(live.name + "-dlq");
-    if (Status st = EnsureTopic({o.brokers, {}}, live.name, o.partitions, 1, std::chrono::seconds(30)); !st.ok()) {
+    if (Status st = EnsureTopic({o.brokers, {}}, live.name, o.partitions, 1, std::chrono::seconds(30));
+        !st.ok()) {
       std::cerr << st.ToString() << "\n";
       return 1;
     }
@@ -877,16 +916,18 @@ int main(int argc, char** argv) {
       ++live.ends[PartitionForKey(order.id, o.partitions)];
     }
     live.records = o.live_events;
-    two_views["live"] = TwoAvroViews(o, live, metrics, "live, " + std::to_string(o.live_rate) + " records/s", [&] {
-      OtherServiceProducer producer(o.brokers);
-      auto start = SteadyClock::now();
-      for (size_t i = 0; i < records.size(); ++i) {
-        std::this_thread::sleep_until(start + std::chrono::microseconds(static_cast<int64_t>(i) * 1000000 / o.live_rate));
-        producer.Produce(live.name, PartitionForKey(records[i].first, o.partitions), records[i].first,
-                         &records[i].second);
-      }
-      producer.Flush();
-    });
+    two_views["live"] =
+        TwoAvroViews(o, live, metrics, "live, " + std::to_string(o.live_rate) + " records/s", [&] {
+          OtherServiceProducer producer(o.brokers);
+          auto start = SteadyClock::now();
+          for (size_t i = 0; i < records.size(); ++i) {
+            std::this_thread::sleep_until(
+                start + std::chrono::microseconds(static_cast<int64_t>(i) * 1000000 / o.live_rate));
+            producer.Produce(live.name, PartitionForKey(records[i].first, o.partitions), records[i].first,
+                             &records[i].second);
+          }
+          producer.Flush();
+        });
   }
 
   nlohmann::json raw, bytes, tombstones;
@@ -895,11 +936,19 @@ int main(int argc, char** argv) {
     bytes[kSourceName[s]] = topics[s].mean_value_bytes();
     tombstones[kSourceName[s]] = topics[s].tombstones;
   }
-  bench::AppendResult(o.json_path, {{"bench", "sources"}, {"events", o.events}, {"partitions", o.partitions},
-                                    {"keys", o.keys}, {"groups", o.groups}, {"rounds", o.rounds},
-                                    {"mean_value_bytes", bytes}, {"tombstones", tombstones},
-                                    {"debezium_amount", "decimal string (decimal.handling.mode=string), no schema"},
-                                    {"raw_consume_per_s", raw}, {"latest", latest}, {"aggregate", aggregate},
-                                    {"two_avro_views_one_process", two_views}});
+  bench::AppendResult(o.json_path,
+                      {{"bench", "sources"},
+                       {"events", o.events},
+                       {"partitions", o.partitions},
+                       {"keys", o.keys},
+                       {"groups", o.groups},
+                       {"rounds", o.rounds},
+                       {"mean_value_bytes", bytes},
+                       {"tombstones", tombstones},
+                       {"debezium_amount", "decimal string (decimal.handling.mode=string), no schema"},
+                       {"raw_consume_per_s", raw},
+                       {"latest", latest},
+                       {"aggregate", aggregate},
+                       {"two_avro_views_one_process", two_views}});
   return 0;
 }

@@ -28,9 +28,14 @@ inline ViewSpec ParseBenchView(const char* definition) {
 inline Event BenchEvent(std::mt19937& rng, int keys, int64_t n) {
   int key = static_cast<int>(rng() % static_cast<uint32_t>(keys));
   std::string store = "store-" + std::to_string(key % 100);
-  return Event{"StockSold", "", NowMillis(),
-               {{"store", store}, {"sku", "sku-" + std::to_string(key / 100)}, {"qty", 1 + rng() % 5},
-                {"eid", "e" + std::to_string(n)}, {"note", "bench"}}};
+  return Event{"StockSold",
+               "",
+               NowMillis(),
+               {{"store", store},
+                {"sku", "sku-" + std::to_string(key / 100)},
+                {"qty", 1 + rng() % 5},
+                {"eid", "e" + std::to_string(n)},
+                {"note", "bench"}}};
 }
 
 }  // namespace freshet::bench

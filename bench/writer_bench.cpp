@@ -5,19 +5,18 @@
 //   build/bench/writer_bench --seconds 10 --partitions 8
 //
 // Prints one line per mode and appends JSON lines to --json.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
-#include <condition_variable>
-#include <iostream>
-#include <random>
-#include <thread>
-
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <condition_variable>
+#include <iostream>
+#include <random>
+#include <thread>
 
 #include "bench/bench_util.h"
 #include "core/http_client.h"
@@ -38,7 +37,7 @@ struct Options {
   int inflight = 16384;
   int submitters = 2;
   int http_clients = 64;
-  int pipeline = 1;  // requests each HTTP client sends before reading the answers
+  int pipeline = 1;              // requests each HTTP client sends before reading the answers
   int commands_per_request = 1;  // > 1: each request is a JSON array (a batch)
   int stores = 1000;
   int linger_ms = Config().writer.linger_ms;
@@ -78,8 +77,10 @@ double MetricValue(const std::string& text, const std::string& name) {
 TxnTotals ReadTxnTotals(Writer& writer) {
   std::string text = "\n" + writer.metrics().RenderPrometheus();
   TxnTotals t{MetricValue(text, "freshet_writer_commit_seconds_count"),
-              MetricValue(text, "freshet_writer_batch_events_sum"), MetricValue(text, "freshet_writer_commit_seconds_sum"),
-              MetricValue(text, "freshet_writer_commit_seconds_bucket{le=\"0.02\"}"), {}};
+              MetricValue(text, "freshet_writer_batch_events_sum"),
+              MetricValue(text, "freshet_writer_commit_seconds_sum"),
+              MetricValue(text, "freshet_writer_commit_seconds_bucket{le=\"0.02\"}"),
+              {}};
   for (int i = 0; i < static_cast<int>(WriterPhase::kCount); ++i) {
     std::string labels = std::string("{phase=\"") + WriterPhaseName(static_cast<WriterPhase>(i)) + "\"}";
     t.phases.emplace_back(MetricValue(text, "freshet_writer_phase_seconds_sum" + labels),
@@ -92,10 +93,11 @@ void PrintTxnDelta(const TxnTotals& before, const TxnTotals& after, double secon
   double txns = after.transactions - before.transactions;
   if (txns <= 0) return;
   double slow = txns - (after.within_20ms - before.within_20ms);
-  std::printf("                    %9.0f transactions/s, %.1f events each, commit %.2f ms mean (begin to commit), "
-              "%.2f%% over 20 ms\n",
-              txns / seconds, (after.events - before.events) / txns,
-              1000 * (after.commit_seconds - before.commit_seconds) / txns, 100 * slow / txns);
+  std::printf(
+      "                    %9.0f transactions/s, %.1f events each, commit %.2f ms mean (begin to commit), "
+      "%.2f%% over 20 ms\n",
+      txns / seconds, (after.events - before.events) / txns,
+      1000 * (after.commit_seconds - before.commit_seconds) / txns, 100 * slow / txns);
   // Mean time per phase (freshet_writer_phase_seconds), each over its own
   // count: parse per request, queue per command, the rest per batch.
   std::string line = "                    phases, mean ms:";
@@ -169,17 +171,22 @@ nlohmann::json RunInProcess(Writer& writer, const Options& o, bool print = true)
     });
   }
   auto [rate, lat] = MeasureWindow(o.seconds, started, done, stop, threads, latencies);
-  if (print) std::printf("writer in-process : %9.0f commands/s  p50 %6.2f ms  p99 %7.2f ms  (%d in flight, %d partitions, %llu failed)\n",
-              rate, lat.p50_ms, lat.p99_ms, o.inflight, o.partitions, static_cast<unsigned long long>(failed.load()));
-  return {{"stage", "writer_in_process"}, {"commands_per_s", rate}, {"latency", bench::ToJson(lat)},
-          {"inflight", o.inflight}, {"partitions", o.partitions}, {"failed", failed.load()}};
+  if (print)
+    std::printf(
+        "writer in-process : %9.0f commands/s  p50 %6.2f ms  p99 %7.2f ms  (%d in flight, %d partitions, "
+        "%llu failed)\n",
+        rate, lat.p50_ms, lat.p99_ms, o.inflight, o.partitions,
+        static_cast<unsigned long long>(failed.load()));
+  return {{"stage", "writer_in_process"}, {"commands_per_s", rate},     {"latency", bench::ToJson(lat)},
+          {"inflight", o.inflight},       {"partitions", o.partitions}, {"failed", failed.load()}};
 }
 
 nlohmann::json RunHttp(Writer& writer, const Options& o) {
   HttpServer::Options http;
   http.listen = "127.0.0.1:0";
   http.threads = 2;
-  auto server = HttpServer::Start(http, [&](HttpRequest&& req, HttpReply reply) { writer.HandleHttp(std::move(req), reply); });
+  auto server = HttpServer::Start(
+      http, [&](HttpRequest&& req, HttpReply reply) { writer.HandleHttp(std::move(req), reply); });
   if (!server.ok()) {
     std::cerr << server.status().ToString() << "\n";
     return nullptr;
@@ -212,11 +219,14 @@ nlohmann::json RunHttp(Writer& writer, const Options& o) {
         for (int i = 0; i < o.pipeline; ++i) {
           nlohmann::json commands = nlohmann::json::array();
           for (int c = 0; c < o.commands_per_request; ++c)
-            commands.push_back({{"type", o.command}, {"store", "store-" + std::to_string(rng() % o.stores)},
-                                {"sku", "sku-" + std::to_string(rng() % 100)}, {"qty", 1}});
+            commands.push_back({{"type", o.command},
+                                {"store", "store-" + std::to_string(rng() % o.stores)},
+                                {"sku", "sku-" + std::to_string(rng() % 100)},
+                                {"qty", 1}});
           std::string body = o.commands_per_request == 1 ? commands[0].dump() : commands.dump();
-          wire += "POST /commands HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: " +
-                  std::to_string(body.size()) + "\r\n\r\n" + body;
+          wire +=
+              "POST /commands HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: " +
+              std::to_string(body.size()) + "\r\n\r\n" + body;
         }
         auto sent = Clock::now();
         boost::asio::write(stream.socket(), boost::asio::buffer(wire), ec);
@@ -236,7 +246,8 @@ nlohmann::json RunHttp(Writer& writer, const Options& o) {
             failed += static_cast<uint64_t>(o.commands_per_request) - accepted;
           }
           if (res.result_int() == 200 && accepted > 0) {
-            latencies[t].push_back(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - sent).count());
+            latencies[t].push_back(
+                std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - sent).count());
             done += accepted;
           } else {
             ++failed;
@@ -247,13 +258,22 @@ nlohmann::json RunHttp(Writer& writer, const Options& o) {
     });
   }
   auto [rate, lat] = MeasureWindow(o.seconds, started, done, stop, threads, latencies);
-  std::printf("writer over HTTP  : %9.0f commands/s  p50 %6.2f ms  p99 %7.2f ms  (%d keep-alive clients x %d pipelined x "
-              "%d commands per request, %llu failed)\n",
-              rate, lat.p50_ms, lat.p99_ms, o.http_clients, o.pipeline, o.commands_per_request,
-              static_cast<unsigned long long>(failed.load()));
+  std::printf(
+      "writer over HTTP  : %9.0f commands/s  p50 %6.2f ms  p99 %7.2f ms  (%d keep-alive clients x %d "
+      "pipelined x "
+      "%d commands per request, %llu failed)\n",
+      rate, lat.p50_ms, lat.p99_ms, o.http_clients, o.pipeline, o.commands_per_request,
+      static_cast<unsigned long long>(failed.load()));
   (*server)->Stop();
-  return {{"stage", "writer_http"}, {"command", o.command}, {"commands_per_s", rate}, {"latency", bench::ToJson(lat)},
-          {"clients", o.http_clients}, {"pipeline", o.pipeline}, {"commands_per_request", o.commands_per_request}, {"partitions", o.partitions}, {"failed", failed.load()}};
+  return {{"stage", "writer_http"},
+          {"command", o.command},
+          {"commands_per_s", rate},
+          {"latency", bench::ToJson(lat)},
+          {"clients", o.http_clients},
+          {"pipeline", o.pipeline},
+          {"commands_per_request", o.commands_per_request},
+          {"partitions", o.partitions},
+          {"failed", failed.load()}};
 }
 
 }  // namespace
@@ -266,9 +286,11 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", o.seconds, "Measured time per mode")->capture_default_str();
   app.add_option("--inflight", o.inflight, "In-process: commands outstanding")->capture_default_str();
   app.add_option("--submitters", o.submitters, "In-process: submitting threads")->capture_default_str();
-  app.add_option("--http-clients", o.http_clients, "HTTP: concurrent keep-alive clients")->capture_default_str();
+  app.add_option("--http-clients", o.http_clients, "HTTP: concurrent keep-alive clients")
+      ->capture_default_str();
   app.add_option("--pipeline", o.pipeline, "HTTP: requests in flight per client (HTTP/1.1 pipelining)")
-      ->check(CLI::Range(1, 128))->capture_default_str();
+      ->check(CLI::Range(1, 128))
+      ->capture_default_str();
   app.add_option("--stores", o.stores, "Distinct partition keys")->capture_default_str();
   app.add_option("--linger-ms", o.linger_ms)->capture_default_str();
   app.add_option("--max-batch", o.max_batch)->capture_default_str();
@@ -276,19 +298,22 @@ int main(int argc, char** argv) {
                  "HTTP: commands in each POST /commands (more than 1: a JSON array, one batch)")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
-  app.add_option("--mode", o.mode, "inprocess, http or both")->check(CLI::IsMember({"inprocess", "http", "both"}));
+  app.add_option("--mode", o.mode, "inprocess, http or both")
+      ->check(CLI::IsMember({"inprocess", "http", "both"}));
   app.add_option("--command", o.command, "HTTP: receive, or sell (each (store, sku) is stocked first)")
       ->check(CLI::IsMember({"receive", "sell"}))
       ->capture_default_str();
   app.add_option("--kafka-prop", o.kafka_props, "Extra librdkafka property k=v (repeatable)");
   app.add_option("--json", o.json_path, "Append results as JSON lines to this file");
-  app.add_flag("--print-metrics", o.print_metrics, "Print the writer's /metrics at the end (batch sizes, commit times)");
+  app.add_flag("--print-metrics", o.print_metrics,
+               "Print the writer's /metrics at the end (batch sizes, commit times)");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
 
   Config config;
   config.kafka.brokers = o.brokers;
-  config.kafka.topic = "bench-writer-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
+  config.kafka.topic =
+      "bench-writer-" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count());
   config.kafka.partitions = o.partitions;
   config.writer.linger_ms = o.linger_ms;
   config.writer.max_batch = o.max_batch;
@@ -310,7 +335,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto ready_by = Clock::now() + std::chrono::seconds(60);
-  while (!(*writer)->owns_all() && Clock::now() < ready_by) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  while (!(*writer)->owns_all() && Clock::now() < ready_by)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   if (!(*writer)->owns_all()) {
     std::cerr << "writer did not take every partition within 60 s\n";
     return 1;

@@ -31,7 +31,7 @@ struct InspectOptions {
   int64_t records = 200;
   bool from_end = false;
   int timeout_s = 15;
-  std::string view_name;    // default: the topic's last dot-separated part
+  std::string view_name;        // default: the topic's last dot-separated part
   std::string schema_registry;  // default: FRESHET_SCHEMA_REGISTRY_URL
 };
 

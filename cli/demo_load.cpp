@@ -19,12 +19,11 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "core/envelope.h"
@@ -85,7 +84,8 @@ std::string Brief(const std::string& body) {
 // One per thread: a connection per writer instance, and the retry loop.
 class Sender {
  public:
-  Sender(Endpoint writer, RetryPolicy policy, Tally& tally) : writer_(std::move(writer)), policy_(policy), tally_(tally) {}
+  Sender(Endpoint writer, RetryPolicy policy, Tally& tally)
+      : writer_(std::move(writer)), policy_(policy), tally_(tally) {}
 
   // POSTs `body` to /commands until the answer is final or the budget is
   // spent; follows 307s to the owner. `partition` (-1: unknown) remembers
@@ -121,7 +121,8 @@ class Sender {
       }
       redirects_in_a_row = 0;
       if (Clock::now() + backoff > deadline)
-        return Status::Unavailable("gave up after " + std::to_string(policy_.budget.count() / 1000) + " s: " + why);
+        return Status::Unavailable("gave up after " + std::to_string(policy_.budget.count() / 1000) +
+                                   " s: " + why);
       tally_.retries++;
       tally_.Sample(&tally_.sample_retry, why);
       std::this_thread::sleep_for(backoff);
@@ -181,8 +182,10 @@ std::vector<std::string> ChooseStores(int count, int32_t partitions) {
   return out;
 }
 
-nlohmann::json RandomCommand(std::mt19937& rng, const DemoLoadOptions& o, const std::vector<std::string>& stores) {
-  std::uniform_int_distribution<int> store(0, static_cast<int>(stores.size()) - 1), sku(0, o.skus - 1), pick(0, 99);
+nlohmann::json RandomCommand(std::mt19937& rng, const DemoLoadOptions& o,
+                             const std::vector<std::string>& stores) {
+  std::uniform_int_distribution<int> store(0, static_cast<int>(stores.size()) - 1), sku(0, o.skus - 1),
+      pick(0, 99);
   nlohmann::json c = {{"store", stores[static_cast<size_t>(store(rng))]}, {"sku", SkuName(sku(rng))}};
   int p = pick(rng);
   if (p < 55) {
@@ -270,7 +273,8 @@ bool SendBatch(Sender& sender, nlohmann::json batch, int32_t partition, Tally& t
     if (!again.empty()) {
       if (Clock::now() > deadline) {
         *error = std::to_string(again.size()) + " commands still unplaced after " +
-                 std::to_string(sender.budget().count() / 1000) + " s: " + answer["results"].dump().substr(0, 200);
+                 std::to_string(sender.budget().count() / 1000) +
+                 " s: " + answer["results"].dump().substr(0, 200);
         return false;
       }
       tally.retries++;
@@ -292,7 +296,8 @@ Result<int32_t> WriterPartitions(const Endpoint& writer, const RetryPolicy& poli
     auto r = client.Get("/readyz");
     if (r.ok()) {
       auto j = nlohmann::json::parse(r->body, nullptr, false);
-      if (!j.is_discarded() && j.contains("partitions") && j["partitions"].is_array() && !j["partitions"].empty())
+      if (!j.is_discarded() && j.contains("partitions") && j["partitions"].is_array() &&
+          !j["partitions"].empty())
         return static_cast<int32_t>(j["partitions"].size());
       why = "GET /readyz answered " + std::to_string(r->status) + " " + Brief(r->body);
     } else {
@@ -323,14 +328,16 @@ int WaitForViews(HttpClient& writer, const std::string& views_url) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   } while (Clock::now() < ready_deadline);
   if (!ready.ok() || ready->status != 200) {
-    std::cerr << "freshet demo-load: writer not ready: " << (ready.ok() ? ready->body : ready.status().message()) << "\n";
+    std::cerr << "freshet demo-load: writer not ready: "
+              << (ready.ok() ? ready->body : ready.status().message()) << "\n";
     return 1;
   }
   std::map<std::string, int64_t> wanted;
   // Named: a range-for over a member of a temporary would dangle.
   nlohmann::json readiness = nlohmann::json::parse(ready->body);
   for (const auto& p : readiness["partitions"])
-    if (p["offset"].get<int64_t>() >= 0) wanted[std::to_string(p["partition"].get<int>())] = p["offset"].get<int64_t>() + 1;
+    if (p["offset"].get<int64_t>() >= 0)
+      wanted[std::to_string(p["partition"].get<int>())] = p["offset"].get<int64_t>() + 1;
   HttpClient views(views_at->host, views_at->port);
   auto deadline = Clock::now() + std::chrono::seconds(120);
   while (Clock::now() < deadline) {
@@ -366,8 +373,8 @@ int RunDemoLoadCommand(const DemoLoadOptions& o) {
   Tally tally;
   auto partitions = WriterPartitions(*writer, policy, tally);
   if (!partitions.ok()) {
-    std::cerr << "freshet demo-load: no answer from the writer at " << writer->Url() << " within " << o.retry_seconds
-              << " s: " << partitions.status().message() << "\n";
+    std::cerr << "freshet demo-load: no answer from the writer at " << writer->Url() << " within "
+              << o.retry_seconds << " s: " << partitions.status().message() << "\n";
     return 1;
   }
   const std::vector<std::string> stores = ChooseStores(o.stores, *partitions);
@@ -427,10 +434,11 @@ int RunDemoLoadCommand(const DemoLoadOptions& o) {
   std::atomic<bool> finished{false};
   std::thread progress([&] {
     while (!finished.load()) {
-      for (int i = 0; i < 10 && !finished.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      for (int i = 0; i < 10 && !finished.load(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
       if (finished.load()) break;
-      std::cout << "demo-load: " << std::min(done.load(), o.commands) << "/" << o.commands << " commands answered, "
-                << tally.retries << " retries\n"
+      std::cout << "demo-load: " << std::min(done.load(), o.commands) << "/" << o.commands
+                << " commands answered, " << tally.retries << " retries\n"
                 << std::flush;
     }
   });
@@ -438,8 +446,8 @@ int RunDemoLoadCommand(const DemoLoadOptions& o) {
   finished = true;
   progress.join();
   double seconds = std::chrono::duration<double>(Clock::now() - started).count();
-  std::cout << "demo-load: " << tally.accepted << " accepted, " << tally.refused << " refused, " << tally.failed
-            << " failed in " << seconds << " s\n";
+  std::cout << "demo-load: " << tally.accepted << " accepted, " << tally.refused << " refused, "
+            << tally.failed << " failed in " << seconds << " s\n";
   if (!tally.sample_refusal.empty()) std::cout << "demo-load: a refusal looks like: " << tally.sample_refusal;
   if (!tally.sample_failure.empty()) std::cout << "demo-load: a failure: " << tally.sample_failure << "\n";
   // A retry answered "duplicate": its earlier attempt had committed, but the

@@ -24,7 +24,8 @@ int RunInspectCommand(const InspectOptions& options) {
     brokers = config->kafka.brokers;
   }
   if (brokers.empty()) {
-    std::cerr << "freshet: inspect: --brokers (or kafka.brokers in the config, or FRESHET_KAFKA_BROKERS) is required\n";
+    std::cerr << "freshet: inspect: --brokers (or kafka.brokers in the config, or FRESHET_KAFKA_BROKERS) is "
+                 "required\n";
     return 2;
   }
   KafkaClientOptions kafka{brokers, {}};
@@ -82,7 +83,8 @@ int RunInspectCommand(const InspectOptions& options) {
       sample.push_back(std::move(r));
     }
   }
-  std::string name = options.view_name.empty() ? options.topic.substr(options.topic.rfind('.') + 1) : options.view_name;
+  std::string name =
+      options.view_name.empty() ? options.topic.substr(options.topic.rfind('.') + 1) : options.view_name;
   SchemaRegistryConfig registry;
   if (const char* url = std::getenv("FRESHET_SCHEMA_REGISTRY_URL")) registry.url = url;
   if (!options.schema_registry.empty()) registry.url = options.schema_registry;
@@ -104,16 +106,18 @@ int RunInspectCommand(const InspectOptions& options) {
   auto print = [&](const char* title, const std::vector<InspectedField>& fields) {
     std::cerr << title << ":\n";
     for (const auto& f : fields)
-      std::cerr << "  " << f.column << std::string(f.column.size() < 20 ? 20 - f.column.size() : 1, ' ') << f.type
-                << std::string(f.type.size() < 12 ? 12 - f.type.size() : 1, ' ') << "from " << f.pointer << "  ("
-                << f.seen << (f.pointer[0] == '/' ? ", in " + std::to_string(f.present) + " records" : "") << ")\n";
+      std::cerr << "  " << f.column << std::string(f.column.size() < 20 ? 20 - f.column.size() : 1, ' ')
+                << f.type << std::string(f.type.size() < 12 ? 12 - f.type.size() : 1, ' ') << "from "
+                << f.pointer << "  (" << f.seen
+                << (f.pointer[0] == '/' ? ", in " + std::to_string(f.present) + " records" : "") << ")\n";
   };
   if (!in.schema_fields.empty()) {
     std::cerr << "fields of the writer schema (" << in.schema << "):\n";
     for (const auto& f : in.schema_fields)
       std::cerr << "  " << f.pointer << std::string(f.pointer.size() < 20 ? 20 - f.pointer.size() : 1, ' ')
-                << f.column_type << std::string(f.column_type.size() < 12 ? 12 - f.column_type.size() : 1, ' ')
-                << f.declared << "\n";
+                << f.column_type
+                << std::string(f.column_type.size() < 12 ? 12 - f.column_type.size() : 1, ' ') << f.declared
+                << "\n";
   }
   print("key", in.key_fields);
   print("columns", in.fields);
@@ -124,8 +128,8 @@ int RunInspectCommand(const InspectOptions& options) {
   // Printed only once it parses as a definition: what is printed works.
   auto parsed = ParseViewSpecs(nlohmann::ordered_json::array({in.definition}), "definition");
   if (!parsed.ok()) {
-    std::cerr << "freshet: inspect: the guessed definition does not parse (a bug): " << parsed.status().message()
-              << "\n";
+    std::cerr << "freshet: inspect: the guessed definition does not parse (a bug): "
+              << parsed.status().message() << "\n";
     return 1;
   }
   std::cerr << "a view definition for views.definitions (review the guesses before using it):\n";

@@ -12,14 +12,13 @@
 // /views/{name}/rebuild) and this command follows its progress; otherwise
 // it is built here, and a view process started later resumes an
 // unfinished one.
-#include <unistd.h>
-
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
-#include <functional>
 #include <ctime>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -29,17 +28,17 @@
 #include "cli/commands.h"
 #include "core/config.h"
 #include "core/envelope.h"
+#include "core/http.h"
+#include "core/http_client.h"
 #include "core/kafka.h"
 #include "core/log.h"
 #include "core/postgres.h"
-#include "core/http.h"
-#include "core/http_client.h"
 #include "sinks/postgres_sink.h"
 #include "sinks/rocksdb_store.h"
-#include "views/view_runner.h"
-#include "views/rocksdb_view_store.h"
 #include "views/declarative_projection.h"
+#include "views/rocksdb_view_store.h"
 #include "views/view_engine.h"
+#include "views/view_runner.h"
 #include "views/view_spec.h"
 
 namespace freshet {
@@ -71,16 +70,20 @@ Result<std::pair<std::string, bool>> RebuildVersion(const std::string& url, cons
 std::string Duration(double seconds) {
   char buf[32];
   if (seconds < 0 || seconds > 1e7) return "?";
-  if (seconds < 60) std::snprintf(buf, sizeof buf, "%.0f s", seconds);
-  else std::snprintf(buf, sizeof buf, "%d min %02d s", static_cast<int>(seconds) / 60, static_cast<int>(seconds) % 60);
+  if (seconds < 60)
+    std::snprintf(buf, sizeof buf, "%.0f s", seconds);
+  else
+    std::snprintf(buf, sizeof buf, "%d min %02d s", static_cast<int>(seconds) / 60,
+                  static_cast<int>(seconds) % 60);
   return buf;
 }
 
 std::string ProgressLine(const std::string& view_name, int64_t done, int64_t total, double rate, double eta) {
   char line[256];
-  std::snprintf(line, sizeof line, "%s: %lld of %lld offsets (%.0f%%), %.0f events/s, ETA %s", view_name.c_str(),
-                static_cast<long long>(std::min(done, total)), static_cast<long long>(total),
-                total > 0 ? 100.0 * std::min(done, total) / total : 100.0, rate, Duration(eta).c_str());
+  std::snprintf(line, sizeof line, "%s: %lld of %lld offsets (%.0f%%), %.0f events/s, ETA %s",
+                view_name.c_str(), static_cast<long long>(std::min(done, total)),
+                static_cast<long long>(total), total > 0 ? 100.0 * std::min(done, total) / total : 100.0,
+                rate, Duration(eta).c_str());
   return line;
 }
 
@@ -132,8 +135,8 @@ bool RebuildIsLive(const ViewStatus& status, bool building) {
 // Runs `engine` until the new version is live (or, when nothing was live,
 // until it has caught up), printing progress; 0, 1 (failed) or 130
 // (interrupted).
-int DriveRebuild(ViewEngine& engine, const std::string& view_name, const std::string& table_name, bool building,
-                 int64_t total, const std::function<void(const std::string&)>& report) {
+int DriveRebuild(ViewEngine& engine, const std::string& view_name, const std::string& table_name,
+                 bool building, int64_t total, const std::function<void(const std::string&)>& report) {
   BlockShutdownSignals();  // before the engine's threads start
   std::atomic<bool> stop{false};
   Status result;
@@ -159,8 +162,14 @@ int DriveRebuild(ViewEngine& engine, const std::string& view_name, const std::st
     double rate = elapsed > 0 && first_done >= 0 ? (done - first_done) / elapsed : 0;
     double eta = rate > 0 ? (total - done) / rate : -1;
     printer.Print(ProgressLine(view_name, done, total, rate, eta));
-    report(nlohmann::json{{"state", "running"}, {"table", table_name}, {"done", std::min(done, total)},
-                          {"total", total}, {"events_per_s", rate}, {"eta_s", eta}}.dump());
+    report(nlohmann::json{
+        {"state", "running"},
+        {"table", table_name},
+        {"done", std::min(done, total)},
+        {"total", total},
+        {"events_per_s", rate},
+        {"eta_s",
+         eta}}.dump());
     if (finished || RebuildIsLive(status, building)) break;
   }
   stop = true;
@@ -199,14 +208,15 @@ int AskViewProcessToRebuild(HttpClient& http, const HttpHeaders& auth, const Con
                             const std::string& view_name) {
   auto asked = http.Request("POST", "/views/" + view_name + "/rebuild?store=rocksdb", "", auth);
   if (!asked.ok()) {
-    std::cerr << "freshet: rebuild: the view process holding " << config.views.rocksdb_path << " does not answer at "
-              << config.views.listen << ": " << asked.status().message() << "\n";
+    std::cerr << "freshet: rebuild: the view process holding " << config.views.rocksdb_path
+              << " does not answer at " << config.views.listen << ": " << asked.status().message() << "\n";
     return 1;
   }
   if (asked->status == 409) {
     std::cerr << "a rebuild of " << view_name << " is already running in the view process; following it\n";
   } else if (asked->status != 202) {
-    std::cerr << "freshet: rebuild: the view process refused (HTTP " << asked->status << "): " << asked->body << "\n";
+    std::cerr << "freshet: rebuild: the view process refused (HTTP " << asked->status << "): " << asked->body
+              << "\n";
     return 1;
   }
   return 0;
@@ -232,7 +242,8 @@ int FollowRemoteRebuild(HttpClient& http, const HttpHeaders& auth, const std::st
     auto status = nlohmann::json::parse(r->body, nullptr, false);
     if (status.contains("stores")) status = status["stores"]["rocksdb"];
     int64_t done = 0;
-    for (const auto& [p, next] : status["next_offsets"].items()) done += std::max<int64_t>(next.get<int64_t>(), 0);
+    for (const auto& [p, next] : status["next_offsets"].items())
+      done += std::max<int64_t>(next.get<int64_t>(), 0);
     std::string now_live = LiveTable(http, auth, view_name);
     bool swapped = status.value("state", "") == "running" && !now_live.empty() && now_live != before;
     double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -262,7 +273,8 @@ int RemoteRocksDbRebuild(const Config& config, const std::string& view_name, int
   }
   HttpClient http(address->first, address->second, std::chrono::seconds(10));
   HttpHeaders auth;
-  if (!config.views.feed.token.empty()) auth.push_back({"Authorization", "Bearer " + config.views.feed.token});
+  if (!config.views.feed.token.empty())
+    auth.push_back({"Authorization", "Bearer " + config.views.feed.token});
   std::string before = LiveTable(http, auth, view_name);
   if (int refused = AskViewProcessToRebuild(http, auth, config, view_name)) return refused;
   std::cerr << "rebuilding " << view_name << " (rocksdb) inside the view process at " << config.views.listen
@@ -279,7 +291,8 @@ struct RebuildTarget {
 
 // nullopt (exit code 2) after saying what is wrong with the config or the
 // command line.
-std::optional<RebuildTarget> ResolveRebuildTarget(const std::string& config_path, const std::string& view_name,
+std::optional<RebuildTarget> ResolveRebuildTarget(const std::string& config_path,
+                                                  const std::string& view_name,
                                                   const std::string& store_arg) {
   auto config = LoadConfig(config_path);
   if (!config.ok()) {
@@ -313,9 +326,9 @@ std::optional<RebuildTarget> ResolveRebuildTarget(const std::string& config_path
   }
   std::string store = store_arg.empty() ? (has_postgres ? "postgres" : "rocksdb") : store_arg;
   if ((store == "postgres" && !has_postgres) || (store == "rocksdb" && !has_rocksdb)) {
-    std::cerr << "freshet: rebuild: --store: view " << view_name << " has no " << store << " copy (its stores: "
-              << (has_postgres ? "postgres" : "") << (has_postgres && has_rocksdb ? ", " : "")
-              << (has_rocksdb ? "rocksdb" : "") << ")\n";
+    std::cerr << "freshet: rebuild: --store: view " << view_name << " has no " << store
+              << " copy (its stores: " << (has_postgres ? "postgres" : "")
+              << (has_postgres && has_rocksdb ? ", " : "") << (has_rocksdb ? "rocksdb" : "") << ")\n";
     return std::nullopt;
   }
   if (store == "postgres") {
@@ -332,7 +345,8 @@ std::optional<RebuildTarget> ResolveRebuildTarget(const std::string& config_path
 // beginning would silently give other rows than the live version has, so
 // that is refused unless the view allows it. -1 (exit code 1) after saying
 // why.
-int64_t OffsetsToReplay(Consumer& consumer, const std::string& topic, int32_t partitions, const ViewSpec& spec) {
+int64_t OffsetsToReplay(Consumer& consumer, const std::string& topic, int32_t partitions,
+                        const ViewSpec& spec) {
   int64_t total = 0;
   std::string lost;
   for (int32_t p = 0; p < partitions; ++p) {
@@ -344,16 +358,17 @@ int64_t OffsetsToReplay(Consumer& consumer, const std::string& topic, int32_t pa
     }
     total += marks->second;
     if (marks->first > 0)
-      lost += (lost.empty() ? "" : ", ") + std::string("partition ") + std::to_string(p) + " starts at offset " +
-              std::to_string(marks->first);
+      lost += (lost.empty() ? "" : ", ") + std::string("partition ") + std::to_string(p) +
+              " starts at offset " + std::to_string(marks->first);
   }
   if (!lost.empty()) {
     if (!spec.source.allow_incomplete_log) {
-      std::cerr << "freshet: rebuild: view " << spec.name << ": topic " << topic
-                << " has lost its beginning (" << lost
-                << "); a rebuild from what is left would silently differ from the live view. Restore the "
-                   "records, or set \"source\": {\"allow_incomplete_log\": true} on the view to rebuild from the "
-                   "earliest records left.\n";
+      std::cerr
+          << "freshet: rebuild: view " << spec.name << ": topic " << topic << " has lost its beginning ("
+          << lost
+          << "); a rebuild from what is left would silently differ from the live view. Restore the "
+             "records, or set \"source\": {\"allow_incomplete_log\": true} on the view to rebuild from the "
+             "earliest records left.\n";
       return -1;
     }
     std::cerr << "rebuild: topic " << topic << " has lost its beginning (" << lost
@@ -404,7 +419,8 @@ int RebuildRocksDb(const RebuildJob& job, ViewMetrics& metrics) {
   const std::string& view_name = job.target.spec.name;
   auto db = RocksDbStore::Open(config.views.rocksdb_path, {});
   if (!db.ok()) {
-    if (db.status().code() == StatusCode::kUnavailable) return RemoteRocksDbRebuild(config, view_name, job.total);
+    if (db.status().code() == StatusCode::kUnavailable)
+      return RemoteRocksDbRebuild(config, view_name, job.total);
     std::cerr << "freshet: rebuild: views.rocksdb_path: " << db.status().message() << "\n";
     return 1;
   }
@@ -415,8 +431,9 @@ int RebuildRocksDb(const RebuildJob& job, ViewMetrics& metrics) {
   }
   std::string table_name = (*view_store)->table_name();
   bool building = (*view_store)->building();
-  std::cerr << "rebuilding " << view_name << " (rocksdb) into " << table_name << " from offset zero: " << job.total
-            << " offsets in " << job.partitions << " partitions; no view process holds " << config.views.rocksdb_path
+  std::cerr << "rebuilding " << view_name << " (rocksdb) into " << table_name
+            << " from offset zero: " << job.total << " offsets in " << job.partitions
+            << " partitions; no view process holds " << config.views.rocksdb_path
             << ", so it is built here\n";
   ViewEngine engine(job.options, std::move(MakeViewProjection(job.target.spec, job.projections).value()),
                     std::move(view_store.value()), metrics);
@@ -453,8 +470,9 @@ int RebuildPostgres(const RebuildJob& job, ViewMetrics& metrics) {
     if (!registry_conn.ok()) return;
     try {
       pqxx::nontransaction tx(**registry_conn);
-      tx.exec_params("UPDATE freshet.views SET build_progress = $2::jsonb WHERE name = $1 AND building_table = $3",
-                     view_name, progress, table.table_name());
+      tx.exec_params(
+          "UPDATE freshet.views SET build_progress = $2::jsonb WHERE name = $1 AND building_table = $3",
+          view_name, progress, table.table_name());
     } catch (const std::exception& e) {
       spdlog::warn("rebuild: reporting progress: {}", e.what());
     }
@@ -464,8 +482,8 @@ int RebuildPostgres(const RebuildJob& job, ViewMetrics& metrics) {
 
 }  // namespace
 
-int RunRebuildCommand(const std::string& config_path, const std::string& view_name, const std::string& store_arg,
-                      const ProjectionRegistry& projections) {
+int RunRebuildCommand(const std::string& config_path, const std::string& view_name,
+                      const std::string& store_arg, const ProjectionRegistry& projections) {
   auto target = ResolveRebuildTarget(config_path, view_name, store_arg);
   if (!target) return 2;
   const Config& config = target->config;
@@ -492,7 +510,12 @@ int RunRebuildCommand(const std::string& config_path, const std::string& view_na
     std::cerr << "freshet: rebuild: " << probe.status().message() << "\n";
     return 2;
   }
-  RebuildJob job{*target, projections, topic, *partitions, total, (*probe)->table(),
+  RebuildJob job{*target,
+                 projections,
+                 topic,
+                 *partitions,
+                 total,
+                 (*probe)->table(),
                  RebuildEngineOptions(*target, kafka, topic, dead_letter_sink.get())};
   MetricsRegistry registry;
   ViewMetrics metrics(registry, "view=\"" + view_name + "\",store=\"" + target->store + "\"");

@@ -47,7 +47,8 @@ int WaitForShutdownSignal() {
 
 int WaitForShutdownSignalFor(std::chrono::milliseconds timeout) {
   sigset_t set = ShutdownSignals();
-  timespec wait{static_cast<time_t>(timeout.count() / 1000), static_cast<long>(timeout.count() % 1000) * 1000000};
+  timespec wait{static_cast<time_t>(timeout.count() / 1000),
+                static_cast<long>(timeout.count() % 1000) * 1000000};
   int sig = sigtimedwait(&set, nullptr, &wait);
   return sig == SIGINT || sig == SIGTERM ? sig : 0;
 }
@@ -59,10 +60,14 @@ int RunCheckConfigCommand(const std::string& config_path) {
   nlohmann::json out = {
       {"kafka", {{"brokers", c.kafka.brokers}, {"topic", c.kafka.topic}, {"partitions", c.kafka.partitions}}},
       {"postgres", {{"url", RedactUrl(c.postgres.url)}}},
-      {"writer", {{"listen", c.writer.listen}, {"linger_ms", c.writer.linger_ms}, {"max_batch", c.writer.max_batch}}},
+      {"writer",
+       {{"listen", c.writer.listen}, {"linger_ms", c.writer.linger_ms}, {"max_batch", c.writer.max_batch}}},
       {"views",
-       {{"listen", c.views.listen}, {"group_id", c.views.group_id}, {"flush_interval_ms", c.views.flush_interval_ms},
-        {"max_batch_rows", c.views.max_batch_rows}, {"session_timeout_ms", c.views.session_timeout_ms}}},
+       {{"listen", c.views.listen},
+        {"group_id", c.views.group_id},
+        {"flush_interval_ms", c.views.flush_interval_ms},
+        {"max_batch_rows", c.views.max_batch_rows},
+        {"session_timeout_ms", c.views.session_timeout_ms}}},
       {"log_level", c.log_level}};
   std::cout << out.dump(2) << "\n";
   return 0;
@@ -93,9 +98,8 @@ int RunWriterCommand(const std::string& config_path, const DomainRegistry& domai
   http.threads = config->writer.io_threads;
   http.max_body_bytes = static_cast<size_t>(config->writer.max_body_bytes);
   Writer* w = writer->get();
-  auto server = HttpServer::Start(http, [w](HttpRequest&& req, HttpReply reply) {
-    w->HandleHttp(std::move(req), std::move(reply));
-  });
+  auto server = HttpServer::Start(
+      http, [w](HttpRequest&& req, HttpReply reply) { w->HandleHttp(std::move(req), std::move(reply)); });
   if (!server.ok()) {
     spdlog::error("writer: {} (writer.listen)", server.status().message());
     return 1;
@@ -112,7 +116,8 @@ int RunWriterCommand(const std::string& config_path, const DomainRegistry& domai
 int RunViewsCommand(const std::string& config_path, const ProjectionRegistry& projections) {
   auto config = LoadOrExplain(config_path);
   if (!config.ok()) return 2;
-  for (auto [value, field] : {std::pair{&config->kafka.brokers, "kafka.brokers"}, {&config->postgres.url, "postgres.url"}}) {
+  for (auto [value, field] :
+       {std::pair{&config->kafka.brokers, "kafka.brokers"}, {&config->postgres.url, "postgres.url"}}) {
     if (Status st = RequireField(*value, field); !st.ok()) {
       std::cerr << "freshet: config error: " << st.message() << "\n";
       return 2;
@@ -132,7 +137,9 @@ int RunViewsCommand(const std::string& config_path, const ProjectionRegistry& pr
   ViewRunner* r = runner->get();
   auto server = HttpServer::Start(
       http, [r](HttpRequest&& req, HttpReply reply) { r->HandleHttp(std::move(req), reply); },
-      [r](const HttpRequest& req, std::shared_ptr<WebSocket> socket) { return r->HandleWebSocket(req, std::move(socket)); });
+      [r](const HttpRequest& req, std::shared_ptr<WebSocket> socket) {
+        return r->HandleWebSocket(req, std::move(socket));
+      });
   if (!server.ok()) {
     spdlog::error("views: {} (views.listen)", server.status().message());
     return 1;

@@ -22,7 +22,10 @@ class ConfigObject {
   Status String(const char* key, std::string* out) {
     std::string path = Join(key);
     const json* v = Find(key);
-    if (auto e = Env(path)) { *out = *e; return Status::Ok(); }
+    if (auto e = Env(path)) {
+      *out = *e;
+      return Status::Ok();
+    }
     if (!v) return Status::Ok();
     if (!v->is_string()) return TypeError(path, "a string", *v);
     *out = v->get<std::string>();
@@ -109,8 +112,8 @@ class ConfigObject {
   }
 
   static Status TypeError(const std::string& path, const char* expected, const json& got) {
-    return Status::InvalidArgument(path + ": expected " + expected + ", got " + got.type_name() +
-                                   " " + got.dump());
+    return Status::InvalidArgument(path + ": expected " + expected + ", got " + got.type_name() + " " +
+                                   got.dump());
   }
 
   const json* object_;
@@ -222,8 +225,7 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
       return Status::InvalidArgument(source_name + ": not valid JSON: " + e.what());
     }
   }
-  if (!doc.is_object())
-    return Status::InvalidArgument(source_name + ": the top level must be a JSON object");
+  if (!doc.is_object()) return Status::InvalidArgument(source_name + ": the top level must be a JSON object");
 
   Config config;
   ConfigObject root(&doc, "", &env);
@@ -238,14 +240,17 @@ Result<Config> ParseConfig(const std::string& text, const std::string& source_na
   // View definitions keep the order of their columns: read them again,
   // from an order-preserving parse.
   if (doc.contains("views") && doc["views"].contains("definitions")) {
-    auto ordered = nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false, /*ignore_comments=*/true);
+    auto ordered =
+        nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false, /*ignore_comments=*/true);
     config.views.definitions = ordered["views"]["definitions"];
   }
 
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "off"};
   if (!kLevels.count(config.log_level))
-    return Status::InvalidArgument(source_name + ": log_level: expected one of trace, debug, info, "
-                                   "warn, error, off; got \"" + config.log_level + "\"");
+    return Status::InvalidArgument(source_name +
+                                   ": log_level: expected one of trace, debug, info, "
+                                   "warn, error, off; got \"" +
+                                   config.log_level + "\"");
   return config;
 }
 
@@ -264,8 +269,8 @@ Result<Config> LoadConfig(const std::string& path) {
 
 Status RequireField(const std::string& value, const std::string& path) {
   if (!value.empty()) return Status::Ok();
-  return Status::InvalidArgument(path + ": required (set it in the config file or in " +
-                                 EnvNameFor(path) + ")");
+  return Status::InvalidArgument(path + ": required (set it in the config file or in " + EnvNameFor(path) +
+                                 ")");
 }
 
 }  // namespace freshet

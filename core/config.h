@@ -9,19 +9,18 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/status.h"
 
 namespace freshet {
 
 struct KafkaConfig {
-  std::string brokers;                 // required: "host:port[,host:port]"
-  std::string topic = "inventory";     // the event topic
-  int partitions = 4;                  // used when the writer creates the topic
+  std::string brokers;              // required: "host:port[,host:port]"
+  std::string topic = "inventory";  // the event topic
+  int partitions = 4;               // used when the writer creates the topic
   int replication_factor = 1;
   std::string dead_letter_topic = "freshet-dlq";
   // Extra librdkafka properties passed to every client, e.g. {"debug": "eos"}.
@@ -29,40 +28,40 @@ struct KafkaConfig {
 };
 
 struct PostgresConfig {
-  std::string url;                     // libpq URL; required by `views`
+  std::string url;  // libpq URL; required by `views`
 };
 
 struct WriterConfig {
   std::string listen = "127.0.0.1:8080";
-  int linger_ms = 5;                   // group commit: how long a batch may wait to fill (under load)
-  int max_batch = 1024;                // group commit: commands per Kafka transaction
-  int max_body_bytes = 1 << 20;        // larger HTTP bodies get 413
+  int linger_ms = 5;             // group commit: how long a batch may wait to fill (under load)
+  int max_batch = 1024;          // group commit: commands per Kafka transaction
+  int max_body_bytes = 1 << 20;  // larger HTTP bodies get 413
   std::string transactional_id_prefix = "freshet-writer";
   int io_threads = 1;
-  std::string domain = "inventory";          // a registered domain: inventory | accounts in the stock binary
+  std::string domain = "inventory";  // a registered domain: inventory | accounts in the stock binary
   // Writer instances share the partitions through this consumer group
   // (default: "freshet-writers-<topic>").
   std::string group_id;
   std::string owners_topic = "freshet-writer-owners";  // who owns which partition (compacted)
-  std::string instance_id;                   // default: hostname-pid
-  std::string advertise_url;                 // how other instances reach this one; default http://<listen>
-  int session_timeout_ms = 10000;            // how soon a dead owner's partitions move
-  int idempotency_keys = 100000;             // per partition: how many recent keys are remembered
+  std::string instance_id;                             // default: hostname-pid
+  std::string advertise_url;       // how other instances reach this one; default http://<listen>
+  int session_timeout_ms = 10000;  // how soon a dead owner's partitions move
+  int idempotency_keys = 100000;   // per partition: how many recent keys are remembered
   // Snapshots of each partition's state, so that recovery reads a snapshot
   // and the events after it, not the whole history. Topic default:
   // "<kafka.topic>.snapshots"; 0 events turns snapshots off.
   std::string snapshot_topic;
   int snapshot_every_events = 100000;
-  std::string token;                         // when set, /commands and /state require it (Bearer)
+  std::string token;  // when set, /commands and /state require it (Bearer)
 };
 
 // WebSocket change feeds (GET /views/{name}/feed) and live SQL (GET /sql/feed).
 struct FeedConfig {
-  std::string token;                   // when set, feeds and live SQL require it (Bearer or ?token=)
-  int max_clients = 2000;              // feed connections per process
-  int max_pending = 10000;             // keys a client may fall behind before it gets a fresh snapshot
-  int history_changes = 100000;        // recent changes kept so that a reconnecting client can resume
-  int batch_window_ms = 20;            // batch=1 clients get at most one frame per window
+  std::string token;             // when set, feeds and live SQL require it (Bearer or ?token=)
+  int max_clients = 2000;        // feed connections per process
+  int max_pending = 10000;       // keys a client may fall behind before it gets a fresh snapshot
+  int history_changes = 100000;  // recent changes kept so that a reconnecting client can resume
+  int batch_window_ms = 20;      // batch=1 clients get at most one frame per window
   int max_snapshot_rows = 100000;
 };
 
@@ -73,14 +72,14 @@ struct SqlConfig {
   std::string url;
   int statement_timeout_ms = 5000;
   int max_rows = 10000;
-  int max_clients = 32;                // one Postgres connection each
+  int max_clients = 32;  // one Postgres connection each
 };
 
 struct ViewsConfig {
   std::string listen = "127.0.0.1:8081";
   std::string group_id = "freshet-views";
-  int flush_interval_ms = 100;         // freshness: longest a change waits to be written
-  int max_batch_rows = 50000;          // freshness: flush when this many events are pending
+  int flush_interval_ms = 100;  // freshness: longest a change waits to be written
+  int max_batch_rows = 50000;   // freshness: flush when this many events are pending
   // How soon the group notices a crashed view process and hands its
   // partitions to the others (the broker's minimum is 6000 by default).
   int session_timeout_ms = 10000;

@@ -25,7 +25,8 @@ Result<Event> DecodeEventValue(std::string_view value) {
   if (!j.is_object()) return Status::InvalidArgument("event value is not a JSON object");
   Event e;
   auto type = j.find("type");
-  if (type == j.end() || !type->is_string()) return Status::InvalidArgument("event.type: missing or not a string");
+  if (type == j.end() || !type->is_string())
+    return Status::InvalidArgument("event.type: missing or not a string");
   e.type = type->get<std::string>();
   auto id = j.find("id");
   if (id != j.end()) {
@@ -38,7 +39,8 @@ Result<Event> DecodeEventValue(std::string_view value) {
     e.ts_ms = ts->get<int64_t>();
   }
   auto data = j.find("data");
-  if (data == j.end() || !data->is_object()) return Status::InvalidArgument("event.data: missing or not an object");
+  if (data == j.end() || !data->is_object())
+    return Status::InvalidArgument("event.data: missing or not an object");
   e.data = std::move(*data);
   return e;
 }
@@ -60,9 +62,15 @@ int32_t PartitionForKey(std::string_view key, int32_t partition_count) {
     h ^= k;
   }
   switch (length % 4) {
-    case 3: h ^= uint32_t(data[i + 2]) << 16; [[fallthrough]];
-    case 2: h ^= uint32_t(data[i + 1]) << 8; [[fallthrough]];
-    case 1: h ^= data[i]; h *= m;
+    case 3:
+      h ^= uint32_t(data[i + 2]) << 16;
+      [[fallthrough]];
+    case 2:
+      h ^= uint32_t(data[i + 1]) << 8;
+      [[fallthrough]];
+    case 1:
+      h ^= data[i];
+      h *= m;
   }
   h ^= h >> 13;
   h *= m;

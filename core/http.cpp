@@ -6,15 +6,24 @@ namespace freshet {
 
 int HttpStatusFor(const Status& status) {
   switch (status.code()) {
-    case StatusCode::kOk: return 200;
-    case StatusCode::kInvalidArgument: return 400;
-    case StatusCode::kNotFound: return 404;
-    case StatusCode::kRefused: return 409;
-    case StatusCode::kConflict: return 409;
-    case StatusCode::kFenced: return 503;
-    case StatusCode::kUnavailable: return 503;
-    case StatusCode::kTimeout: return 504;
-    case StatusCode::kInternal: return 500;
+    case StatusCode::kOk:
+      return 200;
+    case StatusCode::kInvalidArgument:
+      return 400;
+    case StatusCode::kNotFound:
+      return 404;
+    case StatusCode::kRefused:
+      return 409;
+    case StatusCode::kConflict:
+      return 409;
+    case StatusCode::kFenced:
+      return 503;
+    case StatusCode::kUnavailable:
+      return 503;
+    case StatusCode::kTimeout:
+      return 504;
+    case StatusCode::kInternal:
+      return 500;
   }
   return 500;
 }
@@ -79,8 +88,10 @@ void SplitTarget(const std::string& target, std::string* path, std::map<std::str
     std::string pair = rest.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
     if (!pair.empty()) {
       auto eq = pair.find('=');
-      if (eq == std::string::npos) (*query)[UrlDecode(pair)] = "";
-      else (*query)[UrlDecode(pair.substr(0, eq))] = UrlDecode(pair.substr(eq + 1));
+      if (eq == std::string::npos)
+        (*query)[UrlDecode(pair)] = "";
+      else
+        (*query)[UrlDecode(pair.substr(0, eq))] = UrlDecode(pair.substr(eq + 1));
     }
     if (amp == std::string::npos) break;
     start = amp + 1;
@@ -96,8 +107,8 @@ std::optional<HttpResponse> CheckBearerToken(const HttpRequest& req, const std::
   unsigned char diff = given.size() != expected.size();
   for (size_t i = 0; i < given.size() && i < expected.size(); ++i) diff |= given[i] ^ expected[i];
   if (diff == 0) return std::nullopt;
-  HttpResponse refusal =
-      ErrorResponse(401, given.empty() ? "a token is required: Authorization: Bearer <token> or ?token=" : "wrong token");
+  HttpResponse refusal = ErrorResponse(
+      401, given.empty() ? "a token is required: Authorization: Bearer <token> or ?token=" : "wrong token");
   refusal.headers.push_back({"WWW-Authenticate", "Bearer"});
   return refusal;
 }
@@ -112,9 +123,10 @@ std::optional<HttpResponse> CheckJsonContentType(const HttpRequest& req) {
   for (auto& ch : media) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
   if (media.empty() || media == "application/json") return std::nullopt;
   HttpResponse refusal = JsonResponse(
-      415, {{"error", "Content-Type " + given + " is not accepted: send the body as JSON with Content-Type: "
-                      "application/json (curl: -H 'Content-Type: application/json'; plain -d sends "
-                      "application/x-www-form-urlencoded)"},
+      415, {{"error", "Content-Type " + given +
+                          " is not accepted: send the body as JSON with Content-Type: "
+                          "application/json (curl: -H 'Content-Type: application/json'; plain -d sends "
+                          "application/x-www-form-urlencoded)"},
             {"content_type", given},
             {"accepted", "application/json"}});
   refusal.headers.push_back({"Accept-Post", "application/json"});

@@ -7,13 +7,12 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/status.h"
 
@@ -46,7 +45,8 @@ struct HttpResponse {
       if (n.size() != name.size()) continue;
       bool same = true;
       for (size_t i = 0; i < n.size() && same; ++i)
-        same = std::tolower(static_cast<unsigned char>(n[i])) == std::tolower(static_cast<unsigned char>(name[i]));
+        same = std::tolower(static_cast<unsigned char>(n[i])) ==
+               std::tolower(static_cast<unsigned char>(name[i]));
       if (same) return v;
     }
     return {};

@@ -66,8 +66,10 @@ Result<HttpResponse> HttpClient::Request(const std::string& method, const std::s
   req.set(http::field::user_agent, "freshet-client");
   if (!body.empty()) req.set(http::field::content_type, "application/json");
   for (const auto& [name, value] : headers) {
-    if (value.empty()) req.erase(name);  // e.g. {"Content-Type", ""}: send none
-    else req.set(name, value);
+    if (value.empty())
+      req.erase(name);  // e.g. {"Content-Type", ""}: send none
+    else
+      req.set(name, value);
   }
   req.keep_alive(true);
   req.body() = body;
@@ -94,7 +96,8 @@ Result<HttpResponse> HttpClient::Request(const std::string& method, const std::s
     if (!ec || ec == net::error::broken_pipe || ec == net::error::connection_reset) {
       impl_->stream->expires_after(impl_->timeout);
       beast::error_code read_ec;
-      http::async_read(*impl_->stream, impl_->buffer, parser, [&](beast::error_code e, std::size_t) { read_ec = e; });
+      http::async_read(*impl_->stream, impl_->buffer, parser,
+                       [&](beast::error_code e, std::size_t) { read_ec = e; });
       impl_->RunToCompletion();
       ec = read_ec;
       if (!read_ec && write_ec) ec = {};

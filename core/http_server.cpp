@@ -1,14 +1,14 @@
 // The one translation unit that compiles Beast's server side.
 #include "core/http_server.h"
 
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/websocket.hpp>
 #include <spdlog/spdlog.h>
 
 #include <array>
 #include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 #include <deque>
 #include <optional>
 #include <string_view>
@@ -36,7 +36,8 @@ class WebSocketSession : public WebSocket, public std::enable_shared_from_this<W
   explicit WebSocketSession(net::any_io_executor strand, std::string peer)
       : strand_(std::move(strand)), peer_(std::move(peer)) {}
 
-  void Start(beast::tcp_stream&& stream, http::request<http::string_body>&& request, WebSocketCallbacks callbacks) {
+  void Start(beast::tcp_stream&& stream, http::request<http::string_body>&& request,
+             WebSocketCallbacks callbacks) {
     callbacks_ = std::move(callbacks);
     stream.expires_never();  // the websocket stream has its own timeouts
     // A small kernel send buffer: a client that stops reading soon makes
@@ -108,23 +109,27 @@ class WebSocketSession : public WebSocket, public std::enable_shared_from_this<W
     if (queue_.empty()) {
       if (close_code_ && !closing_) {
         closing_ = true;
-        ws_->async_close(websocket::close_reason(static_cast<websocket::close_code>(*close_code_), close_reason_),
-                         [self = shared_from_this()](beast::error_code) {
-                           // The read loop ends when the peer answers the close.
-                         });
+        ws_->async_close(
+            websocket::close_reason(static_cast<websocket::close_code>(*close_code_), close_reason_),
+            [self = shared_from_this()](beast::error_code) {
+              // The read loop ends when the peer answers the close.
+            });
       }
       return;
     }
     writing_ = true;
-    ws_->async_write(net::buffer(*queue_.front()), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      self->writing_ = false;
-      if (self->finished_) return;  // Finish() already dropped the queue, this message included
-      self->queue_.pop_front();
-      --self->queued_;
-      if (ec) return self->Finish();
-      if (self->queue_.empty() && self->callbacks_.on_drained && !self->close_code_) self->callbacks_.on_drained();
-      self->WriteNext();
-    });
+    ws_->async_write(net::buffer(*queue_.front()),
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       self->writing_ = false;
+                       if (self->finished_)
+                         return;  // Finish() already dropped the queue, this message included
+                       self->queue_.pop_front();
+                       --self->queued_;
+                       if (ec) return self->Finish();
+                       if (self->queue_.empty() && self->callbacks_.on_drained && !self->close_code_)
+                         self->callbacks_.on_drained();
+                       self->WriteNext();
+                     });
   }
 
   void Finish() {
@@ -160,7 +165,8 @@ class WebSocketSession : public WebSocket, public std::enable_shared_from_this<W
 // go out in request order whatever order the handler produces them in.
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
-  HttpSession(tcp::socket&& socket, const HttpHandler& handler, const WebSocketHandler& ws_handler, size_t max_body)
+  HttpSession(tcp::socket&& socket, const HttpHandler& handler, const WebSocketHandler& ws_handler,
+              size_t max_body)
       : stream_(std::move(socket)), handler_(handler), ws_handler_(ws_handler), max_body_(max_body) {}
 
   void Run() {
@@ -194,7 +200,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       linger_ = true;
       size_t seq = Enqueue(/*keep_alive=*/false);
       if (ec == http::error::body_limit)
-        return SetResponse(seq, ErrorResponse(413, "request body larger than " + std::to_string(max_body_) + " bytes"));
+        return SetResponse(
+            seq, ErrorResponse(413, "request body larger than " + std::to_string(max_body_) + " bytes"));
       if (ec == http::error::header_limit) {
         // Beast's parser takes the head whole, so the bytes are still in
         // the buffer: without a line end, the request line (the URL) alone
@@ -202,8 +209,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
         auto data = buffer_.data();
         std::string_view head(static_cast<const char*>(data.data()), data.size());
         if (head.find("\r\n") == std::string_view::npos)
-          return SetResponse(seq, ErrorResponse(414, "URL too long: the request line and header fields may hold " +
-                                                         std::to_string(kHeaderLimit) + " bytes"));
+          return SetResponse(seq,
+                             ErrorResponse(414, "URL too long: the request line and header fields may hold " +
+                                                    std::to_string(kHeaderLimit) + " bytes"));
         return SetResponse(seq, ErrorResponse(431, "request header fields larger than " +
                                                        std::to_string(kHeaderLimit) + " bytes"));
       }
@@ -247,9 +255,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void Upgrade(HttpRequest&& request) {
     beast::error_code ec;
     auto endpoint = stream_.socket().remote_endpoint(ec);
-    auto socket = std::make_shared<WebSocketSession>(stream_.get_executor(),
-                                                     ec ? std::string("?") : endpoint.address().to_string() + ":" +
-                                                                                 std::to_string(endpoint.port()));
+    auto socket = std::make_shared<WebSocketSession>(
+        stream_.get_executor(),
+        ec ? std::string("?") : endpoint.address().to_string() + ":" + std::to_string(endpoint.port()));
     WebSocketAccept accept;
     try {
       accept = ws_handler_(request, socket);
@@ -407,7 +415,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const Options& options, Ht
   if (!ec) impl->acceptor.listen(net::socket_base::max_listen_connections, ec);
   if (ec) return Status::Unavailable("listen " + options.listen + ": " + ec.message());
   impl->Accept();
-  for (int i = 0; i < options.threads; ++i) impl->threads.emplace_back([ioc = &impl->ioc] {
+  for (int i = 0; i < options.threads; ++i)
+    impl->threads.emplace_back([ioc = &impl->ioc] {
       SetThreadName("http-io");
       ioc->run();
     });

@@ -18,7 +18,7 @@ class HttpServer {
   struct Options {
     std::string listen = "127.0.0.1:0";  // port 0: any free port (see port())
     int threads = 1;
-    size_t max_body_bytes = 1 << 20;     // larger bodies are answered 413
+    size_t max_body_bytes = 1 << 20;  // larger bodies are answered 413
   };
 
   // Binds and starts serving on background threads. Fails with a message

@@ -29,7 +29,9 @@ struct KafkaClientOptions {
   std::map<std::string, std::string> properties;  // passed to librdkafka as-is
 };
 
-struct KafkaHandleDeleter { void operator()(rd_kafka_s* rk) const; };
+struct KafkaHandleDeleter {
+  void operator()(rd_kafka_s* rk) const;
+};
 using KafkaHandle = std::unique_ptr<rd_kafka_s, KafkaHandleDeleter>;
 
 struct KafkaHeader {
@@ -123,7 +125,7 @@ class KafkaMessage {
   std::string_view value() const;  // empty for a null value (a tombstone) too
   bool has_key() const;            // false: the key is null
   bool has_value() const;          // false: a tombstone
-  int64_t timestamp_ms() const;  // -1 if none
+  int64_t timestamp_ms() const;    // -1 if none
   std::optional<std::string_view> header(const char* name) const;
 
  private:
@@ -184,7 +186,8 @@ class Consumer {
   Status CommitOffsets(const std::string& topic, const std::map<int32_t, int64_t>& next_offsets);
   // The group's committed next offsets of `partitions`; a partition without
   // a commit is absent.
-  Result<std::map<int32_t, int64_t>> CommittedOffsets(const std::string& topic, const std::vector<int32_t>& partitions,
+  Result<std::map<int32_t, int64_t>> CommittedOffsets(const std::string& topic,
+                                                      const std::vector<int32_t>& partitions,
                                                       std::chrono::milliseconds timeout);
   // The next offset the consumer will fetch for an assigned partition.
   Result<int64_t> Position(const std::string& topic, int32_t partition);
@@ -241,7 +244,8 @@ Status DeleteRecordsBefore(const KafkaClientOptions& options, const std::string&
 // The topic settings under which a log keeps every record forever: the
 // writer's event topic is its only copy of history.
 inline const std::map<std::string, std::string>& KeepForeverTopicConfig() {
-  static const std::map<std::string, std::string> config = {{"retention.ms", "-1"}, {"retention.bytes", "-1"}};
+  static const std::map<std::string, std::string> config = {{"retention.ms", "-1"},
+                                                            {"retention.bytes", "-1"}};
   return config;
 }
 // Why `config` (a DescribeTopicConfig answer) lets the broker delete old

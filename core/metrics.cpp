@@ -62,14 +62,16 @@ std::vector<double> LatencyBuckets() {
   return {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10};
 }
 
-Counter& MetricsRegistry::AddCounter(const std::string& name, const std::string& help, const std::string& labels) {
+Counter& MetricsRegistry::AddCounter(const std::string& name, const std::string& help,
+                                     const std::string& labels) {
   std::lock_guard lock(mu_);
   Counter& c = counters_.emplace_back();
   entries_.push_back({name, help, labels, "counter", &c, nullptr, nullptr});
   return c;
 }
 
-Gauge& MetricsRegistry::AddGauge(const std::string& name, const std::string& help, const std::string& labels) {
+Gauge& MetricsRegistry::AddGauge(const std::string& name, const std::string& help,
+                                 const std::string& labels) {
   std::lock_guard lock(mu_);
   Gauge& g = gauges_.emplace_back();
   entries_.push_back({name, help, labels, "gauge", nullptr, &g, nullptr});

@@ -16,10 +16,10 @@ enum class StatusCode {
   kOk = 0,
   kInvalidArgument,  // bad input from a user: config, HTTP body, CLI flag
   kNotFound,
-  kRefused,          // a domain rule refused a command
-  kConflict,         // somebody else owns the resource (fenced, offset moved)
-  kFenced,           // a newer producer took over our transactional.id
-  kUnavailable,      // a service is unreachable; retrying may help
+  kRefused,      // a domain rule refused a command
+  kConflict,     // somebody else owns the resource (fenced, offset moved)
+  kFenced,       // a newer producer took over our transactional.id
+  kUnavailable,  // a service is unreachable; retrying may help
   kTimeout,
   kInternal,
 };
@@ -65,7 +65,7 @@ inline std::string Status::ToString() const {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}          // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {}  // NOLINT
 
   bool ok() const { return value_.has_value(); }
@@ -85,8 +85,8 @@ class [[nodiscard]] Result {
 }  // namespace freshet
 
 // Propagates a non-OK Status to the caller.
-#define FRESHET_RETURN_IF_ERROR(expr)          \
-  do {                                         \
-    ::freshet::Status _st = (expr);            \
-    if (!_st.ok()) return _st;                 \
+#define FRESHET_RETURN_IF_ERROR(expr) \
+  do {                                \
+    ::freshet::Status _st = (expr);   \
+    if (!_st.ok()) return _st;        \
   } while (0)

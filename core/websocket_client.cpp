@@ -5,7 +5,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
-
 #include <deque>
 #include <list>
 #include <optional>
@@ -33,11 +32,12 @@ class Connection : public WebSocketClientConnection, public std::enable_shared_f
     host_ = host + ":" + std::to_string(port);
     target_ = std::move(target);
     headers_ = std::move(headers);
-    resolver_.async_resolve(host, std::to_string(port),
-                            [self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type results) {
-                              if (ec) return self->Finish("cannot resolve " + self->host_ + ": " + ec.message());
-                              self->OnResolved(results);
-                            });
+    resolver_.async_resolve(
+        host, std::to_string(port),
+        [self = shared_from_this()](beast::error_code ec, tcp::resolver::results_type results) {
+          if (ec) return self->Finish("cannot resolve " + self->host_ + ": " + ec.message());
+          self->OnResolved(results);
+        });
   }
 
   void Send(std::string message) override {
@@ -83,8 +83,8 @@ class Connection : public WebSocketClientConnection, public std::enable_shared_f
       if (ec) {
         std::string why = "upgrade refused by " + self->host_ + ": " + ec.message();
         if (self->response_.result_int() != 0)
-          why = "upgrade refused by " + self->host_ + ": HTTP " + std::to_string(self->response_.result_int()) + " " +
-                self->response_.body();
+          why = "upgrade refused by " + self->host_ + ": HTTP " +
+                std::to_string(self->response_.result_int()) + " " + self->response_.body();
         return self->Finish(why);
       }
       self->OnOpen();
@@ -115,8 +115,8 @@ class Connection : public WebSocketClientConnection, public std::enable_shared_f
       self->reading_ = false;
       if (ec) {
         std::string why = ec == websocket::error::closed
-                              ? "closed by " + self->host_ + " (" + std::to_string(self->ws_.reason().code) + " " +
-                                    std::string(self->ws_.reason().reason.c_str()) + ")"
+                              ? "closed by " + self->host_ + " (" + std::to_string(self->ws_.reason().code) +
+                                    " " + std::string(self->ws_.reason().reason.c_str()) + ")"
                               : "connection to " + self->host_ + " lost: " + ec.message();
         return self->Finish(why);
       }
@@ -130,13 +130,15 @@ class Connection : public WebSocketClientConnection, public std::enable_shared_f
 
   void WriteNext() {
     writing_ = true;
-    ws_.async_write(net::buffer(outbox_.front()), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      self->writing_ = false;
-      if (ec) return self->Finish("connection to " + self->host_ + " lost while writing: " + ec.message());
-      self->outbox_.pop_front();
-      if (self->closing_) return self->Finish("closed");
-      if (!self->outbox_.empty()) self->WriteNext();
-    });
+    ws_.async_write(
+        net::buffer(outbox_.front()), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+          self->writing_ = false;
+          if (ec)
+            return self->Finish("connection to " + self->host_ + " lost while writing: " + ec.message());
+          self->outbox_.pop_front();
+          if (self->closing_) return self->Finish("closed");
+          if (!self->outbox_.empty()) self->WriteNext();
+        });
   }
 
   // Once every pending operation has ended, on_close runs exactly once.

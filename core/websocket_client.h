@@ -39,7 +39,7 @@ class WebSocketClientConnection {
 
 class WebSocketClientLoop {
  public:
-  WebSocketClientLoop();  // starts the thread
+  WebSocketClientLoop();   // starts the thread
   ~WebSocketClientLoop();  // Stop()
   WebSocketClientLoop(const WebSocketClientLoop&) = delete;
   WebSocketClientLoop& operator=(const WebSocketClientLoop&) = delete;
@@ -50,7 +50,8 @@ class WebSocketClientLoop {
   void PostAfter(std::chrono::milliseconds delay, std::function<void()> task);
   // Connects to host:port and upgrades with GET `target`. Call on the loop's
   // thread; the callbacks run there.
-  std::shared_ptr<WebSocketClientConnection> Connect(const std::string& host, uint16_t port, const std::string& target,
+  std::shared_ptr<WebSocketClientConnection> Connect(const std::string& host, uint16_t port,
+                                                     const std::string& target,
                                                      std::vector<std::pair<std::string, std::string>> headers,
                                                      WebSocketClientCallbacks callbacks);
   bool OnLoopThread() const;

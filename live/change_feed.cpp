@@ -2,11 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
-#include "core/envelope.h"
-#include "views/partition_rows.h"
-
 #include <algorithm>
 #include <tuple>
+
+#include "core/envelope.h"
+#include "views/partition_rows.h"
 
 namespace freshet {
 
@@ -21,14 +21,17 @@ std::shared_ptr<const std::string> Message(const nlohmann::json& j) {
 FeedMetrics::FeedMetrics(MetricsRegistry& registry)
     : clients(registry.AddGauge("freshet_feed_clients", "Connected change feed clients")),
       messages(registry.AddCounter("freshet_feed_messages_total", "Change feed messages queued to clients")),
-      coalesced(registry.AddCounter("freshet_feed_coalesced_total",
-                                    "Changes replaced by a newer change of the same key before a slow client got them")),
+      coalesced(registry.AddCounter(
+          "freshet_feed_coalesced_total",
+          "Changes replaced by a newer change of the same key before a slow client got them")),
       resets(registry.AddCounter("freshet_feed_resets_total",
                                  "Clients that fell too far behind and were sent a fresh snapshot")),
-      resumes(registry.AddCounter("freshet_feed_resumes_total", "Reconnects served from history, without a snapshot")),
+      resumes(registry.AddCounter("freshet_feed_resumes_total",
+                                  "Reconnects served from history, without a snapshot")),
       snapshots(registry.AddCounter("freshet_feed_snapshots_total", "Snapshots sent")),
-      pending(registry.AddGauge("freshet_feed_pending_changes",
-                                "Changes held for slow clients (at most views.feed.max_pending per client)")) {}
+      pending(
+          registry.AddGauge("freshet_feed_pending_changes",
+                            "Changes held for slow clients (at most views.feed.max_pending per client)")) {}
 
 Result<std::map<int32_t, int64_t>> ParseFeedOffsets(const std::string& text) {
   std::map<int32_t, int64_t> out;
@@ -43,8 +46,8 @@ Result<std::map<int32_t, int64_t>> ParseFeedOffsets(const std::string& text) {
     long partition = std::strtol(p.c_str(), &end1, 10);
     long long offset = std::strtoll(o.c_str(), &end2, 10);
     if (p.empty() || o.empty() || *end1 != '\0' || *end2 != '\0' || partition < 0 || offset < 0)
-      return Status::InvalidArgument("from: expected partition:offset pairs separated by commas, e.g. 0:120,1:88; got \"" +
-                                     pair + "\"");
+      return Status::InvalidArgument(
+          "from: expected partition:offset pairs separated by commas, e.g. 0:120,1:88; got \"" + pair + "\"");
     out[static_cast<int32_t>(partition)] = offset;
     if (comma == std::string::npos) break;
     start = comma + 1;
@@ -67,8 +70,8 @@ Result<std::set<int32_t>> ParsePartitionList(const std::string& text) {
     char* end = nullptr;
     long p = std::strtol(item.c_str(), &end, 10);
     if (item.empty() || *end != '\0' || p < 0 || p > INT32_MAX)
-      return Status::InvalidArgument("partitions: expected partition numbers separated by commas, e.g. 0,3,7; got \"" +
-                                     text + "\"");
+      return Status::InvalidArgument(
+          "partitions: expected partition numbers separated by commas, e.g. 0,3,7; got \"" + text + "\"");
     out.insert(static_cast<int32_t>(p));
     if (comma == std::string::npos) break;
     start = comma + 1;
@@ -89,9 +92,10 @@ ChangeFeed::ChangeFeed(std::string view, std::string store, const TableSpec& tab
     columns.push_back(c.name);
   }
   for (const auto& c : table.value_columns) columns.push_back(c.name);
-  hello_ = nlohmann::json{{"type", "hello"}, {"view", view_}, {"store", store_}, {"key_columns", keys},
-                          {"columns", columns}}
-               .dump();
+  hello_ =
+      nlohmann::json{
+          {"type", "hello"}, {"view", view_}, {"store", store_}, {"key_columns", keys}, {"columns", columns}}
+          .dump();
 }
 
 ChangeFeed::~ChangeFeed() = default;
@@ -157,7 +161,8 @@ bool ChangeFeed::CanResume(const FeedRequest& request) const {
   auto covered = [&](int32_t p) {
     auto last = last_.find(p);
     auto it = from.find(p);
-    return last != last_.end() && it != from.end() && it->second >= floor_.at(p) && it->second <= last->second;
+    return last != last_.end() && it != from.end() && it->second >= floor_.at(p) &&
+           it->second <= last->second;
   };
   if (!request.partitions.empty()) {
     for (int32_t p : request.partitions)
@@ -205,8 +210,10 @@ void ChangeFeed::Resume(Client& c) {
   Pump(c);
 }
 
-std::shared_ptr<const std::string> ChangeFeed::ProgressMessage(const std::map<int32_t, int64_t>& offsets) const {
-  return Message({{"type", "progress"}, {"offsets", FeedOffsetsJson(offsets)}, {"ts_ms", clock_.WallMillis()}});
+std::shared_ptr<const std::string> ChangeFeed::ProgressMessage(
+    const std::map<int32_t, int64_t>& offsets) const {
+  return Message(
+      {{"type", "progress"}, {"offsets", FeedOffsetsJson(offsets)}, {"ts_ms", clock_.WallMillis()}});
 }
 
 void ChangeFeed::Enqueue(Client& c, const ChangePtr& change) {
@@ -285,13 +292,20 @@ void ChangeFeed::Committed(std::vector<RowChange> changes, const std::map<int32_
     change->key = EncodeKey(rc.key);
     change->partition = rc.partition;
     change->offset = rc.offset;
-    nlohmann::json j = {{"type", "change"}, {"op", rc.row.is_null() ? "delete" : "upsert"}, {"key", rc.key},
-                        {"row", std::move(rc.row)}, {"partition", rc.partition}, {"offset", rc.offset},
+    nlohmann::json j = {{"type", "change"},
+                        {"op", rc.row.is_null() ? "delete" : "upsert"},
+                        {"key", rc.key},
+                        {"row", std::move(rc.row)},
+                        {"partition", rc.partition},
+                        {"offset", rc.offset},
                         {"committed_ms", committed_ms}};
     change->message = std::make_shared<const std::string>(j.dump());
     if (options_.share_messages && rc.has_share)
-      change->share_message = Message({{"type", "change"}, {"key", std::move(j["key"])}, {"share", std::move(rc.share)},
-                                       {"partition", rc.partition}, {"offset", rc.offset},
+      change->share_message = Message({{"type", "change"},
+                                       {"key", std::move(j["key"])},
+                                       {"share", std::move(rc.share)},
+                                       {"partition", rc.partition},
+                                       {"offset", rc.offset},
                                        {"committed_ms", committed_ms}});
     built.push_back(std::move(change));
   }
@@ -374,7 +388,8 @@ void ChangeFeed::SendOutbox() {
   if (!outbox_.empty()) {
     std::string message = R"({"type":"changes","changes":[)";
     for (size_t i = 0; i < outbox_.size(); ++i) message += (i ? "," : "") + *outbox_[i]->message;
-    frame = std::make_shared<const std::string>(message + R"(],"offsets":)" + FeedOffsetsJson(last_).dump() + "}");
+    frame = std::make_shared<const std::string>(message + R"(],"offsets":)" + FeedOffsetsJson(last_).dump() +
+                                                "}");
   }
   auto progress = ProgressMessage(last_);
   for (auto& [id, c] : clients_) {
@@ -535,7 +550,8 @@ void ChangeFeed::ServeShareSnapshots(ViewStore& store, const std::map<int32_t, i
     std::vector<std::shared_ptr<const std::string>> chunks;
     nlohmann::json batch = nlohmann::json::array();
     for (RowShare& share : *shares) {
-      batch.push_back({{"key", DecodeKey(share.key)}, {"partition", share.partition}, {"share", std::move(share.value)}});
+      batch.push_back(
+          {{"key", DecodeKey(share.key)}, {"partition", share.partition}, {"share", std::move(share.value)}});
       if (batch.size() == options_.snapshot_chunk_rows) {
         chunks.push_back(Message({{"type", "snapshot"}, {"shares", std::move(batch)}, {"done", false}}));
         batch = nlohmann::json::array();
@@ -544,7 +560,9 @@ void ChangeFeed::ServeShareSnapshots(ViewStore& store, const std::map<int32_t, i
     std::map<int32_t, int64_t> asked;
     for (const auto& [p, next] : offsets)
       if (partitions.empty() || partitions.count(p)) asked[p] = next;
-    chunks.push_back(Message({{"type", "snapshot"}, {"shares", std::move(batch)}, {"done", true},
+    chunks.push_back(Message({{"type", "snapshot"},
+                              {"shares", std::move(batch)},
+                              {"done", true},
                               {"offsets", FeedOffsetsJson(asked)}}));
     std::lock_guard lock(mu_);
     for (uint64_t id : ids) {

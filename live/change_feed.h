@@ -90,7 +90,7 @@ struct FeedFilter {
 struct FeedRequest {
   FeedFilter filter;
   std::optional<std::map<int32_t, int64_t>> from;  // resume point: next offset per partition
-  bool batch = false;                               // one "changes" message per flush
+  bool batch = false;                              // one "changes" message per flush
   // Another process forwarding this feed (live/feed_relay.h) asks for some
   // partitions only, and for each change as the partition's share of the
   // row, which it merges with the other partitions' shares itself.
@@ -147,8 +147,8 @@ class ChangeFeed {
     std::list<ChangePtr> pending;
     std::unordered_map<std::string, std::list<ChangePtr>::iterator> pending_by_key;
     std::shared_ptr<const std::string> progress;  // sent once pending is empty
-    bool in_outbox = false;  // its changes since the last batch frame are in outbox_...
-    size_t outbox_from = 0;  // ...from this index on (it may have joined late)
+    bool in_outbox = false;                       // its changes since the last batch frame are in outbox_...
+    size_t outbox_from = 0;                       // ...from this index on (it may have joined late)
   };
 
   void OnOpen(uint64_t id);

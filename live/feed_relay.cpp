@@ -42,7 +42,11 @@ class FeedRelays::Relay : public std::enable_shared_from_this<Relay> {
       columns.push_back(c.name);
     }
     for (const auto& c : table_.value_columns) columns.push_back(c.name);
-    Send({{"type", "hello"}, {"view", view_}, {"store", "rocksdb"}, {"key_columns", keys}, {"columns", columns}});
+    Send({{"type", "hello"},
+          {"view", view_},
+          {"store", "rocksdb"},
+          {"key_columns", keys},
+          {"columns", columns}});
     resuming_ = request_.from.has_value();
     if (resuming_) next_ = *request_.from;
     StartOver();
@@ -62,8 +66,8 @@ class FeedRelays::Relay : public std::enable_shared_from_this<Relay> {
     std::string url;
     std::set<int32_t> partitions;
     std::shared_ptr<WebSocketClientConnection> connection;
-    bool ready = false;                 // its snapshot is complete, or it resumed
-    std::vector<nlohmann::json> held;   // changes and progress that came before the relay went live
+    bool ready = false;                // its snapshot is complete, or it resumed
+    std::vector<nlohmann::json> held;  // changes and progress that came before the relay went live
   };
 
   void Send(const nlohmann::json& message) {
@@ -116,13 +120,15 @@ class FeedRelays::Relay : public std::enable_shared_from_this<Relay> {
   }
 
   void Open(const std::string& url, std::set<int32_t> partitions) {
-    std::string target = "/views/" + PercentEncode(view_) + "/feed?shares=1&batch=1&partitions=" + Join(partitions);
+    std::string target =
+        "/views/" + PercentEncode(view_) + "/feed?shares=1&batch=1&partitions=" + Join(partitions);
     if (!filter_query_.empty()) target += "&" + filter_query_;
     if (resuming_ || live_) {
       std::string from;
       for (int32_t p : partitions) {
         auto it = next_.find(p);
-        from += (from.empty() ? "" : ",") + std::to_string(p) + ":" + std::to_string(it == next_.end() ? 0 : it->second);
+        from += (from.empty() ? "" : ",") + std::to_string(p) + ":" +
+                std::to_string(it == next_.end() ? 0 : it->second);
       }
       target += "&from=" + from;
     }
@@ -136,7 +142,8 @@ class FeedRelays::Relay : public std::enable_shared_from_this<Relay> {
       return Lost(id, generation_, host_port.status().message());
     }
     std::vector<std::pair<std::string, std::string>> headers;
-    if (!relays_.options_.token.empty()) headers.emplace_back("Authorization", "Bearer " + relays_.options_.token);
+    if (!relays_.options_.token.empty())
+      headers.emplace_back("Authorization", "Bearer " + relays_.options_.token);
     std::weak_ptr<Relay> weak = weak_from_this();
     uint64_t generation = generation_;
     WebSocketClientCallbacks callbacks;
@@ -144,7 +151,8 @@ class FeedRelays::Relay : public std::enable_shared_from_this<Relay> {
       if (auto self = weak.lock(); self && generation == self->generation_) self->OnUpstream(id, text);
     };
     callbacks.on_close = [weak, id, generation](std::string reason) {
-      if (auto self = weak.lock(); self && generation == self->generation_) self->Lost(id, generation, reason);
+      if (auto self = weak.lock(); self && generation == self->generation_)
+        self->Lost(id, generation, reason);
     };
     up.connection = relays_.loop_.Connect(host_port->first, host_port->second, target, std::move(headers),
                                           std::move(callbacks));
@@ -161,9 +169,11 @@ class FeedRelays::Relay : public std::enable_shared_from_this<Relay> {
     // Retries against a dead owner repeat every recheck: only a lost live
     // upstream is news.
     if (up.ready)
-      spdlog::info("view {}: relayed feed: partitions {} from {}: {}", view_, Join(up.partitions), up.url, reason);
+      spdlog::info("view {}: relayed feed: partitions {} from {}: {}", view_, Join(up.partitions), up.url,
+                   reason);
     else
-      spdlog::debug("view {}: relayed feed: partitions {} from {}: {}", view_, Join(up.partitions), up.url, reason);
+      spdlog::debug("view {}: relayed feed: partitions {} from {}: {}", view_, Join(up.partitions), up.url,
+                    reason);
     if (!live_ && up.ready && !resuming_) {
       // Its snapshot is already merged in: starting over is simplest.
       return StartOver();
@@ -212,8 +222,9 @@ class FeedRelays::Relay : public std::enable_shared_from_this<Relay> {
       return MaybeGoLive();
     }
     if (type == "snapshot") {
-      if (live_) return Reset("partitions " + Join(up.partitions) + " moved to " + up.url +
-                              ", which no longer holds the changes since the client's offsets");
+      if (live_)
+        return Reset("partitions " + Join(up.partitions) + " moved to " + up.url +
+                     ", which no longer holds the changes since the client's offsets");
       if (resuming_) {
         // Some owner cannot resume where the client is: the client gets a
         // snapshot of everything instead.
@@ -235,7 +246,8 @@ class FeedRelays::Relay : public std::enable_shared_from_this<Relay> {
       ForwardLive(up, message);
       return;
     }
-    if (type == "reset") return Reset("an upstream feed from " + up.url + " was reset: " + message.value("reason", ""));
+    if (type == "reset")
+      return Reset("an upstream feed from " + up.url + " was reset: " + message.value("reason", ""));
     if (type == "error") spdlog::warn("view {}: relayed feed from {}: {}", view_, up.url, text);
   }
 
@@ -245,7 +257,8 @@ class FeedRelays::Relay : public std::enable_shared_from_this<Relay> {
     const std::string type = message.value("type", "");
     if (type != "progress") {
       std::vector<nlohmann::json> changes;
-      if (type == "change") changes.push_back(std::move(message));
+      if (type == "change")
+        changes.push_back(std::move(message));
       else
         for (auto& c : message["changes"]) changes.push_back(std::move(c));
       if (!Deliver(changes)) return false;
@@ -302,7 +315,10 @@ class FeedRelays::Relay : public std::enable_shared_from_this<Relay> {
         rows = nlohmann::json::array();
       }
     }
-    Send({{"type", "snapshot"}, {"rows", std::move(rows)}, {"done", true}, {"offsets", FeedOffsetsJson(next_)}});
+    Send({{"type", "snapshot"},
+          {"rows", std::move(rows)},
+          {"done", true},
+          {"offsets", FeedOffsetsJson(next_)}});
     relays_.metrics_.snapshots.Add();
   }
 
@@ -332,8 +348,10 @@ class FeedRelays::Relay : public std::enable_shared_from_this<Relay> {
       next_[partition] = offset + 1;
       std::string key = EncodeKey(change["key"].get<std::vector<std::string>>());
       auto& shares = shares_[key];
-      if (change["share"].is_null()) shares.erase(partition);
-      else shares[partition] = std::move(change["share"]);
+      if (change["share"].is_null())
+        shares.erase(partition);
+      else
+        shares[partition] = std::move(change["share"]);
       nlohmann::json out = {{"type", "change"}, {"key", std::move(change["key"])}};
       if (shares.empty()) {
         shares_.erase(key);
@@ -346,18 +364,23 @@ class FeedRelays::Relay : public std::enable_shared_from_this<Relay> {
       out["partition"] = partition;
       out["offset"] = offset;
       out["committed_ms"] = change.value("committed_ms", int64_t{0});
-      if (request_.batch) batch.push_back(std::move(out));
-      else Send(out);
+      if (request_.batch)
+        batch.push_back(std::move(out));
+      else
+        Send(out);
     }
     if (request_.batch && !batch.empty()) Send({{"type", "changes"}, {"changes", std::move(batch)}});
     if (client_->queued() > relays_.options_.max_pending) {
-      Reset("client fell behind: more than " + std::to_string(relays_.options_.max_pending) + " messages queued");
+      Reset("client fell behind: more than " + std::to_string(relays_.options_.max_pending) +
+            " messages queued");
       return false;
     }
     return true;
   }
 
-  void SendProgress() { Send({{"type", "progress"}, {"offsets", FeedOffsetsJson(next_)}, {"ts_ms", NowMillis()}}); }
+  void SendProgress() {
+    Send({{"type", "progress"}, {"offsets", FeedOffsetsJson(next_)}, {"ts_ms", NowMillis()}});
+  }
 
   FeedRelays& relays_;
   const std::string view_;
@@ -368,11 +391,11 @@ class FeedRelays::Relay : public std::enable_shared_from_this<Relay> {
   const FeedRequest request_;
 
   bool stopped_ = false;
-  bool live_ = false;      // the client has its snapshot or resume
-  bool resuming_ = false;  // asking the owners for the changes since the client's `from`
+  bool live_ = false;                // the client has its snapshot or resume
+  bool resuming_ = false;            // asking the owners for the changes since the client's `from`
   std::map<int32_t, int64_t> next_;  // per partition: the next offset the client has not seen
   std::map<std::string, std::map<int32_t, nlohmann::json>> shares_;  // encoded key -> partition -> share
-  std::set<int32_t> unrouted_;       // partitions with no upstream
+  std::set<int32_t> unrouted_;                                       // partitions with no upstream
   std::map<uint64_t, Upstream> upstreams_;
   uint64_t next_upstream_ = 1;
   uint64_t generation_ = 0;  // bumped when the upstreams are dropped
@@ -388,8 +411,9 @@ void FeedRelays::Stop() {
   loop_.Stop();
 }
 
-WebSocketCallbacks FeedRelays::Attach(std::string view, TableSpec table, int partition_count, std::string filter_query,
-                                      std::shared_ptr<WebSocket> socket, FeedRequest request) {
+WebSocketCallbacks FeedRelays::Attach(std::string view, TableSpec table, int partition_count,
+                                      std::string filter_query, std::shared_ptr<WebSocket> socket,
+                                      FeedRequest request) {
   auto relay = std::make_shared<Relay>(*this, std::move(view), std::move(table), partition_count,
                                        std::move(filter_query), socket, std::move(request));
   metrics_.ClientsChanged(+1);

@@ -32,14 +32,14 @@
 
 #include "core/websocket.h"
 #include "core/websocket_client.h"
-#include "sinks/table.h"
 #include "live/change_feed.h"
+#include "sinks/table.h"
 #include "views/view_owners.h"
 
 namespace freshet {
 
 struct FeedRelayOptions {
-  std::string token;  // views.feed.token, sent upstream
+  std::string token;           // views.feed.token, sent upstream
   size_t max_pending = 10000;  // messages queued to a client before it is reset
   size_t snapshot_chunk_rows = 500;
   // How often a relay looks for the owners of partitions it lacks, and

@@ -37,7 +37,8 @@ void LiveEndpoints::Stop() {
   if (stopped_) return;
   stopped_ = true;
   // Feed clients first: their close frames go out while the views flush.
-  for (const auto& view : supervisor_.views()) view->feed->CloseAll(kCloseGoingAway, "the view process is shutting down");
+  for (const auto& view : supervisor_.views())
+    view->feed->CloseAll(kCloseGoingAway, "the view process is shutting down");
   if (feed_relays_) feed_relays_->Stop();  // before the owners they read stop
   live_queries_.Stop();
 }
@@ -46,35 +47,42 @@ WebSocketAccept LiveEndpoints::Handle(const HttpRequest& req, std::shared_ptr<We
   const std::string prefix = "/views/";
   if (req.path.rfind(prefix, 0) == 0 && req.path.size() > prefix.size() + 5 &&
       req.path.compare(req.path.size() - 5, 5, "/feed") == 0) {
-    if (auto refusal = CheckBearerToken(req, config_.views.feed.token)) return WebSocketAccept::Refuse(*refusal);
-    return HandleFeed(req.path.substr(prefix.size(), req.path.size() - prefix.size() - 5), req, std::move(socket));
+    if (auto refusal = CheckBearerToken(req, config_.views.feed.token))
+      return WebSocketAccept::Refuse(*refusal);
+    return HandleFeed(req.path.substr(prefix.size(), req.path.size() - prefix.size() - 5), req,
+                      std::move(socket));
   }
   if (req.path == "/sql/feed") {
-    if (auto refusal = CheckBearerToken(req, config_.views.feed.token)) return WebSocketAccept::Refuse(*refusal);
+    if (auto refusal = CheckBearerToken(req, config_.views.feed.token))
+      return WebSocketAccept::Refuse(*refusal);
     return live_queries_.Attach(std::move(socket));
   }
-  return WebSocketAccept::Refuse(ErrorResponse(404, "no WebSocket endpoint at " + req.path +
-                                                        " (there are /views/{name}/feed and /sql/feed)"));
+  return WebSocketAccept::Refuse(ErrorResponse(
+      404, "no WebSocket endpoint at " + req.path + " (there are /views/{name}/feed and /sql/feed)"));
 }
 
 WebSocketAccept LiveEndpoints::HandleFeed(const std::string& name, const HttpRequest& req,
-                                       std::shared_ptr<WebSocket> socket) {
+                                          std::shared_ptr<WebSocket> socket) {
   SupervisedView* chosen = nullptr;
   std::string wanted_store;
   if (auto s = req.query.find("store"); s != req.query.end()) {
     wanted_store = s->second;
     if (wanted_store != "rocksdb" && wanted_store != "postgres")
-      return WebSocketAccept::Refuse(ErrorResponse(400, "store: expected rocksdb or postgres, got \"" + wanted_store + "\""));
+      return WebSocketAccept::Refuse(
+          ErrorResponse(400, "store: expected rocksdb or postgres, got \"" + wanted_store + "\""));
   }
   std::vector<SupervisedView*> matching = supervisor_.Find(name);
   for (SupervisedView* view : matching)
-    if (!wanted_store.empty() ? view->store == wanted_store : (!chosen || view->store == "rocksdb")) chosen = view;
+    if (!wanted_store.empty() ? view->store == wanted_store : (!chosen || view->store == "rocksdb"))
+      chosen = view;
   if (matching.empty()) return WebSocketAccept::Refuse(ErrorResponse(404, "no such view: " + name));
-  if (!chosen) return WebSocketAccept::Refuse(ErrorResponse(404, "view " + name + " has no " + wanted_store + " copy"));
+  if (!chosen)
+    return WebSocketAccept::Refuse(ErrorResponse(404, "view " + name + " has no " + wanted_store + " copy"));
   if (chosen->spec && chosen->spec->kind == ViewKind::kAggregate && chosen->spec->source.changelog())
     return WebSocketAccept::Refuse(ErrorResponse(
-        400, "view " + name + " aggregates a changelog when it is read (in its SQL view), so it has no change feed of "
-             "its groups: follow it with live SQL (/sql/feed) instead"));
+        400, "view " + name +
+                 " aggregates a changelog when it is read (in its SQL view), so it has no change feed of "
+                 "its groups: follow it with live SQL (/sql/feed) instead"));
 
   FeedRequest request;
   auto key = req.query.find("key");
@@ -107,7 +115,8 @@ WebSocketAccept LiveEndpoints::HandleFeed(const std::string& name, const HttpReq
       return WebSocketAccept::Refuse(ErrorResponse(400, "shares: expected 0 or 1"));
     request.shares = shares->second == "1";
     if (request.shares && chosen->store != "rocksdb")
-      return WebSocketAccept::Refuse(ErrorResponse(400, "shares=1: only a RocksDB copy keeps partition shares"));
+      return WebSocketAccept::Refuse(
+          ErrorResponse(400, "shares=1: only a RocksDB copy keeps partition shares"));
   }
   if (supervisor_.feed_metrics().connected.load() >= config_.views.feed.max_clients) {
     HttpResponse busy = ErrorResponse(503, "too many feed clients (views.feed.max_clients = " +
@@ -137,8 +146,8 @@ WebSocketAccept LiveEndpoints::HandleFeed(const std::string& name, const HttpReq
     for (int32_t p : request.partitions) {
       if (!supervisor_.ServesNow(*chosen, p)) {
         HttpResponse r = ErrorResponse(503, "view " + name + ": partition " + std::to_string(p) +
-                                                " is not served by this process (" + supervisor_.owners()->url() +
-                                                ") now; retry");
+                                                " is not served by this process (" +
+                                                supervisor_.owners()->url() + ") now; retry");
         r.headers.emplace_back("Retry-After", "1");
         return WebSocketAccept::Refuse(r);
       }

@@ -34,7 +34,8 @@ class LiveEndpoints {
   WebSocketAccept Handle(const HttpRequest& request, std::shared_ptr<WebSocket> socket);
 
  private:
-  WebSocketAccept HandleFeed(const std::string& name, const HttpRequest& request, std::shared_ptr<WebSocket> socket);
+  WebSocketAccept HandleFeed(const std::string& name, const HttpRequest& request,
+                             std::shared_ptr<WebSocket> socket);
 
   ViewSupervisor& supervisor_;
   const Config& config_;

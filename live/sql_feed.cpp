@@ -8,8 +8,8 @@
 
 #include "core/envelope.h"
 #include "core/postgres.h"
-#include "sinks/postgres_sink.h"
 #include "live/sql_query.h"
+#include "sinks/postgres_sink.h"
 
 namespace freshet {
 
@@ -36,11 +36,21 @@ std::string WithUser(const std::string& url, const std::string& user) {
 nlohmann::json ValueJson(const pqxx::field& f, pqxx::oid type) {
   if (f.is_null()) return nullptr;
   switch (type) {
-    case 16: return std::string(f.c_str()) == "t";
-    case 20: case 21: case 23: return f.as<int64_t>();
-    case 700: case 701: case 1700: return f.as<double>();
-    case 114: case 3802: return nlohmann::json::parse(f.c_str(), nullptr, false);
-    default: return std::string(f.c_str());
+    case 16:
+      return std::string(f.c_str()) == "t";
+    case 20:
+    case 21:
+    case 23:
+      return f.as<int64_t>();
+    case 700:
+    case 701:
+    case 1700:
+      return f.as<double>();
+    case 114:
+    case 3802:
+      return nlohmann::json::parse(f.c_str(), nullptr, false);
+    default:
+      return std::string(f.c_str());
   }
 }
 
@@ -171,7 +181,8 @@ class LiveQuerySession {
     try {
       if (!conn_ || !conn_->is_open()) conn_ = std::make_unique<pqxx::connection>(shared_->reader_url);
       pqxx::transaction<pqxx::isolation_level::repeatable_read, pqxx::readwrite_policy::read_only> tx(*conn_);
-      tx.exec("SET LOCAL statement_timeout = " + std::to_string(shared_->config.views.sql.statement_timeout_ms));
+      tx.exec("SET LOCAL statement_timeout = " +
+              std::to_string(shared_->config.views.sql.statement_timeout_ms));
       const int max_rows = shared_->config.views.sql.max_rows;
       // Wrapping the statement keeps it a single SELECT: Postgres refuses a
       // data-modifying statement inside a subquery.
@@ -191,7 +202,8 @@ class LiveQuerySession {
       for (const auto& k : request.key) {
         bool found = false;
         for (const auto& c : columns) found |= c == k;
-        if (!found) return Fail("key: the result has no column \"" + k + "\" (columns: " + columns.dump() + ")");
+        if (!found)
+          return Fail("key: the result has no column \"" + k + "\" (columns: " + columns.dump() + ")");
       }
       KeyedRows rows;
       nlohmann::json ordered = nlohmann::json::array();
@@ -209,22 +221,32 @@ class LiveQuerySession {
       for (const auto& r : offsets) views[r[0].c_str()][r[1].c_str()] = r[2].as<int64_t>();
 
       if (first) {
-        socket_->Send(nlohmann::json{{"type", "result"}, {"columns", columns}, {"rows", ordered},
-                                     {"views", views}, {"ts_ms", NowMillis()}}
-                          .dump());
+        socket_->Send(nlohmann::json{
+            {"type", "result"},
+            {"columns", columns},
+            {"rows", ordered},
+            {"views", views},
+            {"ts_ms",
+             NowMillis()}}.dump());
       } else {
         ResultDiff diff = DiffResults(last_, rows, request.key);
         if (!diff.empty()) {
           shared_->diffs.Add();
-          socket_->Send(nlohmann::json{{"type", "diff"}, {"added", diff.added}, {"changed", diff.changed},
-                                       {"removed", diff.removed}, {"views", views}, {"ts_ms", NowMillis()}}
-                            .dump());
+          socket_->Send(nlohmann::json{
+              {"type", "diff"},
+              {"added", diff.added},
+              {"changed", diff.changed},
+              {"removed", diff.removed},
+              {"views", views},
+              {"ts_ms",
+               NowMillis()}}.dump());
         }
       }
       last_ = std::move(rows);
     } catch (const pqxx::sql_error& e) {
       if (e.sqlstate() == "57014")
-        return Fail("query cancelled: it ran longer than " + std::to_string(shared_->config.views.sql.statement_timeout_ms) +
+        return Fail("query cancelled: it ran longer than " +
+                    std::to_string(shared_->config.views.sql.statement_timeout_ms) +
                     " ms (views.sql.statement_timeout_ms)");
       std::string what = e.what();
       return Fail("query failed: " + what.substr(0, what.find('\n')));
@@ -327,10 +349,12 @@ void LiveQueries::Start() {
 void LiveQueries::Listen() {
   class Receiver final : public pqxx::notification_receiver {
    public:
-    Receiver(pqxx::connection_base& c, Shared& shared) : pqxx::notification_receiver(c, "freshet_flush"), shared_(shared) {}
+    Receiver(pqxx::connection_base& c, Shared& shared)
+        : pqxx::notification_receiver(c, "freshet_flush"), shared_(shared) {}
     void operator()(const std::string& payload, int) override {
       auto j = nlohmann::json::parse(payload, nullptr, false);
-      if (j.is_object() && j.contains("view") && j["view"].is_string()) shared_.Notify(j["view"].get<std::string>());
+      if (j.is_object() && j.contains("view") && j["view"].is_string())
+        shared_.Notify(j["view"].get<std::string>());
     }
 
    private:
@@ -343,7 +367,8 @@ void LiveQueries::Listen() {
       while (!shared_->stop.load()) conn.await_notification(0, 200 * 1000);
     } catch (const std::exception& e) {
       spdlog::warn("live SQL: listening for flushes: {}; retrying", e.what());
-      for (int i = 0; i < 10 && !shared_->stop.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      for (int i = 0; i < 10 && !shared_->stop.load(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   }
 }
@@ -362,8 +387,8 @@ void LiveQueries::Stop() {
 WebSocketAccept LiveQueries::Attach(std::shared_ptr<WebSocket> socket) {
   const int max_clients = shared_->config.views.sql.max_clients;
   if (shared_->connected.load() >= max_clients) {
-    HttpResponse busy = ErrorResponse(503, "too many live SQL clients (views.sql.max_clients = " +
-                                               std::to_string(max_clients) + ")");
+    HttpResponse busy = ErrorResponse(
+        503, "too many live SQL clients (views.sql.max_clients = " + std::to_string(max_clients) + ")");
     busy.headers.push_back({"Retry-After", "5"});
     return WebSocketAccept::Refuse(busy);
   }

@@ -34,8 +34,10 @@ Scan ScanSql(const std::string& sql) {
       i = end + 2;
     } else if (c == '\'') {
       for (++i; i < n; ++i) {
-        if (sql[i] == '\'' && i + 1 < n && sql[i + 1] == '\'') ++i;
-        else if (sql[i] == '\'') break;
+        if (sql[i] == '\'' && i + 1 < n && sql[i + 1] == '\'')
+          ++i;
+        else if (sql[i] == '\'')
+          break;
       }
       if (i >= n) return out.error = "unterminated string literal", out;
       ++i;
@@ -76,7 +78,8 @@ Scan ScanSql(const std::string& sql) {
 Result<LiveQueryRequest> ParseLiveQueryRequest(const std::string& message) {
   nlohmann::json j = nlohmann::json::parse(message, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object())
-    return Status::InvalidArgument("expected a JSON object {\"sql\": \"SELECT ...\", \"key\": [\"column\", ...]}");
+    return Status::InvalidArgument(
+        "expected a JSON object {\"sql\": \"SELECT ...\", \"key\": [\"column\", ...]}");
   for (auto it = j.begin(); it != j.end(); ++it)
     if (it.key() != "sql" && it.key() != "key" && it.key() != "min_interval_ms")
       return Status::InvalidArgument(it.key() + ": unknown field (known: sql, key, min_interval_ms)");
@@ -103,13 +106,16 @@ Result<LiveQueryRequest> ParseLiveQueryRequest(const std::string& message) {
   if (!sql.empty() && sql.back() == ';') sql.pop_back();
   Scan scan = ScanSql(sql);
   if (!scan.error.empty()) return Status::InvalidArgument("sql: " + scan.error);
-  if (scan.semicolons > 0) return Status::InvalidArgument("sql: only a single statement is allowed (found ';')");
+  if (scan.semicolons > 0)
+    return Status::InvalidArgument("sql: only a single statement is allowed (found ';')");
   if (scan.words.empty()) return Status::InvalidArgument("sql: empty query");
   if (scan.words[0] != "select" && scan.words[0] != "with")
     return Status::InvalidArgument("sql: only a single SELECT is allowed, not " + scan.words[0]);
   for (const char* w : {"insert", "update", "delete", "merge", "truncate", "copy", "into"}) {
     for (const auto& word : scan.words)
-      if (word == w) return Status::InvalidArgument(std::string("sql: only a read-only SELECT is allowed (found ") + w + ")");
+      if (word == w)
+        return Status::InvalidArgument(std::string("sql: only a read-only SELECT is allowed (found ") + w +
+                                       ")");
   }
   r.sql = sql;
   return r;
@@ -126,8 +132,10 @@ ResultDiff DiffResults(const KeyedRows& before, const KeyedRows& after, const st
   ResultDiff d;
   for (const auto& [k, row] : after) {
     auto it = before.find(k);
-    if (it == before.end()) d.added.push_back(row);
-    else if (it->second != row) d.changed.push_back(row);
+    if (it == before.end())
+      d.added.push_back(row);
+    else if (it->second != row)
+      d.changed.push_back(row);
   }
   for (const auto& [k, row] : before) {
     if (after.count(k)) continue;

@@ -4,19 +4,18 @@
 #pragma once
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/status.h"
 
 namespace freshet {
 
 struct LiveQueryRequest {
-  std::string sql;                 // one SELECT, without a trailing ';'
-  std::vector<std::string> key;    // result columns that identify a row
+  std::string sql;               // one SELECT, without a trailing ';'
+  std::vector<std::string> key;  // result columns that identify a row
   int min_interval_ms = 250;
 };
 

@@ -1,12 +1,12 @@
 #include "sinks/postgres_sink.h"
 
+#include <spdlog/spdlog.h>
+
 #include <map>
 #include <mutex>
-
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 #include <pqxx/tablewriter>
-#include <spdlog/spdlog.h>
 
 #include "core/postgres.h"
 #include "sql/migrations.h"
@@ -17,7 +17,9 @@ namespace {
 // Any 64-bit number; it only has to be the same in every freshet process.
 constexpr int64_t kMigrationLockId = 0x66726573686574;  // "freshet"
 
-std::string QualifiedTable(const TableSpec& t) { return QuoteIdent(t.schema) + "." + QuoteIdent(t.table_name()); }
+std::string QualifiedTable(const TableSpec& t) {
+  return QuoteIdent(t.schema) + "." + QuoteIdent(t.table_name());
+}
 std::string QualifiedView(const TableSpec& t) { return QuoteIdent(t.schema) + "." + QuoteIdent(t.view_name); }
 
 std::string StagingName(const TableSpec& t) { return "freshet_staging_" + t.table_name(); }
@@ -26,10 +28,14 @@ std::string DeletesName(const TableSpec& t) { return "freshet_deletes_" + t.tabl
 std::string MergeExpression(const ColumnSpec& c) {
   std::string col = QuoteIdent(c.name);
   switch (c.merge) {
-    case Merge::kReplace: return "EXCLUDED." + col;
-    case Merge::kAdd: return "COALESCE(target." + col + ", 0) + COALESCE(EXCLUDED." + col + ", 0)";
-    case Merge::kMin: return "LEAST(target." + col + ", EXCLUDED." + col + ")";      // LEAST ignores NULLs
-    case Merge::kMax: return "GREATEST(target." + col + ", EXCLUDED." + col + ")";
+    case Merge::kReplace:
+      return "EXCLUDED." + col;
+    case Merge::kAdd:
+      return "COALESCE(target." + col + ", 0) + COALESCE(EXCLUDED." + col + ", 0)";
+    case Merge::kMin:
+      return "LEAST(target." + col + ", EXCLUDED." + col + ")";  // LEAST ignores NULLs
+    case Merge::kMax:
+      return "GREATEST(target." + col + ", EXCLUDED." + col + ")";
   }
   return "EXCLUDED." + col;
 }
@@ -45,11 +51,20 @@ std::string ColumnList(const TableSpec& t) {
 void AppendCopyField(const std::string& value, std::string* line) {
   for (char c : value) {
     switch (c) {
-      case '\\': *line += "\\\\"; break;
-      case '\t': *line += "\\t"; break;
-      case '\n': *line += "\\n"; break;
-      case '\r': *line += "\\r"; break;
-      default: *line += c;
+      case '\\':
+        *line += "\\\\";
+        break;
+      case '\t':
+        *line += "\\t";
+        break;
+      case '\n':
+        *line += "\\n";
+        break;
+      case '\r':
+        *line += "\\r";
+        break;
+      default:
+        *line += c;
     }
   }
 }
@@ -64,8 +79,10 @@ RowWrite RowFromText(const pqxx::row& r, size_t key_count) {
   RowWrite row;
   for (size_t i = 0; i < r.size(); ++i) {
     const auto& field = r[static_cast<int>(i)];
-    if (i < key_count) row.key.push_back(field.c_str());
-    else row.values.push_back(field.is_null() ? std::nullopt : std::optional<std::string>(field.c_str()));
+    if (i < key_count)
+      row.key.push_back(field.c_str());
+    else
+      row.values.push_back(field.is_null() ? std::nullopt : std::optional<std::string>(field.c_str()));
   }
   return row;
 }
@@ -73,10 +90,11 @@ RowWrite RowFromText(const pqxx::row& r, size_t key_count) {
 // This session's temporary tables that Write copies into before one
 // statement applies them: the rows to upsert and the keys to delete.
 void CreateStagingTables(pqxx::work& tx, const TableSpec& table) {
-  tx.exec("CREATE TEMP TABLE IF NOT EXISTS " + QuoteIdent(StagingName(table)) + " (LIKE " + QualifiedTable(table) +
-          " INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
+  tx.exec("CREATE TEMP TABLE IF NOT EXISTS " + QuoteIdent(StagingName(table)) + " (LIKE " +
+          QualifiedTable(table) + " INCLUDING DEFAULTS) ON COMMIT DELETE ROWS");
   std::string key_defs;
-  for (const auto& k : table.key_columns) key_defs += (key_defs.empty() ? "" : ", ") + QuoteIdent(k.name) + " " + k.sql_type;
+  for (const auto& k : table.key_columns)
+    key_defs += (key_defs.empty() ? "" : ", ") + QuoteIdent(k.name) + " " + k.sql_type;
   tx.exec("CREATE TEMP TABLE IF NOT EXISTS " + QuoteIdent(DeletesName(table)) + " (" + key_defs +
           ") ON COMMIT DELETE ROWS");
 }
@@ -90,8 +108,8 @@ enum class RowsToCopy {
 // only known at run time, so lines are built here in COPY's text format and
 // handed to tablewriter (deprecated, but the one 6.4 API that writes a raw
 // COPY line).
-void CopyRows(pqxx::work& tx, const std::string& into, const TableSpec& table, const std::vector<RowWrite>& rows,
-              RowsToCopy which) {
+void CopyRows(pqxx::work& tx, const std::string& into, const TableSpec& table,
+              const std::vector<RowWrite>& rows, RowsToCopy which) {
   const bool deletes = which == RowsToCopy::kDeletedKeys;
   // tablewriter pastes the names as given: quoted, a column may be called
   // "offset" or "order".
@@ -113,8 +131,10 @@ void CopyRows(pqxx::work& tx, const std::string& into, const TableSpec& table, c
     if (!deletes) {
       for (const auto& v : row.values) {
         line += '\t';
-        if (v) AppendCopyField(*v, &line);
-        else line += "\\N";
+        if (v)
+          AppendCopyField(*v, &line);
+        else
+          line += "\\N";
       }
     }
     copy.write_raw_line(line);
@@ -218,7 +238,8 @@ Status PostgresSink::FollowRebuild() {
   try {
     pqxx::nontransaction tx(*conn_);
     auto live = tx.exec_params(
-        "SELECT version FROM freshet.views WHERE name = $1 AND to_regclass(quote_ident($2) || '.' || quote_ident(table_name)) "
+        "SELECT version FROM freshet.views WHERE name = $1 AND to_regclass(quote_ident($2) || '.' || "
+        "quote_ident(table_name)) "
         "IS NOT NULL",
         table_.view_name, table_.schema);
     if (live.empty() || live[0][0].is_null()) return Status::Ok();
@@ -237,7 +258,8 @@ Result<std::string> PostgresSink::RebuildProgress() {
   FRESHET_RETURN_IF_ERROR(EnsureConnected());
   try {
     pqxx::nontransaction tx(*conn_);
-    auto r = tx.exec_params("SELECT build_progress::text FROM freshet.views WHERE name = $1", table_.view_name);
+    auto r =
+        tx.exec_params("SELECT build_progress::text FROM freshet.views WHERE name = $1", table_.view_name);
     return r.empty() || r[0][0].is_null() ? std::string() : r[0][0].as<std::string>();
   } catch (const std::exception& e) {
     return Status::Unavailable("view " + table_.view_name + ": reading the registry: " + e.what());
@@ -268,7 +290,8 @@ Status PostgresSink::StillCurrent() {
   try {
     pqxx::nontransaction tx(*conn_);
     auto live = tx.exec_params("SELECT table_name FROM freshet.views WHERE name = $1", table_.view_name);
-    if (live.empty() || live[0][0].is_null() || live[0][0].as<std::string>() == table_.table_name()) return Status::Ok();
+    if (live.empty() || live[0][0].is_null() || live[0][0].as<std::string>() == table_.table_name())
+      return Status::Ok();
     return Status::Conflict("view " + table_.view_name + ": " + live[0][0].as<std::string>() + " replaced " +
                             table_.table_name() + " (another version was swapped in)");
   } catch (const std::exception& e) {
@@ -289,14 +312,17 @@ Status PostgresSink::Prepare() {
   for (const auto& c : t.value_columns)
     updates += (updates.empty() ? "" : ", ") + QuoteIdent(c.name) + " = " + MergeExpression(c);
   for (const auto& c : t.key_columns)
-    key_match += (key_match.empty() ? "" : " AND ") + std::string("target.") + QuoteIdent(c.name) + " = d." + QuoteIdent(c.name);
-  delete_sql_ = "DELETE FROM " + table + " AS target USING " + QuoteIdent(DeletesName(t)) + " AS d WHERE " + key_match;
-  upsert_sql_ = "INSERT INTO " + table + " AS target (" + ColumnList(t) + ") SELECT " + ColumnList(t) + " FROM " +
-                QuoteIdent(StagingName(t)) + " ON CONFLICT (" + keys + ") DO " +
+    key_match += (key_match.empty() ? "" : " AND ") + std::string("target.") + QuoteIdent(c.name) + " = d." +
+                 QuoteIdent(c.name);
+  delete_sql_ =
+      "DELETE FROM " + table + " AS target USING " + QuoteIdent(DeletesName(t)) + " AS d WHERE " + key_match;
+  upsert_sql_ = "INSERT INTO " + table + " AS target (" + ColumnList(t) + ") SELECT " + ColumnList(t) +
+                " FROM " + QuoteIdent(StagingName(t)) + " ON CONFLICT (" + keys + ") DO " +
                 (updates.empty() ? "NOTHING" : "UPDATE SET " + updates);
   returning_sql_.clear();
   merges_ = false;
-  for (const auto& c : t.key_columns) returning_sql_ += (returning_sql_.empty() ? " RETURNING " : ", ") + QuoteIdent(c.name) + "::text";
+  for (const auto& c : t.key_columns)
+    returning_sql_ += (returning_sql_.empty() ? " RETURNING " : ", ") + QuoteIdent(c.name) + "::text";
   for (const auto& c : t.value_columns) {
     returning_sql_ += ", target." + QuoteIdent(c.name) + "::text";
     merges_ |= c.merge != Merge::kReplace;
@@ -306,28 +332,30 @@ Status PostgresSink::Prepare() {
     pqxx::work tx(*conn_);
     tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLockId) + ")");
     tx.exec("CREATE TABLE IF NOT EXISTS " + table + " (" + defs + ", PRIMARY KEY (" + keys + "))");
-    auto live = tx.exec_params("SELECT table_name, to_regclass(quote_ident($2) || '.' || quote_ident(table_name)) IS NOT NULL, "
-                               "coalesce(published_at > $3::timestamptz, false), published_at::text "
-                               "FROM freshet.views WHERE name = $1 FOR UPDATE",
-                               t.view_name, t.schema, process_started);
-    bool other_live = !live.empty() && !live[0][0].is_null() && live[0][0].as<std::string>() != t.table_name() &&
-                      live[0][1].as<bool>();
+    auto live = tx.exec_params(
+        "SELECT table_name, to_regclass(quote_ident($2) || '.' || quote_ident(table_name)) IS NOT NULL, "
+        "coalesce(published_at > $3::timestamptz, false), published_at::text "
+        "FROM freshet.views WHERE name = $1 FOR UPDATE",
+        t.view_name, t.schema, process_started);
+    bool other_live = !live.empty() && !live[0][0].is_null() &&
+                      live[0][0].as<std::string>() != t.table_name() && live[0][1].as<bool>();
     if (other_live && live[0][2].as<bool>() && !IsRebuildOf(live[0][0].as<std::string>(), t)) {
       // Another process published another definition after this one
       // started: this process is the outdated one. Building its own
       // version and swapping it back would make the two rebuild each
       // other's tables forever.
-      return Status::Conflict("view " + t.view_name + ": another process published " + live[0][0].as<std::string>() +
-                              " (another definition) at " + live[0][3].as<std::string>() +
-                              ", after this process started with " + t.table_name() +
-                              "; give every process of a view the same definition, then restart this one");
+      return Status::Conflict(
+          "view " + t.view_name + ": another process published " + live[0][0].as<std::string>() +
+          " (another definition) at " + live[0][3].as<std::string>() + ", after this process started with " +
+          t.table_name() + "; give every process of a view the same definition, then restart this one");
     }
     if (other_live) {
       building_ = true;
       live_table_ = live[0][0].as<std::string>();
-      tx.exec_params("UPDATE freshet.views SET building_table = $2, updated_at = now() WHERE name = $1", t.view_name,
-                     t.table_name());
-      spdlog::info("view {}: building {} beside the live {}", t.view_name, t.table_name(), live[0][0].as<std::string>());
+      tx.exec_params("UPDATE freshet.views SET building_table = $2, updated_at = now() WHERE name = $1",
+                     t.view_name, t.table_name());
+      spdlog::info("view {}: building {} beside the live {}", t.view_name, t.table_name(),
+                   live[0][0].as<std::string>());
     } else {
       FRESHET_RETURN_IF_ERROR(PublishView(tx));
     }
@@ -341,7 +369,8 @@ Status PostgresSink::Prepare() {
 Status PostgresSink::PublishView(pqxx::dbtransaction& tx) {
   const TableSpec& t = table_;
   std::string select = t.view_select.empty() ? "*" : t.view_select;
-  const std::string create = " VIEW " + QualifiedView(t) + " AS SELECT " + select + " FROM " + QualifiedTable(t) +
+  const std::string create = " VIEW " + QualifiedView(t) + " AS SELECT " + select + " FROM " +
+                             QualifiedTable(t) +
                              (t.view_group_by.empty() ? "" : " GROUP BY " + t.view_group_by);
   // Replaced in place when the columns allow it (same ones, or new ones at
   // the end): users' SQL views on top of it keep working. Otherwise it is
@@ -365,9 +394,11 @@ Status PostgresSink::PublishView(pqxx::dbtransaction& tx) {
       std::string what = e.what();  // its DETAIL names the dependent views
       for (char& c : what)
         if (c == '\n') c = ' ';
-      return Status::Conflict("view " + t.view_name + ": cannot publish version " + t.version +
-                              " (its columns differ from the live version's and other views depend on it; drop or "
-                              "change them first): " + what);
+      return Status::Conflict(
+          "view " + t.view_name + ": cannot publish version " + t.version +
+          " (its columns differ from the live version's and other views depend on it; drop or "
+          "change them first): " +
+          what);
     }
   }
   tx.exec("GRANT SELECT ON " + QualifiedView(t) + " TO freshet_reader");
@@ -376,8 +407,10 @@ Status PostgresSink::PublishView(pqxx::dbtransaction& tx) {
       "VALUES ($1, $2, $3, NULL, 'live', now()) "
       "ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, table_name = EXCLUDED.table_name, "
       // Republishing the same table (a restart) keeps a rebuild in progress.
-      "building_table = CASE WHEN freshet.views.table_name = EXCLUDED.table_name THEN freshet.views.building_table END, "
-      "build_progress = CASE WHEN freshet.views.table_name = EXCLUDED.table_name THEN freshet.views.build_progress END, "
+      "building_table = CASE WHEN freshet.views.table_name = EXCLUDED.table_name THEN "
+      "freshet.views.building_table END, "
+      "build_progress = CASE WHEN freshet.views.table_name = EXCLUDED.table_name THEN "
+      "freshet.views.build_progress END, "
       "state = 'live', updated_at = now(), published_at = now()",
       t.view_name, t.version, t.table_name());
   return Status::Ok();
@@ -409,7 +442,8 @@ Status PostgresSink::SwapIn() {
   try {
     pqxx::work tx(*conn_);
     tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLockId) + ")");
-    auto live = tx.exec_params("SELECT table_name FROM freshet.views WHERE name = $1 FOR UPDATE", t.view_name);
+    auto live =
+        tx.exec_params("SELECT table_name FROM freshet.views WHERE name = $1 FOR UPDATE", t.view_name);
     std::string old = live.empty() || live[0][0].is_null() ? "" : live[0][0].as<std::string>();
     if (old != t.table_name()) {
       FRESHET_RETURN_IF_ERROR(PublishView(tx));
@@ -420,7 +454,8 @@ Status PostgresSink::SwapIn() {
     }
     tx.commit();
     building_ = false;
-    spdlog::info("view {}: {} is live{}", t.view_name, t.table_name(), old.empty() ? "" : ", " + old + " dropped");
+    spdlog::info("view {}: {} is live{}", t.view_name, t.table_name(),
+                 old.empty() ? "" : ", " + old + " dropped");
     return Status::Ok();
   } catch (const std::exception& e) {
     return Status::Unavailable("view " + t.view_name + ": swapping in " + t.table_name() + ": " + e.what());
@@ -445,8 +480,8 @@ Result<std::map<int32_t, int64_t>> PostgresSink::LoadOffsetsOf(const std::string
     pqxx::nontransaction tx(*conn_);
     std::map<int32_t, int64_t> out;
     for (const auto& row : tx.exec_params(
-             "SELECT partition, next_offset FROM freshet.offsets WHERE view_name = $1 AND topic = $2", table_name,
-             topic_))
+             "SELECT partition, next_offset FROM freshet.offsets WHERE view_name = $1 AND topic = $2",
+             table_name, topic_))
       out[row[0].as<int32_t>()] = row[1].as<int64_t>();
     return out;
   } catch (const std::exception& e) {
@@ -464,8 +499,8 @@ Result<std::vector<RowWrite>> PostgresSink::ReadRows(size_t limit) {
   for (const auto& c : table_.value_columns) columns += ", " + QuoteIdent(c.name) + "::text";
   try {
     pqxx::read_transaction tx(*conn_);
-    auto result = tx.exec("SELECT " + columns + " FROM " + QualifiedTable(table_) + " ORDER BY " + keys + " LIMIT " +
-                          std::to_string(limit));
+    auto result = tx.exec("SELECT " + columns + " FROM " + QualifiedTable(table_) + " ORDER BY " + keys +
+                          " LIMIT " + std::to_string(limit));
     std::vector<RowWrite> rows;
     rows.reserve(result.size());
     for (const auto& r : result) rows.push_back(RowFromText(r, table_.key_columns.size()));

@@ -14,13 +14,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <optional>
-#include <string>
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <pqxx/connection>
 #include <pqxx/transaction_base>
+#include <string>
+#include <vector>
 
 #include "core/status.h"
 #include "sinks/table.h"

@@ -17,16 +17,16 @@ enum class Merge { kReplace, kAdd, kMin, kMax };
 
 struct ColumnSpec {
   std::string name;
-  std::string sql_type;            // "text", "bigint", "double precision", ...
-  Merge merge = Merge::kReplace;   // kAdd: counters and sums written as deltas
+  std::string sql_type;           // "text", "bigint", "double precision", ...
+  Merge merge = Merge::kReplace;  // kAdd: counters and sums written as deltas
 };
 
 struct TableSpec {
   // Always explicit: with the default search_path a role named like the
   // `freshet` schema would otherwise create tables inside it.
   std::string schema = "public";
-  std::string view_name;         // the stable SQL view readers query
-  std::string version = "1";     // rows live in table <view_name>__v<version>
+  std::string view_name;      // the stable SQL view readers query
+  std::string version = "1";  // rows live in table <view_name>__v<version>
   std::vector<ColumnSpec> key_columns;
   std::vector<ColumnSpec> value_columns;
   // What the stable SQL view selects from the table; "*" when empty.

@@ -1,13 +1,12 @@
 #include "sources/avro_json.h"
 
 #include <avro.h>
+#include <simdjson.h>
 
 #include <cstring>
 #include <deque>
 #include <map>
-
 #include <nlohmann/json.hpp>
-#include <simdjson.h>
 
 #include "sources/json_text.h"
 #include "sources/value_text.h"
@@ -19,10 +18,33 @@ namespace freshet {
 // array items, map values).
 struct AvroJson::Node {
   // What the decoder switches on, so that no record compares type names.
-  enum Kind { kNull, kBoolean, kInt, kLong, kFloat, kDouble, kBytes, kString, kFixed, kEnum, kUnion, kArray, kMap, kRecord };
+  enum Kind {
+    kNull,
+    kBoolean,
+    kInt,
+    kLong,
+    kFloat,
+    kDouble,
+    kBytes,
+    kString,
+    kFixed,
+    kEnum,
+    kUnion,
+    kArray,
+    kMap,
+    kRecord
+  };
   enum Logical {
-    kNone, kDecimal, kDate, kTimeMillis, kTimeMicros, kTimestampMillis, kTimestampMicros,
-    kLocalTimestampMillis, kLocalTimestampMicros, kUuid
+    kNone,
+    kDecimal,
+    kDate,
+    kTimeMillis,
+    kTimeMicros,
+    kTimestampMillis,
+    kTimestampMicros,
+    kLocalTimestampMillis,
+    kLocalTimestampMicros,
+    kUuid
   };
   explicit Node(std::string t) : type(std::move(t)), kind(KindOf(type)) {}
   std::string type;  // the Avro type name: record, long, ...; a named type's full name for records
@@ -32,14 +54,14 @@ struct AvroJson::Node {
   std::vector<const Node*> children;
   std::vector<std::string> field_names;  // records
   std::vector<std::string> field_keys;   // records: each name as the JSON text `"name":`, made once
-  int64_t size = 0;                       // fixed: its size; enum: how many symbols
-  std::vector<std::string> symbols;       // enums
+  int64_t size = 0;                      // fixed: its size; enum: how many symbols
+  std::vector<std::string> symbols;      // enums
 
   static Kind KindOf(const std::string& t) {
     static const std::pair<const char*, Kind> kKinds[] = {
-        {"null", kNull},   {"boolean", kBoolean}, {"int", kInt},     {"long", kLong},   {"float", kFloat},
-        {"double", kDouble}, {"bytes", kBytes},   {"string", kString}, {"fixed", kFixed}, {"enum", kEnum},
-        {"union", kUnion}, {"array", kArray},     {"map", kMap}};
+        {"null", kNull},     {"boolean", kBoolean}, {"int", kInt},       {"long", kLong},   {"float", kFloat},
+        {"double", kDouble}, {"bytes", kBytes},     {"string", kString}, {"fixed", kFixed}, {"enum", kEnum},
+        {"union", kUnion},   {"array", kArray},     {"map", kMap}};
     for (const auto& [name, kind] : kKinds)
       if (t == name) return kind;
     return kRecord;  // "record", or a record's full name
@@ -67,11 +89,13 @@ struct AvroJson::State {
   Result<const Node*> Build(const nlohmann::json& j, const std::string& ns) {
     if (j.is_string()) {
       std::string name = j.get<std::string>();
-      static const char* kPrimitives[] = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"};
+      static const char* kPrimitives[] = {"null",  "boolean", "int",   "long",
+                                          "float", "double",  "bytes", "string"};
       for (const char* p : kPrimitives)
         if (name == p) return &nodes.emplace_back(name);
       auto it = named.find(name);
-      if (it == named.end() && name.find('.') == std::string::npos && !ns.empty()) it = named.find(ns + "." + name);
+      if (it == named.end() && name.find('.') == std::string::npos && !ns.empty())
+        it = named.find(ns + "." + name);
       if (it == named.end()) return Status::InvalidArgument("Avro schema: unknown type \"" + name + "\"");
       return it->second;
     }
@@ -84,13 +108,15 @@ struct AvroJson::State {
       }
       return &node;
     }
-    if (!j.is_object() || !j.contains("type")) return Status::InvalidArgument("Avro schema: a type without \"type\"");
+    if (!j.is_object() || !j.contains("type"))
+      return Status::InvalidArgument("Avro schema: a type without \"type\"");
     const auto& type = j["type"];
     if (!type.is_string()) return Build(type, ns);  // {"type": {...}} or {"type": [...]}
     std::string t = type.get<std::string>();
     if (t == "record" || t == "error" || t == "enum" || t == "fixed") {
       std::string name = j.value("name", std::string());
-      std::string space = j.contains("namespace") && j["namespace"].is_string() ? j["namespace"].get<std::string>() : ns;
+      std::string space =
+          j.contains("namespace") && j["namespace"].is_string() ? j["namespace"].get<std::string>() : ns;
       std::string full = name.find('.') != std::string::npos || space.empty() ? name : space + "." + name;
       if (name.find('.') != std::string::npos) space = name.substr(0, name.rfind('.'));
       Node& node = nodes.emplace_back(t == "error" ? "record" : t);
@@ -106,7 +132,8 @@ struct AvroJson::State {
         if (!j.contains("symbols") || !j["symbols"].is_array())
           return Status::InvalidArgument("Avro schema: enum " + full + " without symbols");
         node.size = static_cast<int64_t>(j["symbols"].size());
-        for (const auto& symbol : j["symbols"]) node.symbols.push_back(symbol.is_string() ? symbol.get<std::string>() : "");
+        for (const auto& symbol : j["symbols"])
+          node.symbols.push_back(symbol.is_string() ? symbol.get<std::string>() : "");
       }
       if (t == "record" || t == "error") {
         node.type = full;
@@ -149,16 +176,26 @@ struct AvroJson::State {
     if (l == "decimal" && (t == "bytes" || t == "fixed")) {
       node->logical = Node::kDecimal;
       if (j.contains("scale") && j["scale"].is_number_integer()) node->scale = j["scale"].get<int>();
-      if (j.contains("precision") && j["precision"].is_number_integer()) node->precision = j["precision"].get<int>();
-      if (node->scale < 0 || node->scale > 1000) node->logical = Node::kNone;  // not a valid decimal: raw bytes
-    } else if (l == "date" && t == "int") node->logical = Node::kDate;
-    else if (l == "time-millis" && t == "int") node->logical = Node::kTimeMillis;
-    else if (l == "time-micros" && t == "long") node->logical = Node::kTimeMicros;
-    else if (l == "timestamp-millis" && t == "long") node->logical = Node::kTimestampMillis;
-    else if (l == "timestamp-micros" && t == "long") node->logical = Node::kTimestampMicros;
-    else if (l == "local-timestamp-millis" && t == "long") node->logical = Node::kLocalTimestampMillis;
-    else if (l == "local-timestamp-micros" && t == "long") node->logical = Node::kLocalTimestampMicros;
-    else if (l == "uuid" && t == "string") node->logical = Node::kUuid;
+      if (j.contains("precision") && j["precision"].is_number_integer())
+        node->precision = j["precision"].get<int>();
+      if (node->scale < 0 || node->scale > 1000)
+        node->logical = Node::kNone;  // not a valid decimal: raw bytes
+    } else if (l == "date" && t == "int")
+      node->logical = Node::kDate;
+    else if (l == "time-millis" && t == "int")
+      node->logical = Node::kTimeMillis;
+    else if (l == "time-micros" && t == "long")
+      node->logical = Node::kTimeMicros;
+    else if (l == "timestamp-millis" && t == "long")
+      node->logical = Node::kTimestampMillis;
+    else if (l == "timestamp-micros" && t == "long")
+      node->logical = Node::kTimestampMicros;
+    else if (l == "local-timestamp-millis" && t == "long")
+      node->logical = Node::kLocalTimestampMillis;
+    else if (l == "local-timestamp-micros" && t == "long")
+      node->logical = Node::kLocalTimestampMicros;
+    else if (l == "uuid" && t == "string")
+      node->logical = Node::kUuid;
   }
 };
 
@@ -193,14 +230,16 @@ std::string TimeOfDay(int64_t units, int64_t per_second) {
   int64_t s = units / per_second, frac = units % per_second;
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%02lld:%02lld:%02lld.%0*lld", static_cast<long long>(s / 3600 % 24),
-                static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60), per_second == 1000 ? 3 : 6,
-                static_cast<long long>(frac));
+                static_cast<long long>(s / 60 % 60), static_cast<long long>(s % 60),
+                per_second == 1000 ? 3 : 6, static_cast<long long>(frac));
   return buf;
 }
 
 void AppendText(const std::optional<std::string>& text, std::string* out) {
-  if (text) AppendJsonString(*text, out);
-  else out->append("null");  // outside years 1-9999: no column can hold it
+  if (text)
+    AppendJsonString(*text, out);
+  else
+    out->append("null");  // outside years 1-9999: no column can hold it
 }
 
 // Reads one binary datum straight from its bytes, following the schema's
@@ -248,8 +287,8 @@ class DatumReader {
   }
   bool Take(int64_t n, std::string_view* out) {
     if (n < 0 || static_cast<uint64_t>(n) > bytes_.size() - pos_)
-      return Bad("truncated: a length of " + std::to_string(n) + " with " + std::to_string(bytes_.size() - pos_) +
-                 " bytes left");
+      return Bad("truncated: a length of " + std::to_string(n) + " with " +
+                 std::to_string(bytes_.size() - pos_) + " bytes left");
     *out = bytes_.substr(pos_, static_cast<size_t>(n));
     pos_ += static_cast<size_t>(n);
     return true;
@@ -271,7 +310,9 @@ class DatumReader {
     if (depth > kMaxDepth) return Bad("nested deeper than " + std::to_string(kMaxDepth) + " levels");
     std::string_view bytes;
     switch (node->kind) {
-      case Node::kNull: out->append("null"); return true;
+      case Node::kNull:
+        out->append("null");
+        return true;
       case Node::kBoolean:
         if (!Take(1, &bytes)) return false;
         out->append(bytes[0] ? "true" : "false");
@@ -279,22 +320,36 @@ class DatumReader {
       case Node::kInt: {
         int32_t i = 0;
         if (!Int(&i)) return false;
-        if (node->logical == Node::kDate) AppendText(DateOfDays(i), out);
-        else if (node->logical == Node::kTimeMillis) AppendJsonString(TimeOfDay(i, 1000), out);
-        else AppendInteger(i, out);
+        if (node->logical == Node::kDate)
+          AppendText(DateOfDays(i), out);
+        else if (node->logical == Node::kTimeMillis)
+          AppendJsonString(TimeOfDay(i, 1000), out);
+        else
+          AppendInteger(i, out);
         return true;
       }
       case Node::kLong: {
         int64_t i = 0;
         if (!Long(&i)) return false;
         switch (node->logical) {
-          case Node::kTimestampMillis: AppendTimestamp(i, 1000, true, out); break;
-          case Node::kTimestampMicros: AppendTimestamp(i, 1000000, true, out); break;
+          case Node::kTimestampMillis:
+            AppendTimestamp(i, 1000, true, out);
+            break;
+          case Node::kTimestampMicros:
+            AppendTimestamp(i, 1000000, true, out);
+            break;
           // A wall-clock time in no zone: without the +00 (timestamptz reads it in the session's zone).
-          case Node::kLocalTimestampMillis: AppendTimestamp(i, 1000, false, out); break;
-          case Node::kLocalTimestampMicros: AppendTimestamp(i, 1000000, false, out); break;
-          case Node::kTimeMicros: AppendJsonString(TimeOfDay(i, 1000000), out); break;
-          default: AppendInteger(i, out);
+          case Node::kLocalTimestampMillis:
+            AppendTimestamp(i, 1000, false, out);
+            break;
+          case Node::kLocalTimestampMicros:
+            AppendTimestamp(i, 1000000, false, out);
+            break;
+          case Node::kTimeMicros:
+            AppendJsonString(TimeOfDay(i, 1000000), out);
+            break;
+          default:
+            AppendInteger(i, out);
         }
         return true;
       }
@@ -315,10 +370,13 @@ class DatumReader {
       case Node::kBytes:
       case Node::kFixed:
         if (!(node->kind == Node::kBytes ? Sized(&bytes) : Take(node->size, &bytes))) return false;
-        if (node->logical == Node::kDecimal && bytes.size() <= 1024) AppendDecimal(bytes, node->scale, out);
-        else AppendBase64String(bytes, out);
+        if (node->logical == Node::kDecimal && bytes.size() <= 1024)
+          AppendDecimal(bytes, node->scale, out);
+        else
+          AppendBase64String(bytes, out);
         return true;
-      case Node::kString: return Text("a string", out);
+      case Node::kString:
+        return Text("a string", out);
       case Node::kEnum: {
         int64_t n = 0;
         if (!Long(&n)) return false;
@@ -348,7 +406,8 @@ class DatumReader {
             if (!Long(&block_bytes) || block_bytes < 0) return Bad("a bad block size");
             count = count == INT64_MIN ? INT64_MAX : -count;
           }
-          if (static_cast<uint64_t>(count) > items_left_) return Bad("more items than a record of this size can hold");
+          if (static_cast<uint64_t>(count) > items_left_)
+            return Bad("more items than a record of this size can hold");
           items_left_ -= static_cast<uint64_t>(count);
           for (int64_t i = 0; i < count; ++i) {
             if (!first) out->push_back(',');
@@ -418,35 +477,61 @@ std::vector<SchemaField> AvroJson::Fields() const {
       declared = "union [";
       for (size_t b = 0; b < n->children.size(); ++b) {
         declared += (b ? ", " : "") + n->children[b]->type;
-        if (n->children[b]->type == "null") nullable = true;
-        else only = only ? nullptr : n->children[b];
+        if (n->children[b]->type == "null")
+          nullable = true;
+        else
+          only = only ? nullptr : n->children[b];
       }
       declared += "]";
       if (only && n->children.size() <= 2) n = only;
     }
     std::string type = "jsonb";
     switch (n->logical) {
-      case Node::kDecimal: type = "numeric"; break;
-      case Node::kDate: type = "date"; break;
+      case Node::kDecimal:
+        type = "numeric";
+        break;
+      case Node::kDate:
+        type = "date";
+        break;
       case Node::kTimestampMillis:
       case Node::kTimestampMicros:
       case Node::kLocalTimestampMillis:
-      case Node::kLocalTimestampMicros: type = "timestamptz"; break;
-      case Node::kUuid: type = "uuid"; break;
+      case Node::kLocalTimestampMicros:
+        type = "timestamptz";
+        break;
+      case Node::kUuid:
+        type = "uuid";
+        break;
       case Node::kTimeMillis:
-      case Node::kTimeMicros: type = "text"; break;
+      case Node::kTimeMicros:
+        type = "text";
+        break;
       case Node::kNone:
-        if (n->type == "int" || n->type == "long") type = "bigint";
-        else if (n->type == "float" || n->type == "double") type = "double";
-        else if (n->type == "boolean") type = "boolean";
-        else if (n->type == "string" || n->type == "enum" || n->type == "bytes" || n->type == "fixed") type = "text";
+        if (n->type == "int" || n->type == "long")
+          type = "bigint";
+        else if (n->type == "float" || n->type == "double")
+          type = "double";
+        else if (n->type == "boolean")
+          type = "boolean";
+        else if (n->type == "string" || n->type == "enum" || n->type == "bytes" || n->type == "fixed")
+          type = "text";
     }
     if (declared.empty()) declared = n->type;
     if (n->logical != Node::kNone) {
-      static const char* kNames[] = {"", "decimal", "date", "time-millis", "time-micros", "timestamp-millis",
-                                     "timestamp-micros", "local-timestamp-millis", "local-timestamp-micros", "uuid"};
+      static const char* kNames[] = {"",
+                                     "decimal",
+                                     "date",
+                                     "time-millis",
+                                     "time-micros",
+                                     "timestamp-millis",
+                                     "timestamp-micros",
+                                     "local-timestamp-millis",
+                                     "local-timestamp-micros",
+                                     "uuid"};
       declared += std::string(" (") + kNames[n->logical] +
-                  (n->logical == Node::kDecimal ? "(" + std::to_string(n->precision) + "," + std::to_string(n->scale) + ")" : "") +
+                  (n->logical == Node::kDecimal
+                       ? "(" + std::to_string(n->precision) + "," + std::to_string(n->scale) + ")"
+                       : "") +
                   ")";
     }
     (void)nullable;

@@ -6,8 +6,8 @@ std::shared_ptr<DecodedRecords> DecodedRecords::For(const SourceSpec& spec) {
   // Records decode the same for decoders of the same topic, formats and
   // registry (a schema id means one schema in one registry).
   const SchemaRegistryConfig& r = spec.schema_registry;
-  std::string signature = spec.topic + '\n' + FormatName(spec.format) + '\n' + FormatName(spec.key_format) + '\n' +
-                          r.url + '\n' + r.username + '\n' + r.token;
+  std::string signature = spec.topic + '\n' + FormatName(spec.format) + '\n' + FormatName(spec.key_format) +
+                          '\n' + r.url + '\n' + r.username + '\n' + r.token;
   static std::mutex mu;
   static std::map<std::string, std::weak_ptr<DecodedRecords>> all;
   std::lock_guard lock(mu);

@@ -1,12 +1,12 @@
 #include "sources/json_text.h"
 
+#include <simdjson.h>
+
 #include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <string_view>
 #include <type_traits>
-
-#include <simdjson.h>
 
 namespace freshet {
 
@@ -22,11 +22,21 @@ void AppendJsonString(std::string_view s, std::string* out) {
     out->append(s.data() + run, i - run);
     run = i + 1;
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
       default: {
         const char escaped[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
         out->append(escaped, sizeof(escaped));
@@ -85,14 +95,19 @@ void AppendNumber(T v, std::string* out) {
 }  // namespace
 
 void AppendDouble(double v, std::string* out) {
-  if (std::isnan(v)) out->append("\"NaN\"");
-  else if (std::isinf(v)) out->append(v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
-  else AppendNumber(v, out);
+  if (std::isnan(v))
+    out->append("\"NaN\"");
+  else if (std::isinf(v))
+    out->append(v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+  else
+    AppendNumber(v, out);
 }
 
 void AppendFloat(float v, std::string* out) {
-  if (std::isnan(v) || std::isinf(v)) AppendDouble(v, out);
-  else AppendNumber(v, out);
+  if (std::isnan(v) || std::isinf(v))
+    AppendDouble(v, out);
+  else
+    AppendNumber(v, out);
 }
 
 void AppendInteger(int64_t v, std::string* out) { AppendNumber(v, out); }

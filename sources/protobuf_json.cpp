@@ -8,12 +8,11 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/message.h>
 #include <google/protobuf/util/json_util.h>
+#include <simdjson.h>
 
 #include <algorithm>
 #include <cstring>
 #include <map>
-
-#include <simdjson.h>
 
 #include "sources/json_text.h"
 #include "sources/value_text.h"
@@ -30,7 +29,8 @@ constexpr int kMaxDepth = 64;
 class Collector : public pb::io::ErrorCollector, public pb::DescriptorPool::ErrorCollector {
  public:
   void AddError(int line, int column, const std::string& message) override {
-    if (text.empty()) text = "line " + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + message;
+    if (text.empty())
+      text = "line " + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + message;
   }
   void AddError(const std::string& filename, const std::string& element, const pb::Message*, ErrorLocation,
                 const std::string& message) override {
@@ -141,9 +141,15 @@ class WireReader {
       Entry e;
       e.wire = static_cast<int>(tag & 7);
       switch (e.wire) {
-        case 0: if (!Varint(bytes, &pos, &e.number)) return false; break;
-        case 1: if (!Fixed(bytes, &pos, 8, &e.number)) return false; break;
-        case 5: if (!Fixed(bytes, &pos, 4, &e.number)) return false; break;
+        case 0:
+          if (!Varint(bytes, &pos, &e.number)) return false;
+          break;
+        case 1:
+          if (!Fixed(bytes, &pos, 8, &e.number)) return false;
+          break;
+        case 5:
+          if (!Fixed(bytes, &pos, 4, &e.number)) return false;
+          break;
         case 2: {
           uint64_t n = 0;
           if (!Varint(bytes, &pos, &n) || n > bytes.size() - pos) return false;
@@ -151,7 +157,8 @@ class WireReader {
           pos += static_cast<size_t>(n);
           break;
         }
-        default: return false;  // groups, or not a wire type
+        default:
+          return false;  // groups, or not a wire type
       }
       e.field = type.FieldIndex(tag >> 3);
       if (e.field < 0) continue;  // a field this schema does not know: Protobuf keeps it aside, unwritten
@@ -203,7 +210,7 @@ class WireReader {
   struct Entry {
     int field = -1;
     int wire = 0;
-    uint64_t number = 0;    // wire types 0, 1, 5
+    uint64_t number = 0;     // wire types 0, 1, 5
     std::string_view bytes;  // wire type 2
   };
   struct Scratch {  // one per nesting depth, kept: nothing is allocated per record
@@ -252,15 +259,20 @@ class WireReader {
     switch (f->type()) {
       case pb::FieldDescriptor::TYPE_DOUBLE:
       case pb::FieldDescriptor::TYPE_FIXED64:
-      case pb::FieldDescriptor::TYPE_SFIXED64: return 1;
+      case pb::FieldDescriptor::TYPE_SFIXED64:
+        return 1;
       case pb::FieldDescriptor::TYPE_FLOAT:
       case pb::FieldDescriptor::TYPE_FIXED32:
-      case pb::FieldDescriptor::TYPE_SFIXED32: return 5;
+      case pb::FieldDescriptor::TYPE_SFIXED32:
+        return 5;
       case pb::FieldDescriptor::TYPE_STRING:
       case pb::FieldDescriptor::TYPE_BYTES:
-      case pb::FieldDescriptor::TYPE_MESSAGE: return 2;
-      case pb::FieldDescriptor::TYPE_GROUP: return 3;
-      default: return 0;
+      case pb::FieldDescriptor::TYPE_MESSAGE:
+        return 2;
+      case pb::FieldDescriptor::TYPE_GROUP:
+        return 3;
+      default:
+        return 0;
     }
   }
   static const Entry* Last(const Scratch& s, int field) {
@@ -294,7 +306,8 @@ class WireReader {
             Entry v;
             v.field = i;
             v.wire = wire;
-            if (!(wire == 0 ? Varint(e.bytes, &pos, &v.number) : Fixed(e.bytes, &pos, wire == 1 ? 8 : 4, &v.number)))
+            if (!(wire == 0 ? Varint(e.bytes, &pos, &v.number)
+                            : Fixed(e.bytes, &pos, wire == 1 ? 8 : 4, &v.number)))
               return false;
             if (!first) out->push_back(',');
             first = false;
@@ -310,28 +323,42 @@ class WireReader {
       return true;
     }
     if (s.count[fi] == 0) return Default(f, out);
-    if (s.count[fi] > 1 && f->type() == pb::FieldDescriptor::TYPE_MESSAGE) return false;  // Protobuf merges them
+    if (s.count[fi] > 1 && f->type() == pb::FieldDescriptor::TYPE_MESSAGE)
+      return false;  // Protobuf merges them
     return Value(f, type, *Last(s, i), depth, out);
   }
 
-  bool Value(const pb::FieldDescriptor* f, const FastType& type, const Entry& e, int depth, std::string* out) {
+  bool Value(const pb::FieldDescriptor* f, const FastType& type, const Entry& e, int depth,
+             std::string* out) {
     uint64_t v = e.number;
     switch (f->type()) {
       case pb::FieldDescriptor::TYPE_INT32:
-      case pb::FieldDescriptor::TYPE_SFIXED32: AppendInteger(static_cast<int32_t>(v), out); return true;
+      case pb::FieldDescriptor::TYPE_SFIXED32:
+        AppendInteger(static_cast<int32_t>(v), out);
+        return true;
       case pb::FieldDescriptor::TYPE_INT64:
-      case pb::FieldDescriptor::TYPE_SFIXED64: AppendInteger(static_cast<int64_t>(v), out); return true;
+      case pb::FieldDescriptor::TYPE_SFIXED64:
+        AppendInteger(static_cast<int64_t>(v), out);
+        return true;
       case pb::FieldDescriptor::TYPE_UINT32:
-      case pb::FieldDescriptor::TYPE_FIXED32: AppendUnsigned(static_cast<uint32_t>(v), out); return true;
+      case pb::FieldDescriptor::TYPE_FIXED32:
+        AppendUnsigned(static_cast<uint32_t>(v), out);
+        return true;
       case pb::FieldDescriptor::TYPE_UINT64:
-      case pb::FieldDescriptor::TYPE_FIXED64: AppendUnsigned(v, out); return true;
+      case pb::FieldDescriptor::TYPE_FIXED64:
+        AppendUnsigned(v, out);
+        return true;
       case pb::FieldDescriptor::TYPE_SINT32: {
         auto u = static_cast<uint32_t>(v);
         AppendInteger(static_cast<int32_t>((u >> 1) ^ (~(u & 1) + 1)), out);
         return true;
       }
-      case pb::FieldDescriptor::TYPE_SINT64: AppendInteger(static_cast<int64_t>((v >> 1) ^ (~(v & 1) + 1)), out); return true;
-      case pb::FieldDescriptor::TYPE_BOOL: out->append(v ? "true" : "false"); return true;
+      case pb::FieldDescriptor::TYPE_SINT64:
+        AppendInteger(static_cast<int64_t>((v >> 1) ^ (~(v & 1) + 1)), out);
+        return true;
+      case pb::FieldDescriptor::TYPE_BOOL:
+        out->append(v ? "true" : "false");
+        return true;
       case pb::FieldDescriptor::TYPE_DOUBLE: {
         double d = 0;
         std::memcpy(&d, &v, 8);
@@ -348,35 +375,62 @@ class WireReader {
       case pb::FieldDescriptor::TYPE_ENUM: {
         auto number = static_cast<int32_t>(v);
         const pb::EnumValueDescriptor* ev = f->enum_type()->FindValueByNumber(number);
-        if (ev) AppendJsonString(ev->name(), out);
-        else if (f->enum_type()->file()->syntax() == pb::FileDescriptor::SYNTAX_PROTO3) AppendInteger(number, out);
-        else return false;  // a closed enum keeps an unknown value aside
+        if (ev)
+          AppendJsonString(ev->name(), out);
+        else if (f->enum_type()->file()->syntax() == pb::FileDescriptor::SYNTAX_PROTO3)
+          AppendInteger(number, out);
+        else
+          return false;  // a closed enum keeps an unknown value aside
         return true;
       }
-      case pb::FieldDescriptor::TYPE_STRING: AppendJsonString(e.bytes, out); return true;  // checked in pass 1
-      case pb::FieldDescriptor::TYPE_BYTES: AppendBase64String(e.bytes, out); return true;
+      case pb::FieldDescriptor::TYPE_STRING:
+        AppendJsonString(e.bytes, out);
+        return true;  // checked in pass 1
+      case pb::FieldDescriptor::TYPE_BYTES:
+        AppendBase64String(e.bytes, out);
+        return true;
       case pb::FieldDescriptor::TYPE_MESSAGE:
         return Message(e.bytes, *type.message_types[static_cast<size_t>(f->index())], depth + 1, out);
-      default: return false;
+      default:
+        return false;
     }
   }
 
   // What Protobuf's reflection answers for a field not on the wire.
   static bool Default(const pb::FieldDescriptor* f, std::string* out) {
     switch (f->cpp_type()) {
-      case pb::FieldDescriptor::CPPTYPE_INT32: AppendInteger(f->default_value_int32(), out); return true;
-      case pb::FieldDescriptor::CPPTYPE_INT64: AppendInteger(f->default_value_int64(), out); return true;
-      case pb::FieldDescriptor::CPPTYPE_UINT32: AppendUnsigned(f->default_value_uint32(), out); return true;
-      case pb::FieldDescriptor::CPPTYPE_UINT64: AppendUnsigned(f->default_value_uint64(), out); return true;
-      case pb::FieldDescriptor::CPPTYPE_DOUBLE: AppendDouble(f->default_value_double(), out); return true;
-      case pb::FieldDescriptor::CPPTYPE_FLOAT: AppendFloat(f->default_value_float(), out); return true;
-      case pb::FieldDescriptor::CPPTYPE_BOOL: out->append(f->default_value_bool() ? "true" : "false"); return true;
-      case pb::FieldDescriptor::CPPTYPE_ENUM: AppendJsonString(f->default_value_enum()->name(), out); return true;
-      case pb::FieldDescriptor::CPPTYPE_STRING:
-        if (f->type() == pb::FieldDescriptor::TYPE_BYTES) AppendBase64String(f->default_value_string(), out);
-        else AppendJsonString(f->default_value_string(), out);
+      case pb::FieldDescriptor::CPPTYPE_INT32:
+        AppendInteger(f->default_value_int32(), out);
         return true;
-      default: return false;  // a message: has presence, never defaulted
+      case pb::FieldDescriptor::CPPTYPE_INT64:
+        AppendInteger(f->default_value_int64(), out);
+        return true;
+      case pb::FieldDescriptor::CPPTYPE_UINT32:
+        AppendUnsigned(f->default_value_uint32(), out);
+        return true;
+      case pb::FieldDescriptor::CPPTYPE_UINT64:
+        AppendUnsigned(f->default_value_uint64(), out);
+        return true;
+      case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+        AppendDouble(f->default_value_double(), out);
+        return true;
+      case pb::FieldDescriptor::CPPTYPE_FLOAT:
+        AppendFloat(f->default_value_float(), out);
+        return true;
+      case pb::FieldDescriptor::CPPTYPE_BOOL:
+        out->append(f->default_value_bool() ? "true" : "false");
+        return true;
+      case pb::FieldDescriptor::CPPTYPE_ENUM:
+        AppendJsonString(f->default_value_enum()->name(), out);
+        return true;
+      case pb::FieldDescriptor::CPPTYPE_STRING:
+        if (f->type() == pb::FieldDescriptor::TYPE_BYTES)
+          AppendBase64String(f->default_value_string(), out);
+        else
+          AppendJsonString(f->default_value_string(), out);
+        return true;
+      default:
+        return false;  // a message: has presence, never defaulted
     }
   }
 
@@ -391,7 +445,7 @@ struct ProtobufJson::State {
   pb::DynamicMessageFactory factory{&pool};
   const pb::FileDescriptor* file = nullptr;
   std::map<const pb::Descriptor*, std::unique_ptr<pb::Message>> messages;  // one reused message per type
-  std::map<const pb::Descriptor*, std::unique_ptr<FastType>> fast;        // the direct reader's, per type
+  std::map<const pb::Descriptor*, std::unique_ptr<FastType>> fast;         // the direct reader's, per type
   WireReader reader;
 
   // The direct reader's view of `d` (built on first use, with the types it
@@ -404,8 +458,10 @@ struct ProtobufJson::State {
     t->descriptor = d;
     const std::string& name = d->full_name();
     const std::string& file_name = d->file()->name();
-    if (name == "google.protobuf.Timestamp") t->special = FastType::kTimestamp;
-    else if (file_name == "google/protobuf/wrappers.proto" && d->field_count() == 1) t->special = FastType::kWrapper;
+    if (name == "google.protobuf.Timestamp")
+      t->special = FastType::kTimestamp;
+    else if (file_name == "google/protobuf/wrappers.proto" && d->field_count() == 1)
+      t->special = FastType::kWrapper;
     else if (file_name == "google/protobuf/struct.proto" || name == "google.protobuf.Duration" ||
              name == "google.protobuf.FieldMask")
       t->supported = false;  // written by Protobuf's own JSON mapping
@@ -420,8 +476,10 @@ struct ProtobufJson::State {
       AppendJsonString(f->name(), &key);
       t->keys.push_back(key + ":");
       if (f->number() <= 1024) t->by_number[static_cast<size_t>(f->number())] = i;
-      if (f->containing_oneof() && !f->containing_oneof()->is_synthetic()) t->oneof[static_cast<size_t>(i)] = f->containing_oneof()->index();
-      if (f->is_map() || f->is_required() || f->type() == pb::FieldDescriptor::TYPE_GROUP) t->supported = false;
+      if (f->containing_oneof() && !f->containing_oneof()->is_synthetic())
+        t->oneof[static_cast<size_t>(i)] = f->containing_oneof()->index();
+      if (f->is_map() || f->is_required() || f->type() == pb::FieldDescriptor::TYPE_GROUP)
+        t->supported = false;
       if (f->type() == pb::FieldDescriptor::TYPE_MESSAGE) {
         const FastType* m = Fast(f->message_type());
         t->message_types[static_cast<size_t>(i)] = m;
@@ -461,7 +519,8 @@ Result<std::unique_ptr<ProtobufJson>> ProtobufJson::Compile(const std::string& s
   Collector errors;
   state->file = state->pool.BuildFileCollectingErrors(proto, &errors);
   if (!state->file) return Status::InvalidArgument("Protobuf schema: " + errors.text);
-  if (state->file->message_type_count() == 0) return Status::InvalidArgument("Protobuf schema without a message");
+  if (state->file->message_type_count() == 0)
+    return Status::InvalidArgument("Protobuf schema without a message");
   return std::unique_ptr<ProtobufJson>(new ProtobufJson(std::move(state)));
 }
 
@@ -477,31 +536,50 @@ Status Fail(const std::string& what) { return Status::InvalidArgument("Protobuf 
 Status WriteMessage(const pb::Message& m, int depth, std::string* out);
 
 // One value of `field` (element `index` of a repeated field, or -1).
-Status WriteValue(const pb::Message& m, const pb::FieldDescriptor* f, int index, int depth, std::string* out) {
+Status WriteValue(const pb::Message& m, const pb::FieldDescriptor* f, int index, int depth,
+                  std::string* out) {
   const pb::Reflection* r = m.GetReflection();
   bool rep = index >= 0;
   switch (f->cpp_type()) {
-    case pb::FieldDescriptor::CPPTYPE_INT32: AppendInteger(rep ? r->GetRepeatedInt32(m, f, index) : r->GetInt32(m, f), out); break;
-    case pb::FieldDescriptor::CPPTYPE_INT64: AppendInteger(rep ? r->GetRepeatedInt64(m, f, index) : r->GetInt64(m, f), out); break;
-    case pb::FieldDescriptor::CPPTYPE_UINT32: AppendUnsigned(rep ? r->GetRepeatedUInt32(m, f, index) : r->GetUInt32(m, f), out); break;
-    case pb::FieldDescriptor::CPPTYPE_UINT64: AppendUnsigned(rep ? r->GetRepeatedUInt64(m, f, index) : r->GetUInt64(m, f), out); break;
-    case pb::FieldDescriptor::CPPTYPE_DOUBLE: AppendDouble(rep ? r->GetRepeatedDouble(m, f, index) : r->GetDouble(m, f), out); break;
-    case pb::FieldDescriptor::CPPTYPE_FLOAT: AppendFloat(rep ? r->GetRepeatedFloat(m, f, index) : r->GetFloat(m, f), out); break;
-    case pb::FieldDescriptor::CPPTYPE_BOOL: out->append((rep ? r->GetRepeatedBool(m, f, index) : r->GetBool(m, f)) ? "true" : "false"); break;
+    case pb::FieldDescriptor::CPPTYPE_INT32:
+      AppendInteger(rep ? r->GetRepeatedInt32(m, f, index) : r->GetInt32(m, f), out);
+      break;
+    case pb::FieldDescriptor::CPPTYPE_INT64:
+      AppendInteger(rep ? r->GetRepeatedInt64(m, f, index) : r->GetInt64(m, f), out);
+      break;
+    case pb::FieldDescriptor::CPPTYPE_UINT32:
+      AppendUnsigned(rep ? r->GetRepeatedUInt32(m, f, index) : r->GetUInt32(m, f), out);
+      break;
+    case pb::FieldDescriptor::CPPTYPE_UINT64:
+      AppendUnsigned(rep ? r->GetRepeatedUInt64(m, f, index) : r->GetUInt64(m, f), out);
+      break;
+    case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+      AppendDouble(rep ? r->GetRepeatedDouble(m, f, index) : r->GetDouble(m, f), out);
+      break;
+    case pb::FieldDescriptor::CPPTYPE_FLOAT:
+      AppendFloat(rep ? r->GetRepeatedFloat(m, f, index) : r->GetFloat(m, f), out);
+      break;
+    case pb::FieldDescriptor::CPPTYPE_BOOL:
+      out->append((rep ? r->GetRepeatedBool(m, f, index) : r->GetBool(m, f)) ? "true" : "false");
+      break;
     case pb::FieldDescriptor::CPPTYPE_ENUM: {
       int number = rep ? r->GetRepeatedEnumValue(m, f, index) : r->GetEnumValue(m, f);
       const pb::EnumValueDescriptor* e = f->enum_type()->FindValueByNumber(number);
-      if (e) AppendJsonString(e->name(), out);
-      else AppendInteger(number, out);  // a value this schema does not name (open enums)
+      if (e)
+        AppendJsonString(e->name(), out);
+      else
+        AppendInteger(number, out);  // a value this schema does not name (open enums)
       break;
     }
     case pb::FieldDescriptor::CPPTYPE_STRING: {
       std::string scratch;
-      const std::string& s = rep ? r->GetRepeatedStringReference(m, f, index, &scratch) : r->GetStringReference(m, f, &scratch);
+      const std::string& s =
+          rep ? r->GetRepeatedStringReference(m, f, index, &scratch) : r->GetStringReference(m, f, &scratch);
       if (f->type() == pb::FieldDescriptor::TYPE_BYTES) {
         AppendBase64String(s, out);
       } else {
-        if (!simdjson::validate_utf8(s.data(), s.size())) return Fail("field " + f->name() + ": not valid UTF-8");
+        if (!simdjson::validate_utf8(s.data(), s.size()))
+          return Fail("field " + f->name() + ": not valid UTF-8");
         AppendJsonString(s, out);
       }
       break;
@@ -578,7 +656,8 @@ Status WriteMessage(const pb::Message& m, int depth, std::string* out) {
 
 }  // namespace
 
-Status ProtobufJson::ToJson(const std::vector<int32_t>& message_indexes, std::string_view payload, std::string* out) {
+Status ProtobufJson::ToJson(const std::vector<int32_t>& message_indexes, std::string_view payload,
+                            std::string* out) {
   return Decode(message_indexes, payload, true, out);
 }
 
@@ -587,8 +666,8 @@ Status ProtobufJson::ToJsonByReflection(const std::vector<int32_t>& message_inde
   return Decode(message_indexes, payload, false, out);
 }
 
-Status ProtobufJson::Decode(const std::vector<int32_t>& message_indexes, std::string_view payload, bool direct,
-                            std::string* out) {
+Status ProtobufJson::Decode(const std::vector<int32_t>& message_indexes, std::string_view payload,
+                            bool direct, std::string* out) {
   const pb::Descriptor* d = state_->Find(message_indexes);
   if (!d) {
     std::string path;
@@ -627,11 +706,16 @@ std::vector<SchemaField> ProtobufJson::Fields(const std::vector<int32_t>& messag
       const std::string& t = f->message_type()->full_name();
       declared += t;
       if (!f->is_repeated()) {
-        if (t == "google.protobuf.Timestamp") type = "timestamptz";
-        else if (t == "google.protobuf.StringValue" || t == "google.protobuf.BytesValue") type = "text";
-        else if (t == "google.protobuf.BoolValue") type = "boolean";
-        else if (t == "google.protobuf.DoubleValue" || t == "google.protobuf.FloatValue") type = "double";
-        else if (f->message_type()->file()->name() == "google/protobuf/wrappers.proto") type = "bigint";
+        if (t == "google.protobuf.Timestamp")
+          type = "timestamptz";
+        else if (t == "google.protobuf.StringValue" || t == "google.protobuf.BytesValue")
+          type = "text";
+        else if (t == "google.protobuf.BoolValue")
+          type = "boolean";
+        else if (t == "google.protobuf.DoubleValue" || t == "google.protobuf.FloatValue")
+          type = "double";
+        else if (f->message_type()->file()->name() == "google/protobuf/wrappers.proto")
+          type = "bigint";
       }
     } else {
       declared += f->type_name();
@@ -639,14 +723,25 @@ std::vector<SchemaField> ProtobufJson::Fields(const std::vector<int32_t>& messag
         switch (f->cpp_type()) {
           case pb::FieldDescriptor::CPPTYPE_INT32:
           case pb::FieldDescriptor::CPPTYPE_INT64:
-          case pb::FieldDescriptor::CPPTYPE_UINT32: type = "bigint"; break;
-          case pb::FieldDescriptor::CPPTYPE_UINT64: type = "numeric"; break;
+          case pb::FieldDescriptor::CPPTYPE_UINT32:
+            type = "bigint";
+            break;
+          case pb::FieldDescriptor::CPPTYPE_UINT64:
+            type = "numeric";
+            break;
           case pb::FieldDescriptor::CPPTYPE_DOUBLE:
-          case pb::FieldDescriptor::CPPTYPE_FLOAT: type = "double"; break;
-          case pb::FieldDescriptor::CPPTYPE_BOOL: type = "boolean"; break;
+          case pb::FieldDescriptor::CPPTYPE_FLOAT:
+            type = "double";
+            break;
+          case pb::FieldDescriptor::CPPTYPE_BOOL:
+            type = "boolean";
+            break;
           case pb::FieldDescriptor::CPPTYPE_ENUM:
-          case pb::FieldDescriptor::CPPTYPE_STRING: type = "text"; break;
-          default: break;
+          case pb::FieldDescriptor::CPPTYPE_STRING:
+            type = "text";
+            break;
+          default:
+            break;
         }
       }
     }

@@ -51,7 +51,8 @@ class ProtobufJson {
   Status ToJson(const std::vector<int32_t>& message_indexes, std::string_view payload, std::string* out);
   // The same, always through DynamicMessage: for tests that hold the direct
   // reader to it.
-  Status ToJsonByReflection(const std::vector<int32_t>& message_indexes, std::string_view payload, std::string* out);
+  Status ToJsonByReflection(const std::vector<int32_t>& message_indexes, std::string_view payload,
+                            std::string* out);
 
   // The fields of the first top-level message, for `freshet inspect`.
   std::vector<SchemaField> Fields(const std::vector<int32_t>& message_indexes) const;
@@ -61,7 +62,8 @@ class ProtobufJson {
  private:
   struct State;
   explicit ProtobufJson(std::unique_ptr<State> state);
-  Status Decode(const std::vector<int32_t>& message_indexes, std::string_view payload, bool direct, std::string* out);
+  Status Decode(const std::vector<int32_t>& message_indexes, std::string_view payload, bool direct,
+                std::string* out);
   std::unique_ptr<State> state_;
 };
 

@@ -35,7 +35,8 @@ bool Unwrap(element root, element* payload, element* schema) {
   object o;
   if (root.get_object().get(o) != simdjson::SUCCESS) return false;
   element p, s;
-  if (o.at_key("payload").get(p) != simdjson::SUCCESS || o.at_key("schema").get(s) != simdjson::SUCCESS) return false;
+  if (o.at_key("payload").get(p) != simdjson::SUCCESS || o.at_key("schema").get(s) != simdjson::SUCCESS)
+    return false;
   *payload = p;
   if (schema) *schema = s;
   return true;
@@ -43,7 +44,8 @@ bool Unwrap(element root, element* payload, element* schema) {
 
 LogicalType LogicalTypeNamed(std::string_view name) {
   if (name == "org.apache.kafka.connect.data.Decimal") return LogicalType::kDecimal;
-  if (name == "io.debezium.time.Date" || name == "org.apache.kafka.connect.data.Date") return LogicalType::kDate;
+  if (name == "io.debezium.time.Date" || name == "org.apache.kafka.connect.data.Date")
+    return LogicalType::kDate;
   if (name == "io.debezium.time.Timestamp" || name == "org.apache.kafka.connect.data.Timestamp")
     return LogicalType::kTimestampMillis;
   if (name == "io.debezium.time.MicroTimestamp") return LogicalType::kTimestampMicros;
@@ -97,14 +99,17 @@ const LogicalField* SourceRecord::Logical(std::string_view name) const {
 
 bool FindElement(const SourceRecord& record, const FieldRef& ref, element* out) {
   if (ref.kind == FieldRef::kData) return record.has_data && Walk(record.data, ref.segments, out);
-  if (ref.kind == FieldRef::kKeyPointer) return record.has_key_json && Walk(record.key_json, ref.segments, out);
+  if (ref.kind == FieldRef::kKeyPointer)
+    return record.has_key_json && Walk(record.key_json, ref.segments, out);
   return false;
 }
 
-RecordDecoder::RecordDecoder(SourceSpec spec, bool parse_key) : spec_(std::move(spec)), parse_key_(parse_key) {
+RecordDecoder::RecordDecoder(SourceSpec spec, bool parse_key)
+    : spec_(std::move(spec)), parse_key_(parse_key) {
   if (spec_.uses_registry()) {
     auto registry = SchemaRegistry::Shared(spec_.schema_registry);
-    if (ThroughRegistry(spec_.format)) value_registry_ = std::make_unique<RegistryDecoder>(spec_.format, registry);
+    if (ThroughRegistry(spec_.format))
+      value_registry_ = std::make_unique<RegistryDecoder>(spec_.format, registry);
     if (ThroughRegistry(spec_.key_format))
       key_registry_ = std::make_unique<RegistryDecoder>(spec_.key_format, registry);
   }
@@ -205,7 +210,8 @@ Status RecordDecoder::Decode(const RawRecord& raw, SourceRecord* out) {
       }
       break;
     case SourceEnvelope::kUpsert:
-      if (!raw.key) return Status::InvalidArgument("upsert record without a key: the key is the row's identity");
+      if (!raw.key)
+        return Status::InvalidArgument("upsert record without a key: the key is the row's identity");
       if (!raw.value) {
         out->change = SourceRecord::Change::kDelete;
         out->type = "delete";
@@ -219,9 +225,11 @@ Status RecordDecoder::Decode(const RawRecord& raw, SourceRecord* out) {
         return Status::Ok();
       }
       return DecodeDebezium(value, out);
-    case SourceEnvelope::kFreshet: break;
+    case SourceEnvelope::kFreshet:
+      break;
   }
-  if (ParseJson(value_parser_, value, value_registry_ ? &decoded_.value : nullptr, &out->data) != simdjson::SUCCESS)
+  if (ParseJson(value_parser_, value, value_registry_ ? &decoded_.value : nullptr, &out->data) !=
+      simdjson::SUCCESS)
     return Status::InvalidArgument("value is not valid JSON");
   out->has_data = true;
   if (spec_.envelope == SourceEnvelope::kUpsert) out->type = "upsert";
@@ -234,7 +242,8 @@ Status RecordDecoder::DecodeFreshet(std::string_view value, SourceRecord* out) {
   if (value_parser_.parse(value.data(), value.size()).get(root) != simdjson::SUCCESS)
     return Status::InvalidArgument("event value is not valid JSON");
   object o;
-  if (root.get_object().get(o) != simdjson::SUCCESS) return Status::InvalidArgument("event value is not a JSON object");
+  if (root.get_object().get(o) != simdjson::SUCCESS)
+    return Status::InvalidArgument("event value is not a JSON object");
   if (o.at_key("type").get_string().get(out->type) != simdjson::SUCCESS)
     return Status::InvalidArgument("event.type: missing or not a string");
   element field;
@@ -270,8 +279,9 @@ Status RecordDecoder::DecodeDebezium(std::string_view value, SourceRecord* out) 
     return Status::InvalidArgument("Debezium record: the value is not a JSON object");
   std::string_view op;
   if (change.at_key("op").get_string().get(op) != simdjson::SUCCESS || op.empty())
-    return Status::InvalidArgument("Debezium record without \"op\": envelope debezium expects Debezium's change "
-                                   "events {before, after, source, op, ts_ms}");
+    return Status::InvalidArgument(
+        "Debezium record without \"op\": envelope debezium expects Debezium's change "
+        "events {before, after, source, op, ts_ms}");
   out->type = op;
   if (op.size() != 1)
     return Status::InvalidArgument("Debezium record with unknown op \"" + std::string(op) + "\"");
@@ -282,7 +292,8 @@ Status RecordDecoder::DecodeDebezium(std::string_view value, SourceRecord* out) 
     case 'r':
     case 'u':
       if (change.at_key("after").get(row) != simdjson::SUCCESS || !row.is_object())
-        return Status::InvalidArgument("Debezium record with op " + std::string(op) + " but no \"after\" object");
+        return Status::InvalidArgument("Debezium record with op " + std::string(op) +
+                                       " but no \"after\" object");
       out->data = row;
       out->has_data = true;
       break;
@@ -296,8 +307,9 @@ Status RecordDecoder::DecodeDebezium(std::string_view value, SourceRecord* out) 
       }
       break;
     case 't':
-      return Status::InvalidArgument("Debezium truncate (op t): every row of the source table went at once, which "
-                                     "freshet does not apply row by row; rebuild the view (freshet rebuild)");
+      return Status::InvalidArgument(
+          "Debezium truncate (op t): every row of the source table went at once, which "
+          "freshet does not apply row by row; rebuild the view (freshet rebuild)");
     case 'm':  // a logical decoding message, not a row
       out->change = SourceRecord::Change::kSkip;
       return Status::Ok();
@@ -308,7 +320,8 @@ Status RecordDecoder::DecodeDebezium(std::string_view value, SourceRecord* out) 
   if (has_schema) {
     object s;
     simdjson::dom::array fields;
-    if (schema.get_object().get(s) == simdjson::SUCCESS && s.at_key("fields").get_array().get(fields) == simdjson::SUCCESS) {
+    if (schema.get_object().get(s) == simdjson::SUCCESS &&
+        s.at_key("fields").get_array().get(fields) == simdjson::SUCCESS) {
       for (element f : fields) {
         std::string_view name;
         if (f.at_key("field").get_string().get(name) == simdjson::SUCCESS && name == row_field) {

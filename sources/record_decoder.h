@@ -7,16 +7,15 @@
 // Decode.
 #pragma once
 
+#include <simdjson.h>
+
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <simdjson.h>
-
-#include <map>
-#include <memory>
 
 #include "core/kafka.h"
 #include "core/status.h"
@@ -44,12 +43,20 @@ struct RawRecord {
 
 // Logical types that Debezium's JSON converter names in the schema, for the
 // values it encodes (a NUMERIC as base64 of its unscaled integer, ...).
-enum class LogicalType { kNone, kDecimal, kDate, kTimestampMillis, kTimestampMicros, kTimestampNanos, kZonedTimestamp };
+enum class LogicalType {
+  kNone,
+  kDecimal,
+  kDate,
+  kTimestampMillis,
+  kTimestampMicros,
+  kTimestampNanos,
+  kZonedTimestamp
+};
 
 struct LogicalField {
   std::string_view name;  // a top-level field of the row
   LogicalType type = LogicalType::kNone;
-  int scale = 0;          // kDecimal
+  int scale = 0;  // kDecimal
 };
 
 struct SourceRecord {

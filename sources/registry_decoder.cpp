@@ -1,16 +1,20 @@
 #include "sources/registry_decoder.h"
 
-#include <nlohmann/json.hpp>
 #include <simdjson.h>
+
+#include <nlohmann/json.hpp>
 
 namespace freshet {
 namespace {
 
 const char* RegistryType(SourceFormat format) {
   switch (format) {
-    case SourceFormat::kAvro: return "AVRO";
-    case SourceFormat::kProtobuf: return "PROTOBUF";
-    default: return "JSON";
+    case SourceFormat::kAvro:
+      return "AVRO";
+    case SourceFormat::kProtobuf:
+      return "PROTOBUF";
+    default:
+      return "JSON";
   }
 }
 
@@ -19,16 +23,27 @@ const char* RegistryType(SourceFormat format) {
 std::vector<SchemaField> JsonSchemaFields(const std::string& text) {
   std::vector<SchemaField> fields;
   auto schema = nlohmann::ordered_json::parse(text, nullptr, false);
-  if (!schema.is_object() || !schema.contains("properties") || !schema["properties"].is_object()) return fields;
+  if (!schema.is_object() || !schema.contains("properties") || !schema["properties"].is_object())
+    return fields;
   for (auto it = schema["properties"].begin(); it != schema["properties"].end(); ++it) {
-    std::string type = it->is_object() && it->contains("type") && (*it)["type"].is_string() ? (*it)["type"].get<std::string>() : "";
-    std::string format = it->is_object() && it->contains("format") && (*it)["format"].is_string() ? (*it)["format"].get<std::string>() : "";
+    std::string type = it->is_object() && it->contains("type") && (*it)["type"].is_string()
+                           ? (*it)["type"].get<std::string>()
+                           : "";
+    std::string format = it->is_object() && it->contains("format") && (*it)["format"].is_string()
+                             ? (*it)["format"].get<std::string>()
+                             : "";
     std::string column = "jsonb";
-    if (type == "integer") column = "bigint";
-    else if (type == "number") column = "double";
-    else if (type == "boolean") column = "boolean";
+    if (type == "integer")
+      column = "bigint";
+    else if (type == "number")
+      column = "double";
+    else if (type == "boolean")
+      column = "boolean";
     else if (type == "string")
-      column = format == "date" ? "date" : format == "date-time" ? "timestamptz" : format == "uuid" ? "uuid" : "text";
+      column = format == "date"        ? "date"
+               : format == "date-time" ? "timestamptz"
+               : format == "uuid"      ? "uuid"
+                                       : "text";
     std::string declared = type.empty() ? "any" : type;
     if (!format.empty()) declared += " (" + format + ")";
     fields.push_back({"/" + it.key(), column, declared});
@@ -67,22 +82,25 @@ Result<RegistryDecoder::Compiled*> RegistryDecoder::Schema(int32_t id) {
   if (!fetched.ok()) {
     // An id the registry does not know is the record's fault; the registry
     // being unreachable is not.
-    if (fetched.status().code() == StatusCode::kNotFound) return Status::InvalidArgument(fetched.status().message());
+    if (fetched.status().code() == StatusCode::kNotFound)
+      return Status::InvalidArgument(fetched.status().message());
     return fetched.status();
   }
   const RegisteredSchema& schema = **fetched;
   auto compiled = std::make_unique<Compiled>();
   std::string where = "schema id " + std::to_string(id);
   if (schema.type != RegistryType(format_)) {
-    compiled->error = Status::InvalidArgument(where + " is a " + schema.type + " schema, but the source's format is " +
-                                              FormatName(format_));
+    compiled->error = Status::InvalidArgument(where + " is a " + schema.type +
+                                              " schema, but the source's format is " + FormatName(format_));
   } else if (format_ == SourceFormat::kAvro) {
     if (!schema.references.empty()) {
       compiled->error = Status::InvalidArgument(where + ": Avro schemas with references are not supported");
     } else {
       auto avro = AvroJson::Compile(schema.text);
-      if (avro.ok()) compiled->avro = std::move(avro.value());
-      else compiled->error = avro.status().WithContext(where);
+      if (avro.ok())
+        compiled->avro = std::move(avro.value());
+      else
+        compiled->error = avro.status().WithContext(where);
     }
   } else if (format_ == SourceFormat::kProtobuf) {
     std::vector<ProtobufJson::Import> imports;
@@ -90,12 +108,15 @@ Result<RegistryDecoder::Compiled*> RegistryDecoder::Schema(int32_t id) {
     if (st.code() == StatusCode::kUnavailable) return st;  // ask again later
     if (st.ok()) {
       auto protobuf = ProtobufJson::Compile(schema.text, imports);
-      if (protobuf.ok()) compiled->protobuf = std::move(protobuf.value());
-      else st = protobuf.status();
+      if (protobuf.ok())
+        compiled->protobuf = std::move(protobuf.value());
+      else
+        st = protobuf.status();
     }
     compiled->error = st.WithContext(where);
   }
-  if (format_ == SourceFormat::kJsonSr && compiled->error.ok()) compiled->json_fields = JsonSchemaFields(schema.text);
+  if (format_ == SourceFormat::kJsonSr && compiled->error.ok())
+    compiled->json_fields = JsonSchemaFields(schema.text);
   Compiled* out = compiled.get();
   compiled_[id] = std::move(compiled);
   return out;
@@ -121,7 +142,8 @@ Status RegistryDecoder::ToJson(std::string_view bytes, std::string* out) {
   return Status::Ok();
 }
 
-Result<std::vector<SchemaField>> RegistryDecoder::Fields(int32_t id, const std::vector<int32_t>& message_indexes) {
+Result<std::vector<SchemaField>> RegistryDecoder::Fields(int32_t id,
+                                                         const std::vector<int32_t>& message_indexes) {
   auto schema = Schema(id);
   if (!schema.ok()) return schema.status();
   Compiled& c = **schema;

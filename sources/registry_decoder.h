@@ -54,7 +54,8 @@ class RegistryDecoder {
     std::vector<SchemaField> json_fields;  // JSON Schema: its top-level properties
   };
   Result<Compiled*> Schema(int32_t id);
-  Status CollectImports(const RegisteredSchema& schema, int depth, std::vector<ProtobufJson::Import>* imports);
+  Status CollectImports(const RegisteredSchema& schema, int depth,
+                        std::vector<ProtobufJson::Import>* imports);
 
   SourceFormat format_;
   std::shared_ptr<SchemaRegistry> registry_;

@@ -42,8 +42,9 @@ SchemaRegistry::~SchemaRegistry() = default;
 std::shared_ptr<SchemaRegistry> SchemaRegistry::Shared(const SchemaRegistryConfig& config) {
   static std::mutex mu;
   static std::map<std::string, std::weak_ptr<SchemaRegistry>> clients;
-  std::string key = config.url + '\n' + config.username + '\n' + config.password + '\n' + config.token + '\n' +
-                    std::to_string(config.connect_timeout_ms) + '\n' + std::to_string(config.request_timeout_ms);
+  std::string key = config.url + '\n' + config.username + '\n' + config.password + '\n' + config.token +
+                    '\n' + std::to_string(config.connect_timeout_ms) + '\n' +
+                    std::to_string(config.request_timeout_ms);
   std::lock_guard<std::mutex> lock(mu);
   if (auto client = clients[key].lock()) return client;
   auto client = std::make_shared<SchemaRegistry>(config);
@@ -65,8 +66,9 @@ void SchemaRegistry::Preload(RegisteredSchema schema) {
 Result<std::string> SchemaRegistry::Get(const std::string& path) {
   ++requests_;
   if (config_.url.empty())
-    return Status::Unavailable("no schema registry configured (source.schema_registry.url or "
-                               "FRESHET_SCHEMA_REGISTRY_URL)");
+    return Status::Unavailable(
+        "no schema registry configured (source.schema_registry.url or "
+        "FRESHET_SCHEMA_REGISTRY_URL)");
   std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
   if (!curl) return Status::Unavailable("schema registry: curl_easy_init failed");
   std::string url = config_.url + path, body;
@@ -108,8 +110,8 @@ Result<std::string> SchemaRegistry::Get(const std::string& path) {
   return Status::Unavailable(what);
 }
 
-Result<std::shared_ptr<const RegisteredSchema>> SchemaRegistry::Parse(const std::string& body, const std::string& what,
-                                                                     int32_t id) {
+Result<std::shared_ptr<const RegisteredSchema>> SchemaRegistry::Parse(const std::string& body,
+                                                                      const std::string& what, int32_t id) {
   auto schema = std::make_shared<RegisteredSchema>();
   schema->id = id;
   try {
@@ -145,13 +147,13 @@ Result<std::shared_ptr<const RegisteredSchema>> SchemaRegistry::ById(int32_t id)
 }
 
 Result<std::shared_ptr<const RegisteredSchema>> SchemaRegistry::BySubjectVersion(const std::string& subject,
-                                                                                int version) {
+                                                                                 int version) {
   std::lock_guard<std::mutex> lock(mu_);
   auto key = std::make_pair(subject, version);
   if (auto it = by_subject_.find(key); it != by_subject_.end()) return it->second;
   std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
-  std::string path = "/subjects/" + (curl ? Escape(curl.get(), subject) : subject) + "/versions/" +
-                     std::to_string(version);
+  std::string path =
+      "/subjects/" + (curl ? Escape(curl.get(), subject) : subject) + "/versions/" + std::to_string(version);
   auto body = Get(path);
   if (!body.ok()) return body.status();
   auto schema = Parse(*body, "subject " + subject + " version " + std::to_string(version), 0);

@@ -25,7 +25,7 @@
 namespace freshet {
 
 struct SchemaRegistryConfig {
-  std::string url;  // e.g. http://registry:8081 or http://apicurio:8080/apis/ccompat/v7
+  std::string url;                 // e.g. http://registry:8081 or http://apicurio:8080/apis/ccompat/v7
   std::string username, password;  // HTTP basic auth, when username is set
   std::string token;               // a bearer token, when set
   int connect_timeout_ms = 2000;
@@ -33,15 +33,15 @@ struct SchemaRegistryConfig {
 };
 
 struct SchemaReference {
-  std::string name;     // how the schema refers to it (Protobuf: the import path)
+  std::string name;  // how the schema refers to it (Protobuf: the import path)
   std::string subject;
   int version = 0;
 };
 
 struct RegisteredSchema {
-  int32_t id = 0;           // 0 for a schema fetched by subject and version
-  std::string type;         // AVRO, PROTOBUF or JSON (the registry omits it for Avro)
-  std::string text;         // the schema itself
+  int32_t id = 0;    // 0 for a schema fetched by subject and version
+  std::string type;  // AVRO, PROTOBUF or JSON (the registry omits it for Avro)
+  std::string text;  // the schema itself
   std::vector<SchemaReference> references;
 };
 
@@ -70,7 +70,8 @@ class SchemaRegistry {
  private:
   // The body of a 200 answer to GET url_ + path.
   Result<std::string> Get(const std::string& path);
-  Result<std::shared_ptr<const RegisteredSchema>> Parse(const std::string& body, const std::string& what, int32_t id);
+  Result<std::shared_ptr<const RegisteredSchema>> Parse(const std::string& body, const std::string& what,
+                                                        int32_t id);
 
   SchemaRegistryConfig config_;
   mutable std::mutex mu_;  // held through a fetch: one request per schema

@@ -32,10 +32,9 @@
 // `$header.NAME`.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/status.h"
 #include "sources/schema_registry.h"
@@ -46,7 +45,8 @@ enum class SourceFormat { kFreshet, kJson, kAvro, kProtobuf, kJsonSr };
 
 // Avro, Protobuf, JSON Schema: framed, with the schema in a registry.
 inline bool ThroughRegistry(SourceFormat format) {
-  return format == SourceFormat::kAvro || format == SourceFormat::kProtobuf || format == SourceFormat::kJsonSr;
+  return format == SourceFormat::kAvro || format == SourceFormat::kProtobuf ||
+         format == SourceFormat::kJsonSr;
 }
 enum class SourceEnvelope { kFreshet, kAppend, kUpsert, kDebezium };
 
@@ -75,7 +75,9 @@ struct SourceSpec {
   // Changelog envelopes (upsert, debezium) replace and delete rows; an
   // event stream (freshet, append) only adds events.
   bool uses_registry() const { return ThroughRegistry(format) || ThroughRegistry(key_format); }
-  bool changelog() const { return envelope == SourceEnvelope::kUpsert || envelope == SourceEnvelope::kDebezium; }
+  bool changelog() const {
+    return envelope == SourceEnvelope::kUpsert || envelope == SourceEnvelope::kDebezium;
+  }
 };
 
 // `source` may be null (absent): the writer's topic in freshet's envelope.

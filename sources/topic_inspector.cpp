@@ -1,12 +1,11 @@
 #include "sources/topic_inspector.h"
 
-#include "sources/registry_decoder.h"
-
-#include "sources/value_text.h"
-
 #include <algorithm>
 #include <map>
 #include <set>
+
+#include "sources/registry_decoder.h"
+#include "sources/value_text.h"
 
 namespace freshet {
 namespace {
@@ -24,15 +23,23 @@ struct FieldStats {
 void Observe(const json& v, FieldStats* s) {
   if (v.is_null()) return;
   ++s->present;
-  if (v.is_boolean()) s->kinds.insert("boolean");
-  else if (v.is_number_integer()) s->kinds.insert("integer");
-  else if (v.is_number()) s->kinds.insert("number");
+  if (v.is_boolean())
+    s->kinds.insert("boolean");
+  else if (v.is_number_integer())
+    s->kinds.insert("integer");
+  else if (v.is_number())
+    s->kinds.insert("number");
   else if (v.is_string()) {
     const std::string& t = v.get_ref<const std::string&>();
     // Digits without a point stay text: ids and codes ("007") look like that.
     bool decimal = IsDecimalText(t) && t.find('.') != std::string::npos;
-    s->kinds.insert(IsUuidText(t) ? "uuid" : IsDateText(t) ? "date" : IsTimestampText(t) ? "timestamp" : decimal ? "decimal" : "string");
-  } else s->kinds.insert("json");
+    s->kinds.insert(IsUuidText(t)        ? "uuid"
+                    : IsDateText(t)      ? "date"
+                    : IsTimestampText(t) ? "timestamp"
+                    : decimal            ? "decimal"
+                                         : "string");
+  } else
+    s->kinds.insert("json");
 }
 
 // The definition type for what was seen, and how to say what was seen.
@@ -42,7 +49,8 @@ std::pair<std::string, std::string> TypeFor(const FieldStats& s) {
   if (s.logical == "io.debezium.time.Date" || s.logical == "org.apache.kafka.connect.data.Date")
     return {"date", "Debezium Date (days since the epoch)"};
   if (s.logical == "io.debezium.time.MicroTimestamp" || s.logical == "io.debezium.time.Timestamp" ||
-      s.logical == "io.debezium.time.NanoTimestamp" || s.logical == "org.apache.kafka.connect.data.Timestamp" ||
+      s.logical == "io.debezium.time.NanoTimestamp" ||
+      s.logical == "org.apache.kafka.connect.data.Timestamp" ||
       s.logical == "io.debezium.time.ZonedTimestamp")
     return {"timestamptz", "Debezium " + s.logical.substr(s.logical.rfind('.') + 1)};
   if (s.kinds.empty()) return {"text", "always null"};
@@ -62,7 +70,8 @@ std::pair<std::string, std::string> TypeFor(const FieldStats& s) {
   bool numeric = true;
   for (const auto& k : s.kinds) numeric = numeric && (k == "integer" || k == "number" || k == "decimal");
   if (numeric) return {"numeric", "numbers and decimal strings"};
-  if (!s.kinds.count("json") && !s.kinds.count("boolean") && !s.kinds.count("integer") && !s.kinds.count("number"))
+  if (!s.kinds.count("json") && !s.kinds.count("boolean") && !s.kinds.count("integer") &&
+      !s.kinds.count("number"))
     return {"text", "string"};
   std::string seen;
   for (const auto& k : s.kinds) seen += (seen.empty() ? "" : " or ") + k;
@@ -80,11 +89,13 @@ const json* Payload(const json& v, const json** schema = nullptr) {
 
 bool LooksLikeDebezium(const json& v) {
   const json& p = *Payload(v);
-  return p.is_object() && p.contains("op") && p["op"].is_string() && (p.contains("after") || p.contains("before"));
+  return p.is_object() && p.contains("op") && p["op"].is_string() &&
+         (p.contains("after") || p.contains("before"));
 }
 
 bool LooksLikeFreshet(const json& v) {
-  return v.is_object() && v.contains("type") && v["type"].is_string() && v.contains("data") && v["data"].is_object();
+  return v.is_object() && v.contains("type") && v["type"].is_string() && v.contains("data") &&
+         v["data"].is_object();
 }
 
 class Names {
@@ -92,7 +103,8 @@ class Names {
   std::string Take(const std::string& wanted) {
     std::string name = IdentifierFor(wanted);
     std::string candidate = name;
-    for (int i = 2; !taken_.insert(candidate).second; ++i) candidate = name.substr(0, 44) + "_" + std::to_string(i);
+    for (int i = 2; !taken_.insert(candidate).second; ++i)
+      candidate = name.substr(0, 44) + "_" + std::to_string(i);
     return candidate;
   }
 
@@ -103,16 +115,17 @@ class Names {
 std::string Escape(const std::string& name) {  // as an RFC 6901 pointer token
   std::string out;
   for (char c : name) {
-    if (c == '~') out += "~0";
-    else if (c == '/') out += "~1";
-    else out += c;
+    if (c == '~')
+      out += "~0";
+    else if (c == '/')
+      out += "~1";
+    else
+      out += c;
   }
   return out;
 }
 
-nlohmann::ordered_json ColumnJson(const InspectedField& f) {
-  return {{"from", f.pointer}, {"type", f.type}};
-}
+nlohmann::ordered_json ColumnJson(const InspectedField& f) { return {{"from", f.pointer}, {"type", f.type}}; }
 
 }  // namespace
 
@@ -135,8 +148,10 @@ Inspection InspectSample(const std::vector<SampleRecord>& sample, const std::str
   size_t not_json = 0, wire_format = 0;
   int32_t schema_id = -1;
   for (const auto& r : sample) {
-    if (!r.key) ++in.null_keys;
-    else keys.insert(*r.key);
+    if (!r.key)
+      ++in.null_keys;
+    else
+      keys.insert(*r.key);
     if (!r.value) {
       ++in.tombstones;
       continue;
@@ -158,11 +173,14 @@ Inspection InspectSample(const std::vector<SampleRecord>& sample, const std::str
     in.format = "unsupported";
     if (wire_format > 0)
       in.why = "the values are in the Confluent schema-registry wire format (magic byte 0, schema id " +
-               std::to_string(schema_id) + "): give the registry (--schema-registry URL or "
+               std::to_string(schema_id) +
+               "): give the registry (--schema-registry URL or "
                "FRESHET_SCHEMA_REGISTRY_URL) to read them";
-    else if (in.records == 0) in.why = "the topic holds no records to look at";
-    else in.why = "no value in the sample is JSON (" + std::to_string(not_json) + " other, " +
-                  std::to_string(in.tombstones) + " null)";
+    else if (in.records == 0)
+      in.why = "the topic holds no records to look at";
+    else
+      in.why = "no value in the sample is JSON (" + std::to_string(not_json) + " other, " +
+               std::to_string(in.tombstones) + " null)";
     return in;
   }
 
@@ -211,7 +229,8 @@ Inspection InspectSample(const std::vector<SampleRecord>& sample, const std::str
             if (!c.contains("name") || !c["name"].is_string() || !c.contains("field")) continue;
             FieldStats& s = stats[c["field"].get<std::string>()];
             s.logical = c["name"];
-            if (c.contains("parameters") && c["parameters"].contains("scale") && c["parameters"]["scale"].is_string())
+            if (c.contains("parameters") && c["parameters"].contains("scale") &&
+                c["parameters"]["scale"].is_string())
               s.scale = std::atoi(c["parameters"]["scale"].get<std::string>().c_str());
           }
         }
@@ -251,7 +270,8 @@ Inspection InspectSample(const std::vector<SampleRecord>& sample, const std::str
         break;
       }
       for (auto it = p.begin(); it != p.end(); ++it) {
-        if (std::find(key_order.begin(), key_order.end(), it.key()) == key_order.end()) key_order.push_back(it.key());
+        if (std::find(key_order.begin(), key_order.end(), it.key()) == key_order.end())
+          key_order.push_back(it.key());
         Observe(it.value(), &key_stats[it.key()]);
       }
     }
@@ -259,7 +279,8 @@ Inspection InspectSample(const std::vector<SampleRecord>& sample, const std::str
       for (const auto& k : key_order) {
         // Debezium rows carry their key columns: read them (and their types) from the row.
         bool in_row = in.envelope == "debezium" && stats.count(k);
-        in.key_fields.push_back(field(in_row ? "/" + Escape(k) : "$key/" + Escape(k), k, in_row ? stats[k] : key_stats[k]));
+        in.key_fields.push_back(
+            field(in_row ? "/" + Escape(k) : "$key/" + Escape(k), k, in_row ? stats[k] : key_stats[k]));
         if (in_row) key_names.insert(k);
       }
     } else {
@@ -306,7 +327,9 @@ Inspection InspectSample(const std::vector<SampleRecord>& sample, const std::str
 
 namespace {
 
-bool Framed(const std::optional<std::string>& bytes) { return bytes && bytes->size() >= 5 && (*bytes)[0] == '\0'; }
+bool Framed(const std::optional<std::string>& bytes) {
+  return bytes && bytes->size() >= 5 && (*bytes)[0] == '\0';
+}
 
 // The format of the schema that the first framed record in `sample` names
 // (key or value), or nullopt when none is framed; an error when the
@@ -344,8 +367,10 @@ Inspection InspectSample(const std::vector<SampleRecord>& sample, const std::str
     Inspection in = InspectSample(sample, topic, view_name);
     in.format = "unsupported";
     in.definition = nullptr;
-    in.why = "the values are in the Confluent schema-registry wire format, but the registry cannot say which "
-             "schema: " + format->status().message();
+    in.why =
+        "the values are in the Confluent schema-registry wire format, but the registry cannot say which "
+        "schema: " +
+        format->status().message();
     return in;
   }
   // Decode what is framed into the JSON a view reads, and inspect that.

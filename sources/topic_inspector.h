@@ -4,11 +4,10 @@
 // inspect`. A guess from a sample: the user reads it before using it.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "sources/schema_field.h"
 #include "sources/schema_registry.h"
@@ -23,11 +22,12 @@ struct SampleRecord {
 };
 
 struct InspectedField {
-  std::string pointer;   // where it is: "/email", "$key"
-  std::string column;    // a valid column name for it
-  std::string type;      // the definition's type: text, bigint, double, boolean, numeric, date, timestamptz, uuid, jsonb
-  std::string seen;      // what the sample held, e.g. "string (ISO timestamp)", "Debezium Decimal (scale 2)"
-  size_t present = 0;    // records in which it was present and not null
+  std::string pointer;  // where it is: "/email", "$key"
+  std::string column;   // a valid column name for it
+  std::string
+      type;  // the definition's type: text, bigint, double, boolean, numeric, date, timestamptz, uuid, jsonb
+  std::string seen;    // what the sample held, e.g. "string (ISO timestamp)", "Debezium Decimal (scale 2)"
+  size_t present = 0;  // records in which it was present and not null
 };
 
 struct Inspection {

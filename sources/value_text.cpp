@@ -25,7 +25,8 @@ constexpr int64_t kMaxSeconds = 253402300799;  // 9999-12-31 23:59:59
 }  // namespace
 
 bool StartsWithDateText(std::string_view s) {
-  return IsDigits(s, 0, 4) && s.size() >= 10 && s[4] == '-' && IsDigits(s, 5, 2) && s[7] == '-' && IsDigits(s, 8, 2);
+  return IsDigits(s, 0, 4) && s.size() >= 10 && s[4] == '-' && IsDigits(s, 5, 2) && s[7] == '-' &&
+         IsDigits(s, 8, 2);
 }
 
 bool IsDecimalText(std::string_view s) {
@@ -64,7 +65,6 @@ bool IsDateText(std::string_view s) { return s.size() == 10 && StartsWithDateTex
 bool IsTimestampText(std::string_view s) {
   return s.size() > 10 && StartsWithDateText(s) && (s[10] == 'T' || s[10] == ' ') && IsDigits(s, 11, 2);
 }
-
 
 namespace {
 
@@ -159,7 +159,8 @@ namespace {
 void AppendScaled(bool negative, std::string_view digits, int scale, std::string* out) {
   std::string text(digits);
   if (scale > 0) {
-    if (text.size() <= static_cast<size_t>(scale)) text.insert(0, static_cast<size_t>(scale) + 1 - text.size(), '0');
+    if (text.size() <= static_cast<size_t>(scale))
+      text.insert(0, static_cast<size_t>(scale) + 1 - text.size(), '0');
     text.insert(text.size() - static_cast<size_t>(scale), ".");
   } else if (scale < 0 && text != "0") {
     text.append(static_cast<size_t>(-scale), '0');

@@ -40,17 +40,21 @@ void WriteZigzag(int32_t v, std::string* out) {
 
 Status ParseWireFrame(std::string_view bytes, bool protobuf, WireFrame* out) {
   out->message_indexes.clear();
-  if (bytes.empty()) return Status::InvalidArgument("empty value: no Confluent wire-format header (magic byte 0x00)");
+  if (bytes.empty())
+    return Status::InvalidArgument("empty value: no Confluent wire-format header (magic byte 0x00)");
   uint8_t magic = static_cast<uint8_t>(bytes[0]);
   if (magic != 0x00) {
     std::string what = "wrong magic byte " + Hex(magic) + ": not the Confluent wire format (magic byte 0x00)";
-    if (magic == 0x01) what += "; 0x01 is the newer GUID framing, which freshet does not read";
-    else if (magic == '{' || magic == '[' || magic == '"') what += "; it looks like plain JSON (use format json)";
+    if (magic == 0x01)
+      what += "; 0x01 is the newer GUID framing, which freshet does not read";
+    else if (magic == '{' || magic == '[' || magic == '"')
+      what += "; it looks like plain JSON (use format json)";
     return Status::InvalidArgument(what);
   }
   if (bytes.size() < 5)
-    return Status::InvalidArgument("truncated: " + std::to_string(bytes.size()) +
-                                   " bytes, the Confluent wire-format header needs 5 (magic byte and schema id)");
+    return Status::InvalidArgument(
+        "truncated: " + std::to_string(bytes.size()) +
+        " bytes, the Confluent wire-format header needs 5 (magic byte and schema id)");
   uint32_t id = 0;
   for (int i = 1; i <= 4; ++i) id = (id << 8) | static_cast<uint8_t>(bytes[i]);
   out->schema_id = static_cast<int32_t>(id);

@@ -1,16 +1,16 @@
 #include "views/declarative_projection.h"
 
-#include "sources/record_decoder.h"
-#include "sources/value_text.h"
-
 #include <simdjson.h>
 
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <ctime>
 #include <cstring>
+#include <ctime>
 #include <optional>
+
+#include "sources/record_decoder.h"
+#include "sources/value_text.h"
 
 namespace freshet {
 namespace {
@@ -72,30 +72,44 @@ bool IsNumber(const FieldValue& v, double* out) {
 
 const char* TypeName(const FieldValue& v) {
   switch (v.kind) {
-    case FieldValue::kAbsent: return "null";
-    case FieldValue::kString: return "string";
-    case FieldValue::kInteger: return "number";
-    case FieldValue::kJson: break;
+    case FieldValue::kAbsent:
+      return "null";
+    case FieldValue::kString:
+      return "string";
+    case FieldValue::kInteger:
+      return "number";
+    case FieldValue::kJson:
+      break;
   }
   switch (v.json.type()) {
-    case element_type::ARRAY: return "array";
-    case element_type::OBJECT: return "object";
-    case element_type::STRING: return "string";
-    case element_type::BOOL: return "boolean";
-    case element_type::NULL_VALUE: return "null";
-    default: return "number";
+    case element_type::ARRAY:
+      return "array";
+    case element_type::OBJECT:
+      return "object";
+    case element_type::STRING:
+      return "string";
+    case element_type::BOOL:
+      return "boolean";
+    case element_type::NULL_VALUE:
+      return "null";
+    default:
+      return "number";
   }
 }
 
 // The value as compact JSON text.
 std::string Dump(const FieldValue& v) {
   switch (v.kind) {
-    case FieldValue::kAbsent: return "null";
+    case FieldValue::kAbsent:
+      return "null";
     // $key and $header.NAME are raw bytes: not always UTF-8.
     case FieldValue::kString:
-      return nlohmann::json(std::string(v.string)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    case FieldValue::kInteger: return std::to_string(v.integer);
-    case FieldValue::kJson: break;
+      return nlohmann::json(std::string(v.string))
+          .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    case FieldValue::kInteger:
+      return std::to_string(v.integer);
+    case FieldValue::kJson:
+      break;
   }
   return simdjson::to_string(v.json);
 }
@@ -107,13 +121,20 @@ bool DecodeBase64(std::string_view in, std::string* out) {
   int bits = 0;
   for (char c : in) {
     int v;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '+') v = 62;
-    else if (c == '/') v = 63;
-    else if (c == '=') break;
-    else return false;
+    if (c >= 'A' && c <= 'Z')
+      v = c - 'A';
+    else if (c >= 'a' && c <= 'z')
+      v = c - 'a' + 26;
+    else if (c >= '0' && c <= '9')
+      v = c - '0' + 52;
+    else if (c == '+')
+      v = 62;
+    else if (c == '/')
+      v = 63;
+    else if (c == '=')
+      break;
+    else
+      return false;
     buffer = (buffer << 6) | static_cast<uint32_t>(v);
     bits += 6;
     if (bits >= 8) {
@@ -127,10 +148,11 @@ bool DecodeBase64(std::string_view in, std::string* out) {
 // The text form of a present `v` for a column of `sql_type` (what COPY
 // expects) into `out`, or an error naming the column when the event's field
 // has the wrong type.
-Status ColumnText(const FieldValue& v, const std::string& sql_type, const std::string& column, std::string* out) {
+Status ColumnText(const FieldValue& v, const std::string& sql_type, const std::string& column,
+                  std::string* out) {
   auto wrong = [&](const char* expected) {
-    return Status::InvalidArgument("column " + column + ": expected " + expected + ", got " + TypeName(v) + " " +
-                                   Dump(v));
+    return Status::InvalidArgument("column " + column + ": expected " + expected + ", got " + TypeName(v) +
+                                   " " + Dump(v));
   };
   std::string_view text;
   int64_t integer = 0;
@@ -169,12 +191,15 @@ Status ColumnText(const FieldValue& v, const std::string& sql_type, const std::s
     }
   }
   if (sql_type == "text") {
-    if (IsString(v, &text)) out->assign(text);
-    else *out = Dump(v);
+    if (IsString(v, &text))
+      out->assign(text);
+    else
+      *out = Dump(v);
     // COPY would fail the whole batch over one such value. Only the raw
     // strings ($key, headers) need a UTF-8 check: simdjson validated the rest.
     if (out->find('\0') != std::string::npos)
-      return Status::InvalidArgument("column " + column + ": text with a NUL character, which Postgres cannot store");
+      return Status::InvalidArgument("column " + column +
+                                     ": text with a NUL character, which Postgres cannot store");
     if (v.kind == FieldValue::kString && !simdjson::validate_utf8(out->data(), out->size()))
       return Status::InvalidArgument("column " + column + ": not valid UTF-8: " + Dump(v));
     return Status::Ok();
@@ -197,7 +222,8 @@ Status ColumnText(const FieldValue& v, const std::string& sql_type, const std::s
     return Status::Ok();
   }
   if (sql_type == "uuid") {
-    if (!IsString(v, &text) || !IsUuidText(text)) return wrong("a UUID like 123e4567-e89b-12d3-a456-426614174000");
+    if (!IsString(v, &text) || !IsUuidText(text))
+      return wrong("a UUID like 123e4567-e89b-12d3-a456-426614174000");
     out->assign(text);
     return Status::Ok();
   }
@@ -230,7 +256,8 @@ Status ColumnText(const FieldValue& v, const std::string& sql_type, const std::s
   }
   if (sql_type == "boolean") {
     bool b = false;
-    if (v.kind != FieldValue::kJson || v.json.get_bool().get(b) != simdjson::SUCCESS) return wrong("true or false");
+    if (v.kind != FieldValue::kJson || v.json.get_bool().get(b) != simdjson::SUCCESS)
+      return wrong("true or false");
     *out = b ? "true" : "false";
     return Status::Ok();
   }
@@ -239,13 +266,16 @@ Status ColumnText(const FieldValue& v, const std::string& sql_type, const std::s
       auto ts = TimestampOf(integer, 1000);
       if (!ts) return wrong("milliseconds since the epoch within the years 1 to 9999");
       *out = std::move(*ts);
-    } else if (IsString(v, &text) && StartsWithDateText(text)) out->assign(text);
-    else return wrong("milliseconds since the epoch or a timestamp string");
+    } else if (IsString(v, &text) && StartsWithDateText(text))
+      out->assign(text);
+    else
+      return wrong("milliseconds since the epoch or a timestamp string");
     return Status::Ok();
   }
   *out = Dump(v);  // jsonb
   if (out->find("\\u0000") != std::string::npos)
-    return Status::InvalidArgument("column " + column + ": JSON with \\u0000, which Postgres jsonb cannot store");
+    return Status::InvalidArgument("column " + column +
+                                   ": JSON with \\u0000, which Postgres jsonb cannot store");
   return Status::Ok();
 }
 
@@ -267,24 +297,38 @@ namespace {
 FieldValue Source(const SourceRecord& e, const FieldRef& path) {
   FieldValue out;
   switch (path.kind) {
-    case FieldRef::kTs: out.kind = FieldValue::kInteger, out.integer = e.ts_ms; return out;
-    case FieldRef::kType: out.kind = FieldValue::kString, out.string = e.type; return out;
+    case FieldRef::kTs:
+      out.kind = FieldValue::kInteger, out.integer = e.ts_ms;
+      return out;
+    case FieldRef::kType:
+      out.kind = FieldValue::kString, out.string = e.type;
+      return out;
     case FieldRef::kId:
       if (!e.id.empty()) out.kind = FieldValue::kString, out.string = e.id;
       return out;
     case FieldRef::kKey:
-      if (e.key_text) out.kind = FieldValue::kString, out.string = *e.key_text;  // decoded (key_format)
-      else if (e.raw->key) out.kind = FieldValue::kString, out.string = *e.raw->key;
+      if (e.key_text)
+        out.kind = FieldValue::kString, out.string = *e.key_text;  // decoded (key_format)
+      else if (e.raw->key)
+        out.kind = FieldValue::kString, out.string = *e.raw->key;
       return out;
-    case FieldRef::kTopic: out.kind = FieldValue::kString, out.string = e.raw->topic; return out;
-    case FieldRef::kPartition: out.kind = FieldValue::kInteger, out.integer = e.raw->partition; return out;
-    case FieldRef::kOffset: out.kind = FieldValue::kInteger, out.integer = e.raw->offset; return out;
+    case FieldRef::kTopic:
+      out.kind = FieldValue::kString, out.string = e.raw->topic;
+      return out;
+    case FieldRef::kPartition:
+      out.kind = FieldValue::kInteger, out.integer = e.raw->partition;
+      return out;
+    case FieldRef::kOffset:
+      out.kind = FieldValue::kInteger, out.integer = e.raw->offset;
+      return out;
     case FieldRef::kHeader:
       if (auto h = e.raw->Header(path.text)) out.kind = FieldValue::kString, out.string = *h;
       return out;
-    case FieldRef::kConstant: return out;
+    case FieldRef::kConstant:
+      return out;
     case FieldRef::kData:
-    case FieldRef::kKeyPointer: break;
+    case FieldRef::kKeyPointer:
+      break;
   }
   if (!FindElement(e, path, &out.json)) return out;
   out.kind = FieldValue::kJson;
@@ -333,12 +377,18 @@ bool DeclarativeProjection::Matches(const Parsed& e) const {
     return w.op == Where::kEq ? equal : !equal;
   }
   switch (w.op) {
-    case Where::kEq: return cmp == 0;
-    case Where::kNe: return cmp != 0;
-    case Where::kLt: return cmp < 0;
-    case Where::kLe: return cmp <= 0;
-    case Where::kGt: return cmp > 0;
-    case Where::kGe: return cmp >= 0;
+    case Where::kEq:
+      return cmp == 0;
+    case Where::kNe:
+      return cmp != 0;
+    case Where::kLt:
+      return cmp < 0;
+    case Where::kLe:
+      return cmp <= 0;
+    case Where::kGt:
+      return cmp > 0;
+    case Where::kGe:
+      return cmp >= 0;
   }
   return false;
 }
@@ -348,7 +398,8 @@ Status DeclarativeProjection::KeyOf(const Parsed& e) {
   for (size_t i = 0; i < spec_.key_columns.size(); ++i) {
     const auto& c = spec_.key_columns[i];
     FieldValue v = Source(e, key_paths_[i]);
-    if (v.kind == FieldValue::kAbsent) return Status::InvalidArgument("key column " + c.name + ": event has no " + c.from);
+    if (v.kind == FieldValue::kAbsent)
+      return Status::InvalidArgument("key column " + c.name + ": event has no " + c.from);
     if (c.bucket != TimeBucket::kNone) FRESHET_RETURN_IF_ERROR(Bucket(c, &v));
     FRESHET_RETURN_IF_ERROR(ColumnText(v, c.sql_type, c.name, &key_texts_[i]));
     joined_.append(key_texts_[i]);
@@ -382,17 +433,28 @@ DeclarativeProjection::DeclarativeProjection(ViewSpec spec)
     for (const auto& a : spec_.value_columns) {
       std::string input = "\"__in_" + a.name + "\"", as = " AS \"" + a.name + "\"";
       if (a.fn != AggregateFn::kCount)
-        rows.value_columns.push_back(SpecColumn{"__in_" + a.name, a.sql_type == "bigint" ? "bigint" : "double precision",
+        rows.value_columns.push_back(SpecColumn{"__in_" + a.name,
+                                                a.sql_type == "bigint" ? "bigint" : "double precision",
                                                 a.from, AggregateFn::kNone, TimeBucket::kNone});
       switch (a.fn) {
-        case AggregateFn::kCount: aggregate_select += ", count(*)" + as; break;
-        case AggregateFn::kSum:
-          aggregate_select += ", coalesce(sum(" + input + "), 0)::" + (a.sql_type == "bigint" ? "bigint" : "double precision") + as;
+        case AggregateFn::kCount:
+          aggregate_select += ", count(*)" + as;
           break;
-        case AggregateFn::kMin: aggregate_select += ", min(" + input + ")" + as; break;
-        case AggregateFn::kMax: aggregate_select += ", max(" + input + ")" + as; break;
-        case AggregateFn::kAvg: aggregate_select += ", avg(" + input + ")" + as; break;
-        case AggregateFn::kNone: break;
+        case AggregateFn::kSum:
+          aggregate_select += ", coalesce(sum(" + input +
+                              "), 0)::" + (a.sql_type == "bigint" ? "bigint" : "double precision") + as;
+          break;
+        case AggregateFn::kMin:
+          aggregate_select += ", min(" + input + ")" + as;
+          break;
+        case AggregateFn::kMax:
+          aggregate_select += ", max(" + input + ")" + as;
+          break;
+        case AggregateFn::kAvg:
+          aggregate_select += ", avg(" + input + ")" + as;
+          break;
+        case AggregateFn::kNone:
+          break;
       }
     }
     table_.view_group_by = group;
@@ -405,11 +467,19 @@ DeclarativeProjection::DeclarativeProjection(ViewSpec spec)
   }
   for (const auto& c : spec_.value_columns) {
     switch (c.fn) {
-      case AggregateFn::kNone: table_.value_columns.push_back({c.name, c.sql_type, Merge::kReplace}); break;
+      case AggregateFn::kNone:
+        table_.value_columns.push_back({c.name, c.sql_type, Merge::kReplace});
+        break;
       case AggregateFn::kCount:
-      case AggregateFn::kSum: table_.value_columns.push_back({c.name, c.sql_type, Merge::kAdd}); break;
-      case AggregateFn::kMin: table_.value_columns.push_back({c.name, c.sql_type, Merge::kMin}); break;
-      case AggregateFn::kMax: table_.value_columns.push_back({c.name, c.sql_type, Merge::kMax}); break;
+      case AggregateFn::kSum:
+        table_.value_columns.push_back({c.name, c.sql_type, Merge::kAdd});
+        break;
+      case AggregateFn::kMin:
+        table_.value_columns.push_back({c.name, c.sql_type, Merge::kMin});
+        break;
+      case AggregateFn::kMax:
+        table_.value_columns.push_back({c.name, c.sql_type, Merge::kMax});
+        break;
       case AggregateFn::kAvg:
         // Stored as sum and count so that partial windows merge exactly.
         table_.value_columns.push_back({c.name + "__sum", "double precision", Merge::kAdd});
@@ -422,15 +492,20 @@ DeclarativeProjection::DeclarativeProjection(ViewSpec spec)
   table_.view_select = aggregate_select.empty() ? select : aggregate_select;
   // JSON pointers are split once here, not per event and column.
   for (const auto& c : spec_.key_columns) key_paths_.push_back(ParsePath(c.from));
-  for (const auto& c : spec_.value_columns) value_paths_.push_back(c.from.empty() ? FieldPath() : ParsePath(c.from));
+  for (const auto& c : spec_.value_columns)
+    value_paths_.push_back(c.from.empty() ? FieldPath() : ParsePath(c.from));
   key_texts_.resize(spec_.key_columns.size());
   inputs_.resize(spec_.value_columns.size());
   if (spec_.where) {
     Where w;
     w.path = ParsePath(spec_.where->field);
     const std::string& op = spec_.where->op;
-    w.op = op == "=" ? Where::kEq : op == "!=" ? Where::kNe : op == "<" ? Where::kLt : op == "<=" ? Where::kLe
-           : op == ">" ? Where::kGt : Where::kGe;
+    w.op = op == "="    ? Where::kEq
+           : op == "!=" ? Where::kNe
+           : op == "<"  ? Where::kLt
+           : op == "<=" ? Where::kLe
+           : op == ">"  ? Where::kGt
+                        : Where::kGe;
     w.value = spec_.where->value;
     if (w.value.is_number()) w.number = w.value.get<double>();
     if (w.value.is_string()) w.text = w.value.get<std::string>();
@@ -445,7 +520,8 @@ Status DeclarativeProjection::Apply(const Event& event) {
   return ApplyValue(EncodeEventValue(event), event.partition, event.offset, &ts_ms);
 }
 
-Status DeclarativeProjection::ApplyValue(std::string_view value, int32_t partition, int64_t offset, int64_t* ts_ms) {
+Status DeclarativeProjection::ApplyValue(std::string_view value, int32_t partition, int64_t offset,
+                                         int64_t* ts_ms) {
   RawRecord raw;
   raw.partition = partition;
   raw.offset = offset;
@@ -511,7 +587,8 @@ Status DeclarativeProjection::ApplyParsed(const Parsed& event) {
     if (v.kind == FieldValue::kAbsent) continue;
     double x = 0;
     if (!IsNumber(v, &x))
-      return Status::InvalidArgument("aggregate " + c.name + ": " + c.from + " is " + TypeName(v) + ", not a number");
+      return Status::InvalidArgument("aggregate " + c.name + ": " + c.from + " is " + TypeName(v) +
+                                     ", not a number");
     inputs_[i] = x;
   }
   auto [it, inserted] = aggregates_.try_emplace(joined_);
@@ -556,18 +633,27 @@ std::vector<RowWrite> DeclarativeProjection::TakePending() {
     for (size_t i = 0; i < spec_.value_columns.size(); ++i) {
       const Partial& p = g.partials[i];
       switch (spec_.value_columns[i].fn) {
-        case AggregateFn::kCount: row.values.emplace_back(std::to_string(p.count)); break;
-        case AggregateFn::kSum:
-          row.values.emplace_back(spec_.value_columns[i].sql_type == "bigint" ? std::to_string(std::llround(p.sum))
-                                                                              : DoubleText(p.sum));
+        case AggregateFn::kCount:
+          row.values.emplace_back(std::to_string(p.count));
           break;
-        case AggregateFn::kMin: row.values.push_back(p.min ? std::optional(DoubleText(*p.min)) : std::nullopt); break;
-        case AggregateFn::kMax: row.values.push_back(p.max ? std::optional(DoubleText(*p.max)) : std::nullopt); break;
+        case AggregateFn::kSum:
+          row.values.emplace_back(spec_.value_columns[i].sql_type == "bigint"
+                                      ? std::to_string(std::llround(p.sum))
+                                      : DoubleText(p.sum));
+          break;
+        case AggregateFn::kMin:
+          row.values.push_back(p.min ? std::optional(DoubleText(*p.min)) : std::nullopt);
+          break;
+        case AggregateFn::kMax:
+          row.values.push_back(p.max ? std::optional(DoubleText(*p.max)) : std::nullopt);
+          break;
         case AggregateFn::kAvg:
           row.values.emplace_back(DoubleText(p.sum));
           row.values.emplace_back(std::to_string(p.count));
           break;
-        case AggregateFn::kNone: row.values.emplace_back(); break;
+        case AggregateFn::kNone:
+          row.values.emplace_back();
+          break;
       }
     }
     rows.push_back(std::move(row));

@@ -7,8 +7,8 @@
 
 #include <memory>
 #include <optional>
-#include <unordered_map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "sources/source_spec.h"
@@ -59,7 +59,7 @@ class DeclarativeProjection final : public Projection {
     FieldPath path;
     enum Op { kEq, kNe, kLt, kLe, kGt, kGe } op = kEq;
     nlohmann::json value;
-    std::optional<double> number;  // when value is a number
+    std::optional<double> number;     // when value is a number
     std::optional<std::string> text;  // when value is a string
   };
   Status ApplyParsed(const Parsed& event);
@@ -72,10 +72,10 @@ class DeclarativeProjection final : public Projection {
   std::vector<FieldPath> key_paths_;    // one per key column
   std::vector<FieldPath> value_paths_;  // one per value column (empty `from`: unused)
   std::optional<Where> where_;
-  std::unique_ptr<RecordDecoder> decoder_;  // for ApplyValue
-  std::vector<std::string> key_texts_;  // scratch, reused per event
-  std::string joined_;                  // scratch: the key texts joined (and the partition, see below)
-  bool separate_partitions_ = false;    // pending rows keyed by (key, partition): SeparatePartitions
+  std::unique_ptr<RecordDecoder> decoder_;     // for ApplyValue
+  std::vector<std::string> key_texts_;         // scratch, reused per event
+  std::string joined_;                         // scratch: the key texts joined (and the partition, see below)
+  bool separate_partitions_ = false;           // pending rows keyed by (key, partition): SeparatePartitions
   std::vector<std::optional<double>> inputs_;  // scratch: an aggregate's inputs
   // Pending changes by joined key; TakePending sorts them by key so that
   // concurrent writers lock rows in one order.

@@ -25,7 +25,8 @@ class KafkaSourceConsumer final : public SourceConsumer {
   Status CommitOffsets(const std::string& topic, const std::map<int32_t, int64_t>& next_offsets) override {
     return consumer_->CommitOffsets(topic, next_offsets);
   }
-  Result<std::map<int32_t, int64_t>> CommittedOffsets(const std::string& topic, const std::vector<int32_t>& partitions,
+  Result<std::map<int32_t, int64_t>> CommittedOffsets(const std::string& topic,
+                                                      const std::vector<int32_t>& partitions,
                                                       std::chrono::milliseconds timeout) override {
     return consumer_->CommittedOffsets(topic, partitions, timeout);
   }
@@ -50,7 +51,8 @@ class KafkaEnv final : public EngineEnv {
                                                       const std::string& group_id) override {
     auto consumer = Consumer::Create(options, group_id);
     if (!consumer.ok()) return consumer.status();
-    return std::unique_ptr<SourceConsumer>(std::make_unique<KafkaSourceConsumer>(std::move(consumer.value())));
+    return std::unique_ptr<SourceConsumer>(
+        std::make_unique<KafkaSourceConsumer>(std::move(consumer.value())));
   }
   Result<int> PartitionCount(const KafkaClientOptions& options, const std::string& topic) override {
     return freshet::PartitionCount(options, topic, std::chrono::seconds(15));

@@ -19,7 +19,8 @@ Status OffsetWaiters::Add(Wait wait) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return Status::Unavailable("the view process is shutting down");
-    if (added_.size() + thread_holds_ >= capacity_) return Status::Unavailable("too many readers waiting for min_offset; retry");
+    if (added_.size() + thread_holds_ >= capacity_)
+      return Status::Unavailable("too many readers waiting for min_offset; retry");
     added_.push_back(std::move(wait));
   }
   wake_.notify_one();
@@ -82,8 +83,10 @@ void OffsetWaiters::Run() {
 
     for (Wait& w : added) {
       Status admitted = w.admit ? w.admit() : Status::Ok();
-      if (admitted.ok()) waiting.push_back(std::move(w));
-      else w.done(admitted);
+      if (admitted.ok())
+        waiting.push_back(std::move(w));
+      else
+        w.done(admitted);
     }
     Settle(waiting, std::chrono::steady_clock::now());
     if (stopping) {

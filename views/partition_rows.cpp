@@ -17,7 +17,8 @@ std::string ShareKey(std::string_view encoded_key, int32_t partition) {
 bool SplitShareKey(std::string_view stored, std::string_view* encoded_key, int32_t* partition) {
   if (stored.size() < 5 || stored[stored.size() - 5] != '\0') return false;
   uint32_t p = 0;
-  for (size_t i = stored.size() - 4; i < stored.size(); ++i) p = (p << 8) | static_cast<unsigned char>(stored[i]);
+  for (size_t i = stored.size() - 4; i < stored.size(); ++i)
+    p = (p << 8) | static_cast<unsigned char>(stored[i]);
   *encoded_key = stored.substr(0, stored.size() - 5);
   *partition = static_cast<int32_t>(p);
   return true;
@@ -29,17 +30,22 @@ std::string SharesOf(std::string_view encoded_key) {
   return prefix;
 }
 
-nlohmann::json CombineColumn(const ColumnSpec& c, const nlohmann::json& stored, const nlohmann::json& written) {
+nlohmann::json CombineColumn(const ColumnSpec& c, const nlohmann::json& stored,
+                             const nlohmann::json& written) {
   if (c.merge == Merge::kReplace || stored.is_null()) return written;
   if (written.is_null()) return stored;
   switch (c.merge) {
     case Merge::kAdd:
-      if (stored.is_number_integer() && written.is_number_integer()) return stored.get<int64_t>() + written.get<int64_t>();
+      if (stored.is_number_integer() && written.is_number_integer())
+        return stored.get<int64_t>() + written.get<int64_t>();
       if (stored.is_number() && written.is_number()) return stored.get<double>() + written.get<double>();
       return written;
-    case Merge::kMin: return written < stored ? written : stored;
-    case Merge::kMax: return written > stored ? written : stored;
-    case Merge::kReplace: break;
+    case Merge::kMin:
+      return written < stored ? written : stored;
+    case Merge::kMax:
+      return written > stored ? written : stored;
+    case Merge::kReplace:
+      break;
   }
   return written;
 }
@@ -59,8 +65,8 @@ void AddShare(const TableSpec& table, const nlohmann::json& share, nlohmann::jso
   }
 }
 
-std::vector<std::pair<std::string, nlohmann::json>> MergeShares(const TableSpec& table, std::vector<RowShare> shares,
-                                                                size_t limit) {
+std::vector<std::pair<std::string, nlohmann::json>> MergeShares(const TableSpec& table,
+                                                                std::vector<RowShare> shares, size_t limit) {
   std::sort(shares.begin(), shares.end(), [](const RowShare& a, const RowShare& b) {
     return a.key != b.key ? a.key < b.key : a.partition < b.partition;
   });

@@ -16,11 +16,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "sinks/table.h"
 
@@ -45,11 +44,12 @@ struct RowShare {
 void AddShare(const TableSpec& table, const nlohmann::json& share, nlohmann::json* whole);
 // One column: `stored` combined with `written` by `column.merge` (a null is
 // absent; kReplace takes `written`).
-nlohmann::json CombineColumn(const ColumnSpec& column, const nlohmann::json& stored, const nlohmann::json& written);
+nlohmann::json CombineColumn(const ColumnSpec& column, const nlohmann::json& stored,
+                             const nlohmann::json& written);
 
 // Whole rows from shares, in key order, at most `limit` keys. `shares` may
 // come from several processes in any order.
-std::vector<std::pair<std::string, nlohmann::json>> MergeShares(const TableSpec& table, std::vector<RowShare> shares,
-                                                                size_t limit);
+std::vector<std::pair<std::string, nlohmann::json>> MergeShares(const TableSpec& table,
+                                                                std::vector<RowShare> shares, size_t limit);
 
 }  // namespace freshet

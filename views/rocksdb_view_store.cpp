@@ -18,7 +18,8 @@ static bool IsVersionOf(const std::string& table, const std::string& view) {
   return true;
 }
 
-Result<std::unique_ptr<RocksDbViewStore>> RocksDbViewStore::Open(RocksDbStore& store, const std::string& topic,
+Result<std::unique_ptr<RocksDbViewStore>> RocksDbViewStore::Open(RocksDbStore& store,
+                                                                 const std::string& topic,
                                                                  const TableSpec& definition, bool rebuild) {
   // "p": rows are stored as partition shares (views/partition_rows.h). A
   // table of the earlier layout is another version, rebuilt beside it.
@@ -139,8 +140,8 @@ Status RocksDbViewStore::Write(const std::vector<RowWrite>& rows, const std::vec
         if (*stored) old = nlohmann::json::parse(**stored, nullptr, false);
       }
       for (const auto& c : table_.value_columns)
-        value[c.name] = CombineColumn(c, old.is_object() ? old.value(c.name, nlohmann::json()) : nlohmann::json(),
-                                      value[c.name]);
+        value[c.name] = CombineColumn(
+            c, old.is_object() ? old.value(c.name, nlohmann::json()) : nlohmann::json(), value[c.name]);
       w.value = value.dump();
       merged[w.key] = std::move(value);
       if (changes) merged_rows.push_back(&row);
@@ -156,11 +157,13 @@ Status RocksDbViewStore::Write(const std::vector<RowWrite>& rows, const std::vec
   // committed now (this thread is the table's only writer).
   for (const RowWrite* row : merged_rows) {
     nlohmann::json whole;
-    Status read = store_.ScanEach(table, SharesOf(EncodeKey(row->key)), [&](std::string_view, std::string_view value) {
-      AddShare(table_, nlohmann::json::parse(value, nullptr, false), &whole);
-      return true;
-    });
-    if (!read.ok()) return read.WithContext("view " + table_.view_name + " (rocksdb): reading a changed row back");
+    Status read =
+        store_.ScanEach(table, SharesOf(EncodeKey(row->key)), [&](std::string_view, std::string_view value) {
+          AddShare(table_, nlohmann::json::parse(value, nullptr, false), &whole);
+          return true;
+        });
+    if (!read.ok())
+      return read.WithContext("view " + table_.view_name + " (rocksdb): reading a changed row back");
     changes->push_back(FullRow(*row, whole.is_object() ? std::move(whole) : nlohmann::json::object()));
     changes->back().has_share = true;
     changes->back().share = merged.at(ShareKey(EncodeKey(row->key), row->partition));
@@ -178,7 +181,8 @@ RowChange RocksDbViewStore::FullRow(const RowWrite& row, nlohmann::json value) c
 
 Result<std::vector<RowChange>> RocksDbViewStore::ReadRows(const std::string& encoded_prefix, size_t limit) {
   // While a new version is built, readers (and feed snapshots) get the live one.
-  auto shares = ReadShares(store_, live_table_.empty() ? table_name_ : live_table_, encoded_prefix, {}, limit);
+  auto shares =
+      ReadShares(store_, live_table_.empty() ? table_name_ : live_table_, encoded_prefix, {}, limit);
   if (!shares.ok()) return shares.status();
   std::vector<RowChange> out;
   for (auto& [key, value] : MergeShares(table_, std::move(*shares), limit)) {
@@ -192,12 +196,15 @@ Result<std::vector<RowChange>> RocksDbViewStore::ReadRows(const std::string& enc
 Result<std::vector<RowShare>> RocksDbViewStore::ReadPartitionShares(const std::string& encoded_prefix,
                                                                     const std::set<int32_t>& partitions,
                                                                     size_t limit) {
-  return ReadShares(store_, live_table_.empty() ? table_name_ : live_table_, encoded_prefix, partitions, limit);
+  return ReadShares(store_, live_table_.empty() ? table_name_ : live_table_, encoded_prefix, partitions,
+                    limit);
 }
 
-Result<std::vector<RowShare>> RocksDbViewStore::ReadShares(const RocksDbStore& store, const std::string& table,
+Result<std::vector<RowShare>> RocksDbViewStore::ReadShares(const RocksDbStore& store,
+                                                           const std::string& table,
                                                            const std::string& encoded_prefix,
-                                                           const std::set<int32_t>& partitions, size_t limit) {
+                                                           const std::set<int32_t>& partitions,
+                                                           size_t limit) {
   std::vector<RowShare> out;
   std::string last_key;
   size_t keys = 0;

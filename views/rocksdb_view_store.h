@@ -19,10 +19,9 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "sinks/rocksdb_store.h"
 #include "views/partition_rows.h"
@@ -46,7 +45,8 @@ class RocksDbViewStore final : public ViewStore {
   Status Write(const std::vector<RowWrite>& rows, const std::vector<OffsetAdvance>& offsets,
                std::vector<RowChange>* changes = nullptr) override;
   Result<std::vector<RowShare>> ReadPartitionShares(const std::string& encoded_prefix,
-                                                    const std::set<int32_t>& partitions, size_t limit) override;
+                                                    const std::set<int32_t>& partitions,
+                                                    size_t limit) override;
   Result<std::vector<RowChange>> ReadRows(const std::string& encoded_prefix, size_t limit) override;
   Result<std::map<int32_t, int64_t>> LiveOffsets() override;
   bool building() const override { return !live_table_.empty(); }

@@ -28,9 +28,11 @@ Result<ShareAnswer> ParseShareAnswer(const std::string& body) {
   ShareAnswer out;
   out.table = json.value("table", "");
   for (const auto& s : json["shares"])
-    out.shares.push_back(RowShare{s.value("key", ""), s.value("partition", -1), s.value("value", nlohmann::json())});
+    out.shares.push_back(
+        RowShare{s.value("key", ""), s.value("partition", -1), s.value("value", nlohmann::json())});
   if (json.contains("next_offsets") && json["next_offsets"].is_object())
-    for (const auto& [p, next] : json["next_offsets"].items()) out.next_offsets[std::stoi(p)] = next.get<int64_t>();
+    for (const auto& [p, next] : json["next_offsets"].items())
+      out.next_offsets[std::stoi(p)] = next.get<int64_t>();
   return out;
 }
 
@@ -105,17 +107,17 @@ struct ScaleOutReads::PendingRead {
   std::optional<HttpResponse> failure;  // the first failure wins
 };
 
-void ScaleOutReads::Read(const std::string& view, const TableSpec& table, int partition_count, RowsQuery query,
-                         LocalRead local, HttpReply reply) {
+void ScaleOutReads::Read(const std::string& view, const TableSpec& table, int partition_count,
+                         RowsQuery query, LocalRead local, HttpReply reply) {
   auto read = std::make_shared<PendingRead>();
   // Who serves what, as the owners topic says now.
   for (int32_t p = 0; p < partition_count; ++p) {
     auto owner = owners_.Find(view, p);
     if (!owner || owner->state != PartitionState::kServing)
-      return reply(Unavailable("view " + view + ": partition " + std::to_string(p) +
-                               (owner ? " is catching up at its new owner " + owner->url
-                                      : " is moving to another view process") +
-                               "; retry"));
+      return reply(Unavailable(
+          "view " + view + ": partition " + std::to_string(p) +
+          (owner ? " is catching up at its new owner " + owner->url : " is moving to another view process") +
+          "; retry"));
     read->by_owner[owner->url].push_back(p);
   }
   read->view = view;
@@ -157,7 +159,8 @@ void ScaleOutReads::AskOwner(const std::shared_ptr<PendingRead>& read, const std
     } else {
       auto& client = peers[url];
       // min_offset waits up to 5 s at the owner.
-      if (!client) client = std::make_unique<HttpClient>(host_port->first, host_port->second, std::chrono::seconds(7));
+      if (!client)
+        client = std::make_unique<HttpClient>(host_port->first, host_port->second, std::chrono::seconds(7));
       auto response = client->Get(query.ForwardTarget(view, partitions));
       if (!response.ok()) {
         client.reset();
@@ -166,12 +169,14 @@ void ScaleOutReads::AskOwner(const std::shared_ptr<PendingRead>& read, const std
                              "; retry");
       } else if (response->status != 200) {
         HttpResponse passed = *response;
-        if (passed.status == 503 && passed.Header("Retry-After").empty()) passed.headers.emplace_back("Retry-After", "1");
+        if (passed.status == 503 && passed.Header("Retry-After").empty())
+          passed.headers.emplace_back("Retry-After", "1");
         passed.content_type = "application/json";
         failed = std::move(passed);
       } else {
         answer = ParseShareAnswer(response->body);
-        if (!answer.ok()) failed = ErrorResponse(502, "view " + view + ": " + url + ": " + answer.status().message());
+        if (!answer.ok())
+          failed = ErrorResponse(502, "view " + view + ": " + url + ": " + answer.status().message());
       }
     }
   }
@@ -196,8 +201,11 @@ void ScaleOutReads::AskOwner(const std::shared_ptr<PendingRead>& read, const std
   for (const auto& [p, next] : read->next_offsets) offsets[std::to_string(p)] = next;
   nlohmann::json served = nlohmann::json::object();
   for (const auto& [owner, owned] : read->by_owner) served[owner] = owned;
-  read->reply(JsonResponse(200, {{"view", view}, {"table", read->table_name}, {"rows", rows},
-                                 {"next_offsets", offsets}, {"served_by", served}}));
+  read->reply(JsonResponse(200, {{"view", view},
+                                 {"table", read->table_name},
+                                 {"rows", rows},
+                                 {"next_offsets", offsets},
+                                 {"served_by", served}}));
 }
 
 }  // namespace freshet

@@ -13,8 +13,10 @@ Status StockLevelsProjection::Apply(const Event& event) {
   auto store = event.data.find("store");
   auto sku = event.data.find("sku");
   auto delta = event.data.find("delta");
-  if (store == event.data.end() || !store->is_string()) return Status::InvalidArgument("data.store: missing or not a string");
-  if (sku == event.data.end() || !sku->is_string()) return Status::InvalidArgument("data.sku: missing or not a string");
+  if (store == event.data.end() || !store->is_string())
+    return Status::InvalidArgument("data.store: missing or not a string");
+  if (sku == event.data.end() || !sku->is_string())
+    return Status::InvalidArgument("data.sku: missing or not a string");
   if (delta == event.data.end() || !delta->is_number_integer())
     return Status::InvalidArgument("data.delta: missing or not an integer");
   Pending& p = pending_[{store->get<std::string>(), sku->get<std::string>()}];

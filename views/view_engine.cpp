@@ -9,16 +9,16 @@ namespace freshet {
 
 ViewMetrics::ViewMetrics(MetricsRegistry& registry, const std::string& labels)
     : events(registry.AddCounter("freshet_view_events_total", "Events applied", labels)),
-      dead_letters(registry.AddCounter("freshet_view_dead_letters_total", "Events sent to the dead-letter topic",
-                                       labels)),
+      dead_letters(registry.AddCounter("freshet_view_dead_letters_total",
+                                       "Events sent to the dead-letter topic", labels)),
       flushes(registry.AddCounter("freshet_view_flushes_total", "Committed flushes", labels)),
-      flush_failures(registry.AddCounter("freshet_view_flush_failures_total", "Failed flushes (rewound)",
-                                         labels)),
-      flush_seconds(registry.AddHistogram("freshet_view_flush_seconds", "Time to write one flush", LatencyBuckets(),
-                                          labels)),
+      flush_failures(
+          registry.AddCounter("freshet_view_flush_failures_total", "Failed flushes (rewound)", labels)),
+      flush_seconds(registry.AddHistogram("freshet_view_flush_seconds", "Time to write one flush",
+                                          LatencyBuckets(), labels)),
       visible_seconds(registry.AddHistogram("freshet_view_event_to_visible_seconds",
-                                            "From the event's timestamp to its flush committing", LatencyBuckets(),
-                                            labels)) {}
+                                            "From the event's timestamp to its flush committing",
+                                            LatencyBuckets(), labels)) {}
 
 ViewEngine::ViewEngine(ViewEngineOptions options, std::unique_ptr<Projection> projection,
                        std::unique_ptr<ViewStore> store, ViewMetrics& metrics)
@@ -96,15 +96,17 @@ Status ViewEngine::OnAssign(std::vector<TopicPartitionOffset>& assigned) {
     // CheckSourceLog. "Beginning" would make librdkafka 2.0.2 look it up
     // and, on a partition not ready yet, wait a fixed 500 ms first.
     auto first = log_first_.find(tp.partition);
-    tp.offset = it != stored->end() ? it->second : first != log_first_.end() ? first->second : kOffsetBeginning;
+    tp.offset = it != stored->end()         ? it->second
+                : first != log_first_.end() ? first->second
+                                            : kOffsetBeginning;
     stored_next_[tp.partition] = it == stored->end() ? -1 : it->second;
     pending_next_[tp.partition] = stored_next_[tp.partition];
     at_end_[tp.partition] = false;
     serving_[tp.partition] = false;
     serve_from_.erase(tp.partition);  // asked after the rebalance (AnnounceServing)
     last_flush_ms_ = clock_.WallMillis();
-    spdlog::info("view {}: assigned partition {} from offset {}", projection_->table().view_name, tp.partition,
-                 it == stored->end() ? std::string("beginning") : std::to_string(it->second));
+    spdlog::info("view {}: assigned partition {} from offset {}", projection_->table().view_name,
+                 tp.partition, it == stored->end() ? std::string("beginning") : std::to_string(it->second));
     if (options_.on_partition) options_.on_partition(tp.partition, PartitionState::kLoading);
   }
   return Status::Ok();
@@ -124,8 +126,9 @@ void ViewEngine::AnnounceServing() {
     }
     // Readers of a version being built get the live one, which this engine
     // does not write: nothing to catch up with.
-    bool caught_up = store_->building() || stored_next_[partition] >= serve_from_[partition] ||
-                     (at_end_[partition] && !in_flight_ && pending_next_[partition] == stored_next_[partition]);
+    bool caught_up =
+        store_->building() || stored_next_[partition] >= serve_from_[partition] ||
+        (at_end_[partition] && !in_flight_ && pending_next_[partition] == stored_next_[partition]);
     if (!caught_up) continue;
     serving = true;
     options_.on_partition(partition, PartitionState::kServing);
@@ -160,7 +163,8 @@ void ViewEngine::StageShares(int32_t partition) {
   if (share_partition_ >= 0 && projection_->pending_rows() > 0) {
     std::vector<RowWrite> rows = projection_->TakePending();
     for (RowWrite& row : rows) row.partition = share_partition_;
-    staged_rows_.insert(staged_rows_.end(), std::make_move_iterator(rows.begin()), std::make_move_iterator(rows.end()));
+    staged_rows_.insert(staged_rows_.end(), std::make_move_iterator(rows.begin()),
+                        std::make_move_iterator(rows.end()));
   }
   share_partition_ = partition;
 }
@@ -242,7 +246,8 @@ Status ViewEngine::FinishFlush() {
   double seconds = std::chrono::duration<double>(clock_.Now() - batch->started).count();
   metrics_.flush_seconds.Observe(seconds);
   int64_t now = clock_.WallMillis();
-  for (int64_t ts : batch->event_times) metrics_.visible_seconds.Observe(static_cast<double>(now - ts) / 1000.0);
+  for (int64_t ts : batch->event_times)
+    metrics_.visible_seconds.Observe(static_cast<double>(now - ts) / 1000.0);
   metrics_.flushes.Add();
   if (options_.at_least_once && !batch->advances.empty()) {
     // After the rows: a crash in between replays this flush (at least once).
@@ -318,18 +323,20 @@ Status ViewEngine::CheckSourceLog() {
     auto it = stored->find(partition);
     int64_t needed = it == stored->end() ? 0 : it->second;
     if (needed >= start) continue;
-    gaps += (gaps.empty() ? "" : ", ") + std::string("partition ") + std::to_string(partition) + " starts at offset " +
-            std::to_string(start) + " (the view needs " + std::to_string(needed) + ")";
+    gaps += (gaps.empty() ? "" : ", ") + std::string("partition ") + std::to_string(partition) +
+            " starts at offset " + std::to_string(start) + " (the view needs " + std::to_string(needed) + ")";
   }
   if (gaps.empty()) return Status::Ok();
   if (options_.source.allow_incomplete_log) {
-    spdlog::warn("view {}: topic {} has lost its beginning ({}); starting from the earliest records left "
-                 "(source.allow_incomplete_log)",
-                 view, options_.topic, gaps);
+    spdlog::warn(
+        "view {}: topic {} has lost its beginning ({}); starting from the earliest records left "
+        "(source.allow_incomplete_log)",
+        view, options_.topic, gaps);
     return Status::Ok();
   }
   return Status::InvalidArgument(
-      "view " + view + " refuses to start: topic " + options_.topic + " has lost records it has not applied: " + gaps +
+      "view " + view + " refuses to start: topic " + options_.topic +
+      " has lost records it has not applied: " + gaps +
       ". Built from what is left, the view would silently differ from a replay of the whole log. Restore the "
       "records, or set \"source\": {\"allow_incomplete_log\": true} on the view to start from the earliest "
       "records left (normal for a topic with finite retention)");
@@ -395,7 +402,8 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
   // view (each table) has a group of its own: a rebuilt table starts from
   // offset zero, and a process that follows it continues the builder's commits.
   std::string group = options_.group_id + (options_.at_least_once ? "." + store_->table_name() : "");
-  if (projection_->reads_records()) decoder_ = std::make_unique<RecordDecoder>(options_.source, options_.parse_key);
+  if (projection_->reads_records())
+    decoder_ = std::make_unique<RecordDecoder>(options_.source, options_.parse_key);
   auto consumer = env_.NewConsumer(kafka, group);
   if (!consumer.ok()) return consumer.status();
   consumer_ = std::move(consumer.value());
@@ -486,7 +494,8 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
           skipped = st.ok() && record.change == SourceRecord::Change::kSkip;
           if (st.ok() && !skipped) st = projection_->ApplyRecord(record);
         } else {
-          st = projection_->ApplyValue(message.value.value_or(std::string_view()), partition, message.offset, &event_ts);
+          st = projection_->ApplyValue(message.value.value_or(std::string_view()), partition, message.offset,
+                                       &event_ts);
         }
       } catch (const std::exception& e) {
         // One record must not take the process down (and again after every
@@ -513,7 +522,8 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
           (void)Rewind();
           continue;
         }
-        spdlog::warn("view {}: partition {} offset {}: dead-lettered: {}", view, partition, message.offset, st.message());
+        spdlog::warn("view {}: partition {} offset {}: dead-lettered: {}", view, partition, message.offset,
+                     st.message());
       } else if (!skipped) {
         metrics_.events.Add();
         int64_t ts = event_ts > 0 ? event_ts : message.timestamp_ms;

@@ -16,9 +16,9 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <future>
-#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -26,13 +26,13 @@
 
 #include "core/kafka.h"
 #include "core/metrics.h"
+#include "live/change_feed.h"
 #include "sources/record_decoder.h"
 #include "views/engine_env.h"
-#include "live/change_feed.h"
+#include "views/projection.h"
 #include "views/view_owners.h"
 #include "views/view_store.h"
 #include "views/write_pipeline.h"
-#include "views/projection.h"
 
 namespace freshet {
 
@@ -63,7 +63,7 @@ struct ViewEngineOptions {
   DeadLetterSink* dead_letters = nullptr;  // shared, thread-safe; required unless stop_on_error
   // Kafka and the clock (views/engine_env.h); null: KafkaEngineEnv().
   EngineEnv* env = nullptr;
-  ChangeFeed* feed = nullptr;        // gets every committed flush; may be null
+  ChangeFeed* feed = nullptr;  // gets every committed flush; may be null
   // Called when a store write has committed and when a new version went
   // live: what readers waiting for an offset (min_offset) wake up on. Runs
   // on the engine's threads; must not block. May be empty.
@@ -90,10 +90,10 @@ struct ViewMetrics {
 };
 
 struct ViewStatus {
-  std::string state = "starting";            // starting, running, stopped (with error)
+  std::string state = "starting";  // starting, running, stopped (with error)
   std::string error;
-  std::map<int32_t, int64_t> next_offsets;   // stored with the rows
-  std::map<int32_t, int64_t> lag;            // events (and markers) not yet visible
+  std::map<int32_t, int64_t> next_offsets;  // stored with the rows
+  std::map<int32_t, int64_t> lag;           // events (and markers) not yet visible
   int64_t last_flush_ms = 0;
   bool stale = false;
   bool building = false;  // a new version being built beside the live one
@@ -107,8 +107,8 @@ struct ViewStatus {
 
 class ViewEngine {
  public:
-  ViewEngine(ViewEngineOptions options, std::unique_ptr<Projection> projection, std::unique_ptr<ViewStore> store,
-             ViewMetrics& metrics);
+  ViewEngine(ViewEngineOptions options, std::unique_ptr<Projection> projection,
+             std::unique_ptr<ViewStore> store, ViewMetrics& metrics);
   ~ViewEngine();
 
   // Consumes until `stop` becomes true, then flushes and leaves the group.
@@ -179,8 +179,8 @@ class ViewEngine {
   std::chrono::steady_clock::time_point oldest_pending_;
   std::vector<int64_t> pending_event_times_;  // ts of events in the batch, for latency
   int64_t last_flush_ms_ = 0;
-  std::map<int32_t, bool> at_end_;  // assigned partitions consumed to their end
-  std::map<int32_t, bool> serving_;  // assigned partitions announced as serving
+  std::map<int32_t, bool> at_end_;         // assigned partitions consumed to their end
+  std::map<int32_t, bool> serving_;        // assigned partitions announced as serving
   std::map<int32_t, int64_t> serve_from_;  // the log's end after the assignment
   bool in_rebalance_ = false;              // inside OnAssign / OnRevoke
   struct InRebalance {
@@ -203,7 +203,7 @@ class ViewEngine {
     std::vector<OffsetAdvance> advances;
     std::map<int32_t, int64_t> next;  // pending_next_ when it started
     std::vector<int64_t> event_times;
-    std::vector<RowChange> changes;   // filled by the write when feeding
+    std::vector<RowChange> changes;  // filled by the write when feeding
     bool feeding = false;
     std::chrono::steady_clock::time_point started;
   };

@@ -15,7 +15,8 @@ ViewHttpApi::ViewHttpApi(ViewSupervisor& supervisor, MetricsRegistry& metrics)
 ViewHttpApi::~ViewHttpApi() { Stop(); }
 
 void ViewHttpApi::Start() {
-  if (supervisor_.owners()) scale_out_reads_ = std::make_unique<ScaleOutReads>(*supervisor_.owners(), kScaleOutReadThreads);
+  if (supervisor_.owners())
+    scale_out_reads_ = std::make_unique<ScaleOutReads>(*supervisor_.owners(), kScaleOutReadThreads);
 }
 
 void ViewHttpApi::Stop() {
@@ -32,10 +33,13 @@ void ViewHttpApi::Handle(HttpRequest&& req, HttpReply reply) {
   for (const WebAsset* a = kWebAssets; a->name; ++a)
     if (file == a->name)
       // Notebooks on other origins (Observable) import freshet.js from here.
-      return reply(HttpResponse{200, a->content_type, a->body,
+      return reply(HttpResponse{200,
+                                a->content_type,
+                                a->body,
                                 {{"Cache-Control", "no-cache"}, {"Access-Control-Allow-Origin", "*"}}});
   if (req.path == "/healthz") return reply(JsonResponse(200, {{"status", "ok"}}));
-  if (req.path == "/metrics") return reply(HttpResponse{200, "text/plain; version=0.0.4", metrics_.RenderPrometheus(), {}});
+  if (req.path == "/metrics")
+    return reply(HttpResponse{200, "text/plain; version=0.0.4", metrics_.RenderPrometheus(), {}});
   if (req.path == "/views") {
     nlohmann::json list = nlohmann::json::array();
     for (const auto& view : supervisor_.views()) list.push_back(StatusJson(*view));
@@ -61,7 +65,8 @@ void ViewHttpApi::Handle(HttpRequest&& req, HttpReply reply) {
       if (what == "rows") {
         for (SupervisedView* v : matching)
           if (v->store == "rocksdb") return HandleRows(*v, req, std::move(reply));
-        return reply(ErrorResponse(404, "view " + name + " has no RocksDB copy; add \"rocksdb\" to its \"stores\""));
+        return reply(
+            ErrorResponse(404, "view " + name + " has no RocksDB copy; add \"rocksdb\" to its \"stores\""));
       }
       if (what == "rebuild") return HandleRebuild(matching, req, std::move(reply));
       if (what == "owners") return reply(OwnersJson(name));
@@ -77,8 +82,13 @@ nlohmann::json ViewHttpApi::StatusJson(SupervisedView& view) {
   for (const auto& [p, next] : s.next_offsets) offsets[std::to_string(p)] = next;
   for (const auto& [p, l] : s.lag) lag[std::to_string(p)] = l;
   if (s.building && s.state == "running") s.state = "building";
-  nlohmann::json out = {{"view", view.name},       {"store", view.store},    {"state", s.state},       {"next_offsets", offsets},
-                        {"lag", lag},              {"stale", s.stale},       {"last_flush_ms", s.last_flush_ms},
+  nlohmann::json out = {{"view", view.name},
+                        {"store", view.store},
+                        {"state", s.state},
+                        {"next_offsets", offsets},
+                        {"lag", lag},
+                        {"stale", s.stale},
+                        {"last_flush_ms", s.last_flush_ms},
                         {"events", view.metrics->events.value()},
                         {"dead_letters", view.metrics->dead_letters.value()}};
   // From the histogram's buckets: an upper bound, not an exact percentile.
@@ -129,10 +139,10 @@ void ViewHttpApi::VisibleRecent(SupervisedView& view, int64_t now, nlohmann::jso
     }
     if (events > 0)
       w.recent = {{"p50_at_most", visible.QuantileOf(window, 0.5) * 1000},
-                             {"p99_at_most", visible.QuantileOf(window, 0.99) * 1000},
-                             {"events", events},
-                             {"window_ms", now - since},
-                             {"measured_at_ms", now}};
+                  {"p99_at_most", visible.QuantileOf(window, 0.99) * 1000},
+                  {"events", events},
+                  {"window_ms", now - since},
+                  {"measured_at_ms", now}};
     if (now - snapshots.back().first >= 1000) snapshots.emplace_back(now, std::move(counts));
     if (!w.recent.is_null()) (*out)["event_to_visible_recent_ms"] = w.recent;
   }
@@ -144,8 +154,10 @@ void ViewHttpApi::HandleRows(SupervisedView& view, const HttpRequest& req, HttpR
   if ((key == req.query.end()) == (prefix == req.query.end()))
     return reply(ErrorResponse(400, "give exactly one of key=a/b or prefix=a/"));
   RowsQuery query;
-  if (key != req.query.end()) query.key = key->second;
-  else query.prefix = prefix->second;
+  if (key != req.query.end())
+    query.key = key->second;
+  else
+    query.prefix = prefix->second;
   if (auto l = req.query.find("limit"); l != req.query.end()) {
     char* end = nullptr;
     long n = std::strtol(l->second.c_str(), &end, 10);
@@ -157,10 +169,12 @@ void ViewHttpApi::HandleRows(SupervisedView& view, const HttpRequest& req, HttpR
     auto colon = m->second.find(':');
     char* end1 = nullptr;
     char* end2 = nullptr;
-    std::string p = m->second.substr(0, colon), o = colon == std::string::npos ? "" : m->second.substr(colon + 1);
+    std::string p = m->second.substr(0, colon),
+                o = colon == std::string::npos ? "" : m->second.substr(colon + 1);
     query.wait_partition = static_cast<int32_t>(std::strtol(p.c_str(), &end1, 10));
     query.wait_offset = std::strtoll(o.c_str(), &end2, 10);
-    if (p.empty() || o.empty() || *end1 != '\0' || *end2 != '\0' || query.wait_partition < 0 || query.wait_offset < 0)
+    if (p.empty() || o.empty() || *end1 != '\0' || *end2 != '\0' || query.wait_partition < 0 ||
+        query.wait_offset < 0)
       return reply(ErrorResponse(400, "min_offset: expected partition:offset, e.g. 3:1042"));
   }
   // partitions=1,5,9: another view process asks for this one's shares of
@@ -180,20 +194,22 @@ void ViewHttpApi::HandleRows(SupervisedView& view, const HttpRequest& req, HttpR
     // A reader waiting for a partition the topic does not have: say so now.
     if (query.wait_partition >= *count)
       return reply(ErrorResponse(400, "min_offset: partition " + std::to_string(query.wait_partition) +
-                                          " does not exist: topic " + topic + " has " + std::to_string(*count) +
-                                          " partitions"));
+                                          " does not exist: topic " + topic + " has " +
+                                          std::to_string(*count) + " partitions"));
     std::string encoded = query.key.empty() ? RocksDbViewStore::KeyFromUrl(query.prefix)
                                             : SharesOf(RocksDbViewStore::KeyFromUrl(query.key));
     size_t limit = query.limit;
-    return scale_out_reads_->Read(view.name, view.table, *count, std::move(query),
-                                  [this, &view, encoded, limit](const std::set<int32_t>& partitions) {
-                                    return ReadOwnShares(view, partitions, encoded, limit);
-                                  },
-                                  std::move(reply));
+    return scale_out_reads_->Read(
+        view.name, view.table, *count, std::move(query),
+        [this, &view, encoded, limit](const std::set<int32_t>& partitions) {
+          return ReadOwnShares(view, partitions, encoded, limit);
+        },
+        std::move(reply));
   }
   auto answer = [this, &view, query, asked, forwarded]() {
-    auto own = ReadOwnShares(view, asked, query.key.empty() ? RocksDbViewStore::KeyFromUrl(query.prefix)
-                                                            : SharesOf(RocksDbViewStore::KeyFromUrl(query.key)),
+    auto own = ReadOwnShares(view, asked,
+                             query.key.empty() ? RocksDbViewStore::KeyFromUrl(query.prefix)
+                                               : SharesOf(RocksDbViewStore::KeyFromUrl(query.key)),
                              query.limit);
     if (!own.ok()) {
       HttpResponse r = ErrorResponse(HttpStatusFor(own.status()), own.status().message());
@@ -209,7 +225,8 @@ void ViewHttpApi::HandleRows(SupervisedView& view, const HttpRequest& req, HttpR
     }
     nlohmann::json offsets = nlohmann::json::object();
     for (const auto& [p, next] : own->next_offsets) offsets[std::to_string(p)] = next;
-    return JsonResponse(200, {{"view", view.name}, {"table", own->table}, {"rows", rows}, {"next_offsets", offsets}});
+    return JsonResponse(
+        200, {{"view", view.name}, {"table", own->table}, {"rows", rows}, {"next_offsets", offsets}});
   };
   int32_t wait_partition = query.wait_partition;
   int64_t wait_offset = query.wait_offset;
@@ -235,7 +252,8 @@ void ViewHttpApi::HandleRows(SupervisedView& view, const HttpRequest& req, HttpR
     if (!count.ok() || wait_partition < *count) return Status::Ok();
     return Status::InvalidArgument("min_offset: partition " + std::to_string(wait_partition) +
                                    " does not exist: topic " + topic + " has " + std::to_string(*count) +
-                                   " partition" + (*count == 1 ? "" : "s") + " (0-" + std::to_string(*count - 1) + ")");
+                                   " partition" + (*count == 1 ? "" : "s") + " (0-" +
+                                   std::to_string(*count - 1) + ")");
   };
   wait.reached = reached;
   wait.done = [reply, answer, wait_partition, wait_offset](const Status& st) {
@@ -251,14 +269,15 @@ void ViewHttpApi::HandleRows(SupervisedView& view, const HttpRequest& req, HttpR
 }
 
 Result<ShareAnswer> ViewHttpApi::ReadOwnShares(SupervisedView& view, const std::set<int32_t>& partitions,
-                                              const std::string& encoded_prefix, size_t limit) {
+                                               const std::string& encoded_prefix, size_t limit) {
   // Another process's read of partitions it believes are ours: each must
   // still be, and caught up (a moved partition's rows here are stale).
   if (scale_out_reads_) {
     for (int32_t p : partitions)
       if (!supervisor_.ServesNow(view, p))
         return Status::Unavailable("view " + view.name + ": partition " + std::to_string(p) +
-                                   " is not served by this process (" + supervisor_.owners()->url() + ") now; retry");
+                                   " is not served by this process (" + supervisor_.owners()->url() +
+                                   ") now; retry");
   }
   // Readers follow the view's alias: the live version, also while a new one
   // is being built, and its offsets.
@@ -294,19 +313,22 @@ Result<ShareAnswer> ViewHttpApi::ReadOwnShares(SupervisedView& view, const std::
   }
 }
 
-void ViewHttpApi::HandleRebuild(const std::vector<SupervisedView*>& matching, const HttpRequest& req, HttpReply reply) {
+void ViewHttpApi::HandleRebuild(const std::vector<SupervisedView*>& matching, const HttpRequest& req,
+                                HttpReply reply) {
   if (req.method != "POST") return reply(ErrorResponse(405, "rebuild: use POST"));
   if (auto refused = CheckBearerToken(req, config_.views.feed.token)) return reply(std::move(*refused));
   std::string store = "rocksdb";
   if (auto s = req.query.find("store"); s != req.query.end()) store = s->second;
   if (store != "rocksdb")
-    return reply(ErrorResponse(400, "store: only the RocksDB copy is rebuilt inside the view process; rebuild the "
-                                    "Postgres copy with `freshet rebuild VIEW --config FILE`"));
+    return reply(ErrorResponse(400,
+                               "store: only the RocksDB copy is rebuilt inside the view process; rebuild the "
+                               "Postgres copy with `freshet rebuild VIEW --config FILE`"));
   for (SupervisedView* v : matching) {
     if (v->store != "rocksdb") continue;
     if (Status requested = supervisor_.RequestRebuild(*v); !requested.ok())
       return reply(ErrorResponse(HttpStatusFor(requested), requested.message()));
-    return reply(JsonResponse(202, {{"view", v->name}, {"store", "rocksdb"}, {"state", "rebuild requested"}}));
+    return reply(
+        JsonResponse(202, {{"view", v->name}, {"store", "rocksdb"}, {"state", "rebuild requested"}}));
   }
   reply(ErrorResponse(404, "view " + matching.front()->name + " has no RocksDB copy"));
 }
@@ -314,7 +336,8 @@ void ViewHttpApi::HandleRebuild(const std::vector<SupervisedView*>& matching, co
 HttpResponse ViewHttpApi::OwnersJson(const std::string& view) {
   ViewOwners* owners = supervisor_.owners();
   if (!owners)
-    return ErrorResponse(404, "view " + view + ": scale-out is off in this process (set views.advertise_url)");
+    return ErrorResponse(404,
+                         "view " + view + ": scale-out is off in this process (set views.advertise_url)");
   std::vector<SupervisedView*> matching = supervisor_.Find(view);
   auto count = supervisor_.SourcePartitionCount(
       matching.empty() ? config_.kafka.topic : supervisor_.SourceTopicOf(*matching.front()), 0);
@@ -322,9 +345,10 @@ HttpResponse ViewHttpApi::OwnersJson(const std::string& view) {
   nlohmann::json partitions = nlohmann::json::object();
   for (int32_t p = 0; p < *count; ++p) {
     auto owner = owners->Find(view, p);
-    partitions[std::to_string(p)] =
-        owner ? nlohmann::json{{"url", owner->url}, {"instance", owner->instance}, {"state", PartitionStateName(owner->state)}}
-              : nlohmann::json{{"state", "unclaimed"}};
+    partitions[std::to_string(p)] = owner ? nlohmann::json{{"url", owner->url},
+                                                           {"instance", owner->instance},
+                                                           {"state", PartitionStateName(owner->state)}}
+                                          : nlohmann::json{{"state", "unclaimed"}};
   }
   return JsonResponse(200, {{"view", view}, {"this_process", owners->url()}, {"partitions", partitions}});
 }

@@ -16,12 +16,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/http.h"
 #include "core/metrics.h"
@@ -70,7 +69,8 @@ class ViewHttpApi {
   // POST /views/{name}/rebuild?store=rocksdb: the RocksDB copy is rebuilt
   // from offset zero beside the live one, inside this process (which holds
   // the database), and swapped in once caught up.
-  void HandleRebuild(const std::vector<SupervisedView*>& matching, const HttpRequest& request, HttpReply reply);
+  void HandleRebuild(const std::vector<SupervisedView*>& matching, const HttpRequest& request,
+                     HttpReply reply);
 
   ViewSupervisor& supervisor_;
   const Config& config_;

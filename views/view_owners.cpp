@@ -1,12 +1,11 @@
 #include "views/view_owners.h"
 
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <random>
-
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include <random>
 
 #include "core/thread_name.h"
 
@@ -33,9 +32,12 @@ std::optional<PartitionState> StateFromName(const std::string& name) {
 
 const char* PartitionStateName(PartitionState state) {
   switch (state) {
-    case PartitionState::kLoading: return "loading";
-    case PartitionState::kServing: return "serving";
-    case PartitionState::kReleased: return "released";
+    case PartitionState::kLoading:
+      return "loading";
+    case PartitionState::kServing:
+      return "serving";
+    case PartitionState::kReleased:
+      return "released";
   }
   return "?";
 }
@@ -80,7 +82,8 @@ Status ViewOwners::Claim(const std::string& view, int32_t partition, PartitionSt
   m.topic = topic_;
   m.partition = 0;
   m.key = KeyPrefix(view) + std::to_string(partition);
-  m.value = nlohmann::json{{"url", url_}, {"instance", instance_}, {"state", PartitionStateName(state)}}.dump();
+  m.value =
+      nlohmann::json{{"url", url_}, {"instance", instance_}, {"state", PartitionStateName(state)}}.dump();
   FRESHET_RETURN_IF_ERROR(producer_->Produce(m));
   return producer_->Flush(std::chrono::seconds(5)).WithContext("views.owners_topic " + topic_);
 }

@@ -2,7 +2,8 @@
 
 namespace freshet {
 
-Result<std::unique_ptr<ViewRunner>> ViewRunner::Create(const Config& config, const ProjectionRegistry& projections) {
+Result<std::unique_ptr<ViewRunner>> ViewRunner::Create(const Config& config,
+                                                       const ProjectionRegistry& projections) {
   std::unique_ptr<ViewRunner> runner(new ViewRunner());
   auto supervisor = ViewSupervisor::Create(config, projections, runner->metrics_);
   if (!supervisor.ok()) return supervisor.status();

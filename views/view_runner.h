@@ -24,15 +24,17 @@ class ViewRunner {
   // per view; nothing is started.
   // C++ projections come from `projections`; with no definitions the view
   // process runs the registered "stock_levels" alone, if there is one.
-  static Result<std::unique_ptr<ViewRunner>> Create(const Config& config,
-                                                    const ProjectionRegistry& projections = StockProjections());
+  static Result<std::unique_ptr<ViewRunner>> Create(
+      const Config& config, const ProjectionRegistry& projections = StockProjections());
   ~ViewRunner();
 
   Status Start();
   void Stop();  // closes the live clients, flushes every view and leaves the groups
 
   // The endpoints listed in views/view_http_api.h.
-  void HandleHttp(HttpRequest&& request, HttpReply reply) { api_->Handle(std::move(request), std::move(reply)); }
+  void HandleHttp(HttpRequest&& request, HttpReply reply) {
+    api_->Handle(std::move(request), std::move(reply));
+  }
   // WebSocket upgrades: GET /views/{name}/feed and GET /sql/feed
   // (docs/live-protocol.md).
   WebSocketAccept HandleWebSocket(const HttpRequest& request, std::shared_ptr<WebSocket> socket) {

@@ -9,12 +9,19 @@ namespace {
 // Definitions keep the order their columns are written in.
 using SpecJson = nlohmann::ordered_json;
 
-const std::map<std::string, std::string> kTypes = {
-    {"text", "text"},       {"bigint", "bigint"},           {"double", "double precision"},
-    {"boolean", "boolean"}, {"timestamptz", "timestamptz"}, {"jsonb", "jsonb"},
-    {"numeric", "numeric"}, {"date", "date"},               {"uuid", "uuid"}};
+const std::map<std::string, std::string> kTypes = {{"text", "text"},
+                                                   {"bigint", "bigint"},
+                                                   {"double", "double precision"},
+                                                   {"boolean", "boolean"},
+                                                   {"timestamptz", "timestamptz"},
+                                                   {"jsonb", "jsonb"},
+                                                   {"numeric", "numeric"},
+                                                   {"date", "date"},
+                                                   {"uuid", "uuid"}};
 
-Status Fail(const std::string& where, const std::string& what) { return Status::InvalidArgument(where + ": " + what); }
+Status Fail(const std::string& where, const std::string& what) {
+  return Status::InvalidArgument(where + ": " + what);
+}
 
 // object[key] when it is a string, `fallback` when absent; an error naming
 // the field when it is something else (nlohmann's value() would throw).
@@ -41,29 +48,37 @@ Status CheckSource(const std::string& from, const std::string& where) {
 }
 
 // A key/group-by/column entry: "/pointer" or {"from": ..., "type": ..., "bucket": ...}.
-Result<SpecColumn> ParseColumn(const std::string& name, const SpecJson& j, const std::string& where, bool allow_bucket) {
+Result<SpecColumn> ParseColumn(const std::string& name, const SpecJson& j, const std::string& where,
+                               bool allow_bucket) {
   if (!IsValidIdentifier(name))
-    return Fail(where, "column name must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 48 characters)");
+    return Fail(where,
+                "column name must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 48 characters)");
   SpecColumn c;
   c.name = name;
   if (j.is_string()) {
     c.from = j.get<std::string>();
   } else if (j.is_object()) {
-    FRESHET_RETURN_IF_ERROR(CheckKeys(j, where, allow_bucket ? std::set<std::string>{"from", "type", "bucket"}
-                                                             : std::set<std::string>{"from", "type"}));
+    FRESHET_RETURN_IF_ERROR(CheckKeys(j, where,
+                                      allow_bucket ? std::set<std::string>{"from", "type", "bucket"}
+                                                   : std::set<std::string>{"from", "type"}));
     if (!j.contains("from") || !j["from"].is_string()) return Fail(where + ".from", "required string");
     c.from = j["from"].get<std::string>();
     if (j.contains("type")) {
       if (!j["type"].is_string() || !kTypes.count(j["type"].get<std::string>()))
-        return Fail(where + ".type", "expected one of text, bigint, double, boolean, timestamptz, jsonb, numeric, date, uuid");
+        return Fail(where + ".type",
+                    "expected one of text, bigint, double, boolean, timestamptz, jsonb, numeric, date, uuid");
       c.sql_type = kTypes.at(j["type"].get<std::string>());
     }
     if (j.contains("bucket")) {
       std::string b = j["bucket"].is_string() ? j["bucket"].get<std::string>() : "";
-      if (b == "minute") c.bucket = TimeBucket::kMinute;
-      else if (b == "hour") c.bucket = TimeBucket::kHour;
-      else if (b == "day") c.bucket = TimeBucket::kDay;
-      else return Fail(where + ".bucket", "expected minute, hour or day");
+      if (b == "minute")
+        c.bucket = TimeBucket::kMinute;
+      else if (b == "hour")
+        c.bucket = TimeBucket::kHour;
+      else if (b == "day")
+        c.bucket = TimeBucket::kDay;
+      else
+        return Fail(where + ".bucket", "expected minute, hour or day");
       if (c.from != "$ts") return Fail(where + ".bucket", "a time bucket needs \"from\": \"$ts\"");
       c.sql_type = "timestamptz";
     }
@@ -71,7 +86,8 @@ Result<SpecColumn> ParseColumn(const std::string& name, const SpecJson& j, const
     return Fail(where, "expected a JSON pointer string or an object with \"from\"");
   }
   FRESHET_RETURN_IF_ERROR(CheckSource(c.from, where + (j.is_object() ? ".from" : "")));
-  if (c.from == "$ts" && c.bucket == TimeBucket::kNone && !(j.is_object() && j.contains("type"))) c.sql_type = "timestamptz";
+  if (c.from == "$ts" && c.bucket == TimeBucket::kNone && !(j.is_object() && j.contains("type")))
+    c.sql_type = "timestamptz";
   return c;
 }
 
@@ -102,12 +118,18 @@ Status ParseAggregates(const SpecJson& spec, const std::string& where, std::vect
     std::string fn = *fn_field;
     SpecColumn c;
     c.name = a.key();
-    if (fn == "count") c.fn = AggregateFn::kCount, c.sql_type = "bigint";
-    else if (fn == "sum") c.fn = AggregateFn::kSum, c.sql_type = "double precision";
-    else if (fn == "min") c.fn = AggregateFn::kMin, c.sql_type = "double precision";
-    else if (fn == "max") c.fn = AggregateFn::kMax, c.sql_type = "double precision";
-    else if (fn == "avg") c.fn = AggregateFn::kAvg, c.sql_type = "double precision";
-    else return Fail(at + ".fn", "expected count, sum, min, max or avg");
+    if (fn == "count")
+      c.fn = AggregateFn::kCount, c.sql_type = "bigint";
+    else if (fn == "sum")
+      c.fn = AggregateFn::kSum, c.sql_type = "double precision";
+    else if (fn == "min")
+      c.fn = AggregateFn::kMin, c.sql_type = "double precision";
+    else if (fn == "max")
+      c.fn = AggregateFn::kMax, c.sql_type = "double precision";
+    else if (fn == "avg")
+      c.fn = AggregateFn::kAvg, c.sql_type = "double precision";
+    else
+      return Fail(at + ".fn", "expected count, sum, min, max or avg");
     if (a->contains("type")) {
       std::string type = (*a)["type"].is_string() ? (*a)["type"].get<std::string>() : "";
       if (c.fn == AggregateFn::kCount || c.fn == AggregateFn::kAvg || (type != "bigint" && type != "double"))
@@ -130,17 +152,20 @@ Status ParseTypeList(const SpecJson& spec, const char* key, const std::string& w
   if (it == spec.end()) return Status::Ok();
   if (!it->is_array()) return Fail(where + "." + key, "expected an array of event type names");
   for (const auto& t : *it) {
-    if (!t.is_string() || t.get<std::string>().empty()) return Fail(where + "." + key, "expected event type names");
+    if (!t.is_string() || t.get<std::string>().empty())
+      return Fail(where + "." + key, "expected event type names");
     out->insert(t.get<std::string>());
   }
   return Status::Ok();
 }
 
-Status ParseInt(const SpecJson& object, const char* key, const std::string& where, int min, int max, int* out) {
+Status ParseInt(const SpecJson& object, const char* key, const std::string& where, int min, int max,
+                int* out) {
   auto it = object.find(key);
   if (it == object.end()) return Status::Ok();
   if (!it->is_number_integer() || it->get<long>() < min || it->get<long>() > max)
-    return Fail(where + "." + key, "expected an integer from " + std::to_string(min) + " to " + std::to_string(max));
+    return Fail(where + "." + key,
+                "expected an integer from " + std::to_string(min) + " to " + std::to_string(max));
   *out = it->get<int>();
   return Status::Ok();
 }
@@ -163,12 +188,13 @@ Result<ViewSpec> ParseOne(const SpecJson& j, const std::string& where) {
   if (!j.contains("name") || !j["name"].is_string()) return Fail(where + ".name", "required string");
   v.name = j["name"].get<std::string>();
   std::string at = where + "(" + v.name + ")";
-  if (!IsValidIdentifier(v.name)) return Fail(at + ".name", "must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 48 characters)");
+  if (!IsValidIdentifier(v.name))
+    return Fail(at + ".name", "must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 48 characters)");
   auto kind_field = StringField(j, "kind", at, "");
   if (!kind_field.ok()) return kind_field.status();
   std::string kind = *kind_field;
-  std::set<std::string> common = {"name",     "kind",     "source",  "event_types", "where",
-                                  "stores",   "delivery", "on_error", "freshness"};
+  std::set<std::string> common = {"name",   "kind",     "source",   "event_types", "where",
+                                  "stores", "delivery", "on_error", "freshness"};
   auto source = ParseSourceSpec(j.contains("source") ? &j["source"] : nullptr, at + ".source");
   if (!source.ok()) return source.status();
   v.source = std::move(source.value());
@@ -196,10 +222,12 @@ Result<ViewSpec> ParseOne(const SpecJson& j, const std::string& where) {
     FRESHET_RETURN_IF_ERROR(CheckKeys(j, at, common));
     auto projection = StringField(j, "projection", at, "");
     if (!projection.ok()) return projection.status();
-    if (projection->empty()) return Fail(at + ".projection", "required: the name a C++ projection was registered with");
+    if (projection->empty())
+      return Fail(at + ".projection", "required: the name a C++ projection was registered with");
     v.projection = *projection;
     if (v.source.format != SourceFormat::kFreshet)
-      return Fail(at + ".source.format", "a C++ projection reads freshet events: leave format out or set \"freshet\"");
+      return Fail(at + ".source.format",
+                  "a C++ projection reads freshet events: leave format out or set \"freshet\"");
   } else {
     return Fail(at + ".kind", "expected \"latest\", \"aggregate\" or \"cpp\"");
   }
@@ -207,8 +235,10 @@ Result<ViewSpec> ParseOne(const SpecJson& j, const std::string& where) {
     // The Kafka key is the row's identity: a tombstone has nothing else.
     for (const auto& c : v.key_columns)
       if (c.from.rfind("$key", 0) != 0)
-        return Fail(at + ".key." + c.name, "an upsert source's rows are identified by the Kafka key: use $key or "
-                                           "$key/pointer, not " + c.from);
+        return Fail(at + ".key." + c.name,
+                    "an upsert source's rows are identified by the Kafka key: use $key or "
+                    "$key/pointer, not " +
+                        c.from);
   }
   std::set<std::string> names;
   for (const auto* list : {&v.key_columns, &v.value_columns})
@@ -234,7 +264,8 @@ Result<ViewSpec> ParseOne(const SpecJson& j, const std::string& where) {
   }
   if (auto s = j.find("stores"); s != j.end()) {
     v.stores.clear();
-    if (!s->is_array() || s->empty()) return Fail(at + ".stores", "expected an array with \"postgres\" and/or \"rocksdb\"");
+    if (!s->is_array() || s->empty())
+      return Fail(at + ".stores", "expected an array with \"postgres\" and/or \"rocksdb\"");
     for (const auto& store : *s) {
       if (!store.is_string() || (store != "postgres" && store != "rocksdb"))
         return Fail(at + ".stores", "expected \"postgres\" and/or \"rocksdb\"");
@@ -259,18 +290,23 @@ Result<ViewSpec> ParseOne(const SpecJson& j, const std::string& where) {
   auto on_error_field = StringField(j, "on_error", at, "dead_letter");
   if (!on_error_field.ok()) return on_error_field.status();
   std::string on_error = *on_error_field;
-  if (on_error != "dead_letter" && on_error != "stop") return Fail(at + ".on_error", "expected dead_letter or stop");
+  if (on_error != "dead_letter" && on_error != "stop")
+    return Fail(at + ".on_error", "expected dead_letter or stop");
   v.stop_on_error = on_error == "stop";
   if (auto f = j.find("freshness"); f != j.end()) {
     if (!f->is_object()) return Fail(at + ".freshness", "expected an object");
-    FRESHET_RETURN_IF_ERROR(CheckKeys(*f, at + ".freshness", {"flush_interval_ms", "max_batch_rows", "max_lag_ms", "priority"}));
-    FRESHET_RETURN_IF_ERROR(ParseInt(*f, "flush_interval_ms", at + ".freshness", 1, 3600000, &v.flush_interval_ms));
-    FRESHET_RETURN_IF_ERROR(ParseInt(*f, "max_batch_rows", at + ".freshness", 1, 10000000, &v.max_batch_rows));
+    FRESHET_RETURN_IF_ERROR(
+        CheckKeys(*f, at + ".freshness", {"flush_interval_ms", "max_batch_rows", "max_lag_ms", "priority"}));
+    FRESHET_RETURN_IF_ERROR(
+        ParseInt(*f, "flush_interval_ms", at + ".freshness", 1, 3600000, &v.flush_interval_ms));
+    FRESHET_RETURN_IF_ERROR(
+        ParseInt(*f, "max_batch_rows", at + ".freshness", 1, 10000000, &v.max_batch_rows));
     FRESHET_RETURN_IF_ERROR(ParseInt(*f, "max_lag_ms", at + ".freshness", 1, 86400000, &v.max_lag_ms));
     auto priority_field = StringField(*f, "priority", at + ".freshness", "realtime");
     if (!priority_field.ok()) return priority_field.status();
     std::string priority = *priority_field;
-    if (priority != "realtime" && priority != "batch") return Fail(at + ".freshness.priority", "expected realtime or batch");
+    if (priority != "realtime" && priority != "batch")
+      return Fail(at + ".freshness.priority", "expected realtime or batch");
     v.realtime = priority == "realtime";
   }
   // What decides the rows' contents; freshness and delivery do not.
@@ -302,7 +338,8 @@ bool IsValidIdentifier(const std::string& name) {
   if (name.empty() || name.size() > 48) return false;
   if (!(std::islower(static_cast<unsigned char>(name[0])) || name[0] == '_')) return false;
   for (char c : name)
-    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) || c == '_'))
+    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
+          c == '_'))
       return false;
   return true;
 }
@@ -314,7 +351,8 @@ Result<std::vector<ViewSpec>> ParseViewSpecs(const SpecJson& definitions, const 
   for (size_t i = 0; i < definitions.size(); ++i) {
     auto spec = ParseOne(definitions[i], path + "[" + std::to_string(i) + "]");
     if (!spec.ok()) return spec.status();
-    if (!names.insert(spec->name).second) return Fail(path + "[" + std::to_string(i) + "].name", "view " + spec->name + " is defined twice");
+    if (!names.insert(spec->name).second)
+      return Fail(path + "[" + std::to_string(i) + "].name", "view " + spec->name + " is defined twice");
     out.push_back(std::move(spec.value()));
   }
   return out;

@@ -26,12 +26,11 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/status.h"
 #include "sources/source_spec.h"
@@ -46,21 +45,21 @@ struct SpecColumn {
   std::string name;
   // text, bigint, double precision, boolean, timestamptz, jsonb, numeric, date, uuid
   std::string sql_type = "text";
-  std::string from;               // a field reference (FieldRef); empty for count
+  std::string from;  // a field reference (FieldRef); empty for count
   AggregateFn fn = AggregateFn::kNone;
   TimeBucket bucket = TimeBucket::kNone;
 };
 
 struct Predicate {
-  std::string field;   // JSON pointer or $type
-  std::string op;      // = != < <= > >=
+  std::string field;  // JSON pointer or $type
+  std::string op;     // = != < <= > >=
   nlohmann::json value;
 };
 
 struct ViewSpec {
   std::string name;
   ViewKind kind = ViewKind::kLatest;
-  std::string projection;  // kCpp: the registered C++ projection's name
+  std::string projection;                 // kCpp: the registered C++ projection's name
   std::vector<SpecColumn> key_columns;    // latest: key; aggregate: group_by
   std::vector<SpecColumn> value_columns;  // latest: columns; aggregate: aggregates
   // std::less<>: looked up by the string_view of each event's type.
@@ -68,20 +67,21 @@ struct ViewSpec {
   std::set<std::string, std::less<>> delete_on;    // latest only
   std::optional<Predicate> where;
   std::vector<std::string> stores = {"postgres"};  // postgres and/or rocksdb
-  bool exactly_once = true;               // delivery: exactly_once | at_least_once
-  bool stop_on_error = false;             // on_error: dead_letter (default) | stop
+  bool exactly_once = true;                        // delivery: exactly_once | at_least_once
+  bool stop_on_error = false;                      // on_error: dead_letter (default) | stop
   int flush_interval_ms = 100;
   int max_batch_rows = 50000;
-  int max_lag_ms = 5000;                  // above this the view reports itself stale
-  bool realtime = true;                   // priority: realtime | batch
-  SourceSpec source;                      // where the records come from and their layout
-  std::string version;                    // hash of the canonical spec
-  nlohmann::ordered_json definition;      // the spec as written
+  int max_lag_ms = 5000;              // above this the view reports itself stale
+  bool realtime = true;               // priority: realtime | batch
+  SourceSpec source;                  // where the records come from and their layout
+  std::string version;                // hash of the canonical spec
+  nlohmann::ordered_json definition;  // the spec as written
 };
 
 // Parses and validates `definitions` (a JSON array); `path` prefixes error
 // messages, e.g. "views.definitions".
-Result<std::vector<ViewSpec>> ParseViewSpecs(const nlohmann::ordered_json& definitions, const std::string& path);
+Result<std::vector<ViewSpec>> ParseViewSpecs(const nlohmann::ordered_json& definitions,
+                                             const std::string& path);
 
 // The topic a view reads: its source's, or the writer's (`writer_topic`).
 inline const std::string& SourceTopic(const ViewSpec& spec, const std::string& writer_topic) {

@@ -33,7 +33,8 @@ nlohmann::json TypedColumn(const std::optional<std::string>& text, const std::st
   if (!text) return nullptr;
   int64_t integer = 0;
   double number = 0;
-  if (IsIntegerColumn(sql_type)) return ParseInteger(*text, &integer) ? nlohmann::json(integer) : nlohmann::json(*text);
+  if (IsIntegerColumn(sql_type))
+    return ParseInteger(*text, &integer) ? nlohmann::json(integer) : nlohmann::json(*text);
   if (sql_type == "double precision")
     return ParseFiniteDouble(*text, &number) ? nlohmann::json(number) : nlohmann::json(*text);
   if (sql_type == "boolean") return *text == "true" || *text == "t";
@@ -44,7 +45,8 @@ nlohmann::json TypedColumn(const std::optional<std::string>& text, const std::st
   return *text;
 }
 
-void AppendTypedColumn(std::string* out, const std::optional<std::string>& text, const std::string& sql_type) {
+void AppendTypedColumn(std::string* out, const std::optional<std::string>& text,
+                       const std::string& sql_type) {
   if (!text) {
     out->append("null");
     return;
@@ -78,7 +80,8 @@ RowChange ToRowChange(const TableSpec& table, const RowWrite& full_row) {
   for (size_t i = 0; i < table.key_columns.size() && i < full_row.key.size(); ++i)
     change.row[table.key_columns[i].name] = TypedColumn(full_row.key[i], table.key_columns[i].sql_type);
   for (size_t i = 0; i < table.value_columns.size() && i < full_row.values.size(); ++i)
-    change.row[table.value_columns[i].name] = TypedColumn(full_row.values[i], table.value_columns[i].sql_type);
+    change.row[table.value_columns[i].name] =
+        TypedColumn(full_row.values[i], table.value_columns[i].sql_type);
   return change;
 }
 
@@ -96,7 +99,8 @@ std::vector<std::string> DecodeKey(std::string_view encoded) {
   size_t start = 0;
   for (;;) {
     size_t sep = encoded.find('\x1f', start);
-    parts.emplace_back(encoded.substr(start, sep == std::string_view::npos ? std::string_view::npos : sep - start));
+    parts.emplace_back(
+        encoded.substr(start, sep == std::string_view::npos ? std::string_view::npos : sep - start));
     if (sep == std::string_view::npos) break;
     start = sep + 1;
   }

@@ -6,12 +6,11 @@
 
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/status.h"
 #include "sinks/table.h"
@@ -51,7 +50,7 @@ std::vector<std::string> DecodeKey(std::string_view encoded);
 class ViewStore {
  public:
   virtual ~ViewStore() = default;
-  virtual const char* kind() const = 0;  // "postgres", "rocksdb"
+  virtual const char* kind() const = 0;        // "postgres", "rocksdb"
   virtual std::string table_name() const = 0;  // the table this store writes
   // True when rows are stored per source partition (RowWrite::partition
   // names the share, views/partition_rows.h): the engine then hands over

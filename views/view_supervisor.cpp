@@ -1,10 +1,9 @@
 #include "views/view_supervisor.h"
 
+#include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include <spdlog/spdlog.h>
 
 #include "core/thread_name.h"
 #include "sinks/postgres_sink.h"
@@ -20,8 +19,10 @@ ProjectionRegistry StockProjections() {
   return projections;
 }
 
-Result<std::unique_ptr<Projection>> MakeViewProjection(const ViewSpec& spec, const ProjectionRegistry& projections) {
-  if (spec.kind != ViewKind::kCpp) return std::unique_ptr<Projection>(std::make_unique<DeclarativeProjection>(spec));
+Result<std::unique_ptr<Projection>> MakeViewProjection(const ViewSpec& spec,
+                                                       const ProjectionRegistry& projections) {
+  if (spec.kind != ViewKind::kCpp)
+    return std::unique_ptr<Projection>(std::make_unique<DeclarativeProjection>(spec));
   auto projection = projections.Make(spec.projection);
   if (!projection.ok()) return projection.status().WithContext("view " + spec.name + ": projection");
   if ((*projection)->table().view_name != spec.name)
@@ -36,7 +37,8 @@ Result<std::unique_ptr<Projection>> ViewSupervisor::MakeProjection(const Supervi
   return projections_.Make("stock_levels");
 }
 
-Result<std::unique_ptr<ViewSupervisor>> ViewSupervisor::Create(const Config& config, const ProjectionRegistry& projections,
+Result<std::unique_ptr<ViewSupervisor>> ViewSupervisor::Create(const Config& config,
+                                                               const ProjectionRegistry& projections,
                                                                MetricsRegistry& metrics) {
   auto specs = ParseViewSpecs(config.views.definitions, "views.definitions");
   if (!specs.ok()) return specs.status();
@@ -54,7 +56,8 @@ Result<std::unique_ptr<ViewSupervisor>> ViewSupervisor::Create(const Config& con
   }
   if (supervisor->views_.empty()) {
     if (!projections.Has("stock_levels"))
-      return Status::InvalidArgument("views.definitions: no views defined (and no stock_levels projection registered)");
+      return Status::InvalidArgument(
+          "views.definitions: no views defined (and no stock_levels projection registered)");
     auto view = std::make_unique<SupervisedView>();
     view->name = "stock_levels";
     supervisor->views_.push_back(std::move(view));
@@ -89,11 +92,11 @@ Result<std::unique_ptr<ViewSupervisor>> ViewSupervisor::Create(const Config& con
     ChangeFeedOptions options = feed_options;
     // Other processes forward this process's partitions of the view.
     options.share_messages = supervisor->owners_ && view->store == "rocksdb";
-    view->feed = std::make_unique<ChangeFeed>(view->name, view->store, table, options, *supervisor->feed_metrics_);
+    view->feed =
+        std::make_unique<ChangeFeed>(view->name, view->store, table, options, *supervisor->feed_metrics_);
   }
   return supervisor;
 }
-
 
 ViewSupervisor::~ViewSupervisor() { Stop(); }
 
@@ -135,7 +138,8 @@ std::string ViewSupervisor::SourceTopicOf(const SupervisedView& view) const {
 }
 
 Status ViewSupervisor::RequestRebuild(SupervisedView& view) {
-  if (Snapshot(view).building) return Status::Conflict("view " + view.name + " is already building a new version");
+  if (Snapshot(view).building)
+    return Status::Conflict("view " + view.name + " is already building a new version");
   // The engine stops after its next flush; RunView reopens the store with
   // a new version beside the live one.
   view.rebuild_requested = true;
@@ -161,8 +165,10 @@ ViewEngineOptions ViewSupervisor::EngineOptions(SupervisedView& view) {
   }
   options.group_id = config_.views.group_id + "." + view.name + (view.store == "rocksdb" ? ".rocksdb" : "");
   options.session_timeout_ms = config_.views.session_timeout_ms;
-  options.flush_interval = std::chrono::milliseconds(view.spec ? view.spec->flush_interval_ms : config_.views.flush_interval_ms);
-  options.max_batch_events = static_cast<size_t>(view.spec ? view.spec->max_batch_rows : config_.views.max_batch_rows);
+  options.flush_interval =
+      std::chrono::milliseconds(view.spec ? view.spec->flush_interval_ms : config_.views.flush_interval_ms);
+  options.max_batch_events =
+      static_cast<size_t>(view.spec ? view.spec->max_batch_rows : config_.views.max_batch_rows);
   options.max_lag = std::chrono::milliseconds(view.spec ? view.spec->max_lag_ms : 5000);
   options.stop_on_error = view.spec && view.spec->stop_on_error;
   options.at_least_once = view.spec && !view.spec->exactly_once;
@@ -176,13 +182,15 @@ ViewEngineOptions ViewSupervisor::EngineOptions(SupervisedView& view) {
     options.on_partition = [this, &view](int32_t partition, PartitionState state) {
       {
         std::lock_guard lock(view.mu);
-        if (state == PartitionState::kReleased) view.partitions.erase(partition);
-        else view.partitions[partition] = state;
+        if (state == PartitionState::kReleased)
+          view.partitions.erase(partition);
+        else
+          view.partitions[partition] = state;
       }
       Status claimed = owners_->Claim(view.name, partition, state);
       if (!claimed.ok())
-        spdlog::warn("view {}: claiming partition {} as {}: {}", view.name, partition, PartitionStateName(state),
-                     claimed.message());
+        spdlog::warn("view {}: claiming partition {} as {}: {}", view.name, partition,
+                     PartitionStateName(state), claimed.message());
     };
   }
 
@@ -202,7 +210,9 @@ Result<std::unique_ptr<ViewStore>> ViewSupervisor::OpenStore(SupervisedView& vie
     }
     auto rocks = RocksDbViewStore::Open(*rocksdb_, topic, table, rebuild);
     if (!rocks.ok()) return rocks.status();
-    if (rebuild) spdlog::info("view {} (rocksdb): rebuilding from offset zero into {}", view.name, (*rocks)->table_name());
+    if (rebuild)
+      spdlog::info("view {} (rocksdb): rebuilding from offset zero into {}", view.name,
+                   (*rocks)->table_name());
     return std::unique_ptr<ViewStore>(std::move(rocks.value()));
   }
   auto sink = PostgresSink::Open(config_.postgres.url, topic, table);
@@ -223,7 +233,8 @@ void ViewSupervisor::RunView(SupervisedView& view) {
     std::unique_ptr<Projection> projection = std::move(MakeProjection(view).value());
     Result<std::unique_ptr<ViewStore>> store = OpenStore(view, projection->table());
     if (!store.ok()) {
-      spdlog::warn("view {} ({}): {}; retrying in {} ms", view.name, view.store, store.status().message(), backoff.count());
+      spdlog::warn("view {} ({}): {}; retrying in {} ms", view.name, view.store, store.status().message(),
+                   backoff.count());
       {
         std::lock_guard lock(view.mu);
         view.last.state = "waiting";
@@ -266,7 +277,8 @@ void ViewSupervisor::ReleasePartitions(SupervisedView& view) {
     std::lock_guard lock(view.mu);
     held.swap(view.partitions);
   }
-  for (const auto& [partition, state] : held) (void)owners_->Claim(view.name, partition, PartitionState::kReleased);
+  for (const auto& [partition, state] : held)
+    (void)owners_->Claim(view.name, partition, PartitionState::kReleased);
 }
 
 ViewStatus ViewSupervisor::Snapshot(SupervisedView& view) {
@@ -283,7 +295,8 @@ Result<int> ViewSupervisor::SourcePartitionCount(const std::string& topic, int32
   if (it != partition_counts_.end() &&
       (partition < it->second.first || now - it->second.second < std::chrono::seconds(5)))
     return it->second.first;
-  auto count = PartitionCount({config_.kafka.brokers, config_.kafka.client_properties}, topic, std::chrono::seconds(2));
+  auto count = PartitionCount({config_.kafka.brokers, config_.kafka.client_properties}, topic,
+                              std::chrono::seconds(2));
   if (!count.ok()) return count.status();
   partition_counts_[topic] = {*count, now};
   return *count;

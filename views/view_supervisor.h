@@ -35,7 +35,8 @@ namespace freshet {
 
 // The projection a view runs: for a "cpp" view the registered C++ one
 // (whose table must carry the view's name), else the definition's own.
-Result<std::unique_ptr<Projection>> MakeViewProjection(const ViewSpec& spec, const ProjectionRegistry& projections);
+Result<std::unique_ptr<Projection>> MakeViewProjection(const ViewSpec& spec,
+                                                       const ProjectionRegistry& projections);
 
 // One (view, store) pair. Set up by Create; the fields below `partitions`
 // are the supervisor's own.
@@ -63,7 +64,8 @@ class ViewSupervisor {
   // Validates the definitions (errors name the view and field), opens the
   // RocksDB database if a view has a RocksDB copy, and prepares every view
   // and its change feed; nothing is started.
-  static Result<std::unique_ptr<ViewSupervisor>> Create(const Config& config, const ProjectionRegistry& projections,
+  static Result<std::unique_ptr<ViewSupervisor>> Create(const Config& config,
+                                                        const ProjectionRegistry& projections,
                                                         MetricsRegistry& metrics);
   ~ViewSupervisor();  // Stop()
   ViewSupervisor(const ViewSupervisor&) = delete;
@@ -113,10 +115,11 @@ class ViewSupervisor {
   std::unique_ptr<FeedMetrics> feed_metrics_;
   std::unique_ptr<DeadLetterSink> dead_letters_;
   std::unique_ptr<RocksDbStore> rocksdb_;  // opened by Create when a view asks for it
-  std::unique_ptr<ViewOwners> owners_;     // scale-out (views.advertise_url set, and a view has a RocksDB copy)
+  std::unique_ptr<ViewOwners> owners_;  // scale-out (views.advertise_url set, and a view has a RocksDB copy)
   std::function<void()> on_commit_;
   std::mutex partition_counts_mu_;
-  std::map<std::string, std::pair<int, std::chrono::steady_clock::time_point>> partition_counts_;  // topic -> (count, when asked)
+  std::map<std::string, std::pair<int, std::chrono::steady_clock::time_point>>
+      partition_counts_;  // topic -> (count, when asked)
   std::vector<std::unique_ptr<SupervisedView>> views_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> stopped_{false};

@@ -17,8 +17,13 @@ Status RequireAmount(const nlohmann::json& body, const char* field, int64_t min,
 }
 
 Event MakeEvent(const char* type, const Command& c, int64_t amount, const Account& after) {
-  Event e{type, c.id, NowMillis(), {{"account", c.partition_key}, {"amount", amount}, {"balance", after.balance},
-                                    {"overdraft_limit", after.overdraft_limit}}};
+  Event e{type,
+          c.id,
+          NowMillis(),
+          {{"account", c.partition_key},
+           {"amount", amount},
+           {"balance", after.balance},
+           {"overdraft_limit", after.overdraft_limit}}};
   return e;
 }
 
@@ -35,7 +40,8 @@ Result<Command> AccountsDomain::ParseCommand(const nlohmann::json& body) {
     return Status::InvalidArgument("account: required non-empty string");
   c.partition_key = account->get<std::string>();
   if (auto id = body.find("id"); id != body.end()) {
-    if (!id->is_string() || id->get<std::string>().empty()) return Status::InvalidArgument("id: expected a string");
+    if (!id->is_string() || id->get<std::string>().empty())
+      return Status::InvalidArgument("id: expected a string");
     c.id = id->get<std::string>();
   }
   int64_t n = 0;
@@ -46,7 +52,8 @@ Result<Command> AccountsDomain::ParseCommand(const nlohmann::json& body) {
     FRESHET_RETURN_IF_ERROR(RequireAmount(body, "amount", 1, &n));
     c.data = {{"amount", n}};
   } else {
-    return Status::InvalidArgument("type: unknown command type \"" + c.type + "\" (expected open, deposit or withdraw)");
+    return Status::InvalidArgument("type: unknown command type \"" + c.type +
+                                   "\" (expected open, deposit or withdraw)");
   }
   return c;
 }
@@ -63,14 +70,15 @@ Result<std::vector<Event>> AccountsDomain::Decide(const StateView<Account>& stat
   if (!a.opened) return Status::Refused("account " + c.partition_key + " is not open");
   int64_t amount = c.data["amount"].get<int64_t>();
   if (c.type == "deposit") {
-    if (a.balance + amount > kMaxAmount) return Status::Refused("balance would exceed " + std::to_string(kMaxAmount));
+    if (a.balance + amount > kMaxAmount)
+      return Status::Refused("balance would exceed " + std::to_string(kMaxAmount));
     a.balance += amount;
     return std::vector<Event>{MakeEvent("MoneyDeposited", c, amount, a)};
   }
   if (a.balance - amount < -a.overdraft_limit)
-    return Status::Refused("withdrawing " + std::to_string(amount) + " would take account " + c.partition_key +
-                           " to " + std::to_string(a.balance - amount) + ", beyond its overdraft limit of " +
-                           std::to_string(a.overdraft_limit));
+    return Status::Refused("withdrawing " + std::to_string(amount) + " would take account " +
+                           c.partition_key + " to " + std::to_string(a.balance - amount) +
+                           ", beyond its overdraft limit of " + std::to_string(a.overdraft_limit));
   a.balance -= amount;
   return std::vector<Event>{MakeEvent("MoneyWithdrawn", c, amount, a)};
 }
@@ -93,16 +101,23 @@ nlohmann::json AccountsDomain::EntityToJson(const Account& a) {
   return {{"balance", a.balance}, {"overdraft_limit", a.overdraft_limit}};
 }
 
-std::string AccountsDomain::EntityKeyFromPath(const std::string& account, const std::string&) { return account; }
+std::string AccountsDomain::EntityKeyFromPath(const std::string& account, const std::string&) {
+  return account;
+}
 
-nlohmann::json AccountsDomain::EntityToSnapshot(const Account& a) { return {a.opened, a.balance, a.overdraft_limit}; }
+nlohmann::json AccountsDomain::EntityToSnapshot(const Account& a) {
+  return {a.opened, a.balance, a.overdraft_limit};
+}
 
 Result<Account> AccountsDomain::EntityFromSnapshot(const nlohmann::json& j) {
-  if (!j.is_array() || j.size() != 3 || !j[0].is_boolean() || !j[1].is_number_integer() || !j[2].is_number_integer())
+  if (!j.is_array() || j.size() != 3 || !j[0].is_boolean() || !j[1].is_number_integer() ||
+      !j[2].is_number_integer())
     return Status::InvalidArgument("account snapshot is not [opened, balance, overdraft_limit]");
   return Account{j[0].get<bool>(), j[1].get<int64_t>(), j[2].get<int64_t>()};
 }
 
-std::unique_ptr<Domain> MakeAccountsDomain() { return std::make_unique<DomainAdapter<AccountsDomain>>("accounts"); }
+std::unique_ptr<Domain> MakeAccountsDomain() {
+  return std::make_unique<DomainAdapter<AccountsDomain>>("accounts");
+}
 
 }  // namespace freshet

@@ -23,11 +23,10 @@
 
 #include <concepts>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/envelope.h"
 #include "core/status.h"

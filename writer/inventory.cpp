@@ -22,8 +22,8 @@ Status RequireQuantity(const nlohmann::json& body, const char* field, int64_t mi
   if (!it->is_number_integer()) return Status::InvalidArgument(std::string(field) + ": expected an integer");
   *out = it->get<int64_t>();
   if (*out < min || *out > kMaxQuantity)
-    return Status::InvalidArgument(std::string(field) + ": must be between " + std::to_string(min) +
-                                   " and " + std::to_string(kMaxQuantity));
+    return Status::InvalidArgument(std::string(field) + ": must be between " + std::to_string(min) + " and " +
+                                   std::to_string(kMaxQuantity));
   return Status::Ok();
 }
 
@@ -46,8 +46,8 @@ Event MakeEvent(const char* type, const Command& c, int64_t qty, int64_t delta, 
 }
 
 std::string Describe(const Command& c, const StockItem& item) {
-  return "store " + c.partition_key + " sku " + SkuOf(c) + " has on_hand " +
-         std::to_string(item.on_hand) + ", reserved " + std::to_string(item.reserved);
+  return "store " + c.partition_key + " sku " + SkuOf(c) + " has on_hand " + std::to_string(item.on_hand) +
+         ", reserved " + std::to_string(item.reserved);
 }
 
 }  // namespace
@@ -103,7 +103,8 @@ Result<std::vector<Event>> InventoryDomain::Decide(const StateView<StockItem>& s
   if (c.type == "reserve") {
     int64_t qty = c.data.at("qty").get<int64_t>();
     if (qty > available)
-      return Status::Refused("insufficient stock to reserve " + std::to_string(qty) + ": " + Describe(c, item));
+      return Status::Refused("insufficient stock to reserve " + std::to_string(qty) + ": " +
+                             Describe(c, item));
     item.reserved += qty;
     return std::vector<Event>{MakeEvent("StockReserved", c, qty, 0, item)};
   }
@@ -119,7 +120,8 @@ Result<std::vector<Event>> InventoryDomain::Decide(const StateView<StockItem>& s
     bool from_reservation = c.data.at("from_reservation").get<bool>();
     if (from_reservation) {
       if (qty > item.reserved)
-        return Status::Refused("cannot sell " + std::to_string(qty) + " from reservations: " + Describe(c, item));
+        return Status::Refused("cannot sell " + std::to_string(qty) +
+                               " from reservations: " + Describe(c, item));
       item.reserved -= qty;
     } else if (qty > available) {
       return Status::Refused("insufficient stock to sell " + std::to_string(qty) + ": " + Describe(c, item));
@@ -132,8 +134,9 @@ Result<std::vector<Event>> InventoryDomain::Decide(const StateView<StockItem>& s
   if (c.type == "adjust") {
     int64_t counted = c.data.at("counted").get<int64_t>();
     if (counted < item.reserved)
-      return Status::Refused("count of " + std::to_string(counted) +
-                             " is below the reserved quantity; release reservations first: " + Describe(c, item));
+      return Status::Refused(
+          "count of " + std::to_string(counted) +
+          " is below the reserved quantity; release reservations first: " + Describe(c, item));
     int64_t delta = counted - item.on_hand;
     item.on_hand = counted;
     Event e = MakeEvent("StockAdjusted", c, counted, delta, item);
@@ -165,7 +168,9 @@ std::string InventoryDomain::EntityKeyFromPath(const std::string& store, const s
   return store + '\x1f' + sku;
 }
 
-nlohmann::json InventoryDomain::EntityToSnapshot(const StockItem& item) { return {item.on_hand, item.reserved}; }
+nlohmann::json InventoryDomain::EntityToSnapshot(const StockItem& item) {
+  return {item.on_hand, item.reserved};
+}
 
 Result<StockItem> InventoryDomain::EntityFromSnapshot(const nlohmann::json& j) {
   if (!j.is_array() || j.size() != 2 || !j[0].is_number_integer() || !j[1].is_number_integer())

@@ -1,7 +1,8 @@
 #include "writer/owner_directory.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
 
 namespace freshet {
 

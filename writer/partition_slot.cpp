@@ -61,15 +61,24 @@ Status ProduceInOneTransaction(TransactionalProducer& producer, const std::vecto
 
 const char* WriterPhaseName(WriterPhase phase) {
   switch (phase) {
-    case WriterPhase::kParse: return "parse";
-    case WriterPhase::kQueue: return "queue";
-    case WriterPhase::kLinger: return "linger";
-    case WriterPhase::kDecide: return "decide";
-    case WriterPhase::kBegin: return "begin";
-    case WriterPhase::kProduce: return "produce";
-    case WriterPhase::kCommit: return "commit";
-    case WriterPhase::kAnswer: return "answer";
-    case WriterPhase::kCount: break;
+    case WriterPhase::kParse:
+      return "parse";
+    case WriterPhase::kQueue:
+      return "queue";
+    case WriterPhase::kLinger:
+      return "linger";
+    case WriterPhase::kDecide:
+      return "decide";
+    case WriterPhase::kBegin:
+      return "begin";
+    case WriterPhase::kProduce:
+      return "produce";
+    case WriterPhase::kCommit:
+      return "commit";
+    case WriterPhase::kAnswer:
+      return "answer";
+    case WriterPhase::kCount:
+      break;
   }
   return "unknown";
 }
@@ -85,11 +94,16 @@ PartitionSlot::~PartitionSlot() { Stop(); }
 
 const char* PartitionSlot::RoleName(Role role) {
   switch (role) {
-    case Role::kStandby: return "standby";
-    case Role::kTakingOver: return "taking-over";
-    case Role::kOwner: return "owner";
-    case Role::kLogIncomplete: return "log-incomplete";
-    case Role::kStopped: return "stopped";
+    case Role::kStandby:
+      return "standby";
+    case Role::kTakingOver:
+      return "taking-over";
+    case Role::kOwner:
+      return "owner";
+    case Role::kLogIncomplete:
+      return "log-incomplete";
+    case Role::kStopped:
+      return "stopped";
   }
   return "unknown";
 }
@@ -120,13 +134,14 @@ Status PartitionSlot::CheckLogStart() {
   if (!marks.ok()) return marks.status();
   int64_t log_start = marks->first;
   if (log_start <= next_offset_) return Status::Ok();
-  std::string why = "partition " + std::to_string(options_.partition) + " of topic " + options_.topic +
-                    ": the log starts at offset " + std::to_string(log_start) + " but the writer's state needs offset " +
-                    std::to_string(next_offset_) + " onwards; records before " + std::to_string(log_start) +
-                    " were deleted (retention, compaction or delete-records), so the state rebuilt from what is left "
-                    "would be wrong. The writer refuses this partition. Keep the topic whole (retention.ms=-1, "
-                    "retention.bytes=-1, cleanup.policy=delete) and restore the partition's history from a copy; "
-                    "nothing else will make it serve again.";
+  std::string why =
+      "partition " + std::to_string(options_.partition) + " of topic " + options_.topic +
+      ": the log starts at offset " + std::to_string(log_start) + " but the writer's state needs offset " +
+      std::to_string(next_offset_) + " onwards; records before " + std::to_string(log_start) +
+      " were deleted (retention, compaction or delete-records), so the state rebuilt from what is left "
+      "would be wrong. The writer refuses this partition. Keep the topic whole (retention.ms=-1, "
+      "retention.bytes=-1, cleanup.policy=delete) and restore the partition's history from a copy; "
+      "nothing else will make it serve again.";
   spdlog::error("{}", why);
   if (metrics_.log_incomplete) metrics_.log_incomplete->Add();
   {
@@ -172,8 +187,8 @@ void PartitionSlot::Submit(Command command, CommandDone done) {
     }
   }
   if (std::string why = refusal(); !why.empty()) return done(Status::Unavailable(why));
-  done(Status::Unavailable("partition " + std::to_string(options_.partition) + " is not owned by this instance (" +
-                           RoleName(role()) + ")"));
+  done(Status::Unavailable("partition " + std::to_string(options_.partition) +
+                           " is not owned by this instance (" + RoleName(role()) + ")"));
 }
 
 void PartitionSlot::Query(std::string partition_key, std::string entity, QueryDone done) {
@@ -192,7 +207,8 @@ void PartitionSlot::Query(std::string partition_key, std::string entity, QueryDo
       return;
     }
   }
-  done(Status::Unavailable("partition " + std::to_string(options_.partition) + " is not owned by this instance"));
+  done(Status::Unavailable("partition " + std::to_string(options_.partition) +
+                           " is not owned by this instance"));
 }
 
 void PartitionSlot::Run() {
@@ -210,8 +226,8 @@ void PartitionSlot::Run() {
     if (st.ok()) break;
     ResetState();
     if (attempt == 3) {
-      spdlog::error("partition {}: cannot load a snapshot ({}); replaying the whole partition", options_.partition,
-                    st.message());
+      spdlog::error("partition {}: cannot load a snapshot ({}); replaying the whole partition",
+                    options_.partition, st.message());
       break;
     }
     spdlog::warn("partition {}: loading the snapshot: {}; retrying", options_.partition, st.message());
@@ -227,7 +243,9 @@ void PartitionSlot::Run() {
     std::unique_lock lock(mu_);
     cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
   }
-  if (st.ok()) st = tail_->Assign({{options_.topic, options_.partition, next_offset_ > 0 ? next_offset_ : kOffsetBeginning}});
+  if (st.ok())
+    st = tail_->Assign(
+        {{options_.topic, options_.partition, next_offset_ > 0 ? next_offset_ : kOffsetBeginning}});
   if (!st.ok() && role_ != Role::kLogIncomplete && !stopping()) {
     spdlog::error("partition {}: cannot tail: {}", options_.partition, st.ToString());
     role_ = Role::kStopped;
@@ -309,9 +327,10 @@ Status PartitionSlot::LoadSnapshot() {
   auto marks = tail_->QueryWatermarks(options_.topic, options_.partition, std::chrono::seconds(10));
   if (!marks.ok()) return marks.status();
   if (s.next_offset > marks->second) {
-    spdlog::warn("partition {}: ignoring the snapshot up to offset {}: the log ends at {}, so the snapshot belongs "
-                 "to an earlier topic {}; replaying from offset 0",
-                 options_.partition, s.next_offset, marks->second, options_.topic);
+    spdlog::warn(
+        "partition {}: ignoring the snapshot up to offset {}: the log ends at {}, so the snapshot belongs "
+        "to an earlier topic {}; replaying from offset 0",
+        options_.partition, s.next_offset, marks->second, options_.topic);
     return Status::Ok();
   }
   FRESHET_RETURN_IF_ERROR(state_->LoadEntities(s.entities));
@@ -321,10 +340,12 @@ Status PartitionSlot::LoadSnapshot() {
   applied_offset_ = s.next_offset - 1;
   entity_count_ = state_->entity_count();
   snapshot_offset_ = s.next_offset;
-  spdlog::info("partition {}: loaded the snapshot up to offset {} ({} entities, {} idempotency keys, written by {}) in "
-               "{:.3f} s",
-               options_.partition, s.next_offset, state_->entity_count(), s.idempotency.size(), s.instance,
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  spdlog::info(
+      "partition {}: loaded the snapshot up to offset {} ({} entities, {} idempotency keys, written by {}) "
+      "in "
+      "{:.3f} s",
+      options_.partition, s.next_offset, state_->entity_count(), s.idempotency.size(), s.instance,
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   return Status::Ok();
 }
 
@@ -337,7 +358,8 @@ Status PartitionSlot::MaybeSnapshot() {
   if (st.code() == StatusCode::kFenced) return st;
   // Commands are unaffected (their transactions committed); the next try
   // comes after another snapshot_every_events events.
-  spdlog::warn("partition {}: snapshot at offset {} not written: {}", options_.partition, next_offset_, st.message());
+  spdlog::warn("partition {}: snapshot at offset {} not written: {}", options_.partition, next_offset_,
+               st.message());
   snapshot_next_offset_ = next_offset_;
   return Status::Ok();
 }
@@ -350,8 +372,8 @@ Status PartitionSlot::WriteSnapshot() {
   s.entities = state_->SaveEntities();  // committed state only: nothing is pending between batches
   s.idempotency = idempotency_.Entries();
   if (options_.fault == WriterFault::kStopBeforeSnapshot) {
-    spdlog::warn("partition {}: FRESHET_WRITER_FAULT: stopping before the snapshot at offset {}", options_.partition,
-                 s.next_offset);
+    spdlog::warn("partition {}: FRESHET_WRITER_FAULT: stopping before the snapshot at offset {}",
+                 options_.partition, s.next_offset);
     raise(SIGSTOP);
   }
   TransactionalProducer& producer = NextProducer();
@@ -359,9 +381,10 @@ Status PartitionSlot::WriteSnapshot() {
   Status st = ProduceSnapshot(producer, options_.snapshot_topic, options_.partition, s);
   if (st.ok() && options_.fault == WriterFault::kCrashInSnapshot) {
     st = producer.Flush(kTxnTimeout);
-    spdlog::warn("partition {}: FRESHET_WRITER_FAULT: crashing with the snapshot at offset {} in the log, not "
-                 "committed (flush: {})",
-                 options_.partition, s.next_offset, st.ToString());
+    spdlog::warn(
+        "partition {}: FRESHET_WRITER_FAULT: crashing with the snapshot at offset {} in the log, not "
+        "committed (flush: {})",
+        options_.partition, s.next_offset, st.ToString());
     spdlog::default_logger()->flush();
     raise(SIGKILL);
   }
@@ -378,8 +401,9 @@ Status PartitionSlot::WriteSnapshot() {
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (metrics_.snapshots) metrics_.snapshots->Add();
   if (metrics_.snapshot_seconds) metrics_.snapshot_seconds->Observe(seconds);
-  spdlog::info("partition {}: snapshot up to offset {} committed ({} entities, {} idempotency keys) in {:.3f} s",
-               options_.partition, s.next_offset, state_->entity_count(), s.idempotency.size(), seconds);
+  spdlog::info(
+      "partition {}: snapshot up to offset {} committed ({} entities, {} idempotency keys) in {:.3f} s",
+      options_.partition, s.next_offset, state_->entity_count(), s.idempotency.size(), seconds);
   return Status::Ok();
 }
 
@@ -388,11 +412,12 @@ void PartitionSlot::Apply(const KafkaMessage& message) {
   if (!event.ok()) {
     // The writer only publishes valid envelopes; anything else was written
     // by someone else and is not part of the state.
-    spdlog::warn("partition {}: offset {}: skipping undecodable event: {}", options_.partition, message.offset(),
-                 event.status().message());
+    spdlog::warn("partition {}: offset {}: skipping undecodable event: {}", options_.partition,
+                 message.offset(), event.status().message());
   } else {
     Status st = state_->ApplyCommitted(*event);
-    if (!st.ok()) spdlog::warn("partition {}: offset {}: {}", options_.partition, message.offset(), st.message());
+    if (!st.ok())
+      spdlog::warn("partition {}: offset {}: {}", options_.partition, message.offset(), st.message());
     if (!event->id.empty()) idempotency_.Put(event->id, message.offset());
   }
   next_offset_ = message.offset() + 1;
@@ -414,7 +439,8 @@ void PartitionSlot::TailOnce(std::chrono::milliseconds wait) {
 void PartitionSlot::ReportRecovered() {
   if (recovered_) return;
   recovered_ = true;
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - recovery_started_).count();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - recovery_started_).count();
   if (metrics_.recovery_seconds) metrics_.recovery_seconds->Observe(seconds);
   spdlog::info("partition {}: state recovered up to offset {} ({} entities; snapshot up to {}) in {:.3f} s",
                options_.partition, next_offset_, state_->entity_count(), snapshot_offset_.load(), seconds);
@@ -494,8 +520,11 @@ Status PartitionSlot::Claim() {
   // the transactional.id, so the owners topic never names a zombie last.
   TransactionalProducer& producer = NextProducer();
   FRESHET_RETURN_IF_ERROR(producer.Begin());
-  OutgoingMessage claim{options_.owners_topic, 0, options_.topic + "/" + std::to_string(options_.partition),
-                        options_.claim, {}};
+  OutgoingMessage claim{options_.owners_topic,
+                        0,
+                        options_.topic + "/" + std::to_string(options_.partition),
+                        options_.claim,
+                        {}};
   Status st = producer.Produce(claim, nullptr);
   if (st.ok()) st = producer.Commit(kTxnTimeout);
   if (!st.ok() && st.code() != StatusCode::kFenced) (void)producer.Abort(kTxnTimeout);
@@ -512,11 +541,13 @@ void PartitionSlot::BecomeStandby(const std::string& why) {
     was = role_.exchange(Role::kStandby);
     rest.swap(queue_);
   }
-  FailAll(rest, Status::Unavailable("partition " + std::to_string(options_.partition) + " moved: " + why), metrics_);
+  FailAll(rest, Status::Unavailable("partition " + std::to_string(options_.partition) + " moved: " + why),
+          metrics_);
   producers_.clear();
   state_->DropPending();
   (void)tail_->Resume({{options_.topic, options_.partition, 0}});
-  Status st = tail_->Seek(options_.topic, options_.partition, next_offset_ > 0 ? next_offset_ : kOffsetBeginning);
+  Status st =
+      tail_->Seek(options_.topic, options_.partition, next_offset_ > 0 ? next_offset_ : kOffsetBeginning);
   if (!st.ok()) spdlog::warn("partition {}: standby seek: {}", options_.partition, st.message());
   if (was == Role::kOwner) spdlog::info("partition {}: standby ({})", options_.partition, why);
 }
@@ -557,7 +588,8 @@ void PartitionSlot::ServeOnce() {
       auto linger_started = std::chrono::steady_clock::now();
       cv_.wait_until(lock, oldest_queued_ + options_.linger,
                      [&] { return stopping_ || queue_.size() >= options_.max_batch; });
-      metrics_.ObservePhase(WriterPhase::kLinger, SecondsBetween(linger_started, std::chrono::steady_clock::now()));
+      metrics_.ObservePhase(WriterPhase::kLinger,
+                            SecondsBetween(linger_started, std::chrono::steady_clock::now()));
     }
     auto taken = std::chrono::steady_clock::now();
     while (!queue_.empty() && batch.size() < options_.max_batch) {
@@ -573,8 +605,8 @@ void PartitionSlot::ServeOnce() {
 }
 
 struct PartitionSlot::CommandOutcome {
-  Status status;              // non-OK: refused or invalid
-  size_t first_event = 0;     // index into the batch's delivery reports
+  Status status;           // non-OK: refused or invalid
+  size_t first_event = 0;  // index into the batch's delivery reports
   size_t event_count = 0;
   int64_t known_offset = -1;  // a retry of a command committed earlier
   int64_t same_as = -1;       // a retry of a command earlier in this batch
@@ -597,8 +629,8 @@ void PartitionSlot::ProcessBatch(std::deque<Work>& batch) {
   }
 }
 
-std::vector<PartitionSlot::CommandOutcome> PartitionSlot::DecideBatch(const std::deque<Work>& batch,
-                                                                      std::vector<OutgoingMessage>* messages) {
+std::vector<PartitionSlot::CommandOutcome> PartitionSlot::DecideBatch(
+    const std::deque<Work>& batch, std::vector<OutgoingMessage>* messages) {
   std::vector<CommandOutcome> outcomes(batch.size());
   std::unordered_map<std::string, size_t> batch_keys;
   for (size_t i = 0; i < batch.size(); ++i) {
@@ -637,7 +669,8 @@ std::vector<PartitionSlot::CommandOutcome> PartitionSlot::DecideBatch(const std:
 }
 
 bool PartitionSlot::CommitBatch(std::deque<Work>& batch, const std::vector<OutgoingMessage>& messages,
-                                std::vector<DeliveryReport>& reports, std::chrono::steady_clock::time_point started) {
+                                std::vector<DeliveryReport>& reports,
+                                std::chrono::steady_clock::time_point started) {
   TransactionalProducer& producer = NextProducer();
   bool outcome_unknown = false;
   Status st = ProduceInOneTransaction(producer, messages, reports, metrics_, started, &outcome_unknown);
@@ -656,7 +689,8 @@ bool PartitionSlot::CommitBatch(std::deque<Work>& batch, const std::vector<Outgo
   }
   entity_count_ = state_->entity_count();
   if (metrics_.commit_seconds)
-    metrics_.commit_seconds->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    metrics_.commit_seconds->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   if (metrics_.batch_size) metrics_.batch_size->Observe(static_cast<double>(messages.size()));
   return true;
 }
@@ -668,12 +702,13 @@ void PartitionSlot::ReloadAfterUnknownCommit(std::deque<Work>& batch, const Stat
   // coordinator finish or abort the transaction, and the catch-up reads
   // whatever committed (with its command ids) before any retry is answered.
   state_->DropPending();
-  FailAll(batch, Status::Unavailable("partition " + std::to_string(options_.partition) +
-                                     ": the transaction's outcome is unknown (" + why.message() +
-                                     "); retry with the same id: it is answered once the log is read again"),
+  FailAll(batch,
+          Status::Unavailable("partition " + std::to_string(options_.partition) +
+                              ": the transaction's outcome is unknown (" + why.message() +
+                              "); retry with the same id: it is answered once the log is read again"),
           metrics_);
-  spdlog::warn("partition {}: commit outcome unknown, taking the partition over again: {}", options_.partition,
-               why.message());
+  spdlog::warn("partition {}: commit outcome unknown, taking the partition over again: {}",
+               options_.partition, why.message());
   {
     std::lock_guard lock(mu_);
     takeover_requested_ = std::chrono::steady_clock::now();
@@ -689,8 +724,9 @@ void PartitionSlot::AbandonBatch(std::deque<Work>& batch, TransactionalProducer&
     Status abort = producer.Abort(kTxnTimeout);
     if (abort.code() == StatusCode::kFenced) why = abort;
   }
-  FailAll(batch, Status::Unavailable("partition " + std::to_string(options_.partition) +
-                                     ": not committed, retry: " + why.message()),
+  FailAll(batch,
+          Status::Unavailable("partition " + std::to_string(options_.partition) +
+                              ": not committed, retry: " + why.message()),
           metrics_);
   if (why.code() == StatusCode::kFenced) {
     LoseToNewerOwner(why);
@@ -739,7 +775,8 @@ void PartitionSlot::AnswerBatch(std::deque<Work>& batch, const std::vector<Comma
     if (metrics_.accepted) metrics_.accepted->Add();
     w.done(CommandAck{options_.partition, offset, false});
   }
-  metrics_.ObservePhase(WriterPhase::kAnswer, SecondsBetween(answer_started, std::chrono::steady_clock::now()));
+  metrics_.ObservePhase(WriterPhase::kAnswer,
+                        SecondsBetween(answer_started, std::chrono::steady_clock::now()));
 }
 
 void PartitionSlot::LoseToNewerOwner(const Status& why) {

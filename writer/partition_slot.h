@@ -60,7 +60,7 @@ using CommandDone = std::function<void(Result<CommandAck>)>;
 
 struct EntityReading {
   int32_t partition = -1;
-  int64_t offset = -1;  // the last offset applied to the state read
+  int64_t offset = -1;    // the last offset applied to the state read
   nlohmann::json entity;  // null when the entity does not exist
 };
 using QueryDone = std::function<void(Result<EntityReading>)>;
@@ -85,8 +85,8 @@ struct WriterMetrics {
   Histogram* batch_size = nullptr;
   Histogram* commit_seconds = nullptr;
   Histogram* takeover_seconds = nullptr;
-  Counter* snapshots = nullptr;         // snapshots committed
-  Counter* snapshot_failures = nullptr;  // snapshots not committed
+  Counter* snapshots = nullptr;           // snapshots committed
+  Counter* snapshot_failures = nullptr;   // snapshots not committed
   Histogram* snapshot_seconds = nullptr;  // serialize + commit
   Histogram* recovery_seconds = nullptr;  // a slot's start: snapshot load + replay to the end
   std::array<Histogram*, static_cast<size_t>(WriterPhase::kCount)> phase_seconds{};
@@ -207,7 +207,8 @@ class PartitionSlot {
   // Decides each command of `batch` against the state (its pending overlay,
   // so later commands see earlier ones), answering retries from the
   // idempotency index; appends the events to produce to `messages`.
-  std::vector<CommandOutcome> DecideBatch(const std::deque<Work>& batch, std::vector<OutgoingMessage>* messages);
+  std::vector<CommandOutcome> DecideBatch(const std::deque<Work>& batch,
+                                          std::vector<OutgoingMessage>* messages);
   // Produces `messages` in one transaction; `reports` gets their offsets.
   // false: not committed as far as the slot knows; the pending overlay is
   // dropped and every command of `batch` answered "retry" (when the commit
@@ -236,7 +237,7 @@ class PartitionSlot {
   // The partition's fencing producers (options_.producers of them), used in
   // turn; empty unless owner or taking over.
   std::vector<std::unique_ptr<TransactionalProducer>> producers_;
-  size_t turn_ = 0;  // index of the producer of the next transaction
+  size_t turn_ = 0;          // index of the producer of the next transaction
   int64_t next_offset_ = 0;  // the next offset the state has not seen
   // Where the events counted towards the next snapshot start: the newest
   // snapshot's offset, or where a failed one was tried (so that a failing

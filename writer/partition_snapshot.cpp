@@ -118,14 +118,16 @@ Status ProduceSnapshot(TransactionalProducer& producer, const std::string& snaps
     m.partition = partition;
     m.key = std::to_string(partition);
     m.value = std::move(chunks[i]);
-    m.headers = {{kSnapshotHeader, id}, {kChunkHeader, std::to_string(i) + "/" + std::to_string(chunks.size())}};
+    m.headers = {{kSnapshotHeader, id},
+                 {kChunkHeader, std::to_string(i) + "/" + std::to_string(chunks.size())}};
     FRESHET_RETURN_IF_ERROR(producer.Produce(m, nullptr));
   }
   return Status::Ok();
 }
 
 Result<std::optional<PartitionSnapshot>> LoadLatestSnapshot(const KafkaClientOptions& options,
-                                                            const std::string& snapshot_topic, int32_t partition,
+                                                            const std::string& snapshot_topic,
+                                                            int32_t partition,
                                                             std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   auto consumer = Consumer::Create(options, "");
@@ -144,7 +146,8 @@ Result<std::optional<PartitionSnapshot>> LoadLatestSnapshot(const KafkaClientOpt
     std::string newest;  // bytes of the newest complete snapshot in this pass
     for (;;) {
       if (std::chrono::steady_clock::now() > deadline)
-        return Status::Timeout("reading snapshot topic " + snapshot_topic + " partition " + std::to_string(partition));
+        return Status::Timeout("reading snapshot topic " + snapshot_topic + " partition " +
+                               std::to_string(partition));
       KafkaMessage message;
       auto outcome = (*consumer)->Poll(std::chrono::milliseconds(100), &message);
       if (!outcome.ok()) return outcome.status();

@@ -22,12 +22,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/kafka.h"
 #include "core/status.h"
@@ -37,8 +36,8 @@ namespace freshet {
 inline constexpr size_t kSnapshotChunkBytes = 512 * 1024;
 
 struct PartitionSnapshot {
-  int64_t next_offset = 0;  // the state covers every event before this offset
-  std::string instance;     // the writer instance that took it (for operators)
+  int64_t next_offset = 0;                            // the state covers every event before this offset
+  std::string instance;                               // the writer instance that took it (for operators)
   nlohmann::json entities = nlohmann::json::array();  // as DomainState::SaveEntities wrote them
   std::vector<std::pair<std::string, int64_t>> idempotency;  // oldest first
 };
@@ -58,7 +57,8 @@ Status ProduceSnapshot(TransactionalProducer& producer, const std::string& snaps
 // The newest snapshot of `partition` that committed whole, or nullopt when
 // the partition holds none. Reads only the end of the partition.
 Result<std::optional<PartitionSnapshot>> LoadLatestSnapshot(const KafkaClientOptions& options,
-                                                            const std::string& snapshot_topic, int32_t partition,
+                                                            const std::string& snapshot_topic,
+                                                            int32_t partition,
                                                             std::chrono::milliseconds timeout);
 
 }  // namespace freshet

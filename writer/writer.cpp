@@ -1,8 +1,7 @@
 #include "writer/writer.h"
 
-#include <unistd.h>
-
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -77,8 +76,8 @@ Result<WriterFault> FaultFromEnvironment() {
   if (fault.empty()) return WriterFault::kNone;
   if (fault == "crash-in-snapshot") return WriterFault::kCrashInSnapshot;
   if (fault == "stop-before-snapshot") return WriterFault::kStopBeforeSnapshot;
-  return Status::InvalidArgument("FRESHET_WRITER_FAULT: expected crash-in-snapshot or stop-before-snapshot, got \"" +
-                                 fault + "\"");
+  return Status::InvalidArgument(
+      "FRESHET_WRITER_FAULT: expected crash-in-snapshot or stop-before-snapshot, got \"" + fault + "\"");
 }
 
 }  // namespace
@@ -102,10 +101,11 @@ Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_
   if (!topic_config.ok()) return topic_config.status().WithContext("kafka.topic " + config.kafka.topic);
   std::string retention_problem = RetentionProblem(*topic_config);
   if (!retention_problem.empty())
-    spdlog::error("kafka.topic {}: the broker may delete events the writer rebuilds its state from: {}. Set "
-                  "retention.ms=-1 and retention.bytes=-1 (cleanup.policy=delete) on the topic, e.g. kafka-configs.sh "
-                  "--alter --entity-type topics --entity-name {} --add-config retention.ms=-1,retention.bytes=-1",
-                  config.kafka.topic, retention_problem, config.kafka.topic);
+    spdlog::error(
+        "kafka.topic {}: the broker may delete events the writer rebuilds its state from: {}. Set "
+        "retention.ms=-1 and retention.bytes=-1 (cleanup.policy=delete) on the topic, e.g. kafka-configs.sh "
+        "--alter --entity-type topics --entity-name {} --add-config retention.ms=-1,retention.bytes=-1",
+        config.kafka.topic, retention_problem, config.kafka.topic);
   auto count = PartitionCount(kafka, config.kafka.topic, std::chrono::seconds(15));
   if (!count.ok()) return count.status();
   std::string snapshot_topic;
@@ -115,18 +115,19 @@ Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_
     // Partition p's snapshots go to partition p. Only the newest snapshot
     // matters; older segments go after a week (without any snapshot a
     // writer replays the whole log, which is kept whole).
-    st = EnsureTopic(kafka, snapshot_topic, *count, config.kafka.replication_factor, std::chrono::seconds(15),
-                     {{"cleanup.policy", "delete"}, {"retention.ms", "604800000"}, {"segment.ms", "3600000"}});
+    st =
+        EnsureTopic(kafka, snapshot_topic, *count, config.kafka.replication_factor, std::chrono::seconds(15),
+                    {{"cleanup.policy", "delete"}, {"retention.ms", "604800000"}, {"segment.ms", "3600000"}});
     if (!st.ok()) return st.WithContext("writer.snapshot_topic " + snapshot_topic);
     auto snapshot_partitions = PartitionCount(kafka, snapshot_topic, std::chrono::seconds(15));
     if (!snapshot_partitions.ok()) return snapshot_partitions.status().WithContext("writer.snapshot_topic");
     if (*snapshot_partitions < *count)
-      return Status::InvalidArgument("writer.snapshot_topic " + snapshot_topic + " has " +
-                                     std::to_string(*snapshot_partitions) + " partitions; it needs as many as " +
-                                     config.kafka.topic + " (" + std::to_string(*count) + ")");
+      return Status::InvalidArgument(
+          "writer.snapshot_topic " + snapshot_topic + " has " + std::to_string(*snapshot_partitions) +
+          " partitions; it needs as many as " + config.kafka.topic + " (" + std::to_string(*count) + ")");
   }
-  st = EnsureTopic(kafka, config.writer.owners_topic, 1, config.kafka.replication_factor, std::chrono::seconds(15),
-                   {{"cleanup.policy", "compact"}});
+  st = EnsureTopic(kafka, config.writer.owners_topic, 1, config.kafka.replication_factor,
+                   std::chrono::seconds(15), {{"cleanup.policy", "compact"}});
   if (!st.ok()) return st.WithContext("writer.owners_topic " + config.writer.owners_topic);
 
   std::unique_ptr<Writer> w(new Writer());
@@ -134,44 +135,53 @@ Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_
   w->domain_ = std::move(domain);
   w->instance_id_ = config.writer.instance_id.empty() ? DefaultInstanceId() : config.writer.instance_id;
   w->retention_problem_ = retention_problem;
-  w->advertise_url_ = config.writer.advertise_url.empty() ? "http://" + config.writer.listen : config.writer.advertise_url;
+  w->advertise_url_ =
+      config.writer.advertise_url.empty() ? "http://" + config.writer.listen : config.writer.advertise_url;
 
   WriterMetrics m;
   auto& reg = w->metrics_;
   m.accepted = &reg.AddCounter("freshet_writer_commands_total", "Commands answered", "result=\"accepted\"");
   m.refused = &reg.AddCounter("freshet_writer_commands_total", "Commands answered", "result=\"refused\"");
   m.failed = &reg.AddCounter("freshet_writer_commands_total", "Commands answered", "result=\"failed\"");
-  m.duplicates = &reg.AddCounter("freshet_writer_commands_total", "Commands answered", "result=\"duplicate\"");
-  m.fenced = &reg.AddCounter("freshet_writer_fenced_total", "Times an owned partition was fenced by a newer owner");
-  m.log_incomplete = &reg.AddCounter("freshet_writer_log_incomplete_total",
-                                     "Partitions refused because their log no longer starts where recovery needs it");
-  reg.AddGauge("freshet_writer_topic_retention_finite",
-               "1 when the event topic's configuration lets the broker delete events (retention or compaction)")
+  m.duplicates =
+      &reg.AddCounter("freshet_writer_commands_total", "Commands answered", "result=\"duplicate\"");
+  m.fenced =
+      &reg.AddCounter("freshet_writer_fenced_total", "Times an owned partition was fenced by a newer owner");
+  m.log_incomplete =
+      &reg.AddCounter("freshet_writer_log_incomplete_total",
+                      "Partitions refused because their log no longer starts where recovery needs it");
+  reg.AddGauge(
+         "freshet_writer_topic_retention_finite",
+         "1 when the event topic's configuration lets the broker delete events (retention or compaction)")
       .Set(retention_problem.empty() ? 0 : 1);
   m.batch_size = &reg.AddHistogram("freshet_writer_batch_events", "Events per Kafka transaction",
                                    {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000});
-  m.commit_seconds = &reg.AddHistogram("freshet_writer_commit_seconds", "Kafka transaction time, begin to commit",
-                                       LatencyBuckets());
-  m.takeover_seconds = &reg.AddHistogram("freshet_writer_takeover_seconds",
-                                         "From being assigned a partition to serving it (fence + catch-up + claim)",
-                                         LatencyBuckets());
-  m.snapshots = &reg.AddCounter("freshet_writer_snapshots_total", "Partition snapshots", "result=\"committed\"");
+  m.commit_seconds = &reg.AddHistogram("freshet_writer_commit_seconds",
+                                       "Kafka transaction time, begin to commit", LatencyBuckets());
+  m.takeover_seconds = &reg.AddHistogram(
+      "freshet_writer_takeover_seconds",
+      "From being assigned a partition to serving it (fence + catch-up + claim)", LatencyBuckets());
+  m.snapshots =
+      &reg.AddCounter("freshet_writer_snapshots_total", "Partition snapshots", "result=\"committed\"");
   m.snapshot_failures =
       &reg.AddCounter("freshet_writer_snapshots_total", "Partition snapshots", "result=\"failed\"");
-  m.snapshot_seconds = &reg.AddHistogram("freshet_writer_snapshot_seconds",
-                                         "Writing one partition snapshot, serializing to commit", LatencyBuckets());
-  m.recovery_seconds = &reg.AddHistogram("freshet_writer_recovery_seconds",
-                                         "From a partition slot's start to its state reaching the end of the log "
-                                         "(snapshot load + replay)",
-                                         LatencyBuckets());
+  m.snapshot_seconds =
+      &reg.AddHistogram("freshet_writer_snapshot_seconds",
+                        "Writing one partition snapshot, serializing to commit", LatencyBuckets());
+  m.recovery_seconds =
+      &reg.AddHistogram("freshet_writer_recovery_seconds",
+                        "From a partition slot's start to its state reaching the end of the log "
+                        "(snapshot load + replay)",
+                        LatencyBuckets());
   // Fine buckets: most phases take microseconds, a transaction's milliseconds.
   std::vector<double> phase_buckets = {0.00001, 0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002,
                                        0.005,   0.01,    0.02,    0.05,   0.1,    0.5,    1};
   for (size_t i = 0; i < m.phase_seconds.size(); ++i) {
     std::string phase = WriterPhaseName(static_cast<WriterPhase>(i));
-    m.phase_seconds[i] = &reg.AddHistogram("freshet_writer_phase_seconds",
-                                           "Where a command's time goes in the writer, by phase (see partition_slot.h)",
-                                           phase_buckets, "phase=\"" + phase + "\"");
+    m.phase_seconds[i] =
+        &reg.AddHistogram("freshet_writer_phase_seconds",
+                          "Where a command's time goes in the writer, by phase (see partition_slot.h)",
+                          phase_buckets, "phase=\"" + phase + "\"");
   }
   w->writer_metrics_ = m;
   w->owned_gauge_ = &reg.AddGauge("freshet_writer_owned_partitions", "Partitions this instance serves");
@@ -184,7 +194,8 @@ Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_
     o.kafka = kafka;
     o.topic = config.kafka.topic;
     o.partition = p;
-    o.transactional_id = config.writer.transactional_id_prefix + "-" + config.kafka.topic + "-" + std::to_string(p);
+    o.transactional_id =
+        config.writer.transactional_id_prefix + "-" + config.kafka.topic + "-" + std::to_string(p);
     o.linger = std::chrono::milliseconds(config.writer.linger_ms);
     o.max_batch = static_cast<size_t>(config.writer.max_batch);
     o.idempotency_keys = static_cast<size_t>(config.writer.idempotency_keys);
@@ -204,9 +215,11 @@ Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_
   KafkaClientOptions group = kafka;
   group.properties["partition.assignment.strategy"] = "cooperative-sticky";
   group.properties["session.timeout.ms"] = std::to_string(config.writer.session_timeout_ms);
-  group.properties["heartbeat.interval.ms"] = std::to_string(std::max(100, config.writer.session_timeout_ms / 5));
+  group.properties["heartbeat.interval.ms"] =
+      std::to_string(std::max(100, config.writer.session_timeout_ms / 5));
   group.properties["enable.partition.eof"] = "false";
-  std::string group_id = config.writer.group_id.empty() ? "freshet-writers-" + config.kafka.topic : config.writer.group_id;
+  std::string group_id =
+      config.writer.group_id.empty() ? "freshet-writers-" + config.kafka.topic : config.writer.group_id;
   auto membership = Consumer::Create(group, group_id);
   if (!membership.ok()) return membership.status();
   w->membership_ = std::move(membership.value());
@@ -224,7 +237,8 @@ Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_
       [self](const std::vector<TopicPartitionOffset>& revoked) {
         bool lost = self->membership_->AssignmentLost();
         for (const auto& tp : revoked) {
-          spdlog::info("writer {}: partition {} {}", self->instance_id_, tp.partition, lost ? "lost" : "revoked");
+          spdlog::info("writer {}: partition {} {}", self->instance_id_, tp.partition,
+                       lost ? "lost" : "revoked");
           self->slots_[tp.partition]->ReleaseOwnership();
         }
       }));
@@ -232,8 +246,8 @@ Result<std::unique_ptr<Writer>> Writer::Start(const Config& config, std::unique_
     SetThreadName("writer-group");
     self->RunMembership();
   });
-  spdlog::info("writer {}: topic {} with {} partitions, domain {}, group {}", w->instance_id_, config.kafka.topic,
-               *count, w->domain_->name(), group_id);
+  spdlog::info("writer {}: topic {} with {} partitions, domain {}, group {}", w->instance_id_,
+               config.kafka.topic, *count, w->domain_->name(), group_id);
   return w;
 }
 
@@ -300,16 +314,17 @@ HttpResponse Writer::NotOwnedResponse(int32_t partition, const std::string& targ
   }
   auto claim = directory_->Find(partition);
   if (claim && claim->instance != instance_id_ && !claim->url.empty()) {
-    HttpResponse r = JsonResponse(307, {{"error", "partition " + std::to_string(partition) + " is owned by " +
-                                                      claim->instance},
-                                        {"partition", partition},
-                                        {"owner", claim->url}});
+    HttpResponse r = JsonResponse(
+        307, {{"error", "partition " + std::to_string(partition) + " is owned by " + claim->instance},
+              {"partition", partition},
+              {"owner", claim->url}});
     r.headers.emplace_back("Location", claim->url + target);
     return r;
   }
-  HttpResponse r = JsonResponse(503, {{"error", "partition " + std::to_string(partition) +
-                                                    " has no owner right now (a takeover is in progress); retry"},
-                                      {"partition", partition}});
+  HttpResponse r =
+      JsonResponse(503, {{"error", "partition " + std::to_string(partition) +
+                                       " has no owner right now (a takeover is in progress); retry"},
+                         {"partition", partition}});
   r.headers.emplace_back("Retry-After", "1");
   return r;
 }
@@ -362,15 +377,17 @@ void Writer::HandleCommands(HttpRequest&& request, HttpReply reply) {
   if (single) body = nlohmann::json::array({body});
   if (body.empty()) return reply(ErrorResponse(400, "empty batch"));
   if (body.size() > kMaxCommandsPerRequest)
-    return reply(ErrorResponse(413, "at most " + std::to_string(kMaxCommandsPerRequest) + " commands per request"));
+    return reply(
+        ErrorResponse(413, "at most " + std::to_string(kMaxCommandsPerRequest) + " commands per request"));
 
   // Validate everything before submitting anything: a bad batch publishes nothing.
   std::vector<Command> commands;
   commands.reserve(body.size());
   std::string header_key = request.Header("idempotency-key");
   if (!single && !header_key.empty())
-    return reply(ErrorResponse(400, "Idempotency-Key header: only for a single command; give each command of a "
-                                    "batch its own \"id\""));
+    return reply(ErrorResponse(400,
+                               "Idempotency-Key header: only for a single command; give each command of a "
+                               "batch its own \"id\""));
   for (size_t i = 0; i < body.size(); ++i) {
     auto command = domain_->ParseCommand(body[i]);
     if (!command.ok()) {
@@ -378,7 +395,8 @@ void Writer::HandleCommands(HttpRequest&& request, HttpReply reply) {
       return reply(ErrorResponse(400, where + command.status().message()));
     }
     if (single && !header_key.empty()) {
-      if (header_key.size() > 200) return reply(ErrorResponse(400, "Idempotency-Key header: at most 200 characters"));
+      if (header_key.size() > 200)
+        return reply(ErrorResponse(400, "Idempotency-Key header: at most 200 characters"));
       command->id = header_key;
     }
     commands.push_back(std::move(command.value()));
@@ -391,7 +409,8 @@ void Writer::HandleCommands(HttpRequest&& request, HttpReply reply) {
     int32_t p = PartitionOf(commands[0].partition_key);
     if (slots_[p]->role() != PartitionSlot::Role::kOwner) return reply(NotOwnedResponse(p, request.target));
     slots_[p]->Submit(std::move(commands[0]), [reply](Result<CommandAck> result) {
-      if (result.ok()) return reply(HttpResponse{200, "application/json", AckJson(*result, false) + "\n", {}});
+      if (result.ok())
+        return reply(HttpResponse{200, "application/json", AckJson(*result, false) + "\n", {}});
       reply(JsonResponse(HttpStatusFor(result.status()), ErrorJson(result.status())));
     });
     return;
@@ -428,14 +447,16 @@ void Writer::HandleState(const HttpRequest& request, HttpReply reply) {
   int32_t p = PartitionOf(key);
   if (slots_[p]->role() != PartitionSlot::Role::kOwner) return reply(NotOwnedResponse(p, request.target));
   slots_[p]->Query(key, entity, [reply, min_offset](Result<EntityReading> reading) {
-    if (!reading.ok()) return reply(ErrorResponse(HttpStatusFor(reading.status()), reading.status().message()));
+    if (!reading.ok())
+      return reply(ErrorResponse(HttpStatusFor(reading.status()), reading.status().message()));
     // The owner's state is the newest there is: an offset it has not reached
     // was never produced by this partition.
     if (min_offset >= 0 && reading->offset < min_offset)
       return reply(ErrorResponse(409, "min_offset " + std::to_string(min_offset) + " is beyond partition " +
                                           std::to_string(reading->partition) + "'s last offset " +
                                           std::to_string(reading->offset)));
-    nlohmann::json out = {{"partition", reading->partition}, {"offset", reading->offset}, {"entity", reading->entity}};
+    nlohmann::json out = {
+        {"partition", reading->partition}, {"offset", reading->offset}, {"entity", reading->entity}};
     reply(JsonResponse(reading->entity.is_null() ? 404 : 200, out));
   });
 }

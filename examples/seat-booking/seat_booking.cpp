@@ -23,11 +23,14 @@ Status RequireString(const nlohmann::json& body, const char* field) {
 
 Status RequireSeats(const nlohmann::json& body) {
   auto it = body.find("seats");
-  if (it == body.end() || !it->is_array() || it->empty()) return Status::InvalidArgument("seats: required non-empty array");
+  if (it == body.end() || !it->is_array() || it->empty())
+    return Status::InvalidArgument("seats: required non-empty array");
   std::set<std::string> seen;
   for (const auto& s : *it) {
-    if (!s.is_string() || s.get_ref<const std::string&>().empty()) return Status::InvalidArgument("seats: names must be strings");
-    if (!seen.insert(s.get<std::string>()).second) return Status::InvalidArgument("seats: " + s.get<std::string>() + " twice");
+    if (!s.is_string() || s.get_ref<const std::string&>().empty())
+      return Status::InvalidArgument("seats: names must be strings");
+    if (!seen.insert(s.get<std::string>()).second)
+      return Status::InvalidArgument("seats: " + s.get<std::string>() + " twice");
   }
   return Status::Ok();
 }
@@ -102,17 +105,19 @@ Result<std::vector<Event>> SeatBooking::Decide(const freshet::StateView<Place>& 
     const std::string show = d["show"];
     int64_t now = d["now"];
     int64_t expires_at = now + d.value("hold_ms", int64_t{600000});
-    if (existing && existing->state == "sold") return Status::Refused("order " + order + " is already bought");
+    if (existing && existing->state == "sold")
+      return Status::Refused("order " + order + " is already bought");
     std::vector<std::string> seats;
     if (ActiveHold(existing, now)) {
-      if (existing->show != show) return Status::Refused("order " + order + " holds seats of show " + existing->show);
+      if (existing->show != show)
+        return Status::Refused("order " + order + " holds seats of show " + existing->show);
       seats = existing->seats;
     }
     for (const auto& s : d["seats"])
       if (std::find(seats.begin(), seats.end(), s.get<std::string>()) == seats.end()) seats.push_back(s);
     if (seats.size() > kMaxSeatsPerOrder)
-      return Status::Refused("an order holds at most " + std::to_string(kMaxSeatsPerOrder) + " seats; order " + order +
-                             " would hold " + std::to_string(seats.size()));
+      return Status::Refused("an order holds at most " + std::to_string(kMaxSeatsPerOrder) +
+                             " seats; order " + order + " would hold " + std::to_string(seats.size()));
     for (const auto& seat : seats) {
       const Place* p = state.Find(SeatKey(show, seat));
       if (!p) return Status::Refused("show " + show + " has no seat " + seat);
@@ -122,12 +127,12 @@ Result<std::vector<Event>> SeatBooking::Decide(const freshet::StateView<Place>& 
                                std::to_string(p->expires_at));
     }
     for (const auto& seat : seats)
-      events.push_back(MakeEvent("SeatHeld", c, now,
-                                 {{"show", show}, {"seat", seat}, {"order", order}, {"state", "held"},
-                                  {"expires_at", expires_at}}));
-    events.push_back(MakeEvent("OrderHeld", c, now,
-                               {{"order", order}, {"show", show}, {"seats", seats}, {"state", "held"},
-                                {"expires_at", expires_at}}));
+      events.push_back(MakeEvent(
+          "SeatHeld", c, now,
+          {{"show", show}, {"seat", seat}, {"order", order}, {"state", "held"}, {"expires_at", expires_at}}));
+    events.push_back(MakeEvent(
+        "OrderHeld", c, now,
+        {{"order", order}, {"show", show}, {"seats", seats}, {"state", "held"}, {"expires_at", expires_at}}));
     return events;
   }
   if (c.type == "buy") {
@@ -136,10 +141,12 @@ Result<std::vector<Event>> SeatBooking::Decide(const freshet::StateView<Place>& 
     if (existing->expires_at <= now)
       return Status::Refused("order " + order + "'s hold expired at " + std::to_string(existing->expires_at));
     for (const auto& seat : existing->seats)
-      events.push_back(MakeEvent("SeatSold", c, now,
-                                 {{"show", existing->show}, {"seat", seat}, {"order", order}, {"state", "sold"}}));
-    events.push_back(MakeEvent("OrderSold", c, now,
-                               {{"order", order}, {"show", existing->show}, {"seats", existing->seats}, {"state", "sold"}}));
+      events.push_back(
+          MakeEvent("SeatSold", c, now,
+                    {{"show", existing->show}, {"seat", seat}, {"order", order}, {"state", "sold"}}));
+    events.push_back(MakeEvent(
+        "OrderSold", c, now,
+        {{"order", order}, {"show", existing->show}, {"seats", existing->seats}, {"state", "sold"}}));
     return events;
   }
   // release
@@ -147,10 +154,12 @@ Result<std::vector<Event>> SeatBooking::Decide(const freshet::StateView<Place>& 
   for (const auto& seat : existing->seats) {
     const Place* p = state.Find(SeatKey(existing->show, seat));
     if (p && p->state == "held" && p->order == order)
-      events.push_back(MakeEvent("SeatReleased", c, 0, {{"show", existing->show}, {"seat", seat}, {"state", "free"}}));
+      events.push_back(
+          MakeEvent("SeatReleased", c, 0, {{"show", existing->show}, {"seat", seat}, {"state", "free"}}));
   }
-  events.push_back(MakeEvent("OrderReleased", c, 0,
-                             {{"order", order}, {"show", existing->show}, {"seats", existing->seats}, {"state", "released"}}));
+  events.push_back(MakeEvent(
+      "OrderReleased", c, 0,
+      {{"order", order}, {"show", existing->show}, {"seats", existing->seats}, {"state", "released"}}));
   return events;
 }
 

@@ -20,11 +20,11 @@
 // state after it, so a view needs no history.
 #pragma once
 
+#include <freshet/main.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
-
-#include <freshet/main.h>
 
 namespace seat_booking {
 

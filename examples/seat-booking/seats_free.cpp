@@ -25,7 +25,8 @@ freshet::Status SeatsFree::Apply(const freshet::Event& event) {
 
 std::vector<freshet::RowWrite> SeatsFree::TakePending() {
   std::vector<freshet::RowWrite> rows;
-  for (const auto& [show, p] : pending_) rows.push_back({{show}, {std::to_string(p.delta)}, false, p.partition, p.offset});
+  for (const auto& [show, p] : pending_)
+    rows.push_back({{show}, {std::to_string(p.delta)}, false, p.partition, p.offset});
   pending_.clear();
   return rows;
 }

@@ -3,10 +3,10 @@
 // a held seat still counts as free here; sold is final.
 #pragma once
 
+#include <freshet/main.h>
+
 #include <map>
 #include <string>
-
-#include <freshet/main.h>
 
 namespace seat_booking {
 

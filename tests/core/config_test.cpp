@@ -12,7 +12,8 @@ TEST(Config, AcceptsCommentsAndKeepsDefaults) {
     // where the broker is
     "kafka": {"brokers": "127.0.0.1:9092", "partitions": 8}, /* inline */
     "writer": {"linger_ms": 7}
-  })", "test.json", kNoEnv);
+  })",
+                       "test.json", kNoEnv);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->kafka.brokers, "127.0.0.1:9092");
   EXPECT_EQ(c->kafka.partitions, 8);
@@ -22,9 +23,9 @@ TEST(Config, AcceptsCommentsAndKeepsDefaults) {
 }
 
 TEST(Config, EnvironmentOverridesTheFile) {
-  auto c = ParseConfig(R"({"kafka": {"brokers": "a:1", "partitions": 2}})", "test.json",
-                       {{"FRESHET_KAFKA_BROKERS", "b:2"}, {"FRESHET_KAFKA_PARTITIONS", "6"},
-                        {"FRESHET_VIEWS_GROUP_ID", "g"}});
+  auto c = ParseConfig(
+      R"({"kafka": {"brokers": "a:1", "partitions": 2}})", "test.json",
+      {{"FRESHET_KAFKA_BROKERS", "b:2"}, {"FRESHET_KAFKA_PARTITIONS", "6"}, {"FRESHET_VIEWS_GROUP_ID", "g"}});
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->kafka.brokers, "b:2");
   EXPECT_EQ(c->kafka.partitions, 6);
@@ -35,7 +36,8 @@ TEST(Config, UnknownKeyIsNamed) {
   auto c = ParseConfig(R"({"kafka": {"brokrs": "a:1"}})", "test.json", kNoEnv);
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(c.status().message().find("kafka.brokrs: unknown key"), std::string::npos) << c.status().message();
+  EXPECT_NE(c.status().message().find("kafka.brokrs: unknown key"), std::string::npos)
+      << c.status().message();
 }
 
 TEST(Config, UnknownTopLevelKeyIsNamed) {

@@ -33,9 +33,13 @@ std::unique_ptr<HttpServer> StartEcho(size_t max_body = 1024) {
       r.headers.emplace_back("Location", "http://elsewhere:1/located");
       return reply(std::move(r));
     }
-    reply(JsonResponse(200, {{"method", req.method}, {"path", req.path}, {"query", req.query}, {"body", req.body},
-                             {"content_type", req.headers.count("content-type") ? nlohmann::json(req.Header("content-type"))
-                                                                                 : nlohmann::json(nullptr)}}));
+    reply(JsonResponse(
+        200, {{"method", req.method},
+              {"path", req.path},
+              {"query", req.query},
+              {"body", req.body},
+              {"content_type", req.headers.count("content-type") ? nlohmann::json(req.Header("content-type"))
+                                                                 : nlohmann::json(nullptr)}}));
   });
   EXPECT_TRUE(server.ok()) << server.status().ToString();
   return std::move(server.value());
@@ -115,7 +119,8 @@ TEST(HttpServer, PipelinedAnswersKeepRequestOrder) {
   auto server = StartEcho();
   int fd = ConnectTo(server->port());
   std::string requests;
-  for (const char* path : {"/slow", "/a", "/b"}) requests += std::string("GET ") + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (const char* path : {"/slow", "/a", "/b"})
+    requests += std::string("GET ") + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
   ASSERT_EQ(write(fd, requests.data(), requests.size()), static_cast<ssize_t>(requests.size()));
   std::string received;
   char buf[4096];
@@ -205,14 +210,15 @@ TEST(CheckJsonContentType, AcceptsJsonAndNoTypeRefusesOthersWith415) {
   EXPECT_FALSE(with("application/json").has_value());
   EXPECT_FALSE(with("application/json; charset=utf-8").has_value());
   EXPECT_FALSE(with("Application/JSON;charset=UTF-8").has_value());
-  for (const char* bad : {"application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x",
-                          "application/jsonx", "text/json"}) {
+  for (const char* bad : {"application/x-www-form-urlencoded", "text/plain",
+                          "multipart/form-data; boundary=x", "application/jsonx", "text/json"}) {
     auto refusal = with(bad);
     ASSERT_TRUE(refusal.has_value()) << bad;
     EXPECT_EQ(refusal->status, 415) << bad;
     EXPECT_EQ(refusal->content_type, "application/json");
     auto reason = nlohmann::json::parse(refusal->body);
-    EXPECT_NE(reason["error"].get<std::string>().find("application/json"), std::string::npos) << refusal->body;
+    EXPECT_NE(reason["error"].get<std::string>().find("application/json"), std::string::npos)
+        << refusal->body;
     EXPECT_EQ(reason["content_type"], bad);
   }
 }

@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "core/metrics.h"
+
+#include <gtest/gtest.h>
 
 namespace freshet {
 namespace {
@@ -18,7 +18,7 @@ TEST(Histogram, QuantileOfAWindowOfBucketCounts) {
   std::vector<uint64_t> after = h.BucketCounts(), window(after.size());
   for (size_t i = 0; i < after.size(); ++i) window[i] = after[i] - before[i];
   EXPECT_EQ(h.QuantileOf(window, 0.99), 0.01);  // the window sees only the fast ones
-  EXPECT_EQ(h.Quantile(0.99), 2);                // the whole history still holds the slow start
+  EXPECT_EQ(h.Quantile(0.99), 2);               // the whole history still holds the slow start
   EXPECT_EQ(h.QuantileOf(std::vector<uint64_t>(5, 0), 0.99), 0);
   h.Observe(5);  // above every bound
   EXPECT_EQ(h.BucketCounts()[4], 1u);

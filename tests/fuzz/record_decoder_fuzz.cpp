@@ -20,11 +20,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "sources/record_decoder.h"
 #include "sources/source_spec.h"
@@ -34,11 +33,11 @@
 namespace freshet {
 namespace {
 
-constexpr SourceEnvelope kEnvelopes[] = {SourceEnvelope::kFreshet, SourceEnvelope::kAppend, SourceEnvelope::kUpsert,
-                                         SourceEnvelope::kDebezium};
+constexpr SourceEnvelope kEnvelopes[] = {SourceEnvelope::kFreshet, SourceEnvelope::kAppend,
+                                         SourceEnvelope::kUpsert, SourceEnvelope::kDebezium};
 constexpr const char* kEnvelopeNames[] = {"freshet", "append", "upsert", "debezium"};
-constexpr const char* kTypes[] = {"text", "bigint", "double", "boolean", "timestamptz",
-                                  "jsonb", "numeric", "date", "uuid"};
+constexpr const char* kTypes[] = {"text",  "bigint",  "double", "boolean", "timestamptz",
+                                  "jsonb", "numeric", "date",   "uuid"};
 
 // The "source" object of one (envelope, variant).
 nlohmann::ordered_json SourceJson(int envelope, int variant) {
@@ -48,10 +47,17 @@ nlohmann::ordered_json SourceJson(int envelope, int variant) {
   source["format"] = "json";
   source["envelope"] = kEnvelopeNames[envelope];
   switch (variant) {
-    case 1: source["type"] = "/type", source["timestamp"] = "/ts"; break;
-    case 2: source["type"] = "$header.x"; break;
-    case 3: source["type"] = "$key/type"; break;
-    default: break;
+    case 1:
+      source["type"] = "/type", source["timestamp"] = "/ts";
+      break;
+    case 2:
+      source["type"] = "$header.x";
+      break;
+    case 3:
+      source["type"] = "$key/type";
+      break;
+    default:
+      break;
   }
   return source;
 }
@@ -76,38 +82,61 @@ nlohmann::ordered_json Definitions(int envelope, const nlohmann::ordered_json& s
   for (const char* type : kTypes)
     for (const auto& ref : refs)
       view(std::string("c_") + ref[0] + "_" + type,
-           J{{"kind", "latest"}, {"key", {{"id", row_key}}}, {"columns", {{"x", {{"from", ref[1]}, {"type", type}}}}}});
+           J{{"kind", "latest"},
+             {"key", {{"id", row_key}}},
+             {"columns", {{"x", {{"from", ref[1]}, {"type", type}}}}}});
   // Typed keys and the envelope fields.
   view("keyed", J{{"kind", "latest"},
                   {"key", upsert      ? J{{"id", {{"from", "$key/id"}, {"type", "bigint"}}}}
                           : changelog ? J{{"id", {{"from", "/id"}, {"type", "bigint"}}}}
-                                      : J{{"id", {{"from", "/id"}, {"type", "bigint"}}}, {"u", {{"from", "/u"}, {"type", "uuid"}}}}},
-                  {"columns", {{"ty", "$type"}, {"ts", "$ts"}, {"eid", "$id"}, {"topic", "$topic"},
-                               {"part", "$partition"}, {"off", "$offset"}, {"kk", "$key"},
-                               {"d", {{"from", "/d"}, {"type", "date"}}}, {"t", {{"from", "/t"}, {"type", "timestamptz"}}}}},
+                                      : J{{"id", {{"from", "/id"}, {"type", "bigint"}}},
+                                          {"u", {{"from", "/u"}, {"type", "uuid"}}}}},
+                  {"columns",
+                   {{"ty", "$type"},
+                    {"ts", "$ts"},
+                    {"eid", "$id"},
+                    {"topic", "$topic"},
+                    {"part", "$partition"},
+                    {"off", "$offset"},
+                    {"kk", "$key"},
+                    {"d", {{"from", "/d"}, {"type", "date"}}},
+                    {"t", {{"from", "/t"}, {"type", "timestamptz"}}}}},
                   {"event_types", {"A", "B", "c", "u", "r", "upsert"}},
                   {"delete_on", {"D"}}});
   // `where` in each of its comparisons: number, text, JSON values.
-  view("w_num", J{{"kind", "latest"}, {"key", {{"id", row_key}}}, {"columns", {{"v", "/v"}}},
+  view("w_num", J{{"kind", "latest"},
+                  {"key", {{"id", row_key}}},
+                  {"columns", {{"v", "/v"}}},
                   {"where", {{"field", "/w"}, {"op", "<="}, {"value", 10.5}}}});
-  view("w_text", J{{"kind", "latest"}, {"key", {{"id", row_key}}}, {"columns", {{"v", "/v"}}},
+  view("w_text", J{{"kind", "latest"},
+                   {"key", {{"id", row_key}}},
+                   {"columns", {{"v", "/v"}}},
                    {"where", {{"field", "$type"}, {"op", ">"}, {"value", "B"}}}});
-  view("w_json", J{{"kind", "latest"}, {"key", {{"id", row_key}}}, {"columns", {{"v", "/v"}}},
-                   {"where", {{"field", "/w"}, {"op", "!="}, {"value", {{"a", J::array({1, nullptr, "x"})}}}}}});
-  view("w_key", J{{"kind", "latest"}, {"key", {{"id", row_key}}}, {"columns", {{"v", "/v"}}},
+  view("w_json",
+       J{{"kind", "latest"},
+         {"key", {{"id", row_key}}},
+         {"columns", {{"v", "/v"}}},
+         {"where", {{"field", "/w"}, {"op", "!="}, {"value", {{"a", J::array({1, nullptr, "x"})}}}}}});
+  view("w_key", J{{"kind", "latest"},
+                  {"key", {{"id", row_key}}},
+                  {"columns", {{"v", "/v"}}},
                   {"where", {{"field", "$key"}, {"op", "="}, {"value", J::array({true})}}}});
-  view("w_header", J{{"kind", "latest"}, {"key", {{"id", row_key}}}, {"columns", {{"v", "/v"}}},
+  view("w_header", J{{"kind", "latest"},
+                     {"key", {{"id", row_key}}},
+                     {"columns", {{"v", "/v"}}},
                      {"where", {{"field", "$header.x"}, {"op", "!="}, {"value", nullptr}}}});
   if (!changelog) {
-    view("agg", J{{"kind", "aggregate"},
-                  {"group_by", {{"ty", "$type"}, {"hour", {{"from", "$ts"}, {"bucket", "hour"}}}, {"g", "/g"}}},
-                  {"aggregates", {{"c", {{"fn", "count"}}},
-                                  {"s", {{"fn", "sum"}, {"from", "/v"}}},
-                                  {"sb", {{"fn", "sum"}, {"from", "/v"}, {"type", "bigint"}}},
-                                  {"mn", {{"fn", "min"}, {"from", "/v"}, {"type", "bigint"}}},
-                                  {"mx", {{"fn", "max"}, {"from", "$key/v"}}},
-                                  {"a", {{"fn", "avg"}, {"from", "/w"}}}}},
-                  {"where", {{"field", "/w"}, {"op", "!="}, {"value", 3}}}});
+    view("agg",
+         J{{"kind", "aggregate"},
+           {"group_by", {{"ty", "$type"}, {"hour", {{"from", "$ts"}, {"bucket", "hour"}}}, {"g", "/g"}}},
+           {"aggregates",
+            {{"c", {{"fn", "count"}}},
+             {"s", {{"fn", "sum"}, {"from", "/v"}}},
+             {"sb", {{"fn", "sum"}, {"from", "/v"}, {"type", "bigint"}}},
+             {"mn", {{"fn", "min"}, {"from", "/v"}, {"type", "bigint"}}},
+             {"mx", {{"fn", "max"}, {"from", "$key/v"}}},
+             {"a", {{"fn", "avg"}, {"from", "/w"}}}}},
+           {"where", {{"field", "/w"}, {"op", "!="}, {"value", 3}}}});
   }
   return defs;
 }
@@ -152,7 +181,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   const uint8_t selector = data[0];
   const int envelope = selector & 3, variant = (selector >> 4) & 3;
-  const bool null_key = selector & 4, null_value = selector & 8, parse_key = selector & 64, header = selector & 128;
+  const bool null_key = selector & 4, null_value = selector & 8, parse_key = selector & 64,
+             header = selector & 128;
   std::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
   std::string_view key, value = rest;
   if (size_t nl = rest.find('\n'); nl != std::string_view::npos) {

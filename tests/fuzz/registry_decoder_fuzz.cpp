@@ -15,12 +15,12 @@
 // direct wire reader handles), read both ways: ProtobufJson's direct
 // reader and DynamicMessage with reflection must agree, byte for byte, on
 // the JSON or on the refusal.
+#include <simdjson.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-
-#include <simdjson.h>
 
 #include "sources/registry_decoder.h"
 #include "tests/sources/wire_bytes.h"
@@ -65,7 +65,6 @@ message Order {
 }
 )";
 
-
 struct Decoders {
   std::unique_ptr<RegistryDecoder> decoder[3];
   Decoders() {
@@ -109,7 +108,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string json;
   Status st = decoders->decoder[format]->ToJson(bytes, &json);
   if (!st.ok()) {
-    if (st.message().empty()) abort();  // every refusal says why
+    if (st.message().empty()) abort();                   // every refusal says why
     if (st.code() == StatusCode::kUnavailable) abort();  // every id is preloaded: never "ask the registry"
     return 0;
   }

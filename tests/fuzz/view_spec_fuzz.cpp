@@ -17,11 +17,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "sources/record_decoder.h"
 #include "sources/source_spec.h"
@@ -70,10 +69,18 @@ void Exercise(const ViewSpec& spec) {
   RecordDecoder decoder(spec.source, ReadsKeyJson(spec));
   const std::string* values[2] = {nullptr, nullptr};
   switch (spec.source.envelope) {
-    case SourceEnvelope::kFreshet: values[0] = &freshet; break;
-    case SourceEnvelope::kAppend: values[0] = &plain; break;
-    case SourceEnvelope::kUpsert: values[0] = &plain; break;  // [1]: the tombstone (nullptr)
-    case SourceEnvelope::kDebezium: values[0] = &debezium, values[1] = &debezium_delete; break;
+    case SourceEnvelope::kFreshet:
+      values[0] = &freshet;
+      break;
+    case SourceEnvelope::kAppend:
+      values[0] = &plain;
+      break;
+    case SourceEnvelope::kUpsert:
+      values[0] = &plain;
+      break;  // [1]: the tombstone (nullptr)
+    case SourceEnvelope::kDebezium:
+      values[0] = &debezium, values[1] = &debezium_delete;
+      break;
   }
   for (int i = 0; i < 2; ++i) {
     if (i == 1 && !spec.source.changelog()) break;
@@ -113,8 +120,18 @@ bool Confuse(nlohmann::ordered_json* doc, uint64_t hash) {
   std::vector<J*> values;
   Values(*doc, &values);
   if (values.empty()) return false;
-  static const J kOthers[] = {J(5), J(-1.5), J(true), J(nullptr), J("x"), J(""), J::array(), J::object(),
-                              J(1e300), J(static_cast<uint64_t>(-1)), J(std::string("/a\0b", 4)), J::array({"a", 1})};
+  static const J kOthers[] = {J(5),
+                              J(-1.5),
+                              J(true),
+                              J(nullptr),
+                              J("x"),
+                              J(""),
+                              J::array(),
+                              J::object(),
+                              J(1e300),
+                              J(static_cast<uint64_t>(-1)),
+                              J(std::string("/a\0b", 4)),
+                              J::array({"a", 1})};
   J* target = values[hash % values.size()];
   const J& other = kOthers[(hash >> 32) % std::size(kOthers)];
   if (target->type() == other.type()) return false;

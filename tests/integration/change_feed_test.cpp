@@ -45,7 +45,7 @@ std::string KeyText(const nlohmann::json& key) {
 // A client's picture of a view, built only from feed messages.
 struct FeedState {
   Rows rows;
-  std::map<int32_t, int64_t> next;  // resume point
+  std::map<int32_t, int64_t> next;                   // resume point
   std::vector<std::pair<int32_t, int64_t>> changes;  // (partition, offset) of every change, in arrival order
   int snapshots = 0, resets = 0, resumes = 0, progress = 0, batches = 0;
   bool snapshot_done = false;
@@ -70,7 +70,8 @@ struct FeedState {
       for (const auto& c : m["changes"]) ApplyChange(c);
     } else if (type == "progress") {
       ++progress;
-      for (auto& [p, o] : m["offsets"].items()) next[std::stoi(p)] = std::max(next[std::stoi(p)], o.get<int64_t>());
+      for (auto& [p, o] : m["offsets"].items())
+        next[std::stoi(p)] = std::max(next[std::stoi(p)], o.get<int64_t>());
     } else if (type == "reset") {
       ++resets;
       snapshot_done = false;
@@ -80,8 +81,10 @@ struct FeedState {
   }
   void ApplyChange(const nlohmann::json& c) {
     std::string key = KeyText(c["key"]);
-    if (c["op"] == "delete") rows.erase(key);
-    else rows[key] = c["row"];
+    if (c["op"] == "delete")
+      rows.erase(key);
+    else
+      rows[key] = c["row"];
     int32_t p = c["partition"];
     int64_t o = c["offset"];
     changes.push_back({p, o});
@@ -89,7 +92,8 @@ struct FeedState {
   }
   std::string FromParam() const {
     std::string out;
-    for (const auto& [p, o] : next) out += (out.empty() ? "" : ",") + std::to_string(p) + ":" + std::to_string(o);
+    for (const auto& [p, o] : next)
+      out += (out.empty() ? "" : ",") + std::to_string(p) + ":" + std::to_string(o);
     return out;
   }
   bool Reached(const std::map<int32_t, int64_t>& last_offset) const {
@@ -137,9 +141,15 @@ class ChangeFeedTest : public IntegrationFixture {
         std::string eid = "e" + std::to_string(produced_++);
         stock_[store + "/" + sku] += delta;
         seen_[eid] = delta;
-        Event e{"StockAdjusted", eid, NowMillis(), {{"store", store}, {"sku", sku}, {"delta", delta}, {"eid", eid}}};
-        ASSERT_TRUE(producer_->Produce({topic_, PartitionForKey(store, kPartitions), store, EncodeEventValue(e), {}},
-                                       &reports[i]).ok());
+        Event e{"StockAdjusted",
+                eid,
+                NowMillis(),
+                {{"store", store}, {"sku", sku}, {"delta", delta}, {"eid", eid}}};
+        ASSERT_TRUE(
+            producer_
+                ->Produce({topic_, PartitionForKey(store, kPartitions), store, EncodeEventValue(e), {}},
+                          &reports[i])
+                .ok());
       }
       ASSERT_TRUE(producer_->Commit(30s).ok());
       for (const auto& r : reports) last_offset_[r.partition] = std::max(last_offset_[r.partition], r.offset);
@@ -151,10 +161,12 @@ class ChangeFeedTest : public IntegrationFixture {
   }
 
   // Reads messages into `state` until `done` holds or `timeout` passes.
-  bool ReadUntil(WsClient& ws, FeedState& state, const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+  bool ReadUntil(WsClient& ws, FeedState& state, const std::function<bool()>& done,
+                 std::chrono::milliseconds timeout) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (!done()) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left <= 0ms) return false;
       auto m = ws.Next(left);
       if (!m) return done();
@@ -168,8 +180,9 @@ class ChangeFeedTest : public IntegrationFixture {
     pqxx::nontransaction tx(conn);
     Rows rows;
     for (const auto& r : tx.exec("SELECT store, sku, on_hand FROM stock"))
-      rows[r[0].as<std::string>() + "/" + r[1].as<std::string>()] = {
-          {"store", r[0].as<std::string>()}, {"sku", r[1].as<std::string>()}, {"on_hand", r[2].as<int64_t>()}};
+      rows[r[0].as<std::string>() + "/" + r[1].as<std::string>()] = {{"store", r[0].as<std::string>()},
+                                                                     {"sku", r[1].as<std::string>()},
+                                                                     {"on_hand", r[2].as<int64_t>()}};
     return rows;
   }
 
@@ -203,7 +216,8 @@ class ChangeFeedTest : public IntegrationFixture {
     for (auto& [name, s] : stores.items())
       for (const auto& [p, last] : last_offset_) {
         auto offsets = s["next_offsets"];
-        if (!offsets.contains(std::to_string(p)) || offsets[std::to_string(p)].get<int64_t>() <= last) return false;
+        if (!offsets.contains(std::to_string(p)) || offsets[std::to_string(p)].get<int64_t>() <= last)
+          return false;
       }
     return true;
   }
@@ -230,8 +244,10 @@ TEST_F(ChangeFeedTest, SnapshotThenChangesMatchRocksDbAndPostgres) {
   EXPECT_EQ((*hello)["type"], "hello");
   EXPECT_EQ((*hello)["store"], "rocksdb");
   EXPECT_EQ((*hello)["key_columns"], nlohmann::json::array({"store", "sku"}));
-  ASSERT_TRUE(ReadUntil(*rocks, rs, [&] { return rs.snapshots == 1; }, 20s));
-  ASSERT_TRUE(ReadUntil(*pg, ps, [&] { return ps.snapshots == 1; }, 20s));
+  ASSERT_TRUE(ReadUntil(
+      *rocks, rs, [&] { return rs.snapshots == 1; }, 20s));
+  ASSERT_TRUE(ReadUntil(
+      *pg, ps, [&] { return ps.snapshots == 1; }, 20s));
   EXPECT_EQ(rs.rows, ReferenceStock());
   EXPECT_EQ(ps.rows, ReferenceStock());
   EXPECT_TRUE(rs.changes.empty());
@@ -239,8 +255,12 @@ TEST_F(ChangeFeedTest, SnapshotThenChangesMatchRocksDbAndPostgres) {
   // Changes after the snapshot, in offset order per partition, until both
   // clients have seen every committed offset.
   Produce(3000);
-  ASSERT_TRUE(ReadUntil(*rocks, rs, [&] { return rs.Reached(last_offset_); }, 60s)) << views.Log();
-  ASSERT_TRUE(ReadUntil(*pg, ps, [&] { return ps.Reached(last_offset_); }, 60s)) << views.Log();
+  ASSERT_TRUE(ReadUntil(
+      *rocks, rs, [&] { return rs.Reached(last_offset_); }, 60s))
+      << views.Log();
+  ASSERT_TRUE(ReadUntil(
+      *pg, ps, [&] { return ps.Reached(last_offset_); }, 60s))
+      << views.Log();
   EXPECT_FALSE(rs.changes.empty());
   for (const FeedState* s : {&rs, &ps}) {
     std::map<int32_t, int64_t> last;
@@ -262,11 +282,15 @@ TEST_F(ChangeFeedTest, SnapshotThenChangesMatchRocksDbAndPostgres) {
   auto one = WsClient::Connect(static_cast<uint16_t>(port_), FeedTarget("stock", "key=s1/k3"));
   auto prefix = WsClient::Connect(static_cast<uint16_t>(port_), FeedTarget("stock", "prefix=s2/"));
   FeedState os, xs;
-  ASSERT_TRUE(ReadUntil(*one, os, [&] { return os.snapshots == 1; }, 20s));
-  ASSERT_TRUE(ReadUntil(*prefix, xs, [&] { return xs.snapshots == 1; }, 20s));
+  ASSERT_TRUE(ReadUntil(
+      *one, os, [&] { return os.snapshots == 1; }, 20s));
+  ASSERT_TRUE(ReadUntil(
+      *prefix, xs, [&] { return xs.snapshots == 1; }, 20s));
   Produce(1000);
-  ASSERT_TRUE(ReadUntil(*one, os, [&] { return os.Reached(last_offset_); }, 30s));
-  ASSERT_TRUE(ReadUntil(*prefix, xs, [&] { return xs.Reached(last_offset_); }, 30s));
+  ASSERT_TRUE(ReadUntil(
+      *one, os, [&] { return os.Reached(last_offset_); }, 30s));
+  ASSERT_TRUE(ReadUntil(
+      *prefix, xs, [&] { return xs.Reached(last_offset_); }, 30s));
   Rows want_one;
   if (stock_.count("s1/k3")) want_one["s1/k3"] = ReferenceStock()["s1/k3"];
   EXPECT_EQ(os.rows, want_one);
@@ -283,24 +307,29 @@ TEST_F(ChangeFeedTest, ResumeAfterDroppedConnectionHasNoGapAndNoDuplicate) {
   auto first = WsClient::Connect(static_cast<uint16_t>(port_), FeedTarget("seen"));
   ASSERT_TRUE(first);
   FeedState state;
-  ASSERT_TRUE(ReadUntil(*first, state, [&] { return state.snapshots == 1; }, 20s));
+  ASSERT_TRUE(ReadUntil(
+      *first, state, [&] { return state.snapshots == 1; }, 20s));
   ASSERT_EQ(state.rows.size(), 500u);
   auto snapshot_next = state.next;
 
   std::thread producer([&] { Produce(6000); });
   // Drop the connection in the middle of the stream.
-  ASSERT_TRUE(ReadUntil(*first, state, [&] { return state.changes.size() >= 1500; }, 60s)) << views.Log();
+  ASSERT_TRUE(ReadUntil(
+      *first, state, [&] { return state.changes.size() >= 1500; }, 60s))
+      << views.Log();
   first->Drop();
   size_t before_drop = state.changes.size();
 
   int status = 0;
   std::string body;
-  auto second = WsClient::Connect(static_cast<uint16_t>(port_), FeedTarget("seen", "from=" + state.FromParam()), {},
-                                  &status, &body);
+  auto second = WsClient::Connect(static_cast<uint16_t>(port_),
+                                  FeedTarget("seen", "from=" + state.FromParam()), {}, &status, &body);
   if (!second) producer.join();
   ASSERT_TRUE(second) << status << " " << body << " running=" << views.running();
   producer.join();
-  ASSERT_TRUE(ReadUntil(*second, state, [&] { return state.Reached(last_offset_); }, 60s)) << views.Log();
+  ASSERT_TRUE(ReadUntil(
+      *second, state, [&] { return state.Reached(last_offset_); }, 60s))
+      << views.Log();
   EXPECT_EQ(state.resumes, 1) << "the server should resume from history, not send a snapshot";
   EXPECT_EQ(state.snapshots, 1);
   EXPECT_GT(state.changes.size(), before_drop);
@@ -329,7 +358,8 @@ TEST_F(ChangeFeedTest, BatchClientsGetEveryChangeOnceAcrossJoinsAndResumes) {
   auto early = WsClient::Connect(static_cast<uint16_t>(port_), FeedTarget("seen", "batch=1"));
   ASSERT_TRUE(early);
   FeedState es;
-  ASSERT_TRUE(ReadUntil(*early, es, [&] { return es.snapshots == 1; }, 20s));
+  ASSERT_TRUE(ReadUntil(
+      *early, es, [&] { return es.snapshots == 1; }, 20s));
   auto early_snapshot_next = es.next;
 
   // Paced (not as synchronisation): the stream must still be running when
@@ -340,7 +370,9 @@ TEST_F(ChangeFeedTest, BatchClientsGetEveryChangeOnceAcrossJoinsAndResumes) {
       std::this_thread::sleep_for(40ms);
     }
   });
-  ASSERT_TRUE(ReadUntil(*early, es, [&] { return es.changes.size() >= 800; }, 60s)) << views.Log();
+  ASSERT_TRUE(ReadUntil(
+      *early, es, [&] { return es.changes.size() >= 800; }, 60s))
+      << views.Log();
   // Joins while the stream runs, half a window after the early client got
   // a frame (a placement, not a synchronisation): the frame being gathered
   // then holds changes its snapshot already covers.
@@ -348,19 +380,26 @@ TEST_F(ChangeFeedTest, BatchClientsGetEveryChangeOnceAcrossJoinsAndResumes) {
   auto late = WsClient::Connect(static_cast<uint16_t>(port_), FeedTarget("seen", "batch=1"));
   ASSERT_TRUE(late);
   FeedState ls;
-  ASSERT_TRUE(ReadUntil(*late, ls, [&] { return ls.snapshots == 1; }, 20s));
+  ASSERT_TRUE(ReadUntil(
+      *late, ls, [&] { return ls.snapshots == 1; }, 20s));
   auto late_snapshot_next = ls.next;
   // The early client drops and resumes, still mid-stream.
-  ASSERT_TRUE(ReadUntil(*early, es, [&] { return es.changes.size() >= 2000; }, 60s)) << views.Log();
+  ASSERT_TRUE(ReadUntil(
+      *early, es, [&] { return es.changes.size() >= 2000; }, 60s))
+      << views.Log();
   early->Drop();
   std::this_thread::sleep_for(75ms);  // mid-window, as above
-  early = WsClient::Connect(static_cast<uint16_t>(port_), FeedTarget("seen", "batch=1&from=" + es.FromParam()));
+  early =
+      WsClient::Connect(static_cast<uint16_t>(port_), FeedTarget("seen", "batch=1&from=" + es.FromParam()));
   if (!early) producer.join();
   ASSERT_TRUE(early);
   producer.join();
-  ASSERT_TRUE(ReadUntil(*early, es, [&] { return es.resumes + es.snapshots > 1 && es.Reached(last_offset_); }, 60s))
+  ASSERT_TRUE(ReadUntil(
+      *early, es, [&] { return es.resumes + es.snapshots > 1 && es.Reached(last_offset_); }, 60s))
       << views.Log();
-  ASSERT_TRUE(ReadUntil(*late, ls, [&] { return ls.Reached(last_offset_); }, 60s)) << views.Log();
+  ASSERT_TRUE(ReadUntil(
+      *late, ls, [&] { return ls.Reached(last_offset_); }, 60s))
+      << views.Log();
 
   EXPECT_EQ(es.resumes, 1);
   EXPECT_LT(ls.changes.size(), es.changes.size()) << "the late client should have joined mid-stream";
@@ -397,8 +436,10 @@ TEST_F(ChangeFeedTest, SlowClientsAreCoalescedOrResetAndMemoryStaysBounded) {
   auto wide = WsClient::Connect(static_cast<uint16_t>(port_), FeedTarget("stock"), slow);
   ASSERT_TRUE(narrow && wide);
   FeedState ns, ws;
-  ASSERT_TRUE(ReadUntil(*narrow, ns, [&] { return ns.snapshots == 1; }, 20s));
-  ASSERT_TRUE(ReadUntil(*wide, ws, [&] { return ws.snapshots == 1; }, 20s));
+  ASSERT_TRUE(ReadUntil(
+      *narrow, ns, [&] { return ns.snapshots == 1; }, 20s));
+  ASSERT_TRUE(ReadUntil(
+      *wide, ws, [&] { return ws.snapshots == 1; }, 20s));
   long rss_before = RssKb(views.pid());
 
   Produce(150000, 10, 100);
@@ -415,15 +456,19 @@ TEST_F(ChangeFeedTest, SlowClientsAreCoalescedOrResetAndMemoryStaysBounded) {
     return at == std::string::npos ? -1 : std::stod(text.substr(at + name.size() + 2));
   };
   double pending = metric("freshet_feed_pending_changes");
-  std::printf("view process RSS with two stalled feed clients: %ld KiB before, %ld KiB after 150,000 events; "
-              "changes held for them: %.0f\n", rss_before, rss_after, pending);
+  std::printf(
+      "view process RSS with two stalled feed clients: %ld KiB before, %ld KiB after 150,000 events; "
+      "changes held for them: %.0f\n",
+      rss_before, rss_after, pending);
   EXPECT_GE(pending, 0);
   EXPECT_LE(pending, 400) << "the feed held more than max_pending per client";
   EXPECT_LT(rss_after - rss_before, 256 * 1024) << "the view process grew far beyond its stores' buffers";
 
   // Now the clients read again: what they end with is exactly the data.
-  ASSERT_TRUE(ReadUntil(*narrow, ns, [&] { return ns.Reached(last_offset_) && ns.snapshot_done; }, 60s));
-  ASSERT_TRUE(ReadUntil(*wide, ws, [&] { return ws.Reached(last_offset_) && ws.snapshot_done; }, 60s));
+  ASSERT_TRUE(ReadUntil(
+      *narrow, ns, [&] { return ns.Reached(last_offset_) && ns.snapshot_done; }, 60s));
+  ASSERT_TRUE(ReadUntil(
+      *wide, ws, [&] { return ws.Reached(last_offset_) && ws.snapshot_done; }, 60s));
   EXPECT_EQ(ns.rows, ReferenceStock("s1/"));
   EXPECT_EQ(ws.rows, ReferenceStock());
   EXPECT_EQ(ns.resets, 0);
@@ -445,7 +490,8 @@ TEST_F(ChangeFeedTest, BadRequestsAreRefusedAndOthersKeepBeingServed) {
   auto good = WsClient::Connect(static_cast<uint16_t>(port_), FeedTarget("stock"));
   ASSERT_TRUE(good);
   FeedState gs;
-  ASSERT_TRUE(ReadUntil(*good, gs, [&] { return gs.snapshots == 1; }, 20s));
+  ASSERT_TRUE(ReadUntil(
+      *good, gs, [&] { return gs.snapshots == 1; }, 20s));
 
   struct Case {
     std::string target;
@@ -482,7 +528,8 @@ TEST_F(ChangeFeedTest, BadRequestsAreRefusedAndOthersKeepBeingServed) {
   auto big = WsClient::Connect(static_cast<uint16_t>(port_), FeedTarget("stock"));
   ASSERT_TRUE(big);
   big->Send(std::string(100 * 1024, 'x'));
-  while (big->Next(10s)) {}
+  while (big->Next(10s)) {
+  }
   EXPECT_TRUE(big->closed());
   // 1009, unless the kernel resets the connection first because the server
   // closed it with our unread payload still in its buffer.
@@ -490,16 +537,19 @@ TEST_F(ChangeFeedTest, BadRequestsAreRefusedAndOthersKeepBeingServed) {
   auto chatty = WsClient::Connect(static_cast<uint16_t>(port_), FeedTarget("stock"));
   ASSERT_TRUE(chatty);
   chatty->Send(R"({"hello": 1})");
-  while (chatty->Next(10s)) {}
+  while (chatty->Next(10s)) {
+  }
   EXPECT_EQ(chatty->close_code(), 1008);
 
   // The well-behaved client is still served.
   Produce(200);
-  ASSERT_TRUE(ReadUntil(*good, gs, [&] { return gs.Reached(last_offset_); }, 30s));
+  ASSERT_TRUE(ReadUntil(
+      *good, gs, [&] { return gs.Reached(last_offset_); }, 30s));
   EXPECT_EQ(gs.rows, ReferenceStock());
   // And an idle feed keeps sending progress (a heartbeat) every 5 s.
   int progress = gs.progress;
-  ASSERT_TRUE(ReadUntil(*good, gs, [&] { return gs.progress > progress; }, 8s));
+  ASSERT_TRUE(ReadUntil(
+      *good, gs, [&] { return gs.progress > progress; }, 8s));
 }
 
 }  // namespace

@@ -20,10 +20,9 @@
 // ($FRESHET_DATA_DIR/services/kafka-chaos) never touch the suite's broker.
 // It is started here and stopped at the end, also when the test fails; the
 // CTest fixture chaos.cluster.stop stops it should this process die.
+#include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
-
-#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <atomic>
@@ -84,8 +83,8 @@ bool ChaosServices(const std::string& args, std::string* output = nullptr) {
   auto t0 = Clock::now();
   int rc = RunProjectScript("services " + args, &out);
   std::cout << "[chaos] at " << std::fixed << std::setprecision(1) << Seconds(t0 - kProcessStart)
-            << " s: scripts/services " << args << ": exit " << rc << " after " << Seconds(Clock::now() - t0) << " s"
-            << std::endl;
+            << " s: scripts/services " << args << ": exit " << rc << " after " << Seconds(Clock::now() - t0)
+            << " s" << std::endl;
   if (rc != 0) std::cout << out;
   if (output) *output = out;
   return rc == 0;
@@ -160,10 +159,11 @@ struct Ack {
 
 struct LoadStats {
   std::mutex mu;
-  std::map<std::string, Ack> acked;  // idempotency key -> first acknowledgement
-  std::set<std::string> refused;     // 409: decided, nothing published
+  std::map<std::string, Ack> acked;   // idempotency key -> first acknowledgement
+  std::set<std::string> refused;      // 409: decided, nothing published
   std::vector<std::string> problems;  // anything a correct writer never answers
-  std::vector<std::vector<Clock::time_point>> ack_times = std::vector<std::vector<Clock::time_point>>(kPartitions);
+  std::vector<std::vector<Clock::time_point>> ack_times =
+      std::vector<std::vector<Clock::time_point>>(kPartitions);
   int64_t attempts = 0, retries = 0, redirects = 0, duplicates = 0, undecided = 0;
   std::map<std::string, int64_t> retry_causes;  // "503", "timeout", ...
 
@@ -187,8 +187,8 @@ struct LoadStats {
 // redirects and retrying everything else with the same key on the other
 // writer. Gives up (undecided) only after `deadline`. `port` is where the
 // client sends first, and afterwards the writer that answered.
-void SendUntilDecided(const std::vector<int>& ports, int& port, const std::string& id, const nlohmann::json& command,
-                      Clock::time_point deadline, LoadStats& stats) {
+void SendUntilDecided(const std::vector<int>& ports, int& port, const std::string& id,
+                      const nlohmann::json& command, Clock::time_point deadline, LoadStats& stats) {
   size_t next = 0;
   bool failed_before = false;
   while (Clock::now() < deadline) {
@@ -216,8 +216,9 @@ void SendUntilDecided(const std::vector<int>& ports, int& port, const std::strin
         if (body.value("duplicate", false)) ++stats.duplicates;
         auto [it, first] = stats.acked.try_emplace(id, ack);
         if (!first && (it->second.partition != ack.partition || it->second.offset != ack.offset))
-          stats.problems.push_back(id + " acknowledged at two places: " + std::to_string(it->second.partition) + ":" +
-                                   std::to_string(it->second.offset) + " and " + r->body);
+          stats.problems.push_back(id +
+                                   " acknowledged at two places: " + std::to_string(it->second.partition) +
+                                   ":" + std::to_string(it->second.offset) + " and " + r->body);
         if (first) {
           auto& times = stats.ack_times[ack.partition];
           times.insert(std::upper_bound(times.begin(), times.end(), ack.at), ack.at);
@@ -232,8 +233,10 @@ void SendUntilDecided(const std::vector<int>& ports, int& port, const std::strin
         stats.problems.push_back(id + ": unexpected " + std::to_string(r->status) + " " + r->body);
         return;
       }
-      if (r.ok()) retry_cause = std::to_string(r->status);
-      else retry_cause = r.status().code() == StatusCode::kTimeout ? "timeout" : "no connection";
+      if (r.ok())
+        retry_cause = std::to_string(r->status);
+      else
+        retry_cause = r.status().code() == StatusCode::kTimeout ? "timeout" : "no connection";
       stats.retry_causes[retry_cause]++;
     }
     failed_before = true;
@@ -253,7 +256,8 @@ struct FaultWindow {
 };
 
 // The longest stretch of [start, end] in which `times` (sorted) has no entry.
-double LongestGap(const std::vector<Clock::time_point>& times, Clock::time_point start, Clock::time_point end) {
+double LongestGap(const std::vector<Clock::time_point>& times, Clock::time_point start,
+                  Clock::time_point end) {
   Clock::time_point last = start;
   Clock::duration longest{0};
   for (auto t : times) {
@@ -276,7 +280,8 @@ class Chaos : public IntegrationFixture {
   static void TearDownTestSuite() { (void)ChaosServices("kafka-stop"); }
 
   void SetUp() override {
-    ASSERT_TRUE(cluster_ok_) << "could not start the chaos cluster (scripts/services kafka-start --brokers 3)";
+    ASSERT_TRUE(cluster_ok_)
+        << "could not start the chaos cluster (scripts/services kafka-start --brokers 3)";
     CreateDatabase();
     env_["FRESHET_KAFKA_BROKERS"] = ChaosBrokers();
     env_["FRESHET_VIEWS_ROCKSDB_PATH"] = TestFile(".rocksdb");
@@ -314,7 +319,8 @@ class Chaos : public IntegrationFixture {
   // all three replicas in sync: the cluster can lose a broker again.
   bool FullyReplicated(MetadataClient& md) {
     auto topics = md.Topics();
-    for (const std::string& t : {topic_, std::string("__transaction_state"), std::string("__consumer_offsets")}) {
+    for (const std::string& t :
+         {topic_, std::string("__transaction_state"), std::string("__consumer_offsets")}) {
       if (!topics.count(t)) return false;
       for (const auto& [p, m] : topics[t])
         if (m.isr.size() != kBrokers || m.leader < 0) return false;
@@ -336,10 +342,12 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
   ASSERT_TRUE(WaitUntil([&] { return OwnedCount(port_a) == kPartitions || !writer_a.running(); }, 60s, 50ms));
   ASSERT_TRUE(writer_a.running()) << writer_a.Log();
   FreshetProcess writer_b({"writer"}, ChaosWriterEnv("b", port_b), "chaos-writer-b");
-  ASSERT_TRUE(WaitUntil([&] {
-    int a = OwnedCount(port_a), b = OwnedCount(port_b);
-    return (a > 0 && b > 0 && a + b == kPartitions) || !writer_b.running();
-  }, 60s, 50ms));
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        int a = OwnedCount(port_a), b = OwnedCount(port_b);
+        return (a > 0 && b > 0 && a + b == kPartitions) || !writer_b.running();
+      },
+      60s, 50ms));
   ASSERT_TRUE(writer_b.running()) << writer_b.Log();
 
   // The topic is what the cluster promises: three replicas, two in sync at least.
@@ -360,7 +368,8 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
   // Stores per partition, so that every partition has its own steady load
   // and a stall of one is visible in its own acknowledgements.
   std::vector<std::vector<std::string>> stores(kPartitions);
-  for (int i = 0; std::any_of(stores.begin(), stores.end(), [](auto& s) { return s.size() < kStoresPerPartition; });
+  for (int i = 0;
+       std::any_of(stores.begin(), stores.end(), [](auto& s) { return s.size() < kStoresPerPartition; });
        ++i) {
     std::string store = "store-" + std::to_string(i);
     auto& mine = stores[PartitionForKey(store, kPartitions)];
@@ -378,10 +387,14 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
         int port = port_a;
         for (int i = 0; !stop_load; ++i) {
           std::string id = "chaos-" + std::to_string(p) + "-" + std::to_string(c) + "-" + std::to_string(i);
-          nlohmann::json cmd = {{"store", stores[p][rng() % stores[p].size()]}, {"sku", kSkus[rng() % kSkus.size()]}};
-          if (rng() % 10 < 3) cmd.update({{"type", "sell"}, {"qty", 1 + rng() % 3}});
-          else cmd.update({{"type", "receive"}, {"qty", 1 + rng() % 5}});
-          SendUntilDecided({port_a, port_b}, port, id, cmd, std::min(drain_deadline.load(), Clock::now() + 120s), stats);
+          nlohmann::json cmd = {{"store", stores[p][rng() % stores[p].size()]},
+                                {"sku", kSkus[rng() % kSkus.size()]}};
+          if (rng() % 10 < 3)
+            cmd.update({{"type", "sell"}, {"qty", 1 + rng() % 3}});
+          else
+            cmd.update({{"type", "receive"}, {"qty", 1 + rng() % 5}});
+          SendUntilDecided({port_a, port_b}, port, id, cmd,
+                           std::min(drain_deadline.load(), Clock::now() + 120s), stats);
         }
       });
     }
@@ -402,7 +415,8 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
     return WaitUntil([&] { return stats.MinAcksSince(since) >= n; }, timeout, 10ms);
   };
   auto load_started = Clock::now();
-  ASSERT_TRUE(every_partition_acks(load_started, 100, 60s)) << "no steady load: " << stats.AckCount() << " acks";
+  ASSERT_TRUE(every_partition_acks(load_started, 100, 60s))
+      << "no steady load: " << stats.AckCount() << " acks";
   std::vector<FaultWindow> faults;
   faults.push_back({"no fault (baseline)", load_started, Clock::now()});
 
@@ -414,16 +428,19 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
     std::atomic<bool> restarted{!restart};
     std::thread restarter;
     if (restart) {
-      restarter = std::thread([&] { restarted = ChaosServices("kafka-node start " + std::to_string(broker)); });
+      restarter =
+          std::thread([&] { restarted = ChaosServices("kafka-node start " + std::to_string(broker)); });
     }
     EXPECT_TRUE(every_partition_acks(start, 20, 90s))
         << name << ": the writers did not acknowledge on every partition within 90 s";
     auto served = Clock::now();
     if (restarter.joinable()) restarter.join();
     EXPECT_TRUE(restarted) << name << ": broker " << broker << " did not start again";
-    EXPECT_TRUE(WaitUntil([&] { return FullyReplicated(md); }, 90s, 200ms)) << name << ": replicas not back in sync";
+    EXPECT_TRUE(WaitUntil([&] { return FullyReplicated(md); }, 90s, 200ms))
+        << name << ": replicas not back in sync";
     auto back = Clock::now();
-    EXPECT_TRUE(every_partition_acks(back, 20, 60s)) << name << ": no acknowledgements after the broker came back";
+    EXPECT_TRUE(every_partition_acks(back, 20, 60s))
+        << name << ": no acknowledgements after the broker came back";
     std::cout << "[chaos] " << name << ": every partition acknowledged again after " << std::fixed
               << std::setprecision(1) << Seconds(served - start) << " s, broker back in every ISR after "
               << Seconds(back - start) << " s" << std::endl;
@@ -462,14 +479,17 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
     for (int p = 0; p < kPartitions; ++p) {
       for (std::string suffix : {"", ".1"}) {
         std::string txn_id = "freshet-writer-" + topic_ + "-" + std::to_string(p) + suffix;
-        coordinated[txn_state.at(TransactionStatePartition(txn_id, static_cast<int>(txn_state.size()))).leader]++;
+        coordinated[txn_state.at(TransactionStatePartition(txn_id, static_cast<int>(txn_state.size())))
+                        .leader]++;
       }
     }
-    auto coordinator = std::max_element(coordinated.begin(), coordinated.end(),
-                                        [](auto& x, auto& y) { return x.second < y.second; })->first;
+    auto coordinator = std::max_element(coordinated.begin(), coordinated.end(), [](auto& x, auto& y) {
+                         return x.second < y.second;
+                       })->first;
     ASSERT_GE(coordinator, 1);
     std::string name = "SIGKILL broker " + std::to_string(coordinator) + ", transaction coordinator of " +
-                       std::to_string(coordinated[coordinator]) + " of the 8 transactional.ids of 4 partitions";
+                       std::to_string(coordinated[coordinator]) +
+                       " of the 8 transactional.ids of 4 partitions";
     auto start = Clock::now();
     ASSERT_TRUE(ChaosServices("kafka-node kill " + std::to_string(coordinator)));
     recover(name, coordinator, start, /*restart=*/true);
@@ -482,7 +502,9 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
     std::map<int, int> leads;
     auto topics = md.Topics();
     for (const auto& [p, m] : topics[topic_]) leads[m.leader]++;
-    auto paused = std::max_element(leads.begin(), leads.end(), [](auto& x, auto& y) { return x.second < y.second; })->first;
+    auto paused = std::max_element(leads.begin(), leads.end(), [](auto& x, auto& y) {
+                    return x.second < y.second;
+                  })->first;
     ASSERT_GE(paused, 1);
     std::string name = "SIGSTOP broker " + std::to_string(paused) + " for 20 s, leader of " +
                        std::to_string(leads[paused]) + " of 4 partitions";
@@ -510,24 +532,27 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
   std::map<std::pair<std::string, std::string>, int64_t> reference;  // (store, sku) -> sum of deltas
   std::map<int32_t, int64_t> next_offsets;                           // last data offset + 1
   std::set<int32_t> ended;
-  ASSERT_TRUE(WaitUntil([&] {
-    KafkaMessage m;
-    int32_t eof = -1;
-    auto outcome = (*consumer)->Poll(100ms, &m, &eof);
-    if (outcome.ok() && *outcome == Consumer::PollOutcome::kPartitionEnd) ended.insert(eof);
-    if (outcome.ok() && *outcome == Consumer::PollOutcome::kMessage) {
-      auto event = DecodeEventValue(m.value());
-      if (event.ok()) {
-        found[event->id].push_back({m.partition(), m.offset()});
-        EXPECT_TRUE(replay.ApplyCommitted(*event).ok());
-        reference[{event->data["store"], event->data["sku"]}] += event->data["delta"].get<int64_t>();
-      } else {
-        ADD_FAILURE() << "undecodable event at " << m.partition() << ":" << m.offset();
-      }
-      next_offsets[m.partition()] = m.offset() + 1;
-    }
-    return static_cast<int>(ended.size()) == kPartitions;
-  }, 60s, 0ms)) << "could not read the topic to its end";
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        KafkaMessage m;
+        int32_t eof = -1;
+        auto outcome = (*consumer)->Poll(100ms, &m, &eof);
+        if (outcome.ok() && *outcome == Consumer::PollOutcome::kPartitionEnd) ended.insert(eof);
+        if (outcome.ok() && *outcome == Consumer::PollOutcome::kMessage) {
+          auto event = DecodeEventValue(m.value());
+          if (event.ok()) {
+            found[event->id].push_back({m.partition(), m.offset()});
+            EXPECT_TRUE(replay.ApplyCommitted(*event).ok());
+            reference[{event->data["store"], event->data["sku"]}] += event->data["delta"].get<int64_t>();
+          } else {
+            ADD_FAILURE() << "undecodable event at " << m.partition() << ":" << m.offset();
+          }
+          next_offsets[m.partition()] = m.offset() + 1;
+        }
+        return static_cast<int>(ended.size()) == kPartitions;
+      },
+      60s, 0ms))
+      << "could not read the topic to its end";
 
   std::lock_guard lock(stats.mu);  // the clients are done; this quiets the analyzers
   // ---- The report, before any check can stop the test ----
@@ -568,8 +593,9 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
   for (const auto& [id, ack] : stats.acked) {
     auto it = found.find(id);
     if (it == found.end()) {
-      if (++missing <= 10) ADD_FAILURE() << id << " was acknowledged at " << ack.partition << ":" << ack.offset
-                                         << " but is not in the topic";
+      if (++missing <= 10)
+        ADD_FAILURE() << id << " was acknowledged at " << ack.partition << ":" << ack.offset
+                      << " but is not in the topic";
       continue;
     }
     if (it->second.size() != 1 && ++doubled <= 10)
@@ -637,10 +663,12 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
     nlohmann::json body = nlohmann::json::parse(r->body, nullptr, false);
     int64_t total = 0;
     if (!body.is_object() || !body["next_offsets"].is_object()) return total;
-    for (const auto& [p, next] : body["next_offsets"].items()) total += std::max<int64_t>(0, next.get<int64_t>());
+    for (const auto& [p, next] : body["next_offsets"].items())
+      total += std::max<int64_t>(0, next.get<int64_t>());
     return total;
   };
-  EXPECT_TRUE(WaitUntil([&] { return StoredProgress(db_url_) >= target && rocksdb_progress() >= target; }, 60s, 50ms))
+  EXPECT_TRUE(
+      WaitUntil([&] { return StoredProgress(db_url_) >= target && rocksdb_progress() >= target; }, 60s, 50ms))
       << "views did not reach the end of the topic: postgres " << StoredProgress(db_url_) << ", rocksdb "
       << rocksdb_progress() << " of " << target << "\n"
       << views.Log();
@@ -650,7 +678,8 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
   ASSERT_TRUE(scan.ok());
   nlohmann::json scanned = nlohmann::json::parse(scan->body, nullptr, false);
   std::map<std::pair<std::string, std::string>, int64_t> rocksdb_rows;
-  for (const auto& row : scanned["rows"]) rocksdb_rows[{row["key"][0], row["key"][1]}] = row["value"]["on_hand"];
+  for (const auto& row : scanned["rows"])
+    rocksdb_rows[{row["key"][0], row["key"][1]}] = row["value"]["on_hand"];
   EXPECT_EQ(rocksdb_rows, reference) << "RocksDB view differs from the topic";
 
   RecordProperty("acknowledged", static_cast<int>(stats.acked.size()));

@@ -19,7 +19,8 @@ std::string WriteConfig(const std::string& text) {
 }
 
 TEST(CliConfig, UnknownKeyIsNamed) {
-  auto r = RunFreshet({"writer", "--config", WriteConfig(R"({"kafka": {"brokers": "127.0.0.1:19092", "topik": "x"}})")}, {});
+  auto r = RunFreshet(
+      {"writer", "--config", WriteConfig(R"({"kafka": {"brokers": "127.0.0.1:19092", "topik": "x"}})")}, {});
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("kafka.topik: unknown key"), std::string::npos) << r.output;
 }
@@ -43,8 +44,8 @@ TEST(CliConfig, MissingPostgresUrlIsNamedForViews) {
 }
 
 TEST(CliConfig, UnreachableBrokerFailsWithTheAddress) {
-  auto r = RunFreshet({"writer"}, {{"FRESHET_KAFKA_BROKERS", "127.0.0.1:1"},
-                                   {"FRESHET_WRITER_LISTEN", "127.0.0.1:0"}}, 60s);
+  auto r = RunFreshet(
+      {"writer"}, {{"FRESHET_KAFKA_BROKERS", "127.0.0.1:1"}, {"FRESHET_WRITER_LISTEN", "127.0.0.1:0"}}, 60s);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("127.0.0.1:1"), std::string::npos) << r.output;
 }

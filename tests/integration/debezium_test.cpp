@@ -4,9 +4,8 @@
 // row: the snapshot, inserts, updates, deletes with their tombstones, a
 // primary-key change, NUMERIC and timestamp columns, and a SIGKILL of the
 // view process in the middle of a stream of changes.
-#include <signal.h>
-
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <random>
 
@@ -77,11 +76,14 @@ class Debezium : public IntegrationFixture {
     ASSERT_TRUE(CreateTopic(name_ + "-dlq", 1));
     pqxx::connection conn(source_url_);
     pqxx::nontransaction tx(conn);
-    tx.exec("CREATE TABLE customers (id integer PRIMARY KEY, email text, balance numeric(12,2), "
-            "updated timestamp, created timestamptz, born date, region text)");
+    tx.exec(
+        "CREATE TABLE customers (id integer PRIMARY KEY, email text, balance numeric(12,2), "
+        "updated timestamp, created timestamptz, born date, region text)");
     // Rows from before the connector: they arrive as its snapshot (op r).
-    tx.exec("INSERT INTO customers VALUES (1, 'ann@example.com', 1234.56, '2024-01-02 03:04:05.123456', "
-            "'2024-01-02 03:04:05+02', '1990-05-17', 'north'), (2, 'bob@example.com', -0.05, NULL, NULL, NULL, NULL)");
+    tx.exec(
+        "INSERT INTO customers VALUES (1, 'ann@example.com', 1234.56, '2024-01-02 03:04:05.123456', "
+        "'2024-01-02 03:04:05+02', '1990-05-17', 'north'), (2, 'bob@example.com', -0.05, NULL, NULL, NULL, "
+        "NULL)");
     std::string output;
     int rc = RunProjectScript("debezium start --name " + name_ + " --database " + source_db_ +
                                   " --tables public.customers --topic-prefix " + name_ + " --partitions 3",
@@ -99,15 +101,19 @@ class Debezium : public IntegrationFixture {
 
   // `instance` names the consumer groups and the RocksDB folder: a restart
   // with the same instance recovers from what the killed one stored.
-  std::unique_ptr<FreshetProcess> StartViews(const std::string& log_name, const std::string& instance = "main",
-                                             const std::string& definitions = "", const std::string& view_url = "") {
-    std::string config = WriteViewsConfig(definitions.empty() ? Definitions() : definitions, log_name + ".json");
+  std::unique_ptr<FreshetProcess> StartViews(const std::string& log_name,
+                                             const std::string& instance = "main",
+                                             const std::string& definitions = "",
+                                             const std::string& view_url = "") {
+    std::string config =
+        WriteViewsConfig(definitions.empty() ? Definitions() : definitions, log_name + ".json");
     std::map<std::string, std::string> env = env_;
     if (!view_url.empty()) env["FRESHET_POSTGRES_URL"] = view_url;
     env["FRESHET_VIEWS_GROUP_ID"] = name_ + "-" + instance;
     if (instance != "main") env["FRESHET_VIEWS_LISTEN"] = Loopback(FreePort());
     env["FRESHET_VIEWS_ROCKSDB_PATH"] = TestFile("-" + instance + ".rocksdb");
-    return std::make_unique<FreshetProcess>(std::vector<std::string>{"views", "--config", config}, env, log_name);
+    return std::make_unique<FreshetProcess>(std::vector<std::string>{"views", "--config", config}, env,
+                                            log_name);
   }
 
   // A latest view of the table and an aggregate over it, both in Postgres,
@@ -115,7 +121,8 @@ class Debezium : public IntegrationFixture {
   std::string Definitions() const {
     return R"([
       {"name": "customers", "kind": "latest",
-       "source": {"topic": ")" + topic_ + R"(", "format": "json", "envelope": "debezium"},
+       "source": {"topic": ")" +
+           topic_ + R"(", "format": "json", "envelope": "debezium"},
        "key": {"id": {"from": "/id", "type": "bigint"}},
        "columns": {"email": "/email", "balance": {"from": "/balance", "type": "numeric"},
                    "updated": {"from": "/updated", "type": "timestamptz"},
@@ -123,7 +130,8 @@ class Debezium : public IntegrationFixture {
                    "born": {"from": "/born", "type": "date"}},
        "stores": ["postgres", "rocksdb"], "freshness": {"flush_interval_ms": 20}},
       {"name": "balance_per_region", "kind": "aggregate",
-       "source": {"topic": ")" + topic_ + R"(", "format": "json", "envelope": "debezium"},
+       "source": {"topic": ")" +
+           topic_ + R"(", "format": "json", "envelope": "debezium"},
        "group_by": {"region": "/region"},
        "aggregates": {"customers": {"fn": "count"}, "balance": {"fn": "sum", "from": "/balance"},
                       "biggest": {"fn": "max", "from": "/balance"}},
@@ -144,8 +152,10 @@ class Debezium : public IntegrationFixture {
         },
         budget, 100ms);
     if (same) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "source:\n" << Show(source) << "\nview:\n" << Show(view)
-                                         << "\naggregates:\n" << last_aggregates_;
+    return ::testing::AssertionFailure() << "source:\n"
+                                         << Show(source) << "\nview:\n"
+                                         << Show(view) << "\naggregates:\n"
+                                         << last_aggregates_;
   }
 
   // The aggregate view equals the same aggregate computed on the source
@@ -155,8 +165,9 @@ class Debezium : public IntegrationFixture {
     Rows source = Read(source_url_,
                        "SELECT coalesce(region, '<null>'), count(*)::text, round(sum(balance), 2)::text, "
                        "round(max(balance), 2)::text FROM customers GROUP BY region ORDER BY 1");
-    Rows view = Read(view_url, "SELECT coalesce(region, '<null>'), customers::text, round(balance::numeric, 2)::text, "
-                               "round(biggest::numeric, 2)::text FROM balance_per_region ORDER BY 1");
+    Rows view = Read(view_url,
+                     "SELECT coalesce(region, '<null>'), customers::text, round(balance::numeric, 2)::text, "
+                     "round(biggest::numeric, 2)::text FROM balance_per_region ORDER BY 1");
     if (source != view) last_aggregates_ = "source:\n" + Show(source) + "\nview:\n" + Show(view);
     return source == view;
   }
@@ -166,11 +177,13 @@ class Debezium : public IntegrationFixture {
     HttpClient client("127.0.0.1", static_cast<uint16_t>(port_), 5s);
     auto r = client.Get("/views/customers/rows?prefix=&limit=10000");
     std::map<std::string, std::string> out;
-    last_rows_answer_ = r.ok() ? std::to_string(r->status) + " " + r->body.substr(0, 300) : r.status().ToString();
+    last_rows_answer_ =
+        r.ok() ? std::to_string(r->status) + " " + r->body.substr(0, 300) : r.status().ToString();
     if (!r.ok() || r->status != 200) return out;
     nlohmann::json answer = nlohmann::json::parse(r->body);  // not a temporary: the loop reads into it
     for (const auto& row : answer["rows"])
-      out[row["key"][0]] = row["value"]["email"].is_null() ? "<null>" : row["value"]["email"].get<std::string>();
+      out[row["key"][0]] =
+          row["value"]["email"].is_null() ? "<null>" : row["value"]["email"].get<std::string>();
     return out;
   }
 
@@ -187,12 +200,16 @@ TEST_F(Debezium, LatestViewMirrorsTheSourceTableThroughChangesAndAViewCrash) {
   // Poison on the topic, from a producer that is not Debezium: a change
   // event without "op". Dead-lettered with the reason; nothing else moves.
   {
-    ASSERT_EQ(ProduceWithKcat(topic_, {R"({"id": 99})" "\t" R"({"before": null, "after": {"id": 99}})"}), 0);
+    ASSERT_EQ(ProduceWithKcat(topic_, {R"({"id": 99})"
+                                       "\t"
+                                       R"({"before": null, "after": {"id": 99}})"}),
+              0);
     // Each view dead-letters it: customers in Postgres and in RocksDB, balance_per_region.
     auto dead = ReadDeadLetters(name_ + "-dlq", 3);
     ASSERT_EQ(dead.size(), 3u);
     for (const auto& d : dead) {
-      EXPECT_NE(d.error.find("Debezium record without \"op\""), std::string::npos) << d.view << ": " << d.error;
+      EXPECT_NE(d.error.find("Debezium record without \"op\""), std::string::npos)
+          << d.view << ": " << d.error;
       EXPECT_EQ(d.source_topic, topic_);
     }
     ASSERT_TRUE(Mirrors(30s)) << views->Log();
@@ -200,11 +217,12 @@ TEST_F(Debezium, LatestViewMirrorsTheSourceTableThroughChangesAndAViewCrash) {
 
   pqxx::connection conn(source_url_);
   pqxx::nontransaction tx(conn);
-  tx.exec("INSERT INTO customers VALUES (3, 'cy@example.com', 99999999.99, '1999-12-31 23:59:59.999999', "
-          "'2000-01-01 00:00:00+00', '2000-02-29')");
+  tx.exec(
+      "INSERT INTO customers VALUES (3, 'cy@example.com', 99999999.99, '1999-12-31 23:59:59.999999', "
+      "'2000-01-01 00:00:00+00', '2000-02-29')");
   tx.exec("UPDATE customers SET balance = balance + 0.44, email = 'ann@example.org' WHERE id = 1");
-  tx.exec("DELETE FROM customers WHERE id = 2");                  // a delete and its tombstone
-  tx.exec("UPDATE customers SET id = 10 WHERE id = 3");            // a key change: delete, tombstone, create
+  tx.exec("DELETE FROM customers WHERE id = 2");         // a delete and its tombstone
+  tx.exec("UPDATE customers SET id = 10 WHERE id = 3");  // a key change: delete, tombstone, create
   ASSERT_TRUE(Mirrors(60s)) << views->Log();
   EXPECT_EQ(Read(db_url_, "SELECT id::text FROM customers ORDER BY id"), (Rows{{"1"}, {"10"}}));
 
@@ -217,11 +235,14 @@ TEST_F(Debezium, LatestViewMirrorsTheSourceTableThroughChangesAndAViewCrash) {
         tx.exec_params("DELETE FROM customers WHERE id = $1", id);
         break;
       default:
-        tx.exec_params("INSERT INTO customers VALUES ($1::integer, $2, $3::numeric / 100, now()::timestamp, now(), "
-                       "'2020-01-01'::date + $1::integer, $4) ON CONFLICT (id) DO UPDATE SET email = excluded.email, "
-                       "balance = excluded.balance, updated = excluded.updated, region = excluded.region",
-                       id, "c" + std::to_string(i) + "@example.com", static_cast<int64_t>(rng() % 10000000) - 5000000,
-                       std::string(i % 5 == 0 ? "south" : i % 3 == 0 ? "east" : "north"));
+        tx.exec_params(
+            "INSERT INTO customers VALUES ($1::integer, $2, $3::numeric / 100, now()::timestamp, now(), "
+            "'2020-01-01'::date + $1::integer, $4) ON CONFLICT (id) DO UPDATE SET email = excluded.email, "
+            "balance = excluded.balance, updated = excluded.updated, region = excluded.region",
+            id, "c" + std::to_string(i) + "@example.com", static_cast<int64_t>(rng() % 10000000) - 5000000,
+            std::string(i % 5 == 0   ? "south"
+                        : i % 3 == 0 ? "east"
+                                     : "north"));
     }
   };
   for (int i = 0; i < 1500; ++i) change(i);
@@ -243,8 +264,8 @@ TEST_F(Debezium, LatestViewMirrorsTheSourceTableThroughChangesAndAViewCrash) {
   EXPECT_EQ(inspected["columns"]["updated"]["type"], "timestamptz") << said;
   EXPECT_EQ(inspected["columns"]["born"]["type"], "date") << said;
   std::string inspected_url = CreateTestDatabase("dbzinspect");
-  auto inspected_views = StartViews("-inspected", "inspected", nlohmann::ordered_json::array({inspected}).dump(),
-                                     inspected_url);
+  auto inspected_views =
+      StartViews("-inspected", "inspected", nlohmann::ordered_json::array({inspected}).dump(), inspected_url);
   EXPECT_TRUE(Mirrors(inspected_url, 60s)) << inspected_views->Log();
 
   // The RocksDB copy went through the same crash and holds the same rows.
@@ -252,8 +273,8 @@ TEST_F(Debezium, LatestViewMirrorsTheSourceTableThroughChangesAndAViewCrash) {
   for (const auto& row : Read(source_url_, kSourceRows)) expected[row[0]] = row[1];
   std::map<std::string, std::string> rocks;
   EXPECT_TRUE(WaitUntil([&] { return (rocks = RocksRows()) == expected; }, 30s, 100ms))
-      << rocks.size() << " rows in RocksDB, " << expected.size() << " in the source; last answer: "
-      << last_rows_answer_;
+      << rocks.size() << " rows in RocksDB, " << expected.size()
+      << " in the source; last answer: " << last_rows_answer_;
 }
 
 }  // namespace

@@ -3,12 +3,11 @@
 // land in the dead-letter topic with their reason while the good events
 // around them are materialized, and the SQL side works as documented
 // (await_offset, the read-only role, NOTIFY on flush).
+#include <gtest/gtest.h>
 #include <signal.h>
 
-#include <gtest/gtest.h>
-
-#include <set>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "core/envelope.h"
@@ -49,9 +48,11 @@ struct Reference {
 };
 
 // Two versions of one definition: v2 adds a column at the end.
-const char* kOnHandV1 = R"([{"name": "stock_on_hand", "kind": "latest", "key": {"store": "/store", "sku": "/sku"},
+const char* kOnHandV1 =
+    R"([{"name": "stock_on_hand", "kind": "latest", "key": {"store": "/store", "sku": "/sku"},
                             "columns": {"on_hand": {"from": "/on_hand", "type": "bigint"}}}])";
-const char* kOnHandV2 = R"([{"name": "stock_on_hand", "kind": "latest", "key": {"store": "/store", "sku": "/sku"},
+const char* kOnHandV2 =
+    R"([{"name": "stock_on_hand", "kind": "latest", "key": {"store": "/store", "sku": "/sku"},
                             "columns": {"on_hand": {"from": "/on_hand", "type": "bigint"},
                                         "last_qty": {"from": "/qty", "type": "bigint"}}}])";
 
@@ -82,27 +83,38 @@ class DeclarativeViews : public IntegrationFixture {
       int64_t qty = 1 + rng() % 4;
       int64_t& on_hand = ref.on_hand[{store, sku}];
       on_hand = sale ? std::max<int64_t>(0, on_hand - qty) : on_hand + qty;
-      Event e{sale ? "StockSold" : "StockReceived", "", NowMillis(),
+      Event e{sale ? "StockSold" : "StockReceived",
+              "",
+              NowMillis(),
               {{"store", store}, {"sku", sku}, {"qty", qty}, {"on_hand", on_hand}}};
       if (sale) {
         ref.sales[store].first += static_cast<double>(qty);
         ref.sales[store].second += 1;
         ref.biggest[store] = std::max(ref.biggest[store], static_cast<double>(qty));
       }
-      OutgoingMessage m{topic_, PartitionForKey(store, kPartitions), store, EncodeEventValue(e), {{kTypeHeader, e.type}}};
+      OutgoingMessage m{
+          topic_, PartitionForKey(store, kPartitions), store, EncodeEventValue(e), {{kTypeHeader, e.type}}};
       EXPECT_TRUE((*producer)->Produce(m, &reports[i]).ok());
       if (i == events / 3) {
         // Poison: not JSON; an event without the key fields; a wrong field type.
         EXPECT_TRUE((*producer)->Produce({topic_, 0, "s0", "{not json", {}}, &reports[events]).ok());
         Event bogus{"Bogus", "", NowMillis(), {{"note", "no key here"}}};
-        EXPECT_TRUE((*producer)->Produce({topic_, 1, "s1", EncodeEventValue(bogus), {}}, &reports[events + 1]).ok());
-        Event wrong{"StockSold", "", NowMillis(), {{"store", "s2"}, {"sku", "k1"}, {"qty", "three"}, {"on_hand", "x"}}};
-        EXPECT_TRUE((*producer)->Produce({topic_, PartitionForKey("s2", kPartitions), "s2", EncodeEventValue(wrong), {}},
-                                         &reports[events + 2]).ok());
+        EXPECT_TRUE(
+            (*producer)->Produce({topic_, 1, "s1", EncodeEventValue(bogus), {}}, &reports[events + 1]).ok());
+        Event wrong{"StockSold",
+                    "",
+                    NowMillis(),
+                    {{"store", "s2"}, {"sku", "k1"}, {"qty", "three"}, {"on_hand", "x"}}};
+        EXPECT_TRUE(
+            (*producer)
+                ->Produce({topic_, PartitionForKey("s2", kPartitions), "s2", EncodeEventValue(wrong), {}},
+                          &reports[events + 2])
+                .ok());
       }
     }
     EXPECT_TRUE((*producer)->Commit(30s).ok());
-    for (const auto& r : reports) ref.last_offset[r.partition] = std::max(ref.last_offset[r.partition], r.offset);
+    for (const auto& r : reports)
+      ref.last_offset[r.partition] = std::max(ref.last_offset[r.partition], r.offset);
     return ref;
   }
 
@@ -112,7 +124,8 @@ class DeclarativeViews : public IntegrationFixture {
     if (!r.ok() || r->status != 200) return false;
     auto offsets = nlohmann::json::parse(r->body)["next_offsets"];
     for (const auto& [p, last] : ref.last_offset)
-      if (!offsets.contains(std::to_string(p)) || offsets[std::to_string(p)].get<int64_t>() <= last) return false;
+      if (!offsets.contains(std::to_string(p)) || offsets[std::to_string(p)].get<int64_t>() <= last)
+        return false;
     return true;
   }
 
@@ -154,17 +167,22 @@ TEST_F(DeclarativeViews, MaterializeExactlyAndDeadLetterPoison) {
   ASSERT_TRUE((*consumer)->Assign({{dlq_, 0, kOffsetBeginning}}).ok());
   std::map<std::string, int> per_view;
   std::set<std::string> offsets;
-  ASSERT_TRUE(WaitUntil([&] {
-    KafkaMessage m;
-    auto outcome = (*consumer)->Poll(100ms, &m);
-    if (outcome.ok() && *outcome == Consumer::PollOutcome::kMessage) {
-      per_view[std::string(*m.header("freshet.view"))]++;
-      EXPECT_FALSE(m.header("freshet.error")->empty());
-      offsets.insert(std::string(*m.header("freshet.source.partition")) + ":" + std::string(*m.header("freshet.source.offset")));
-    }
-    return per_view["stock_on_hand"] == 3 && per_view["low_stock"] == 3 && per_view["sales_per_store"] == 2;
-  }, 30s, 1ms)) << "dead letters per view: stock_on_hand " << per_view["stock_on_hand"] << ", low_stock "
-                << per_view["low_stock"] << ", sales_per_store " << per_view["sales_per_store"];
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        KafkaMessage m;
+        auto outcome = (*consumer)->Poll(100ms, &m);
+        if (outcome.ok() && *outcome == Consumer::PollOutcome::kMessage) {
+          per_view[std::string(*m.header("freshet.view"))]++;
+          EXPECT_FALSE(m.header("freshet.error")->empty());
+          offsets.insert(std::string(*m.header("freshet.source.partition")) + ":" +
+                         std::string(*m.header("freshet.source.offset")));
+        }
+        return per_view["stock_on_hand"] == 3 && per_view["low_stock"] == 3 &&
+               per_view["sales_per_store"] == 2;
+      },
+      30s, 1ms))
+      << "dead letters per view: stock_on_hand " << per_view["stock_on_hand"] << ", low_stock "
+      << per_view["low_stock"] << ", sales_per_store " << per_view["sales_per_store"];
   EXPECT_EQ(offsets.size(), 3u);
 
   // The status reports freshness: lag per partition and event-to-visible latency.
@@ -184,7 +202,8 @@ TEST_F(DeclarativeViews, MaterializeExactlyAndDeadLetterPoison) {
     ASSERT_TRUE(status.contains("event_to_visible_recent_ms")) << status;
     const auto& recent = status["event_to_visible_recent_ms"];
     EXPECT_GT(recent["events"].get<int64_t>(), 0) << status;
-    EXPECT_LE(recent["events"].get<int64_t>(), status["event_to_visible_ms"]["events"].get<int64_t>()) << status;
+    EXPECT_LE(recent["events"].get<int64_t>(), status["event_to_visible_ms"]["events"].get<int64_t>())
+        << status;
     EXPECT_GT(recent["p99_at_most"].get<double>(), 0) << status;
     EXPECT_EQ(recent["measured_at_ms"], now) << status;
     EXPECT_GT(recent["window_ms"].get<int64_t>(), 0) << status;
@@ -193,8 +212,11 @@ TEST_F(DeclarativeViews, MaterializeExactlyAndDeadLetterPoison) {
   // Read-your-writes from SQL, for an offset reached and one never produced.
   int32_t p = ref.last_offset.begin()->first;
   int64_t last = ref.last_offset.begin()->second;
-  EXPECT_TRUE(tx.exec_params("SELECT freshet.await_offset('stock_on_hand', $1, $2, '5s')", p, last)[0][0].as<bool>());
-  EXPECT_FALSE(tx.exec_params("SELECT freshet.await_offset('stock_on_hand', $1, $2, '50ms')", p, last + 1000)[0][0].as<bool>());
+  EXPECT_TRUE(
+      tx.exec_params("SELECT freshet.await_offset('stock_on_hand', $1, $2, '5s')", p, last)[0][0].as<bool>());
+  EXPECT_FALSE(
+      tx.exec_params("SELECT freshet.await_offset('stock_on_hand', $1, $2, '50ms')", p, last + 1000)[0][0]
+          .as<bool>());
 }
 
 TEST_F(DeclarativeViews, ReaderRoleSeesViewsOnlyAndFlushesNotify) {
@@ -203,7 +225,8 @@ TEST_F(DeclarativeViews, ReaderRoleSeesViewsOnlyAndFlushesNotify) {
   ASSERT_TRUE(WaitUntil([&] { return CaughtUp("stock_on_hand", ref); }, 90s, 50ms)) << views.Log();
 
   std::string reader = UniqueName("reader");
-  for (auto& c : reader) if (c == '-') c = '_';
+  for (auto& c : reader)
+    if (c == '-') c = '_';
   {
     pqxx::connection admin(db_url_);
     pqxx::nontransaction tx(admin);
@@ -216,9 +239,9 @@ TEST_F(DeclarativeViews, ReaderRoleSeesViewsOnlyAndFlushesNotify) {
     pqxx::nontransaction tx(as_reader);
     EXPECT_GT(tx.exec("SELECT count(*) FROM stock_on_hand")[0][0].as<int>(), 0);
   }
-  for (const std::string& forbidden : {std::string("SELECT * FROM freshet.offsets"),
-                                       "SELECT * FROM stock_on_hand__v" + std::string("x"),
-                                       std::string("DELETE FROM stock_on_hand")}) {
+  for (const std::string& forbidden :
+       {std::string("SELECT * FROM freshet.offsets"), "SELECT * FROM stock_on_hand__v" + std::string("x"),
+        std::string("DELETE FROM stock_on_hand")}) {
     pqxx::nontransaction tx(as_reader);
     EXPECT_ANY_THROW(tx.exec(forbidden)) << forbidden;
   }
@@ -236,14 +259,19 @@ TEST_F(DeclarativeViews, ReaderRoleSeesViewsOnlyAndFlushesNotify) {
   ASSERT_TRUE((*producer)->InitTransactions(30s).ok());
   ASSERT_TRUE((*producer)->Begin().ok());
   Event e{"StockReceived", "", NowMillis(), {{"store", "s9"}, {"sku", "new"}, {"qty", 1}, {"on_hand", 1}}};
-  ASSERT_TRUE((*producer)->Produce({topic_, PartitionForKey("s9", kPartitions), "s9", EncodeEventValue(e), {}}, nullptr).ok());
+  ASSERT_TRUE(
+      (*producer)
+          ->Produce({topic_, PartitionForKey("s9", kPartitions), "s9", EncodeEventValue(e), {}}, nullptr)
+          .ok());
   ASSERT_TRUE((*producer)->Commit(30s).ok());
-  bool notified = WaitUntil([&] {
-    listen_conn.await_notification(0, 100000);
-    for (const auto& p : listener.payloads)
-      if (nlohmann::json::parse(p)["view"] == "stock_on_hand") return true;
-    return false;
-  }, 30s, 1ms);
+  bool notified = WaitUntil(
+      [&] {
+        listen_conn.await_notification(0, 100000);
+        for (const auto& p : listener.payloads)
+          if (nlohmann::json::parse(p)["view"] == "stock_on_hand") return true;
+        return false;
+      },
+      30s, 1ms);
   EXPECT_TRUE(notified);
 }
 
@@ -265,7 +293,8 @@ TEST_F(DeclarativeViews, ChangedDefinitionIsBuiltBesideAndSwappedIn) {
   auto live_table = [&] {
     pqxx::nontransaction tx(conn);
     auto r = tx.exec("SELECT table_name, building_table FROM freshet.views WHERE name = 'stock_on_hand'");
-    return std::make_pair(r[0][0].as<std::string>(), r[0][1].is_null() ? std::string() : r[0][1].as<std::string>());
+    return std::make_pair(r[0][0].as<std::string>(),
+                          r[0][1].is_null() ? std::string() : r[0][1].as<std::string>());
   };
   std::string v1_table = live_table().first;
   // A user's SQL view on top of the view: the swap must keep it working.
@@ -292,10 +321,13 @@ TEST_F(DeclarativeViews, ChangedDefinitionIsBuiltBesideAndSwappedIn) {
   // A feed client that connects while v2 builds gets the live (v1) rows,
   // complete, and once v2 is live a reset and the v2 rows.
   std::unique_ptr<WsClient> feed;
-  ASSERT_TRUE(WaitUntil([&] {
-    feed = WsClient::Connect(static_cast<uint16_t>(port_), "/views/stock_on_hand/feed");
-    return feed != nullptr;
-  }, 30s, 5ms)) << views.Log();
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        feed = WsClient::Connect(static_cast<uint16_t>(port_), "/views/stock_on_hand/feed");
+        return feed != nullptr;
+      },
+      30s, 5ms))
+      << views.Log();
   // (rows, rows with last_qty) of each complete snapshot, in order.
   std::vector<std::pair<size_t, size_t>> snapshots;
   size_t rows_in = 0, with_qty = 0;
@@ -319,12 +351,15 @@ TEST_F(DeclarativeViews, ChangedDefinitionIsBuiltBesideAndSwappedIn) {
   if (snapshots[0].second == 0) {
     ASSERT_TRUE(read_snapshot()) << "no fresh snapshot after the swap\n" << views.Log();
   }
-  for (const auto& [rows, qty] : snapshots) EXPECT_EQ(rows, ref.on_hand.size()) << "a feed snapshot of a half-built version";
+  for (const auto& [rows, qty] : snapshots)
+    EXPECT_EQ(rows, ref.on_hand.size()) << "a feed snapshot of a half-built version";
   EXPECT_EQ(snapshots.back().second, ref.on_hand.size()) << "the last snapshot is of v2";
-  bool swapped = WaitUntil([&] {
-    auto [live, building] = live_table();
-    return live != v1_table && building.empty();
-  }, 90s, 20ms);
+  bool swapped = WaitUntil(
+      [&] {
+        auto [live, building] = live_table();
+        return live != v1_table && building.empty();
+      },
+      90s, 20ms);
   WaitUntil([&] { return reads_of_v2 >= 3; }, 30s, 5ms);  // a few reads of the new version
   stop = true;
   reader.join();
@@ -340,11 +375,15 @@ TEST_F(DeclarativeViews, ChangedDefinitionIsBuiltBesideAndSwappedIn) {
   EXPECT_GT(after, 0u);
   EXPECT_EQ(seen.back().second, 4u);
   pqxx::nontransaction tx(conn);
-  EXPECT_TRUE(tx.exec("SELECT to_regclass('public." + v1_table + "') IS NULL")[0][0].as<bool>()) << "old table kept";
-  EXPECT_EQ(tx.exec_params("SELECT count(*) FROM freshet.offsets WHERE view_name = $1", v1_table)[0][0].as<int>(), 0);
+  EXPECT_TRUE(tx.exec("SELECT to_regclass('public." + v1_table + "') IS NULL")[0][0].as<bool>())
+      << "old table kept";
+  EXPECT_EQ(
+      tx.exec_params("SELECT count(*) FROM freshet.offsets WHERE view_name = $1", v1_table)[0][0].as<int>(),
+      0);
   int64_t total = 0;
   for (const auto& [key, on_hand] : ref.on_hand) total += on_hand;
-  EXPECT_EQ(tx.exec("SELECT total FROM on_hand_total")[0][0].as<int64_t>(), total) << "the user's view on top";
+  EXPECT_EQ(tx.exec("SELECT total FROM on_hand_total")[0][0].as<int64_t>(), total)
+      << "the user's view on top";
 }
 
 // Two processes with different definitions of one view (a half-done rolling
@@ -362,7 +401,8 @@ TEST_F(DeclarativeViews, AnOutdatedDefinitionWaitsInsteadOfSwappingBack) {
   pqxx::connection conn(db_url_);
   auto registry = [&] {
     pqxx::nontransaction tx(conn);
-    auto r = tx.exec("SELECT table_name, coalesce(building_table, '') FROM freshet.views WHERE name = 'stock_on_hand'");
+    auto r = tx.exec(
+        "SELECT table_name, coalesce(building_table, '') FROM freshet.views WHERE name = 'stock_on_hand'");
     return std::make_pair(r[0][0].as<std::string>(), r[0][1].as<std::string>());
   };
   std::string v1_table = registry().first;
@@ -384,14 +424,19 @@ TEST_F(DeclarativeViews, AnOutdatedDefinitionWaitsInsteadOfSwappingBack) {
   Reference more = Produce(500);
   HttpClient old_client("127.0.0.1", static_cast<uint16_t>(port_), 5s);
   std::string error;
-  ASSERT_TRUE(WaitUntil([&] {
-    auto r = old_client.Get("/views/stock_on_hand/status");
-    if (!r.ok() || r->status != 200) return false;
-    error = nlohmann::json::parse(r->body).value("error", "");
-    return error.find("another process published") != std::string::npos;
-  }, 60s, 50ms)) << error << "\n" << old_process.Log();
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto r = old_client.Get("/views/stock_on_hand/status");
+        if (!r.ok() || r->status != 200) return false;
+        error = nlohmann::json::parse(r->body).value("error", "");
+        return error.find("another process published") != std::string::npos;
+      },
+      60s, 50ms))
+      << error << "\n"
+      << old_process.Log();
   EXPECT_NE(error.find("same definition"), std::string::npos) << error;
-  EXPECT_EQ(registry(), std::make_pair(v2_table, std::string())) << "the old definition must not build or swap back";
+  EXPECT_EQ(registry(), std::make_pair(v2_table, std::string()))
+      << "the old definition must not build or swap back";
   EXPECT_TRUE(old_process.running());
 }
 
@@ -412,7 +457,8 @@ TEST_F(DeclarativeViews, AtLeastOnceCommitsToTheGroupAndLosesNothingOnSigkill) {
     pqxx::connection conn(db_url_);
     pqxx::nontransaction tx(conn);
     std::map<std::string, int64_t> out;
-    for (const auto& r : tx.exec("SELECT store, sales FROM sales_alo")) out[r[0].as<std::string>()] = r[1].as<int64_t>();
+    for (const auto& r : tx.exec("SELECT store, sales FROM sales_alo"))
+      out[r[0].as<std::string>()] = r[1].as<int64_t>();
     return out;
   };
   auto progress = [&](const std::string& view) -> int64_t {
@@ -420,7 +466,8 @@ TEST_F(DeclarativeViews, AtLeastOnceCommitsToTheGroupAndLosesNothingOnSigkill) {
     auto r = client.Get("/views/" + view + "/status");
     if (!r.ok() || r->status != 200) return -1;
     int64_t sum = 0;
-    auto offsets = nlohmann::json::parse(r->body)["next_offsets"];  // not a temporary in the range-for: it would dangle
+    auto offsets =
+        nlohmann::json::parse(r->body)["next_offsets"];  // not a temporary in the range-for: it would dangle
     for (const auto& [p, next] : offsets.items()) sum += next.get<int64_t>();
     return sum;
   };
@@ -436,14 +483,16 @@ TEST_F(DeclarativeViews, AtLeastOnceCommitsToTheGroupAndLosesNothingOnSigkill) {
   // (+1 for s2: the poison event with a text qty is still a StockSold for
   // s2, and counting needs no qty.)
   auto sales_once = sales_rows();
-  for (const auto& [store, sums] : ref.sales) EXPECT_EQ(sales_once[store], sums.second + (store == "s2")) << store;
+  for (const auto& [store, sums] : ref.sales)
+    EXPECT_EQ(sales_once[store], sums.second + (store == "s2")) << store;
   // The offsets are in the group (one per table), not in the store.
   pqxx::connection conn(db_url_);
   std::string table;
   {
     pqxx::nontransaction tx(conn);
     table = tx.exec("SELECT table_name FROM freshet.views WHERE name = 'stock_alo'")[0][0].as<std::string>();
-    EXPECT_EQ(tx.exec("SELECT count(*) FROM freshet.offsets WHERE view_name LIKE '%_alo__v%'")[0][0].as<int>(), 0);
+    EXPECT_EQ(
+        tx.exec("SELECT count(*) FROM freshet.offsets WHERE view_name LIKE '%_alo__v%'")[0][0].as<int>(), 0);
   }
   auto group = Consumer::Create(KafkaOptions(), env_["FRESHET_VIEWS_GROUP_ID"] + ".stock_alo." + table);
   ASSERT_TRUE(group.ok());
@@ -458,7 +507,8 @@ TEST_F(DeclarativeViews, AtLeastOnceCommitsToTheGroupAndLosesNothingOnSigkill) {
   {
     FreshetProcess views({"views", "--config", config_path_}, env_, "decl-alo-kill");
     ASSERT_TRUE(WaitUntil([&] { return progress("sales_alo") > before + 3000; }, 60s, 1ms))
-        << progress("sales_alo") << " " << before << "\n" << views.Log();
+        << progress("sales_alo") << " " << before << "\n"
+        << views.Log();
     views.Signal(SIGKILL);
     views.Wait(10s);
   }
@@ -494,7 +544,8 @@ TEST_F(DeclarativeViews, RocksDbCopyServesPointAndPrefixQueries) {
     auto j = nlohmann::json::parse(r->body);
     auto offsets = j.contains("stores") ? j["stores"]["rocksdb"]["next_offsets"] : j["next_offsets"];
     for (const auto& [p, last] : ref.last_offset)
-      if (!offsets.contains(std::to_string(p)) || offsets[std::to_string(p)].get<int64_t>() <= last) return false;
+      if (!offsets.contains(std::to_string(p)) || offsets[std::to_string(p)].get<int64_t>() <= last)
+        return false;
     return true;
   };
   for (const char* v : {"stock_on_hand", "sales_per_store"})
@@ -530,10 +581,14 @@ TEST_F(DeclarativeViews, RocksDbCopyServesPointAndPrefixQueries) {
   ASSERT_TRUE((*producer)->Begin().ok());
   DeliveryReport report;
   Event e{"StockReceived", "", NowMillis(), {{"store", "s1"}, {"sku", "fresh"}, {"qty", 7}, {"on_hand", 7}}};
-  ASSERT_TRUE((*producer)->Produce({topic_, PartitionForKey("s1", kPartitions), "s1", EncodeEventValue(e), {}}, &report).ok());
+  ASSERT_TRUE(
+      (*producer)
+          ->Produce({topic_, PartitionForKey("s1", kPartitions), "s1", EncodeEventValue(e), {}}, &report)
+          .ok());
   ASSERT_TRUE((*producer)->Commit(30s).ok());
-  auto fresh = client.Get("/views/stock_on_hand/rows?key=s1/fresh&min_offset=" + std::to_string(report.partition) + ":" +
-                          std::to_string(report.offset));
+  auto fresh =
+      client.Get("/views/stock_on_hand/rows?key=s1/fresh&min_offset=" + std::to_string(report.partition) +
+                 ":" + std::to_string(report.offset));
   ASSERT_TRUE(fresh.ok());
   ASSERT_EQ(fresh->status, 200) << fresh->body;
   EXPECT_EQ(nlohmann::json::parse(fresh->body)["rows"][0]["value"]["on_hand"], 7);
@@ -555,8 +610,10 @@ TEST_F(DeclarativeViews, RocksDbCopyServesPointAndPrefixQueries) {
   EXPECT_NE(no_partition->body.find("has " + std::to_string(kPartitions) + " partitions"), std::string::npos)
       << no_partition->body;
   EXPECT_LT(took, 3s);
-  EXPECT_EQ(client.Get("/views/stock_on_hand/rows?key=s1/k1&min_offset=" + std::to_string(kPartitions) + ":0")->status,
-            400);
+  EXPECT_EQ(
+      client.Get("/views/stock_on_hand/rows?key=s1/k1&min_offset=" + std::to_string(kPartitions) + ":0")
+          ->status,
+      400);
 }
 
 TEST_F(DeclarativeViews, BadDefinitionIsRefusedAtStart) {

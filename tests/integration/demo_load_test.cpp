@@ -3,9 +3,8 @@
 // up yet), follows 307s to the owner of a partition, says how many retries
 // it made, and the topic then holds every accepted command exactly once.
 // Its stores cover every partition.
-#include <signal.h>
-
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <regex>
 #include <set>
@@ -80,10 +79,12 @@ class DemoLoad : public IntegrationFixture {
       auto event = DecodeEventValue(record.value);
       ASSERT_TRUE(event.ok()) << record.value;
       EXPECT_FALSE(event->id.empty()) << "demo-load gives every command an id: " << record.value;
-      EXPECT_TRUE(ids.insert(event->id).second) << "idempotency key " << event->id << " is in the topic twice";
+      EXPECT_TRUE(ids.insert(event->id).second)
+          << "idempotency key " << event->id << " is in the topic twice";
       partitions.insert(record.partition);
     }
-    EXPECT_EQ(partitions.size(), static_cast<size_t>(kPartitions)) << "the demo's stores must cover every partition";
+    EXPECT_EQ(partitions.size(), static_cast<size_t>(kPartitions))
+        << "the demo's stores must cover every partition";
   }
 };
 
@@ -92,22 +93,25 @@ class DemoLoad : public IntegrationFixture {
 // takes its partitions), exits 0 and reports its retries.
 TEST_F(DemoLoad, RetriesThroughAWriterRestartAndPublishesEachCommandOnce) {
   int port = FreePort();
-  auto writer = std::make_unique<FreshetProcess>(std::vector<std::string>{"writer"}, WriterEnv("w", port, kPartitions), "demoload-w1");
+  auto writer = std::make_unique<FreshetProcess>(std::vector<std::string>{"writer"},
+                                                 WriterEnv("w", port, kPartitions), "demoload-w1");
   ASSERT_TRUE(WaitUntil([&] { return Owned(port) == kPartitions; }, 60s, 50ms)) << writer->Log();
 
   constexpr int kStores = 4, kSkus = 20;
-  FreshetProcess load({"demo-load", "--writer", "http://127.0.0.1:" + std::to_string(port), "--stores",
-                       std::to_string(kStores), "--skus", std::to_string(kSkus), "--commands", "4000", "--clients",
-                       "2"},
-                      {}, "demoload-load");
+  FreshetProcess load(
+      {"demo-load", "--writer", "http://127.0.0.1:" + std::to_string(port), "--stores",
+       std::to_string(kStores), "--skus", std::to_string(kSkus), "--commands", "4000", "--clients", "2"},
+      {}, "demoload-load");
   // Restart once the random commands are flowing.
   ASSERT_TRUE(WaitUntil([&] { return Applied(port) >= kStores * kSkus + 200; }, 60s, 20ms)) << load.Log();
-  ASSERT_TRUE(load.running()) << "demo-load finished before the restart; give it more commands\n" << load.Log();
+  ASSERT_TRUE(load.running()) << "demo-load finished before the restart; give it more commands\n"
+                              << load.Log();
   writer->Signal(SIGTERM);
   ASSERT_EQ(writer->Wait(30s), 0) << writer->Log();
   std::this_thread::sleep_for(1s);  // nobody listens: connections are refused
   ASSERT_TRUE(load.running()) << "demo-load gave up while the writer was down\n" << load.Log();
-  writer = std::make_unique<FreshetProcess>(std::vector<std::string>{"writer"}, WriterEnv("w", port, kPartitions), "demoload-w2");
+  writer = std::make_unique<FreshetProcess>(std::vector<std::string>{"writer"},
+                                            WriterEnv("w", port, kPartitions), "demoload-w2");
 
   ASSERT_EQ(load.Wait(180s), 0) << load.Log() << "\n" << writer->Log();
   Summary summary = ParseSummary(load.Log());
@@ -121,8 +125,8 @@ TEST_F(DemoLoad, RetriesThroughAWriterRestartAndPublishesEachCommandOnce) {
 // demo-load started before the writer: it waits for it instead of failing.
 TEST_F(DemoLoad, WaitsForAWriterThatIsNotUpYet) {
   int port = FreePort();
-  FreshetProcess load({"demo-load", "--writer", "http://127.0.0.1:" + std::to_string(port), "--stores", "4", "--skus",
-                       "10", "--commands", "200", "--clients", "2"},
+  FreshetProcess load({"demo-load", "--writer", "http://127.0.0.1:" + std::to_string(port), "--stores", "4",
+                       "--skus", "10", "--commands", "200", "--clients", "2"},
                       {}, "demoload-early");
   std::this_thread::sleep_for(2s);
   ASSERT_TRUE(load.running()) << load.Log();
@@ -141,23 +145,28 @@ TEST_F(DemoLoad, FollowsRedirectsToThePartitionsOwner) {
   ASSERT_TRUE(WaitUntil([&] { return Owned(a) == kPartitions; }, 60s, 50ms)) << writer_a.Log();
   int b = FreePort();
   FreshetProcess writer_b({"writer"}, WriterEnv("b", b, kPartitions), "demoload-b");
-  ASSERT_TRUE(WaitUntil([&] { return Owned(a) > 0 && Owned(b) > 0 && Owned(a) + Owned(b) == kPartitions; }, 60s, 50ms))
+  ASSERT_TRUE(WaitUntil([&] { return Owned(a) > 0 && Owned(b) > 0 && Owned(a) + Owned(b) == kPartitions; },
+                        60s, 50ms))
       << writer_b.Log();
   // b's claims reach a through the owners topic: a redirects instead of 503.
-  ASSERT_TRUE(WaitUntil([&] {
-    HttpClient c("127.0.0.1", static_cast<uint16_t>(a), 5s);
-    for (int s = 1; s <= 40; ++s) {
-      char store[16];
-      std::snprintf(store, sizeof(store), "store-%02d", s);
-      auto r = c.Post("/commands", nlohmann::json{{"type", "receive"}, {"store", store}, {"sku", "probe"}, {"qty", 1}}.dump());
-      if (r.ok() && r->status == 307) return true;
-    }
-    return false;
-  }, 30s, 100ms));
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        HttpClient c("127.0.0.1", static_cast<uint16_t>(a), 5s);
+        for (int s = 1; s <= 40; ++s) {
+          char store[16];
+          std::snprintf(store, sizeof(store), "store-%02d", s);
+          auto r = c.Post(
+              "/commands",
+              nlohmann::json{{"type", "receive"}, {"store", store}, {"sku", "probe"}, {"qty", 1}}.dump());
+          if (r.ok() && r->status == 307) return true;
+        }
+        return false;
+      },
+      30s, 100ms));
   auto before = ReadAll(topic_, kPartitions).size();
 
-  auto r = RunFreshet({"demo-load", "--writer", "http://127.0.0.1:" + std::to_string(a), "--stores", "4", "--skus",
-                       "10", "--commands", "200", "--clients", "2"},
+  auto r = RunFreshet({"demo-load", "--writer", "http://127.0.0.1:" + std::to_string(a), "--stores", "4",
+                       "--skus", "10", "--commands", "200", "--clients", "2"},
                       {}, 120s);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   Summary summary = ParseSummary(r.output);
@@ -169,7 +178,8 @@ TEST_F(DemoLoad, FollowsRedirectsToThePartitionsOwner) {
     auto event = DecodeEventValue(record.value);
     ASSERT_TRUE(event.ok());
     if (event->id.rfind("demo-", 0) == 0) {
-      EXPECT_TRUE(ids.insert(event->id).second) << "idempotency key " << event->id << " is in the topic twice";
+      EXPECT_TRUE(ids.insert(event->id).second)
+          << "idempotency key " << event->id << " is in the topic twice";
     }
   }
   EXPECT_EQ(static_cast<int64_t>(ids.size()), summary.accepted);

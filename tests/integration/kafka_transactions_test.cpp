@@ -38,7 +38,8 @@ TEST_F(KafkaTransactions, CommittedIsSeenAndAbortedNever) {
   auto producer = MakeProducer(UniqueName("tid"));
   std::vector<DeliveryReport> reports(3);
   ASSERT_TRUE(producer->Begin().ok());
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(producer->Produce(Msg(topic_, "committed-" + std::to_string(i)), &reports[i]).ok());
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(producer->Produce(Msg(topic_, "committed-" + std::to_string(i)), &reports[i]).ok());
   ASSERT_TRUE(producer->Commit(30s).ok());
   for (const auto& r : reports) EXPECT_GE(r.offset, 0) << "commit returned before the delivery report";
 
@@ -97,7 +98,8 @@ TEST(KafkaAdmin, EnsureTopicIsIdempotentAndCountsPartitions) {
   auto count = PartitionCount(KafkaOptions(), topic, 10s);
   ASSERT_TRUE(count.ok());
   EXPECT_EQ(*count, 3);
-  EXPECT_EQ(PartitionCount(KafkaOptions(), UniqueName("missing"), 10s).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(PartitionCount(KafkaOptions(), UniqueName("missing"), 10s).status().code(),
+            StatusCode::kNotFound);
 }
 
 TEST(KafkaAdmin, UnreachableBrokerIsAClearError) {
@@ -114,10 +116,12 @@ TEST(KafkaAdmin, DeleteTopicsRemovesThemAndIgnoresMissingOnes) {
 
   Status st = DeleteTopics(KafkaOptions(), {topic, UniqueName("never-made")}, 30s);
   ASSERT_TRUE(st.ok()) << st.ToString();
-  bool gone = testing::WaitUntil([&] {
-    auto count = PartitionCount(KafkaOptions(), topic, 10s);
-    return !count.ok() && count.status().code() == StatusCode::kNotFound;
-  }, 30s, 50ms);
+  bool gone = testing::WaitUntil(
+      [&] {
+        auto count = PartitionCount(KafkaOptions(), topic, 10s);
+        return !count.ok() && count.status().code() == StatusCode::kNotFound;
+      },
+      30s, 50ms);
   EXPECT_TRUE(gone) << "topic " << topic << " is still in the metadata";
 }
 

@@ -5,7 +5,6 @@
 // stays usable after each error.
 #include <gtest/gtest.h>
 
-
 #include "core/envelope.h"
 #include "core/http_client.h"
 #include "tests/support/integration_fixture.h"
@@ -40,7 +39,10 @@ class LiveQueryTest : public IntegrationFixture {
     DeliveryReport report;
     EXPECT_TRUE(producer_->Begin().ok());
     Event e{"StockAdjusted", "", NowMillis(), {{"store", store}, {"sku", sku}, {"delta", delta}}};
-    EXPECT_TRUE(producer_->Produce({topic_, PartitionForKey(store, kPartitions), store, EncodeEventValue(e), {}}, &report).ok());
+    EXPECT_TRUE(
+        producer_
+            ->Produce({topic_, PartitionForKey(store, kPartitions), store, EncodeEventValue(e), {}}, &report)
+            .ok());
     EXPECT_TRUE(producer_->Commit(30s).ok());
     stock_[{store, sku}] += delta;
     return {report.partition, report.offset};
@@ -100,7 +102,8 @@ TEST_F(LiveQueryTest, DiffsForSelectedRowsOnlyAndClearRefusals) {
   EXPECT_TRUE(diff["added"].empty()) << diff;
   EXPECT_TRUE(diff["removed"].empty()) << diff;
   ASSERT_EQ(diff["changed"].size(), 1u) << diff;
-  EXPECT_EQ(diff["changed"][0], (nlohmann::json{{"store", "s1"}, {"sku", "k3"}, {"on_hand", stock_[{"s1", "k3"}]}}));
+  EXPECT_EQ(diff["changed"][0],
+            (nlohmann::json{{"store", "s1"}, {"sku", "k3"}, {"on_hand", stock_[{"s1", "k3"}]}}));
   EXPECT_GT(diff["views"]["stock"][std::to_string(mine.first)].get<int64_t>(), mine.second) << diff;
 
   // Added and removed rows: a new SKU appears, one the filter drops goes.
@@ -110,14 +113,17 @@ TEST_F(LiveQueryTest, DiffsForSelectedRowsOnlyAndClearRefusals) {
   EXPECT_EQ(added["added"], nlohmann::json::array({{{"store", "s1"}, {"sku", "k9"}, {"on_hand", 3}}}));
 
   // Refusals, each with a reason; the socket stays open for the next query.
-  struct Case { std::string message, reason; };
+  struct Case {
+    std::string message, reason;
+  };
   for (const Case& c : std::vector<Case>{
            {Query("DELETE FROM stock"), "only a single SELECT is allowed"},
            {Query("SELECT * FROM stock; DELETE FROM stock"), "only a single statement"},
            {Query("SELECT nextval('freshet_test_seq') AS store, 1 AS sku"), "permission denied"},
            {Query("SELECT set_config('role', 'postgres', false) AS store, 1 AS sku"), "permission denied"},
            {Query("SELECT view_name AS store, topic AS sku FROM freshet.offsets"), "permission denied"},
-           {Query("SELECT pg_sleep(2)::text AS store, 1 AS sku"), "query cancelled: it ran longer than 300 ms"},
+           {Query("SELECT pg_sleep(2)::text AS store, 1 AS sku"),
+            "query cancelled: it ran longer than 300 ms"},
            {Query("SELECT store FROM stock"), "key: the result has no column \"sku\""},
            {R"({"sql": "SELECT 1"})", "key: required"},
            {"{not json", "expected a JSON object"},

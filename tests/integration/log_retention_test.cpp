@@ -3,9 +3,8 @@
 // so when someone else created it with finite retention, and refuses to
 // serve a partition whose log lost its beginning instead of serving a state
 // rebuilt from what is left. Also: the writer's bearer token.
-#include <signal.h>
-
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include "core/envelope.h"
 #include "core/http_client.h"
@@ -91,7 +90,8 @@ TEST_F(LogRetention, WriterCreatesTheEventTopicToKeepEveryRecord) {
   EXPECT_FALSE(ready.contains("topic_retention_warning")) << ready.dump();
   auto metrics = Get("/metrics");
   ASSERT_TRUE(metrics.ok());
-  EXPECT_NE(metrics->body.find("freshet_writer_topic_retention_finite 0"), std::string::npos) << metrics->body;
+  EXPECT_NE(metrics->body.find("freshet_writer_topic_retention_finite 0"), std::string::npos)
+      << metrics->body;
 }
 
 TEST_F(LogRetention, WriterWarnsWhenSomeoneElseCreatedTheTopicWithFiniteRetention) {
@@ -101,7 +101,8 @@ TEST_F(LogRetention, WriterWarnsWhenSomeoneElseCreatedTheTopicWithFiniteRetentio
   ASSERT_EQ(partitions.size(), static_cast<size_t>(kPartitions)) << writer->Log();
   nlohmann::json ready = Readyz();
   ASSERT_TRUE(ready.contains("topic_retention_warning")) << ready.dump();
-  EXPECT_NE(ready["topic_retention_warning"].get<std::string>().find("retention.ms=604800000"), std::string::npos);
+  EXPECT_NE(ready["topic_retention_warning"].get<std::string>().find("retention.ms=604800000"),
+            std::string::npos);
   auto metrics = Get("/metrics");
   ASSERT_TRUE(metrics.ok());
   EXPECT_NE(metrics->body.find("freshet_writer_topic_retention_finite 1"), std::string::npos);

@@ -2,9 +2,8 @@
 // querying the SQL view in a loop see only complete versions across the
 // swap; the running view process follows the rebuilt table; an interrupted
 // rebuild keeps what it built and resumes.
-#include <signal.h>
-
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <random>
 #include <thread>
@@ -33,7 +32,8 @@ class RebuildTest : public IntegrationFixture {
       {"name": "stock", "kind": "aggregate", "group_by": {"store": "/store", "sku": "/sku"},
        "aggregates": {"on_hand": {"fn": "sum", "from": "/delta", "type": "bigint"}}}])");
     env_["FRESHET_VIEWS_FLUSH_INTERVAL_MS"] = "20";
-    producer_ = std::move(TransactionalProducer::Create(KafkaOptions(), UniqueName("rebuild-producer")).value());
+    producer_ =
+        std::move(TransactionalProducer::Create(KafkaOptions(), UniqueName("rebuild-producer")).value());
     ASSERT_TRUE(producer_->InitTransactions(30s).ok());
   }
 
@@ -47,8 +47,11 @@ class RebuildTest : public IntegrationFixture {
         stock_[{store, sku}] += delta;
         total_ += delta;
         Event e{"StockAdjusted", "", NowMillis(), {{"store", store}, {"sku", sku}, {"delta", delta}}};
-        ASSERT_TRUE(producer_->Produce({topic_, PartitionForKey(store, kPartitions), store, EncodeEventValue(e), {}},
-                                       nullptr).ok());
+        ASSERT_TRUE(
+            producer_
+                ->Produce({topic_, PartitionForKey(store, kPartitions), store, EncodeEventValue(e), {}},
+                          nullptr)
+                .ok());
       }
       ASSERT_TRUE(producer_->Commit(30s).ok());
     }
@@ -121,7 +124,8 @@ TEST_F(RebuildTest, ReadersSeeOnlyCompleteVersionsAndTheLiveProcessFollows) {
   {
     pqxx::connection conn(db_url_);
     pqxx::nontransaction tx(conn);
-    EXPECT_TRUE(tx.exec_params("SELECT to_regclass($1)", "public." + old_table)[0][0].is_null()) << "old table kept";
+    EXPECT_TRUE(tx.exec_params("SELECT to_regclass($1)", "public." + old_table)[0][0].is_null())
+        << "old table kept";
   }
   EXPECT_TRUE(ViewEqualsReference());
 
@@ -148,7 +152,8 @@ TEST_F(RebuildTest, AnInterruptedRebuildResumes) {
     try {
       pqxx::connection conn(db_url_);
       pqxx::nontransaction tx(conn);
-      auto r = tx.exec("SELECT coalesce(sum(next_offset), 0) FROM freshet.offsets WHERE view_name LIKE 'stock__v%r%'");
+      auto r = tx.exec(
+          "SELECT coalesce(sum(next_offset), 0) FROM freshet.offsets WHERE view_name LIKE 'stock__v%r%'");
       return r[0][0].as<int64_t>();
     } catch (const std::exception&) {
       return 0;
@@ -207,7 +212,9 @@ TEST_F(RebuildTest, RocksDbCopyIsRebuiltInTheProcessThatHoldsIt) {
     out.table = j["table"];
     return out;
   };
-  auto complete = [&](const Read& r) { return r.rows == static_cast<int64_t>(stock_.size()) && r.sum == total_; };
+  auto complete = [&](const Read& r) {
+    return r.rows == static_cast<int64_t>(stock_.size()) && r.sum == total_;
+  };
   HttpClient client("127.0.0.1", static_cast<uint16_t>(port_), 10s);
 
   Produce(60000);
@@ -237,7 +244,8 @@ TEST_F(RebuildTest, RocksDbCopyIsRebuiltInTheProcessThatHoldsIt) {
           bad = std::to_string(got.rows) + " rows, sum " + std::to_string(got.sum) + " in " + got.table;
       }
     });
-    RunResult rebuild = RunFreshet({"rebuild", "stock", "--store", "rocksdb", "--config", config_path_}, env_, 120s);
+    RunResult rebuild =
+        RunFreshet({"rebuild", "stock", "--store", "rocksdb", "--config", config_path_}, env_, 120s);
     reading = false;
     reader.join();
     ASSERT_EQ(rebuild.exit_code, 0) << rebuild.output << views.Log();
@@ -273,7 +281,8 @@ TEST_F(RebuildTest, RocksDbCopyIsRebuiltInTheProcessThatHoldsIt) {
   }
 
   // Nobody holds the database now: the command builds the next version itself.
-  RunResult here = RunFreshet({"rebuild", "stock", "--store", "rocksdb", "--config", config_path_}, env_, 120s);
+  RunResult here =
+      RunFreshet({"rebuild", "stock", "--store", "rocksdb", "--config", config_path_}, env_, 120s);
   ASSERT_EQ(here.exit_code, 0) << here.output;
   EXPECT_NE(here.output.find("built here"), std::string::npos) << here.output;
   FreshetProcess views({"views", "--config", config_path_}, env_, "rebuild-rocks-2");
@@ -283,10 +292,13 @@ TEST_F(RebuildTest, RocksDbCopyIsRebuiltInTheProcessThatHoldsIt) {
   EXPECT_EQ(third.rfind(old_table + "r", 0), 0u) << third;
   // It serves the rebuilt table as its own: nothing to build.
   std::string state;
-  ASSERT_TRUE(WaitUntil([&] {
-    state = nlohmann::json::parse(client.Get("/views/stock/status")->body)["state"];
-    return state != "starting";
-  }, 30s, 20ms)) << views.Log();
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        state = nlohmann::json::parse(client.Get("/views/stock/status")->body)["state"];
+        return state != "starting";
+      },
+      30s, 20ms))
+      << views.Log();
   EXPECT_EQ(state, "running") << views.Log();
   views.Signal(SIGTERM);
   ASSERT_EQ(views.Wait(30s), 0) << views.Log();
@@ -299,10 +311,13 @@ TEST_F(RebuildTest, RocksDbCopyIsRebuiltInTheProcessThatHoldsIt) {
      "aggregates": {"on_hand": {"fn": "sum", "from": "/delta", "type": "bigint"}, "events": {"fn": "count"}}}])");
   FreshetProcess changed({"views", "--config", config_path_}, env_, "rebuild-rocks-3");
   std::vector<Read> seen;
-  ASSERT_TRUE(WaitUntil([&] {
-    seen.push_back(read_rows(client));
-    return seen.back().table != third && seen.back().table.rfind("stock__v", 0) == 0;
-  }, 90s, 5ms)) << changed.Log();
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        seen.push_back(read_rows(client));
+        return seen.back().table != third && seen.back().table.rfind("stock__v", 0) == 0;
+      },
+      90s, 5ms))
+      << changed.Log();
   for (const Read& r : seen) {
     if (r.rows >= 0) {
       EXPECT_TRUE(complete(r)) << r.rows << " rows, sum " << r.sum << " in " << r.table;
@@ -315,7 +330,8 @@ TEST_F(RebuildTest, RocksDbCopyIsRebuiltInTheProcessThatHoldsIt) {
   EXPECT_EQ(client.Get("/views/stock/rebuild")->status, 405);
   EXPECT_EQ(client.Post("/views/stock/rebuild?store=postgres", "")->status, 400);
   EXPECT_EQ(client.Post("/views/nope/rebuild", "")->status, 404);
-  RunResult wrong = RunFreshet({"rebuild", "stock", "--store", "postgres", "--config", config_path_}, env_, 30s);
+  RunResult wrong =
+      RunFreshet({"rebuild", "stock", "--store", "postgres", "--config", config_path_}, env_, 30s);
   EXPECT_EQ(wrong.exit_code, 2);
   EXPECT_NE(wrong.output.find("has no postgres copy"), std::string::npos) << wrong.output;
 }
@@ -323,7 +339,8 @@ TEST_F(RebuildTest, RocksDbCopyIsRebuiltInTheProcessThatHoldsIt) {
 TEST_F(RebuildTest, UnknownViewIsNamed) {
   RunResult r = RunFreshet({"rebuild", "nope", "--config", config_path_}, env_, 30s);
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.output.find("no view named \"nope\" in views.definitions (known: stock)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("no view named \"nope\" in views.definitions (known: stock)"), std::string::npos)
+      << r.output;
 }
 
 }  // namespace

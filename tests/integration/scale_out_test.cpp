@@ -7,9 +7,8 @@
 // only right answers, 503s, or waits. A feed client on one process follows
 // the whole view across the kill: every change once, and at every progress
 // message exactly the view the log gives at its offsets.
-#include <signal.h>
-
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <atomic>
 #include <mutex>
@@ -46,7 +45,8 @@ std::vector<LoggedDelta> DecodeLog(const std::vector<ReadRecord>& log) {
   for (const ReadRecord& r : log) {
     auto event = DecodeEventValue(r.value);
     if (!event.ok()) continue;
-    out.push_back({r.partition, r.offset, event->data["sku"].get<std::string>(), event->data["delta"].get<int64_t>()});
+    out.push_back(
+        {r.partition, r.offset, event->data["sku"].get<std::string>(), event->data["delta"].get<int64_t>()});
   }
   return out;
 }
@@ -165,13 +165,16 @@ class FeedFollower {
       int32_t p = m["partition"].get<int32_t>();
       int64_t offset = m["offset"].get<int64_t>();
       if (!delivered_.insert({p, offset}).second)
-        problems_.push_back("offset " + std::to_string(offset) + " of partition " + std::to_string(p) + " came twice");
+        problems_.push_back("offset " + std::to_string(offset) + " of partition " + std::to_string(p) +
+                            " came twice");
       if (offsets_.count(p) && offset < offsets_[p])
         problems_.push_back("offset " + std::to_string(offset) + " of partition " + std::to_string(p) +
                             " is behind the feed's own offsets (" + std::to_string(offsets_[p]) + ")");
       offsets_[p] = offset + 1;
-      if (m["row"].is_null()) rows_.erase(m["key"][0].get<std::string>());
-      else SetRow(m["key"][0].get<std::string>(), m["row"]);
+      if (m["row"].is_null())
+        rows_.erase(m["key"][0].get<std::string>());
+      else
+        SetRow(m["key"][0].get<std::string>(), m["row"]);
       ++changes_;
     } else if (type == "progress") {
       for (const auto& [p, next] : m["offsets"].items()) {
@@ -246,7 +249,9 @@ class ScaleOut : public IntegrationFixture {
 TEST_F(ScaleOut, EveryProcessAnswersWholeViewsAndASigkillNeverYieldsAWrongRead) {
   auto started = std::chrono::steady_clock::now();
   auto phase = [&](const char* what) {
-    std::cout << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count()
+    std::cout << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                       started)
+                     .count()
               << " ms: " << what << std::endl;
   };
   DeltaStream first = ProduceDeltaStream(topic_, kPartitions, 20000, 500, 11);
@@ -260,18 +265,24 @@ TEST_F(ScaleOut, EveryProcessAnswersWholeViewsAndASigkillNeverYieldsAWrongRead) 
   // Every process gives the whole view: each sku's total over all stores.
   std::vector<LoggedDelta> log = DecodeLog(ReadAll(topic_, kPartitions));
   std::map<int32_t, int64_t> ends;
-  for (int32_t p = 0; p < kPartitions; ++p) ends[p] = first.last_offset.count(p) ? first.last_offset[p] + 1 : 0;
+  for (int32_t p = 0; p < kPartitions; ++p)
+    ends[p] = first.last_offset.count(p) ? first.last_offset[p] + 1 : 0;
   SkuTotals expected = TotalsAt(log, ends);
   ASSERT_EQ(expected.size(), 60u);
   // Once the group has settled, the partitions are spread over all three.
-  ASSERT_TRUE(WaitUntil([&] {
-    auto r = clients[0]->Get("/views/per_sku/rows?prefix=&limit=1");
-    return r.ok() && r->status == 200 &&
-           nlohmann::json::parse(r->body)["served_by"].size() == static_cast<size_t>(kProcesses);
-  }, 90s, 50ms)) << clients[0]->Get("/views/per_sku/rows?prefix=&limit=1")->body << "\n" << processes[2]->Log();
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto r = clients[0]->Get("/views/per_sku/rows?prefix=&limit=1");
+        return r.ok() && r->status == 200 &&
+               nlohmann::json::parse(r->body)["served_by"].size() == static_cast<size_t>(kProcesses);
+      },
+      90s, 50ms))
+      << clients[0]->Get("/views/per_sku/rows?prefix=&limit=1")->body << "\n"
+      << processes[2]->Log();
   for (int i = 0; i < kProcesses; ++i) {
     ASSERT_TRUE(WaitUntil([&] { return ReadAllRows(*clients[i]).rows == expected; }, 90s, 50ms))
-        << "process " << i << ": " << ReadAllRows(*clients[i]).body << "\n" << processes[i]->Log();
+        << "process " << i << ": " << ReadAllRows(*clients[i]).body << "\n"
+        << processes[i]->Log();
   }
   phase("every process answers the whole view");
   // A feed of the whole view on process 0, through the kill below.
@@ -290,7 +301,8 @@ TEST_F(ScaleOut, EveryProcessAnswersWholeViewsAndASigkillNeverYieldsAWrongRead) 
       EXPECT_EQ(rows[0]["value"]["total"].get<int64_t>(), totals.first) << sku << " on process " << i;
       EXPECT_EQ(rows[0]["value"]["events"].get<int64_t>(), totals.second) << sku << " on process " << i;
     }
-    auto limited = nlohmann::json::parse(clients[i]->Get("/views/per_sku/rows?prefix=sku-1&limit=5")->body)["rows"];
+    auto limited =
+        nlohmann::json::parse(clients[i]->Get("/views/per_sku/rows?prefix=sku-1&limit=5")->body)["rows"];
     ASSERT_EQ(limited.size(), 5u);
     auto it = expected.lower_bound("sku-1");
     for (const auto& row : limited) {
@@ -333,7 +345,8 @@ TEST_F(ScaleOut, EveryProcessAnswersWholeViewsAndASigkillNeverYieldsAWrongRead) 
   expected = TotalsAt(log, ends);
   for (int i = 0; i < 2; ++i)
     ASSERT_TRUE(WaitUntil([&] { return ReadAllRows(*clients[i]).rows == expected; }, 90s, 50ms))
-        << "process " << i << ": " << ReadAllRows(*clients[i]).body << "\n" << processes[i]->Log();
+        << "process " << i << ": " << ReadAllRows(*clients[i]).body << "\n"
+        << processes[i]->Log();
   phase("the survivors answer the whole view");
   // The feed followed every change of every partition, each once.
   auto feed_reached_ends = [&] {
@@ -348,11 +361,13 @@ TEST_F(ScaleOut, EveryProcessAnswersWholeViewsAndASigkillNeverYieldsAWrongRead) 
   for (const std::string& problem : feed.problems()) ADD_FAILURE() << "feed: " << problem;
   EXPECT_EQ(feed.resets(), 0) << "a moved partition's new owner should resume where the feed was";
   auto states = feed.states();
-  for (const auto& [offsets, rows] : states) ASSERT_EQ(rows, TotalsAt(log, offsets)) << "feed state at some offsets";
+  for (const auto& [offsets, rows] : states)
+    ASSERT_EQ(rows, TotalsAt(log, offsets)) << "feed state at some offsets";
   std::cout << "feed on process 0: " << feed.changes() << " changes, " << states.size()
             << " states checked against the log\n";
   EXPECT_GT(feed.changes(), 0);
-  auto after = nlohmann::json::parse(clients[0]->Get("/views/per_sku/rows?prefix=&limit=1")->body)["served_by"];
+  auto after =
+      nlohmann::json::parse(clients[0]->Get("/views/per_sku/rows?prefix=&limit=1")->body)["served_by"];
   EXPECT_EQ(after.size(), 2u) << after.dump();
 
   // Every read in between: right at the offsets it reports, or a 503.
@@ -368,7 +383,8 @@ TEST_F(ScaleOut, EveryProcessAnswersWholeViewsAndASigkillNeverYieldsAWrongRead) 
       continue;
     }
     ASSERT_EQ(r.status, 200) << r.body;
-    ASSERT_EQ(r.partitions_served, static_cast<size_t>(kPartitions)) << "a read must cover every partition: " << r.body;
+    ASSERT_EQ(r.partitions_served, static_cast<size_t>(kPartitions))
+        << "a read must cover every partition: " << r.body;
     std::map<int32_t, int64_t> at;
     for (const auto& [p, next] : r.next) at[p] = std::max<int64_t>(next, 0);
     ASSERT_EQ(r.rows, TotalsAt(log, at)) << r.body;

@@ -42,7 +42,8 @@ class SchemaRegistrySources : public IntegrationFixture {
   }
   static bool StartRegistry() {
     std::string out;
-    int rc = RunProjectScript("schema-registry start --dir " + dir_ + " --port " + std::to_string(registry_port_), &out);
+    int rc = RunProjectScript(
+        "schema-registry start --dir " + dir_ + " --port " + std::to_string(registry_port_), &out);
     url_ = "http://127.0.0.1:" + std::to_string(registry_port_) + "/apis/ccompat/v7";
     EXPECT_EQ(rc, 0) << out;
     return rc == 0;
@@ -73,8 +74,9 @@ class SchemaRegistrySources : public IntegrationFixture {
   // Runs sr_produce.py CASE into `topic`; returns the reference rows.
   nlohmann::json Produce(const std::string& which, const std::string& topic, const std::string& hold = "") {
     std::string ref = std::string(FRESHET_TEST_LOG_DIR) + "/" + topic + "." + which + ".json", out;
-    int rc = RunProjectScript("schema-registry produce " + which + " --brokers " + KafkaBrokers() + " --registry " +
-                                  url_ + " --topic " + topic + " --out " + ref + (hold.empty() ? "" : " --hold " + hold),
+    int rc = RunProjectScript("schema-registry produce " + which + " --brokers " + KafkaBrokers() +
+                                  " --registry " + url_ + " --topic " + topic + " --out " + ref +
+                                  (hold.empty() ? "" : " --hold " + hold),
                               &out);
     EXPECT_EQ(rc, 0) << out;
     std::ifstream in(ref);
@@ -92,7 +94,8 @@ class SchemaRegistrySources : public IntegrationFixture {
     auto r = client.Get("/views/" + view + "/status");
     if (!r.ok() || r->status != 200) return nullptr;
     auto status = nlohmann::json::parse(r->body, nullptr, false);
-    if (status.contains("stores")) return status["stores"].contains("postgres") ? status["stores"]["postgres"] : nullptr;
+    if (status.contains("stores"))
+      return status["stores"].contains("postgres") ? status["stores"]["postgres"] : nullptr;
     return status;
   }
 
@@ -105,7 +108,8 @@ class SchemaRegistrySources : public IntegrationFixture {
       if (!marks.ok()) return false;
       if (marks->second == 0) continue;
       std::string key = std::to_string(p);
-      if (!s["next_offsets"].contains(key) || s["next_offsets"][key].get<int64_t>() < marks->second) return false;
+      if (!s["next_offsets"].contains(key) || s["next_offsets"][key].get<int64_t>() < marks->second)
+        return false;
     }
     return true;
   }
@@ -127,7 +131,8 @@ class SchemaRegistrySources : public IntegrationFixture {
     Rows rows;
     for (const auto& r : reference["rows"]) {
       rows.emplace_back();
-      for (const auto& v : r) rows.back().push_back(v.is_null() ? std::nullopt : std::optional<std::string>(v));
+      for (const auto& v : r)
+        rows.back().push_back(v.is_null() ? std::nullopt : std::optional<std::string>(v));
     }
     return rows;
   }
@@ -159,7 +164,8 @@ const char* kAvroView = R"({"name": "orders", "kind": "latest",
 
 const char* kAvroQuery =
     "SELECT order_key, id::text, customer, amount::text, day::text, "
-    "(extract(epoch from at) * 1000)::bigint::text, status, note FROM orders ORDER BY order_key COLLATE \"C\"";
+    "(extract(epoch from at) * 1000)::bigint::text, status, note FROM orders ORDER BY order_key COLLATE "
+    "\"C\"";
 
 std::string With(std::string text, const std::string& topic) {
   for (size_t at; (at = text.find("TOPIC")) != std::string::npos;) text.replace(at, 5, topic);
@@ -171,24 +177,31 @@ TEST_F(SchemaRegistrySources, AvroAcrossASchemaChangeProtobufAndJsonSchemaEqualT
   nlohmann::json avro_ref = Produce("avro", avro), proto_ref = Produce("protobuf", proto),
                  json_ref = Produce("json_sr", json);
   ASSERT_FALSE(avro_ref.is_discarded() || proto_ref.is_discarded() || json_ref.is_discarded());
-  std::string definitions = "[" + With(kAvroView, avro) + "," + With(R"(
+  std::string definitions = "[" + With(kAvroView, avro) + "," +
+                            With(R"(
   {"name": "pb_orders", "kind": "latest",
    "source": {"topic": "TOPIC", "format": "protobuf", "envelope": "upsert", "schema_registry": {"url": "REGISTRY"}},
    "key": {"order_key": "$key"},
    "columns": {"id": {"from": "/id", "type": "bigint"}, "sku": "/first/sku", "qty": {"from": "/first/qty", "type": "bigint"},
                "lines": {"from": "/lines", "type": "jsonb"}, "card": "/card",
                "voucher": {"from": "/voucher", "type": "bigint"}, "at": {"from": "/at", "type": "timestamptz"},
-               "discount": {"from": "/discount", "type": "bigint"}}})", proto) + "," + With(R"(
+               "discount": {"from": "/discount", "type": "bigint"}}})",
+                                 proto) +
+                            "," +
+                            With(R"(
   {"name": "payments", "kind": "latest",
    "source": {"topic": "TOPIC", "format": "json_sr", "envelope": "upsert", "schema_registry": {"url": "REGISTRY"}},
    "key": {"payment_key": "$key"},
    "columns": {"id": {"from": "/id", "type": "bigint"}, "customer": "/customer/id",
-               "amount": {"from": "/amount", "type": "numeric"}}})", json) + "]";
+               "amount": {"from": "/amount", "type": "numeric"}}})",
+                                 json) +
+                            "]";
   FreshetProcess views({"views", "--config", WriteConfig(definitions)}, env_, prefix_);
   for (const auto& [view, topic] : std::vector<std::pair<std::string, std::string>>{
            {"orders", avro}, {"pb_orders", proto}, {"payments", json}})
-    ASSERT_TRUE(WaitUntil([&] { return CaughtUp(view, topic); }, 60s, 50ms))
-        << view << "\n" << Status(view).dump() << "\n" << views.Log();
+    ASSERT_TRUE(WaitUntil([&] { return CaughtUp(view, topic); }, 60s, 50ms)) << view << "\n"
+                                                                             << Status(view).dump() << "\n"
+                                                                             << views.Log();
 
   Rows avro_rows = Query(kAvroQuery), avro_expected = Expected(avro_ref);
   EXPECT_EQ(avro_rows, avro_expected) << Dump(avro_rows) << "---\n" << Dump(avro_expected);
@@ -198,10 +211,13 @@ TEST_F(SchemaRegistrySources, AvroAcrossASchemaChangeProtobufAndJsonSchemaEqualT
 
   Rows proto_rows = Query(
       "SELECT order_key, id::text, sku, qty::text, jsonb_array_length(lines)::text, card, voucher::text, "
-      "(extract(epoch from at) * 1000000)::bigint::text, discount::text FROM pb_orders ORDER BY order_key COLLATE \"C\"");
+      "(extract(epoch from at) * 1000000)::bigint::text, discount::text FROM pb_orders ORDER BY order_key "
+      "COLLATE \"C\"");
   EXPECT_EQ(proto_rows, Expected(proto_ref)) << Dump(proto_rows) << "---\n" << Dump(Expected(proto_ref));
 
-  Rows json_rows = Query("SELECT payment_key, id::text, customer, amount::text FROM payments ORDER BY payment_key COLLATE \"C\"");
+  Rows json_rows = Query(
+      "SELECT payment_key, id::text, customer, amount::text FROM payments ORDER BY payment_key COLLATE "
+      "\"C\"");
   EXPECT_EQ(json_rows, Expected(json_ref)) << Dump(json_rows);
   EXPECT_TRUE(ReadDeadLetters(dlq_, 1, 1s).empty());
 }
@@ -209,15 +225,20 @@ TEST_F(SchemaRegistrySources, AvroAcrossASchemaChangeProtobufAndJsonSchemaEqualT
 TEST_F(SchemaRegistrySources, ProtobufImportsAreFetchedAsSchemaReferences) {
   std::string topic = Topic("proto-refs");
   nlohmann::json ref = Produce("protobuf_refs", topic);
-  FreshetProcess views({"views", "--config", WriteConfig("[" + With(R"(
+  FreshetProcess views({"views", "--config",
+                        WriteConfig("[" +
+                                    With(R"(
   {"name": "payments", "kind": "latest",
    "source": {"topic": "TOPIC", "format": "protobuf", "envelope": "upsert", "schema_registry": {"url": "REGISTRY"}},
    "key": {"payment_key": "$key"},
    "columns": {"id": "/id", "currency": "/total/currency", "cents": {"from": "/total/cents", "type": "bigint"}}})",
-                                                                     topic) + "]")},
+                                         topic) +
+                                    "]")},
                        env_, prefix_);
-  ASSERT_TRUE(WaitUntil([&] { return CaughtUp("payments", topic); }, 60s, 50ms)) << Status("payments").dump() << views.Log();
-  Rows rows = Query("SELECT payment_key, id, currency, cents::text FROM payments ORDER BY payment_key COLLATE \"C\"");
+  ASSERT_TRUE(WaitUntil([&] { return CaughtUp("payments", topic); }, 60s, 50ms))
+      << Status("payments").dump() << views.Log();
+  Rows rows =
+      Query("SELECT payment_key, id, currency, cents::text FROM payments ORDER BY payment_key COLLATE \"C\"");
   EXPECT_EQ(rows, Expected(ref)) << Dump(rows);
   EXPECT_TRUE(ReadDeadLetters(dlq_, 1, 1s).empty());
 }
@@ -252,13 +273,15 @@ TEST_F(SchemaRegistrySources, RegistryStoppedMidStreamTheViewWaitsAndCatchesUpLo
 
   ASSERT_TRUE(StopRegistry());
   Produce("raw", topic, held);  // records of a schema this view has not fetched yet
-  ASSERT_TRUE(WaitUntil([&] { return Status("orders").value("waiting_for", "").find("schema registry") != std::string::npos; },
-                        30s, 50ms))
+  ASSERT_TRUE(WaitUntil(
+      [&] { return Status("orders").value("waiting_for", "").find("schema registry") != std::string::npos; },
+      30s, 50ms))
       << Status("orders").dump() << views.Log();
   EXPECT_FALSE(CaughtUp("orders", topic));
 
   ASSERT_TRUE(StartRegistry());
-  ASSERT_TRUE(WaitUntil([&] { return CaughtUp("orders", topic); }, 60s, 50ms)) << Status("orders").dump() << views.Log();
+  ASSERT_TRUE(WaitUntil([&] { return CaughtUp("orders", topic); }, 60s, 50ms))
+      << Status("orders").dump() << views.Log();
   EXPECT_FALSE(Status("orders").contains("waiting_for"));
   Rows rows = Query(kAvroQuery);
   EXPECT_EQ(rows, Expected(ref)) << Dump(rows);
@@ -266,13 +289,15 @@ TEST_F(SchemaRegistrySources, RegistryStoppedMidStreamTheViewWaitsAndCatchesUpLo
 }
 
 TEST_F(SchemaRegistrySources, InspectReadsTheThreeFormatsAndPrintsWorkingDefinitions) {
-  std::map<std::string, std::string> topics = {{"avro", Topic("inspect-avro")}, {"protobuf", Topic("inspect-proto")},
+  std::map<std::string, std::string> topics = {{"avro", Topic("inspect-avro")},
+                                               {"protobuf", Topic("inspect-proto")},
                                                {"json_sr", Topic("inspect-json")}};
   std::map<std::string, nlohmann::json> refs;
   for (const auto& [format, topic] : topics) refs[format] = Produce(format, topic);
   std::string all;
   for (const auto& [format, topic] : topics) {
-    RunResult r = RunFreshet({"inspect", topic, "--brokers", KafkaBrokers(), "--schema-registry", url_, "--name", format}, {});
+    RunResult r = RunFreshet(
+        {"inspect", topic, "--brokers", KafkaBrokers(), "--schema-registry", url_, "--name", format}, {});
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find("fields of the writer schema"), std::string::npos) << r.output;
     const std::string marker = "review the guesses before using it):\n";
@@ -300,7 +325,8 @@ TEST_F(SchemaRegistrySources, InspectReadsTheThreeFormatsAndPrintsWorkingDefinit
   // The printed definitions, as they are, materialize their topics.
   FreshetProcess views({"views", "--config", WriteConfig("[" + all + "]")}, env_, prefix_);
   for (const auto& [format, topic] : topics)
-    ASSERT_TRUE(WaitUntil([&] { return CaughtUp(format, topic); }, 60s, 50ms)) << format << "\n" << views.Log();
+    ASSERT_TRUE(WaitUntil([&] { return CaughtUp(format, topic); }, 60s, 50ms)) << format << "\n"
+                                                                               << views.Log();
   for (const auto& [format, ref] : refs)
     EXPECT_EQ(Query("SELECT count(*) FROM " + format)[0][0], std::to_string(ref["rows"].size())) << format;
   EXPECT_TRUE(ReadDeadLetters(dlq_, 1, 1s).empty());

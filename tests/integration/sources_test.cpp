@@ -3,9 +3,8 @@
 // append stream, next to a view over the writer's own topic in the same
 // process; poison dead-lettered with its reason; and a topic that lost its
 // beginning refused unless the view allows it.
-#include <signal.h>
-
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <optional>
 #include <random>
@@ -53,7 +52,8 @@ class Sources : public IntegrationFixture {
     auto r = client.Get("/views/" + view + "/status");
     if (!r.ok() || r->status != 200) return nullptr;
     auto status = nlohmann::json::parse(r->body, nullptr, false);
-    if (status.contains("stores")) return status["stores"].contains(store) ? status["stores"][store] : nullptr;
+    if (status.contains("stores"))
+      return status["stores"].contains(store) ? status["stores"][store] : nullptr;
     return status["store"] == store ? status : nullptr;
   }
 
@@ -162,7 +162,9 @@ TEST_F(Sources, PlainJsonUpsertAndAppendViewsBesideTheWritersTopic) {
   ASSERT_TRUE((*producer)->Begin().ok());
   for (int i = 0; i < 30; ++i) {
     Event e{i % 3 ? "StockReceived" : "StockSold", "", NowMillis(), {{"store", "s" + std::to_string(i % 4)}}};
-    ASSERT_TRUE((*producer)->Produce({topic_, -1, "s" + std::to_string(i % 4), EncodeEventValue(e), {}}, nullptr).ok());
+    ASSERT_TRUE((*producer)
+                    ->Produce({topic_, -1, "s" + std::to_string(i % 4), EncodeEventValue(e), {}}, nullptr)
+                    .ok());
   }
   ASSERT_TRUE((*producer)->Commit(30s).ok());
 
@@ -170,12 +172,15 @@ TEST_F(Sources, PlainJsonUpsertAndAppendViewsBesideTheWritersTopic) {
   std::string clicks_topic = UniqueName("src-clicks");
   ASSERT_TRUE(EnsureTopic(KafkaOptions(), clicks_topic, kPartitions, 1, 30s).ok());
   std::vector<std::string> clicks;
-  for (int i = 0; i < 90; ++i) clicks.push_back("u" + std::to_string(i % 13) + "\t{\"page\": \"/p" + std::to_string(i % 3) + "\"}");
+  for (int i = 0; i < 90; ++i)
+    clicks.push_back("u" + std::to_string(i % 13) + "\t{\"page\": \"/p" + std::to_string(i % 3) + "\"}");
   ASSERT_EQ(ProduceWithKcat(clicks_topic, clicks), 0);
 
   std::string definitions = kDefinitions;
-  for (size_t at; (at = definitions.find("ORDERS")) != std::string::npos;) definitions.replace(at, 6, orders_topic_);
-  for (size_t at; (at = definitions.find("CLICKS")) != std::string::npos;) definitions.replace(at, 6, clicks_topic);
+  for (size_t at; (at = definitions.find("ORDERS")) != std::string::npos;)
+    definitions.replace(at, 6, orders_topic_);
+  for (size_t at; (at = definitions.find("CLICKS")) != std::string::npos;)
+    definitions.replace(at, 6, clicks_topic);
   FreshetProcess views({"views", "--config", WriteViewsConfig(definitions)}, env_, "src-views");
   for (const auto& [view, topic, store] : std::vector<std::tuple<std::string, std::string, std::string>>{
            {"orders", orders_topic_, "postgres"},
@@ -184,7 +189,9 @@ TEST_F(Sources, PlainJsonUpsertAndAppendViewsBesideTheWritersTopic) {
            {"writer_events", topic_, "postgres"},
            {"page_views", clicks_topic, "postgres"}})
     ASSERT_TRUE(WaitUntil([&] { return CaughtUp(view, topic, store); }, 90s, 50ms))
-        << view << " " << store << "\n" << Status(view, store).dump() << "\n" << views.Log();
+        << view << " " << store << "\n"
+        << Status(view, store).dump() << "\n"
+        << views.Log();
 
   // The upsert view holds the last value of each key, deletes applied.
   pqxx::connection conn(db_url_);
@@ -194,8 +201,9 @@ TEST_F(Sources, PlainJsonUpsertAndAppendViewsBesideTheWritersTopic) {
   for (const auto& [id, o] : latest)
     if (o) expected[id] = *o;
   std::map<std::string, Order> got;
-  for (const auto& row : tx.exec("SELECT id, customer, amount::text, to_char(placed, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-                                 "day::text, uid::text, qty, tags->>'n', src, at_offset, from_topic FROM orders")) {
+  for (const auto& row :
+       tx.exec("SELECT id, customer, amount::text, to_char(placed, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+               "day::text, uid::text, qty, tags->>'n', src, at_offset, from_topic FROM orders")) {
     Order o;
     o.customer = row[1].as<std::string>();
     o.amount = row[2].as<std::string>();
@@ -262,11 +270,15 @@ TEST_F(Sources, PlainJsonUpsertAndAppendViewsBesideTheWritersTopic) {
   std::string all;
   for (const auto& reason : dead["orders"]) all += reason + "\n";
   EXPECT_NE(all.find("value is not valid JSON @" + orders_topic_), std::string::npos) << all;
-  EXPECT_NE(all.find("upsert record without a key: the key is the row's identity (null key) @"), std::string::npos)
-      << "dead-lettered as it was read, null key and all:\n" << all;
-  EXPECT_NE(all.find("column amount: expected a number or a decimal string, got string \"lots\""), std::string::npos)
+  EXPECT_NE(all.find("upsert record without a key: the key is the row's identity (null key) @"),
+            std::string::npos)
+      << "dead-lettered as it was read, null key and all:\n"
       << all;
-  EXPECT_EQ(dead["units_per_customer"][0].find("value is not valid JSON"), 0u) << dead["units_per_customer"][0];
+  EXPECT_NE(all.find("column amount: expected a number or a decimal string, got string \"lots\""),
+            std::string::npos)
+      << all;
+  EXPECT_EQ(dead["units_per_customer"][0].find("value is not valid JSON"), 0u)
+      << dead["units_per_customer"][0];
 
   // A rebuild of the view over the other service's topic, from offset zero,
   // swaps in while a reader reads: the reader only ever sees the whole table.
@@ -309,12 +321,14 @@ TEST_F(Sources, InspectPrintsDefinitionsThatMaterializeTheTopic) {
       upserts.push_back(id + "\t");
       live.erase(id);
     } else {
-      upserts.push_back(id + "\t" + R"({"name": "n)" + std::to_string(i) + R"(", "score": )" + std::to_string(i % 7) +
-                        R"(, "price": ")" + std::to_string(i) + R"(.25", "seen": "2024-03-0)" + std::to_string(1 + i % 9) +
+      upserts.push_back(id + "\t" + R"({"name": "n)" + std::to_string(i) + R"(", "score": )" +
+                        std::to_string(i % 7) + R"(, "price": ")" + std::to_string(i) +
+                        R"(.25", "seen": "2024-03-0)" + std::to_string(1 + i % 9) +
                         R"(T10:00:00Z", "vip": )" + (i % 2 ? "true" : "false") + "}");
       live.insert(id);
     }
-    clicks.push_back("\t" + std::string(R"({"page": "/p)") + std::to_string(i % 5) + R"(", "ms": )" + std::to_string(i) + "}");
+    clicks.push_back("\t" + std::string(R"({"page": "/p)") + std::to_string(i % 5) + R"(", "ms": )" +
+                     std::to_string(i) + "}");
   }
   ASSERT_EQ(ProduceWithKcat(orders_topic_, upserts), 0);
   ASSERT_EQ(ProduceWithKcat(append_topic, clicks), 0);
@@ -338,8 +352,13 @@ TEST_F(Sources, InspectPrintsDefinitionsThatMaterializeTheTopic) {
   ASSERT_TRUE((*producer)->InitTransactions(30s).ok());
   ASSERT_TRUE((*producer)->Begin().ok());
   for (int i = 0; i < 25; ++i) {
-    Event e{"StockReceived", "c" + std::to_string(i), NowMillis(), {{"store", "s" + std::to_string(i % 4)}, {"qty", i}}};
-    ASSERT_TRUE((*producer)->Produce({topic_, -1, "s" + std::to_string(i % 4), EncodeEventValue(e), {}}, nullptr).ok());
+    Event e{"StockReceived",
+            "c" + std::to_string(i),
+            NowMillis(),
+            {{"store", "s" + std::to_string(i % 4)}, {"qty", i}}};
+    ASSERT_TRUE((*producer)
+                    ->Produce({topic_, -1, "s" + std::to_string(i % 4), EncodeEventValue(e), {}}, nullptr)
+                    .ok());
   }
   ASSERT_TRUE((*producer)->Commit(30s).ok());
   nlohmann::ordered_json events = InspectTopic(topic_, "events", &said);
@@ -347,8 +366,9 @@ TEST_F(Sources, InspectPrintsDefinitionsThatMaterializeTheTopic) {
   EXPECT_EQ(events["columns"]["qty"]["type"], "bigint") << said;
   EXPECT_NE(said.find("format freshet, envelope freshet"), std::string::npos) << said;
 
-  FreshetProcess views({"views", "--config", WriteViewsConfig(nlohmann::ordered_json::array({upsert, append, events}).dump())},
-                       env_, "src-inspected");
+  FreshetProcess views(
+      {"views", "--config", WriteViewsConfig(nlohmann::ordered_json::array({upsert, append, events}).dump())},
+      env_, "src-inspected");
   ASSERT_TRUE(WaitUntil([&] { return CaughtUp("accounts", orders_topic_); }, 60s, 50ms)) << views.Log();
   ASSERT_TRUE(WaitUntil([&] { return CaughtUp("clicks", append_topic); }, 60s, 50ms)) << views.Log();
   pqxx::connection conn(db_url_);
@@ -357,19 +377,22 @@ TEST_F(Sources, InspectPrintsDefinitionsThatMaterializeTheTopic) {
   EXPECT_EQ(tx.exec("SELECT count(*) FROM clicks")[0][0].as<size_t>(), clicks.size());
   EXPECT_EQ(tx.exec("SELECT sum(ms) FROM clicks")[0][0].as<int64_t>(), 119 * 120 / 2);
   ASSERT_TRUE(WaitUntil([&] { return CaughtUp("events", topic_); }, 60s, 50ms)) << views.Log();
-  EXPECT_EQ(tx.exec("SELECT count(*), sum(qty) FROM events WHERE type = 'StockReceived'")[0][1].as<int64_t>(), 24 * 25 / 2);
+  EXPECT_EQ(tx.exec("SELECT count(*), sum(qty) FROM events WHERE type = 'StockReceived'")[0][1].as<int64_t>(),
+            24 * 25 / 2);
   EXPECT_EQ(tx.exec("SELECT count(*) FROM events")[0][0].as<int64_t>(), 25);
 }
 
 TEST_F(Sources, UpsertViewWithoutAKeyFromTheKafkaKeyIsRefusedAtStart) {
   std::string definitions = R"([{"name": "orders", "kind": "latest",
-     "source": {"topic": ")" + orders_topic_ + R"(", "format": "json", "envelope": "upsert"},
+     "source": {"topic": ")" +
+                            orders_topic_ + R"(", "format": "json", "envelope": "upsert"},
      "key": {"id": "/id"}, "columns": {"customer": "/customer"}}])";
   auto result = RunFreshet({"views", "--config", WriteViewsConfig(definitions)}, env_, 30s);
   EXPECT_EQ(result.exit_code, 2) << result.output;
-  EXPECT_NE(result.output.find("views.definitions[0](orders).key.id: an upsert source's rows are identified by the "
-                               "Kafka key"),
-            std::string::npos)
+  EXPECT_NE(
+      result.output.find("views.definitions[0](orders).key.id: an upsert source's rows are identified by the "
+                         "Kafka key"),
+      std::string::npos)
       << result.output;
 }
 
@@ -390,17 +413,25 @@ TEST_F(Sources, ViewOverATopicThatLostItsBeginningRefusesUnlessAllowed) {
 
   auto definitions = [&](bool allow) {
     return R"([{"name": "numbers", "kind": "latest",
-       "source": {"topic": ")" + orders_topic_ + R"(", "format": "json", "envelope": "upsert")" +
+       "source": {"topic": ")" +
+           orders_topic_ + R"(", "format": "json", "envelope": "upsert")" +
            (allow ? R"(, "allow_incomplete_log": true)" : "") + R"(},
        "key": {"k": "$key"}, "columns": {"n": {"from": "/n", "type": "bigint"}}}])";
   };
   {
     FreshetProcess views({"views", "--config", WriteViewsConfig(definitions(false))}, env_, "src-truncated");
     nlohmann::json s;
-    ASSERT_TRUE(WaitUntil([&] { s = Status("numbers"); return !s.is_null() && s["state"] == "stopped"; }, 60s, 50ms))
-        << s.dump() << "\n" << views.Log();
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          s = Status("numbers");
+          return !s.is_null() && s["state"] == "stopped";
+        },
+        60s, 50ms))
+        << s.dump() << "\n"
+        << views.Log();
     std::string error = s["error"];
-    EXPECT_NE(error.find("partition " + std::to_string(truncated) + " starts at offset 1"), std::string::npos) << error;
+    EXPECT_NE(error.find("partition " + std::to_string(truncated) + " starts at offset 1"), std::string::npos)
+        << error;
     EXPECT_NE(error.find("allow_incomplete_log"), std::string::npos) << error;
     EXPECT_EQ(s["source_log_start"][std::to_string(truncated)], 1) << s.dump();
     pqxx::connection conn(db_url_);
@@ -413,7 +444,8 @@ TEST_F(Sources, ViewOverATopicThatLostItsBeginningRefusesUnlessAllowed) {
   ASSERT_TRUE(WaitUntil([&] { return CaughtUp("numbers", orders_topic_); }, 60s, 50ms)) << views.Log();
   pqxx::connection conn(db_url_);
   pqxx::nontransaction tx(conn);
-  EXPECT_EQ(tx.exec("SELECT count(*) FROM numbers")[0][0].as<int>(), 19) << "all but the deleted first record";
+  EXPECT_EQ(tx.exec("SELECT count(*) FROM numbers")[0][0].as<int>(), 19)
+      << "all but the deleted first record";
 }
 
 }  // namespace

@@ -3,9 +3,8 @@
 // applied twice. Events are produced straight into the topic (including
 // aborted transactions, which must never count); the reference is computed
 // from what was committed; Postgres is compared with it row by row.
-#include <signal.h>
-
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <iostream>
@@ -58,7 +57,8 @@ TEST_F(ViewCrash, SigkillMidStreamLosesAndDoublesNothing) {
   for (int64_t target : targets) {
     if (StoredProgress(db_url_) >= target) continue;  // passed already: the next point
     FreshetProcess views(args, env_, "crash-views");
-    bool reached = WaitUntil([&] { return StoredProgress(db_url_) >= target || !views.running(); }, 120s, 1ms);
+    bool reached =
+        WaitUntil([&] { return StoredProgress(db_url_) >= target || !views.running(); }, 120s, 1ms);
     ASSERT_TRUE(reached) << views.Log();
     ASSERT_TRUE(views.running()) << views.Log();
     if (StoredProgress(db_url_) >= final_progress) break;  // too fast to catch mid-stream
@@ -71,14 +71,16 @@ TEST_F(ViewCrash, SigkillMidStreamLosesAndDoublesNothing) {
   EXPECT_GE(kills_done, 12) << "the stream finished before the kills could land mid-stream";
 
   FreshetProcess views(args, env_, "crash-views-final");
-  ASSERT_TRUE(WaitUntil([&] { return StoredProgress(db_url_) >= final_progress; }, 180s, 20ms)) << views.Log();
+  ASSERT_TRUE(WaitUntil([&] { return StoredProgress(db_url_) >= final_progress; }, 180s, 20ms))
+      << views.Log();
   HttpClient client("127.0.0.1", static_cast<uint16_t>(port_), 10s);
   auto rocksdb_progress = [&] {
     auto r = client.Get("/views/stock_levels/status");
     if (!r.ok() || r->status != 200) return int64_t{0};
     int64_t total = 0;
     // -1: a partition with nothing stored yet (8 stores hash to only some partitions).
-    nlohmann::json status = nlohmann::json::parse(r->body);  // a named value: range-for would dangle on a temporary
+    nlohmann::json status =
+        nlohmann::json::parse(r->body);  // a named value: range-for would dangle on a temporary
     for (const auto& [p, next] : status["stores"]["rocksdb"]["next_offsets"].items())
       total += std::max<int64_t>(0, next.get<int64_t>());
     return total;
@@ -105,7 +107,8 @@ TEST_F(ViewCrash, SigkillMidStreamLosesAndDoublesNothing) {
   ASSERT_EQ(rows.size(), produced.reference.size());
   for (const auto& row : rows) {
     std::pair<std::string, std::string> key{row["key"][0], row["key"][1]};
-    EXPECT_EQ(row["value"]["on_hand"].get<int64_t>(), produced.reference[key]) << key.first << "/" << key.second << " (rocksdb)";
+    EXPECT_EQ(row["value"]["on_hand"].get<int64_t>(), produced.reference[key])
+        << key.first << "/" << key.second << " (rocksdb)";
   }
 
   views.Signal(SIGTERM);

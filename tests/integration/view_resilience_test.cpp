@@ -40,16 +40,17 @@ class ViewResilience : public IntegrationFixture {
     for (const auto& [key, expected] : stream.reference)
       EXPECT_EQ(actual[key], expected) << key.first << "/" << key.second;
   }
-
 };
 
 TEST_F(ViewResilience, PostgresCrashRestartMidStreamLosesAndDoublesNothing) {
   DeltaStream stream = ProduceDeltaStream(topic_, kPartitions, 60000);
   FreshetProcess views({"views"}, EnvWithPort(0), "resilience-pg");
-  ASSERT_TRUE(WaitUntil([&] { return StoredProgress(db_url_) >= stream.final_progress() / 4; }, 120s, 1ms)) << views.Log();
+  ASSERT_TRUE(WaitUntil([&] { return StoredProgress(db_url_) >= stream.final_progress() / 4; }, 120s, 1ms))
+      << views.Log();
   ASSERT_LT(StoredProgress(db_url_), stream.final_progress()) << "the stream finished before the restart";
   ASSERT_TRUE(RunServicesScript("pg-restart --hard"));  // immediate shutdown: a crash, then recovery
-  ASSERT_TRUE(WaitUntil([&] { return StoredProgress(db_url_) >= stream.final_progress(); }, 180s, 20ms)) << views.Log();
+  ASSERT_TRUE(WaitUntil([&] { return StoredProgress(db_url_) >= stream.final_progress(); }, 180s, 20ms))
+      << views.Log();
   EXPECT_TRUE(views.running()) << views.Log();
   ExpectReference(stream);
 }
@@ -57,10 +58,12 @@ TEST_F(ViewResilience, PostgresCrashRestartMidStreamLosesAndDoublesNothing) {
 TEST_F(ViewResilience, BrokerCrashRestartMidStreamLosesAndDoublesNothing) {
   DeltaStream stream = ProduceDeltaStream(topic_, kPartitions, 60000);
   FreshetProcess views({"views"}, EnvWithPort(0), "resilience-kafka");
-  ASSERT_TRUE(WaitUntil([&] { return StoredProgress(db_url_) >= stream.final_progress() / 4; }, 120s, 1ms)) << views.Log();
+  ASSERT_TRUE(WaitUntil([&] { return StoredProgress(db_url_) >= stream.final_progress() / 4; }, 120s, 1ms))
+      << views.Log();
   ASSERT_LT(StoredProgress(db_url_), stream.final_progress()) << "the stream finished before the restart";
   ASSERT_TRUE(RunServicesScript("kafka-restart --hard"));  // SIGKILL the broker, start it again
-  ASSERT_TRUE(WaitUntil([&] { return StoredProgress(db_url_) >= stream.final_progress(); }, 180s, 20ms)) << views.Log();
+  ASSERT_TRUE(WaitUntil([&] { return StoredProgress(db_url_) >= stream.final_progress(); }, 180s, 20ms))
+      << views.Log();
   EXPECT_TRUE(views.running()) << views.Log();
   ExpectReference(stream);
 }

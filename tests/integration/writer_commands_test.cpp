@@ -3,9 +3,8 @@
 // into Postgres; a refused command or bad input publishes nothing; a batch
 // is answered command by command; a restarted writer recovers its state
 // from the log.
-#include <signal.h>
-
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include "core/envelope.h"
 #include "core/http_client.h"
@@ -33,10 +32,12 @@ class WriterCommands : public IntegrationFixture {
     env_["FRESHET_VIEWS_FLUSH_INTERVAL_MS"] = "20";
     writer_ = std::make_unique<FreshetProcess>(std::vector<std::string>{"writer"}, env_, "writer");
     client_ = std::make_unique<HttpClient>("127.0.0.1", writer_port_);
-    bool ready = WaitUntil([&] {
-      auto r = client_->Get("/readyz");
-      return r.ok() && r->status == 200;
-    }, 60s, 50ms);
+    bool ready = WaitUntil(
+        [&] {
+          auto r = client_->Get("/readyz");
+          return r.ok() && r->status == 200;
+        },
+        60s, 50ms);
     ASSERT_TRUE(ready) << writer_->Log();
   }
 
@@ -154,8 +155,9 @@ TEST_F(WriterCommands, BadInputGets4xxAndLosesNothing) {
   EXPECT_NE(missing["error"].get<std::string>().find("qty"), std::string::npos);
 
   // One bad command in a batch: the whole batch is refused, nothing published.
-  nlohmann::json batch = nlohmann::json::array(
-      {{{"type", "receive"}, {"store", "s"}, {"sku", "k"}, {"qty", 1}}, {{"type", "sell"}, {"store", "s"}, {"sku", "k"}}});
+  nlohmann::json batch =
+      nlohmann::json::array({{{"type", "receive"}, {"store", "s"}, {"sku", "k"}, {"qty", 1}},
+                             {{"type", "sell"}, {"store", "s"}, {"sku", "k"}}});
   nlohmann::json bad_batch = Post(batch, 400);
   EXPECT_NE(bad_batch["error"].get<std::string>().find("commands[1].qty"), std::string::npos) << bad_batch;
 
@@ -185,7 +187,8 @@ TEST_F(WriterCommands, CommandsTakeJsonOrUntypedBodiesAndRefuseOtherTypesWith415
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     EXPECT_EQ(r->status, 200) << "Content-Type '" << accepted << "': " << r->body;
   }
-  for (const char* refused : {"application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=b"}) {
+  for (const char* refused :
+       {"application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=b"}) {
     auto r = client_->Request("POST", "/commands", command, {{"Content-Type", refused}});
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     EXPECT_EQ(r->status, 415) << refused << ": " << r->body;
@@ -212,10 +215,13 @@ TEST_F(WriterCommands, RestartedWriterRecoversItsStateFromTheLog) {
 
   writer_ = std::make_unique<FreshetProcess>(std::vector<std::string>{"writer"}, env_, "writer");
   client_ = std::make_unique<HttpClient>("127.0.0.1", writer_port_);
-  ASSERT_TRUE(WaitUntil([&] {
-    auto r = client_->Get("/readyz");
-    return r.ok() && r->status == 200;
-  }, 60s, 50ms)) << writer_->Log();
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        auto r = client_->Get("/readyz");
+        return r.ok() && r->status == 200;
+      },
+      60s, 50ms))
+      << writer_->Log();
   // Only 5 are available: selling 6 must be refused by the recovered state.
   Post({{"type", "sell"}, {"store", "s9"}, {"sku", "z"}, {"qty", 6}}, 409);
   Post({{"type", "sell"}, {"store", "s9"}, {"sku", "z"}, {"qty", 5}}, 200);

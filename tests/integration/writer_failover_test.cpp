@@ -1,9 +1,8 @@
 // Two real writer processes sharing a topic: ownership moves when the owner
 // dies, a zombie owner cannot publish, and idempotent retries survive a
 // takeover. Every claim is checked against what is actually in the topic.
-#include <signal.h>
-
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <atomic>
 #include <random>
@@ -90,8 +89,9 @@ TEST_F(WriterFailover, SigkillOfAnOwnerUnderLoadLosesAndDuplicatesNothing) {
   ASSERT_TRUE(WaitUntil([&] { return OwnedCount(a) == kPartitions; }, 60s, 50ms)) << a.process->Log();
   WriterInstance b = StartWriter("b");
   // The cooperative group hands some partitions to b; both serve.
-  ASSERT_TRUE(WaitUntil([&] { return OwnedCount(b) > 0 && OwnedCount(a) > 0 && OwnedCount(a) + OwnedCount(b) == kPartitions; },
-                        60s, 50ms))
+  ASSERT_TRUE(WaitUntil(
+      [&] { return OwnedCount(b) > 0 && OwnedCount(a) > 0 && OwnedCount(a) + OwnedCount(b) == kPartitions; },
+      60s, 50ms))
       << b.process->Log();
 
   constexpr int kClients = 4, kPerClient = 150;
@@ -107,13 +107,18 @@ TEST_F(WriterFailover, SigkillOfAnOwnerUnderLoadLosesAndDuplicatesNothing) {
       for (int i = 0; i < kPerClient; ++i) {
         std::string id = "cmd-" + std::to_string(c) + "-" + std::to_string(i);
         nlohmann::json cmd = {{"id", id}, {"store", "store-" + std::to_string(rng() % 16)}, {"sku", "x"}};
-        if (rng() % 3 == 0) cmd.update({{"type", "sell"}, {"qty", 1 + rng() % 3}});
-        else cmd.update({{"type", "receive"}, {"qty", 1 + rng() % 5}});
+        if (rng() % 3 == 0)
+          cmd.update({{"type", "sell"}, {"qty", 1 + rng() % 3}});
+        else
+          cmd.update({{"type", "receive"}, {"qty", 1 + rng() % 5}});
         Answer answer = SendUntilDecided({a.port, b.port}, cmd, 90s);
         std::lock_guard lock(mu);
-        if (answer.status == 200) acked[id] = answer.body;
-        else if (answer.status == 409) refused[id]++;
-        else failed = true;
+        if (answer.status == 200)
+          acked[id] = answer.body;
+        else if (answer.status == 409)
+          refused[id]++;
+        else
+          failed = true;
         ++sent;
       }
     });
@@ -215,7 +220,8 @@ TEST_F(WriterFailover, IdempotentRetryAcrossTakeoverProducesOneEvent) {
     EXPECT_EQ(j["duplicate"], true);
   }
   int events = 0;
-  for (const auto& record : ReadAll(topic_, kPartitions)) events += DecodeEventValue(record.value)->id == "order-42";
+  for (const auto& record : ReadAll(topic_, kPartitions))
+    events += DecodeEventValue(record.value)->id == "order-42";
   EXPECT_EQ(events, 1);
   auto state = to_b.Get("/state/s1/k");
   EXPECT_EQ(nlohmann::json::parse(state->body)["entity"]["on_hand"], 3);
@@ -225,7 +231,8 @@ TEST_F(WriterFailover, NonOwnerRedirectsToTheOwner) {
   WriterInstance a = StartWriter("a");
   ASSERT_TRUE(WaitUntil([&] { return OwnedCount(a) == kPartitions; }, 60s, 50ms)) << a.process->Log();
   WriterInstance b = StartWriter("b");
-  ASSERT_TRUE(WaitUntil([&] { return OwnedCount(b) > 0 && OwnedCount(a) + OwnedCount(b) == kPartitions; }, 60s, 50ms));
+  ASSERT_TRUE(WaitUntil([&] { return OwnedCount(b) > 0 && OwnedCount(a) + OwnedCount(b) == kPartitions; },
+                        60s, 50ms));
   nlohmann::json b_ready = Readyz(b);
   int32_t a_partition = -1;
   for (const auto& p : b_ready["partitions"])
@@ -233,13 +240,16 @@ TEST_F(WriterFailover, NonOwnerRedirectsToTheOwner) {
   ASSERT_GE(a_partition, 0);
   std::string store;
   for (int i = 0; store.empty(); ++i)
-    if (PartitionForKey("st" + std::to_string(i), kPartitions) == a_partition) store = "st" + std::to_string(i);
+    if (PartitionForKey("st" + std::to_string(i), kPartitions) == a_partition)
+      store = "st" + std::to_string(i);
   HttpClient to_b("127.0.0.1", static_cast<uint16_t>(b.port));
   nlohmann::json cmd = {{"type", "receive"}, {"store", store}, {"sku", "k"}, {"qty", 1}};
-  ASSERT_TRUE(WaitUntil([&] {  // a's claim reaches b through the owners topic
-    auto r = to_b.Post("/commands", cmd.dump());
-    return r.ok() && r->status == 307;
-  }, 30s, 20ms));
+  ASSERT_TRUE(WaitUntil(
+      [&] {  // a's claim reaches b through the owners topic
+        auto r = to_b.Post("/commands", cmd.dump());
+        return r.ok() && r->status == 307;
+      },
+      30s, 20ms));
   auto r = to_b.Post("/commands", cmd.dump());
   EXPECT_EQ(nlohmann::json::parse(r->body)["owner"], "http://127.0.0.1:" + std::to_string(a.port));
 }

@@ -8,12 +8,11 @@
 //    committed, leaves nothing a new owner loads;
 //  - a writer that was fenced while about to snapshot (a zombie) never
 //    commits its snapshot, and the next owner does not load it.
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <fstream>
 #include <functional>
-
-#include <gtest/gtest.h>
 
 #include "core/envelope.h"
 #include "core/http_client.h"
@@ -57,7 +56,8 @@ class WriterSnapshot : public IntegrationFixture {
     return nlohmann::json::parse(r->body, nullptr, false);
   }
   // Partition 0 as `instance` reports it, once its role is `role`.
-  nlohmann::json WaitForRole(const std::string& instance, const std::string& role, std::chrono::seconds budget = 60s) {
+  nlohmann::json WaitForRole(const std::string& instance, const std::string& role,
+                             std::chrono::seconds budget = 60s) {
     nlohmann::json found;
     WaitUntil(
         [&] {
@@ -114,7 +114,7 @@ class WriterSnapshot : public IntegrationFixture {
       auto event = DecodeEventValue(record.value);
       if (!event.ok()) continue;
       items[event->data["sku"].get<std::string>()] = {event->data["on_hand"].get<int64_t>(),
-                                                     event->data["reserved"].get<int64_t>()};
+                                                      event->data["reserved"].get<int64_t>()};
     }
     std::map<std::string, std::string> out;
     for (const auto& [sku, item] : items)
@@ -193,7 +193,8 @@ TEST_F(WriterSnapshot, ColdWriterLoadsTheNewestSnapshotAndReplaysOnlyTheTail) {
     }
     // A few events after the newest snapshot, for the cold writer to replay.
     nlohmann::json p = Readyz("first")["partitions"][0];
-    for (int n = 3 * kSnapshotEvery + 7; p["offset"].get<int64_t>() + 1 - p["snapshot_offset"].get<int64_t>() < 5; ++n) {
+    for (int n = 3 * kSnapshotEvery + 7;
+         p["offset"].get<int64_t>() + 1 - p["snapshot_offset"].get<int64_t>() < 5; ++n) {
       int64_t offset = -1;
       ASSERT_EQ(Send("first", n, &offset), 200) << n;
       acked[n] = offset;
@@ -259,7 +260,8 @@ TEST_F(WriterSnapshot, CrashWhileWritingASnapshotLeavesNothingANewOwnerLoads) {
   // The new owner's own snapshot commits and is what a third writer loads.
   for (int m = n; m < n + kSnapshotEvery; ++m) ASSERT_EQ(Send("next", m), 200);
   ASSERT_TRUE(WaitUntil([&] { return !SnapshotChunks("read_committed").empty(); }, 20s, 100ms));
-  for (const auto& c : SnapshotChunks("read_committed")) EXPECT_NE(c.id.find("@next"), std::string::npos) << c.id;
+  for (const auto& c : SnapshotChunks("read_committed"))
+    EXPECT_NE(c.id.find("@next"), std::string::npos) << c.id;
 }
 
 TEST_F(WriterSnapshot, SnapshotOfAWriterFencedMeanwhileNeverCommits) {

@@ -27,8 +27,11 @@ AvroSource Avro(const std::string& topic) {
   source["topic"] = topic;
   SourceSpec spec = ParseSourceSpec(&source, "source").value();
   auto registry = SchemaRegistry::Shared(spec.schema_registry);
-  registry->Preload({1, "AVRO", R"({"type": "record", "name": "R", "fields": [
-      {"name": "id", "type": "long"}, {"name": "name", "type": "string"}]})", {}});
+  registry->Preload({1,
+                     "AVRO",
+                     R"({"type": "record", "name": "R", "fields": [
+      {"name": "id", "type": "long"}, {"name": "name", "type": "string"}]})",
+                     {}});
   registry->Preload({2, "AVRO", R"("string")", {}});
   return {spec, registry};
 }

@@ -41,10 +41,14 @@ TEST(SourceSpec, RefusesWhatItDoesNotKnowNamingTheField) {
     nlohmann::ordered_json j = nlohmann::ordered_json::parse(json);
     return ParseSourceSpec(&j, "v.source").status().message();
   };
-  EXPECT_EQ(bad(R"({"format": "xml"})"), "v.source.format: expected freshet, json, avro, protobuf or json_sr");
-  if (!std::getenv("FRESHET_SCHEMA_REGISTRY_URL"))
-    EXPECT_NE(bad(R"({"format": "avro"})").find("reads its schemas from a schema registry"), std::string::npos);
-  EXPECT_NE(bad(R"({"format": "avro", "schema_registry": {"url": "ftp://x"}})").find("v.source.schema_registry.url"),
+  EXPECT_EQ(bad(R"({"format": "xml"})"),
+            "v.source.format: expected freshet, json, avro, protobuf or json_sr");
+  if (!std::getenv("FRESHET_SCHEMA_REGISTRY_URL")) {
+    EXPECT_NE(bad(R"({"format": "avro"})").find("reads its schemas from a schema registry"),
+              std::string::npos);
+  }
+  EXPECT_NE(bad(R"({"format": "avro", "schema_registry": {"url": "ftp://x"}})")
+                .find("v.source.schema_registry.url"),
             std::string::npos);
   EXPECT_NE(bad(R"({"format": "json", "key_format": "xml"})").find("v.source.key_format"), std::string::npos);
   EXPECT_EQ(bad(R"({"format": "json", "envelope": "freshet"})"),
@@ -65,7 +69,8 @@ TEST(RecordDecoder, ReadsFreshetEventsAsDecodeEventValueDoes) {
   EXPECT_EQ(r.ts_ms, 1234);
   EXPECT_EQ(r.change, SourceRecord::Change::kEvent);
   auto tombstone = Record("s1", std::nullopt);
-  EXPECT_EQ(decoder.Decode(tombstone, &r).message(), "event value is null (a tombstone), not a freshet event");
+  EXPECT_EQ(decoder.Decode(tombstone, &r).message(),
+            "event value is null (a tombstone), not a freshet event");
 }
 
 TEST(RecordDecoder, AppendTakesTheTypeFromAHeaderAPointerOrAConstant) {
@@ -105,7 +110,8 @@ TEST(RecordDecoder, UpsertDeletesOnATombstoneAndNeedsAKey) {
   ASSERT_TRUE(decoder.Decode(tombstone, &r).ok());
   EXPECT_EQ(r.change, SourceRecord::Change::kDelete);
   auto keyless = Record(std::nullopt, R"({"name": "x"})");
-  EXPECT_EQ(decoder.Decode(keyless, &r).message(), "upsert record without a key: the key is the row's identity");
+  EXPECT_EQ(decoder.Decode(keyless, &r).message(),
+            "upsert record without a key: the key is the row's identity");
 }
 
 // A Debezium change event as its JSON converter writes it with schemas.
@@ -119,7 +125,8 @@ std::string Debezium(const std::string& op, const std::string& before, const std
         {"type": "int64", "field": "updated", "name": "io.debezium.time.MicroTimestamp"},
         {"type": "string", "field": "created", "name": "io.debezium.time.ZonedTimestamp"},
         {"type": "int32", "field": "born", "name": "io.debezium.time.Date"}]}]},
-    "payload": {"before": )" + before + R"(, "after": )" + after + R"(, "op": ")" + op +
+    "payload": {"before": )" +
+         before + R"(, "after": )" + after + R"(, "op": ")" + op +
          R"(", "ts_ms": 1, "source": {"table": "customers"}}})";
 }
 
@@ -200,14 +207,18 @@ TEST(DeclarativeProjection, ValuesThatDoNotFitTheirColumnAreBadRecordsNamingTheC
     Status st = decoder.Decode(raw, &r);
     return st.ok() ? projection.ApplyRecord(r) : st;
   };
-  EXPECT_TRUE(apply(R"({"k": "a", "n": "12.50", "d": "2024-02-29", "u": "123e4567-e89b-12d3-a456-426614174000"})").ok());
+  EXPECT_TRUE(
+      apply(R"({"k": "a", "n": "12.50", "d": "2024-02-29", "u": "123e4567-e89b-12d3-a456-426614174000"})")
+          .ok());
   EXPECT_TRUE(apply(R"({"k": "a", "n": 1e3})").ok());
   EXPECT_EQ(apply(R"({"k": "a", "n": "12,5"})").message(),
             "column n: expected a number or a decimal string, got string \"12,5\"");
   EXPECT_EQ(apply(R"({"k": "a", "d": "29.02.2024"})").message(),
             "column d: expected a date YYYY-MM-DD, got string \"29.02.2024\"");
-  EXPECT_NE(apply(R"({"k": "a", "u": "nope"})").message().find("column u: expected a UUID"), std::string::npos);
-  EXPECT_NE(apply(R"({"k": "a", "s": "nul\u0000here"})").message().find("column s: text with a NUL"), std::string::npos);
+  EXPECT_NE(apply(R"({"k": "a", "u": "nope"})").message().find("column u: expected a UUID"),
+            std::string::npos);
+  EXPECT_NE(apply(R"({"k": "a", "s": "nul\u0000here"})").message().find("column s: text with a NUL"),
+            std::string::npos);
 }
 
 // Found by the fuzzers: each of these once killed the view process or
@@ -251,12 +262,15 @@ TEST(DeclarativeProjection, HostileValuesAreBadRecordsNotCrashes) {
     Status s = decoder.Decode(raw, &r);
     return s.ok() ? projection.ApplyRecord(r) : s;
   };
-  EXPECT_NE(debezium(R"({"field": "v", "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "2000000000"}})",
-                     R"({"id": 1, "v": "AeJA"})")
-                .message()
-                .find("column v: expected a Decimal of at most 1,024 bytes"),
-            std::string::npos);
-  EXPECT_NE(debezium(R"({"field": "born", "name": "io.debezium.time.Date"})", R"({"id": 1, "born": 200000000000000})")
+  EXPECT_NE(
+      debezium(
+          R"({"field": "v", "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "2000000000"}})",
+          R"({"id": 1, "v": "AeJA"})")
+          .message()
+          .find("column v: expected a Decimal of at most 1,024 bytes"),
+      std::string::npos);
+  EXPECT_NE(debezium(R"({"field": "born", "name": "io.debezium.time.Date"})",
+                     R"({"id": 1, "born": 200000000000000})")
                 .message()
                 .find("column born: expected a date within the years 1 to 9999"),
             std::string::npos);
@@ -289,10 +303,14 @@ TEST(ViewSpec, AFieldOfTheWrongTypeIsNamedNotThrown) {
     return ParseViewSpecs(nlohmann::ordered_json::parse(json), "views").status().message();
   };
   EXPECT_EQ(parse(R"([{"name": "x", "kind": 5}])"), "views[0](x).kind: expected a string");
-  EXPECT_EQ(parse(R"([{"name": "x", "kind": "latest", "key": {"k": "/k"}, "columns": {"c": "/c"}, "delivery": true}])"),
-            "views[0](x).delivery: expected a string");
-  EXPECT_EQ(parse(R"([{"name": "x", "kind": "aggregate", "group_by": {"k": "/k"}, "aggregates": {"n": {"fn": 1}}}])"),
-            "views[0](x).aggregates.n.fn: expected a string");
+  EXPECT_EQ(
+      parse(
+          R"([{"name": "x", "kind": "latest", "key": {"k": "/k"}, "columns": {"c": "/c"}, "delivery": true}])"),
+      "views[0](x).delivery: expected a string");
+  EXPECT_EQ(
+      parse(
+          R"([{"name": "x", "kind": "aggregate", "group_by": {"k": "/k"}, "aggregates": {"n": {"fn": 1}}}])"),
+      "views[0](x).aggregates.n.fn: expected a string");
   EXPECT_EQ(parse(R"([{"name": "x", "kind": "latest", "key": {"k": "/k"}, "columns": {"c": "/c"},
                        "where": {"field": 5, "op": "=", "value": 1}}])"),
             "views[0](x).where.field: expected a string");
@@ -337,11 +355,13 @@ TEST(ViewSpec, RefusesAggregatesOverChangelogsAndUpsertKeysOutsideTheKafkaKey) {
   };
   EXPECT_NE(parse(R"([{"name": "a", "kind": "aggregate", "source": {"format": "json", "envelope": "debezium"},
                        "group_by": {"g": "/g"}, "aggregates": {"n": {"fn": "count"}}, "stores": ["rocksdb"]}])")
-                .find("views[0](a).stores: an aggregate over a changelog (envelope debezium) is computed by Postgres"),
+                .find("views[0](a).stores: an aggregate over a changelog (envelope debezium) is computed by "
+                      "Postgres"),
             std::string::npos);
   EXPECT_EQ(parse(R"([{"name": "a", "kind": "latest", "source": {"format": "json", "envelope": "upsert"},
                        "key": {"id": "/id"}, "columns": {"x": "/x"}}])"),
-            "views[0](a).key.id: an upsert source's rows are identified by the Kafka key: use $key or $key/pointer, "
+            "views[0](a).key.id: an upsert source's rows are identified by the Kafka key: use $key or "
+            "$key/pointer, "
             "not /id");
   EXPECT_NE(parse(R"([{"name": "a", "kind": "latest", "key": {"id": "$nope"}, "columns": {"x": "/x"}}])")
                 .find("views[0](a).key.id: expected a JSON pointer"),

@@ -4,15 +4,14 @@
 // integration test sr_sources_test talks to a real registry).
 #include "sources/registry_decoder.h"
 
-#include <gtest/gtest.h>
-
-#include <random>
-
 #include <google/protobuf/compiler/parser.h>
 #include <google/protobuf/descriptor.pb.h>
 #include <google/protobuf/dynamic_message.h>
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <gtest/gtest.h>
+
+#include <random>
 
 #include "sources/record_decoder.h"
 #include "tests/sources/wire_bytes.h"
@@ -72,18 +71,18 @@ const char* kOrderSchema = R"({"type": "record", "name": "Order", "namespace": "
 
 std::string OrderDatum() {
   std::string d;
-  Long(7, &d);                                       // id
-  Bytes("c1", &d);                                   // customer.id
-  Bytes(std::string("\xfb\x1e", 2), &d);             // amount: -1250 -> -12.50
-  Long(19000, &d);                                   // day
-  Long(1700000000123, &d);                           // at
-  Bytes("123e4567-e89b-12d3-a456-426614174000", &d);  // ref
+  Long(7, &d);                                                 // id
+  Bytes("c1", &d);                                             // customer.id
+  Bytes(std::string("\xfb\x1e", 2), &d);                       // amount: -1250 -> -12.50
+  Long(19000, &d);                                             // day
+  Long(1700000000123, &d);                                     // at
+  Bytes("123e4567-e89b-12d3-a456-426614174000", &d);           // ref
   Long(2, &d), Bytes("a", &d), Bytes("b\"", &d), Long(0, &d);  // tags
   Long(1, &d), Bytes("x", &d), Long(-3, &d), Long(0, &d);      // counts
-  Long(1, &d);                                       // status PAID
-  Long(1, &d), Bytes("hi", &d);                      // note: branch 1
-  d.append("\x01\x02", 2);                           // code
-  Long(0, &d);                                       // previous: null
+  Long(1, &d);                                                 // status PAID
+  Long(1, &d), Bytes("hi", &d);                                // note: branch 1
+  d.append("\x01\x02", 2);                                     // code
+  Long(0, &d);                                                 // previous: null
   return d;
 }
 
@@ -105,11 +104,19 @@ TEST(WireFormat, ReadsTheHeaderAndTheProtobufMessageIndexes) {
 
 TEST(WireFormat, RefusesAWrongMagicByteOrATruncatedHeaderByName) {
   WireFrame f;
-  EXPECT_NE(ParseWireFrame("{\"a\":1}", false, &f).message().find("wrong magic byte 0x7b"), std::string::npos);
-  EXPECT_NE(ParseWireFrame(std::string("\x01" "0123456789abcdef", 17), false, &f).message().find("GUID"),
+  EXPECT_NE(ParseWireFrame("{\"a\":1}", false, &f).message().find("wrong magic byte 0x7b"),
             std::string::npos);
-  EXPECT_NE(ParseWireFrame(std::string("\0\0\1", 3), false, &f).message().find("truncated"), std::string::npos);
-  EXPECT_NE(ParseWireFrame(std::string("\0\0\0\0\1", 5), true, &f).message().find("truncated"), std::string::npos);
+  EXPECT_NE(ParseWireFrame(std::string("\x01"
+                                       "0123456789abcdef",
+                                       17),
+                           false, &f)
+                .message()
+                .find("GUID"),
+            std::string::npos);
+  EXPECT_NE(ParseWireFrame(std::string("\0\0\1", 3), false, &f).message().find("truncated"),
+            std::string::npos);
+  EXPECT_NE(ParseWireFrame(std::string("\0\0\0\0\1", 5), true, &f).message().find("truncated"),
+            std::string::npos);
   EXPECT_NE(ParseWireFrame(std::string("\0\0\0\0\1\x04\x02", 7), true, &f).message().find("truncated"),
             std::string::npos);  // two indexes announced, one there
 }
@@ -119,10 +126,11 @@ TEST(AvroJson, DecodesEveryKindOfValueAndTheLogicalTypes) {
   ASSERT_TRUE(avro.ok()) << avro.status().message();
   std::string json;
   ASSERT_TRUE((*avro)->ToJson(OrderDatum(), &json).ok());
-  EXPECT_EQ(json,
-            R"({"id":7,"customer":{"id":"c1"},"amount":"-12.50","day":"2022-01-08",)"
-            R"("at":"2023-11-14 22:13:20.123+00","ref":"123e4567-e89b-12d3-a456-426614174000",)"
-            R"("tags":["a","b\""],"counts":{"x":-3},"status":"PAID","note":"hi","code":"AQI=","previous":null})");
+  EXPECT_EQ(
+      json,
+      R"({"id":7,"customer":{"id":"c1"},"amount":"-12.50","day":"2022-01-08",)"
+      R"("at":"2023-11-14 22:13:20.123+00","ref":"123e4567-e89b-12d3-a456-426614174000",)"
+      R"("tags":["a","b\""],"counts":{"x":-3},"status":"PAID","note":"hi","code":"AQI=","previous":null})");
   auto fields = (*avro)->Fields();
   ASSERT_EQ(fields.size(), 12u);
   EXPECT_EQ(fields[0].column_type, "bigint");
@@ -140,7 +148,9 @@ TEST(AvroJson, RefusesATruncatedDatumOrOneWithBytesLeftOver) {
   EXPECT_FALSE((*avro)->ToJson(datum.substr(0, datum.size() - 3), &json).ok());
   json.clear();
   EXPECT_NE((*avro)->ToJson(datum + "zz", &json).message().find("left over"), std::string::npos);
-  EXPECT_FALSE(AvroJson::Compile(R"({"type": "record", "name": "X", "fields": [{"name": "a", "type": "Nope"}]})").ok());
+  EXPECT_FALSE(
+      AvroJson::Compile(R"({"type": "record", "name": "X", "fields": [{"name": "a", "type": "Nope"}]})")
+          .ok());
 }
 
 const char* kProto = R"(syntax = "proto3";
@@ -179,7 +189,8 @@ class ProtoWriter {
     factory_.SetDelegateToGeneratedFactory(true);
   }
   std::unique_ptr<google::protobuf::Message> New(const std::string& type) {
-    return std::unique_ptr<google::protobuf::Message>(factory_.GetPrototype(pool_.FindMessageTypeByName(type))->New());
+    return std::unique_ptr<google::protobuf::Message>(
+        factory_.GetPrototype(pool_.FindMessageTypeByName(type))->New());
   }
 
  private:
@@ -209,8 +220,9 @@ TEST(ProtobufJson, DecodesNestedMessagesOneofsAndWellKnownTypes) {
   ASSERT_TRUE(proto.ok()) << proto.status().message();
   std::string json;
   ASSERT_TRUE((*proto)->ToJson({1}, payload, &json).ok());
-  EXPECT_EQ(json, R"({"id":9000000000,"first":{"sku":"A","qty":2},"lines":[],"voucher":5,)"
-                  R"("at":"2023-11-14 22:13:20.123456+00","discount":3,"status":"PAID","counts":{},"blob":""})");
+  EXPECT_EQ(json,
+            R"({"id":9000000000,"first":{"sku":"A","qty":2},"lines":[],"voucher":5,)"
+            R"("at":"2023-11-14 22:13:20.123456+00","discount":3,"status":"PAID","counts":{},"blob":""})");
 
   auto line = writer.New("shop.Order.Line");
   line->GetReflection()->SetString(line.get(), line->GetDescriptor()->FindFieldByName("sku"), "B");
@@ -237,7 +249,6 @@ const char* kProto2 = R"(syntax = "proto2";
 message Old { enum E { A = 1; B = 2; } optional E e = 1; optional int32 n = 2 [default = 7]; repeated E re = 3; }
 )";
 
-
 // One random message of kinds.All (or of Inner, `inner`), as wire bytes.
 std::string RandomMessage(std::mt19937& rng, int depth, bool inner) {
   std::string out;
@@ -248,16 +259,21 @@ std::string RandomMessage(std::mt19937& rng, int depth, bool inner) {
   };
   auto random_value = [&]() -> uint64_t {
     switch (rng() % 4) {
-      case 0: return rng() % 4;
-      case 1: return static_cast<uint64_t>(-static_cast<int64_t>(rng() % 300));
-      case 2: return (static_cast<uint64_t>(rng()) << 32) | rng();
-      default: return rng() % 100000;
+      case 0:
+        return rng() % 4;
+      case 1:
+        return static_cast<uint64_t>(-static_cast<int64_t>(rng() % 300));
+      case 2:
+        return (static_cast<uint64_t>(rng()) << 32) | rng();
+      default:
+        return rng() % 100000;
     }
   };
   for (int i = 0; i < fields; ++i) {
     uint64_t n = number();
     // The wire type the field wants, mostly; sometimes any.
-    static const int kWire[] = {0, 0, 0, 0, 0, 0, 0, 5, 1, 5, 1, 5, 1, 0, 2, 2, 0, 2, 2, 1, 2, 2, 0, 0, 2, 0, 2, 2, 2, 2, 2, 0, 5, 0};
+    static const int kWire[] = {0, 0, 0, 0, 0, 0, 0, 5, 1, 5, 1, 5, 1, 0, 2, 2, 0,
+                                2, 2, 1, 2, 2, 0, 0, 2, 0, 2, 2, 2, 2, 2, 0, 5, 0};
     static const int kInnerWire[] = {0, 2, 0, 0, 2};
     int wire = inner ? kInnerWire[n < 5 ? n : 0] : kWire[n < 34 ? n : 0];
     bool repeated_scalar = !inner && (n == 18 || n == 19 || n == 22 || n == 31 || n == 32 || n == 33);
@@ -277,9 +293,12 @@ std::string RandomMessage(std::mt19937& rng, int depth, bool inner) {
         int count = static_cast<int>(rng() % 4);
         for (int k = 0; k < count; ++k) {
           uint64_t v = random_value();
-          if (n == 19) body.append(reinterpret_cast<const char*>(&v), 8);
-          else if (n == 32) body.append(reinterpret_cast<const char*>(&v), 4);
-          else Varint(v, &body);
+          if (n == 19)
+            body.append(reinterpret_cast<const char*>(&v), 8);
+          else if (n == 32)
+            body.append(reinterpret_cast<const char*>(&v), 4);
+          else
+            Varint(v, &body);
         }
       } else if (message && depth < 3) {
         if (!inner && n == 28) {  // a Timestamp: seconds, nanos
@@ -288,8 +307,10 @@ std::string RandomMessage(std::mt19937& rng, int depth, bool inner) {
         } else if (!inner && n >= 29) {  // a wrapper: its value
           if (rng() % 4) {
             Varint(n == 29 ? (1 << 3 | 2) : (1 << 3), &body);
-            if (n == 29) Varint(3, &body), body.append(rng() % 8 ? "a\"b" : "\xff\xfe\x01", 3);
-            else Varint(random_value(), &body);
+            if (n == 29)
+              Varint(3, &body), body.append(rng() % 8 ? "a\"b" : "\xff\xfe\x01", 3);
+            else
+              Varint(random_value(), &body);
           }
         } else {
           body = RandomMessage(rng, depth + 1, true);
@@ -339,7 +360,8 @@ TEST(ProtobufJson, DirectReaderWritesWhatReflectionWrites) {
     std::string direct, reflected;
     Status a = proto.ToJson({0}, payload, &direct);
     Status b = proto.ToJsonByReflection({0}, payload, &reflected);
-    ASSERT_EQ(a.ok(), b.ok()) << i << ": " << a.message() << " / " << b.message() << "; payload " << Hex(payload);
+    ASSERT_EQ(a.ok(), b.ok()) << i << ": " << a.message() << " / " << b.message() << "; payload "
+                              << Hex(payload);
     if (a.ok()) {
       ASSERT_EQ(direct, reflected) << "message " << i << "; payload " << Hex(payload);
       ++decoded;
@@ -354,8 +376,10 @@ TEST(ProtobufJson, DirectReaderWritesWhatReflectionWrites) {
 
 TEST(RegistryDecoder, ReadsEachRecordWithItsOwnWriterSchema) {
   auto registry = Registry("evolution");
-  registry->Preload({1, "AVRO", R"({"type": "record", "name": "R", "fields": [{"name": "a", "type": "long"}]})", {}});
-  registry->Preload({2, "AVRO",
+  registry->Preload(
+      {1, "AVRO", R"({"type": "record", "name": "R", "fields": [{"name": "a", "type": "long"}]})", {}});
+  registry->Preload({2,
+                     "AVRO",
                      R"({"type": "record", "name": "R", "fields": [{"name": "a", "type": "long"},
                         {"name": "b", "type": ["null", "string"], "default": null}]})",
                      {}});
@@ -411,14 +435,18 @@ TEST(RecordDecoder, AvroValuesAndKeysReadLikeJson) {
 // key that does not decode is a bad record whose reason says "key".
 TEST(RecordDecoder, ProtobufKeysReadLikeJsonKeys) {
   auto registry = Registry("protobuf-keys");
-  registry->Preload({21, "PROTOBUF", R"(syntax = "proto3";
+  registry->Preload({21,
+                     "PROTOBUF",
+                     R"(syntax = "proto3";
 package keys;
 message Other { string x = 1; }
-message Outer { message Key { string id = 1; int32 region = 2; } })", {}});
+message Outer { message Key { string id = 1; int32 region = 2; } })",
+                     {}});
   registry->Preload({22, "PROTOBUF", "syntax = \"proto3\"; message V { int64 qty = 1; }", {}});
   RecordDecoder decoder(Spec(R"({"format": "protobuf", "key_format": "protobuf", "envelope": "upsert",
-      "schema_registry": {"url": "http://127.0.0.1:9/protobuf-keys", "connect_timeout_ms": 200}})"), true);
-  const std::vector<int32_t> key_type = {1, 0}, value_type = {0};  // keys.Outer.Key; V
+      "schema_registry": {"url": "http://127.0.0.1:9/protobuf-keys", "connect_timeout_ms": 200}})"),
+                        true);
+  const std::vector<int32_t> key_type = {1, 0}, value_type = {0};                       // keys.Outer.Key; V
   std::string key = WireHeader(21, &key_type) + std::string("\x0a\x03o-7\x10\x03", 7);  // id "o-7", region 3
   std::string value = WireHeader(22, &value_type) + std::string("\x08\x05", 2);         // qty 5
   RawRecord raw = Raw(key, value);
@@ -444,10 +472,14 @@ message Outer { message Key { string id = 1; int32 region = 2; } })", {}});
 // An Avro record as the key: $key/ptr reads into it.
 TEST(RecordDecoder, AvroRecordKeysReadByPointer) {
   auto registry = Registry("avro-record-keys");
-  registry->Preload({31, "AVRO", R"({"type": "record", "name": "K", "fields": [
-      {"name": "tenant", "type": "string"}, {"name": "n", "type": "long"}]})", {}});
+  registry->Preload({31,
+                     "AVRO",
+                     R"({"type": "record", "name": "K", "fields": [
+      {"name": "tenant", "type": "string"}, {"name": "n", "type": "long"}]})",
+                     {}});
   RecordDecoder decoder(Spec(R"({"format": "json", "key_format": "avro", "envelope": "upsert",
-      "schema_registry": {"url": "http://127.0.0.1:9/avro-record-keys", "connect_timeout_ms": 200}})"), true);
+      "schema_registry": {"url": "http://127.0.0.1:9/avro-record-keys", "connect_timeout_ms": 200}})"),
+                        true);
   std::string key = WireHeader(31, nullptr);
   Bytes("acme", &key);
   Long(42, &key);

@@ -104,14 +104,17 @@ TEST(SchemaRegistry, RefusedCredentialsMakeRecordsWaitNotDeadLetters) {
 // a record decodes with the right ones and waits (kUnavailable) with wrong ones.
 TEST(SchemaRegistry, ViewDefinitionsCredentialsReachTheRegistry) {
   TestRegistry registry("Basic " + std::string("YWxpY2U6czNjcmV0"));
-  std::string record = WireHeader(1, nullptr) + std::string("\x06" "abc", 4);  // the Avro string "abc"
+  std::string record = WireHeader(1, nullptr) + std::string(
+                                                    "\x06"
+                                                    "abc",
+                                                    4);  // the Avro string "abc"
   RawRecord raw;
   raw.topic = "t";
   raw.value = record;
   for (const char* password : {"s3cret", "nope"}) {
-    nlohmann::ordered_json source = {{"format", "avro"},
-                                     {"schema_registry", {{"url", registry.url()}, {"username", "alice"},
-                                                          {"password", password}}}};
+    nlohmann::ordered_json source = {
+        {"format", "avro"},
+        {"schema_registry", {{"url", registry.url()}, {"username", "alice"}, {"password", password}}}};
     auto spec = ParseSourceSpec(&source, "source");
     ASSERT_TRUE(spec.ok()) << spec.status().ToString();
     RecordDecoder decoder(*spec, false);

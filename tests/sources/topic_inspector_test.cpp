@@ -13,8 +13,9 @@ SampleRecord Record(std::optional<std::string> key, std::optional<std::string> v
 }
 
 TEST(TopicInspector, RecognisesFreshetsEnvelopeAndKeysEventsByPosition) {
-  Inspection in = InspectSample({Record("s1", R"({"type": "StockSold", "ts": 1, "data": {"qty": 2, "sku": "A"}})")},
-                                "events", "events");
+  Inspection in =
+      InspectSample({Record("s1", R"({"type": "StockSold", "ts": 1, "data": {"qty": 2, "sku": "A"}})")},
+                    "events", "events");
   EXPECT_EQ(in.format, "freshet");
   ASSERT_FALSE(in.definition.is_null());
   EXPECT_EQ(in.definition["key"]["offset"]["from"], "$offset");
@@ -23,9 +24,11 @@ TEST(TopicInspector, RecognisesFreshetsEnvelopeAndKeysEventsByPosition) {
 }
 
 TEST(TopicInspector, TombstonesAndRepeatedKeysMeanUpsert) {
-  Inspection in = InspectSample({Record("a", R"({"n": 1, "when": "2024-01-01T00:00:00Z", "id": "123e4567-e89b-12d3-a456-426614174000"})"),
-                                 Record("a", std::nullopt), Record("b", R"({"n": 2.5, "when": "2024-01-02 10:00:00"})")},
-                                "t", "Weird-Name");
+  Inspection in = InspectSample(
+      {Record("a",
+              R"({"n": 1, "when": "2024-01-01T00:00:00Z", "id": "123e4567-e89b-12d3-a456-426614174000"})"),
+       Record("a", std::nullopt), Record("b", R"({"n": 2.5, "when": "2024-01-02 10:00:00"})")},
+      "t", "Weird-Name");
   EXPECT_EQ(in.envelope, "upsert");
   EXPECT_EQ(in.definition["name"], "weird_name");
   EXPECT_EQ(in.definition["key"]["key"]["from"], "$key");

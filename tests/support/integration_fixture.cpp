@@ -6,7 +6,10 @@
 namespace freshet::testing {
 
 IntegrationFixture::IntegrationFixture(const std::string& prefix)
-    : prefix_(prefix), topic_(UniqueName(prefix)), views_group_(UniqueName(prefix + "-views")), port_(FreePort()) {}
+    : prefix_(prefix),
+      topic_(UniqueName(prefix)),
+      views_group_(UniqueName(prefix + "-views")),
+      port_(FreePort()) {}
 
 ::testing::AssertionResult IntegrationFixture::CreateTopicAndDatabase(int partitions) {
   if (auto created = CreateTopic(topic_, partitions); !created) return created;
@@ -29,7 +32,8 @@ std::string IntegrationFixture::TestFile(const std::string& suffix) const {
   return std::string(TestLogDir()) + "/" + topic_ + suffix;
 }
 
-std::string IntegrationFixture::WriteViewsConfig(const std::string& definitions, const std::string& suffix) const {
+std::string IntegrationFixture::WriteViewsConfig(const std::string& definitions,
+                                                 const std::string& suffix) const {
   std::string path = TestFile(suffix);
   std::ofstream(path) << R"({"views": {"definitions": )" << definitions << "}}";
   return path;

@@ -58,8 +58,8 @@ class IntegrationFixture : public ::testing::Test {
   std::string prefix_;
   std::string topic_;
   std::string views_group_;
-  std::string db_url_;  // set by CreateDatabase
-  int port_ = 0;        // the views' HTTP port in ViewsEnv()
+  std::string db_url_;                      // set by CreateDatabase
+  int port_ = 0;                            // the views' HTTP port in ViewsEnv()
   std::map<std::string, std::string> env_;  // ViewsEnv(), set by CreateDatabase; tests add to it
 };
 

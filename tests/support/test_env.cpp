@@ -1,9 +1,5 @@
 #include "tests/support/test_env.h"
 
-#include <random>
-
-#include "core/envelope.h"
-
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -17,10 +13,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+
+#include "core/envelope.h"
 
 extern char** environ;
 
@@ -45,7 +44,8 @@ const char* TestLogDir() { return FRESHET_TEST_LOG_DIR; }
 std::string KafkaBrokers() { return EnvOr("FRESHET_KAFKA_BROKERS", "127.0.0.1:19092"); }
 KafkaClientOptions KafkaOptions() { return {KafkaBrokers(), {}}; }
 std::string PostgresUrl() {
-  return EnvOr("FRESHET_TEST_PG_URL", EnvOr("FRESHET_PG_URL", "postgresql://freshet@127.0.0.1:15432/freshet"));
+  return EnvOr("FRESHET_TEST_PG_URL",
+               EnvOr("FRESHET_PG_URL", "postgresql://freshet@127.0.0.1:15432/freshet"));
 }
 
 std::string UniqueName(const std::string& prefix) {
@@ -167,7 +167,8 @@ int ProduceWithKcat(const std::string& topic, const std::vector<std::string>& li
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-std::vector<DeadLetter> ReadDeadLetters(const std::string& topic, size_t count, std::chrono::milliseconds timeout) {
+std::vector<DeadLetter> ReadDeadLetters(const std::string& topic, size_t count,
+                                        std::chrono::milliseconds timeout) {
   std::vector<DeadLetter> out;
   auto consumer = Consumer::Create(KafkaOptions(), "");
   if (!consumer.ok() || !(*consumer)->Assign({{topic, 0, kOffsetBeginning}}).ok()) return out;
@@ -195,8 +196,10 @@ std::vector<DeadLetter> ReadDeadLetters(const std::string& topic, size_t count, 
   return out;
 }
 
-nlohmann::ordered_json InspectTopic(const std::string& topic, const std::string& view_name, std::string* output) {
-  RunResult r = RunFreshet({"inspect", topic, "--name", view_name}, {{"FRESHET_KAFKA_BROKERS", KafkaBrokers()}});
+nlohmann::ordered_json InspectTopic(const std::string& topic, const std::string& view_name,
+                                    std::string* output) {
+  RunResult r =
+      RunFreshet({"inspect", topic, "--name", view_name}, {{"FRESHET_KAFKA_BROKERS", KafkaBrokers()}});
   *output = r.output;
   const std::string marker = "review the guesses before using it):\n";
   auto at = r.output.find(marker);
@@ -219,7 +222,8 @@ std::vector<ReadRecord> ReadAll(const std::string& topic, int partitions, std::c
   std::set<int32_t> ended;
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (static_cast<int>(ended.size()) < partitions) {
-    if (std::chrono::steady_clock::now() > deadline) throw std::runtime_error("ReadAll: timed out on " + topic);
+    if (std::chrono::steady_clock::now() > deadline)
+      throw std::runtime_error("ReadAll: timed out on " + topic);
     KafkaMessage m;
     int32_t eof = -1;
     auto outcome = (*consumer)->Poll(std::chrono::milliseconds(100), &m, &eof);
@@ -261,12 +265,14 @@ DeltaStream ProduceDeltaStream(const std::string& topic, int partitions, int eve
       keys.emplace_back(store, sku);
       deltas.push_back(delta);
     }
-    Status end = abort ? (*producer)->Abort(std::chrono::seconds(30)) : (*producer)->Commit(std::chrono::seconds(30));
+    Status end =
+        abort ? (*producer)->Abort(std::chrono::seconds(30)) : (*producer)->Commit(std::chrono::seconds(30));
     if (!end.ok()) throw std::runtime_error(end.ToString());
     if (abort) continue;
     for (int i = 0; i < per_transaction; ++i) {
       out.reference[keys[i]] += deltas[i];
-      out.last_offset[reports[i].partition] = std::max(out.last_offset[reports[i].partition], reports[i].offset);
+      out.last_offset[reports[i].partition] =
+          std::max(out.last_offset[reports[i].partition], reports[i].offset);
     }
   }
   return out;
@@ -284,7 +290,7 @@ int64_t StoredProgress(const std::string& db_url) {
 }
 
 std::map<std::pair<std::string, std::string>, int64_t> StockLevels(const std::string& db_url,
-                                                                const std::string& table) {
+                                                                   const std::string& table) {
   pqxx::connection conn(db_url);
   pqxx::nontransaction tx(conn);
   std::map<std::pair<std::string, std::string>, int64_t> rows;

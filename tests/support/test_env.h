@@ -9,11 +9,10 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <string>
-#include <vector>
-
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
+#include <string>
+#include <vector>
 
 #include "core/kafka.h"
 
@@ -44,8 +43,8 @@ bool WaitUntil(const std::function<bool()>& condition, std::chrono::milliseconds
 
 // A child process running the real freshet binary. Killed (SIGKILL) on
 // destruction if still running, and when the test process dies (create it
-// on the test's own thread: the kernel signals when the forking thread ends). stdout+stderr go to a log file. Its FRESHET_*
-// environment is exactly `env`: nothing is inherited from the suite's shell.
+// on the test's own thread: the kernel signals when the forking thread ends). stdout+stderr go to a log file.
+// Its FRESHET_* environment is exactly `env`: nothing is inherited from the suite's shell.
 class FreshetProcess {
  public:
   FreshetProcess(std::vector<std::string> args, std::map<std::string, std::string> env,
@@ -69,7 +68,8 @@ class FreshetProcess {
 
 // `freshet inspect TOPIC --name VIEW` on the suite's broker: the definition
 // it printed (null if none), and everything it said in `output`.
-nlohmann::ordered_json InspectTopic(const std::string& topic, const std::string& view_name, std::string* output);
+nlohmann::ordered_json InspectTopic(const std::string& topic, const std::string& view_name,
+                                    std::string* output);
 
 // Produces `lines` ("key<TAB>value"; an empty key or value is sent as
 // null) with kcat, a client freshet did not write, each with the header
@@ -112,17 +112,17 @@ std::vector<ReadRecord> ReadAll(const std::string& topic, int partitions,
 struct DeltaStream {
   std::map<std::pair<std::string, std::string>, int64_t> reference;  // (store, sku) -> sum of deltas
   std::map<int32_t, int64_t> last_offset;                            // last committed data offset
-  int64_t final_progress() const;  // sum over partitions of last offset + 1
+  int64_t final_progress() const;                                    // sum over partitions of last offset + 1
 };
-DeltaStream ProduceDeltaStream(const std::string& topic, int partitions, int events, int per_transaction = 500,
-                               unsigned seed = 2024);
+DeltaStream ProduceDeltaStream(const std::string& topic, int partitions, int events,
+                               int per_transaction = 500, unsigned seed = 2024);
 
 // Sum of the next offsets stored in freshet.offsets (0 while there are none).
 int64_t StoredProgress(const std::string& db_url);
 
 // Rows of public.stock_levels as (store, sku) -> on_hand.
-std::map<std::pair<std::string, std::string>, int64_t> StockLevels(const std::string& db_url,
-                                                                const std::string& table = "public.stock_levels");
+std::map<std::pair<std::string, std::string>, int64_t> StockLevels(
+    const std::string& db_url, const std::string& table = "public.stock_levels");
 
 // Runs scripts/services with `args` (e.g. "pg-restart --hard"); true on success.
 bool RunServicesScript(const std::string& args);

@@ -17,8 +17,8 @@ struct WsClient::Impl {
   net::io_context ioc;
   websocket::stream<beast::tcp_stream> ws{ioc};
   beast::flat_buffer buffer;
-  bool reading = false;       // an async_read is outstanding
-  bool done = false;          // it completed: result below
+  bool reading = false;  // an async_read is outstanding
+  bool done = false;     // it completed: result below
   beast::error_code read_ec;
   bool closed = false;
 };
@@ -43,9 +43,10 @@ std::unique_ptr<WsClient> WsClient::Connect(uint16_t port, const std::string& ta
   socket.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port), ec);
   if (http_status) *http_status = 0;
   if (ec) return nullptr;
-  impl->ws.set_option(websocket::stream_base::decorator([headers = options.headers](websocket::request_type& req) {
-    for (const auto& [name, value] : headers) req.set(name, value);
-  }));
+  impl->ws.set_option(
+      websocket::stream_base::decorator([headers = options.headers](websocket::request_type& req) {
+        for (const auto& [name, value] : headers) req.set(name, value);
+      }));
   websocket::response_type response;
   impl->ws.next_layer().expires_after(std::chrono::seconds(10));
   impl->ws.handshake(response, "127.0.0.1:" + std::to_string(port), target, ec);

@@ -61,7 +61,8 @@ class MemoryStore final : public ViewStore {
     return out;
   }
   Result<std::vector<RowShare>> ReadPartitionShares(const std::string& encoded_prefix,
-                                                    const std::set<int32_t>& partitions, size_t limit) override {
+                                                    const std::set<int32_t>& partitions,
+                                                    size_t limit) override {
     std::vector<RowShare> out;
     for (const RowShare& share : shares)
       if (out.size() < limit && share.key.rfind(encoded_prefix, 0) == 0 &&
@@ -442,15 +443,16 @@ TEST_F(ChangeFeedClients, AForwardingProcessGetsSharesOfItsPartitionsOnlyAndEver
   feed_->Tick(&store_, store_.offsets);
   auto snapshot = c.socket->Take();
   ASSERT_EQ(Types(snapshot), (std::vector<std::string>{"hello", "snapshot"}));
-  EXPECT_EQ(snapshot[1]["shares"], (nlohmann::json{{{"key", {"a"}}, {"partition", 2}, {"share", {{"n", 5}}}},
-                                                    {{"key", {"b"}}, {"partition", 2}, {"share", {{"n", 6}}}}}));
+  EXPECT_EQ(snapshot[1]["shares"],
+            (nlohmann::json{{{"key", {"a"}}, {"partition", 2}, {"share", {{"n", 5}}}},
+                            {{"key", {"b"}}, {"partition", 2}, {"share", {{"n", 6}}}}}));
   EXPECT_EQ(snapshot[1]["offsets"], (nlohmann::json{{"2", 20}}));
 
   // The socket is busy: the changes wait, and the same key's two changes
   // of partition 2 both stay (a relay sends each offset on).
   c.socket->queued_now = 100;
-  feed_->Committed({ShareRow("a", 7, 10, 1), ShareRow("a", 8, 20, 2), ShareRow("a", 9, 21, 2)}, {{1, 10}, {2, 20}},
-                   {{1, 11}, {2, 22}});
+  feed_->Committed({ShareRow("a", 7, 10, 1), ShareRow("a", 8, 20, 2), ShareRow("a", 9, 21, 2)},
+                   {{1, 10}, {2, 20}}, {{1, 11}, {2, 22}});
   c.socket->Take();
   c.callbacks.on_drained();
   auto changes = c.socket->Take();

@@ -25,7 +25,10 @@ TableSpec SalesTable() {
 }
 
 TEST(PartitionShares, KeysSortEveryShareOfARowTogetherBeforeLongerKeys) {
-  std::vector<std::string> keys = {ShareKey("a\x1f" "b", 0), ShareKey("a", 7), ShareKey("ab", 0), ShareKey("a", 300)};
+  std::vector<std::string> keys = {ShareKey("a\x1f"
+                                            "b",
+                                            0),
+                                   ShareKey("a", 7), ShareKey("ab", 0), ShareKey("a", 300)};
   std::sort(keys.begin(), keys.end());
   std::string_view key;
   int32_t partition = -1;
@@ -35,7 +38,9 @@ TEST(PartitionShares, KeysSortEveryShareOfARowTogetherBeforeLongerKeys) {
   ASSERT_TRUE(SplitShareKey(keys[1], &key, &partition));
   EXPECT_EQ(partition, 300);
   ASSERT_TRUE(SplitShareKey(keys[2], &key, &partition));
-  EXPECT_EQ(key, "a\x1f" "b");
+  EXPECT_EQ(key,
+            "a\x1f"
+            "b");
   ASSERT_TRUE(SplitShareKey(keys[3], &key, &partition));
   EXPECT_EQ(key, "ab");
   EXPECT_EQ(SharesOf("a"), std::string("a\0", 2));
@@ -93,9 +98,11 @@ TEST(PartitionShares, RocksDbStoreKeepsSharesApartAndReadsWholeRows) {
   auto store = RocksDbViewStore::Open(**db, "orders", SalesTable());
   ASSERT_TRUE(store.ok()) << store.status().message();
   std::vector<RowChange> changes;
-  ASSERT_TRUE((*store)->Write({Delta("10:00", 0, 5), Delta("10:00", 1, 7), Delta("10:00", 0, 2), Delta("11:00", 2, 1)},
-                              {{0, -1, 3}, {1, -1, 1}, {2, -1, 1}}, &changes)
-                  .ok());
+  ASSERT_TRUE(
+      (*store)
+          ->Write({Delta("10:00", 0, 5), Delta("10:00", 1, 7), Delta("10:00", 0, 2), Delta("11:00", 2, 1)},
+                  {{0, -1, 3}, {1, -1, 1}, {2, -1, 1}}, &changes)
+          .ok());
   ASSERT_EQ(changes.size(), 4u);
   for (const RowChange& c : changes) {
     if (c.key[0] == "10:00") {

@@ -23,7 +23,9 @@ TEST(LiveSql, AcceptsOneSelect) {
 }
 
 TEST(LiveSql, RefusesAnythingElseWithAReason) {
-  struct Case { std::string sql, reason; };
+  struct Case {
+    std::string sql, reason;
+  };
   for (const Case& c : std::vector<Case>{
            {"DELETE FROM stock_levels", "only a single SELECT is allowed, not delete"},
            {"SELECT 1 AS store; DELETE FROM stock_levels", "only a single statement"},
@@ -36,26 +38,36 @@ TEST(LiveSql, RefusesAnythingElseWithAReason) {
        }) {
     auto r = ParseLiveQueryRequest(Request(c.sql));
     ASSERT_FALSE(r.ok()) << c.sql;
-    EXPECT_NE(r.status().message().find(c.reason), std::string::npos) << c.sql << ": " << r.status().message();
+    EXPECT_NE(r.status().message().find(c.reason), std::string::npos)
+        << c.sql << ": " << r.status().message();
   }
   EXPECT_FALSE(ParseLiveQueryRequest("not json").ok());
-  EXPECT_NE(ParseLiveQueryRequest(R"({"sql": "select 1"})").status().message().find("key: required"), std::string::npos);
-  EXPECT_NE(ParseLiveQueryRequest(R"({"sql": "select 1", "key": ["a"], "min_interval_ms": 1})").status().message().find("min_interval_ms"),
+  EXPECT_NE(ParseLiveQueryRequest(R"({"sql": "select 1"})").status().message().find("key: required"),
             std::string::npos);
-  EXPECT_NE(ParseLiveQueryRequest(R"({"sql": "select 1", "key": ["a"], "limit": 3})").status().message().find("limit: unknown field"),
+  EXPECT_NE(ParseLiveQueryRequest(R"({"sql": "select 1", "key": ["a"], "min_interval_ms": 1})")
+                .status()
+                .message()
+                .find("min_interval_ms"),
+            std::string::npos);
+  EXPECT_NE(ParseLiveQueryRequest(R"({"sql": "select 1", "key": ["a"], "limit": 3})")
+                .status()
+                .message()
+                .find("limit: unknown field"),
             std::string::npos);
 }
 
 TEST(LiveSql, FindsTheViewsAQueryNames) {
   std::set<std::string> views = {"stock_levels", "low_stock", "sales"};
-  EXPECT_EQ(ReferencedViews("SELECT * FROM Stock_Levels s JOIN \"low_stock\" l USING (sku) WHERE x = 'sales'", views),
+  EXPECT_EQ(ReferencedViews("SELECT * FROM Stock_Levels s JOIN \"low_stock\" l USING (sku) WHERE x = 'sales'",
+                            views),
             (std::set<std::string>{"stock_levels", "low_stock"}));
   EXPECT_TRUE(ReferencedViews("SELECT 1 -- sales", views).empty());
 }
 
 TEST(LiveSql, DiffsByKey) {
   KeyedRows before = {{"[\"a\"]", {{"k", "a"}, {"v", 1}}}, {"[\"b\"]", {{"k", "b"}, {"v", 2}}}};
-  KeyedRows after = {{"[\"a\"]", {{"k", "a"}, {"v", 1}}}, {"[\"b\"]", {{"k", "b"}, {"v", 3}}},
+  KeyedRows after = {{"[\"a\"]", {{"k", "a"}, {"v", 1}}},
+                     {"[\"b\"]", {{"k", "b"}, {"v", 3}}},
                      {"[\"c\"]", {{"k", "c"}, {"v", 4}}}};
   ResultDiff d = DiffResults(before, after, {"k"});
   EXPECT_EQ(d.added, nlohmann::json::array({{{"k", "c"}, {"v", 4}}}));

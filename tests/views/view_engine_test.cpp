@@ -56,7 +56,8 @@ class ScriptedConsumer final : public SourceConsumer {
                                      int32_t* eof_partition) override {
     if (!assigned_) {
       std::vector<TopicPartitionOffset> assignment;
-      for (int32_t p = 0; p < topic_.partitions; ++p) assignment.push_back({topic_.name, p, kOffsetBeginning});
+      for (int32_t p = 0; p < topic_.partitions; ++p)
+        assignment.push_back({topic_.name, p, kOffsetBeginning});
       if (Status st = on_assign_(assignment); !st.ok()) {
         assignment_failed_ = true;
         return st;
@@ -110,7 +111,9 @@ class ScriptedConsumer final : public SourceConsumer {
                                                       std::chrono::milliseconds) override {
     return std::make_pair(int64_t{0}, topic_.End(partition));
   }
-  int64_t CachedHighWatermark(const std::string&, int32_t partition) override { return topic_.End(partition); }
+  int64_t CachedHighWatermark(const std::string&, int32_t partition) override {
+    return topic_.End(partition);
+  }
   bool assignment_failed() const override { return assignment_failed_; }
   Status Close() override {
     if (assigned_ && on_revoke_) {
@@ -139,10 +142,13 @@ class ScriptedConsumer final : public SourceConsumer {
 class ScriptedEnv final : public EngineEnv {
  public:
   explicit ScriptedEnv(ScriptedTopic& topic) : topic_(topic) {}
-  Result<std::unique_ptr<SourceConsumer>> NewConsumer(const KafkaClientOptions&, const std::string&) override {
+  Result<std::unique_ptr<SourceConsumer>> NewConsumer(const KafkaClientOptions&,
+                                                      const std::string&) override {
     return std::unique_ptr<SourceConsumer>(std::make_unique<ScriptedConsumer>(topic_));
   }
-  Result<int> PartitionCount(const KafkaClientOptions&, const std::string&) override { return topic_.partitions; }
+  Result<int> PartitionCount(const KafkaClientOptions&, const std::string&) override {
+    return topic_.partitions;
+  }
   const Clock& clock() const override { return clock_; }
   ManualClock clock_;
 
@@ -202,14 +208,17 @@ class MemoryViewStore final : public ViewStore {
       if (!stored.is_object()) stored = nlohmann::json::object();
       for (size_t i = 0; i < s_->table.value_columns.size() && i < row.values.size(); ++i) {
         const ColumnSpec& c = s_->table.value_columns[i];
-        stored[c.name] = CombineColumn(c, stored.value(c.name, nlohmann::json()), TypedColumn(row.values[i], c.sql_type));
+        stored[c.name] =
+            CombineColumn(c, stored.value(c.name, nlohmann::json()), TypedColumn(row.values[i], c.sql_type));
       }
     }
     for (const auto& a : offsets) s_->offsets[a.partition] = a.next_offset;
     ++s_->writes;
     return Status::Ok();
   }
-  Result<std::vector<RowChange>> ReadRows(const std::string&, size_t) override { return std::vector<RowChange>{}; }
+  Result<std::vector<RowChange>> ReadRows(const std::string&, size_t) override {
+    return std::vector<RowChange>{};
+  }
 
  private:
   std::shared_ptr<StoreState> s_;

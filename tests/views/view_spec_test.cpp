@@ -45,7 +45,8 @@ TEST(ViewSpec, ParsesLatestAndAggregateViews) {
 TEST(ViewSpec, ErrorsNameTheViewAndTheField) {
   json bad = StockOnHand();
   bad["colums"] = bad["columns"];
-  EXPECT_NE(ErrorOf(bad).find("views.definitions[0](stock_on_hand).colums: unknown key"), std::string::npos) << ErrorOf(bad);
+  EXPECT_NE(ErrorOf(bad).find("views.definitions[0](stock_on_hand).colums: unknown key"), std::string::npos)
+      << ErrorOf(bad);
 
   bad = StockOnHand();
   bad["columns"]["on_hand"]["type"] = "integer";
@@ -139,7 +140,8 @@ TEST(DeclarativeProjection, AggregatesCoalesceIntoPartials) {
   ASSERT_TRUE(p.Apply(Ev("StockSold", {{"store", "s1"}, {"qty", 2}}, hour + 10)).ok());  // key: store, hour
   ASSERT_TRUE(p.Apply(Ev("StockSold", {{"store", "s1"}, {"qty", 6}}, hour + 20)).ok());
   ASSERT_TRUE(p.Apply(Ev("StockSold", {{"store", "s1"}, {"qty", 1}}, hour + 3600000)).ok());
-  ASSERT_TRUE(p.Apply(Ev("StockReceived", {{"store", "s1"}, {"qty", 100}}, hour)).ok());  // not an event type of the view
+  ASSERT_TRUE(p.Apply(Ev("StockReceived", {{"store", "s1"}, {"qty", 100}}, hour))
+                  .ok());  // not an event type of the view
   // A wrong field type is refused and changes nothing.
   EXPECT_FALSE(p.Apply(Ev("StockSold", {{"store", "s1"}, {"qty", "two"}}, hour)).ok());
   auto rows = p.TakePending();
@@ -164,15 +166,15 @@ TEST(DeclarativeProjection, MissingKeyFieldIsABadEvent) {
   EXPECT_NE(st.message().find("key column"), std::string::npos);
 }
 
-
 // The engine hands the topic's bytes to ApplyValue, which reads them with
 // simdjson: it must refuse what DecodeEventValue refuses, in its words, and
 // read every column type as the nlohmann-based code did.
 TEST(DeclarativeProjection, ApplyValueReadsEventsAsDecodeEventValueDoes) {
   DeclarativeProjection p(ParseViewSpecs(json::array({StockOnHand()}), "v")->front());
-  for (std::string bad : {"not json", "[1]", R"({"data": {}})", R"({"type": 7, "data": {}})",
-                          R"({"type": "X", "data": 3})", R"({"type": "X", "ts": "now", "data": {}})",
-                          R"({"type": "X", "id": 5, "data": {}})", R"({"type": "X", "ts": 1.5, "data": {}})"}) {
+  for (std::string bad :
+       {"not json", "[1]", R"({"data": {}})", R"({"type": 7, "data": {}})", R"({"type": "X", "data": 3})",
+        R"({"type": "X", "ts": "now", "data": {}})", R"({"type": "X", "id": 5, "data": {}})",
+        R"({"type": "X", "ts": 1.5, "data": {}})"}) {
     int64_t ts = 0;
     Status st = p.ApplyValue(bad, 0, 0, &ts);
     ASSERT_FALSE(st.ok()) << bad;
@@ -191,7 +193,8 @@ TEST(DeclarativeProjection, ApplyValueReadsEventsAsDecodeEventValueDoes) {
   ASSERT_TRUE(typed_spec.ok()) << typed_spec.status().ToString();
   DeclarativeProjection typed(typed_spec->front());
   int64_t ts = 0;
-  std::string value = R"({"type": "T", "id": "e1", "ts": 42, "data": {"k": "k1", "a": {"b": {"c": [1, "two"]}},
+  std::string value =
+      R"({"type": "T", "id": "e1", "ts": 42, "data": {"k": "k1", "a": {"b": {"c": [1, "two"]}},
     "list": [10, 20], "whole": 3.0, "price": 2.5, "flag": true, "when": 1700000000123, "x/y": "s", "nope": null}})";
   Status st = typed.ApplyValue(value, 3, 7, &ts);
   ASSERT_TRUE(st.ok()) << st.ToString();
@@ -202,8 +205,8 @@ TEST(DeclarativeProjection, ApplyValueReadsEventsAsDecodeEventValueDoes) {
   EXPECT_EQ(rows[0].offset, 7);
   ASSERT_FALSE(rows[0].deleted);
   std::vector<std::optional<std::string>> expected = {
-      R"({"c":[1,"two"]})", "20", "3", "2.5", "true", "2023-11-14 22:13:20.123+00", R"({"b":{"c":[1,"two"]}})",
-      "s", std::nullopt, "T", "e1"};
+      R"({"c":[1,"two"]})",       "20", "3",          "2.5", "true", "2023-11-14 22:13:20.123+00",
+      R"({"b":{"c":[1,"two"]}})", "s",  std::nullopt, "T",   "e1"};
   EXPECT_EQ(rows[0].values, expected);
 
   // `where` compares other JSON types by value: false leaves the view.
@@ -231,9 +234,12 @@ TEST(ViewSpec, CppViewNamesARegisteredProjectionAndTakesNoEventFilters) {
   EXPECT_EQ((*made)->table().view_name, "stock_levels");
 
   auto missing = ParseViewSpecs(nlohmann::ordered_json::parse(R"([{"name": "x", "kind": "cpp"}])"), "v");
-  EXPECT_NE(missing.status().message().find("v[0](x).projection"), std::string::npos) << missing.status().ToString();
-  auto filtered = ParseViewSpecs(
-      nlohmann::ordered_json::parse(R"([{"name": "x", "kind": "cpp", "projection": "p", "event_types": ["A"]}])"), "v");
+  EXPECT_NE(missing.status().message().find("v[0](x).projection"), std::string::npos)
+      << missing.status().ToString();
+  auto filtered =
+      ParseViewSpecs(nlohmann::ordered_json::parse(
+                         R"([{"name": "x", "kind": "cpp", "projection": "p", "event_types": ["A"]}])"),
+                     "v");
   EXPECT_FALSE(filtered.ok());
 
   // Unknown, or registered under another view's name: refused, saying what is registered.
@@ -244,9 +250,13 @@ TEST(ViewSpec, CppViewNamesARegisteredProjectionAndTakesNoEventFilters) {
   EXPECT_EQ(not_made.status().message(),
             "view seats: projection: no C++ projection named \"seats\"; registered: stock_levels");
   auto renamed = ParseViewSpecs(
-      nlohmann::ordered_json::parse(R"([{"name": "levels", "kind": "cpp", "projection": "stock_levels"}])"), "v");
+      nlohmann::ordered_json::parse(R"([{"name": "levels", "kind": "cpp", "projection": "stock_levels"}])"),
+      "v");
   ASSERT_TRUE(renamed.ok());
-  EXPECT_NE(MakeViewProjection((*renamed)[0], StockProjections()).status().message().find("writes the view \"stock_levels\""),
+  EXPECT_NE(MakeViewProjection((*renamed)[0], StockProjections())
+                .status()
+                .message()
+                .find("writes the view \"stock_levels\""),
             std::string::npos);
 }
 

@@ -19,7 +19,8 @@ TEST(WritePipeline, RunsWritesInOrderOnOneThreadBesideTheCaller) {
       threads.push_back(std::this_thread::get_id());
       return i == 3 ? Status::Unavailable("store down") : Status::Ok();
     }));
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(done[i].get().code(), i == 3 ? StatusCode::kUnavailable : StatusCode::kOk);
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(done[i].get().code(), i == 3 ? StatusCode::kUnavailable : StatusCode::kOk);
   EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4}));
   for (const auto& id : threads) {
     EXPECT_EQ(id, threads[0]);

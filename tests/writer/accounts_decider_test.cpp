@@ -1,8 +1,8 @@
-#include "writer/accounts.h"
-
 #include <gtest/gtest.h>
 
 #include <random>
+
+#include "writer/accounts.h"
 
 namespace freshet {
 namespace {
@@ -147,8 +147,8 @@ TEST_F(AccountsDecider, DroppedOverlayLeavesStateUntouched) {
 }
 
 TEST_F(AccountsDecider, EvolveTakesTheBalanceFromTheEvent) {
-  Event e{"MoneyDeposited", "", 0,
-          {{"account", "a1"}, {"amount", 5}, {"balance", 12}, {"overdraft_limit", 3}}};
+  Event e{
+      "MoneyDeposited", "", 0, {{"account", "a1"}, {"amount", 5}, {"balance", 12}, {"overdraft_limit", 3}}};
   EXPECT_EQ(AccountsDomain::EntityKeyOf(e), "a1");
   ::freshet::Account after = AccountsDomain::Evolve({}, e);
   EXPECT_TRUE(after.opened);

@@ -1,16 +1,18 @@
-#include "writer/inventory.h"
-
 #include <gtest/gtest.h>
 
 #include <random>
+
+#include "writer/inventory.h"
 
 namespace freshet {
 namespace {
 
 nlohmann::json Cmd(const std::string& type, int64_t qty, bool from_reservation = false) {
   nlohmann::json c = {{"type", type}, {"store", "s1"}, {"sku", "A"}};
-  if (type == "adjust") c["counted"] = qty;
-  else c["qty"] = qty;
+  if (type == "adjust")
+    c["counted"] = qty;
+  else
+    c["qty"] = qty;
   if (from_reservation) c["from_reservation"] = true;
   return c;
 }
@@ -69,13 +71,18 @@ TEST_F(InventoryDecider, RefusesCountBelowReserved) {
 }
 
 TEST_F(InventoryDecider, MalformedCommandsNameTheField) {
-  EXPECT_NE(Run({{"type", "sell"}, {"store", "s1"}, {"sku", "A"}}).message().find("qty: required"), std::string::npos);
-  EXPECT_NE(Run({{"type", "sell"}, {"store", "s1"}, {"sku", "A"}, {"qty", "2"}}).message().find("qty: expected an integer"),
+  EXPECT_NE(Run({{"type", "sell"}, {"store", "s1"}, {"sku", "A"}}).message().find("qty: required"),
             std::string::npos);
-  EXPECT_NE(Run({{"type", "sell"}, {"store", "s1"}, {"sku", "A"}, {"qty", -1}}).message().find("qty"), std::string::npos);
+  EXPECT_NE(Run({{"type", "sell"}, {"store", "s1"}, {"sku", "A"}, {"qty", "2"}})
+                .message()
+                .find("qty: expected an integer"),
+            std::string::npos);
+  EXPECT_NE(Run({{"type", "sell"}, {"store", "s1"}, {"sku", "A"}, {"qty", -1}}).message().find("qty"),
+            std::string::npos);
   EXPECT_NE(Run({{"type", "steal"}, {"store", "s1"}, {"sku", "A"}}).message().find("unknown command type"),
             std::string::npos);
-  EXPECT_NE(Run({{"type", "sell"}, {"sku", "A"}, {"qty", 1}}).message().find("store: required"), std::string::npos);
+  EXPECT_NE(Run({{"type", "sell"}, {"sku", "A"}, {"qty", 1}}).message().find("store: required"),
+            std::string::npos);
 }
 
 TEST_F(InventoryDecider, DroppedOverlayLeavesStateUntouched) {
@@ -96,7 +103,8 @@ TEST_F(InventoryDecider, RandomSequencesKeepInvariants) {
   const char* types[] = {"receive", "reserve", "release", "sell", "adjust"};
   for (int i = 0; i < 20000; ++i) {
     std::string type = types[rng() % 5];
-    nlohmann::json c = Cmd(type, static_cast<int64_t>(rng() % 12) + (type == "adjust" ? 0 : 1), rng() % 3 == 0);
+    nlohmann::json c =
+        Cmd(type, static_cast<int64_t>(rng() % 12) + (type == "adjust" ? 0 : 1), rng() % 3 == 0);
     if (rng() % 2) c["sku"] = "B";
     nlohmann::json before_a = state_.EntityJson("s1", "A"), before_b = state_.EntityJson("s1", "B");
     Status st = Run(c);
