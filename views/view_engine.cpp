@@ -387,7 +387,7 @@ Status ViewEngine::MaybeSwapIn() {
   return Status::Ok();
 }
 
-Status ViewEngine::Run(const std::atomic<bool>& stop) {
+Status ViewEngine::Connect() {
   const std::string& view = projection_->table().view_name;
   KafkaClientOptions kafka = options_.kafka;
   kafka.properties["session.timeout.ms"] = std::to_string(options_.session_timeout_ms);
@@ -415,27 +415,168 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
     PublishStatus();  // with the partitions that lost their beginning
     return log;
   }
-  FRESHET_RETURN_IF_ERROR(consumer_->Subscribe(
+  return consumer_->Subscribe(
       options_.topic, [this](std::vector<TopicPartitionOffset>& a) { return OnAssign(a); },
-      [this](const std::vector<TopicPartitionOffset>& r) { OnRevoke(r); }));
+      [this](const std::vector<TopicPartitionOffset>& r) { OnRevoke(r); });
+}
 
-  auto backoff = std::chrono::milliseconds(100);
-  while (!stop.load()) {
-    auto wait = std::chrono::milliseconds(100);
-    if (pending_events_ > 0) {
-      auto due = oldest_pending_ + options_.flush_interval;
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due - clock_.Now());
-      // Caught up means no message within a moment: then flush at once
-      // instead of waiting out the interval (freshness).
-      wait = std::max(std::chrono::milliseconds(0), std::min({wait, left, std::chrono::milliseconds(2)}));
+std::chrono::milliseconds ViewEngine::PollWait() const {
+  auto wait = std::chrono::milliseconds(100);
+  if (pending_events_ > 0) {
+    auto due = oldest_pending_ + options_.flush_interval;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(due - clock_.Now());
+    // Caught up means no message within a moment: then flush at once
+    // instead of waiting out the interval (freshness).
+    wait = std::max(std::chrono::milliseconds(0), std::min({wait, left, std::chrono::milliseconds(2)}));
+  }
+  if (options_.feed) wait = std::min(wait, options_.feed->TimeUntilDue());
+  // Notice a finished write soon: its rows are visible, its status and
+  // feed changes should be too.
+  if (in_flight_) wait = std::min(wait, std::chrono::milliseconds(1));
+  return wait;
+}
+
+Status ViewEngine::LandWriteInFlight(Consumer::PollOutcome outcome) {
+  Status failed;
+  // Idle, a finished write, or snapshots to serve (they read the store):
+  // land the write in flight.
+  bool idle = outcome != Consumer::PollOutcome::kMessage && pending_events_ == 0;
+  if (in_flight_ && (idle || WriteDone() || (options_.feed && options_.feed->snapshots_wanted())))
+    failed = FinishFlush();
+  if (rewind_needed_) {
+    rewind_needed_ = false;
+    if (failed.ok()) failed = Status::Unavailable("a flush failed during a rebalance");
+  }
+  if (failed.ok() && idle) {
+    PublishStatus();
+    AnnounceServing();
+    Status swap = MaybeSwapIn();
+    if (!swap.ok()) spdlog::warn("view {}: {}", projection_->table().view_name, swap.message());
+  }
+  // Snapshots read the store: only with no write in flight, so that they
+  // hold exactly the flushes the feed has been handed.
+  if (options_.feed) options_.feed->Tick(in_flight_ ? nullptr : store_.get(), stored_next_);
+  return failed;
+}
+
+ViewEngine::Applied ViewEngine::ApplyRecord(const RawRecord& message, const std::atomic<bool>& stop,
+                                            Status* stopped) {
+  const std::string& view = projection_->table().view_name;
+  int32_t partition = message.partition;
+  at_end_[partition] = false;
+  if (!pending_next_.count(partition)) return Applied::kNothing;  // a message from before a revoke
+  if (stage_shares_) StageShares(partition);
+  int64_t event_ts = 0;
+  bool skipped = false;
+  Status st;
+  try {
+    if (decoder_) {
+      SourceRecord record;
+      st = decoder_->Decode(message, &record);
+      // Only a schema registry that cannot be asked says kUnavailable.
+      if (st.code() == StatusCode::kUnavailable) {
+        WaitForRegistry(st, stop);
+        return Applied::kNothing;
+      }
+      if (!waiting_for_.empty()) {
+        spdlog::info("view {}: the schema registry answers again", view);
+        waiting_for_.clear();
+        registry_backoff_ = std::chrono::milliseconds(100);
+        PublishStatus();
+      }
+      event_ts = record.ts_ms;
+      skipped = st.ok() && record.change == SourceRecord::Change::kSkip;
+      if (st.ok() && !skipped) st = projection_->ApplyRecord(record);
+    } else {
+      st = projection_->ApplyValue(message.value.value_or(std::string_view()), partition, message.offset,
+                                   &event_ts);
     }
-    if (options_.feed) wait = std::min(wait, options_.feed->TimeUntilDue());
-    // Notice a finished write soon: its rows are visible, its status and
-    // feed changes should be too.
-    if (in_flight_) wait = std::min(wait, std::chrono::milliseconds(1));
+  } catch (const std::exception& e) {
+    // One record must not take the process down (and again after every
+    // restart): it is a bad record like any other.
+    st = Status::InvalidArgument(std::string("could not apply the record: ") + e.what());
+  }
+  if (!st.ok()) {
+    if (options_.stop_on_error) {
+      // Stop before the bad event: what came before it is still written.
+      pending_next_[partition] = message.offset;
+      Status flushed = Flush();
+      std::string reason = "stopped at partition " + std::to_string(partition) + " offset " +
+                           std::to_string(message.offset) + ": " + st.message();
+      spdlog::error("view {}: {}", view, reason);
+      (void)consumer_->Close();
+      if (!flushed.ok()) spdlog::warn("view {}: final flush failed: {}", view, flushed.message());
+      *stopped = Status::InvalidArgument("view " + view + " " + reason);
+      return Applied::kStopped;
+    }
+    Status dl = DeadLetter(message, st.message());
+    if (!dl.ok()) {
+      spdlog::warn("view {}: {}; rewinding", view, dl.message());
+      DropPending();
+      pending_events_ = 0;
+      (void)Rewind();
+      return Applied::kNothing;
+    }
+    spdlog::warn("view {}: partition {} offset {}: dead-lettered: {}", view, partition, message.offset,
+                 st.message());
+  } else if (!skipped) {
+    metrics_.events.Add();
+    int64_t ts = event_ts > 0 ? event_ts : message.timestamp_ms;
+    if (pending_event_times_.size() < 4096) pending_event_times_.push_back(ts);
+  }
+  if (pending_events_ == 0) oldest_pending_ = clock_.Now();
+  pending_next_[partition] = message.offset + 1;
+  ++pending_events_;
+  return Applied::kPending;
+}
+
+Status ViewEngine::FlushIfDue(Consumer::PollOutcome outcome, Status failed, const std::atomic<bool>& stop) {
+  // A flush is due when the batch is full, when the oldest pending event
+  // has waited flush_interval, or when nothing more is there to read.
+  bool due = pending_events_ > 0 &&
+             (pending_events_ >= options_.max_batch_events || outcome == Consumer::PollOutcome::kTimeout ||
+              clock_.Now() >= oldest_pending_ + options_.flush_interval);
+  if (!due && failed.ok()) return Status::Ok();
+  if (failed.ok() && in_flight_ && !WriteDone() &&
+      projection_->pending_rows() + staged_rows_.size() < options_.max_batch_events)
+    return Status::Ok();  // keep applying while the store writes (see max_batch_events)
+  // Land the previous write, then start this one: at most one in flight.
+  Status st = failed;
+  if (st.ok()) st = FinishFlush();
+  if (st.ok()) st = StartFlush();
+  if (st.ok()) {
+    flush_backoff_ = std::chrono::milliseconds(100);
+    return Status::Ok();
+  }
+  if (Status current = store_->StillCurrent(); current.code() == StatusCode::kConflict) {
+    // Our table was swapped out by a rebuild: the runner reopens the
+    // store, which follows the new table from its stored offsets.
+    (void)FinishFlush();
+    pending_events_ = 0;
+    DropPending();
+    (void)consumer_->Close();
+    return current;
+  }
+  const std::string& view = projection_->table().view_name;
+  spdlog::warn("view {}: flush failed, rewinding to the stored offsets: {}", view, st.message());
+  for (;;) {
+    std::this_thread::sleep_for(flush_backoff_);  // the store is down; do not spin on it
+    flush_backoff_ = std::min(flush_backoff_ * 2, std::chrono::milliseconds(5000));
+    Status rw = Rewind();
+    if (rw.ok() || stop.load()) break;
+    spdlog::warn("view {}: rewind failed: {}", view, rw.message());
+  }
+  return Status::Ok();
+}
+
+Status ViewEngine::Run(const std::atomic<bool>& stop) {
+  const std::string& view = projection_->table().view_name;
+  FRESHET_RETURN_IF_ERROR(Connect());
+  flush_backoff_ = std::chrono::milliseconds(100);
+  while (!stop.load()) {
     RawRecord message;
     int32_t eof_partition = -1;
-    auto outcome = consumer_->Poll(wait, &message, &eof_partition);
+    auto outcome = consumer_->Poll(PollWait(), &message, &eof_partition);
     if (!outcome.ok()) {
       if (consumer_->assignment_failed()) {
         // The store was unreachable during assignment: we hold no partitions.
@@ -448,125 +589,15 @@ Status ViewEngine::Run(const std::atomic<bool>& stop) {
     }
     if (*outcome == Consumer::PollOutcome::kPartitionEnd && pending_next_.count(eof_partition))
       at_end_[eof_partition] = true;
-    Status failed;
-    // Idle, a finished write, or snapshots to serve (they read the store):
-    // land the write in flight.
-    bool idle = *outcome != Consumer::PollOutcome::kMessage && pending_events_ == 0;
-    if (in_flight_ && (idle || WriteDone() || (options_.feed && options_.feed->snapshots_wanted())))
-      failed = FinishFlush();
-    if (rewind_needed_) {
-      rewind_needed_ = false;
-      if (failed.ok()) failed = Status::Unavailable("a flush failed during a rebalance");
-    }
-    if (failed.ok() && idle) {
-      PublishStatus();
-      AnnounceServing();
-      Status swap = MaybeSwapIn();
-      if (!swap.ok()) spdlog::warn("view {}: {}", view, swap.message());
-    }
-    // Snapshots read the store: only with no write in flight, so that they
-    // hold exactly the flushes the feed has been handed.
-    if (options_.feed) options_.feed->Tick(in_flight_ ? nullptr : store_.get(), stored_next_);
+    Status failed = LandWriteInFlight(*outcome);
     if (failed.ok() && *outcome == Consumer::PollOutcome::kMessage) {
-      int32_t partition = message.partition;
-      at_end_[partition] = false;
-      if (!pending_next_.count(partition)) continue;  // a message from before a revoke
-      if (stage_shares_) StageShares(partition);
-      int64_t event_ts = 0;
-      bool skipped = false;
-      Status st;
-      try {
-        if (decoder_) {
-          SourceRecord record;
-          st = decoder_->Decode(message, &record);
-          // Only a schema registry that cannot be asked says kUnavailable.
-          if (st.code() == StatusCode::kUnavailable) {
-            WaitForRegistry(st, stop);
-            continue;
-          }
-          if (!waiting_for_.empty()) {
-            spdlog::info("view {}: the schema registry answers again", view);
-            waiting_for_.clear();
-            registry_backoff_ = std::chrono::milliseconds(100);
-            PublishStatus();
-          }
-          event_ts = record.ts_ms;
-          skipped = st.ok() && record.change == SourceRecord::Change::kSkip;
-          if (st.ok() && !skipped) st = projection_->ApplyRecord(record);
-        } else {
-          st = projection_->ApplyValue(message.value.value_or(std::string_view()), partition, message.offset,
-                                       &event_ts);
-        }
-      } catch (const std::exception& e) {
-        // One record must not take the process down (and again after every
-        // restart): it is a bad record like any other.
-        st = Status::InvalidArgument(std::string("could not apply the record: ") + e.what());
-      }
-      if (!st.ok()) {
-        if (options_.stop_on_error) {
-          // Stop before the bad event: what came before it is still written.
-          pending_next_[partition] = message.offset;
-          Status flushed = Flush();
-          std::string reason = "stopped at partition " + std::to_string(partition) + " offset " +
-                               std::to_string(message.offset) + ": " + st.message();
-          spdlog::error("view {}: {}", view, reason);
-          (void)consumer_->Close();
-          if (!flushed.ok()) spdlog::warn("view {}: final flush failed: {}", view, flushed.message());
-          return Status::InvalidArgument("view " + view + " " + reason);
-        }
-        Status dl = DeadLetter(message, st.message());
-        if (!dl.ok()) {
-          spdlog::warn("view {}: {}; rewinding", view, dl.message());
-          DropPending();
-          pending_events_ = 0;
-          (void)Rewind();
-          continue;
-        }
-        spdlog::warn("view {}: partition {} offset {}: dead-lettered: {}", view, partition, message.offset,
-                     st.message());
-      } else if (!skipped) {
-        metrics_.events.Add();
-        int64_t ts = event_ts > 0 ? event_ts : message.timestamp_ms;
-        if (pending_event_times_.size() < 4096) pending_event_times_.push_back(ts);
-      }
-      if (pending_events_ == 0) oldest_pending_ = clock_.Now();
-      pending_next_[partition] = message.offset + 1;
-      ++pending_events_;
+      Status stopped;
+      Applied applied = ApplyRecord(message, stop, &stopped);
+      if (applied == Applied::kStopped) return stopped;
+      if (applied == Applied::kNothing) continue;
     }
-    // A flush is due when the batch is full, when the oldest pending event
-    // has waited flush_interval, or when nothing more is there to read.
-    bool due = pending_events_ > 0 &&
-               (pending_events_ >= options_.max_batch_events || *outcome == Consumer::PollOutcome::kTimeout ||
-                clock_.Now() >= oldest_pending_ + options_.flush_interval);
-    if (!due && failed.ok()) continue;
-    if (failed.ok() && in_flight_ && !WriteDone() &&
-        projection_->pending_rows() + staged_rows_.size() < options_.max_batch_events)
-      continue;  // keep applying while the store writes (see max_batch_events)
-    // Land the previous write, then start this one: at most one in flight.
-    Status st = failed;
-    if (st.ok()) st = FinishFlush();
-    if (st.ok()) st = StartFlush();
-    if (st.ok()) {
-      backoff = std::chrono::milliseconds(100);
-      continue;
-    }
-    if (Status current = store_->StillCurrent(); current.code() == StatusCode::kConflict) {
-      // Our table was swapped out by a rebuild: the runner reopens the
-      // store, which follows the new table from its stored offsets.
-      (void)FinishFlush();
-      pending_events_ = 0;
-      DropPending();
-      (void)consumer_->Close();
-      return current;
-    }
-    spdlog::warn("view {}: flush failed, rewinding to the stored offsets: {}", view, st.message());
-    for (;;) {
-      std::this_thread::sleep_for(backoff);  // the store is down; do not spin on it
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
-      Status rw = Rewind();
-      if (rw.ok() || stop.load()) break;
-      spdlog::warn("view {}: rewind failed: {}", view, rw.message());
-    }
+    if (Status flushed = FlushIfDue(*outcome, failed, stop); flushed.code() == StatusCode::kConflict)
+      return flushed;
   }
   Status st = Flush();
   if (!st.ok()) spdlog::warn("view {}: final flush failed: {}", view, st.message());

@@ -120,6 +120,24 @@ class ViewEngine {
   ViewStatus Snapshot() const;
 
  private:
+  // Run's steps. Connect: the consumer, the log check, the subscription.
+  Status Connect();
+  // How long the next poll may wait: less while a flush or feed frame is due.
+  std::chrono::milliseconds PollWait() const;
+  // Lands the write in flight when it is done (or must be: idle, snapshots
+  // wanted), publishes the status when idle, and ticks the feed. Non-OK: a
+  // write failed, rewind.
+  Status LandWriteInFlight(Consumer::PollOutcome outcome);
+  enum class Applied { kPending, kNothing, kStopped };
+  // Applies one record to the projection (or dead-letters it). kNothing:
+  // nothing joined the batch (a revoked partition's record, a registry
+  // wait, a rewind); kStopped: stop_on_error, `*stopped` says why.
+  Applied ApplyRecord(const RawRecord& record, const std::atomic<bool>& stop, Status* stopped);
+  // Starts a flush when one is due; after a failed one, rewinds to the
+  // stored offsets (with backoff). kConflict: a rebuild swapped the table
+  // out, Run returns it.
+  Status FlushIfDue(Consumer::PollOutcome outcome, Status failed, const std::atomic<bool>& stop);
+
   Status OnAssign(std::vector<TopicPartitionOffset>& assigned);
   void OnRevoke(const std::vector<TopicPartitionOffset>& revoked);
   // For a store of partition shares: the projection's pending rows are of
@@ -196,6 +214,7 @@ class ViewEngine {
   std::map<int32_t, int64_t> log_first_;  // every partition's first offset, at start
   std::string waiting_for_;               // see ViewStatus::waiting_for
   std::chrono::milliseconds registry_backoff_{100};
+  std::chrono::milliseconds flush_backoff_{100};  // between rewinds while the store is down
 
   // The one batch being written while the next is applied.
   struct InFlightWrite {
