@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "live/change_feed.h"
 #include "views/rocksdb_view_store.h"
 #include "web/assets.h"
 
@@ -166,16 +167,12 @@ void ViewHttpApi::HandleRows(SupervisedView& view, const HttpRequest& req, HttpR
     query.limit = static_cast<size_t>(n);
   }
   if (auto m = req.query.find("min_offset"); m != req.query.end()) {
-    auto colon = m->second.find(':');
-    char* end1 = nullptr;
-    char* end2 = nullptr;
-    std::string p = m->second.substr(0, colon),
-                o = colon == std::string::npos ? "" : m->second.substr(colon + 1);
-    query.wait_partition = static_cast<int32_t>(std::strtol(p.c_str(), &end1, 10));
-    query.wait_offset = std::strtoll(o.c_str(), &end2, 10);
-    if (p.empty() || o.empty() || *end1 != '\0' || *end2 != '\0' || query.wait_partition < 0 ||
-        query.wait_offset < 0)
+    // The feeds' parser, for exactly one pair.
+    auto pair = ParseFeedOffsets(m->second);
+    if (!pair.ok() || pair->size() != 1 || m->second.find(',') != std::string::npos)
       return reply(ErrorResponse(400, "min_offset: expected partition:offset, e.g. 3:1042"));
+    query.wait_partition = pair->begin()->first;
+    query.wait_offset = pair->begin()->second;
   }
   // partitions=1,5,9: another view process asks for this one's shares of
   // the partitions it serves (ScaleOutReads).
