@@ -5,6 +5,7 @@
 #include <atomic>
 #include <future>
 #include <memory>
+#include <thread>
 
 namespace freshet {
 namespace {
@@ -65,6 +66,10 @@ TEST(OffsetWaiters, TimesOutAtTheDeadlineWithoutAnyCommit) {
   EXPECT_EQ(quick.Get().code(), StatusCode::kTimeout);
   EXPECT_GE(steady_clock::now() - start, std::chrono::milliseconds(50));
   EXPECT_FALSE(slow.Answered());
+  // The count drops when the waiters' thread ends its pass, just after it
+  // answered the quick one.
+  auto until = steady_clock::now() + std::chrono::seconds(5);
+  while (waiters.held() != 1u && steady_clock::now() < until) std::this_thread::yield();
   EXPECT_EQ(waiters.held(), 1u);
 }
 
