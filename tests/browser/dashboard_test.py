@@ -334,7 +334,7 @@ def check_figures_under_load(browser, views_url, writer_url, args, view="stock_l
     the page 1.5 s late, the page's figures for one view agree with what
     GET /views says over the same seconds:
       - last flush: never older than the oldest flush /views showed (asked
-        every 50 ms over the same seconds), plus 500 ms;
+        every 50 ms over the same seconds), plus 1 s (less than the lateness);
       - events/s: the median of the page's figures within 30% (or 10 events/s)
         of the rate of /views' `events` counter over its `now_ms`, and none
         above twice that (plus 10);
@@ -360,10 +360,13 @@ def check_figures_under_load(browser, views_url, writer_url, args, view="stock_l
 
         def sample_ages():
             while not sampling.is_set():
-                _, answer = http_json("GET", views_url + "/views" + (f"?token={args.token}" if args.token else ""))
-                for v in answer.get("views", []):
-                    if v["view"] == view and v.get("store") == store and v.get("last_flush_ms"):
-                        every_age.append(v["now_ms"] - v["last_flush_ms"])
+                try:
+                    _, answer = http_json("GET", views_url + "/views" + (f"?token={args.token}" if args.token else ""))
+                    for v in answer.get("views", []):
+                        if v.get("view") == view and v.get("store") == store and v.get("last_flush_ms"):
+                            every_age.append(v["now_ms"] - v["last_flush_ms"])
+                except (OSError, ValueError, AttributeError, KeyError):
+                    pass  # one lost sample; the next one is 50 ms away
                 sampling.wait(0.05)
 
         sampler = threading.Thread(target=sample_ages, daemon=True)
@@ -390,9 +393,13 @@ def check_figures_under_load(browser, views_url, writer_url, args, view="stock_l
     server_rate = (server[-1]["events"] - server[0]["events"]) * 1000 / span
     page_rates = [float(p["eps"]) for p in page if p["eps"] not in (None, "", "—")]
     print(f"under {rate} commands/s for {span / 1000:.1f} s: /views {server_rate:.0f} events/s, flush ages "
-          f"{min(server_ages)}-{max(server_ages)} ms; page events/s {page_rates}, flush ages "
+          f"{min(server_ages)}-{max(server_ages)} ms ({len(server_ages)} samples); page events/s {page_rates}, flush ages "
           f"{min(page_ages):.0f}-{max(page_ages):.0f} ms, event -> visible {page[-1]['p99']!r}")
-    if max(page_ages) > max(server_ages) + 500:
+    # The margin stays below the page's 1.5 s lateness: a page that added
+    # its own delay to the age would still fail. Below it, a loaded machine
+    # (this check runs late in the suite) stalls a view's flushes for up to
+    # ~850 ms between two samples of /views.
+    if max(page_ages) > max(server_ages) + 1000:
         raise Failure(f"the page showed a flush {max(page_ages):.0f} ms old; /views never showed one older than "
                       f"{max(server_ages)} ms over the same seconds")
     if not page_rates:
