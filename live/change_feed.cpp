@@ -55,6 +55,16 @@ Result<std::map<int32_t, int64_t>> ParseFeedOffsets(const std::string& text) {
   return out;
 }
 
+nlohmann::json FeedHello(const std::string& view, const std::string& store, const TableSpec& table) {
+  nlohmann::json keys = nlohmann::json::array(), columns = nlohmann::json::array();
+  for (const auto& c : table.key_columns) {
+    keys.push_back(c.name);
+    columns.push_back(c.name);
+  }
+  for (const auto& c : table.value_columns) columns.push_back(c.name);
+  return {{"type", "hello"}, {"view", view}, {"store", store}, {"key_columns", keys}, {"columns", columns}};
+}
+
 nlohmann::json FeedOffsetsJson(const std::map<int32_t, int64_t>& offsets) {
   nlohmann::json out = nlohmann::json::object();
   for (const auto& [p, next] : offsets) out[std::to_string(p)] = std::max<int64_t>(next, 0);
@@ -86,16 +96,7 @@ ChangeFeed::ChangeFeed(std::string view, std::string store, const TableSpec& tab
       options_(options),
       clock_(options.clock ? *options.clock : SystemClock()),
       metrics_(metrics) {
-  nlohmann::json keys = nlohmann::json::array(), columns = nlohmann::json::array();
-  for (const auto& c : table.key_columns) {
-    keys.push_back(c.name);
-    columns.push_back(c.name);
-  }
-  for (const auto& c : table.value_columns) columns.push_back(c.name);
-  hello_ =
-      nlohmann::json{
-          {"type", "hello"}, {"view", view_}, {"store", store_}, {"key_columns", keys}, {"columns", columns}}
-          .dump();
+  hello_ = FeedHello(view_, store_, table).dump();
 }
 
 ChangeFeed::~ChangeFeed() = default;

@@ -196,6 +196,8 @@ class ChangeFeed {
 
 // Parses "0:120,1:88" (partition:next offset pairs).
 Result<std::map<int32_t, int64_t>> ParseFeedOffsets(const std::string& text);
+// The first message of a feed: the view, its store and its columns.
+nlohmann::json FeedHello(const std::string& view, const std::string& store, const TableSpec& table);
 // {"partition": next offset, ...}, as feed messages carry offsets.
 nlohmann::json FeedOffsetsJson(const std::map<int32_t, int64_t>& offsets);
 // Parses "0,3,7" (the partitions= of a forwarded read or feed).

@@ -36,17 +36,7 @@ class FeedRelays::Relay : public std::enable_shared_from_this<Relay> {
         request_(std::move(request)) {}
 
   void Start() {
-    nlohmann::json keys = nlohmann::json::array(), columns = nlohmann::json::array();
-    for (const auto& c : table_.key_columns) {
-      keys.push_back(c.name);
-      columns.push_back(c.name);
-    }
-    for (const auto& c : table_.value_columns) columns.push_back(c.name);
-    Send({{"type", "hello"},
-          {"view", view_},
-          {"store", "rocksdb"},
-          {"key_columns", keys},
-          {"columns", columns}});
+    Send(FeedHello(view_, "rocksdb", table_));
     resuming_ = request_.from.has_value();
     if (resuming_) next_ = *request_.from;
     StartOver();
@@ -327,13 +317,7 @@ class FeedRelays::Relay : public std::enable_shared_from_this<Relay> {
   nlohmann::json WholeRow(const std::string& key, const std::map<int32_t, nlohmann::json>& shares) const {
     nlohmann::json whole;
     for (const auto& [p, share] : shares) AddShare(table_, share, &whole);
-    nlohmann::json row = nlohmann::json::object();
-    std::vector<std::string> parts = DecodeKey(key);
-    for (size_t i = 0; i < table_.key_columns.size() && i < parts.size(); ++i)
-      row[table_.key_columns[i].name] = TypedColumn(parts[i], table_.key_columns[i].sql_type);
-    if (whole.is_object())
-      for (auto& [column, v] : whole.items()) row[column] = v;
-    return row;
+    return RowWithKey(table_, DecodeKey(key), std::move(whole));
   }
 
   // Applies upstream changes to the shares and sends each whole row on:

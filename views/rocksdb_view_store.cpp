@@ -172,11 +172,8 @@ Status RocksDbViewStore::Write(const std::vector<RowWrite>& rows, const std::vec
 }
 
 RowChange RocksDbViewStore::FullRow(const RowWrite& row, nlohmann::json value) const {
-  RowChange change{row.key, nlohmann::json::object(), row.partition, row.offset, false, nullptr};
-  for (size_t i = 0; i < table_.key_columns.size() && i < row.key.size(); ++i)
-    change.row[table_.key_columns[i].name] = TypedColumn(row.key[i], table_.key_columns[i].sql_type);
-  for (auto& [column, v] : value.items()) change.row[column] = std::move(v);
-  return change;
+  return RowChange{row.key, RowWithKey(table_, row.key, std::move(value)), row.partition, row.offset, false,
+                   nullptr};
 }
 
 Result<std::vector<RowChange>> RocksDbViewStore::ReadRows(const std::string& encoded_prefix, size_t limit) {

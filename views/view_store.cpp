@@ -167,4 +167,14 @@ Result<std::vector<RowChange>> PostgresViewStore::ReadRows(const std::string& en
   return out;
 }
 
+nlohmann::json RowWithKey(const TableSpec& table, const std::vector<std::string>& key,
+                          nlohmann::json values) {
+  nlohmann::json row = nlohmann::json::object();
+  for (size_t i = 0; i < table.key_columns.size() && i < key.size(); ++i)
+    row[table.key_columns[i].name] = TypedColumn(key[i], table.key_columns[i].sql_type);
+  if (values.is_object())
+    for (auto& [column, v] : values.items()) row[column] = std::move(v);
+  return row;
+}
+
 }  // namespace freshet

@@ -33,6 +33,9 @@ struct RowChange {
   nlohmann::json share;
 };
 
+// A whole row as feeds send it: the key columns (typed) and `values`.
+nlohmann::json RowWithKey(const TableSpec& table, const std::vector<std::string>& key, nlohmann::json values);
+
 // A column's text as a JSON value of the column's SQL type: a number for
 // bigint and double precision when the text is one (else the text), true or
 // false for boolean, the parsed value for jsonb, a string otherwise.
