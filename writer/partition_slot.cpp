@@ -30,7 +30,7 @@ double SecondsBetween(std::chrono::steady_clock::time_point from, std::chrono::s
 // have committed all the same: a commit that timed out or failed with an
 // error that does not say "aborted" (the coordinator can die after writing
 // its decision and before answering).
-Status ProduceInOneTransaction(TransactionalProducer& producer, const std::vector<OutgoingMessage>& messages,
+Status ProduceInOneTransaction(SlotProducer& producer, const std::vector<OutgoingMessage>& messages,
                                std::vector<DeliveryReport>& reports, const WriterMetrics& metrics,
                                std::chrono::steady_clock::time_point started, bool* outcome_unknown) {
   *outcome_unknown = false;
@@ -83,10 +83,12 @@ const char* WriterPhaseName(WriterPhase phase) {
   return "unknown";
 }
 
-PartitionSlot::PartitionSlot(PartitionSlotOptions options, const Domain& domain, WriterMetrics metrics)
+PartitionSlot::PartitionSlot(PartitionSlotOptions options, const Domain& domain, WriterMetrics metrics,
+                             SlotEnv& env)
     : options_(std::move(options)),
       domain_(domain),
       metrics_(metrics),
+      env_(env),
       state_(domain.NewState()),
       idempotency_(options_.idempotency_keys) {}
 
@@ -160,6 +162,7 @@ bool PartitionSlot::stopping() {
 
 void PartitionSlot::RequestOwnership() {
   std::lock_guard lock(mu_);
+  ++ownership_requests_;
   if (!want_owner_.exchange(true)) takeover_requested_ = std::chrono::steady_clock::now();
   cv_.notify_all();
 }
@@ -213,16 +216,25 @@ void PartitionSlot::Query(std::string partition_key, std::string entity, QueryDo
 
 void PartitionSlot::Run() {
   recovery_started_ = std::chrono::steady_clock::now();
-  Status st = OpenTail();
-  if (!st.ok()) {
+  Status st = Recover();
+  if (!st.ok() && role_ != Role::kLogIncomplete && !stopping()) {
     spdlog::error("partition {}: cannot tail: {}", options_.partition, st.ToString());
     role_ = Role::kStopped;
     return;
   }
+  while (!stopping()) RunOnce();
+  FailQueued(Status::Unavailable("writer is shutting down"));
+  producers_.clear();
+  if (tail_) (void)tail_->Close();
+  role_ = Role::kStopped;
+}
+
+Status PartitionSlot::Recover() {
+  FRESHET_RETURN_IF_ERROR(OpenTail());
   // Start from the newest snapshot. Without one the state is a replay from
   // offset 0: slower, never wrong, so that is where repeated failures end.
   for (int attempt = 1; !stopping(); ++attempt) {
-    st = LoadSnapshot();
+    Status st = LoadSnapshot();
     if (st.ok()) break;
     ResetState();
     if (attempt == 3) {
@@ -237,62 +249,47 @@ void PartitionSlot::Run() {
   // Check that the log still holds everything after that point before
   // replaying anything.
   for (;;) {
-    st = CheckLogStart();
-    if (st.ok() || st.code() == StatusCode::kConflict || stopping()) break;
+    Status st = CheckLogStart();
+    if (st.ok()) break;
+    if (st.code() == StatusCode::kConflict || stopping()) return st;
     spdlog::warn("partition {}: {}; retrying", options_.partition, st.message());
     std::unique_lock lock(mu_);
     cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
   }
-  if (st.ok())
-    st = tail_->Assign(
-        {{options_.topic, options_.partition, next_offset_ > 0 ? next_offset_ : kOffsetBeginning}});
-  if (!st.ok() && role_ != Role::kLogIncomplete && !stopping()) {
-    spdlog::error("partition {}: cannot tail: {}", options_.partition, st.ToString());
-    role_ = Role::kStopped;
-    return;
-  }
-  while (!stopping()) {
-    Role r = role_.load();
-    if (r == Role::kLogIncomplete) {
-      std::unique_lock lock(mu_);
-      cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
-      continue;
+  return tail_->Assign(options_.topic, options_.partition,
+                       next_offset_ > 0 ? next_offset_ : kOffsetBeginning);
+}
+
+void PartitionSlot::RunOnce() {
+  Role r = role_.load();
+  if (r == Role::kLogIncomplete) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+  } else if (r == Role::kStandby && !want_owner_) {
+    TailOnce(std::chrono::milliseconds(50));
+  } else if (r == Role::kStandby) {
+    Status st = TakeOver();
+    if (st.ok()) return;
+    if (role_ == Role::kLogIncomplete) {
+      producers_.clear();
+      return;
     }
-    if (r == Role::kStandby) {
-      if (!want_owner_) {
-        TailOnce(std::chrono::milliseconds(50));
-        continue;
-      }
-      st = TakeOver();
-      if (!st.ok() && role_ == Role::kLogIncomplete) {
-        producers_.clear();
-        continue;
-      }
-      if (!st.ok()) {
-        spdlog::error("partition {}: takeover failed: {}", options_.partition, st.ToString());
-        if (st.code() == StatusCode::kFenced) want_owner_ = false;  // someone newer owns it
-        BecomeStandby(st.message());
-        std::unique_lock lock(mu_);
-        cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping_; });
-      }
-    } else if (r == Role::kOwner) {
-      if (!want_owner_) {
-        BecomeStandby("ownership released");
-        continue;
-      }
-      ServeOnce();
-    }
+    spdlog::error("partition {}: takeover failed: {}", options_.partition, st.ToString());
+    if (st.code() == StatusCode::kFenced) StopWantingUnlessRequestedSince();  // someone newer owns it
+    BecomeStandby(st.message());
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stopping_; });
+  } else if (r == Role::kOwner && !want_owner_) {
+    BecomeStandby("ownership released");
+  } else if (r == Role::kOwner) {
+    ServeOnce();
   }
-  FailQueued(Status::Unavailable("writer is shutting down"));
-  producers_.clear();
-  if (tail_) (void)tail_->Close();
-  role_ = Role::kStopped;
 }
 
 Status PartitionSlot::OpenTail() {
-  auto consumer = Consumer::Create(options_.kafka, "");
-  if (!consumer.ok()) return consumer.status();
-  tail_ = std::move(consumer.value());
+  auto tail = env_.NewTail(options_.kafka);
+  if (!tail.ok()) return tail.status();
+  tail_ = std::move(tail.value());
   return Status::Ok();
 }
 
@@ -313,8 +310,8 @@ void PartitionSlot::ResetState() {
 Status PartitionSlot::LoadSnapshot() {
   if (!snapshots_enabled()) return Status::Ok();
   auto started = std::chrono::steady_clock::now();
-  auto snapshot = LoadLatestSnapshot(options_.kafka, options_.snapshot_topic, options_.partition,
-                                     std::chrono::seconds(60));
+  auto snapshot = env_.LoadLatestSnapshot(options_.kafka, options_.snapshot_topic, options_.partition,
+                                          std::chrono::seconds(60));
   if (!snapshot.ok()) return snapshot.status();
   if (!snapshot->has_value()) {
     spdlog::info("partition {}: no snapshot in {}; replaying from offset 0", options_.partition,
@@ -376,9 +373,11 @@ Status PartitionSlot::WriteSnapshot() {
                  options_.partition, s.next_offset);
     raise(SIGSTOP);
   }
-  TransactionalProducer& producer = NextProducer();
+  SlotProducer& producer = NextProducer();
   FRESHET_RETURN_IF_ERROR(producer.Begin());
-  Status st = ProduceSnapshot(producer, options_.snapshot_topic, options_.partition, s);
+  Status st = Status::Ok();
+  for (const OutgoingMessage& chunk : SnapshotMessages(options_.snapshot_topic, options_.partition, s))
+    if (st.ok()) st = producer.Produce(chunk, nullptr);
   if (st.ok() && options_.fault == WriterFault::kCrashInSnapshot) {
     st = producer.Flush(kTxnTimeout);
     spdlog::warn(
@@ -407,32 +406,32 @@ Status PartitionSlot::WriteSnapshot() {
   return Status::Ok();
 }
 
-void PartitionSlot::Apply(const KafkaMessage& message) {
-  auto event = DecodeEventValue(message.value());
+void PartitionSlot::Apply(const TailRecord& record) {
+  auto event = DecodeEventValue(record.value);
   if (!event.ok()) {
     // The writer only publishes valid envelopes; anything else was written
     // by someone else and is not part of the state.
-    spdlog::warn("partition {}: offset {}: skipping undecodable event: {}", options_.partition,
-                 message.offset(), event.status().message());
+    spdlog::warn("partition {}: offset {}: skipping undecodable event: {}", options_.partition, record.offset,
+                 event.status().message());
   } else {
     Status st = state_->ApplyCommitted(*event);
     if (!st.ok())
-      spdlog::warn("partition {}: offset {}: {}", options_.partition, message.offset(), st.message());
-    if (!event->id.empty()) idempotency_.Put(event->id, message.offset());
+      spdlog::warn("partition {}: offset {}: {}", options_.partition, record.offset, st.message());
+    if (!event->id.empty()) idempotency_.Put(event->id, record.offset);
   }
-  next_offset_ = message.offset() + 1;
-  applied_offset_ = message.offset();
+  next_offset_ = record.offset + 1;
+  applied_offset_ = record.offset;
   entity_count_ = state_->entity_count();
 }
 
 void PartitionSlot::TailOnce(std::chrono::milliseconds wait) {
-  KafkaMessage message;
-  auto outcome = tail_->Poll(wait, &message);
+  TailRecord record;
+  auto outcome = tail_->Poll(wait, &record);
   if (!outcome.ok()) {
     spdlog::debug("partition {}: tail: {}", options_.partition, outcome.status().message());
     return;
   }
-  if (*outcome == Consumer::PollOutcome::kMessage) Apply(message);
+  if (*outcome == Consumer::PollOutcome::kMessage) Apply(record);
   if (*outcome == Consumer::PollOutcome::kPartitionEnd) ReportRecovered();
 }
 
@@ -455,12 +454,13 @@ Status PartitionSlot::TakeOver() {
   {
     std::lock_guard lock(mu_);
     role_ = Role::kTakingOver;
+    takeover_request_ = ownership_requests_;
   }
   producers_.clear();
   turn_ = 0;
   for (int i = 0; i < std::max(1, options_.producers); ++i) {
     std::string id = options_.transactional_id + (i == 0 ? "" : "." + std::to_string(i));
-    auto producer = TransactionalProducer::Create(options_.kafka, id);
+    auto producer = env_.NewProducer(options_.kafka, id);
     if (!producer.ok()) return producer.status();
     producers_.push_back(std::move(producer.value()));
     // Fences the previous owner's producer with this id: its open
@@ -482,7 +482,7 @@ Status PartitionSlot::TakeOver() {
   // A takeover that replayed many events snapshots them at once, so that the
   // next one does not replay them again.
   FRESHET_RETURN_IF_ERROR(MaybeSnapshot());
-  FRESHET_RETURN_IF_ERROR(tail_->Pause({{options_.topic, options_.partition, 0}}));
+  FRESHET_RETURN_IF_ERROR(tail_->Pause(options_.topic, options_.partition));
   {
     std::lock_guard lock(mu_);
     role_ = Role::kOwner;
@@ -506,11 +506,11 @@ Status PartitionSlot::CatchUp() {
   for (;;) {
     if (stopping()) return Status::Unavailable("stopped while catching up");
     if (std::chrono::steady_clock::now() > deadline) return Status::Timeout("catching up took over 120 s");
-    KafkaMessage message;
-    auto outcome = tail_->Poll(std::chrono::milliseconds(100), &message);
+    TailRecord record;
+    auto outcome = tail_->Poll(std::chrono::milliseconds(100), &record);
     if (!outcome.ok()) continue;
     if (*outcome == Consumer::PollOutcome::kPartitionEnd) return Status::Ok();
-    if (*outcome == Consumer::PollOutcome::kMessage) Apply(message);
+    if (*outcome == Consumer::PollOutcome::kMessage) Apply(record);
   }
 }
 
@@ -518,7 +518,7 @@ Status PartitionSlot::Claim() {
   if (options_.owners_topic.empty()) return Status::Ok();
   // Written with the fencing producer: a claim commits only while we own
   // the transactional.id, so the owners topic never names a zombie last.
-  TransactionalProducer& producer = NextProducer();
+  SlotProducer& producer = NextProducer();
   FRESHET_RETURN_IF_ERROR(producer.Begin());
   OutgoingMessage claim{options_.owners_topic,
                         0,
@@ -545,7 +545,7 @@ void PartitionSlot::BecomeStandby(const std::string& why) {
           metrics_);
   producers_.clear();
   state_->DropPending();
-  (void)tail_->Resume({{options_.topic, options_.partition, 0}});
+  (void)tail_->Resume(options_.topic, options_.partition);
   Status st =
       tail_->Seek(options_.topic, options_.partition, next_offset_ > 0 ? next_offset_ : kOffsetBeginning);
   if (!st.ok()) spdlog::warn("partition {}: standby seek: {}", options_.partition, st.message());
@@ -561,8 +561,8 @@ void PartitionSlot::FailQueued(const Status& status) {
   FailAll(rest, status, metrics_);
 }
 
-TransactionalProducer& PartitionSlot::NextProducer() {
-  TransactionalProducer& producer = *producers_[turn_];
+SlotProducer& PartitionSlot::NextProducer() {
+  SlotProducer& producer = *producers_[turn_];
   turn_ = (turn_ + 1) % producers_.size();
   return producer;
 }
@@ -671,7 +671,7 @@ std::vector<PartitionSlot::CommandOutcome> PartitionSlot::DecideBatch(
 bool PartitionSlot::CommitBatch(std::deque<Work>& batch, const std::vector<OutgoingMessage>& messages,
                                 std::vector<DeliveryReport>& reports,
                                 std::chrono::steady_clock::time_point started) {
-  TransactionalProducer& producer = NextProducer();
+  SlotProducer& producer = NextProducer();
   bool outcome_unknown = false;
   Status st = ProduceInOneTransaction(producer, messages, reports, metrics_, started, &outcome_unknown);
   if (!st.ok() && outcome_unknown) {
@@ -701,12 +701,8 @@ void PartitionSlot::ReloadAfterUnknownCommit(std::deque<Work>& batch, const Stat
   // the slot takes its partition over again: init_transactions makes the
   // coordinator finish or abort the transaction, and the catch-up reads
   // whatever committed (with its command ids) before any retry is answered.
-  state_->DropPending();
-  FailAll(batch,
-          Status::Unavailable("partition " + std::to_string(options_.partition) +
-                              ": the transaction's outcome is unknown (" + why.message() +
-                              "); retry with the same id: it is answered once the log is read again"),
-          metrics_);
+  // The role changes before anyone is answered: a client's retry must not
+  // find the slot still serving from the state the commit may have missed.
   spdlog::warn("partition {}: commit outcome unknown, taking the partition over again: {}",
                options_.partition, why.message());
   {
@@ -714,9 +710,14 @@ void PartitionSlot::ReloadAfterUnknownCommit(std::deque<Work>& batch, const Stat
     takeover_requested_ = std::chrono::steady_clock::now();
   }
   BecomeStandby("commit outcome unknown");  // still wanting ownership: the next turn takes it over
+  FailAll(batch,
+          Status::Unavailable("partition " + std::to_string(options_.partition) +
+                              ": the transaction's outcome is unknown (" + why.message() +
+                              "); retry with the same id: it is answered once the log is read again"),
+          metrics_);
 }
 
-void PartitionSlot::AbandonBatch(std::deque<Work>& batch, TransactionalProducer& producer, Status why) {
+void PartitionSlot::AbandonBatch(std::deque<Work>& batch, SlotProducer& producer, Status why) {
   // Nothing of this batch is acknowledged: the overlay goes, the clients
   // hear "not committed, retry".
   state_->DropPending();
@@ -724,15 +725,17 @@ void PartitionSlot::AbandonBatch(std::deque<Work>& batch, TransactionalProducer&
     Status abort = producer.Abort(kTxnTimeout);
     if (abort.code() == StatusCode::kFenced) why = abort;
   }
-  FailAll(batch,
-          Status::Unavailable("partition " + std::to_string(options_.partition) +
-                              ": not committed, retry: " + why.message()),
-          metrics_);
+  // A fenced slot is a standby before its clients hear "retry", so that the
+  // retry goes to whoever owns the partition now.
   if (why.code() == StatusCode::kFenced) {
     LoseToNewerOwner(why);
   } else {
     spdlog::warn("partition {}: transaction failed, batch dropped: {}", options_.partition, why.message());
   }
+  FailAll(batch,
+          Status::Unavailable("partition " + std::to_string(options_.partition) +
+                              ": not committed, retry: " + why.message()),
+          metrics_);
 }
 
 void PartitionSlot::AnswerBatch(std::deque<Work>& batch, const std::vector<CommandOutcome>& outcomes,
@@ -782,8 +785,23 @@ void PartitionSlot::AnswerBatch(std::deque<Work>& batch, const std::vector<Comma
 void PartitionSlot::LoseToNewerOwner(const Status& why) {
   spdlog::error("partition {}: fenced by a newer owner: {}", options_.partition, why.message());
   if (metrics_.fenced) metrics_.fenced->Add();
-  want_owner_ = false;
+  StopWantingUnlessRequestedSince();
   BecomeStandby("fenced by a newer owner");
+}
+
+void PartitionSlot::StopWantingUnlessRequestedSince() {
+  // An owner blocked in a commit (say its broker hung) can have its
+  // partition revoked, handed to another instance that fences it, and
+  // handed back to it, all before the commit fails. The group's newest word
+  // wins: without this, nobody would take the partition over again until
+  // the next rebalance.
+  std::lock_guard lock(mu_);
+  if (ownership_requests_ != takeover_request_) {
+    spdlog::info("partition {}: fenced, but assigned to this instance again since; taking it over again",
+                 options_.partition);
+    return;
+  }
+  want_owner_ = false;
 }
 
 void PartitionSlot::FailAll(std::deque<Work>& batch, const Status& status, const WriterMetrics& metrics) {

@@ -10,7 +10,9 @@
 //    decided in order against committed + pending state and published in ONE
 //    Kafka transaction per batch (group commit); each is answered only after
 //    the commit. A refused command or an aborted transaction changes nothing.
-//    A fenced owner acknowledges nothing more and falls back to standby.
+//    A fenced owner acknowledges nothing more and falls back to standby;
+//    it takes the partition over again only if the group handed the
+//    partition to it again after its takeover began.
 //  - snapshots: when the domain supports them, the owner writes the
 //    partition's committed state to the snapshot topic every
 //    `snapshot_every_events` events (in a transaction of its fencing
@@ -38,10 +40,10 @@
 #include <thread>
 #include <vector>
 
-#include "core/kafka.h"
 #include "core/metrics.h"
 #include "writer/decider.h"
 #include "writer/idempotency_index.h"
+#include "writer/slot_env.h"
 
 namespace freshet {
 
@@ -138,7 +140,10 @@ class PartitionSlot {
  public:
   enum class Role { kStandby, kTakingOver, kOwner, kLogIncomplete, kStopped };
 
-  PartitionSlot(PartitionSlotOptions options, const Domain& domain, WriterMetrics metrics);
+  // `env` gives the slot its Kafka clients (KafkaSlotEnv() in production);
+  // it must outlive the slot.
+  PartitionSlot(PartitionSlotOptions options, const Domain& domain, WriterMetrics metrics,
+                SlotEnv& env = KafkaSlotEnv());
   ~PartitionSlot();  // Stops and joins.
   PartitionSlot(const PartitionSlot&) = delete;
   PartitionSlot& operator=(const PartitionSlot&) = delete;
@@ -146,7 +151,9 @@ class PartitionSlot {
   void Start();  // begins as a standby, tailing from the first offset
   void Stop();   // answers queued commands with kUnavailable, joins
 
-  // Asynchronous role changes, requested by the group membership.
+  // Asynchronous role changes, requested by the group membership. Each
+  // RequestOwnership is a new word from the group: a fencing that ends an
+  // earlier ownership does not undo it.
   void RequestOwnership();
   void ReleaseOwnership();
 
@@ -177,6 +184,12 @@ class PartitionSlot {
   };
 
   void Run();
+  // From the start to a tail assigned where the state ends: the newest
+  // snapshot loaded and the log checked to hold everything after it.
+  // Non-OK: the slot cannot tail its partition at all.
+  Status Recover();
+  // One turn of the role loop: tail, take over, serve or wait.
+  void RunOnce();
   Status OpenTail();
   // Loads the newest snapshot into the state, if there is one to load.
   Status LoadSnapshot();
@@ -193,12 +206,12 @@ class PartitionSlot {
   // needs were deleted. Puts the slot in kLogIncomplete.
   Status CheckLogStart();
   void TailOnce(std::chrono::milliseconds wait);
-  void Apply(const KafkaMessage& message);
+  void Apply(const TailRecord& record);
   Status TakeOver();
   Status CatchUp();
   Status Claim();
   // The producer for the next transaction (one transaction each, in turn).
-  TransactionalProducer& NextProducer();
+  SlotProducer& NextProducer();
   void ServeOnce();
   // Decides a batch, commits its events in one transaction, answers every
   // command in it, then maybe snapshots.
@@ -215,13 +228,16 @@ class PartitionSlot {
   // may have gone through, after the slot reads the log again).
   bool CommitBatch(std::deque<Work>& batch, const std::vector<OutgoingMessage>& messages,
                    std::vector<DeliveryReport>& reports, std::chrono::steady_clock::time_point started);
-  void AbandonBatch(std::deque<Work>& batch, TransactionalProducer& producer, Status why);
+  void AbandonBatch(std::deque<Work>& batch, SlotProducer& producer, Status why);
   // The commit may have gone through: answer "retry", then take the
   // partition over again so the log says what committed.
   void ReloadAfterUnknownCommit(std::deque<Work>& batch, const Status& why);
   void AnswerBatch(std::deque<Work>& batch, const std::vector<CommandOutcome>& outcomes,
                    const std::vector<DeliveryReport>& reports);
   void BecomeStandby(const std::string& why);
+  // A newer owner fenced this slot: stop wanting the partition, unless the
+  // group asked for it again since this slot's takeover began.
+  void StopWantingUnlessRequestedSince();
   void FailQueued(const Status& status);
   static void FailAll(std::deque<Work>& batch, const Status& status, const WriterMetrics& metrics);
   bool stopping();
@@ -229,14 +245,15 @@ class PartitionSlot {
   PartitionSlotOptions options_;
   const Domain& domain_;
   WriterMetrics metrics_;
+  SlotEnv& env_;
 
   // Owned by the slot's thread.
   std::unique_ptr<DomainState> state_;
   IdempotencyIndex idempotency_;
-  std::unique_ptr<Consumer> tail_;
+  std::unique_ptr<SlotTail> tail_;
   // The partition's fencing producers (options_.producers of them), used in
   // turn; empty unless owner or taking over.
-  std::vector<std::unique_ptr<TransactionalProducer>> producers_;
+  std::vector<std::unique_ptr<SlotProducer>> producers_;
   size_t turn_ = 0;          // index of the producer of the next transaction
   int64_t next_offset_ = 0;  // the next offset the state has not seen
   // Where the events counted towards the next snapshot start: the newest
@@ -253,6 +270,10 @@ class PartitionSlot {
   double recent_batch_commands_ = 2;
   bool stopping_ = false;
   std::string refusal_;
+  // RequestOwnership calls so far, and how many there had been when the
+  // current (or last) takeover began.
+  uint64_t ownership_requests_ = 0;
+  uint64_t takeover_request_ = 0;
 
   std::atomic<bool> want_owner_{false};
   std::atomic<Role> role_{Role::kStandby};

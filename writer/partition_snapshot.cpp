@@ -108,8 +108,9 @@ Result<PartitionSnapshot> DecodeSnapshot(std::string_view bytes) {
   return s;
 }
 
-Status ProduceSnapshot(TransactionalProducer& producer, const std::string& snapshot_topic, int32_t partition,
-                       const PartitionSnapshot& snapshot) {
+std::vector<OutgoingMessage> SnapshotMessages(const std::string& snapshot_topic, int32_t partition,
+                                              const PartitionSnapshot& snapshot) {
+  std::vector<OutgoingMessage> messages;
   std::vector<std::string> chunks = EncodeSnapshotChunks(snapshot, kSnapshotChunkBytes);
   std::string id = std::to_string(snapshot.next_offset) + "@" + snapshot.instance;
   for (size_t i = 0; i < chunks.size(); ++i) {
@@ -120,9 +121,9 @@ Status ProduceSnapshot(TransactionalProducer& producer, const std::string& snaps
     m.value = std::move(chunks[i]);
     m.headers = {{kSnapshotHeader, id},
                  {kChunkHeader, std::to_string(i) + "/" + std::to_string(chunks.size())}};
-    FRESHET_RETURN_IF_ERROR(producer.Produce(m, nullptr));
+    messages.push_back(std::move(m));
   }
-  return Status::Ok();
+  return messages;
 }
 
 Result<std::optional<PartitionSnapshot>> LoadLatestSnapshot(const KafkaClientOptions& options,

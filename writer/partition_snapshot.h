@@ -50,9 +50,10 @@ std::vector<std::string> EncodeSnapshotChunks(const PartitionSnapshot& snapshot,
 // The snapshot from its chunks' bytes, concatenated in order.
 Result<PartitionSnapshot> DecodeSnapshot(std::string_view bytes);
 
-// Queues `snapshot` in `producer`'s open transaction. The caller commits.
-Status ProduceSnapshot(TransactionalProducer& producer, const std::string& snapshot_topic, int32_t partition,
-                       const PartitionSnapshot& snapshot);
+// The records of `snapshot` (its chunks, with their headers), to be
+// produced in one transaction of the partition's fencing producer.
+std::vector<OutgoingMessage> SnapshotMessages(const std::string& snapshot_topic, int32_t partition,
+                                              const PartitionSnapshot& snapshot);
 
 // The newest snapshot of `partition` that committed whole, or nullopt when
 // the partition holds none. Reads only the end of the partition.
