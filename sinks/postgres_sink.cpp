@@ -40,9 +40,14 @@ std::string MergeExpression(const ColumnSpec& c) {
   return "EXCLUDED." + col;
 }
 
-std::string ColumnList(const TableSpec& t) {
+std::string KeyColumnList(const TableSpec& t) {
   std::string out;
   for (const auto& c : t.key_columns) out += (out.empty() ? "" : ", ") + QuoteIdent(c.name);
+  return out;
+}
+
+std::string ColumnList(const TableSpec& t) {
+  std::string out = KeyColumnList(t);
   for (const auto& c : t.value_columns) out += ", " + QuoteIdent(c.name);
   return out;
 }
@@ -300,14 +305,13 @@ Status PostgresSink::StillCurrent() {
 }
 
 Status PostgresSink::Prepare() {
+  BuildStatements();
+  return CreateTable();
+}
+
+void PostgresSink::BuildStatements() {
   const TableSpec& t = table_;
   std::string table = QualifiedTable(t);
-  std::string defs, keys;
-  for (const auto& c : t.key_columns) {
-    defs += (defs.empty() ? "" : ", ") + QuoteIdent(c.name) + " " + c.sql_type + " NOT NULL";
-    keys += (keys.empty() ? "" : ", ") + QuoteIdent(c.name);
-  }
-  for (const auto& c : t.value_columns) defs += ", " + QuoteIdent(c.name) + " " + c.sql_type;
   std::string updates, key_match;
   for (const auto& c : t.value_columns)
     updates += (updates.empty() ? "" : ", ") + QuoteIdent(c.name) + " = " + MergeExpression(c);
@@ -317,7 +321,7 @@ Status PostgresSink::Prepare() {
   delete_sql_ =
       "DELETE FROM " + table + " AS target USING " + QuoteIdent(DeletesName(t)) + " AS d WHERE " + key_match;
   upsert_sql_ = "INSERT INTO " + table + " AS target (" + ColumnList(t) + ") SELECT " + ColumnList(t) +
-                " FROM " + QuoteIdent(StagingName(t)) + " ON CONFLICT (" + keys + ") DO " +
+                " FROM " + QuoteIdent(StagingName(t)) + " ON CONFLICT (" + KeyColumnList(t) + ") DO " +
                 (updates.empty() ? "NOTHING" : "UPDATE SET " + updates);
   returning_sql_.clear();
   merges_ = false;
@@ -327,11 +331,21 @@ Status PostgresSink::Prepare() {
     returning_sql_ += ", target." + QuoteIdent(c.name) + "::text";
     merges_ |= c.merge != Merge::kReplace;
   }
+}
+
+Status PostgresSink::CreateTable() {
+  const TableSpec& t = table_;
+  std::string table = QualifiedTable(t);
+  std::string defs;
+  for (const auto& c : t.key_columns)
+    defs += (defs.empty() ? "" : ", ") + QuoteIdent(c.name) + " " + c.sql_type + " NOT NULL";
+  for (const auto& c : t.value_columns) defs += ", " + QuoteIdent(c.name) + " " + c.sql_type;
   try {
     const std::string process_started = ProcessStartedAt();  // before the transaction: it uses the connection
     pqxx::work tx(*conn_);
     tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLockId) + ")");
-    tx.exec("CREATE TABLE IF NOT EXISTS " + table + " (" + defs + ", PRIMARY KEY (" + keys + "))");
+    tx.exec("CREATE TABLE IF NOT EXISTS " + table + " (" + defs + ", PRIMARY KEY (" + KeyColumnList(t) +
+            "))");
     auto live = tx.exec_params(
         "SELECT table_name, to_regclass(quote_ident($2) || '.' || quote_ident(table_name)) IS NOT NULL, "
         "coalesce(published_at > $3::timestamptz, false), published_at::text "

@@ -69,7 +69,12 @@ class PostgresSink {
 
  private:
   PostgresSink() = default;
+  // The SQL statements for this table, then the table itself.
   Status Prepare();
+  void BuildStatements();
+  // Creates the table and publishes it as the view, or, when another
+  // version of the view is live, registers this one as building beside it.
+  Status CreateTable();
   Status FollowRebuild();
   // The database's now() at this process's first Open (see Open).
   std::string ProcessStartedAt();
