@@ -181,6 +181,15 @@ struct LoadStats {
     std::lock_guard lock(mu);
     return acked.size();
   }
+  // "partition 0: 12, partition 1: 0, ...": which partitions a failed wait
+  // was waiting for.
+  std::string AcksSinceByPartition(Clock::time_point t) {
+    std::string out;
+    for (int p = 0; p < kPartitions; ++p)
+      out += (p ? ", " : "") + std::string("partition ") + std::to_string(p) + ": " +
+             std::to_string(AcksSince(p, t));
+    return out;
+  }
 };
 
 // Sends one command until it is answered 2xx or refused (409), following
@@ -432,7 +441,8 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
           std::thread([&] { restarted = ChaosServices("kafka-node start " + std::to_string(broker)); });
     }
     EXPECT_TRUE(every_partition_acks(start, 20, 90s))
-        << name << ": the writers did not acknowledge on every partition within 90 s";
+        << name << ": the writers did not acknowledge on every partition within 90 s ("
+        << stats.AcksSinceByPartition(start) << ")";
     auto served = Clock::now();
     if (restarter.joinable()) restarter.join();
     EXPECT_TRUE(restarted) << name << ": broker " << broker << " did not start again";
@@ -440,7 +450,8 @@ TEST_F(Chaos, BrokerFaultsUnderLoadLoseAndDuplicateNothing) {
         << name << ": replicas not back in sync";
     auto back = Clock::now();
     EXPECT_TRUE(every_partition_acks(back, 20, 60s))
-        << name << ": no acknowledgements after the broker came back";
+        << name << ": no acknowledgements after the broker came back (" << stats.AcksSinceByPartition(back)
+        << ")";
     std::cout << "[chaos] " << name << ": every partition acknowledged again after " << std::fixed
               << std::setprecision(1) << Seconds(served - start) << " s, broker back in every ISR after "
               << Seconds(back - start) << " s" << std::endl;
