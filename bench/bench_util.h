@@ -80,8 +80,8 @@ inline std::map<int32_t, int64_t> HighWatermarks(const std::string& brokers, con
 
 // The raw baseline: librdkafka read_committed consumption of `topic` from
 // offset 0 to its end, in records/s; the count read goes to `*records`.
-// Offset 0 rather than "beginning": librdkafka 2.0.2 looks "beginning" up
-// and may wait a fixed 500 ms first, which is not consumption.
+// Offset 0 rather than "beginning": librdkafka (2.0.2 and 2.8.0) looks
+// "beginning" up and may wait ~500 ms first, which is not consumption.
 inline double RawConsumeRate(const std::string& brokers, const std::string& topic, int partitions,
                              int64_t* records = nullptr) {
   auto consumer = Consumer::Create({brokers, {}}, "");

@@ -113,8 +113,9 @@ Result<std::unique_ptr<Consumer>> Consumer::Create(const KafkaClientOptions& opt
       {"fetch.error.backoff.ms", "20"},
       {"fetch.wait.max.ms", "50"},
   };
-  // librdkafka 2.0.2 refuses assign() without a group.id ("Unknown group"),
-  // even though an assign-only consumer never joins or commits to it.
+  // librdkafka refuses assign() without a group.id ("Unknown group"), even
+  // though an assign-only consumer never joins or commits to it: 2.0.2 and
+  // 2.8.0 alike (bench/librdkafka-quirks).
   defaults["group.id"] = group_id.empty() ? "freshet-assign-only" : group_id;
   auto conf = MakeKafkaConf(options, defaults);
   if (!conf.ok()) return conf.status();

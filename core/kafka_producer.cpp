@@ -121,10 +121,12 @@ Status TransactionalProducer::Commit(std::chrono::milliseconds timeout) {
 }
 
 Status TransactionalProducer::Abort(std::chrono::milliseconds timeout) {
-  // librdkafka#4849: EndTxn(abort) may overtake the AddPartitionsToTxn of a
-  // produce still in flight and fail fatally with INVALID_TXN_STATE. A
-  // delivered message proves its partition is registered, so flush first;
-  // the flushed messages are aborted with the rest.
+  // librdkafka#4849 (open upstream; not reproduced on loopback by
+  // bench/librdkafka-quirks on 2.0.2 or 2.8.0): EndTxn(abort) may overtake
+  // the AddPartitionsToTxn of a produce still in flight and fail fatally
+  // with INVALID_TXN_STATE. A delivered message proves its partition is
+  // registered, so flush first; the flushed messages are aborted with the
+  // rest.
   rd_kafka_flush(handle_.get(), static_cast<int>(timeout.count()));
   Status st = TxnCall("abort_transaction",
                       rd_kafka_abort_transaction(handle_.get(), static_cast<int>(timeout.count())));
