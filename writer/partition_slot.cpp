@@ -32,23 +32,23 @@ double SecondsBetween(std::chrono::steady_clock::time_point from, std::chrono::s
 // its decision and before answering).
 Status ProduceInOneTransaction(SlotProducer& producer, const std::vector<OutgoingMessage>& messages,
                                std::vector<DeliveryReport>& reports, const WriterMetrics& metrics,
-                               std::chrono::steady_clock::time_point started, bool* outcome_unknown) {
+                               const Clock& clock, std::chrono::steady_clock::time_point started,
+                               bool* outcome_unknown) {
   *outcome_unknown = false;
-  using Clock = std::chrono::steady_clock;
   Status st = producer.Begin();
-  Clock::time_point begun = Clock::now();
+  auto begun = clock.Now();
   metrics.ObservePhase(WriterPhase::kBegin, SecondsBetween(started, begun));
   for (size_t i = 0; st.ok() && i < messages.size(); ++i) st = producer.Produce(messages[i], &reports[i]);
   // Commit would flush too; flushing first tells the produce round trip
   // (with the partition's registration) apart from EndTxn.
   if (st.ok()) st = producer.Flush(kTxnTimeout);
-  Clock::time_point produced = Clock::now();
+  auto produced = clock.Now();
   metrics.ObservePhase(WriterPhase::kProduce, SecondsBetween(begun, produced));
   if (st.ok()) {
     st = producer.Commit(kTxnTimeout);
     *outcome_unknown = !st.ok() && st.code() != StatusCode::kConflict && st.code() != StatusCode::kFenced;
   }
-  metrics.ObservePhase(WriterPhase::kCommit, SecondsBetween(produced, Clock::now()));
+  metrics.ObservePhase(WriterPhase::kCommit, SecondsBetween(produced, clock.Now()));
   for (size_t i = 0; st.ok() && i < reports.size(); ++i)
     if (reports[i].offset < 0) {
       st = Status::Internal("commit succeeded but a delivery report is missing");
@@ -89,6 +89,7 @@ PartitionSlot::PartitionSlot(PartitionSlotOptions options, const Domain& domain,
       domain_(domain),
       metrics_(metrics),
       env_(env),
+      clock_(env.clock()),
       state_(domain.NewState()),
       idempotency_(options_.idempotency_keys) {}
 
@@ -163,7 +164,7 @@ bool PartitionSlot::stopping() {
 void PartitionSlot::RequestOwnership() {
   std::lock_guard lock(mu_);
   ++ownership_requests_;
-  if (!want_owner_.exchange(true)) takeover_requested_ = std::chrono::steady_clock::now();
+  if (!want_owner_.exchange(true)) takeover_requested_ = clock_.Now();
   cv_.notify_all();
 }
 
@@ -180,7 +181,7 @@ void PartitionSlot::Submit(Command command, CommandDone done) {
       Work w;
       w.command = std::move(command);
       w.done = std::move(done);
-      w.queued_at = std::chrono::steady_clock::now();
+      w.queued_at = clock_.Now();
       queue_.push_back(std::move(w));
       if (queue_.size() == 1) oldest_queued_ = w.queued_at;
       // The slot waits for the first command, then (lingering) for a full
@@ -203,7 +204,7 @@ void PartitionSlot::Query(std::string partition_key, std::string entity, QueryDo
       w.query_key = std::move(partition_key);
       w.query_entity = std::move(entity);
       w.query_done = std::move(done);
-      w.queued_at = std::chrono::steady_clock::now();
+      w.queued_at = clock_.Now();
       queue_.push_back(std::move(w));
       if (queue_.size() == 1) oldest_queued_ = w.queued_at;
       cv_.notify_all();
@@ -215,7 +216,7 @@ void PartitionSlot::Query(std::string partition_key, std::string entity, QueryDo
 }
 
 void PartitionSlot::Run() {
-  recovery_started_ = std::chrono::steady_clock::now();
+  recovery_started_ = clock_.Now();
   Status st = Recover();
   if (!st.ok() && role_ != Role::kLogIncomplete && !stopping()) {
     spdlog::error("partition {}: cannot tail: {}", options_.partition, st.ToString());
@@ -309,7 +310,7 @@ void PartitionSlot::ResetState() {
 
 Status PartitionSlot::LoadSnapshot() {
   if (!snapshots_enabled()) return Status::Ok();
-  auto started = std::chrono::steady_clock::now();
+  auto started = clock_.Now();
   auto snapshot = env_.LoadLatestSnapshot(options_.kafka, options_.snapshot_topic, options_.partition,
                                           std::chrono::seconds(60));
   if (!snapshot.ok()) return snapshot.status();
@@ -342,7 +343,7 @@ Status PartitionSlot::LoadSnapshot() {
       "in "
       "{:.3f} s",
       options_.partition, s.next_offset, state_->entity_count(), s.idempotency.size(), s.instance,
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+      std::chrono::duration<double>(clock_.Now() - started).count());
   return Status::Ok();
 }
 
@@ -362,7 +363,7 @@ Status PartitionSlot::MaybeSnapshot() {
 }
 
 Status PartitionSlot::WriteSnapshot() {
-  auto started = std::chrono::steady_clock::now();
+  auto started = clock_.Now();
   PartitionSnapshot s;
   s.next_offset = next_offset_;
   s.instance = options_.instance;
@@ -397,7 +398,7 @@ Status PartitionSlot::WriteSnapshot() {
   }
   snapshot_next_offset_ = s.next_offset;
   snapshot_offset_ = s.next_offset;
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  double seconds = std::chrono::duration<double>(clock_.Now() - started).count();
   if (metrics_.snapshots) metrics_.snapshots->Add();
   if (metrics_.snapshot_seconds) metrics_.snapshot_seconds->Observe(seconds);
   spdlog::info(
@@ -438,8 +439,7 @@ void PartitionSlot::TailOnce(std::chrono::milliseconds wait) {
 void PartitionSlot::ReportRecovered() {
   if (recovered_) return;
   recovered_ = true;
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - recovery_started_).count();
+  double seconds = std::chrono::duration<double>(clock_.Now() - recovery_started_).count();
   if (metrics_.recovery_seconds) metrics_.recovery_seconds->Observe(seconds);
   spdlog::info("partition {}: state recovered up to offset {} ({} entities; snapshot up to {}) in {:.3f} s",
                options_.partition, next_offset_, state_->entity_count(), snapshot_offset_.load(), seconds);
@@ -487,7 +487,7 @@ Status PartitionSlot::TakeOver() {
     std::lock_guard lock(mu_);
     role_ = Role::kOwner;
   }
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - requested).count();
+  double seconds = std::chrono::duration<double>(clock_.Now() - requested).count();
   if (metrics_.takeover_seconds) metrics_.takeover_seconds->Observe(seconds);
   spdlog::info("partition {}: owner from offset {} ({} entities), takeover took {:.3f} s", options_.partition,
                applied_offset_.load(), state_->entity_count(), seconds);
@@ -502,10 +502,10 @@ Status PartitionSlot::CatchUp() {
   // its end now is everything. Seeking makes the consumer report the end anew.
   FRESHET_RETURN_IF_ERROR(
       tail_->Seek(options_.topic, options_.partition, next_offset_ > 0 ? next_offset_ : kOffsetBeginning));
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  auto deadline = clock_.Now() + std::chrono::seconds(120);
   for (;;) {
     if (stopping()) return Status::Unavailable("stopped while catching up");
-    if (std::chrono::steady_clock::now() > deadline) return Status::Timeout("catching up took over 120 s");
+    if (clock_.Now() > deadline) return Status::Timeout("catching up took over 120 s");
     TailRecord record;
     auto outcome = tail_->Poll(std::chrono::milliseconds(100), &record);
     if (!outcome.ok()) continue;
@@ -585,13 +585,19 @@ void PartitionSlot::ServeOnce() {
     // lingering off.
     if (queue_.size() < options_.max_batch && options_.linger.count() > 0 &&
         recent_batch_commands_ > kLingerAboveCommandsPerBatch) {
-      auto linger_started = std::chrono::steady_clock::now();
-      cv_.wait_until(lock, oldest_queued_ + options_.linger,
-                     [&] { return stopping_ || queue_.size() >= options_.max_batch; });
-      metrics_.ObservePhase(WriterPhase::kLinger,
-                            SecondsBetween(linger_started, std::chrono::steady_clock::now()));
+      auto linger_started = clock_.Now();
+      // Waits as long as the environment's clock says is left, then asks it
+      // again: a test's manual clock, not the wall, ends the linger.
+      for (;;) {
+        auto left = oldest_queued_ + options_.linger - clock_.Now();
+        if (left <= std::chrono::steady_clock::duration::zero() || stopping_ ||
+            queue_.size() >= options_.max_batch)
+          break;
+        cv_.wait_for(lock, left, [&] { return stopping_ || queue_.size() >= options_.max_batch; });
+      }
+      metrics_.ObservePhase(WriterPhase::kLinger, SecondsBetween(linger_started, clock_.Now()));
     }
-    auto taken = std::chrono::steady_clock::now();
+    auto taken = clock_.Now();
     while (!queue_.empty() && batch.size() < options_.max_batch) {
       metrics_.ObservePhase(WriterPhase::kQueue, SecondsBetween(queue_.front().queued_at, taken));
       batch.push_back(std::move(queue_.front()));
@@ -673,7 +679,8 @@ bool PartitionSlot::CommitBatch(std::deque<Work>& batch, const std::vector<Outgo
                                 std::chrono::steady_clock::time_point started) {
   SlotProducer& producer = NextProducer();
   bool outcome_unknown = false;
-  Status st = ProduceInOneTransaction(producer, messages, reports, metrics_, started, &outcome_unknown);
+  Status st =
+      ProduceInOneTransaction(producer, messages, reports, metrics_, clock_, started, &outcome_unknown);
   if (!st.ok() && outcome_unknown) {
     ReloadAfterUnknownCommit(batch, st);
     return false;
@@ -689,8 +696,7 @@ bool PartitionSlot::CommitBatch(std::deque<Work>& batch, const std::vector<Outgo
   }
   entity_count_ = state_->entity_count();
   if (metrics_.commit_seconds)
-    metrics_.commit_seconds->Observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    metrics_.commit_seconds->Observe(std::chrono::duration<double>(clock_.Now() - started).count());
   if (metrics_.batch_size) metrics_.batch_size->Observe(static_cast<double>(messages.size()));
   return true;
 }
@@ -707,7 +713,7 @@ void PartitionSlot::ReloadAfterUnknownCommit(std::deque<Work>& batch, const Stat
                options_.partition, why.message());
   {
     std::lock_guard lock(mu_);
-    takeover_requested_ = std::chrono::steady_clock::now();
+    takeover_requested_ = clock_.Now();
   }
   BecomeStandby("commit outcome unknown");  // still wanting ownership: the next turn takes it over
   FailAll(batch,
@@ -740,7 +746,7 @@ void PartitionSlot::AbandonBatch(std::deque<Work>& batch, SlotProducer& producer
 
 void PartitionSlot::AnswerBatch(std::deque<Work>& batch, const std::vector<CommandOutcome>& outcomes,
                                 const std::vector<DeliveryReport>& reports) {
-  auto answer_started = std::chrono::steady_clock::now();
+  auto answer_started = clock_.Now();
   auto offset_of = [&](size_t i) {
     const CommandOutcome& o = outcomes[i];
     return o.event_count ? reports[o.first_event + o.event_count - 1].offset : applied_offset_.load();
@@ -778,8 +784,7 @@ void PartitionSlot::AnswerBatch(std::deque<Work>& batch, const std::vector<Comma
     if (metrics_.accepted) metrics_.accepted->Add();
     w.done(CommandAck{options_.partition, offset, false});
   }
-  metrics_.ObservePhase(WriterPhase::kAnswer,
-                        SecondsBetween(answer_started, std::chrono::steady_clock::now()));
+  metrics_.ObservePhase(WriterPhase::kAnswer, SecondsBetween(answer_started, clock_.Now()));
 }
 
 void PartitionSlot::LoseToNewerOwner(const Status& why) {

@@ -246,6 +246,7 @@ class PartitionSlot {
   const Domain& domain_;
   WriterMetrics metrics_;
   SlotEnv& env_;
+  const Clock& clock_;  // env_.clock(): every time the slot reads
 
   // Owned by the slot's thread.
   std::unique_ptr<DomainState> state_;

@@ -78,6 +78,7 @@ class KafkaSlotEnvImpl final : public SlotEnv {
                                                               std::chrono::milliseconds timeout) override {
     return freshet::LoadLatestSnapshot(options, snapshot_topic, partition, timeout);
   }
+  const Clock& clock() const override { return SystemClock(); }
 };
 
 }  // namespace

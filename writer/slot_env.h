@@ -1,7 +1,8 @@
-// SlotEnv: the one seam between a writer's partition slot and Kafka, as
-// EngineEnv (views/engine_env.h) is for a view engine: the tail consumer
-// the slot reads its partition with, the transactional producers it fences
-// and commits with, and where its snapshots come from.
+// SlotEnv: the one seam between a writer's partition slot and the world
+// outside its process, as EngineEnv (views/engine_env.h) is for a view
+// engine: the tail consumer the slot reads its partition with, the
+// transactional producers it fences and commits with, where its snapshots
+// come from, and the clock its linger and timings read.
 //
 // Production uses KafkaSlotEnv() (librdkafka). Unit tests drive a slot
 // against an in-memory partition log with transactions and fencing
@@ -20,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/kafka.h"
 #include "core/status.h"
 #include "writer/partition_snapshot.h"
@@ -75,9 +77,10 @@ class SlotEnv {
                                                                       const std::string& snapshot_topic,
                                                                       int32_t partition,
                                                                       std::chrono::milliseconds timeout) = 0;
+  virtual const Clock& clock() const = 0;
 };
 
-// librdkafka.
+// librdkafka and the system's clocks.
 SlotEnv& KafkaSlotEnv();
 
 }  // namespace freshet

@@ -1,11 +1,10 @@
 // PartitionSlot driven through its seam (writer/slot_env.h): an in-memory
 // partition log with Kafka's transaction rules stands in for the broker.
-// What these tests show is the slot's own logic: group commit, idempotency
-// keys, what each kind of commit failure is answered with, standby tailing,
-// takeovers and fencing between two slots (two writer instances), snapshots
-// and a log that lost its head. Whether a real broker fences, aborts and
-// hides uncommitted records as this fake does is for the integration and
-// chaos tests, which run the same slots against Kafka.
+// A manual clock stands in for time. What these tests show is the slot's
+// own logic: group commit and lingering, idempotency keys, what each kind of commit failure is answered with,
+// standby tailing, takeovers and fencing between two slots (two writer instances), snapshots and a log that
+// lost its head. Whether a real broker fences, aborts and hides uncommitted records as this fake does is for
+// the integration and chaos tests, which run the same slots against Kafka.
 #include "writer/partition_slot.h"
 
 #include <gtest/gtest.h>
@@ -264,7 +263,9 @@ class FakeSlotEnv final : public SlotEnv {
     std::lock_guard lock(log_.mu);
     return log_.snapshot;
   }
+  const Clock& clock() const override { return manual_clock; }
   std::atomic<int64_t> records_read{0};  // by every tail of this env
+  ManualClock manual_clock;              // moves only when a test says so
 
  private:
   FakePartition& log_;
@@ -388,6 +389,47 @@ TEST_F(PartitionSlotTest, CommandsQueuedDuringACommitGoInOneTransaction) {
   EXPECT_EQ(offsets.size(), 9u) << "each command has its own event offset";
   EXPECT_EQ(log_.committed_batch_sizes, (std::vector<size_t>{1, 9}));
   EXPECT_EQ(Item(*slot)["on_hand"], 10);
+}
+
+TEST_F(PartitionSlotTest, AClientSendingAloneIsNeverKeptWaitingForCompany) {
+  auto options = Options("a");
+  options.linger = 5ms;  // the clock never moves: a linger would never end
+  auto slot = NewSlot(options);
+  slot->RequestOwnership();
+  ASSERT_TRUE(BecomesOwner(*slot));
+  for (int i = 0; i < 5; ++i) {
+    auto r = Send(*slot, Cmd("c" + std::to_string(i), "receive", 1));
+    ASSERT_TRUE(r.ok()) << "command " << i << ": " << r.status().ToString();
+  }
+}
+
+TEST_F(PartitionSlotTest, UnderLoadABatchLingersUntilTheClockSaysOrItIsFull) {
+  auto options = Options("a");
+  options.linger = 5ms;
+  options.max_batch = 12;
+  auto slot = NewSlot(options);
+  slot->RequestOwnership();
+  ASSERT_TRUE(BecomesOwner(*slot));
+  // Load: nine commands queue up behind a commit, and go as one batch.
+  log_.HoldCommits();
+  auto first = Submit(*slot, Cmd("c0", "receive", 1));
+  ASSERT_TRUE(Eventually([&] { return log_.CommitsWaiting() == 1; }));
+  std::vector<std::shared_ptr<Answer>> answers;
+  for (int i = 1; i <= 9; ++i) answers.push_back(Submit(*slot, Cmd("c" + std::to_string(i), "receive", 1)));
+  log_.ReleaseCommits();
+  for (auto& a : answers) ASSERT_TRUE(a->Get().ok());
+  // Now a command waits for company as long as the clock says.
+  auto lingering = Submit(*slot, Cmd("c10", "receive", 1));
+  EXPECT_FALSE(Eventually([&] { return lingering->ready(); }, 200ms))
+      << "answered without lingering, the clock standing still";
+  EXPECT_EQ(log_.TransactionsCommitted(), 2);
+  env_.manual_clock.Advance(5ms);
+  ASSERT_TRUE(lingering->Get().ok());
+  // A full batch does not wait for the clock.
+  answers.clear();
+  for (int i = 11; i <= 22; ++i) answers.push_back(Submit(*slot, Cmd("c" + std::to_string(i), "receive", 1)));
+  for (auto& a : answers) ASSERT_TRUE(a->Get().ok());
+  EXPECT_EQ(log_.committed_batch_sizes, (std::vector<size_t>{1, 9, 1, 12}));
 }
 
 TEST_F(PartitionSlotTest, ARetryWithTheSameIdGetsTheFirstAnswerAndWritesNothing) {
