@@ -21,7 +21,7 @@
 #include "writer/partition_snapshot.h"
 
 using namespace freshet;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
@@ -87,13 +87,13 @@ Result<Takeover> TakeOver(const Options& o, const std::string& topic, const std:
   so.snapshot_every_events = o.snapshot_every;
   so.instance = instance;
   PartitionSlot slot(so, domain, WriterMetrics{});
-  auto started = Clock::now();
+  auto started = SteadyClock::now();
   if (hot) {
     slot.Start();
     // A hot standby has applied everything there is before it is asked.
     auto end = bench::HighWatermarks(o.brokers, topic, 1)[0];
     while (slot.applied_offset() + 1 < end) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    started = Clock::now();
+    started = SteadyClock::now();
     slot.RequestOwnership();
   } else {
     slot.RequestOwnership();
@@ -102,12 +102,12 @@ Result<Takeover> TakeOver(const Options& o, const std::string& topic, const std:
   while (slot.role() != PartitionSlot::Role::kOwner) {
     if (slot.role() == PartitionSlot::Role::kStopped || slot.role() == PartitionSlot::Role::kLogIncomplete)
       return Status::Internal(std::string("slot ended as ") + PartitionSlot::RoleName(slot.role()));
-    if (Clock::now() - started > std::chrono::minutes(10))
+    if (SteadyClock::now() - started > std::chrono::minutes(10))
       return Status::Timeout("takeover took over 10 minutes");
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   Takeover t;
-  t.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  t.seconds = std::chrono::duration<double>(SteadyClock::now() - started).count();
   t.offset = slot.applied_offset();
   t.entities = slot.entity_count();
   t.snapshot_offset = slot.snapshot_offset();
@@ -159,13 +159,13 @@ int main(int argc, char** argv) {
   // The tail a cold instance replays after the snapshot: on average half the
   // snapshot interval; here a whole one minus one, the worst case.
   int64_t tail = o.snapshot_every - 1;
-  auto produce_started = Clock::now();
+  auto produce_started = SteadyClock::now();
   Status st = ProduceHistory(o, topic, 0, o.events);
   if (!st.ok()) {
     std::cerr << "producing the history: " << st.ToString() << "\n";
     return 1;
   }
-  double produce_s = std::chrono::duration<double>(Clock::now() - produce_started).count();
+  double produce_s = std::chrono::duration<double>(SteadyClock::now() - produce_started).count();
   std::cout << "history: " << o.events << " events over " << o.entities << " entities produced in "
             << produce_s << " s\n";
 

@@ -26,7 +26,7 @@
 #include "writer/writer.h"
 
 using namespace freshet;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
@@ -114,13 +114,13 @@ void PrintTxnDelta(const TxnTotals& before, const TxnTotals& after, double secon
 
 // Lets the load run for `seconds`, then stops it: the rate counts what was
 // done inside the window; latencies include the commands that drained after.
-std::pair<double, bench::LatencySummary> MeasureWindow(double seconds, Clock::time_point started,
+std::pair<double, bench::LatencySummary> MeasureWindow(double seconds, SteadyClock::time_point started,
                                                        std::atomic<uint64_t>& done, std::atomic<bool>& stop,
                                                        std::vector<std::thread>& threads,
                                                        std::vector<std::vector<int64_t>>& latencies) {
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   uint64_t done_at_end = done.load();
-  double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
+  double elapsed = std::chrono::duration<double>(SteadyClock::now() - started).count();
   stop = true;
   for (auto& t : threads) t.join();
   std::vector<int64_t> all;
@@ -134,7 +134,7 @@ nlohmann::json RunInProcess(Writer& writer, const Options& o, bool print = true)
   std::atomic<uint64_t> done{0}, failed{0};
   std::vector<std::vector<int64_t>> latencies(o.submitters);
   std::vector<std::thread> threads;
-  auto started = Clock::now();
+  auto started = SteadyClock::now();
   for (int t = 0; t < o.submitters; ++t) {
     threads.emplace_back([&, t] {
       SetThreadName("bench-submit");
@@ -151,9 +151,9 @@ nlohmann::json RunInProcess(Writer& writer, const Options& o, bool print = true)
           if (stop) break;
           ++outstanding;
         }
-        auto sent = Clock::now();
+        auto sent = SteadyClock::now();
         writer.Submit(MakeCommand(rng, o.stores), [&, sent](Result<CommandAck> r) {
-          auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - sent).count();
+          auto us = std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - sent).count();
           std::lock_guard lock(mu);
           if (r.ok()) {
             mine.push_back(us);
@@ -196,7 +196,7 @@ nlohmann::json RunHttp(Writer& writer, const Options& o) {
   std::atomic<uint64_t> done{0}, failed{0};
   std::vector<std::vector<int64_t>> latencies(o.http_clients);
   std::vector<std::thread> threads;
-  auto started = Clock::now();
+  auto started = SteadyClock::now();
   for (int t = 0; t < o.http_clients; ++t) {
     threads.emplace_back([&, t] {
       SetThreadName("bench-client");
@@ -228,7 +228,7 @@ nlohmann::json RunHttp(Writer& writer, const Options& o) {
               "POST /commands HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: " +
               std::to_string(body.size()) + "\r\n\r\n" + body;
         }
-        auto sent = Clock::now();
+        auto sent = SteadyClock::now();
         boost::asio::write(stream.socket(), boost::asio::buffer(wire), ec);
         if (ec) break;
         for (int i = 0; i < o.pipeline; ++i) {
@@ -247,7 +247,7 @@ nlohmann::json RunHttp(Writer& writer, const Options& o) {
           }
           if (res.result_int() == 200 && accepted > 0) {
             latencies[t].push_back(
-                std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - sent).count());
+                std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - sent).count());
             done += accepted;
           } else {
             ++failed;
@@ -334,8 +334,8 @@ int main(int argc, char** argv) {
     std::cerr << writer.status().ToString() << "\n";
     return 1;
   }
-  auto ready_by = Clock::now() + std::chrono::seconds(60);
-  while (!(*writer)->owns_all() && Clock::now() < ready_by)
+  auto ready_by = SteadyClock::now() + std::chrono::seconds(60);
+  while (!(*writer)->owns_all() && SteadyClock::now() < ready_by)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   if (!(*writer)->owns_all()) {
     std::cerr << "writer did not take every partition within 60 s\n";
