@@ -348,11 +348,11 @@ void Writer::HandleHttp(HttpRequest&& request, HttpReply reply) {
   if (path == "/readyz") {
     nlohmann::json partitions = nlohmann::json::array();
     for (const auto& s : slots_) {
-      nlohmann::json p = {{"partition", s->partition()},
-                          {"role", PartitionSlot::RoleName(s->role())},
-                          {"offset", s->applied_offset()},
-                          {"entities", s->entity_count()},
-                          {"snapshot_offset", s->snapshot_offset()}};
+      // "assigned": the writers' group gave this instance the partition. An
+      // assigned partition that stays a standby is one nobody serves.
+      nlohmann::json p = {{"partition", s->partition()},      {"role", PartitionSlot::RoleName(s->role())},
+                          {"assigned", s->wants_ownership()}, {"offset", s->applied_offset()},
+                          {"entities", s->entity_count()},    {"snapshot_offset", s->snapshot_offset()}};
       if (std::string why = s->refusal(); !why.empty()) p["error"] = why;
       partitions.push_back(std::move(p));
     }

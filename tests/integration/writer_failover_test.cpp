@@ -49,6 +49,27 @@ class WriterFailover : public IntegrationFixture {
     return j;
   }
 
+  // Every partition is assigned to exactly one of `writers`, and an owner
+  // is always the assigned one; "" when so, else what is wrong.
+  static std::string AssignmentProblem(const std::vector<const WriterInstance*>& writers) {
+    std::map<int, int> assigned;
+    for (const WriterInstance* w : writers) {
+      nlohmann::json j = Readyz(*w);
+      if (j.is_null() || !j.contains("partitions")) return "no /readyz";
+      for (const auto& p : j["partitions"]) {
+        int partition = p["partition"].get<int>();
+        bool is_assigned = p.value("assigned", false);
+        assigned[partition] += is_assigned;
+        if (p["role"] == "owner" && !is_assigned)
+          return "partition " + std::to_string(partition) + " is owned but not assigned: " + j.dump();
+      }
+    }
+    for (const auto& [partition, n] : assigned)
+      if (n != 1)
+        return "partition " + std::to_string(partition) + " is assigned to " + std::to_string(n) + " writers";
+    return "";
+  }
+
   static int OwnedCount(const WriterInstance& w) {
     nlohmann::json j = Readyz(w);
     if (j.is_null() || j["status"] != 200) return -1;
@@ -93,6 +114,8 @@ TEST_F(WriterFailover, SigkillOfAnOwnerUnderLoadLosesAndDuplicatesNothing) {
       [&] { return OwnedCount(b) > 0 && OwnedCount(a) > 0 && OwnedCount(a) + OwnedCount(b) == kPartitions; },
       60s, 50ms))
       << b.process->Log();
+  // What the group assigned and what the slots serve agree (/readyz).
+  EXPECT_EQ(AssignmentProblem({&a, &b}), "");
 
   constexpr int kClients = 4, kPerClient = 150;
   std::mutex mu;
