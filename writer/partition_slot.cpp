@@ -588,13 +588,11 @@ void PartitionSlot::ServeOnce() {
       auto linger_started = clock_.Now();
       // Waits as long as the environment's clock says is left, then asks it
       // again: a test's manual clock, not the wall, ends the linger.
-      for (;;) {
-        auto left = oldest_queued_ + options_.linger - clock_.Now();
-        if (left <= std::chrono::steady_clock::duration::zero() || stopping_ ||
-            queue_.size() >= options_.max_batch)
-          break;
-        cv_.wait_for(lock, left, [&] { return stopping_ || queue_.size() >= options_.max_batch; });
-      }
+      auto batch_full = [&] { return stopping_ || queue_.size() >= options_.max_batch; };
+      for (auto left = oldest_queued_ + options_.linger - clock_.Now();
+           left > std::chrono::steady_clock::duration::zero() && !batch_full();
+           left = oldest_queued_ + options_.linger - clock_.Now())
+        cv_.wait_for(lock, left, batch_full);
       metrics_.ObservePhase(WriterPhase::kLinger, SecondsBetween(linger_started, clock_.Now()));
     }
     auto taken = clock_.Now();

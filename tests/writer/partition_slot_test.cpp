@@ -318,6 +318,15 @@ class PartitionSlotTest : public ::testing::Test {
   static Result<CommandAck> Send(PartitionSlot& slot, Command command) {
     return Submit(slot, std::move(command))->Get();
   }
+  // Holds the log's commits and submits `command`: its answer, once the
+  // slot is blocked committing it (a hung broker), or null if it never got
+  // there. log_.ReleaseCommits() lets it go on.
+  std::shared_ptr<Answer> SubmitBlockedInCommit(PartitionSlot& slot, Command command) {
+    log_.HoldCommits();
+    auto answer = Submit(slot, std::move(command));
+    if (!Eventually([&] { return log_.CommitsWaiting() == 1; })) return nullptr;
+    return answer;
+  }
   static nlohmann::json Item(PartitionSlot& slot) {
     std::promise<Result<EntityReading>> p;
     auto f = p.get_future();
@@ -372,9 +381,8 @@ TEST_F(PartitionSlotTest, CommandsQueuedDuringACommitGoInOneTransaction) {
   auto slot = NewSlot("a");
   slot->RequestOwnership();
   ASSERT_TRUE(BecomesOwner(*slot));
-  log_.HoldCommits();
-  auto first = Submit(*slot, Cmd("c0", "receive", 1));
-  ASSERT_TRUE(Eventually([&] { return log_.CommitsWaiting() == 1; }));
+  auto first = SubmitBlockedInCommit(*slot, Cmd("c0", "receive", 1));
+  ASSERT_TRUE(first) << "the slot never began committing";
   std::vector<std::shared_ptr<Answer>> queued;
   for (int i = 1; i <= 9; ++i) queued.push_back(Submit(*slot, Cmd("c" + std::to_string(i), "receive", 1)));
   EXPECT_FALSE(first->ready()) << "answered before its transaction committed";
@@ -411,9 +419,8 @@ TEST_F(PartitionSlotTest, UnderLoadABatchLingersUntilTheClockSaysOrItIsFull) {
   slot->RequestOwnership();
   ASSERT_TRUE(BecomesOwner(*slot));
   // Load: nine commands queue up behind a commit, and go as one batch.
-  log_.HoldCommits();
-  auto first = Submit(*slot, Cmd("c0", "receive", 1));
-  ASSERT_TRUE(Eventually([&] { return log_.CommitsWaiting() == 1; }));
+  auto first = SubmitBlockedInCommit(*slot, Cmd("c0", "receive", 1));
+  ASSERT_TRUE(first) << "the slot never began committing";
   std::vector<std::shared_ptr<Answer>> answers;
   for (int i = 1; i <= 9; ++i) answers.push_back(Submit(*slot, Cmd("c" + std::to_string(i), "receive", 1)));
   log_.ReleaseCommits();
@@ -443,9 +450,8 @@ TEST_F(PartitionSlotTest, ARetryWithTheSameIdGetsTheFirstAnswerAndWritesNothing)
   EXPECT_TRUE(retry->duplicate);
   EXPECT_EQ(retry->offset, first->offset);
   // Twice in one batch: one event, both answered with its offset.
-  log_.HoldCommits();
-  auto blocker = Submit(*slot, Cmd("c2", "receive", 1));
-  ASSERT_TRUE(Eventually([&] { return log_.CommitsWaiting() == 1; }));
+  auto blocker = SubmitBlockedInCommit(*slot, Cmd("c2", "receive", 1));
+  ASSERT_TRUE(blocker) << "the slot never began committing";
   auto a = Submit(*slot, Cmd("c3", "receive", 1));
   auto b = Submit(*slot, Cmd("c3", "receive", 1));
   log_.ReleaseCommits();
@@ -527,9 +533,8 @@ TEST_F(PartitionSlotTest, AFencedOwnerAcknowledgesNothingMoreAndGivesThePartitio
   ASSERT_TRUE(BecomesOwner(*a));
   ASSERT_TRUE(Send(*a, Cmd("c1", "receive", 8)).ok());
   // A zombie: the group gave the partition to b while a still serves it.
-  log_.HoldCommits();
-  auto zombie = Submit(*a, Cmd("c2", "sell", 1));
-  ASSERT_TRUE(Eventually([&] { return log_.CommitsWaiting() == 1; }));
+  auto zombie = SubmitBlockedInCommit(*a, Cmd("c2", "sell", 1));
+  ASSERT_TRUE(zombie) << "the slot never began committing";
   b->RequestOwnership();
   ASSERT_TRUE(BecomesOwner(*b));
   log_.ReleaseCommits();
@@ -555,9 +560,8 @@ TEST_F(PartitionSlotTest, AFencedOwnerAssignedThePartitionAgainMeanwhileTakesItO
   a->RequestOwnership();
   ASSERT_TRUE(BecomesOwner(*a));
   ASSERT_TRUE(Send(*a, Cmd("c1", "receive", 8)).ok());
-  log_.HoldCommits();
-  auto blocked = Submit(*a, Cmd("c2", "sell", 1));
-  ASSERT_TRUE(Eventually([&] { return log_.CommitsWaiting() == 1; }));
+  auto blocked = SubmitBlockedInCommit(*a, Cmd("c2", "sell", 1));
+  ASSERT_TRUE(blocked) << "the slot never began committing";
   a->ReleaseOwnership();  // lost
   b->RequestOwnership();
   ASSERT_TRUE(BecomesOwner(*b));  // fences a's producers
