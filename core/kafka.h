@@ -169,9 +169,10 @@ class Consumer {
   enum class PollOutcome { kMessage, kTimeout, kPartitionEnd };
   // Waits up to `timeout` for one message. kPartitionEnd is reported once per
   // partition each time the consumer reaches its end (the last stable offset
-  // for read_committed): `message` is then empty and `*eof_partition` is set.
+  // for read_committed): `message` is then empty, `*eof_partition` is set
+  // and `*eof_offset` is the offset where the fetch saw the end.
   Result<PollOutcome> Poll(std::chrono::milliseconds timeout, KafkaMessage* message,
-                           int32_t* eof_partition = nullptr);
+                           int32_t* eof_partition = nullptr, int64_t* eof_offset = nullptr);
   // Stops / restarts fetching of assigned partitions (no messages are
   // returned for a paused partition; the group still counts it as ours).
   Status Pause(const std::vector<TopicPartitionOffset>& partitions);

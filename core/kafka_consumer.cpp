@@ -155,7 +155,7 @@ Status Consumer::Assign(const std::vector<TopicPartitionOffset>& partitions) {
 }
 
 Result<Consumer::PollOutcome> Consumer::Poll(std::chrono::milliseconds timeout, KafkaMessage* message,
-                                             int32_t* eof_partition) {
+                                             int32_t* eof_partition, int64_t* eof_offset) {
   KafkaMessagePtr m(rd_kafka_consumer_poll(handle_.get(), static_cast<int>(timeout.count())));
   if (!rebalance_error_.ok()) {
     Status st = rebalance_error_;
@@ -165,6 +165,7 @@ Result<Consumer::PollOutcome> Consumer::Poll(std::chrono::milliseconds timeout, 
   if (!m) return PollOutcome::kTimeout;
   if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
     if (eof_partition) *eof_partition = m->partition;
+    if (eof_offset) *eof_offset = m->offset;
     return PollOutcome::kPartitionEnd;
   }
   if (m->err) {

@@ -509,9 +509,31 @@ Status PartitionSlot::CatchUp() {
     TailRecord record;
     auto outcome = tail_->Poll(std::chrono::milliseconds(100), &record);
     if (!outcome.ok()) continue;
-    if (*outcome == Consumer::PollOutcome::kPartitionEnd) return Status::Ok();
     if (*outcome == Consumer::PollOutcome::kMessage) Apply(record);
+    if (*outcome == Consumer::PollOutcome::kPartitionEnd && ReachedLogEnd(record.offset)) return Status::Ok();
   }
+}
+
+bool PartitionSlot::ReachedLogEnd(int64_t fetched_end) {
+  // A leader elected moments ago (its broker died or hung) can answer
+  // fetches from a high watermark that has not caught up yet: the fetch
+  // then says "end" before transactions committed ahead of our fencing, and
+  // a retry of their commands would be decided again (the chaos test saw
+  // it). So the end is also asked of the leader (ListOffsets; a new leader
+  // refuses to answer until its high watermark is current), and reading
+  // goes on until the fetch reaches it.
+  auto marks = tail_->QueryWatermarks(options_.topic, options_.partition, std::chrono::seconds(5));
+  if (marks.ok() && fetched_end >= marks->second) return true;
+  spdlog::info("partition {}: the fetch ended at {} but the log ends at {}; reading on", options_.partition,
+               fetched_end, marks.ok() ? std::to_string(marks->second) : marks.status().message());
+  // Reports the end again once the fetch gets there; a short pause, so
+  // that a leader still catching up is not asked in a tight loop.
+  int64_t from = fetched_end >= 0 ? fetched_end : next_offset_ > 0 ? next_offset_ : kOffsetBeginning;
+  Status st = tail_->Seek(options_.topic, options_.partition, from);
+  if (!st.ok()) spdlog::warn("partition {}: catch-up seek: {}", options_.partition, st.message());
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, std::chrono::milliseconds(20), [&] { return stopping_; });
+  return false;
 }
 
 Status PartitionSlot::Claim() {

@@ -209,6 +209,9 @@ class PartitionSlot {
   void Apply(const TailRecord& record);
   Status TakeOver();
   Status CatchUp();
+  // Whether the end a fetch reported (`fetched_end`) is the log's end as
+  // its leader says; if not, seeks there so that the end is reported anew.
+  bool ReachedLogEnd(int64_t fetched_end);
   Status Claim();
   // The producer for the next transaction (one transaction each, in turn).
   SlotProducer& NextProducer();

@@ -34,9 +34,11 @@ class KafkaSlotTail final : public SlotTail {
   Result<Consumer::PollOutcome> Poll(std::chrono::milliseconds timeout, TailRecord* record) override {
     // The record views this message's bytes: it is kept until the next Poll.
     message_ = KafkaMessage();
-    auto outcome = consumer_->Poll(timeout, &message_);
+    int64_t end = -1;
+    auto outcome = consumer_->Poll(timeout, &message_, nullptr, &end);
     if (outcome.ok() && *outcome == Consumer::PollOutcome::kMessage)
       *record = TailRecord{message_.offset(), message_.value()};
+    if (outcome.ok() && *outcome == Consumer::PollOutcome::kPartitionEnd) *record = TailRecord{end, {}};
     return outcome;
   }
   Status Seek(const std::string& topic, int32_t partition, int64_t offset) override {

@@ -42,7 +42,8 @@ class SlotProducer {
 };
 
 // One committed record of the slot's partition. `value` views the record's
-// bytes until the next Poll.
+// bytes until the next Poll. With kPartitionEnd, `offset` is where the
+// fetch saw the end (its last stable offset) and `value` is empty.
 struct TailRecord {
   int64_t offset = -1;
   std::string_view value;

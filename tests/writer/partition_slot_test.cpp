@@ -59,6 +59,10 @@ class FakePartition {
   bool commits_held = false;          // commits wait until released (a hung broker)
   int commits_waiting = 0;
   CommitFault next_commit_fault = CommitFault::kNone;
+  // When >= 0, fetches see the partition end there at the latest: a leader
+  // elected moments ago whose high watermark has not caught up. Watermark
+  // queries still give the true end.
+  int64_t stale_fetch_end = -1;
   int transactions_committed = 0;
   std::vector<size_t> committed_batch_sizes;  // event records per committed transaction
   std::optional<PartitionSnapshot> snapshot;  // the newest committed one
@@ -199,6 +203,7 @@ class FakeTail final : public SlotTail {
     for (;;) {
       if (!paused_) {
         int64_t lso = log_.LastStableOffset();
+        if (log_.stale_fetch_end >= 0) lso = std::min(lso, log_.stale_fetch_end);
         while (position_ < lso && log_.entries[position_].state != FakePartition::State::kCommitted)
           ++position_;
         if (position_ < lso) {
@@ -209,6 +214,7 @@ class FakeTail final : public SlotTail {
         }
         if (!end_reported_) {
           end_reported_ = true;
+          *record = TailRecord{lso, {}};
           return Consumer::PollOutcome::kPartitionEnd;
         }
       }
@@ -577,6 +583,37 @@ TEST_F(PartitionSlotTest, AFencedOwnerAssignedThePartitionAgainMeanwhileTakesItO
   ASSERT_TRUE(retry.ok()) << retry.status().ToString();
   EXPECT_EQ(CommittedIds(), (std::vector<std::string>{"c1", "c2"}));
   EXPECT_EQ(Item(*a)["on_hand"], 7);
+}
+
+// The chaos test's duplicate: the partition's new leader still answered
+// fetches from an old high watermark when the new owner caught up, so the
+// fetch said "end" before the old owner's last committed commands.
+TEST_F(PartitionSlotTest, ATakeoverReadsToTheEndTheLeaderGivesNotToAStaleFetchEnd) {
+  auto a = NewSlot("a");
+  auto b = NewSlot("b");
+  a->RequestOwnership();
+  ASSERT_TRUE(BecomesOwner(*a));
+  auto first = Send(*a, Cmd("c1", "receive", 8));
+  ASSERT_TRUE(first.ok());
+  {
+    std::lock_guard lock(log_.mu);
+    log_.stale_fetch_end = 0;  // a leader change: fetches see an empty log for now
+  }
+  a->ReleaseOwnership();
+  b->RequestOwnership();
+  EXPECT_FALSE(Eventually([&] { return b->role() == PartitionSlot::Role::kOwner; }, 300ms))
+      << "took over before reading what the leader says the log holds";
+  {
+    std::lock_guard lock(log_.mu);
+    log_.stale_fetch_end = -1;  // the leader's high watermark caught up
+    log_.cv.notify_all();
+  }
+  ASSERT_TRUE(BecomesOwner(*b));
+  auto retry = Send(*b, Cmd("c1", "receive", 8));
+  ASSERT_TRUE(retry.ok()) << retry.status().ToString();
+  EXPECT_TRUE(retry->duplicate);
+  EXPECT_EQ(retry->offset, first->offset);
+  EXPECT_EQ(CommittedIds(), std::vector<std::string>{"c1"});
 }
 
 TEST_F(PartitionSlotTest, ANewSlotStartsFromTheNewestSnapshotAndReplaysOnlyWhatFollows) {
