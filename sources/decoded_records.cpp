@@ -1,5 +1,7 @@
 #include "sources/decoded_records.h"
 
+#include <algorithm>
+
 namespace freshet {
 
 std::shared_ptr<DecodedRecords> DecodedRecords::For(const SourceSpec& spec) {
@@ -23,7 +25,7 @@ std::shared_ptr<DecodedRecords> DecodedRecords::For(const SourceSpec& spec) {
 DecodedRecords::Partition* DecodedRecords::partition(std::string_view topic, int32_t partition) {
   std::lock_guard lock(mu_);
   auto& p = partitions_[{std::string(topic), partition}];
-  if (!p) p = std::make_unique<Partition>();
+  if (!p) p = std::make_unique<Partition>(*this);
   return p.get();
 }
 
@@ -56,6 +58,71 @@ void DecodedRecords::Partition::Put(int64_t offset, const Decoded& decoded) {
   slot.decoded.value = decoded.value;
 }
 
+DecodedRecords::Partition::Cursor& DecodedRecords::Partition::CursorOf(int reader) {
+  for (Cursor& c : cursors_)
+    if (c.reader == reader) return c;
+  Cursor& added = cursors_.emplace_back();
+  added.reader = reader;
+  return added;
+}
+
+bool DecodedRecords::Partition::SomeoneBehind(const Cursor& ahead, int64_t distance,
+                                              std::chrono::steady_clock::time_point now) const {
+  for (const Cursor& c : cursors_) {
+    if (c.reader == ahead.reader || !c.catching_up || c.offset < 0) continue;
+    int64_t behind = ahead.offset - c.offset;
+    if (behind < distance || behind > kPaceHorizon) continue;
+    if (now - c.moved >= records_.stall_timeout_) continue;  // stalled: not worth waiting for
+    if (records_.IsWaiting(c.reader)) continue;              // held up itself, elsewhere
+    return true;
+  }
+  return false;
+}
+
+void DecodedRecords::Partition::Pace(int reader, int64_t offset, bool catching_up) {
+  std::unique_lock lock(mu_);
+  auto now = std::chrono::steady_clock::now();
+  {
+    Cursor& me = CursorOf(reader);
+    me.offset = offset;
+    me.catching_up = catching_up;
+    me.moved = now;
+    if (waiting_ > 0 && offset >= wake_at_) moved_.notify_all();
+    if (!catching_up || !SomeoneBehind(me, kPaceDistance, now)) return;
+  }
+  ++waits_;
+  ++waiting_;
+  records_.SetWaiting(reader, true);
+  // Woken when the one behind comes within kResumeDistance (or leaves);
+  // the timeout notices one that stalls, or starts waiting itself.
+  wake_at_ = std::min(wake_at_, offset - kResumeDistance + 1);
+  do {
+    moved_.wait_for(lock, std::chrono::milliseconds(20));
+    now = std::chrono::steady_clock::now();
+  } while (SomeoneBehind(CursorOf(reader), kResumeDistance, now));
+  records_.SetWaiting(reader, false);
+  if (--waiting_ == 0) wake_at_ = INT64_MAX;
+}
+
+void DecodedRecords::Partition::Forget(int reader) {
+  std::lock_guard lock(mu_);
+  std::erase_if(cursors_, [reader](const Cursor& c) { return c.reader == reader; });
+  moved_.notify_all();
+}
+
+void DecodedRecords::SetWaiting(int reader, bool waiting) {
+  std::lock_guard lock(waiting_mu_);
+  if (waiting)
+    waiting_readers_.insert(reader);
+  else
+    waiting_readers_.erase(reader);
+}
+
+bool DecodedRecords::IsWaiting(int reader) const {
+  std::lock_guard lock(waiting_mu_);
+  return waiting_readers_.count(reader) > 0;
+}
+
 uint64_t DecodedRecords::Sum(uint64_t Partition::*counter) const {
   std::lock_guard lock(mu_);
   uint64_t n = 0;
@@ -68,5 +135,6 @@ uint64_t DecodedRecords::Sum(uint64_t Partition::*counter) const {
 
 uint64_t DecodedRecords::decoded() const { return Sum(&Partition::put_); }
 uint64_t DecodedRecords::reused() const { return Sum(&Partition::reused_); }
+uint64_t DecodedRecords::waits() const { return Sum(&Partition::waits_); }
 
 }  // namespace freshet

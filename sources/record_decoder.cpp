@@ -116,33 +116,47 @@ RecordDecoder::RecordDecoder(SourceSpec spec, bool parse_key)
 }
 
 RecordDecoder::~RecordDecoder() {
+  ForgetShared();
   if (shared_) shared_->Leave();
 }
 
+void RecordDecoder::ForgetShared() {
+  for (auto& [number, p] : shared_partitions_) p.records->Forget(reader_);
+  shared_partitions_.clear();
+}
+
+DecodedRecords::Partition* RecordDecoder::Shared(const RawRecord& raw) {
+  // Records read from Kafka (a topic and an offset) can be shared; others
+  // (tests, tools) are just decoded.
+  if (raw.topic.empty() || raw.partition < 0 || raw.offset < 0) return nullptr;
+  if (!shared_) {
+    shared_ = DecodedRecords::For(spec_);
+    reader_ = shared_->Join();
+  }
+  if (!shared_->shared()) return nullptr;
+  if (raw.topic != shared_topic_) {
+    ForgetShared();
+    shared_topic_ = raw.topic;
+  }
+  SharedPartition& p = shared_partitions_[raw.partition];
+  if (!p.records) p.records = shared_->partition(raw.topic, raw.partition);
+  // The cached end costs a lookup inside librdkafka: asked now and then.
+  if (log_end_ && --p.records_to_next <= 0) {
+    p.log_end = log_end_(raw.partition);
+    p.records_to_next = 256;
+  }
+  bool catching_up = p.log_end >= 0 && p.log_end - raw.offset > DecodedRecords::kCatchingUpDistance;
+  p.records->Pace(reader_, raw.offset, catching_up);
+  return p.records;
+}
+
 Status RecordDecoder::FromRegistry(const RawRecord& raw) {
+  DecodedRecords::Partition* partition = Shared(raw);
   bool key = raw.key && key_registry_, value = raw.value && value_registry_;
   if (!key && !value) {  // nothing to decode (a tombstone, ...)
     decoded_.key.clear();
     decoded_.value.clear();
     return Status::Ok();
-  }
-  // Records read from Kafka (a topic and an offset) can be shared; others
-  // (tests, tools) are just decoded.
-  DecodedRecords::Partition* partition = nullptr;
-  if (!raw.topic.empty() && raw.partition >= 0 && raw.offset >= 0) {
-    if (!shared_) {
-      shared_ = DecodedRecords::For(spec_);
-      shared_->Join();
-    }
-    if (shared_->shared()) {
-      if (raw.topic != shared_topic_) {
-        shared_topic_ = raw.topic;
-        shared_partitions_.clear();
-      }
-      auto& p = shared_partitions_[raw.partition];
-      if (!p) p = shared_->partition(raw.topic, raw.partition);
-      partition = p;
-    }
   }
   if (!partition || !partition->Find(raw.offset, &decoded_)) {
     decoded_.key_status = Status::Ok();

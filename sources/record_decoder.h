@@ -10,6 +10,7 @@
 #include <simdjson.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -94,6 +95,12 @@ class RecordDecoder {
   // decode it again later.
   Status Decode(const RawRecord& raw, SourceRecord* out);
   const SourceSpec& spec() const { return spec_; }
+  // Where each partition of the topic ends as last seen (the cached high
+  // watermark; -1 when not known), so that the decoder knows when it is
+  // catching up: decoders of the process that catch up on the same topic
+  // keep together and decode each record once (DecodedRecords). Without
+  // it the decoder is never taken for catching up.
+  void SetLogEnds(std::function<int64_t(int32_t partition)> log_end) { log_end_ = std::move(log_end); }
 
  private:
   Status DecodeFreshet(std::string_view value, SourceRecord* out);
@@ -119,8 +126,19 @@ class RecordDecoder {
   // Shared with the process's other decoders of the same topic and formats
   // (joined on the first record read from Kafka); the partitions seen.
   std::shared_ptr<DecodedRecords> shared_;
+  int reader_ = -1;  // this decoder's number in shared_
   std::string shared_topic_;
-  std::map<int32_t, DecodedRecords::Partition*> shared_partitions_;
+  struct SharedPartition {
+    DecodedRecords::Partition* records = nullptr;
+    int64_t log_end = -1;     // as last asked of log_end_
+    int records_to_next = 0;  // before log_end is asked again
+  };
+  std::map<int32_t, SharedPartition> shared_partitions_;
+  std::function<int64_t(int32_t)> log_end_;
+  // The partition's shared records when the decoders share them (paced
+  // there), else null.
+  DecodedRecords::Partition* Shared(const RawRecord& raw);
+  void ForgetShared();
 };
 
 // Where `ref` points in `record`: for kData and kKeyPointer the element

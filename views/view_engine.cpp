@@ -404,11 +404,17 @@ Status ViewEngine::Connect() {
   // view (each table) has a group of its own: a rebuilt table starts from
   // offset zero, and a process that follows it continues the builder's commits.
   std::string group = options_.group_id + (options_.at_least_once ? "." + store_->table_name() : "");
-  if (projection_->reads_records())
-    decoder_ = std::make_unique<RecordDecoder>(options_.source, options_.parse_key);
   auto consumer = env_.NewConsumer(kafka, group);
   if (!consumer.ok()) return consumer.status();
   consumer_ = std::move(consumer.value());
+  if (projection_->reads_records()) {
+    decoder_ = std::make_unique<RecordDecoder>(options_.source, options_.parse_key);
+    // So that views of this process catching up on the same topic decode
+    // each record once between them.
+    decoder_->SetLogEnds([consumer = consumer_.get(), topic = options_.topic](int32_t partition) {
+      return consumer->CachedHighWatermark(topic, partition);
+    });
+  }
   auto count = env_.PartitionCount(options_.kafka, options_.topic);
   if (!count.ok()) return count.status();
   partition_count_ = *count;

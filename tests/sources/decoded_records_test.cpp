@@ -4,6 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <thread>
+
 #include "sources/record_decoder.h"
 #include "sources/wire_format.h"
 #include "tests/sources/wire_bytes.h"
@@ -156,6 +161,84 @@ TEST(DecodedRecords, DecodersOfOtherFormatsOrTopicsShareNothing) {
   EXPECT_NE(kept, DecodedRecords::For(json_key));
   EXPECT_NE(kept, DecodedRecords::For(other_topic));
   EXPECT_EQ(kept, DecodedRecords::For(Avro("decoded-records-other").spec));
+}
+
+// Two decoders of `spec` that see the log end where `log_end` says, both
+// joined (each has read record 0) before either reads on.
+struct TwoDecoders {
+  TwoDecoders(const SourceSpec& spec, const std::vector<Record>& records,
+              const std::function<int64_t(int32_t)>& log_end)
+      : a(spec, false), b(spec, false) {
+    for (RecordDecoder* d : {&a, &b}) d->SetLogEnds(log_end);
+    SourceRecord r;
+    EXPECT_TRUE(a.Decode(records[0].raw, &r).ok());
+    EXPECT_TRUE(b.Decode(records[0].raw, &r).ok());
+  }
+  RecordDecoder a, b;
+};
+
+// Two decoders catching up on one partition, one slower than the other (as
+// a RocksDB view and a Postgres view rebuilding together): they keep
+// together, and each record is decoded once between them.
+TEST(DecodedRecords, DecodersCatchingUpKeepTogetherAndDecodeEachRecordOnce) {
+  AvroSource source = Avro("decoded-records-paced");
+  const SourceSpec& spec = source.spec;
+  const int n = 100000;  // six rings: without pacing the faster one leaves the slower far behind
+  auto records = Records(spec.topic, n);
+  TwoDecoders two(spec, records, [n](int32_t) { return int64_t{n}; });
+  auto read = [&](RecordDecoder* d, bool slow, int* wrong) {
+    SourceRecord out;
+    for (int i = 1; i < n; ++i) {
+      if (!d->Decode(records[static_cast<size_t>(i)].raw, &out).ok() || Name(out) != "n" + std::to_string(i))
+        ++*wrong;
+      if (slow && i % 100 == 0) std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+  };
+  int wrong_a = 0, wrong_b = 0;
+  std::thread fast(read, &two.a, false, &wrong_a), slow(read, &two.b, true, &wrong_b);
+  fast.join();
+  slow.join();
+  EXPECT_EQ(wrong_a, 0);
+  EXPECT_EQ(wrong_b, 0);
+  auto shared = DecodedRecords::For(spec);
+  EXPECT_GT(shared->waits(), 0u);
+  // Once each, but for the few both came to at the same moment.
+  EXPECT_LE(shared->decoded(), static_cast<uint64_t>(n) + n / 100);
+  EXPECT_GE(shared->reused(), static_cast<uint64_t>(n) - n / 100);
+}
+
+// At the head of the log (live views) nobody waits for anybody: a view's
+// freshness never depends on another view's store.
+TEST(DecodedRecords, DecodersAtTheHeadAreNotHeldUp) {
+  AvroSource source = Avro("decoded-records-head");
+  const SourceSpec& spec = source.spec;
+  const int n = 20000;
+  auto records = Records(spec.topic, n);
+  // The log ends just after every record either reads.
+  std::atomic<int64_t> end{1};
+  TwoDecoders two(spec, records, [&end](int32_t) { return end.load(); });  // b reads no further
+  SourceRecord r;
+  for (int i = 1; i < n; ++i) {
+    end = i + 1;
+    ASSERT_TRUE(two.a.Decode(records[static_cast<size_t>(i)].raw, &r).ok());
+  }
+  EXPECT_EQ(DecodedRecords::For(spec)->waits(), 0u);
+}
+
+// A decoder that stops moving (its store is down, its view stopped) holds
+// the others up no longer than the stall timeout.
+TEST(DecodedRecords, AStalledDecoderIsWaitedForOnlyUntilItCountsAsStalled) {
+  AvroSource source = Avro("decoded-records-stalled");
+  const SourceSpec& spec = source.spec;
+  const int n = 20000;
+  auto records = Records(spec.topic, n);
+  TwoDecoders two(spec, records, [n](int32_t) { return int64_t{n}; });  // b stalls after record 0
+  SourceRecord r;
+  auto started = std::chrono::steady_clock::now();
+  for (int i = 1; i < n; ++i) ASSERT_TRUE(two.a.Decode(records[static_cast<size_t>(i)].raw, &r).ok());
+  double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_EQ(DecodedRecords::For(spec)->waits(), 1u);  // once: then b counts as stalled
+  EXPECT_LT(waited, 10.0);
 }
 
 }  // namespace
