@@ -79,7 +79,7 @@ bool DecodedRecords::Partition::SomeoneBehind(const Cursor& ahead, int64_t dista
   return false;
 }
 
-void DecodedRecords::Partition::Pace(int reader, int64_t offset, bool catching_up) {
+bool DecodedRecords::Partition::Pace(int reader, int64_t offset, bool catching_up) {
   std::unique_lock lock(mu_);
   auto now = std::chrono::steady_clock::now();
   {
@@ -88,7 +88,7 @@ void DecodedRecords::Partition::Pace(int reader, int64_t offset, bool catching_u
     me.catching_up = catching_up;
     me.moved = now;
     if (waiting_ > 0 && offset >= wake_at_) moved_.notify_all();
-    if (!catching_up || !SomeoneBehind(me, kPaceDistance, now)) return;
+    if (!catching_up || !SomeoneBehind(me, kPaceDistance, now)) return false;
   }
   ++waits_;
   ++waiting_;
@@ -102,6 +102,7 @@ void DecodedRecords::Partition::Pace(int reader, int64_t offset, bool catching_u
   } while (SomeoneBehind(CursorOf(reader), kResumeDistance, now));
   records_.SetWaiting(reader, false);
   if (--waiting_ == 0) wake_at_ = INT64_MAX;
+  return true;
 }
 
 void DecodedRecords::Partition::Forget(int reader) {

@@ -19,9 +19,10 @@
 // records of 60 bytes): a consumer reads a partition in such runs, so two
 // views reading the same records are that far apart now and then.
 //
-// Nothing is kept while only one decoder reads: a decoder joins on its
-// first record and leaves when destroyed, and records are put and looked
-// up only while two or more have joined.
+// Nothing is kept while only one decoder reads: a decoder joins when its
+// view starts (RecordDecoder::ShareDecodes) or else on its first record,
+// and leaves when destroyed; records are put and looked up only while two
+// or more have joined.
 //
 // Pacing: decoders that are catching up (reading far behind a partition's
 // end, as views do that rebuild or start from offset zero) would drift
@@ -101,8 +102,8 @@ class DecodedRecords {
     explicit Partition(DecodedRecords& records) : records_(records), slots_(kSlotsPerPartition) {}
     // Decoder `reader` is at `offset` (about to find or decode it). Waits
     // first while it must let a slower catching-up decoder come closer
-    // (pacing, above).
-    void Pace(int reader, int64_t offset, bool catching_up);
+    // (pacing, above). True when it waited.
+    bool Pace(int reader, int64_t offset, bool catching_up);
     // Decoder `reader` reads this partition no more.
     void Forget(int reader);
     // Copies the record at `offset` into *out if it is kept.

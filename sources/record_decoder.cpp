@@ -125,14 +125,22 @@ void RecordDecoder::ForgetShared() {
   shared_partitions_.clear();
 }
 
+void RecordDecoder::JoinShared() {
+  if (shared_ || !(value_registry_ || key_registry_)) return;
+  shared_ = DecodedRecords::For(spec_);
+  reader_ = shared_->Join();
+}
+
+void RecordDecoder::ShareDecodes(std::function<int64_t(int32_t partition)> log_end) {
+  log_end_ = std::move(log_end);
+  JoinShared();
+}
+
 DecodedRecords::Partition* RecordDecoder::Shared(const RawRecord& raw) {
   // Records read from Kafka (a topic and an offset) can be shared; others
   // (tests, tools) are just decoded.
   if (raw.topic.empty() || raw.partition < 0 || raw.offset < 0) return nullptr;
-  if (!shared_) {
-    shared_ = DecodedRecords::For(spec_);
-    reader_ = shared_->Join();
-  }
+  JoinShared();
   if (!shared_->shared()) return nullptr;
   if (raw.topic != shared_topic_) {
     ForgetShared();
@@ -146,7 +154,7 @@ DecodedRecords::Partition* RecordDecoder::Shared(const RawRecord& raw) {
     p.records_to_next = 256;
   }
   bool catching_up = p.log_end >= 0 && p.log_end - raw.offset > DecodedRecords::kCatchingUpDistance;
-  p.records->Pace(reader_, raw.offset, catching_up);
+  if (p.records->Pace(reader_, raw.offset, catching_up)) ++counts_.pacing_waits;
   return p.records;
 }
 
@@ -158,7 +166,10 @@ Status RecordDecoder::FromRegistry(const RawRecord& raw) {
     decoded_.value.clear();
     return Status::Ok();
   }
-  if (!partition || !partition->Find(raw.offset, &decoded_)) {
+  if (partition && partition->Find(raw.offset, &decoded_)) {
+    ++counts_.taken;
+  } else {
+    ++counts_.decoded;
     decoded_.key_status = Status::Ok();
     decoded_.value_status = Status::Ok();
     decoded_.key.clear();

@@ -95,12 +95,23 @@ class RecordDecoder {
   // decode it again later.
   Status Decode(const RawRecord& raw, SourceRecord* out);
   const SourceSpec& spec() const { return spec_; }
-  // Where each partition of the topic ends as last seen (the cached high
+  // For a view's decoder: shares decodes with the process's other decoders
+  // of the topic from now on (DecodedRecords), not from the first record
+  // read (so that views started together share from their first record).
+  // `log_end` says where each partition ends as last seen (the cached high
   // watermark; -1 when not known), so that the decoder knows when it is
-  // catching up: decoders of the process that catch up on the same topic
-  // keep together and decode each record once (DecodedRecords). Without
-  // it the decoder is never taken for catching up.
-  void SetLogEnds(std::function<int64_t(int32_t partition)> log_end) { log_end_ = std::move(log_end); }
+  // catching up: decoders catching up on the same topic keep together.
+  // Without this call a decoder joins at its first record read from Kafka
+  // and is never taken for catching up.
+  void ShareDecodes(std::function<int64_t(int32_t partition)> log_end);
+
+  // Records in a registry format this decoder decoded itself, took decoded
+  // from another decoder of the process, and times it waited for a slower
+  // one (DecodedRecords). For the view's metrics.
+  struct Counts {
+    uint64_t decoded = 0, taken = 0, pacing_waits = 0;
+  };
+  const Counts& counts() const { return counts_; }
 
  private:
   Status DecodeFreshet(std::string_view value, SourceRecord* out);
@@ -135,10 +146,12 @@ class RecordDecoder {
   };
   std::map<int32_t, SharedPartition> shared_partitions_;
   std::function<int64_t(int32_t)> log_end_;
+  Counts counts_;
   // The partition's shared records when the decoders share them (paced
   // there), else null.
   DecodedRecords::Partition* Shared(const RawRecord& raw);
   void ForgetShared();
+  void JoinShared();
 };
 
 // Where `ref` points in `record`: for kData and kKeyPointer the element

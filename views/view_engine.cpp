@@ -18,7 +18,20 @@ ViewMetrics::ViewMetrics(MetricsRegistry& registry, const std::string& labels)
                                           LatencyBuckets(), labels)),
       visible_seconds(registry.AddHistogram("freshet_view_event_to_visible_seconds",
                                             "From the event's timestamp to its flush committing",
-                                            LatencyBuckets(), labels)) {}
+                                            LatencyBuckets(), labels)),
+      records_decoded(
+          registry.AddCounter("freshet_view_records_decoded_total",
+                              "Records in a registry format (Avro, Protobuf, JSON Schema) this view "
+                              "decoded itself",
+                              labels)),
+      records_decoded_by_another_view(registry.AddCounter(
+          "freshet_view_records_decoded_by_another_view_total",
+          "Records in a registry format this view took decoded from another view of the process", labels)),
+      decode_pacing_waits(registry.AddCounter(
+          "freshet_view_decode_pacing_waits_total",
+          "Times this view, catching up, waited for a slower view of the process reading the same topic so "
+          "that they share decodes",
+          labels)) {}
 
 ViewEngine::ViewEngine(ViewEngineOptions options, std::unique_ptr<Projection> projection,
                        std::unique_ptr<ViewStore> store, ViewMetrics& metrics)
@@ -112,6 +125,14 @@ Status ViewEngine::OnAssign(std::vector<TopicPartitionOffset>& assigned) {
     if (options_.on_partition) options_.on_partition(tp.partition, PartitionState::kLoading);
   }
   return Status::Ok();
+}
+
+void ViewEngine::CountDecodes() {
+  const RecordDecoder::Counts& now = decoder_->counts();
+  metrics_.records_decoded.Add(now.decoded - decodes_counted_.decoded);
+  metrics_.records_decoded_by_another_view.Add(now.taken - decodes_counted_.taken);
+  metrics_.decode_pacing_waits.Add(now.pacing_waits - decodes_counted_.pacing_waits);
+  decodes_counted_ = now;
 }
 
 void ViewEngine::AnnounceServing() {
@@ -409,9 +430,11 @@ Status ViewEngine::Connect() {
   consumer_ = std::move(consumer.value());
   if (projection_->reads_records()) {
     decoder_ = std::make_unique<RecordDecoder>(options_.source, options_.parse_key);
-    // So that views of this process catching up on the same topic decode
-    // each record once between them.
-    decoder_->SetLogEnds([consumer = consumer_.get(), topic = options_.topic](int32_t partition) {
+    decodes_counted_ = {};
+    // Views of this process that read the same topic decode each record
+    // once between them, from their first record, and keep together while
+    // they catch up.
+    decoder_->ShareDecodes([consumer = consumer_.get(), topic = options_.topic](int32_t partition) {
       return consumer->CachedHighWatermark(topic, partition);
     });
   }
@@ -481,6 +504,7 @@ ViewEngine::Applied ViewEngine::ApplyRecord(const RawRecord& message, const std:
     if (decoder_) {
       SourceRecord record;
       st = decoder_->Decode(message, &record);
+      CountDecodes();
       // Only a schema registry that cannot be asked says kUnavailable.
       if (st.code() == StatusCode::kUnavailable) {
         WaitForRegistry(st, stop);

@@ -87,6 +87,11 @@ struct ViewMetrics {
   Counter& flush_failures;
   Histogram& flush_seconds;
   Histogram& visible_seconds;
+  // Registry formats: decoded here, taken from another view's decode, and
+  // waits to keep together with a slower view (sources/decoded_records.h).
+  Counter& records_decoded;
+  Counter& records_decoded_by_another_view;
+  Counter& decode_pacing_waits;
 };
 
 struct ViewStatus {
@@ -174,6 +179,8 @@ class ViewEngine {
   void PublishStatus();
   // kServing for the assigned partitions that have caught up since.
   void AnnounceServing();
+  // Adds what decoder_ counted since the last call to the metrics.
+  void CountDecodes();
 
   ViewEngineOptions options_;
   std::unique_ptr<Projection> projection_;
@@ -182,6 +189,7 @@ class ViewEngine {
   const Clock& clock_;
   std::unique_ptr<SourceConsumer> consumer_;
   std::unique_ptr<RecordDecoder> decoder_;  // when the projection reads records
+  RecordDecoder::Counts decodes_counted_;   // what the metrics have of decoder_'s counts
   ViewMetrics& metrics_;
 
   // Per assigned partition: the next offset stored with the rows (-1: none

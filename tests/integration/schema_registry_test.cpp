@@ -89,18 +89,18 @@ class SchemaRegistrySources : public IntegrationFixture {
     return WriteViewsConfig(text);
   }
 
-  nlohmann::json Status(const std::string& view) {
+  nlohmann::json Status(const std::string& view, const std::string& store = "postgres") {
     HttpClient client("127.0.0.1", static_cast<uint16_t>(port_), 5s);
     auto r = client.Get("/views/" + view + "/status");
     if (!r.ok() || r->status != 200) return nullptr;
     auto status = nlohmann::json::parse(r->body, nullptr, false);
     if (status.contains("stores"))
-      return status["stores"].contains("postgres") ? status["stores"]["postgres"] : nullptr;
+      return status["stores"].contains(store) ? status["stores"][store] : nullptr;
     return status;
   }
 
-  bool CaughtUp(const std::string& view, const std::string& topic) {
-    nlohmann::json s = Status(view);
+  bool CaughtUp(const std::string& view, const std::string& topic, const std::string& store = "postgres") {
+    nlohmann::json s = Status(view, store);
     if (s.is_null() || !s.contains("next_offsets")) return false;
     auto consumer = Consumer::Create(KafkaOptions(), "");
     for (int p = 0; p < kPartitions; ++p) {
@@ -286,6 +286,46 @@ TEST_F(SchemaRegistrySources, RegistryStoppedMidStreamTheViewWaitsAndCatchesUpLo
   Rows rows = Query(kAvroQuery);
   EXPECT_EQ(rows, Expected(ref)) << Dump(rows);
   EXPECT_TRUE(ReadDeadLetters(dlq_, 1, 1s).empty());
+}
+
+// One view into Postgres and RocksDB: two engines of one process read the
+// same Avro topic, and each record is decoded once between them (the
+// view's metrics say who decoded what).
+TEST_F(SchemaRegistrySources, TwoStoresOfOneViewShareEachRecordsDecode) {
+  std::string topic = Topic("shared");
+  nlohmann::json ref = Produce("avro", topic);
+  std::string view = With(kAvroView, topic);
+  view.replace(view.find(R"("kind": "latest",)"), 17,
+               R"("kind": "latest", "stores": ["postgres", "rocksdb"],)");
+  FreshetProcess views({"views", "--config", WriteConfig("[" + view + "]")}, env_, prefix_);
+  ASSERT_TRUE(
+      WaitUntil([&] { return CaughtUp("orders", topic) && CaughtUp("orders", topic, "rocksdb"); }, 60s, 50ms))
+      << Status("orders").dump() << views.Log();
+  Rows rows = Query(kAvroQuery);
+  EXPECT_EQ(rows, Expected(ref)) << Dump(rows);
+
+  HttpClient client("127.0.0.1", static_cast<uint16_t>(port_), 5s);
+  std::string metrics = client.Get("/metrics")->body;
+  auto count = [&](const std::string& name, const std::string& store) -> int64_t {
+    std::string line = name + "{view=\"orders\",store=\"" + store + "\"} ";
+    auto at = metrics.find(line);
+    return at == std::string::npos ? -1 : std::stoll(metrics.substr(at + line.size()));
+  };
+  int64_t decoded_pg = count("freshet_view_records_decoded_total", "postgres"),
+          taken_pg = count("freshet_view_records_decoded_by_another_view_total", "postgres"),
+          decoded_rocks = count("freshet_view_records_decoded_total", "rocksdb"),
+          taken_rocks = count("freshet_view_records_decoded_by_another_view_total", "rocksdb");
+  std::string counts = "postgres: decoded " + std::to_string(decoded_pg) + ", taken " +
+                       std::to_string(taken_pg) + "; rocksdb: decoded " + std::to_string(decoded_rocks) +
+                       ", taken " + std::to_string(taken_rocks);
+  // Each engine read every record, decoding it or taking it decoded.
+  int64_t records = decoded_pg + taken_pg;
+  EXPECT_GE(records, 300) << counts;  // what sr_produce.py wrote
+  EXPECT_EQ(decoded_rocks + taken_rocks, records) << counts;
+  // Between them most records were decoded once (both may reach a record
+  // before either has kept it; then both decode it).
+  EXPECT_GE(taken_pg + taken_rocks, records / 2) << counts;
+  EXPECT_LE(decoded_pg + decoded_rocks, records + records / 2) << counts;
 }
 
 TEST_F(SchemaRegistrySources, InspectReadsTheThreeFormatsAndPrintsWorkingDefinitions) {
