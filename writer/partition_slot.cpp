@@ -24,17 +24,28 @@ double SecondsBetween(std::chrono::steady_clock::time_point from, std::chrono::s
   return std::chrono::duration<double>(to - from).count();
 }
 
+// How a transaction that failed ended, as far as its producer can tell.
+enum class TxnFailure {
+  kNotCommitted,
+  // A commit that timed out or failed with an error that does not say
+  // "aborted" (the coordinator can die after writing its decision and
+  // before answering).
+  kOutcomeUnknown,
+  // The commit failed because a newer owner fenced this producer. Its
+  // init_transactions aborts an open transaction, but completes one whose
+  // commit the coordinator had already begun: the answer to a first EndTxn
+  // that was lost, then "fenced" to its retry, means committed.
+  kFencedWhileCommitting,
+};
+
 // Begin, produce, flush, commit: one transaction holding `messages`, each
 // phase timed. OK means every message is in the log with its offset in
-// `reports`. On failure, `*outcome_unknown` says whether the transaction may
-// have committed all the same: a commit that timed out or failed with an
-// error that does not say "aborted" (the coordinator can die after writing
-// its decision and before answering).
+// `reports`; on failure `*failure` says whether it may have committed.
 Status ProduceInOneTransaction(SlotProducer& producer, const std::vector<OutgoingMessage>& messages,
                                std::vector<DeliveryReport>& reports, const WriterMetrics& metrics,
                                const Clock& clock, std::chrono::steady_clock::time_point started,
-                               bool* outcome_unknown) {
-  *outcome_unknown = false;
+                               TxnFailure* failure) {
+  *failure = TxnFailure::kNotCommitted;
   Status st = producer.Begin();
   auto begun = clock.Now();
   metrics.ObservePhase(WriterPhase::kBegin, SecondsBetween(started, begun));
@@ -46,13 +57,16 @@ Status ProduceInOneTransaction(SlotProducer& producer, const std::vector<Outgoin
   metrics.ObservePhase(WriterPhase::kProduce, SecondsBetween(begun, produced));
   if (st.ok()) {
     st = producer.Commit(kTxnTimeout);
-    *outcome_unknown = !st.ok() && st.code() != StatusCode::kConflict && st.code() != StatusCode::kFenced;
+    if (st.code() == StatusCode::kFenced)
+      *failure = TxnFailure::kFencedWhileCommitting;
+    else if (!st.ok() && st.code() != StatusCode::kConflict)
+      *failure = TxnFailure::kOutcomeUnknown;
   }
   metrics.ObservePhase(WriterPhase::kCommit, SecondsBetween(produced, clock.Now()));
   for (size_t i = 0; st.ok() && i < reports.size(); ++i)
     if (reports[i].offset < 0) {
       st = Status::Internal("commit succeeded but a delivery report is missing");
-      *outcome_unknown = true;  // committed, at offsets we do not know
+      *failure = TxnFailure::kOutcomeUnknown;  // committed, at offsets we do not know
     }
   return st;
 }
@@ -698,15 +712,14 @@ bool PartitionSlot::CommitBatch(std::deque<Work>& batch, const std::vector<Outgo
                                 std::vector<DeliveryReport>& reports,
                                 std::chrono::steady_clock::time_point started) {
   SlotProducer& producer = NextProducer();
-  bool outcome_unknown = false;
-  Status st =
-      ProduceInOneTransaction(producer, messages, reports, metrics_, clock_, started, &outcome_unknown);
-  if (!st.ok() && outcome_unknown) {
+  TxnFailure failure = TxnFailure::kNotCommitted;
+  Status st = ProduceInOneTransaction(producer, messages, reports, metrics_, clock_, started, &failure);
+  if (!st.ok() && failure == TxnFailure::kOutcomeUnknown) {
     ReloadAfterUnknownCommit(batch, st);
     return false;
   }
   if (!st.ok()) {
-    AbandonBatch(batch, producer, st);
+    AbandonBatch(batch, producer, st, failure == TxnFailure::kFencedWhileCommitting);
     return false;
   }
   state_->CommitPending();
@@ -743,9 +756,12 @@ void PartitionSlot::ReloadAfterUnknownCommit(std::deque<Work>& batch, const Stat
           metrics_);
 }
 
-void PartitionSlot::AbandonBatch(std::deque<Work>& batch, SlotProducer& producer, Status why) {
+void PartitionSlot::AbandonBatch(std::deque<Work>& batch, SlotProducer& producer, Status why,
+                                 bool may_have_committed) {
   // Nothing of this batch is acknowledged: the overlay goes, the clients
-  // hear "not committed, retry".
+  // hear "retry" (and whether it may have committed all the same: a retry
+  // with the same id is then answered once by the partition's owner, one
+  // without an id may be a second command).
   state_->DropPending();
   if (why.code() != StatusCode::kFenced) {
     Status abort = producer.Abort(kTxnTimeout);
@@ -758,9 +774,13 @@ void PartitionSlot::AbandonBatch(std::deque<Work>& batch, SlotProducer& producer
   } else {
     spdlog::warn("partition {}: transaction failed, batch dropped: {}", options_.partition, why.message());
   }
+  std::string what =
+      may_have_committed
+          ? ": fenced by a newer owner while committing, so the transaction may have committed; "
+            "retry with the same id (the partition's owner answers it once): "
+          : ": not committed, retry: ";
   FailAll(batch,
-          Status::Unavailable("partition " + std::to_string(options_.partition) +
-                              ": not committed, retry: " + why.message()),
+          Status::Unavailable("partition " + std::to_string(options_.partition) + what + why.message()),
           metrics_);
 }
 

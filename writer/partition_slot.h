@@ -231,7 +231,9 @@ class PartitionSlot {
   // may have gone through, after the slot reads the log again).
   bool CommitBatch(std::deque<Work>& batch, const std::vector<OutgoingMessage>& messages,
                    std::vector<DeliveryReport>& reports, std::chrono::steady_clock::time_point started);
-  void AbandonBatch(std::deque<Work>& batch, SlotProducer& producer, Status why);
+  // The transaction failed (and was aborted unless fenced): answer "retry".
+  // `may_have_committed`: fenced while committing (see TxnFailure).
+  void AbandonBatch(std::deque<Work>& batch, SlotProducer& producer, Status why, bool may_have_committed);
   // The commit may have gone through: answer "retry", then take the
   // partition over again so the log says what committed.
   void ReloadAfterUnknownCommit(std::deque<Work>& batch, const Status& why);
