@@ -19,6 +19,7 @@
 #include "core/status.h"
 
 struct rd_kafka_s;
+struct rd_kafka_topic_s;
 struct rd_kafka_message_s;
 struct rd_kafka_error_s;
 
@@ -33,6 +34,10 @@ struct KafkaHandleDeleter {
   void operator()(rd_kafka_s* rk) const;
 };
 using KafkaHandle = std::unique_ptr<rd_kafka_s, KafkaHandleDeleter>;
+struct KafkaTopicDeleter {
+  void operator()(rd_kafka_topic_s* rkt) const;
+};
+using KafkaTopic = std::unique_ptr<rd_kafka_topic_s, KafkaTopicDeleter>;
 
 struct KafkaHeader {
   std::string name;
@@ -71,6 +76,10 @@ class TransactionalProducer {
   // Fences any earlier producer with the same transactional.id and aborts its
   // open transaction.
   Status InitTransactions(std::chrono::milliseconds timeout);
+  // Fetches where `topics` live now, so that the first message to each does
+  // not wait for librdkafka's periodic lookup of topics it does not know
+  // (up to 1 s: a new owner's claim and first commands waited that long).
+  Status LearnTopics(const std::vector<std::string>& topics, std::chrono::milliseconds timeout);
   Status Begin();
   // Queues `message` in the open transaction. `report`, if given, must stay
   // alive until Commit/Abort returns; Commit fills it in.
@@ -92,6 +101,7 @@ class TransactionalProducer {
 
   KafkaHandle handle_;
   std::string transactional_id_;
+  std::vector<KafkaTopic> topics_;  // LearnTopics's: librdkafka keeps their metadata current
 };
 
 // A plain idempotent producer (no transactions), for side outputs such as

@@ -18,6 +18,10 @@ void KafkaHandleDeleter::operator()(rd_kafka_s* rk) const {
   if (rk) rd_kafka_destroy(rk);
 }
 
+void KafkaTopicDeleter::operator()(rd_kafka_topic_s* rkt) const {
+  if (rkt) rd_kafka_topic_destroy(rkt);
+}
+
 Result<KafkaConf> MakeKafkaConf(const KafkaClientOptions& options,
                                 const std::map<std::string, std::string>& defaults) {
   if (options.brokers.empty()) return Status::InvalidArgument("kafka.brokers: required");

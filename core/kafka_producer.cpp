@@ -94,6 +94,24 @@ Status TransactionalProducer::InitTransactions(std::chrono::milliseconds timeout
                  rd_kafka_init_transactions(handle_.get(), static_cast<int>(timeout.count())));
 }
 
+Status TransactionalProducer::LearnTopics(const std::vector<std::string>& topics,
+                                          std::chrono::milliseconds timeout) {
+  for (const std::string& name : topics) {
+    // The topic object is kept: librdkafka then keeps its metadata (learnt
+    // by the request below) current for the producer's life.
+    KafkaTopic topic(rd_kafka_topic_new(handle_.get(), name.c_str(), nullptr));
+    if (!topic)
+      return Status::InvalidArgument("topic " + name + ": " + rd_kafka_err2str(rd_kafka_last_error()));
+    const rd_kafka_metadata_t* md = nullptr;
+    rd_kafka_resp_err_t err =
+        rd_kafka_metadata(handle_.get(), 0, topic.get(), &md, static_cast<int>(timeout.count()));
+    if (md) rd_kafka_metadata_destroy(md);
+    topics_.push_back(std::move(topic));
+    if (err) return Status::Unavailable("metadata of topic " + name + ": " + rd_kafka_err2str(err));
+  }
+  return Status::Ok();
+}
+
 Status TransactionalProducer::Begin() {
   return TxnCall("begin_transaction", rd_kafka_begin_transaction(handle_.get()));
 }

@@ -472,9 +472,12 @@ Status PartitionSlot::TakeOver() {
   }
   producers_.clear();
   turn_ = 0;
+  // Where the producers write: events, claims and snapshots.
+  std::vector<std::string> topics = {options_.topic, options_.owners_topic};
+  if (!options_.snapshot_topic.empty()) topics.push_back(options_.snapshot_topic);
   for (int i = 0; i < std::max(1, options_.producers); ++i) {
     std::string id = options_.transactional_id + (i == 0 ? "" : "." + std::to_string(i));
-    auto producer = env_.NewProducer(options_.kafka, id);
+    auto producer = env_.NewProducer(options_.kafka, id, topics);
     if (!producer.ok()) return producer.status();
     producers_.push_back(std::move(producer.value()));
     // Fences the previous owner's producer with this id: its open

@@ -1,5 +1,7 @@
 #include "writer/slot_env.h"
 
+#include <spdlog/spdlog.h>
+
 namespace freshet {
 
 namespace {
@@ -69,9 +71,13 @@ class KafkaSlotEnvImpl final : public SlotEnv {
     return std::unique_ptr<SlotTail>(std::make_unique<KafkaSlotTail>(std::move(consumer.value())));
   }
   Result<std::unique_ptr<SlotProducer>> NewProducer(const KafkaClientOptions& options,
-                                                    const std::string& transactional_id) override {
+                                                    const std::string& transactional_id,
+                                                    const std::vector<std::string>& topics) override {
     auto producer = TransactionalProducer::Create(options, transactional_id);
     if (!producer.ok()) return producer.status();
+    // Not fatal: the first message to a topic then looks it up itself.
+    if (Status learned = (*producer)->LearnTopics(topics, std::chrono::seconds(5)); !learned.ok())
+      spdlog::warn("producer {}: {}", transactional_id, learned.message());
     return std::unique_ptr<SlotProducer>(std::make_unique<KafkaSlotProducer>(std::move(producer.value())));
   }
   Result<std::optional<PartitionSnapshot>> LoadLatestSnapshot(const KafkaClientOptions& options,

@@ -70,8 +70,10 @@ class SlotEnv {
  public:
   virtual ~SlotEnv() = default;
   virtual Result<std::unique_ptr<SlotTail>> NewTail(const KafkaClientOptions& options) = 0;
+  // `topics`: those it will produce to (their metadata is fetched at once).
   virtual Result<std::unique_ptr<SlotProducer>> NewProducer(const KafkaClientOptions& options,
-                                                            const std::string& transactional_id) = 0;
+                                                            const std::string& transactional_id,
+                                                            const std::vector<std::string>& topics) = 0;
   // The newest snapshot of `partition` that committed whole (see
   // LoadLatestSnapshot in writer/partition_snapshot.h).
   virtual Result<std::optional<PartitionSnapshot>> LoadLatestSnapshot(const KafkaClientOptions& options,

@@ -261,7 +261,8 @@ class FakeSlotEnv final : public SlotEnv {
     return std::unique_ptr<SlotTail>(std::make_unique<FakeTail>(log_, records_read));
   }
   Result<std::unique_ptr<SlotProducer>> NewProducer(const KafkaClientOptions&,
-                                                    const std::string& transactional_id) override {
+                                                    const std::string& transactional_id,
+                                                    const std::vector<std::string>&) override {
     return std::unique_ptr<SlotProducer>(std::make_unique<FakeProducer>(log_, transactional_id));
   }
   Result<std::optional<PartitionSnapshot>> LoadLatestSnapshot(const KafkaClientOptions&, const std::string&,
