@@ -141,7 +141,7 @@ DecodedRecords::Partition* RecordDecoder::Shared(const RawRecord& raw) {
   // (tests, tools) are just decoded.
   if (raw.topic.empty() || raw.partition < 0 || raw.offset < 0) return nullptr;
   JoinShared();
-  if (!shared_->shared()) return nullptr;
+  if (!shared_ || !shared_->shared()) return nullptr;
   if (raw.topic != shared_topic_) {
     ForgetShared();
     shared_topic_ = raw.topic;
