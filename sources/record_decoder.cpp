@@ -131,8 +131,9 @@ void RecordDecoder::JoinShared() {
   reader_ = shared_->Join();
 }
 
-void RecordDecoder::ShareDecodes(std::function<int64_t(int32_t partition)> log_end) {
+void RecordDecoder::ShareDecodes(std::function<int64_t(int32_t partition)> log_end, Counters counters) {
   log_end_ = std::move(log_end);
+  counters_ = counters;
   JoinShared();
 }
 
@@ -154,7 +155,8 @@ DecodedRecords::Partition* RecordDecoder::Shared(const RawRecord& raw) {
     p.records_to_next = 256;
   }
   bool catching_up = p.log_end >= 0 && p.log_end - raw.offset > DecodedRecords::kCatchingUpDistance;
-  if (p.records->Pace(reader_, raw.offset, catching_up)) ++counts_.pacing_waits;
+  if (p.records->Pace(reader_, raw.offset, catching_up) && counters_.pacing_waits)
+    counters_.pacing_waits->Add();
   return p.records;
 }
 
@@ -167,9 +169,9 @@ Status RecordDecoder::FromRegistry(const RawRecord& raw) {
     return Status::Ok();
   }
   if (partition && partition->Find(raw.offset, &decoded_)) {
-    ++counts_.taken;
+    if (counters_.taken) counters_.taken->Add();
   } else {
-    ++counts_.decoded;
+    if (counters_.decoded) counters_.decoded->Add();
     decoded_.key_status = Status::Ok();
     decoded_.value_status = Status::Ok();
     decoded_.key.clear();

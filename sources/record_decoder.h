@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/kafka.h"
+#include "core/metrics.h"
 #include "core/status.h"
 #include "sources/decoded_records.h"
 #include "sources/source_spec.h"
@@ -95,23 +96,24 @@ class RecordDecoder {
   // decode it again later.
   Status Decode(const RawRecord& raw, SourceRecord* out);
   const SourceSpec& spec() const { return spec_; }
+  // Where a view's decoder counts the records in a registry format it
+  // decoded itself, those it took decoded from another decoder of the
+  // process, and the times it waited for a slower one (DecodedRecords).
+  // Each may be null.
+  struct Counters {
+    Counter* decoded = nullptr;
+    Counter* taken = nullptr;
+    Counter* pacing_waits = nullptr;
+  };
   // For a view's decoder: shares decodes with the process's other decoders
   // of the topic from now on (DecodedRecords), not from the first record
   // read (so that views started together share from their first record).
   // `log_end` says where each partition ends as last seen (the cached high
   // watermark; -1 when not known), so that the decoder knows when it is
   // catching up: decoders catching up on the same topic keep together.
-  // Without this call a decoder joins at its first record read from Kafka
-  // and is never taken for catching up.
-  void ShareDecodes(std::function<int64_t(int32_t partition)> log_end);
-
-  // Records in a registry format this decoder decoded itself, took decoded
-  // from another decoder of the process, and times it waited for a slower
-  // one (DecodedRecords). For the view's metrics.
-  struct Counts {
-    uint64_t decoded = 0, taken = 0, pacing_waits = 0;
-  };
-  const Counts& counts() const { return counts_; }
+  // Without this call a decoder joins at its first record read from Kafka,
+  // is never taken for catching up, and counts nothing.
+  void ShareDecodes(std::function<int64_t(int32_t partition)> log_end, Counters counters);
 
  private:
   Status DecodeFreshet(std::string_view value, SourceRecord* out);
@@ -135,7 +137,8 @@ class RecordDecoder {
   std::unique_ptr<RegistryDecoder> value_registry_, key_registry_;
   DecodedRecords::Decoded decoded_;
   // Shared with the process's other decoders of the same topic and formats
-  // (joined on the first record read from Kafka); the partitions seen.
+  // (joined by ShareDecodes or on the first record read from Kafka); the
+  // partitions seen.
   std::shared_ptr<DecodedRecords> shared_;
   int reader_ = -1;  // this decoder's number in shared_
   std::string shared_topic_;
@@ -146,7 +149,7 @@ class RecordDecoder {
   };
   std::map<int32_t, SharedPartition> shared_partitions_;
   std::function<int64_t(int32_t)> log_end_;
-  Counts counts_;
+  Counters counters_;
   // The partition's shared records when the decoders share them (paced
   // there), else null.
   DecodedRecords::Partition* Shared(const RawRecord& raw);

@@ -127,14 +127,6 @@ Status ViewEngine::OnAssign(std::vector<TopicPartitionOffset>& assigned) {
   return Status::Ok();
 }
 
-void ViewEngine::CountDecodes() {
-  const RecordDecoder::Counts& now = decoder_->counts();
-  metrics_.records_decoded.Add(now.decoded - decodes_counted_.decoded);
-  metrics_.records_decoded_by_another_view.Add(now.taken - decodes_counted_.taken);
-  metrics_.decode_pacing_waits.Add(now.pacing_waits - decodes_counted_.pacing_waits);
-  decodes_counted_ = now;
-}
-
 void ViewEngine::AnnounceServing() {
   if (!options_.on_partition) return;
   for (auto& [partition, serving] : serving_) {
@@ -430,13 +422,14 @@ Status ViewEngine::Connect() {
   consumer_ = std::move(consumer.value());
   if (projection_->reads_records()) {
     decoder_ = std::make_unique<RecordDecoder>(options_.source, options_.parse_key);
-    decodes_counted_ = {};
     // Views of this process that read the same topic decode each record
     // once between them, from their first record, and keep together while
     // they catch up.
-    decoder_->ShareDecodes([consumer = consumer_.get(), topic = options_.topic](int32_t partition) {
+    auto log_end = [consumer = consumer_.get(), topic = options_.topic](int32_t partition) {
       return consumer->CachedHighWatermark(topic, partition);
-    });
+    };
+    decoder_->ShareDecodes(log_end, {&metrics_.records_decoded, &metrics_.records_decoded_by_another_view,
+                                     &metrics_.decode_pacing_waits});
   }
   auto count = env_.PartitionCount(options_.kafka, options_.topic);
   if (!count.ok()) return count.status();
@@ -504,7 +497,6 @@ ViewEngine::Applied ViewEngine::ApplyRecord(const RawRecord& message, const std:
     if (decoder_) {
       SourceRecord record;
       st = decoder_->Decode(message, &record);
-      CountDecodes();
       // Only a schema registry that cannot be asked says kUnavailable.
       if (st.code() == StatusCode::kUnavailable) {
         WaitForRegistry(st, stop);

@@ -179,8 +179,6 @@ class ViewEngine {
   void PublishStatus();
   // kServing for the assigned partitions that have caught up since.
   void AnnounceServing();
-  // Adds what decoder_ counted since the last call to the metrics.
-  void CountDecodes();
 
   ViewEngineOptions options_;
   std::unique_ptr<Projection> projection_;
@@ -189,7 +187,6 @@ class ViewEngine {
   const Clock& clock_;
   std::unique_ptr<SourceConsumer> consumer_;
   std::unique_ptr<RecordDecoder> decoder_;  // when the projection reads records
-  RecordDecoder::Counts decodes_counted_;   // what the metrics have of decoder_'s counts
   ViewMetrics& metrics_;
 
   // Per assigned partition: the next offset stored with the rows (-1: none

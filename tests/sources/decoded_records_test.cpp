@@ -169,7 +169,7 @@ struct TwoDecoders {
   TwoDecoders(const SourceSpec& spec, const std::vector<Record>& records,
               const std::function<int64_t(int32_t)>& log_end)
       : a(spec, false), b(spec, false) {
-    for (RecordDecoder* d : {&a, &b}) d->ShareDecodes(log_end);
+    for (RecordDecoder* d : {&a, &b}) d->ShareDecodes(log_end, {});
     SourceRecord r;
     EXPECT_TRUE(a.Decode(records[0].raw, &r).ok());
     EXPECT_TRUE(b.Decode(records[0].raw, &r).ok());
