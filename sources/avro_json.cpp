@@ -8,7 +8,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "sources/json_text.h"
+#include "core/json_text.h"
 #include "sources/value_text.h"
 
 namespace freshet {

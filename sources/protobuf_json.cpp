@@ -14,7 +14,7 @@
 #include <cstring>
 #include <map>
 
-#include "sources/json_text.h"
+#include "core/json_text.h"
 #include "sources/value_text.h"
 
 namespace freshet {

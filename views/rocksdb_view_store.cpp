@@ -4,7 +4,7 @@
 #include <cmath>
 #include <ctime>
 
-#include "sources/json_text.h"
+#include "core/json_text.h"
 #include "views/partition_rows.h"
 
 namespace freshet {

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "core/json_text.h"
 #include "sinks/postgres_sink.h"
-#include "sources/json_text.h"
 
 namespace freshet {
 

@@ -65,7 +65,7 @@ Result<std::vector<Event>> AccountsDomain::Decide(const StateView<Account>& stat
     if (a.opened) return Status::Refused("account " + c.partition_key + " is already open");
     a.opened = true;
     a.overdraft_limit = c.data["overdraft_limit"].get<int64_t>();
-    return std::vector<Event>{MakeEvent("AccountOpened", c, 0, a)};
+    return OneEvent(MakeEvent("AccountOpened", c, 0, a));
   }
   if (!a.opened) return Status::Refused("account " + c.partition_key + " is not open");
   int64_t amount = c.data["amount"].get<int64_t>();
@@ -73,14 +73,14 @@ Result<std::vector<Event>> AccountsDomain::Decide(const StateView<Account>& stat
     if (a.balance + amount > kMaxAmount)
       return Status::Refused("balance would exceed " + std::to_string(kMaxAmount));
     a.balance += amount;
-    return std::vector<Event>{MakeEvent("MoneyDeposited", c, amount, a)};
+    return OneEvent(MakeEvent("MoneyDeposited", c, amount, a));
   }
   if (a.balance - amount < -a.overdraft_limit)
     return Status::Refused("withdrawing " + std::to_string(amount) + " would take account " +
                            c.partition_key + " to " + std::to_string(a.balance - amount) +
                            ", beyond its overdraft limit of " + std::to_string(a.overdraft_limit));
   a.balance -= amount;
-  return std::vector<Event>{MakeEvent("MoneyWithdrawn", c, amount, a)};
+  return OneEvent(MakeEvent("MoneyWithdrawn", c, amount, a));
 }
 
 std::string AccountsDomain::EntityKeyOf(const Event& e) {

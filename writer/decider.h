@@ -40,6 +40,14 @@ struct Command {
   nlohmann::json data;        // the command's fields, as sent
 };
 
+// What Decide returns for a command that makes one event. (A braced
+// `std::vector<Event>{e}` would copy the event, its JSON included.)
+inline std::vector<Event> OneEvent(Event e) {
+  std::vector<Event> events;
+  events.push_back(std::move(e));
+  return events;
+}
+
 // Committed state with the current batch's pending changes on top.
 template <typename Entity>
 class StateView {

@@ -29,7 +29,8 @@ Status RequireQuantity(const nlohmann::json& body, const char* field, int64_t mi
 
 const std::string& SkuOf(const Command& c) { return c.data.at("sku").get_ref<const std::string&>(); }
 
-Event MakeEvent(const char* type, const Command& c, int64_t qty, int64_t delta, const StockItem& after) {
+Event MakeEvent(const char* type, const Command& c, const std::string& sku, int64_t qty, int64_t delta,
+                const StockItem& after) {
   Event e;
   e.type = type;
   e.id = c.id;
@@ -37,7 +38,7 @@ Event MakeEvent(const char* type, const Command& c, int64_t qty, int64_t delta, 
   // Filled field by field: a braced initializer list would copy every value.
   auto& d = e.data;
   d["store"] = c.partition_key;
-  d["sku"] = SkuOf(c);
+  d["sku"] = sku;
   d["qty"] = qty;
   d["delta"] = delta;
   d["on_hand"] = after.on_hand;
@@ -90,7 +91,10 @@ Result<Command> InventoryDomain::ParseCommand(const nlohmann::json& body) {
 }
 
 Result<std::vector<Event>> InventoryDomain::Decide(const StateView<StockItem>& state, const Command& c) {
-  const StockItem* found = state.Find(EntityKeyFromPath(c.partition_key, SkuOf(c)));
+  // Each field is looked up once: Decide runs for every command, and a
+  // lookup in the command's JSON is a string-keyed map search.
+  const std::string& sku = SkuOf(c);
+  const StockItem* found = state.Find(EntityKeyFromPath(c.partition_key, sku));
   StockItem item = found ? *found : StockItem{};
   int64_t available = item.on_hand - item.reserved;
   if (c.type == "receive") {
@@ -98,7 +102,7 @@ Result<std::vector<Event>> InventoryDomain::Decide(const StateView<StockItem>& s
     if (item.on_hand + qty > kMaxQuantity)
       return Status::Refused("receive would take on_hand above " + std::to_string(kMaxQuantity));
     item.on_hand += qty;
-    return std::vector<Event>{MakeEvent("StockReceived", c, qty, qty, item)};
+    return OneEvent(MakeEvent("StockReceived", c, sku, qty, qty, item));
   }
   if (c.type == "reserve") {
     int64_t qty = c.data.at("qty").get<int64_t>();
@@ -106,14 +110,14 @@ Result<std::vector<Event>> InventoryDomain::Decide(const StateView<StockItem>& s
       return Status::Refused("insufficient stock to reserve " + std::to_string(qty) + ": " +
                              Describe(c, item));
     item.reserved += qty;
-    return std::vector<Event>{MakeEvent("StockReserved", c, qty, 0, item)};
+    return OneEvent(MakeEvent("StockReserved", c, sku, qty, 0, item));
   }
   if (c.type == "release") {
     int64_t qty = c.data.at("qty").get<int64_t>();
     if (qty > item.reserved)
       return Status::Refused("cannot release " + std::to_string(qty) + ": " + Describe(c, item));
     item.reserved -= qty;
-    return std::vector<Event>{MakeEvent("ReservationReleased", c, qty, 0, item)};
+    return OneEvent(MakeEvent("ReservationReleased", c, sku, qty, 0, item));
   }
   if (c.type == "sell") {
     int64_t qty = c.data.at("qty").get<int64_t>();
@@ -127,9 +131,9 @@ Result<std::vector<Event>> InventoryDomain::Decide(const StateView<StockItem>& s
       return Status::Refused("insufficient stock to sell " + std::to_string(qty) + ": " + Describe(c, item));
     }
     item.on_hand -= qty;
-    Event e = MakeEvent("StockSold", c, qty, -qty, item);
+    Event e = MakeEvent("StockSold", c, sku, qty, -qty, item);
     e.data["from_reservation"] = from_reservation;
-    return std::vector<Event>{std::move(e)};
+    return OneEvent(std::move(e));
   }
   if (c.type == "adjust") {
     int64_t counted = c.data.at("counted").get<int64_t>();
@@ -139,8 +143,8 @@ Result<std::vector<Event>> InventoryDomain::Decide(const StateView<StockItem>& s
           " is below the reserved quantity; release reservations first: " + Describe(c, item));
     int64_t delta = counted - item.on_hand;
     item.on_hand = counted;
-    Event e = MakeEvent("StockAdjusted", c, counted, delta, item);
-    return std::vector<Event>{std::move(e)};
+    Event e = MakeEvent("StockAdjusted", c, sku, counted, delta, item);
+    return OneEvent(std::move(e));
   }
   return Status::InvalidArgument("type: unknown command type \"" + c.type + "\"");
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
 
+#include <limits>
 #include <memory>
 #include <random>
 
@@ -17,6 +18,36 @@ TEST(Envelope, RoundTrips) {
   EXPECT_EQ(back->id, "cmd-1");
   EXPECT_EQ(back->ts_ms, 1700000000123);
   EXPECT_EQ(back->data["qty"], 2);
+}
+
+// The value is written by hand on the writer's hot path; views and other
+// consumers may compare it byte for byte, so it must be what the JSON
+// library itself writes, whatever the data holds.
+TEST(Envelope, EncodesExactlyAsTheJsonLibraryDumps) {
+  nlohmann::json data = {{"store", "s\"1\\ \b\f\n\r\t\x01\x1f\x7f é 日本"},
+                         {"qty", -2},
+                         {"big", std::numeric_limits<uint64_t>::max()},
+                         {"min", std::numeric_limits<int64_t>::min()},
+                         {"price", 12.5},
+                         {"ratio", 0.1},
+                         {"huge", 1e300},
+                         {"flag", true},
+                         {"off", false},
+                         {"none", nullptr},
+                         {"empty", nlohmann::json::object()},
+                         {"list", {1, "two", nlohmann::json::array(), {{"k", 3.0}}}},
+                         {"", "empty key"}};
+  Event e{"StockSold\u00e9", "id \"quoted\"", 1700000000123, data};
+  nlohmann::json envelope = {{"type", e.type}, {"id", e.id}, {"ts", e.ts_ms}, {"data", e.data}};
+  // The envelope's own fields come in a fixed order, not the library's.
+  std::string expected = "{\"type\":" + nlohmann::json(e.type).dump() +
+                         ",\"id\":" + nlohmann::json(e.id).dump() +
+                         ",\"ts\":1700000000123,\"data\":" + data.dump() + "}";
+  EXPECT_EQ(EncodeEventValue(e), expected);
+  EXPECT_EQ(nlohmann::json::parse(EncodeEventValue(e)), envelope);
+
+  Event not_utf8{"X", "\xff\xfe", 1, nlohmann::json::object()};
+  EXPECT_THROW(EncodeEventValue(not_utf8), nlohmann::json::exception);  // as dump() throws
 }
 
 TEST(Envelope, DecodeNamesTheBadField) {

@@ -1,7 +1,9 @@
-// Writing JSON text by hand, for the decoders that turn a binary record
-// (Avro, Protobuf) into the JSON a view reads.
+// Writing JSON text by hand: for the decoders that turn a binary record
+// (Avro, Protobuf) into the JSON a view reads, and for the writer's events.
 #pragma once
 
+#include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
@@ -23,5 +25,9 @@ void AppendDouble(double v, std::string* out);
 void AppendFloat(float v, std::string* out);
 void AppendInteger(int64_t v, std::string* out);
 void AppendUnsigned(uint64_t v, std::string* out);
+// The same text as `value.dump()`, written straight into `out`: dump()
+// allocates an output adapter and consults the locale on every call, and
+// escapes byte by byte. Like dump(), throws on a string that is not UTF-8.
+void AppendJson(const nlohmann::json& value, std::string* out);
 
 }  // namespace freshet

@@ -1,4 +1,4 @@
-#include "sources/json_text.h"
+#include "core/json_text.h"
 
 #include <simdjson.h>
 
@@ -14,7 +14,8 @@ void AppendJsonString(std::string_view s, std::string* out) {
   static const char kHex[] = "0123456789abcdef";
   out->push_back('"');
   // Runs that need no escape are appended whole: a decoder writes every
-  // string of every record through here.
+  // string of every record through here. The escapes are nlohmann's, so
+  // that AppendJson writes what dump() would.
   size_t run = 0;
   for (size_t i = 0; i < s.size(); ++i) {
     auto c = static_cast<unsigned char>(s[i]);
@@ -36,6 +37,12 @@ void AppendJsonString(std::string_view s, std::string* out) {
         break;
       case '\t':
         out->append("\\t");
+        break;
+      case '\b':
+        out->append("\\b");
+        break;
+      case '\f':
+        out->append("\\f");
         break;
       default: {
         const char escaped[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
@@ -112,5 +119,54 @@ void AppendFloat(float v, std::string* out) {
 
 void AppendInteger(int64_t v, std::string* out) { AppendNumber(v, out); }
 void AppendUnsigned(uint64_t v, std::string* out) { AppendNumber(v, out); }
+
+void AppendJson(const nlohmann::json& value, std::string* out) {
+  switch (value.type()) {
+    case nlohmann::json::value_t::object: {
+      out->push_back('{');
+      bool first = true;
+      for (const auto& [key, member] : value.items()) {
+        if (!first) out->push_back(',');
+        first = false;
+        if (!AppendJsonStringIfUtf8(key, out))
+          out->append(nlohmann::json(key).dump());  // throws, as dump() would
+        out->push_back(':');
+        AppendJson(member, out);
+      }
+      out->push_back('}');
+      return;
+    }
+    case nlohmann::json::value_t::array: {
+      out->push_back('[');
+      for (size_t i = 0; i < value.size(); ++i) {
+        if (i > 0) out->push_back(',');
+        AppendJson(value[i], out);
+      }
+      out->push_back(']');
+      return;
+    }
+    case nlohmann::json::value_t::string: {
+      const auto& text = value.get_ref<const std::string&>();
+      if (!AppendJsonStringIfUtf8(text, out)) out->append(value.dump());  // throws, as dump() would
+      return;
+    }
+    case nlohmann::json::value_t::number_integer:
+      AppendInteger(value.get<int64_t>(), out);
+      return;
+    case nlohmann::json::value_t::number_unsigned:
+      AppendUnsigned(value.get<uint64_t>(), out);
+      return;
+    case nlohmann::json::value_t::boolean:
+      out->append(value.get<bool>() ? "true" : "false");
+      return;
+    case nlohmann::json::value_t::null:
+      out->append("null");
+      return;
+    default:
+      // Floats (nlohmann's own shortest form, NaN as null) and binary: dump's text.
+      out->append(value.dump());
+      return;
+  }
+}
 
 }  // namespace freshet
