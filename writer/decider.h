@@ -48,23 +48,32 @@ inline std::vector<Event> OneEvent(Event e) {
   return events;
 }
 
+// An entity the current batch changed, and the committed entry it will
+// replace (null for a new one): committing then needs no second lookup.
+template <typename Entity>
+struct PendingEntity {
+  Entity entity;
+  Entity* committed = nullptr;
+};
+
 // Committed state with the current batch's pending changes on top.
 template <typename Entity>
 class StateView {
  public:
   StateView(const std::unordered_map<std::string, Entity>& committed,
-            const std::unordered_map<std::string, Entity>& pending)
+            const std::unordered_map<std::string, PendingEntity<Entity>>& pending)
       : committed_(committed), pending_(pending) {}
   // nullptr when the entity has never been seen.
   const Entity* Find(const std::string& key) const {
-    if (auto it = pending_.find(key); it != pending_.end()) return &it->second;
+    if (!pending_.empty())
+      if (auto it = pending_.find(key); it != pending_.end()) return &it->second.entity;
     if (auto it = committed_.find(key); it != committed_.end()) return &it->second;
     return nullptr;
   }
 
  private:
   const std::unordered_map<std::string, Entity>& committed_;
-  const std::unordered_map<std::string, Entity>& pending_;
+  const std::unordered_map<std::string, PendingEntity<Entity>>& pending_;
 };
 
 // One partition's state as the writer's partition loop sees it. Owned and
@@ -113,18 +122,27 @@ class OverlayState final : public DomainState {
       // One lookup in pending; committed only for an entity this batch has
       // not changed yet.
       auto [it, first_change] = pending_.try_emplace(D::EntityKeyOf(e));
+      PendingEntity<Entity>& pending = it->second;
       if (first_change) {
         auto committed = committed_.find(it->first);
-        it->second = D::Evolve(committed == committed_.end() ? Entity{} : committed->second, e);
+        // Pointers to an unordered_map's elements outlive rehashing; only
+        // LoadEntities replaces them, and it drops pending as well.
+        pending.committed = committed == committed_.end() ? nullptr : &committed->second;
+        pending.entity = D::Evolve(pending.committed ? *pending.committed : Entity{}, e);
       } else {
-        it->second = D::Evolve(it->second, e);
+        pending.entity = D::Evolve(pending.entity, e);
       }
     }
     return events;
   }
 
   void CommitPending() override {
-    for (auto& [key, entity] : pending_) committed_[key] = std::move(entity);
+    for (auto& [key, pending] : pending_) {
+      if (pending.committed)
+        *pending.committed = std::move(pending.entity);
+      else
+        committed_.emplace(key, std::move(pending.entity));
+    }
     pending_.clear();
   }
 
@@ -183,7 +201,7 @@ class OverlayState final : public DomainState {
 
  private:
   std::unordered_map<std::string, Entity> committed_;
-  std::unordered_map<std::string, Entity> pending_;
+  std::unordered_map<std::string, PendingEntity<Entity>> pending_;
 };
 
 template <typename D>
