@@ -98,6 +98,37 @@ TEST_F(InventoryDecider, DroppedOverlayLeavesStateUntouched) {
 
 // Random command sequences never reach a state that breaks an invariant,
 // and a refused command changes nothing.
+// A pending entity writes its committed entry through a pointer kept since
+// its first change; committing thousands of new entities in the same batch
+// rehashes the committed map on the way, and the pointers must still land.
+TEST_F(InventoryDecider, OneCommitOfManyNewEntitiesKeepsTheChangedOldOnes) {
+  for (const char* sku : {"A", "B", "C"}) {
+    nlohmann::json c = Cmd("receive", 10);
+    c["sku"] = sku;
+    ASSERT_TRUE(Run(c).ok());
+  }
+  for (const char* sku : {"A", "B", "C"}) {  // changes to committed entities...
+    nlohmann::json c = Cmd("sell", 3);
+    c["sku"] = sku;
+    ASSERT_TRUE(state_.Decide(*InventoryDomain::ParseCommand(c)).ok());
+  }
+  for (int i = 0; i < 5000; ++i) {  // ...and new ones, all in one batch
+    nlohmann::json c = Cmd("receive", i + 1);
+    c["sku"] = "new-" + std::to_string(i);
+    ASSERT_TRUE(state_.Decide(*InventoryDomain::ParseCommand(c)).ok());
+  }
+  nlohmann::json again = Cmd("sell", 2);  // a second change to an entity pending already
+  ASSERT_TRUE(state_.Decide(*InventoryDomain::ParseCommand(again)).ok());
+  state_.CommitPending();
+
+  EXPECT_EQ(state_.entity_count(), 5003u);
+  EXPECT_EQ(state_.EntityJson("s1", "A")["on_hand"], 5);
+  EXPECT_EQ(state_.EntityJson("s1", "B")["on_hand"], 7);
+  EXPECT_EQ(state_.EntityJson("s1", "C")["on_hand"], 7);
+  EXPECT_EQ(state_.EntityJson("s1", "new-0")["on_hand"], 1);
+  EXPECT_EQ(state_.EntityJson("s1", "new-4999")["on_hand"], 5000);
+}
+
 TEST_F(InventoryDecider, RandomSequencesKeepInvariants) {
   std::mt19937 rng(1234);
   const char* types[] = {"receive", "reserve", "release", "sell", "adjust"};
