@@ -204,6 +204,9 @@ class Consumer {
   Result<int64_t> Position(const std::string& topic, int32_t partition);
   Result<std::pair<int64_t, int64_t>> QueryWatermarks(const std::string& topic, int32_t partition,
                                                       std::chrono::milliseconds timeout);
+  // How many partitions `topic` has (kNotFound: no such topic); asking
+  // never creates it.
+  Result<int> PartitionCount(const std::string& topic, std::chrono::milliseconds timeout);
   // The last known high watermark of an assigned partition, without asking
   // the broker (-1 when not known yet).
   int64_t CachedHighWatermark(const std::string& topic, int32_t partition);
@@ -219,6 +222,7 @@ class Consumer {
   friend struct ConsumerRebalance;
   explicit Consumer(KafkaHandle handle) : handle_(std::move(handle)) {}
   KafkaHandle handle_;
+  std::string brokers_;  // for error messages
   AssignHook on_assign_;
   RevokeHook on_revoke_;
   Status rebalance_error_;

@@ -6,6 +6,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -34,6 +35,11 @@ using KafkaError = std::unique_ptr<rd_kafka_error_t, KafkaDestroy<rd_kafka_error
 Result<KafkaConf> MakeKafkaConf(const KafkaClientOptions& options,
                                 const std::map<std::string, std::string>& defaults);
 Result<KafkaHandle> NewKafkaHandle(rd_kafka_type_t type, KafkaConf conf);
+// How many partitions `topic` has, asked through `handle` (any client).
+// Asks for every topic's metadata, so that asking never auto-creates one.
+// kNotFound when the topic does not exist.
+Result<int> PartitionCountVia(rd_kafka_t* handle, const std::string& brokers, const std::string& topic,
+                              std::chrono::milliseconds timeout);
 
 KafkaPartitionList ToPartitionList(const std::vector<TopicPartitionOffset>& partitions);
 

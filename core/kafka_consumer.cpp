@@ -127,6 +127,7 @@ Result<std::unique_ptr<Consumer>> Consumer::Create(const KafkaClientOptions& opt
   auto handle = NewKafkaHandle(RD_KAFKA_CONSUMER, std::move(conf.value()));
   if (!handle.ok()) return handle.status();
   consumer->handle_ = std::move(handle.value());
+  consumer->brokers_ = options.brokers;
   rd_kafka_poll_set_consumer(consumer->handle_.get());
   return consumer;
 }
@@ -249,6 +250,10 @@ Result<std::pair<int64_t, int64_t>> Consumer::QueryWatermarks(const std::string&
     return Status::Unavailable("watermarks of " + topic + "[" + std::to_string(partition) +
                                "]: " + rd_kafka_err2str(err));
   return std::make_pair(low, high);
+}
+
+Result<int> Consumer::PartitionCount(const std::string& topic, std::chrono::milliseconds timeout) {
+  return PartitionCountVia(handle_.get(), brokers_, topic, timeout);
 }
 
 int64_t Consumer::CachedHighWatermark(const std::string& topic, int32_t partition) {

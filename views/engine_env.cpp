@@ -37,6 +37,9 @@ class KafkaSourceConsumer final : public SourceConsumer {
   int64_t CachedHighWatermark(const std::string& topic, int32_t partition) override {
     return consumer_->CachedHighWatermark(topic, partition);
   }
+  Result<int> PartitionCount(const std::string& topic, std::chrono::milliseconds timeout) override {
+    return consumer_->PartitionCount(topic, timeout);
+  }
   bool assignment_failed() const override { return consumer_->assignment_failed(); }
   Status Close() override { return consumer_->Close(); }
 
@@ -53,9 +56,6 @@ class KafkaEnv final : public EngineEnv {
     if (!consumer.ok()) return consumer.status();
     return std::unique_ptr<SourceConsumer>(
         std::make_unique<KafkaSourceConsumer>(std::move(consumer.value())));
-  }
-  Result<int> PartitionCount(const KafkaClientOptions& options, const std::string& topic) override {
-    return freshet::PartitionCount(options, topic, std::chrono::seconds(15));
   }
   const Clock& clock() const override { return SystemClock(); }
 };

@@ -1,6 +1,6 @@
 // EngineEnv: the one seam between a view engine and the world outside its
-// process, as LevelDB's Env is for files: the consumer it reads with, the
-// topic's metadata, where dead letters go, and the clock.
+// process, as LevelDB's Env is for files: the consumer it reads with (and
+// asks the topic's metadata), where dead letters go, and the clock.
 //
 // Production uses KafkaEngineEnv() (librdkafka, the system's clocks); unit
 // tests drive an engine with scripted records, an in-memory store and a
@@ -42,6 +42,7 @@ class SourceConsumer {
   virtual Result<std::pair<int64_t, int64_t>> QueryWatermarks(const std::string& topic, int32_t partition,
                                                               std::chrono::milliseconds timeout) = 0;
   virtual int64_t CachedHighWatermark(const std::string& topic, int32_t partition) = 0;
+  virtual Result<int> PartitionCount(const std::string& topic, std::chrono::milliseconds timeout) = 0;
   virtual bool assignment_failed() const = 0;
   virtual Status Close() = 0;
 };
@@ -61,7 +62,6 @@ class EngineEnv {
   virtual ~EngineEnv() = default;
   virtual Result<std::unique_ptr<SourceConsumer>> NewConsumer(const KafkaClientOptions& options,
                                                               const std::string& group_id) = 0;
-  virtual Result<int> PartitionCount(const KafkaClientOptions& options, const std::string& topic) = 0;
   virtual const Clock& clock() const = 0;
 };
 

@@ -431,7 +431,9 @@ Status ViewEngine::Connect() {
     decoder_->ShareDecodes(log_end, {&metrics_.records_decoded, &metrics_.records_decoded_by_another_view,
                                      &metrics_.decode_pacing_waits});
   }
-  auto count = env_.PartitionCount(options_.kafka, options_.topic);
+  // Asked through the engine's own consumer: a client made only for this
+  // would cost a connection and a metadata round trip at every start.
+  auto count = consumer_->PartitionCount(options_.topic, std::chrono::seconds(15));
   if (!count.ok()) return count.status();
   partition_count_ = *count;
   if (Status log = CheckSourceLog(); !log.ok()) {

@@ -114,6 +114,9 @@ class ScriptedConsumer final : public SourceConsumer {
   int64_t CachedHighWatermark(const std::string&, int32_t partition) override {
     return topic_.End(partition);
   }
+  Result<int> PartitionCount(const std::string&, std::chrono::milliseconds) override {
+    return topic_.partitions;
+  }
   bool assignment_failed() const override { return assignment_failed_; }
   Status Close() override {
     if (assigned_ && on_revoke_) {
@@ -145,9 +148,6 @@ class ScriptedEnv final : public EngineEnv {
   Result<std::unique_ptr<SourceConsumer>> NewConsumer(const KafkaClientOptions&,
                                                       const std::string&) override {
     return std::unique_ptr<SourceConsumer>(std::make_unique<ScriptedConsumer>(topic_));
-  }
-  Result<int> PartitionCount(const KafkaClientOptions&, const std::string&) override {
-    return topic_.partitions;
   }
   const Clock& clock() const override { return clock_; }
   ManualClock clock_;
