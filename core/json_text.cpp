@@ -125,7 +125,7 @@ void AppendJson(const nlohmann::json& value, std::string* out) {
     case nlohmann::json::value_t::object: {
       out->push_back('{');
       bool first = true;
-      for (const auto& [key, member] : value.items()) {
+      for (const auto& [key, member] : value.get_ref<const nlohmann::json::object_t&>()) {
         if (!first) out->push_back(',');
         first = false;
         if (!AppendJsonStringIfUtf8(key, out))
@@ -138,9 +138,11 @@ void AppendJson(const nlohmann::json& value, std::string* out) {
     }
     case nlohmann::json::value_t::array: {
       out->push_back('[');
-      for (size_t i = 0; i < value.size(); ++i) {
-        if (i > 0) out->push_back(',');
-        AppendJson(value[i], out);
+      bool first = true;
+      for (const nlohmann::json& element : value.get_ref<const nlohmann::json::array_t&>()) {
+        if (!first) out->push_back(',');
+        first = false;
+        AppendJson(element, out);
       }
       out->push_back(']');
       return;
