@@ -55,4 +55,19 @@ KafkaPartitionList ToPartitionList(const std::vector<TopicPartitionOffset>& part
   return list;
 }
 
+Result<int> PartitionCountVia(rd_kafka_t* handle, const std::string& brokers, const std::string& topic,
+                              std::chrono::milliseconds timeout) {
+  const rd_kafka_metadata_t* md = nullptr;
+  // All topics, so that asking never auto-creates the topic.
+  rd_kafka_resp_err_t err = rd_kafka_metadata(handle, 1, nullptr, &md, static_cast<int>(timeout.count()));
+  if (err)
+    return Status::Unavailable("kafka.brokers " + brokers +
+                               ": metadata request failed: " + rd_kafka_err2str(err));
+  std::unique_ptr<const rd_kafka_metadata_t, KafkaDestroy<rd_kafka_metadata_destroy>> owned(md);
+  for (int i = 0; i < md->topic_cnt; ++i) {
+    if (topic == md->topics[i].topic && !md->topics[i].err) return md->topics[i].partition_cnt;
+  }
+  return Status::NotFound("topic " + topic + " does not exist");
+}
+
 }  // namespace freshet
