@@ -5,14 +5,6 @@
 #include "core/json_text.h"
 
 namespace freshet {
-namespace {
-
-void AppendText(const std::string& text, std::string* out) {
-  if (!AppendJsonStringIfUtf8(text, out))
-    out->append(nlohmann::json(text).dump());  // throws, as it always did
-}
-
-}  // namespace
 
 std::string EncodeEventValue(const Event& event) {
   // Written straight into one string: a temporary json object would deep-copy
@@ -21,9 +13,9 @@ std::string EncodeEventValue(const Event& event) {
   std::string out;
   out.reserve(64 + event.type.size() + event.id.size());
   out.append("{\"type\":");
-  AppendText(event.type, &out);
+  AppendJsonText(event.type, &out);
   out.append(",\"id\":");
-  AppendText(event.id, &out);
+  AppendJsonText(event.id, &out);
   out.append(",\"ts\":");
   AppendInteger(event.ts_ms, &out);
   out.append(",\"data\":");

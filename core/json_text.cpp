@@ -10,44 +10,51 @@
 
 namespace freshet {
 
+namespace {
+
+// The letter after the backslash for the characters JSON escapes short
+// (nlohmann's set, so that AppendJson writes what dump() would); 0 for
+// the other control characters, written \u00XX.
+char ShortEscape(unsigned char c) {
+  switch (c) {
+    case '"':
+      return '"';
+    case '\\':
+      return '\\';
+    case '\n':
+      return 'n';
+    case '\r':
+      return 'r';
+    case '\t':
+      return 't';
+    case '\b':
+      return 'b';
+    case '\f':
+      return 'f';
+    default:
+      return 0;
+  }
+}
+
+}  // namespace
+
 void AppendJsonString(std::string_view s, std::string* out) {
   static const char kHex[] = "0123456789abcdef";
   out->push_back('"');
   // Runs that need no escape are appended whole: a decoder writes every
-  // string of every record through here. The escapes are nlohmann's, so
-  // that AppendJson writes what dump() would.
+  // string of every record through here.
   size_t run = 0;
   for (size_t i = 0; i < s.size(); ++i) {
     auto c = static_cast<unsigned char>(s[i]);
     if (c >= 0x20 && c != '"' && c != '\\') continue;
     out->append(s.data() + run, i - run);
     run = i + 1;
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      case '\b':
-        out->append("\\b");
-        break;
-      case '\f':
-        out->append("\\f");
-        break;
-      default: {
-        const char escaped[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
-        out->append(escaped, sizeof(escaped));
-      }
+    if (char letter = ShortEscape(c)) {
+      const char escaped[] = {'\\', letter};
+      out->append(escaped, sizeof(escaped));
+    } else {
+      const char escaped[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+      out->append(escaped, sizeof(escaped));
     }
   }
   out->append(s.data() + run, s.size() - run);
@@ -120,6 +127,11 @@ void AppendFloat(float v, std::string* out) {
 void AppendInteger(int64_t v, std::string* out) { AppendNumber(v, out); }
 void AppendUnsigned(uint64_t v, std::string* out) { AppendNumber(v, out); }
 
+void AppendJsonText(const std::string& text, std::string* out) {
+  if (!AppendJsonStringIfUtf8(text, out))
+    out->append(nlohmann::json(text).dump());  // throws, as dump() would
+}
+
 void AppendJson(const nlohmann::json& value, std::string* out) {
   switch (value.type()) {
     case nlohmann::json::value_t::object: {
@@ -128,8 +140,7 @@ void AppendJson(const nlohmann::json& value, std::string* out) {
       for (const auto& [key, member] : value.get_ref<const nlohmann::json::object_t&>()) {
         if (!first) out->push_back(',');
         first = false;
-        if (!AppendJsonStringIfUtf8(key, out))
-          out->append(nlohmann::json(key).dump());  // throws, as dump() would
+        AppendJsonText(key, out);
         out->push_back(':');
         AppendJson(member, out);
       }
@@ -147,11 +158,9 @@ void AppendJson(const nlohmann::json& value, std::string* out) {
       out->push_back(']');
       return;
     }
-    case nlohmann::json::value_t::string: {
-      const auto& text = value.get_ref<const std::string&>();
-      if (!AppendJsonStringIfUtf8(text, out)) out->append(value.dump());  // throws, as dump() would
+    case nlohmann::json::value_t::string:
+      AppendJsonText(value.get_ref<const std::string&>(), out);
       return;
-    }
     case nlohmann::json::value_t::number_integer:
       AppendInteger(value.get<int64_t>(), out);
       return;

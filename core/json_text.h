@@ -25,6 +25,9 @@ void AppendDouble(double v, std::string* out);
 void AppendFloat(float v, std::string* out);
 void AppendInteger(int64_t v, std::string* out);
 void AppendUnsigned(uint64_t v, std::string* out);
+// `text` as nlohmann's dump() writes a string: like AppendJsonString, but
+// throws (as dump() does) when it is not UTF-8.
+void AppendJsonText(const std::string& text, std::string* out);
 // The same text as `value.dump()`, written straight into `out`: dump()
 // allocates an output adapter and consults the locale on every call, and
 // escapes byte by byte. Like dump(), throws on a string that is not UTF-8.

@@ -11,7 +11,6 @@ namespace {
 
 using AdminQueue = std::unique_ptr<rd_kafka_queue_t, KafkaDestroy<rd_kafka_queue_destroy>>;
 using AdminEvent = std::unique_ptr<rd_kafka_event_t, KafkaDestroy<rd_kafka_event_destroy>>;
-using Metadata = std::unique_ptr<const rd_kafka_metadata_t, KafkaDestroy<rd_kafka_metadata_destroy>>;
 using NewTopicRequest = std::unique_ptr<rd_kafka_NewTopic_t, KafkaDestroy<rd_kafka_NewTopic_destroy>>;
 using DeleteTopicRequest =
     std::unique_ptr<rd_kafka_DeleteTopic_t, KafkaDestroy<rd_kafka_DeleteTopic_destroy>>;
@@ -72,7 +71,7 @@ std::vector<std::string> BrokerAddresses(rd_kafka_t* rk, const KafkaClientOption
   const rd_kafka_metadata_t* md = nullptr;
   if (rd_kafka_metadata(rk, 0, nullptr, &md, static_cast<int>(timeout.count())) ==
       RD_KAFKA_RESP_ERR_NO_ERROR) {
-    Metadata owned(md);
+    KafkaMetadata owned(md);
     for (int i = 0; i < md->broker_cnt; ++i)
       brokers.push_back(std::string(md->brokers[i].host) + ":" + std::to_string(md->brokers[i].port));
   }

@@ -63,7 +63,7 @@ Result<int> PartitionCountVia(rd_kafka_t* handle, const std::string& brokers, co
   if (err)
     return Status::Unavailable("kafka.brokers " + brokers +
                                ": metadata request failed: " + rd_kafka_err2str(err));
-  std::unique_ptr<const rd_kafka_metadata_t, KafkaDestroy<rd_kafka_metadata_destroy>> owned(md);
+  KafkaMetadata owned(md);
   for (int i = 0; i < md->topic_cnt; ++i) {
     if (topic == md->topics[i].topic && !md->topics[i].err) return md->topics[i].partition_cnt;
   }

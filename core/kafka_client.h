@@ -30,6 +30,7 @@ using KafkaConf = std::unique_ptr<rd_kafka_conf_t, KafkaDestroy<rd_kafka_conf_de
 using KafkaPartitionList =
     std::unique_ptr<rd_kafka_topic_partition_list_t, KafkaDestroy<rd_kafka_topic_partition_list_destroy>>;
 using KafkaError = std::unique_ptr<rd_kafka_error_t, KafkaDestroy<rd_kafka_error_destroy>>;
+using KafkaMetadata = std::unique_ptr<const rd_kafka_metadata_t, KafkaDestroy<rd_kafka_metadata_destroy>>;
 
 // bootstrap.servers, then `defaults`, then options.properties (which win).
 Result<KafkaConf> MakeKafkaConf(const KafkaClientOptions& options,

@@ -105,7 +105,7 @@ Status TransactionalProducer::LearnTopics(const std::vector<std::string>& topics
     const rd_kafka_metadata_t* md = nullptr;
     rd_kafka_resp_err_t err =
         rd_kafka_metadata(handle_.get(), 0, topic.get(), &md, static_cast<int>(timeout.count()));
-    if (md) rd_kafka_metadata_destroy(md);
+    KafkaMetadata owned(md);
     topics_.push_back(std::move(topic));
     if (err) return Status::Unavailable("metadata of topic " + name + ": " + rd_kafka_err2str(err));
   }
