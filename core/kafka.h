@@ -230,7 +230,8 @@ class Consumer {
   bool closed_ = false;
 };
 
-// The librdkafka version linked in, e.g. "2.8.0".
+// The librdkafka version linked in, e.g. "2.8.0", and the patches
+// scripts/librdkafka applied to it: "2.8.0, patched: register-partitions-at-once".
 std::string KafkaLibraryVersion();
 
 // Admin: creates `topic` unless it exists. OK if it already exists.

@@ -12,7 +12,18 @@ Status SetProperty(rd_kafka_conf_t* conf, const std::string& name, const std::st
 
 }  // namespace
 
-std::string KafkaLibraryVersion() { return rd_kafka_version_str(); }
+// The patches scripts/librdkafka applied to the librdkafka built against
+// (none for a system librdkafka, or where CMake does not say).
+#ifndef FRESHET_RDKAFKA_PATCHES
+#define FRESHET_RDKAFKA_PATCHES ""
+#endif
+
+std::string KafkaLibraryVersion() {
+  std::string version = rd_kafka_version_str();
+  const std::string patches = FRESHET_RDKAFKA_PATCHES;
+  if (!patches.empty()) version += ", patched: " + patches;
+  return version;
+}
 
 void KafkaHandleDeleter::operator()(rd_kafka_s* rk) const {
   if (rk) rd_kafka_destroy(rk);
