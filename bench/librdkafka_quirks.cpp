@@ -10,12 +10,16 @@
 //    (librdkafka#4849; TransactionalProducer::Abort flushes first);
 //  - how long the first record of a fresh partition takes after assign at
 //    "beginning" against an absolute offset 0 (views/view_engine.cpp starts
-//    at the known log start).
+//    at the known log start);
+//  - how long a transaction's first message waits before the broker has it
+//    (the partition's registration timer that
+//    scripts/librdkafka-patches/register-partitions-at-once.patch removes).
 //
 // Plain C API on purpose: it checks librdkafka, not freshet's wrappers.
 // Run by bench/librdkafka-quirks against the local broker.
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -42,6 +46,10 @@ Kafka NewClient(rd_kafka_type_t type, const std::vector<std::pair<std::string, s
   char err[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   rd_kafka_conf_set(conf, "bootstrap.servers", g_brokers.c_str(), err, sizeof err);
+  // Without a delivery report callback, rd_kafka_flush() learns that the
+  // messages were delivered only every 10 ms (it polls for reports that
+  // never come); freshet's producers have one.
+  rd_kafka_conf_set_dr_msg_cb(conf, [](rd_kafka_t*, const rd_kafka_message_t*, void*) {});
   for (const auto& [key, value] : settings)
     if (rd_kafka_conf_set(conf, key.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
       std::fprintf(stderr, "%s=%s: %s\n", key.c_str(), value.c_str(), err);
@@ -119,6 +127,45 @@ void AbortRightAfterProduce(const std::string& topic, int32_t partition, int mes
       failed, fatal ? " (fatal)" : "", first.empty() ? "" : ", first: ", first.c_str());
 }
 
+// Begin, produce one message, flush, commit, `rounds` times: the median
+// milliseconds from the produce to the end of the flush (the partition's
+// AddPartitionsToTxn and the produce round trip). Two producers in turn,
+// as the writer does, so that a transaction rarely starts while the
+// broker still writes the same id's previous markers.
+void FirstMessageOfATransaction(const std::string& topic, int rounds) {
+  std::vector<Kafka> producers;
+  for (int i = 0; i < 2; ++i) {
+    producers.push_back(NewClient(
+        RD_KAFKA_PRODUCER,
+        {{"transactional.id", "quirks-first-" + std::to_string(i) + "-" + topic}, {"linger.ms", "0"}}));
+    if (Error e{rd_kafka_init_transactions(producers.back().get(), 30000)}) {
+      std::printf("  init_transactions: %s\n", rd_kafka_error_string(e.get()));
+      return;
+    }
+  }
+  std::vector<double> flush_ms;
+  for (int round = 0; round < rounds; ++round) {
+    rd_kafka_t* p = producers[round % 2].get();
+    if (Error e{rd_kafka_begin_transaction(p)}) {
+      std::printf("  begin_transaction: %s\n", rd_kafka_error_string(e.get()));
+      return;
+    }
+    auto started = Clock::now();
+    rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(0),
+                      RD_KAFKA_V_VALUE(const_cast<char*>("x"), 1), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                      RD_KAFKA_V_END);
+    rd_kafka_flush(p, 10000);
+    flush_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - started).count());
+    if (Error e{rd_kafka_commit_transaction(p, 30000)}) {
+      std::printf("  commit_transaction: %s\n", rd_kafka_error_string(e.get()));
+      return;
+    }
+  }
+  std::sort(flush_ms.begin(), flush_ms.end());
+  std::printf("  %d transactions of one message: produce to flushed, median %.2f ms (p90 %.2f ms)\n", rounds,
+              flush_ms[flush_ms.size() / 2], flush_ms[flush_ms.size() * 9 / 10]);
+}
+
 // Milliseconds from assign to the first record of `topic` (one record in
 // it), or -1 with the error.
 double FirstRecordAfterAssign(const std::string& topic, int64_t offset, std::string* error) {
@@ -173,6 +220,9 @@ int main(int argc, char** argv) {
   std::printf("abort_transaction right after produce, no flush (librdkafka#4849):\n");
   AbortRightAfterProduce(topic, 0, 1, 300);
   AbortRightAfterProduce(topic, RD_KAFKA_PARTITION_UA, 5, 300);
+
+  std::printf("a transaction's first message (1 ms registration timer without the patch):\n");
+  FirstMessageOfATransaction(topic, 300);
 
   std::printf("first record of a fresh topic after assign (one record, already committed):\n");
   for (bool beginning : {true, false}) {
