@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <unordered_map>
 
@@ -198,9 +199,9 @@ void PartitionSlot::Submit(Command command, CommandDone done) {
       w.queued_at = clock_.Now();
       queue_.push_back(std::move(w));
       if (queue_.size() == 1) oldest_queued_ = w.queued_at;
-      // The slot waits for the first command, then (lingering) for a full
-      // batch: only those two moments need a wake-up.
-      if (queue_.size() == 1 || queue_.size() == options_.max_batch) cv_.notify_all();
+      // The slot waits for the first command, then (lingering) for as many
+      // as its recent batches held: only those two moments need a wake-up.
+      if (queue_.size() == 1 || queue_.size() == batch_enough_) cv_.notify_all();
       return;
     }
   }
@@ -622,16 +623,21 @@ void PartitionSlot::ServeOnce() {
     // batches of one or two commands), gets its commit at once, not a linger
     // later. An average, so that one small batch under load does not switch
     // lingering off.
-    if (queue_.size() < options_.max_batch && options_.linger.count() > 0 &&
+    // A linger also ends once as many commands have queued as the recent
+    // batches held (`batch_enough_`): with clients that wait for their
+    // answer before sending again, those are the clients just answered,
+    // and waiting longer brings nobody (at 64 clients over 2 partitions
+    // the slots spent 4.8 ms of a 7.5 ms cycle lingering for no one).
+    if (queue_.size() < batch_enough_ && options_.linger.count() > 0 &&
         recent_batch_commands_ > kLingerAboveCommandsPerBatch) {
       auto linger_started = clock_.Now();
       // Waits as long as the environment's clock says is left, then asks it
       // again: a test's manual clock, not the wall, ends the linger.
-      auto batch_full = [&] { return stopping_ || queue_.size() >= options_.max_batch; };
+      auto batch_ready = [&] { return stopping_ || queue_.size() >= batch_enough_; };
       for (auto left = oldest_queued_ + options_.linger - clock_.Now();
-           left > std::chrono::steady_clock::duration::zero() && !batch_full();
+           left > std::chrono::steady_clock::duration::zero() && !batch_ready();
            left = oldest_queued_ + options_.linger - clock_.Now())
-        cv_.wait_for(lock, left, batch_full);
+        cv_.wait_for(lock, left, batch_ready);
       metrics_.ObservePhase(WriterPhase::kLinger, SecondsBetween(linger_started, clock_.Now()));
     }
     auto taken = clock_.Now();
@@ -641,6 +647,11 @@ void PartitionSlot::ServeOnce() {
       queue_.pop_front();
     }
     recent_batch_commands_ = 0.8 * recent_batch_commands_ + 0.2 * static_cast<double>(batch.size());
+    // The largest recent batch, forgotten slowly: a client that stops
+    // sending costs a few full lingers, one that is late once costs one.
+    largest_recent_batch_ = std::max(static_cast<double>(batch.size()), 0.9 * largest_recent_batch_);
+    batch_enough_ = std::clamp<size_t>(static_cast<size_t>(std::ceil(largest_recent_batch_)),
+                                       std::min<size_t>(2, options_.max_batch), options_.max_batch);
     // What is left over waited at least as long as this batch: no linger.
     if (!queue_.empty()) oldest_queued_ = std::chrono::steady_clock::time_point{};
   }

@@ -276,6 +276,10 @@ class PartitionSlot {
   // Commands per batch, a moving average: lingering waits only while it
   // shows other clients sending at the same time.
   double recent_batch_commands_ = 2;
+  // The largest recent batch (decaying), and the queue length that ends a
+  // linger: that, at least 2 and at most max_batch.
+  double largest_recent_batch_ = 0;
+  size_t batch_enough_ = 2;
   bool stopping_ = false;
   std::string refusal_;
   // RequestOwnership calls so far, and how many there had been when the
