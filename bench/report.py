@@ -122,14 +122,14 @@ def main():
     for r in by.get("writer_http", []):
         if r.get("command") != "sell" or r.get("commands_per_request", 1) != 1:
             continue
-        clients, lat = r["clients"], r["latency"]
+        clients, lat, partitions = r["clients"], r["latency"], r.get("partitions", 8)
         pg = postgres.get(clients)
         against = ""
         if pg:
             against = (f"Postgres {pg['tps']:,.0f}/s p50 {pg['latency']['p50_ms']:.2f} ms p99 "
                        f"{pg['latency']['p99_ms']:.1f} ms: {r['commands_per_s'] / pg['tps']:.2f}x")
         target = {64: ">= 2x Postgres, p99 <= Postgres's", 1: "p50 <= 3 ms"}.get(clients, "")
-        add("vs postgres", f"writer sell over HTTP, {clients} client(s), 1 command per request",
+        add("vs postgres", f"writer sell over HTTP, {clients} client(s), 1 command per request, {partitions} partitions",
             f"{r['commands_per_s']:,.0f} cmd/s p50 {lat['p50_ms']:.2f} ms p99 {lat['p99_ms']:.1f} ms", against, target)
 
     for r in by.get("recovery", []):
