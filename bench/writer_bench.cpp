@@ -42,6 +42,7 @@ struct Options {
   // Threads that drive the HTTP clients' connections (asynchronously), as
   // pgbench's -j 2 drives bench/postgres_bench's clients.
   int client_threads = 2;
+  int http_threads = Config().writer.io_threads;  // the writer's HTTP server threads (writer.io_threads)
   int pipeline = 1;              // requests each HTTP client sends before reading the answers
   int commands_per_request = 1;  // > 1: each request is a JSON array (a batch)
   int stores = 1000;
@@ -282,7 +283,7 @@ class HttpLoadClient : public std::enable_shared_from_this<HttpLoadClient> {
 nlohmann::json RunHttp(Writer& writer, const Options& o) {
   HttpServer::Options http;
   http.listen = "127.0.0.1:0";
-  http.threads = 2;
+  http.threads = o.http_threads;
   auto server = HttpServer::Start(
       http, [&](HttpRequest&& req, HttpReply reply) { writer.HandleHttp(std::move(req), reply); });
   if (!server.ok()) {
@@ -333,6 +334,9 @@ int main(int argc, char** argv) {
   app.add_option("--inflight", o.inflight, "In-process: commands outstanding")->capture_default_str();
   app.add_option("--submitters", o.submitters, "In-process: submitting threads")->capture_default_str();
   app.add_option("--http-clients", o.http_clients, "HTTP: concurrent keep-alive clients")
+      ->capture_default_str();
+  app.add_option("--http-threads", o.http_threads, "HTTP: the writer's server threads (writer.io_threads)")
+      ->check(CLI::Range(1, 64))
       ->capture_default_str();
   app.add_option("--client-threads", o.client_threads, "HTTP: threads driving the clients (as pgbench's -j)")
       ->check(CLI::Range(1, 1024))
