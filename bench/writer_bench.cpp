@@ -293,9 +293,7 @@ nlohmann::json RunHttp(Writer& writer, const Options& o) {
   uint16_t port = (*server)->port();
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> done{0}, failed{0};
-  // A few threads drive all the clients, as pgbench does: a thread per
-  // client made the load generator cost more than the writer's own HTTP
-  // path on 2 cores.
+  // A thread per client cost 16% of the machine at 64 clients (bench/README.md).
   int client_threads = std::clamp(o.client_threads, 1, o.http_clients);
   std::vector<std::vector<int64_t>> latencies(client_threads);
   std::vector<std::thread> threads;

@@ -201,7 +201,7 @@ void PartitionSlot::Submit(Command command, CommandDone done) {
       if (queue_.size() == 1) oldest_queued_ = w.queued_at;
       // The slot waits for the first command, then (lingering) for as many
       // as its recent batches held: only those two moments need a wake-up.
-      if (queue_.size() == 1 || queue_.size() == batch_enough_) cv_.notify_all();
+      if (queue_.size() == 1 || queue_.size() == BatchEnough()) cv_.notify_all();
       return;
     }
   }
@@ -607,6 +607,11 @@ SlotProducer& PartitionSlot::NextProducer() {
   return producer;
 }
 
+size_t PartitionSlot::BatchEnough() const {
+  return std::clamp<size_t>(static_cast<size_t>(std::ceil(largest_recent_batch_)),
+                            std::min<size_t>(2, options_.max_batch), options_.max_batch);
+}
+
 void PartitionSlot::ServeOnce() {
   std::deque<Work> batch;
   {
@@ -624,16 +629,17 @@ void PartitionSlot::ServeOnce() {
     // later. An average, so that one small batch under load does not switch
     // lingering off.
     // A linger also ends once as many commands have queued as the recent
-    // batches held (`batch_enough_`): with clients that wait for their
+    // batches held (BatchEnough()): with clients that wait for their
     // answer before sending again, those are the clients just answered,
     // and waiting longer brings nobody (64 clients over 4 partitions: the
     // slots lingered 3.3-3.9 ms of an 8.4 ms cycle; bench/README.md).
-    if (queue_.size() < batch_enough_ && options_.linger.count() > 0 &&
+    const size_t enough = BatchEnough();
+    if (queue_.size() < enough && options_.linger.count() > 0 &&
         recent_batch_commands_ > kLingerAboveCommandsPerBatch) {
       auto linger_started = clock_.Now();
       // Waits as long as the environment's clock says is left, then asks it
       // again: a test's manual clock, not the wall, ends the linger.
-      auto batch_ready = [&] { return stopping_ || queue_.size() >= batch_enough_; };
+      auto batch_ready = [&] { return stopping_ || queue_.size() >= enough; };
       for (auto left = oldest_queued_ + options_.linger - clock_.Now();
            left > std::chrono::steady_clock::duration::zero() && !batch_ready();
            left = oldest_queued_ + options_.linger - clock_.Now())
@@ -650,8 +656,6 @@ void PartitionSlot::ServeOnce() {
     // The largest recent batch, forgotten slowly: a client that stops
     // sending costs a few full lingers, one that is late once costs one.
     largest_recent_batch_ = std::max(static_cast<double>(batch.size()), 0.9 * largest_recent_batch_);
-    batch_enough_ = std::clamp<size_t>(static_cast<size_t>(std::ceil(largest_recent_batch_)),
-                                       std::min<size_t>(2, options_.max_batch), options_.max_batch);
     // What is left over waited at least as long as this batch: no linger.
     if (!queue_.empty()) oldest_queued_ = std::chrono::steady_clock::time_point{};
   }

@@ -218,6 +218,9 @@ class PartitionSlot {
   // The producer for the next transaction (one transaction each, in turn).
   SlotProducer& NextProducer();
   void ServeOnce();
+  // The queue length that ends a linger: the largest recent batch, at least
+  // 2 and at most max_batch. Called with mu_ held.
+  size_t BatchEnough() const;
   // Decides a batch, commits its events in one transaction, answers every
   // command in it, then maybe snapshots.
   void ProcessBatch(std::deque<Work>& batch);
@@ -276,10 +279,8 @@ class PartitionSlot {
   // Commands per batch, a moving average: lingering waits only while it
   // shows other clients sending at the same time.
   double recent_batch_commands_ = 2;
-  // The largest recent batch (decaying), and the queue length that ends a
-  // linger: that, at least 2 and at most max_batch.
+  // The largest recent batch, decaying; see BatchEnough().
   double largest_recent_batch_ = 0;
-  size_t batch_enough_ = 2;
   bool stopping_ = false;
   std::string refusal_;
   // RequestOwnership calls so far, and how many there had been when the
