@@ -221,6 +221,9 @@ class PartitionSlot {
   // The queue length that ends a linger: the largest recent batch, at least
   // 2 and at most max_batch. Called with mu_ held.
   size_t BatchEnough() const;
+  // How long a batch may linger for company now: `linger`, and no more
+  // than twice as long as recent transactions took.
+  std::chrono::steady_clock::duration Linger() const;
   // Decides a batch, commits its events in one transaction, answers every
   // command in it, then maybe snapshots.
   void ProcessBatch(std::deque<Work>& batch);
@@ -281,6 +284,9 @@ class PartitionSlot {
   double recent_batch_commands_ = 2;
   // The largest recent batch, decaying; see BatchEnough().
   double largest_recent_batch_ = 0;
+  // How long recent transactions took, decided to committed (a moving
+  // average, by the slot's clock); see Linger(). Slot thread only.
+  std::chrono::duration<double> recent_commit_{0};
   bool stopping_ = false;
   std::string refusal_;
   // RequestOwnership calls so far, and how many there had been when the

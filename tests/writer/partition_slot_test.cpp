@@ -334,6 +334,19 @@ class PartitionSlotTest : public ::testing::Test {
     if (!Eventually([&] { return log_.CommitsWaiting() == 1; })) return nullptr;
     return answer;
   }
+  // Load: command c0's commit takes `commit_takes` by the test's clock;
+  // c1..c9 queue behind it meanwhile and go as one batch (the clock
+  // standing still).
+  void NineQueueBehindACommitThatTakes(PartitionSlot& slot, std::chrono::milliseconds commit_takes) {
+    auto first = SubmitBlockedInCommit(slot, Cmd("c0", "receive", 1));
+    ASSERT_TRUE(first) << "the slot never began committing";
+    std::vector<std::shared_ptr<Answer>> answers;
+    for (int i = 1; i <= 9; ++i) answers.push_back(Submit(slot, Cmd("c" + std::to_string(i), "receive", 1)));
+    env_.manual_clock.Advance(commit_takes);
+    log_.ReleaseCommits();
+    ASSERT_TRUE(first->Get().ok());
+    for (auto& a : answers) ASSERT_TRUE(a->Get().ok());
+  }
   static nlohmann::json Item(PartitionSlot& slot) {
     std::promise<Result<EntityReading>> p;
     auto f = p.get_future();
@@ -425,15 +438,10 @@ TEST_F(PartitionSlotTest, UnderLoadABatchLingersUntilTheClockSaysOrAsManyAsLastT
   auto slot = NewSlot(options);
   slot->RequestOwnership();
   ASSERT_TRUE(BecomesOwner(*slot));
-  // Load: nine commands queue up behind a commit, and go as one batch.
-  auto first = SubmitBlockedInCommit(*slot, Cmd("c0", "receive", 1));
-  ASSERT_TRUE(first) << "the slot never began committing";
-  std::vector<std::shared_ptr<Answer>> answers;
-  for (int i = 1; i <= 9; ++i) answers.push_back(Submit(*slot, Cmd("c" + std::to_string(i), "receive", 1)));
-  log_.ReleaseCommits();
-  for (auto& a : answers) ASSERT_TRUE(a->Get().ok());
+  // Load (behind a slow commit: a linger lasts at most twice what commits took).
+  ASSERT_NO_FATAL_FAILURE(NineQueueBehindACommitThatTakes(*slot, 5ms));
   // Now a command waits for company, the clock standing still...
-  answers.clear();
+  std::vector<std::shared_ptr<Answer>> answers;
   for (int i = 10; i <= 17; ++i) answers.push_back(Submit(*slot, Cmd("c" + std::to_string(i), "receive", 1)));
   EXPECT_FALSE(Eventually([&] { return answers.front()->ready(); }, 200ms))
       << "answered without lingering, the clock standing still and 8 of the usual 9 commands queued";
@@ -448,6 +456,27 @@ TEST_F(PartitionSlotTest, UnderLoadABatchLingersUntilTheClockSaysOrAsManyAsLastT
   env_.manual_clock.Advance(5ms);
   ASSERT_TRUE(lingering->Get().ok());
   EXPECT_EQ(log_.committed_batch_sizes, (std::vector<size_t>{1, 9, 9, 1}));
+}
+
+TEST_F(PartitionSlotTest, ALingerLastsNoLongerThanTwiceWhatRecentCommitsTook) {
+  auto options = Options("a");
+  options.linger = 5ms;
+  auto slot = NewSlot(options);
+  slot->RequestOwnership();
+  ASSERT_TRUE(BecomesOwner(*slot));
+  // Load, with a commit that takes 1 ms, then one that takes none: recent
+  // commits took 0.8 ms on average.
+  ASSERT_NO_FATAL_FAILURE(NineQueueBehindACommitThatTakes(*slot, 1ms));
+  // A command alone lingers for company, but for 1.6 ms, not 5.
+  auto lingering = Submit(*slot, Cmd("c10", "receive", 1));
+  EXPECT_FALSE(Eventually([&] { return lingering->ready(); }, 200ms))
+      << "answered without lingering, the clock standing still";
+  env_.manual_clock.Advance(1ms);
+  EXPECT_FALSE(Eventually([&] { return lingering->ready(); }, 200ms))
+      << "answered after lingering 1 ms of 1.6";
+  env_.manual_clock.Advance(1ms);
+  ASSERT_TRUE(lingering->Get().ok()) << "still lingering after 2 ms";
+  EXPECT_EQ(log_.committed_batch_sizes, (std::vector<size_t>{1, 9, 1}));
 }
 
 TEST_F(PartitionSlotTest, ARetryWithTheSameIdGetsTheFirstAnswerAndWritesNothing) {
