@@ -12,16 +12,22 @@ std::string EncodeEventValue(const Event& event) {
   // the in-process writer).
   std::string out;
   out.reserve(64 + event.type.size() + event.id.size());
-  out.append("{\"type\":");
-  AppendJsonText(event.type, &out);
-  out.append(",\"id\":");
-  AppendJsonText(event.id, &out);
-  out.append(",\"ts\":");
-  AppendInteger(event.ts_ms, &out);
-  out.append(",\"data\":");
+  // A type that is not UTF-8 throws here, as dump() would.
+  if (!IsValidUtf8(event.type)) AppendJsonText(event.type, &out);
+  AppendEventValueHead(event.type, event.id, event.ts_ms, &out);
   AppendJson(event.data, &out);
   out.push_back('}');
   return out;
+}
+
+void AppendEventValueHead(std::string_view type, const std::string& id, int64_t ts_ms, std::string* out) {
+  out->append("{\"type\":");
+  AppendJsonString(type, out);
+  out->append(",\"id\":");
+  AppendJsonText(id, out);
+  out->append(",\"ts\":");
+  AppendInteger(ts_ms, out);
+  out->append(",\"data\":");
 }
 
 Result<Event> DecodeEventValue(std::string_view value) {

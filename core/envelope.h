@@ -31,6 +31,10 @@ struct Event {
 };
 
 std::string EncodeEventValue(const Event& event);
+// The envelope up to its data, `{"type":...,"id":...,"ts":...,"data":`, for
+// a caller that writes the data object (and the closing brace) itself.
+// `type` must be UTF-8; an `id` that is not throws, as EncodeEventValue does.
+void AppendEventValueHead(std::string_view type, const std::string& id, int64_t ts_ms, std::string* out);
 
 // Fails with kInvalidArgument naming the missing or mistyped field.
 Result<Event> DecodeEventValue(std::string_view value);

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,12 +25,28 @@ struct StockItem {
   int64_t reserved = 0;
 };
 
+// Every inventory event's data (decided as this struct: decider.h's typed
+// domains; JSON only on the way to Kafka and back).
+struct StockEvent {
+  std::string store;
+  std::string sku;
+  int64_t qty = 0;
+  int64_t delta = 0;  // the change in on_hand
+  int64_t on_hand = 0;
+  int64_t reserved = 0;
+  std::optional<bool> from_reservation;  // StockSold only
+};
+
 struct InventoryDomain {
   using Entity = StockItem;
+  using EventData = StockEvent;
   static Result<Command> ParseCommand(const nlohmann::json& body);
-  static Result<std::vector<Event>> Decide(const StateView<StockItem>& state, const Command& command);
-  static std::string EntityKeyOf(const Event& event);
-  static StockItem Evolve(const StockItem& before, const Event& event);
+  static Result<std::vector<TypedEvent<StockEvent>>> Decide(const StateView<StockItem>& state,
+                                                            const Command& command);
+  static std::string EntityKeyOf(const StockEvent& event);
+  static StockItem Evolve(const StockItem& before, const StockEvent& event);
+  static void AppendEventData(const StockEvent& event, std::string* json);
+  static Result<StockEvent> DecodeEventData(const Event& event);
   static nlohmann::json EntityToJson(const StockItem& item);
   static std::string EntityKeyFromPath(const std::string& store, const std::string& sku);
   static nlohmann::json EntityToSnapshot(const StockItem& item);

@@ -729,13 +729,13 @@ std::vector<PartitionSlot::CommandOutcome> PartitionSlot::DecideBatch(
     if (!key.empty()) batch_keys[key] = i;
     outcomes[i].first_event = messages->size();
     outcomes[i].event_count = events->size();
-    for (const Event& e : events.value()) {
+    for (DecidedEvent& e : events.value()) {
       OutgoingMessage m;
       m.topic = options_.topic;
       m.partition = options_.partition;
       m.key = w.command.partition_key;
-      m.value = EncodeEventValue(e);
-      m.headers = {{kTypeHeader, e.type}, {kSchemaHeader, kSchemaVersion}};
+      m.value = std::move(e.value);
+      m.headers = {{kTypeHeader, std::move(e.type)}, {kSchemaHeader, kSchemaVersion}};
       messages->push_back(std::move(m));
     }
   }

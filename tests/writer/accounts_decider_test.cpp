@@ -23,8 +23,17 @@ class AccountsDecider : public ::testing::Test {
   Result<std::vector<Event>> Run(const nlohmann::json& body) {
     auto command = AccountsDomain::ParseCommand(body);
     if (!command.ok()) return command.status();
-    auto events = state_.Decide(*command);
-    if (events.ok()) state_.CommitPending();
+    auto decided = state_.Decide(*command);
+    if (!decided.ok()) return decided.status();
+    state_.CommitPending();
+    // As a view reads them from the topic.
+    std::vector<Event> events;
+    for (const DecidedEvent& e : *decided) {
+      auto event = DecodeEventValue(e.value);
+      if (!event.ok()) return event.status();
+      EXPECT_EQ(event->type, e.type);
+      events.push_back(std::move(*event));
+    }
     return events;
   }
   nlohmann::json AccountJson(const std::string& account = "a1") {

@@ -165,12 +165,57 @@ TEST_F(InventoryDecider, ReplayingEventsRebuildsState) {
     auto events = state_.Decide(*command);
     if (!events.ok()) continue;
     state_.CommitPending();
-    for (const Event& e : *events) {
-      auto decoded = DecodeEventValue(EncodeEventValue(e));
+    for (const DecidedEvent& e : *events) {
+      auto decoded = DecodeEventValue(e.value);
+      ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
       ASSERT_TRUE(replica.ApplyCommitted(*decoded).ok());
     }
   }
   EXPECT_EQ(replica.EntityJson("s1", "A"), state_.EntityJson("s1", "A"));
+}
+
+// Typed events reach Kafka as the same bytes as JSON events, with the
+// command's id and a time.
+TEST_F(InventoryDecider, TypedEventsAreWrittenAsTheJsonLibraryWritesThem) {
+  ASSERT_TRUE(Run(Cmd("receive", 5)).ok());
+  nlohmann::json body = Cmd("sell", 2);
+  body["id"] = "req-\"7\"";
+  auto command = InventoryDomain::ParseCommand(body);
+  ASSERT_TRUE(command.ok());
+  int64_t before = NowMillis();
+  auto events = state_.Decide(*command);
+  ASSERT_TRUE(events.ok()) << events.status().ToString();
+  ASSERT_EQ(events->size(), 1u);
+  const DecidedEvent& sold = (*events)[0];
+  EXPECT_EQ(sold.type, "StockSold");
+  nlohmann::json value = nlohmann::json::parse(sold.value);
+  // The bytes an Event with the same fields is encoded as (held to the
+  // JSON library's dump() by Envelope.EncodesExactlyAsTheJsonLibraryDumps).
+  auto as_event = DecodeEventValue(sold.value);
+  ASSERT_TRUE(as_event.ok());
+  EXPECT_EQ(sold.value, EncodeEventValue(*as_event));
+  EXPECT_EQ(value["type"], "StockSold");
+  EXPECT_EQ(value["id"], "req-\"7\"");
+  EXPECT_GE(value["ts"].get<int64_t>(), before);
+  EXPECT_EQ(value["data"], nlohmann::json({{"store", "s1"},
+                                           {"sku", "A"},
+                                           {"qty", 2},
+                                           {"delta", -2},
+                                           {"on_hand", 3},
+                                           {"reserved", 0},
+                                           {"from_reservation", false}}));
+}
+
+// An event read back that lacks what rebuilds the state is refused, named.
+TEST_F(InventoryDecider, AnEventReadBackWithoutItsStateIsRefusedNamingTheField) {
+  Event e;
+  e.type = "StockSold";
+  e.data = {{"store", "s1"}, {"sku", "A"}, {"on_hand", 3}};
+  Status st = state_.ApplyCommitted(e);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("StockSold"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("data.reserved"), std::string::npos) << st.message();
+  EXPECT_EQ(state_.entity_count(), 0u);
 }
 
 }  // namespace
