@@ -62,7 +62,7 @@ Command MakeCommand(std::mt19937& rng, int stores) {
   Command c;
   c.type = "receive";
   c.partition_key = "store-" + std::to_string(rng() % stores);
-  c.data = {{"sku", "sku-" + std::to_string(rng() % 100)}, {"qty", 1}};
+  c.fields = InventoryCommand{.sku = "sku-" + std::to_string(rng() % 100), .qty = 1};
   return c;
 }
 
@@ -413,7 +413,7 @@ int main(int argc, char** argv) {
         Command c;
         c.type = "receive";
         c.partition_key = "store-" + std::to_string(s);
-        c.data = {{"sku", "sku-" + std::to_string(k)}, {"qty", 100000000}};
+        c.fields = InventoryCommand{.sku = "sku-" + std::to_string(k), .qty = 100000000};
         (*writer)->Submit(std::move(c), [&](Result<CommandAck>) { --pending; });
       }
     }

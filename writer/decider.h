@@ -18,25 +18,36 @@
 // Decide returns Status::Refused("reason") to refuse, or InvalidArgument for
 // a command that is malformed for this domain.
 //
-// A domain may decide into its own event struct instead of JSON, which
-// costs the writer much less per event (JSON only where an event meets
-// Kafka): it declares the struct as EventData, and
+// A domain may use its own structs instead of JSON for its commands, its
+// events or both, which costs the writer much less per command (JSON only
+// at the edges: the HTTP body, the Kafka record). Each is optional.
 //
-//     using EventData = ...;  // the fields of an event's "data"
-//     static Result<std::vector<TypedEvent<EventData>>> Decide(const StateView<Entity>& state, const Command&
-//     c); static std::string EntityKeyOf(const EventData& e); static Entity Evolve(const Entity& before,
-//     const EventData& e); static void AppendEventData(const EventData& e, std::string* json);  // "data" as
-//     a JSON object static Result<EventData> DecodeEventData(const Event& e);  // events read back from the
-//     log
+// Typed commands: ParseCommand stores the fields in Command::fields, and
+// Decide takes them (a command whose `fields` hold no CommandData is
+// refused as invalid):
 //
-// (ParseCommand, EntityToJson, EntityKeyFromPath and the snapshot pair as
-// above). The writer gives each such event its command's id and the time.
+//     using CommandData = ...;
+//     static Result<std::vector<...>> Decide(const StateView<Entity>& state,
+//                                            const Command& c, const CommandData& fields);
 //
-// OverlayState<MyDomain> gives
-// the writer a DomainState with pending changes kept apart from committed
-// ones, so a refused command or an aborted transaction changes nothing.
+// Typed events: Decide returns std::vector<TypedEvent<EventData>>, and
+//
+//     using EventData = ...;                         // an event's "data"
+//     static std::string EntityKeyOf(const EventData& e);
+//     static Entity Evolve(const Entity& before, const EventData& e);
+//     static void AppendEventData(const EventData& e, std::string* json);
+//     static Result<EventData> DecodeEventData(const Event& e);  // read back
+//
+// AppendEventData writes "data" as a JSON object; DecodeEventData reads it
+// from an event read back from the log (recovery, a standby). The writer
+// gives each typed event its command's id and the time.
+//
+// OverlayState<MyDomain> gives the writer a DomainState with pending
+// changes kept apart from committed ones, so a refused command or an
+// aborted transaction changes nothing.
 #pragma once
 
+#include <any>
 #include <concepts>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -53,7 +64,8 @@ struct Command {
   std::string type;
   std::string partition_key;  // decides the Kafka partition (a store id, an account id)
   std::string id;             // idempotency key; empty when the client gave none
-  nlohmann::json data;        // the command's fields, as sent
+  nlohmann::json data;        // the command's fields, as sent (a JSON domain's)
+  std::any fields;            // or a typed domain's CommandData, as its ParseCommand made them
 };
 
 // An event a typed domain decided: its type and its data.
@@ -145,10 +157,11 @@ class OverlayState final : public DomainState {
  public:
   using Entity = typename D::Entity;
 
+  static constexpr bool kTypedCommands = requires { typename D::CommandData; };
   static constexpr bool kTypedEvents = requires { typename D::EventData; };
 
   Result<std::vector<DecidedEvent>> Decide(const Command& command) override {
-    auto events = D::Decide(StateView<Entity>(committed_, pending_), command);
+    auto events = DecideWithDomain(command);
     if (!events.ok()) return events.status();
     std::vector<DecidedEvent> decided;
     decided.reserve(events->size());
@@ -234,6 +247,21 @@ class OverlayState final : public DomainState {
   }
 
  private:
+  auto DecideWithDomain(const Command& command) {
+    StateView<Entity> view(committed_, pending_);
+    if constexpr (kTypedCommands) {
+      using Fields = typename D::CommandData;
+      using Events = decltype(D::Decide(view, command, std::declval<const Fields&>()));
+      const Fields* fields = std::any_cast<Fields>(&command.fields);
+      if (!fields)
+        return Events(Status::InvalidArgument("command " + command.type +
+                                              ": its fields were not made by this domain's ParseCommand"));
+      return D::Decide(view, command, *fields);
+    } else {
+      return D::Decide(view, command);
+    }
+  }
+
   // Applies a decided event (an Event, or a typed domain's EventData) to
   // the pending overlay: one lookup in pending, and in committed only for
   // an entity this batch has not changed yet.

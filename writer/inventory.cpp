@@ -29,8 +29,6 @@ Status RequireQuantity(const nlohmann::json& body, const char* field, int64_t mi
   return Status::Ok();
 }
 
-const std::string& SkuOf(const Command& c) { return c.data.at("sku").get_ref<const std::string&>(); }
-
 TypedEvent<StockEvent> MakeEvent(std::string_view type, const Command& c, const std::string& sku, int64_t qty,
                                  int64_t delta, const StockItem& after) {
   return {type, StockEvent{c.partition_key, sku, qty, delta, after.on_hand, after.reserved, std::nullopt}};
@@ -52,8 +50,8 @@ Status RequireEventString(const nlohmann::json& data, const char* field, std::st
   return Status::Ok();
 }
 
-std::string Describe(const Command& c, const StockItem& item) {
-  return "store " + c.partition_key + " sku " + SkuOf(c) + " has on_hand " + std::to_string(item.on_hand) +
+std::string Describe(const Command& c, const InventoryCommand& f, const StockItem& item) {
+  return "store " + c.partition_key + " sku " + f.sku + " has on_hand " + std::to_string(item.on_hand) +
          ", reserved " + std::to_string(item.reserved);
 }
 
@@ -73,69 +71,66 @@ Result<Command> InventoryDomain::ParseCommand(const nlohmann::json& body) {
       return Status::InvalidArgument("id: expected a string of 1 to 200 characters");
     c.id = id->get<std::string>();
   }
-  c.data = {{"sku", sku}};
-  int64_t n = 0;
+  InventoryCommand fields;
+  fields.sku = std::move(sku);
   if (c.type == "receive" || c.type == "reserve" || c.type == "release" || c.type == "sell") {
-    FRESHET_RETURN_IF_ERROR(RequireQuantity(body, "qty", 1, &n));
-    c.data["qty"] = n;
+    FRESHET_RETURN_IF_ERROR(RequireQuantity(body, "qty", 1, &fields.qty));
     if (c.type == "sell") {
-      bool from_reservation = false;
       if (auto f = body.find("from_reservation"); f != body.end()) {
         if (!f->is_boolean()) return Status::InvalidArgument("from_reservation: expected true or false");
-        from_reservation = f->get<bool>();
+        fields.from_reservation = f->get<bool>();
       }
-      c.data["from_reservation"] = from_reservation;
     }
   } else if (c.type == "adjust") {
-    FRESHET_RETURN_IF_ERROR(RequireQuantity(body, "counted", 0, &n));
-    c.data["counted"] = n;
+    FRESHET_RETURN_IF_ERROR(RequireQuantity(body, "counted", 0, &fields.counted));
   } else {
     return Status::InvalidArgument("type: unknown command type \"" + c.type +
                                    "\" (expected receive, reserve, release, sell or adjust)");
   }
+  c.fields = std::move(fields);
   return c;
 }
 
 Result<std::vector<TypedEvent<StockEvent>>> InventoryDomain::Decide(const StateView<StockItem>& state,
-                                                                    const Command& c) {
-  // Each field is looked up once: Decide runs for every command, and a
-  // lookup in the command's JSON is a string-keyed map search.
-  const std::string& sku = SkuOf(c);
+                                                                    const Command& c,
+                                                                    const InventoryCommand& f) {
+  const std::string& sku = f.sku;
   const StockItem* found = state.Find(EntityKeyFromPath(c.partition_key, sku));
   StockItem item = found ? *found : StockItem{};
   int64_t available = item.on_hand - item.reserved;
   if (c.type == "receive") {
-    int64_t qty = c.data.at("qty").get<int64_t>();
+    int64_t qty = f.qty;
     if (item.on_hand + qty > kMaxQuantity)
       return Status::Refused("receive would take on_hand above " + std::to_string(kMaxQuantity));
     item.on_hand += qty;
     return OneEvent(MakeEvent("StockReceived", c, sku, qty, qty, item));
   }
   if (c.type == "reserve") {
-    int64_t qty = c.data.at("qty").get<int64_t>();
+    int64_t qty = f.qty;
     if (qty > available)
       return Status::Refused("insufficient stock to reserve " + std::to_string(qty) + ": " +
-                             Describe(c, item));
+                             Describe(c, f, item));
     item.reserved += qty;
     return OneEvent(MakeEvent("StockReserved", c, sku, qty, 0, item));
   }
   if (c.type == "release") {
-    int64_t qty = c.data.at("qty").get<int64_t>();
+    int64_t qty = f.qty;
     if (qty > item.reserved)
-      return Status::Refused("cannot release " + std::to_string(qty) + ": " + Describe(c, item));
+      return Status::Refused("cannot release " + std::to_string(qty) + ": " + Describe(c, f, item));
     item.reserved -= qty;
     return OneEvent(MakeEvent("ReservationReleased", c, sku, qty, 0, item));
   }
   if (c.type == "sell") {
-    int64_t qty = c.data.at("qty").get<int64_t>();
-    bool from_reservation = c.data.at("from_reservation").get<bool>();
+    int64_t qty = f.qty;
+    bool from_reservation = f.from_reservation;
     if (from_reservation) {
       if (qty > item.reserved)
         return Status::Refused("cannot sell " + std::to_string(qty) +
-                               " from reservations: " + Describe(c, item));
+                               " from reservations: " + Describe(c, f, item));
       item.reserved -= qty;
     } else if (qty > available) {
-      return Status::Refused("insufficient stock to sell " + std::to_string(qty) + ": " + Describe(c, item));
+      return Status::Refused("insufficient stock to sell " + std::to_string(qty) + ": " +
+                             Describe(c, f, item));
     }
     item.on_hand -= qty;
     auto e = MakeEvent("StockSold", c, sku, qty, -qty, item);
@@ -143,11 +138,11 @@ Result<std::vector<TypedEvent<StockEvent>>> InventoryDomain::Decide(const StateV
     return OneEvent(std::move(e));
   }
   if (c.type == "adjust") {
-    int64_t counted = c.data.at("counted").get<int64_t>();
+    int64_t counted = f.counted;
     if (counted < item.reserved)
       return Status::Refused(
           "count of " + std::to_string(counted) +
-          " is below the reserved quantity; release reservations first: " + Describe(c, item));
+          " is below the reserved quantity; release reservations first: " + Describe(c, f, item));
     int64_t delta = counted - item.on_hand;
     item.on_hand = counted;
     return OneEvent(MakeEvent("StockAdjusted", c, sku, counted, delta, item));

@@ -25,6 +25,15 @@ struct StockItem {
   int64_t reserved = 0;
 };
 
+// An inventory command's fields (decided as this struct: decider.h's typed
+// domains).
+struct InventoryCommand {
+  std::string sku;
+  int64_t qty = 0;                // receive, reserve, release, sell
+  int64_t counted = 0;            // adjust
+  bool from_reservation = false;  // sell
+};
+
 // Every inventory event's data (decided as this struct: decider.h's typed
 // domains; JSON only on the way to Kafka and back).
 struct StockEvent {
@@ -39,10 +48,12 @@ struct StockEvent {
 
 struct InventoryDomain {
   using Entity = StockItem;
+  using CommandData = InventoryCommand;
   using EventData = StockEvent;
   static Result<Command> ParseCommand(const nlohmann::json& body);
   static Result<std::vector<TypedEvent<StockEvent>>> Decide(const StateView<StockItem>& state,
-                                                            const Command& command);
+                                                            const Command& command,
+                                                            const InventoryCommand& fields);
   static std::string EntityKeyOf(const StockEvent& event);
   static StockItem Evolve(const StockItem& before, const StockEvent& event);
   static void AppendEventData(const StockEvent& event, std::string* json);

@@ -206,6 +206,22 @@ TEST_F(InventoryDecider, TypedEventsAreWrittenAsTheJsonLibraryWritesThem) {
                                            {"from_reservation", false}}));
 }
 
+// A command the domain's ParseCommand did not make (its fields as JSON,
+// not as the domain's struct) is refused as invalid, not decided.
+TEST_F(InventoryDecider, ACommandWithoutTheDomainsFieldsIsRefusedAsInvalid) {
+  Command c;
+  c.type = "receive";
+  c.partition_key = "s1";
+  c.data = {{"sku", "A"}, {"qty", 1}};
+  auto events = state_.Decide(c);
+  ASSERT_FALSE(events.ok());
+  EXPECT_EQ(events.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(events.status().message().find("not made by this domain's ParseCommand"), std::string::npos)
+      << events.status().message();
+  state_.CommitPending();
+  EXPECT_EQ(state_.entity_count(), 0u);
+}
+
 // An event read back that lacks what rebuilds the state is refused, named.
 TEST_F(InventoryDecider, AnEventReadBackWithoutItsStateIsRefusedNamingTheField) {
   Event e;
