@@ -23,7 +23,7 @@ install(TARGETS ${FRESHET_INSTALL_TARGETS} freshet
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 set(FRESHET_PUBLIC_HEADERS
-  core/status.h core/envelope.h core/config.h core/named_registry.h
+  core/status.h core/envelope.h core/config.h core/named_registry.h core/json_text.h
   writer/decider.h writer/domain_registry.h
   sinks/table.h views/projection.h views/projection_registry.h)
 foreach(header ${FRESHET_PUBLIC_HEADERS})
