@@ -198,7 +198,12 @@ nlohmann::json InventoryDomain::EntityToJson(const StockItem& item) {
 }
 
 std::string InventoryDomain::EntityKeyFromPath(const std::string& store, const std::string& sku) {
-  return store + '\x1f' + sku;
+  // One allocation: every command builds this key twice (decide, stage).
+  std::string key;
+  key.reserve(store.size() + 1 + sku.size());
+  key.append(store).push_back('\x1f');
+  key.append(sku);
+  return key;
 }
 
 nlohmann::json InventoryDomain::EntityToSnapshot(const StockItem& item) {
