@@ -277,10 +277,23 @@ Result<ShareAnswer> ViewHttpApi::ReadOwnShares(SupervisedView& view, const std::
                                    ") now; retry");
   }
   // Readers follow the view's alias: the live version, also while a new one
-  // is being built, and its offsets.
+  // is being built, and its offsets. A version is dropped only once the
+  // alias points elsewhere, so a table gone between resolving and reading
+  // means a rebuild swapped it: resolve again (a reader in a loop met this
+  // about once in ten rebuilds, RebuildTest).
   RocksDbStore& rocksdb = *supervisor_.rocksdb();
-  auto table = rocksdb.ResolveAlias(view.name);
-  if (!table.ok()) return table.status();
+  for (int resolved = 1;; ++resolved) {
+    auto table = rocksdb.ResolveAlias(view.name);
+    if (!table.ok()) return table.status();
+    auto answer = ReadSharesOfTable(view, *table, partitions, encoded_prefix, limit);
+    if (answer.ok() || answer.status().code() != StatusCode::kNotFound || resolved == 3) return answer;
+  }
+}
+
+Result<ShareAnswer> ViewHttpApi::ReadSharesOfTable(SupervisedView& view, const std::string& table,
+                                                   const std::set<int32_t>& partitions,
+                                                   const std::string& encoded_prefix, size_t limit) {
+  RocksDbStore& rocksdb = *supervisor_.rocksdb();
   const std::string topic = supervisor_.SourceTopicOf(view);
   auto offsets_of = [&](const std::map<int32_t, int64_t>& all) {
     std::map<int32_t, int64_t> out;
@@ -292,11 +305,11 @@ Result<ShareAnswer> ViewHttpApi::ReadOwnShares(SupervisedView& view, const std::
   // in between would pair newer rows with older offsets. Such a write
   // changes the offsets, so read again until they held still.
   for (int attempt = 0;; ++attempt) {
-    auto before = rocksdb.LoadOffsets(*table, topic);
+    auto before = rocksdb.LoadOffsets(table, topic);
     if (!before.ok()) return before.status();
-    auto shares = RocksDbViewStore::ReadShares(rocksdb, *table, encoded_prefix, partitions, limit);
+    auto shares = RocksDbViewStore::ReadShares(rocksdb, table, encoded_prefix, partitions, limit);
     if (!shares.ok()) return shares.status();
-    auto after = rocksdb.LoadOffsets(*table, topic);
+    auto after = rocksdb.LoadOffsets(table, topic);
     if (!after.ok()) return after.status();
     ShareAnswer out;
     out.next_offsets = offsets_of(*after);
@@ -304,7 +317,7 @@ Result<ShareAnswer> ViewHttpApi::ReadOwnShares(SupervisedView& view, const std::
       if (attempt < 20) continue;
       return Status::Unavailable("view " + view.name + ": its rows changed under 20 reads in a row; retry");
     }
-    out.table = *table;
+    out.table = table;
     out.shares = std::move(*shares);
     return out;
   }

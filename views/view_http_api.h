@@ -64,6 +64,10 @@ class ViewHttpApi {
   // partition is served here now.
   Result<ShareAnswer> ReadOwnShares(SupervisedView& view, const std::set<int32_t>& partitions,
                                     const std::string& encoded_prefix, size_t limit);
+  // The same from one version of the view (kNotFound once it is dropped).
+  Result<ShareAnswer> ReadSharesOfTable(SupervisedView& view, const std::string& table,
+                                        const std::set<int32_t>& partitions,
+                                        const std::string& encoded_prefix, size_t limit);
   // GET /views/{name}/owners: which process serves which partition.
   HttpResponse OwnersJson(const std::string& view);
   // POST /views/{name}/rebuild?store=rocksdb: the RocksDB copy is rebuilt

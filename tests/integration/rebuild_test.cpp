@@ -200,12 +200,19 @@ TEST_F(RebuildTest, RocksDbCopyIsRebuiltInTheProcessThatHoldsIt) {
   // (rows, sum of on_hand, table) as the rows endpoint answers.
   struct Read {
     int64_t rows = -1, sum = 0;
-    std::string table;
+    std::string table;  // or why the read failed
   };
   auto read_rows = [&](HttpClient& client) {
     Read out;
     auto r = client.Get("/views/stock/rows?prefix=&limit=10000");
-    if (!r.ok() || r->status != 200) return out;
+    if (!r.ok()) {
+      out.table = "(no answer: " + r.status().ToString() + ")";
+      return out;
+    }
+    if (r->status != 200) {
+      out.table = "(HTTP " + std::to_string(r->status) + ": " + r->body + ")";
+      return out;
+    }
     auto j = nlohmann::json::parse(r->body);
     out.rows = static_cast<int64_t>(j["rows"].size());
     for (const auto& row : j["rows"]) out.sum += row["value"]["on_hand"].get<int64_t>();
